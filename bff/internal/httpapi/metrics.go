@@ -1,0 +1,46 @@
+package httpapi
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the BFF's Prometheus series; they also implement relay.Stats.
+type Metrics struct {
+	Registry          *prometheus.Registry
+	upstreamsOpened   prometheus.Counter
+	upstreamsActive   prometheus.Gauge
+	upstreamConnects  prometheus.Counter
+	subscribersActive prometheus.Gauge
+	eventsRelayed     prometheus.Counter
+}
+
+// NewMetrics registers the BFF's series on a registry of their own.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		upstreamsOpened: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "exportstream_bff_upstreams_opened_total", Help: "Relayed jobs: one upstream per job code, however many subscribers.",
+		}),
+		upstreamsActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "exportstream_bff_upstreams_active", Help: "Job codes relayed now.",
+		}),
+		upstreamConnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "exportstream_bff_upstream_connections_total", Help: "Backend event-stream connections made, reconnections included.",
+		}),
+		subscribersActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "exportstream_bff_subscribers_active", Help: "Browser event streams open now.",
+		}),
+		eventsRelayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "exportstream_bff_events_relayed_total", Help: "Events written to browser streams.",
+		}),
+	}
+	m.Registry.MustRegister(m.upstreamsOpened, m.upstreamsActive, m.upstreamConnects, m.subscribersActive, m.eventsRelayed)
+	return m
+}
+
+// UpstreamOpened implements relay.Stats.
+func (m *Metrics) UpstreamOpened() { m.upstreamsOpened.Inc(); m.upstreamsActive.Inc() }
+
+// UpstreamClosed implements relay.Stats.
+func (m *Metrics) UpstreamClosed() { m.upstreamsActive.Dec() }
+
+// UpstreamConnected implements relay.Stats.
+func (m *Metrics) UpstreamConnected() { m.upstreamConnects.Inc() }

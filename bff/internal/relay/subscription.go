@@ -1,0 +1,61 @@
+package relay
+
+import "sync"
+
+// Subscription is one browser stream's view of an upstream. Its queue is
+// bounded: since every event is a whole snapshot, when a slow reader falls
+// behind the oldest progress snapshots are dropped, never the final one
+// (it is always the last in the queue).
+type Subscription struct {
+	hub   *Hub
+	up    *upstream
+	after int64 // only events with a greater Seq are delivered
+
+	mu    sync.Mutex
+	queue []Event
+	ended bool
+	ready chan struct{}
+}
+
+// Ready is signalled when Drain has something new to return.
+func (s *Subscription) Ready() <-chan struct{} { return s.ready }
+
+// Drain returns the queued events and whether the stream is over (nothing
+// will follow them).
+func (s *Subscription) Drain() ([]Event, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	evs := s.queue
+	s.queue = nil
+	return evs, s.ended
+}
+
+// Close unsubscribes; the upstream closes when its last subscriber leaves.
+func (s *Subscription) Close() { s.hub.unsubscribe(s) }
+
+func (s *Subscription) push(ev Event) {
+	if ev.ID != "" && ev.Seq <= s.after {
+		return
+	}
+	s.mu.Lock()
+	if len(s.queue) >= s.hub.cfg.Buffer {
+		s.queue = append(s.queue[:0], s.queue[1:]...)
+	}
+	s.queue = append(s.queue, ev)
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *Subscription) end() {
+	s.mu.Lock()
+	s.ended = true
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *Subscription) signal() {
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
+}
