@@ -1,0 +1,420 @@
+package httpapi_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	sse "github.com/tmaxmax/go-sse"
+
+	"github.com/exportstream/exportstream/bff/internal/backend"
+	"github.com/exportstream/exportstream/bff/internal/httpapi"
+	"github.com/exportstream/exportstream/bff/internal/relay"
+)
+
+// backendBin is the real backend binary, built once for the package.
+var backendBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "bff-test-")
+	if err != nil {
+		panic(err)
+	}
+	backendBin = filepath.Join(dir, "backend")
+	build := exec.Command("go", "build", "-o", backendBin, "./cmd/backend")
+	build.Dir = "../../../backend"
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build backend:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type backendProc struct {
+	url string
+	cmd *exec.Cmd
+}
+
+// startBackend runs the real backend binary on a free loopback port and
+// returns once it is listening (it logs its address when it is).
+func startBackend(t *testing.T) *backendProc {
+	t.Helper()
+	cmd := exec.Command(backendBin, "-addr", "127.0.0.1:0", "-data-dir", t.TempDir())
+	cmd.Env = append(os.Environ(), "LOG_LEVEL=info")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	lines := bufio.NewScanner(out)
+	for lines.Scan() {
+		var line struct {
+			Msg  string `json:"msg"`
+			Addr string `json:"addr"`
+		}
+		if json.Unmarshal(lines.Bytes(), &line) == nil && line.Msg == "backend listening" {
+			go func() { _, _ = io.Copy(io.Discard, out) }()
+			return &backendProc{url: "http://" + line.Addr, cmd: cmd}
+		}
+	}
+	t.Fatalf("backend exited before listening: %v", lines.Err())
+	return nil
+}
+
+// streamsOpened reads the backend's own count of event streams it served.
+func (b *backendProc) streamsOpened(t *testing.T) int {
+	t.Helper()
+	resp, err := http.Get(b.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^exportstream_backend_event_streams_opened_total (\d+)$`).FindSubmatch(body)
+	if m == nil {
+		t.Fatalf("no stream counter in backend metrics:\n%s", body)
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// startBFF runs the real BFF handler on a loopback socket in front of backendURL.
+func startBFF(t *testing.T, backendURL string, giveUp time.Duration) string {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	be, err := backend.New(backendURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics := httpapi.NewMetrics()
+	hub := relay.NewHub(be.OpenEvents, relay.Config{GiveUp: giveUp, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Buffer: 64}, metrics, log)
+	api := httpapi.New(httpapi.Config{Backend: be, Hub: hub, Metrics: metrics, Logger: log, Heartbeat: 15 * time.Second, Retry: time.Second})
+	srv := httptest.NewServer(api)
+	t.Cleanup(func() {
+		api.CloseStreams()
+		srv.Close()
+		hub.Close()
+	})
+	return srv.URL
+}
+
+type job struct {
+	Code     string `json:"code"`
+	Status   string `json:"status"`
+	Progress int    `json:"progress"`
+	Seq      int64  `json:"seq"`
+	File     *struct {
+		Name, SHA256, URL string
+	} `json:"file"`
+	Error *struct{ Code, Message string } `json:"error"`
+}
+
+func create(t *testing.T, bff, body string) job {
+	t.Helper()
+	resp, err := http.Post(bff+"/api/exports", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var j job
+	if err := json.NewDecoder(resp.Body).Decode(&j); err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("create: status %d, err %v", resp.StatusCode, err)
+	}
+	if loc := resp.Header.Get("Location"); loc != "/api/exports/"+j.Code {
+		t.Errorf("Location = %q, want it under /api", loc)
+	}
+	return j
+}
+
+type event struct {
+	id   string
+	data string
+	job  job
+}
+
+// stream is one browser-like event stream reader.
+type stream struct {
+	resp   *http.Response
+	events chan event
+	done   chan error
+}
+
+func openStream(t *testing.T, url string, header http.Header) *stream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	s := &stream{resp: resp, events: make(chan event, 1024), done: make(chan error, 1)}
+	go func() {
+		defer cancel()
+		defer func() { _ = resp.Body.Close() }()
+		defer close(s.events)
+		for ev, err := range sse.Read(resp.Body, nil) {
+			if err != nil {
+				s.done <- err
+				return
+			}
+			var j job
+			if err := json.Unmarshal([]byte(ev.Data), &j); err != nil {
+				s.done <- fmt.Errorf("event data %q: %w", ev.Data, err)
+				return
+			}
+			s.events <- event{ev.LastEventID, ev.Data, j}
+		}
+		s.done <- nil
+	}()
+	return s
+}
+
+func (s *stream) next(t *testing.T) event {
+	t.Helper()
+	ev, ok := <-s.events
+	if !ok {
+		t.Fatalf("stream ended early: %v", <-s.done)
+	}
+	return ev
+}
+
+// rest reads the stream to its end and checks that the server ended it.
+func (s *stream) rest(t *testing.T) []event {
+	t.Helper()
+	var evs []event
+	for ev := range s.events {
+		evs = append(evs, ev)
+	}
+	if err := <-s.done; err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	return evs
+}
+
+func TestThreeBrowsersOnOneExportShareOneBackendStreamAndSeeTheSameEvents(t *testing.T) {
+	be := startBackend(t)
+	bff := startBFF(t, be.url, 5*time.Second)
+	j := create(t, bff, `{"rows":4000,"durationMs":1500}`)
+
+	url := bff + "/api/exports/" + j.Code + "/events"
+	var streams []*stream
+	var firsts []event
+	for range 3 {
+		s := openStream(t, url, nil)
+		streams = append(streams, s)
+		firsts = append(firsts, s.next(t)) // joined: it got the snapshot at once
+	}
+	all := make([][]event, 3)
+	var wg sync.WaitGroup
+	for i, s := range streams {
+		wg.Go(func() { all[i] = append([]event{firsts[i]}, s.rest(t)...) })
+	}
+	wg.Wait()
+
+	if n := be.streamsOpened(t); n != 1 {
+		t.Fatalf("backend served %d event streams for 3 browsers on one export, want 1", n)
+	}
+	joinedAll := max(firsts[0].job.Seq, firsts[1].job.Seq, firsts[2].job.Seq)
+	var reference []string
+	for i, evs := range all {
+		for k, ev := range evs {
+			if ev.id != strconv.FormatInt(ev.job.Seq, 10) {
+				t.Errorf("browser %d: id %q is not the job's seq %d", i, ev.id, ev.job.Seq)
+			}
+			if k > 0 && ev.job.Seq <= evs[k-1].job.Seq {
+				t.Errorf("browser %d: seq %d after %d", i, ev.job.Seq, evs[k-1].job.Seq)
+			}
+		}
+		last := evs[len(evs)-1].job
+		if last.Status != "COMPLETED" {
+			t.Fatalf("browser %d: last status %s, want COMPLETED", i, last.Status)
+		}
+		var since []string // id and data of each event once all had joined
+		for _, ev := range evs {
+			if ev.job.Seq >= joinedAll {
+				since = append(since, ev.id+" "+ev.data)
+			}
+		}
+		if reference == nil {
+			reference = since
+			continue
+		}
+		if !slices.Equal(since, reference) {
+			t.Errorf("browser %d saw different events than browser 0 once all had joined:\n%q\n%q", i, since, reference)
+		}
+	}
+
+	// The relay changes nothing: the final event is the backend's, byte for byte.
+	direct := openStream(t, be.url+"/v1/exports/"+j.Code+"/events", http.Header{"X-Forwarded-Prefix": {"/api"}}).rest(t)
+	lastRelayed := all[0][len(all[0])-1].data
+	if got, want := lastRelayed, direct[len(direct)-1].data; got != want {
+		t.Errorf("relayed data differs from the backend's:\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestADownloadThroughTheBFFMatchesTheAnnouncedSHA256(t *testing.T) {
+	be := startBackend(t)
+	bff := startBFF(t, be.url, 5*time.Second)
+	j := create(t, bff, `{"rows":5000,"durationMs":100,"filename":"sales report.csv"}`)
+	evs := openStream(t, bff+"/api/exports/"+j.Code+"/events", nil).rest(t)
+	f := evs[len(evs)-1].job.File
+	if f == nil || f.URL != "/api/exports/"+j.Code+"/file" {
+		t.Fatalf("file = %+v, want a url under /api", f)
+	}
+	resp, err := http.Get(bff + f.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(resp.Body)
+	sum := sha256.Sum256(body)
+	if resp.StatusCode != http.StatusOK || hex.EncodeToString(sum[:]) != f.SHA256 {
+		t.Fatalf("download: status %d, sha256 %x, want %s", resp.StatusCode, sum, f.SHA256)
+	}
+	if cd := resp.Header.Get("Content-Disposition"); !strings.Contains(cd, "attachment") || !strings.Contains(cd, "filename*=UTF-8''sales%20report.csv") {
+		t.Errorf("Content-Disposition = %q", cd)
+	}
+	if resp.Header.Get("Content-Length") != strconv.Itoa(len(body)) {
+		t.Errorf("Content-Length = %q, body %d bytes", resp.Header.Get("Content-Length"), len(body))
+	}
+
+	// Range passes through: the second half only.
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, bff+f.URL, nil)
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-", len(body)/2))
+	part, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = part.Body.Close() }()
+	tail, _ := io.ReadAll(part.Body)
+	if part.StatusCode != http.StatusPartialContent || string(tail) != string(body[len(body)/2:]) {
+		t.Errorf("range: status %d, %d bytes", part.StatusCode, len(tail))
+	}
+}
+
+func TestWhenTheBackendDiesSubscribersGetERRORAndTheirStreamsEnd(t *testing.T) {
+	be := startBackend(t)
+	bff := startBFF(t, be.url, 300*time.Millisecond)
+	j := create(t, bff, `{"rows":1000,"durationMs":60000}`)
+	url := bff + "/api/exports/" + j.Code + "/events"
+	a, b := openStream(t, url, nil), openStream(t, url, nil)
+	a.next(t)
+	b.next(t)
+
+	if err := be.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]*stream{"a": a, "b": b} {
+		evs := s.rest(t)
+		if len(evs) == 0 {
+			t.Fatalf("browser %s: stream ended without ERROR", name)
+		}
+		last := evs[len(evs)-1]
+		if last.job.Status != "ERROR" || last.job.Code != j.Code || last.job.Error == nil || last.job.Error.Code != "UPSTREAM_UNAVAILABLE" {
+			t.Errorf("browser %s: last event %s, want ERROR UPSTREAM_UNAVAILABLE for %s", name, last.data, j.Code)
+		}
+	}
+}
+
+func TestAResumeAfterTheEndGets204(t *testing.T) {
+	be := startBackend(t)
+	bff := startBFF(t, be.url, 5*time.Second)
+	j := create(t, bff, `{"rows":10,"durationMs":0}`)
+	url := bff + "/api/exports/" + j.Code + "/events"
+	evs := openStream(t, url, nil).rest(t)
+	last := evs[len(evs)-1]
+
+	resumed := openStream(t, url, http.Header{"Last-Event-ID": {last.id}})
+	if resumed.resp.StatusCode != http.StatusNoContent {
+		t.Errorf("resume at the final id: status %d, want 204", resumed.resp.StatusCode)
+	}
+	prev, _ := strconv.ParseInt(last.id, 10, 64)
+	again := openStream(t, url, http.Header{"Last-Event-ID": {strconv.FormatInt(prev-1, 10)}}).rest(t)
+	if len(again) != 1 || again[0].id != last.id {
+		t.Errorf("resume one before the end: got %d events, want only id %s", len(again), last.id)
+	}
+}
+
+func TestBadRequestsToTheBFFGetAClearJSONError(t *testing.T) {
+	be := startBackend(t)
+	bff := startBFF(t, be.url, 5*time.Second)
+	unknown := "0b8f2f5e-8a57-4c1b-9f6e-2d0c7f4b9a10"
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+		code                     string
+	}{
+		{"a code that is not a UUID", "GET", "/api/exports/nope", "", 400, "INVALID_CODE"},
+		{"events of a code that is not a UUID", "GET", "/api/exports/nope/events", "", 400, "INVALID_CODE"},
+		{"a file of a code that is not a UUID", "GET", "/api/exports/not-a-uuid/file", "", 400, "INVALID_CODE"},
+		{"an unknown code", "GET", "/api/exports/" + unknown, "", 404, "NOT_FOUND"},
+		{"events of an unknown code", "GET", "/api/exports/" + unknown + "/events", "", 404, "NOT_FOUND"},
+		{"the file of an unknown code", "GET", "/api/exports/" + unknown + "/file", "", 404, "NOT_FOUND"},
+		{"a body that is not JSON (from the backend)", "POST", "/api/exports", "nope", 400, "INVALID_JSON"},
+		{"an out-of-range request (from the backend)", "POST", "/api/exports", `{"rows":0,"durationMs":1}`, 422, "VALIDATION_FAILED"},
+		{"a body over 64 KiB", "POST", "/api/exports", `{"filename":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "BODY_TOO_LARGE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequestWithContext(t.Context(), tt.method, bff+tt.path, strings.NewReader(tt.body))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = resp.Body.Close() }()
+			var body struct {
+				Error struct{ Code, Message string } `json:"error"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+				t.Fatalf("error body is not JSON: %v", err)
+			}
+			if resp.StatusCode != tt.status || body.Error.Code != tt.code || body.Error.Message == "" {
+				t.Errorf("got %d %+v, want %d %s", resp.StatusCode, body.Error, tt.status, tt.code)
+			}
+		})
+	}
+}
+
+func TestTheBFFAnswers502WhenTheBackendIsDown(t *testing.T) {
+	be := startBackend(t)
+	bff := startBFF(t, be.url, 5*time.Second)
+	_ = be.cmd.Process.Kill()
+	_ = be.cmd.Wait()
+	resp, err := http.Post(bff+"/api/exports", "application/json", strings.NewReader(`{"rows":1,"durationMs":0}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("status %d, Retry-After %q; want 502 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
