@@ -28,7 +28,7 @@ import (
 // startBackend runs the real backend handler on a loopback socket.
 func startBackend(t *testing.T) string {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	st := store.NewMemory()
 	pool, err := worker.New(st, worker.Config{Workers: 4, QueueSize: 16, FilesDir: t.TempDir(), ProgressInterval: 20 * time.Millisecond}, log)
 	if err != nil {

@@ -105,7 +105,7 @@ func (b *backendProc) streamsOpened(t *testing.T) int {
 // startBFF runs the real BFF handler on a loopback socket in front of backendURL.
 func startBFF(t *testing.T, backendURL string, giveUp time.Duration) string {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	be, err := backend.New(backendURL)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,59 @@
+# exportstream — the front door. `make demo` to try it, `make test` to check it.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO_MODULES := backend bff
+TOOLS      := $(CURDIR)/.tools/bin
+GOLANGCI   := $(TOOLS)/golangci-lint
+GOLANGCI_VERSION := v2.15.0
+
+.PHONY: help build build-go build-client demo test test-go test-client check-compose lint deps-test up down clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+build: build-go build-client ## build the Go binaries (bin/) and the client + demo page (client/dist)
+
+build-go:
+	CGO_ENABLED=0 go build -trimpath -o bin/ ./backend/cmd/backend ./bff/cmd/bff
+
+client/node_modules/.package-lock.json: client/package-lock.json
+	cd client && npm ci --no-audit --no-fund
+
+build-client: client/node_modules/.package-lock.json
+	cd client && npm run build
+
+demo: build ## run backend + BFF natively and serve the demo on http://localhost:8080
+	@scripts/demo.sh
+
+deps-test: ## install what the tests need (npm packages; Debian packages when root)
+	@scripts/install-test-deps.sh
+
+test: deps-test build lint test-go test-client check-compose ## run every test (Go -race, TypeScript, browser, compose)
+
+test-go: ## Go tests with the race detector, both modules
+	go test -race -count=1 $(addprefix ./,$(addsuffix /...,$(GO_MODULES)))
+
+test-client: build ## TypeScript unit, integration (real binaries) and browser (Chromium) tests
+	cd client && EXPORTSTREAM_BIN_DIR=$(CURDIR)/bin npm test
+
+check-compose: ## validate docker-compose.yml
+	@scripts/check-compose.sh
+
+$(GOLANGCI):
+	GOBIN=$(TOOLS) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
+
+lint: $(GOLANGCI) ## gofmt, go vet, golangci-lint, GOWORK=off + CGO_ENABLED=0 builds, tsc
+	@test -z "$$(gofmt -l $(GO_MODULES))" || { echo "gofmt needed:"; gofmt -l $(GO_MODULES); exit 1; }
+	go vet $(addprefix ./,$(addsuffix /...,$(GO_MODULES)))
+	@for m in $(GO_MODULES); do (cd $$m && $(GOLANGCI) run ./... && GOWORK=off CGO_ENABLED=0 go build -o /dev/null ./...) || exit 1; done
+	cd client && npm run typecheck
+
+up: ## docker compose up (needs Docker)
+	docker compose up --build --wait
+
+down:
+	docker compose down
+
+clean:
+	rm -rf bin client/dist .data
