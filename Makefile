@@ -7,7 +7,9 @@ TOOLS      := $(CURDIR)/.tools/bin
 GOLANGCI   := $(TOOLS)/golangci-lint
 GOLANGCI_VERSION := v2.15.0
 
-.PHONY: help build build-go build-client demo test test-go test-client check-compose lint deps-test up down clean
+FUZZTIME ?= 30s
+
+.PHONY: fuzz help build build-go build-client demo test test-go test-client check-compose lint deps-test up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -39,6 +41,9 @@ test-client: build ## TypeScript unit, integration (real binaries) and browser (
 
 check-compose: ## validate docker-compose.yml
 	@scripts/check-compose.sh
+
+fuzz: ## run each fuzz target for FUZZTIME (default 30s)
+	cd backend && for f in FuzzDecodeRequest FuzzContentDisposition; do go test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) ./internal/httpapi/ || exit 1; done
 
 $(GOLANGCI):
 	GOBIN=$(TOOLS) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
