@@ -1,0 +1,25 @@
+// Bundles the demo page into dist/demo/ (what the BFF serves with -static-dir).
+import { copyFile, mkdir } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const out = join(root, "dist", "demo");
+
+await mkdir(out, { recursive: true });
+await build({
+  entryPoints: [join(root, "demo", "main.ts")],
+  outfile: join(out, "demo.js"),
+  bundle: true,
+  format: "esm",
+  target: ["es2022"],
+  minify: true,
+  sourcemap: true,
+  legalComments: "none",
+  logLevel: "warning",
+});
+await Promise.all(
+  ["index.html", "style.css"].map((file) => copyFile(join(root, "demo", file), join(out, file))),
+);
+console.log(`demo built in ${out}`);

@@ -1,0 +1,136 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { createExportClient, ExportError } from "../src/index.js";
+import type { FetchLike } from "../src/index.js";
+import { CODE, completed, fakeFetch, job } from "./fakes.js";
+
+describe("start and get", () => {
+  it("POSTs the request as JSON to {baseUrl}/api/exports and returns the job", async () => {
+    const created = job({ seq: 1, status: "PENDING" });
+    const { fetch, requests } = fakeFetch(202, created);
+    const client = createExportClient({ baseUrl: "http://bff.test/", fetch });
+
+    const result = await client.start({ rows: 2000, durationMs: 1500, failAt: 50 });
+
+    expect(result).toEqual(created);
+    expect(requests).toHaveLength(1);
+    const [request] = requests;
+    expect(request?.url).toBe("http://bff.test/api/exports");
+    expect(request?.init.method).toBe("POST");
+    expect(request?.init.headers["Content-Type"]).toBe("application/json");
+    expect(JSON.parse(request?.init.body ?? "")).toEqual({ rows: 2000, durationMs: 1500, failAt: 50 });
+  });
+
+  it("GETs one export by code on the same origin by default", async () => {
+    const { fetch, requests } = fakeFetch(200, job({ seq: 3 }));
+    const client = createExportClient({ fetch });
+
+    await expect(client.get(CODE)).resolves.toMatchObject({ code: CODE, seq: 3 });
+    expect(requests[0]?.url).toBe(`/api/exports/${CODE}`);
+  });
+
+  it("escapes the code in the URL", async () => {
+    const { fetch, requests } = fakeFetch(200, job({ seq: 3 }));
+    await createExportClient({ fetch }).get("../admin?x=1");
+    expect(requests[0]?.url).toBe("/api/exports/..%2Fadmin%3Fx%3D1");
+  });
+});
+
+describe("ExportError from HTTP", () => {
+  it.each([
+    [404, "NOT_FOUND", "export not found"],
+    [400, "INVALID_CODE", "code is not a UUID"],
+    [409, "NOT_READY", "not ready"],
+    [422, "VALIDATION_FAILED", "rows must be between 1 and 1000000"],
+  ])("carries HTTP %i and the server's code %s from the error body", async (status, code, message) => {
+    const { fetch } = fakeFetch(status, { error: { code, message } });
+    const client = createExportClient({ fetch });
+
+    const error = await client.get(CODE).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(ExportError);
+    expect(error).toMatchObject({ name: "ExportError", code, message, status });
+  });
+
+  it("reports BAD_RESPONSE with the HTTP status when the error body is not the documented JSON", async () => {
+    const { fetch } = fakeFetch(502, "<html>Bad Gateway</html>");
+    await expect(createExportClient({ fetch }).get(CODE)).rejects.toMatchObject({ code: "BAD_RESPONSE", status: 502 });
+  });
+
+  it("reports BAD_RESPONSE when a 2xx body is not a job", async () => {
+    const { fetch } = fakeFetch(200, { hello: "world" });
+    await expect(createExportClient({ fetch }).get(CODE)).rejects.toMatchObject({ code: "BAD_RESPONSE" });
+  });
+
+  it("reports NETWORK_ERROR with status 0 when fetch itself fails", async () => {
+    const fetch: FetchLike = () => Promise.reject(new TypeError("fetch failed"));
+    const error = await createExportClient({ fetch }).get(CODE).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "NETWORK_ERROR", status: 0 });
+    expect((error as ExportError).cause).toBeInstanceOf(TypeError);
+  });
+
+  it("reports ABORTED when the request's signal aborts", async () => {
+    const fetch: FetchLike = (_url, init) =>
+      new Promise((_resolve, reject) => {
+        init.signal?.addEventListener("abort", () => reject(init.signal?.reason));
+      });
+    const controller = new AbortController();
+    const started = createExportClient({ fetch }).start({ rows: 1, durationMs: 1 }, { signal: controller.signal });
+    controller.abort();
+    await expect(started).rejects.toMatchObject({ code: "ABORTED", status: 0 });
+  });
+});
+
+describe("files", () => {
+  const globals = globalThis as { document?: unknown };
+  afterEach(() => {
+    delete globals.document;
+  });
+
+  it("resolves a job's file URL against baseUrl", () => {
+    const client = createExportClient({ baseUrl: "http://bff.test" });
+    expect(client.fileUrl(completed(5))).toBe(`http://bff.test/api/exports/${CODE}/file`);
+    expect(createExportClient().fileUrl(completed(5))).toBe(`/api/exports/${CODE}/file`);
+  });
+
+  it("refuses the file of a job that is not COMPLETED", () => {
+    expect(() => createExportClient().fileUrl(job({ seq: 1 }))).toThrow(ExportError);
+  });
+
+  it("downloads in the same tab through a temporary <a download> click", () => {
+    const clicked: { href: string; download: string }[] = [];
+    const appended: unknown[] = [];
+    let removed = 0;
+    globals.document = {
+      createElement: () => {
+        const anchor = {
+          href: "",
+          download: "",
+          rel: "",
+          style: { display: "" },
+          click: () => clicked.push({ href: anchor.href, download: anchor.download }),
+          remove: () => (removed += 1),
+        };
+        return anchor;
+      },
+      body: { append: (node: unknown) => appended.push(node) },
+    };
+
+    createExportClient({ baseUrl: "http://bff.test" }).download(completed(5));
+
+    expect(clicked).toEqual([{ href: `http://bff.test/api/exports/${CODE}/file`, download: "export.csv" }]);
+    expect(appended).toHaveLength(1);
+    expect(removed).toBe(1);
+  });
+
+  it("explains that download() needs a browser", () => {
+    expect(() => createExportClient().download(completed(5))).toThrow(/browser document/);
+  });
+});
+
+describe("defaults", () => {
+  it("explains how to inject an EventSource when the platform has none", () => {
+    const client = createExportClient();
+    expect(() => client.subscribe(CODE, () => {})).toThrow(/eventsource/);
+    expect(client.openStreams()).toEqual([]);
+  });
+});

@@ -1,0 +1,432 @@
+import { beforeEach, describe, expect, it } from "vitest";
+import { createExportClient, ExportError } from "../src/index.js";
+import type { ExportClient, ExportEvent, Job } from "../src/index.js";
+import { CODE, FakeEventSource, OTHER_CODE, completed, flush, job } from "./fakes.js";
+
+function newClient(): ExportClient {
+  return createExportClient({ baseUrl: "http://bff.test", EventSource: FakeEventSource });
+}
+
+/** The only open EventSource; fails the test when there is not exactly one. */
+function onlySource(): FakeEventSource {
+  const open = FakeEventSource.open();
+  expect(open).toHaveLength(1);
+  return open[0]!;
+}
+
+function recorder(): { events: ExportEvent[]; listener: (event: ExportEvent) => void; seqs(): number[] } {
+  const events: ExportEvent[] = [];
+  return {
+    events,
+    listener: (event) => events.push(event),
+    seqs: () => events.flatMap((event) => (event.type === "snapshot" ? [event.job.seq] : [])),
+  };
+}
+
+beforeEach(() => {
+  FakeEventSource.reset();
+});
+
+describe("subscribe: one stream per code", () => {
+  it("opens exactly one EventSource for three subscribes to the same code", () => {
+    const client = newClient();
+    client.subscribe(CODE, () => {});
+    client.subscribe(CODE, () => {});
+    client.subscribe(CODE, () => {});
+
+    expect(FakeEventSource.instances).toHaveLength(1);
+    expect(FakeEventSource.instances[0]!.url).toBe(`http://bff.test/api/exports/${CODE}/events`);
+    expect(client.openStreams()).toEqual([CODE]);
+  });
+
+  it("opens one EventSource per distinct code", () => {
+    const client = newClient();
+    client.subscribe(CODE, () => {});
+    client.subscribe(OTHER_CODE, () => {});
+    client.subscribe(CODE, () => {});
+
+    expect(FakeEventSource.instances.map((source) => source.url)).toEqual([
+      `http://bff.test/api/exports/${CODE}/events`,
+      `http://bff.test/api/exports/${OTHER_CODE}/events`,
+    ]);
+  });
+
+  it("delivers every snapshot once, in order, to every listener", () => {
+    const client = newClient();
+    const a = recorder();
+    const b = recorder();
+    client.subscribe(CODE, a.listener);
+    client.subscribe(CODE, b.listener);
+    const source = onlySource();
+
+    source.emit(job({ seq: 1, status: "PENDING" }));
+    source.emit(job({ seq: 2, progress: 10 }));
+    source.emit(job({ seq: 3, progress: 20 }));
+
+    expect(a.seqs()).toEqual([1, 2, 3]);
+    expect(b.seqs()).toEqual([1, 2, 3]);
+  });
+
+  it("gives a late joiner the latest snapshot on the next microtask, not synchronously", async () => {
+    const client = newClient();
+    client.subscribe(CODE, () => {});
+    const source = onlySource();
+    source.emit(job({ seq: 1, status: "PENDING" }));
+    source.emit(job({ seq: 2, progress: 40 }));
+
+    const late = recorder();
+    client.subscribe(CODE, late.listener);
+    expect(late.events).toEqual([]);
+
+    await flush();
+    expect(late.events).toEqual([{ type: "snapshot", job: job({ seq: 2, progress: 40 }) }]);
+    expect(FakeEventSource.instances).toHaveLength(1);
+  });
+
+  it("does not give a late joiner the same snapshot twice when a newer one beats its microtask", async () => {
+    const client = newClient();
+    client.subscribe(CODE, () => {});
+    const source = onlySource();
+    source.emit(job({ seq: 1 }));
+
+    const late = recorder();
+    client.subscribe(CODE, late.listener);
+    source.emit(job({ seq: 2 }));
+    await flush();
+
+    expect(late.seqs()).toEqual([2]);
+  });
+
+  it("gives a joiner nothing before the first snapshot, then the first snapshot", async () => {
+    const client = newClient();
+    const first = recorder();
+    const second = recorder();
+    client.subscribe(CODE, first.listener);
+    client.subscribe(CODE, second.listener);
+    await flush();
+    expect(second.events).toEqual([]);
+
+    onlySource().emit(job({ seq: 1 }));
+    expect(first.seqs()).toEqual([1]);
+    expect(second.seqs()).toEqual([1]);
+  });
+});
+
+describe("subscribe: how a subscription ends", () => {
+  it.each(["COMPLETED", "FAILED", "CANCELLED"] as const)(
+    "%s reaches every listener, then closes the EventSource and deletes the entry",
+    (status) => {
+      const client = newClient();
+      const a = recorder();
+      const b = recorder();
+      client.subscribe(CODE, a.listener);
+      client.subscribe(CODE, b.listener);
+      const source = onlySource();
+      source.emit(job({ seq: 1 }));
+
+      const terminal: Job =
+        status === "COMPLETED"
+          ? completed(2)
+          : job({ seq: 2, status, error: { code: "GENERATION_FAILED", message: "boom" } });
+      source.emit(terminal);
+
+      expect(a.events.at(-1)).toEqual({ type: "snapshot", job: terminal });
+      expect(b.events.at(-1)).toEqual({ type: "snapshot", job: terminal });
+      expect(source.closed).toBe(true);
+      expect(client.openStreams()).toEqual([]);
+    },
+  );
+
+  it("turns an ERROR event into an ExportError with the server's code, then closes and deletes", () => {
+    const client = newClient();
+    const a = recorder();
+    client.subscribe(CODE, a.listener);
+    const source = onlySource();
+    source.emit(job({ seq: 1 }));
+
+    source.emit({ code: CODE, status: "ERROR", error: { code: "UPSTREAM_UNAVAILABLE", message: "backend gone" } });
+
+    const last = a.events.at(-1);
+    expect(last?.type).toBe("error");
+    const error = last?.type === "error" ? last.error : undefined;
+    expect(error).toBeInstanceOf(ExportError);
+    expect(error).toMatchObject({ code: "UPSTREAM_UNAVAILABLE", status: "ERROR" });
+    expect(error?.message).toContain("backend gone");
+    expect(source.closed).toBe(true);
+    expect(client.openStreams()).toEqual([]);
+  });
+
+  it("keeps the subscription through a transient drop (the EventSource reconnects by itself)", () => {
+    const client = newClient();
+    const a = recorder();
+    client.subscribe(CODE, a.listener);
+    const source = onlySource();
+    source.emit(job({ seq: 1 }));
+
+    source.drop();
+    source.emit(job({ seq: 2 }));
+
+    expect(a.events.map((event) => event.type)).toEqual(["snapshot", "snapshot"]);
+    expect(source.closed).toBe(false);
+    expect(client.openStreams()).toEqual([CODE]);
+  });
+
+  it("notifies listeners of a fatal error (closed without a terminal event) and deletes the entry", () => {
+    const client = newClient();
+    const a = recorder();
+    const b = recorder();
+    client.subscribe(CODE, a.listener);
+    client.subscribe(CODE, b.listener);
+    const source = onlySource();
+
+    source.fail(404);
+
+    for (const { events } of [a, b]) {
+      expect(events).toHaveLength(1);
+      const event = events[0]!;
+      expect(event.type).toBe("error");
+      if (event.type !== "error") return;
+      expect(event.error).toBeInstanceOf(ExportError);
+      expect(event.error).toMatchObject({ code: "STREAM_CLOSED", status: "ERROR" });
+      expect(event.error.message).toContain("HTTP 404");
+    }
+    expect(client.openStreams()).toEqual([]);
+  });
+
+  it("closes the EventSource only when the last listener unsubscribes (reference counting)", () => {
+    const client = newClient();
+    const unsubscribeA = client.subscribe(CODE, () => {});
+    const unsubscribeB = client.subscribe(CODE, () => {});
+    const unsubscribeC = client.subscribe(CODE, () => {});
+    const source = onlySource();
+
+    unsubscribeA();
+    unsubscribeB();
+    expect(source.closed).toBe(false);
+    expect(client.openStreams()).toEqual([CODE]);
+
+    unsubscribeC();
+    expect(source.closed).toBe(true);
+    expect(client.openStreams()).toEqual([]);
+  });
+
+  it("ignores a second call of the same unsubscribe instead of releasing another listener", () => {
+    const client = newClient();
+    const unsubscribeA = client.subscribe(CODE, () => {});
+    client.subscribe(CODE, () => {});
+    const source = onlySource();
+
+    unsubscribeA();
+    unsubscribeA();
+
+    expect(source.closed).toBe(false);
+  });
+
+  it("never calls a listener after it unsubscribed", async () => {
+    const client = newClient();
+    const a = recorder();
+    const unsubscribeA = client.subscribe(CODE, a.listener);
+    client.subscribe(CODE, () => {});
+    const source = onlySource();
+    source.emit(job({ seq: 1 }));
+
+    unsubscribeA();
+    source.emit(job({ seq: 2 }));
+    source.emit(completed(3));
+    expect(a.seqs()).toEqual([1]);
+
+    // A late joiner that leaves before its microtask gets nothing either.
+    client.subscribe(OTHER_CODE, () => {});
+    const other = FakeEventSource.open().find((s) => s.url.includes(OTHER_CODE))!;
+    other.emit(job({ code: OTHER_CODE, seq: 1 }));
+    const late = recorder();
+    client.subscribe(OTHER_CODE, late.listener)();
+    await flush();
+    expect(late.events).toEqual([]);
+  });
+
+  it("never calls a listener unsubscribed by another listener during the same dispatch", () => {
+    const client = newClient();
+    const b = recorder();
+    let unsubscribeB = (): void => {};
+    client.subscribe(CODE, () => unsubscribeB());
+    unsubscribeB = client.subscribe(CODE, b.listener);
+
+    onlySource().emit(job({ seq: 1 }));
+
+    expect(b.events).toEqual([]);
+  });
+
+  it.each([
+    ["a terminal status", (source: FakeEventSource) => source.emit(completed(1))],
+    ["an ERROR event", (source: FakeEventSource) => source.emit({ code: CODE, status: "ERROR", error: { code: "GONE", message: "gone" } })],
+    ["a fatal error", (source: FakeEventSource) => source.fail()],
+  ])("opens a new EventSource for a subscribe after %s deleted the entry", (_name, end) => {
+    const client = newClient();
+    client.subscribe(CODE, () => {});
+    end(onlySource());
+
+    const fresh = recorder();
+    client.subscribe(CODE, fresh.listener);
+
+    expect(FakeEventSource.instances).toHaveLength(2);
+    const second = onlySource();
+    expect(second).toBe(FakeEventSource.instances[1]);
+    second.emit(job({ seq: 1 }));
+    expect(fresh.seqs()).toEqual([1]);
+  });
+
+  it("opens a new EventSource for a subscribe after the last listener left", () => {
+    const client = newClient();
+    client.subscribe(CODE, () => {})();
+    client.subscribe(CODE, () => {});
+    expect(FakeEventSource.instances).toHaveLength(2);
+    expect(FakeEventSource.instances[0]!.closed).toBe(true);
+    expect(FakeEventSource.instances[1]!.closed).toBe(false);
+  });
+
+  it("does not let a stale unsubscribe touch a newer subscription of the same code", () => {
+    const client = newClient();
+    const stale = client.subscribe(CODE, () => {});
+    onlySource().emit(completed(1));
+
+    const fresh = recorder();
+    client.subscribe(CODE, fresh.listener);
+    stale();
+
+    const source = onlySource();
+    source.emit(job({ seq: 1 }));
+    expect(fresh.seqs()).toEqual([1]);
+    expect(source.closed).toBe(false);
+  });
+
+  it("lets a listener subscribe again from its terminal callback, starting fresh", () => {
+    const client = newClient();
+    const again = recorder();
+    client.subscribe(CODE, (event) => {
+      if (event.type === "snapshot" && event.job.status === "COMPLETED") {
+        client.subscribe(CODE, again.listener);
+      }
+    });
+    onlySource().emit(completed(1));
+
+    expect(FakeEventSource.instances).toHaveLength(2);
+    onlySource().emit(completed(1));
+    expect(again.seqs()).toEqual([1]);
+  });
+});
+
+describe("subscribe: defensive parsing", () => {
+  it("ignores events whose seq is not newer than the last one seen", () => {
+    const client = newClient();
+    const a = recorder();
+    client.subscribe(CODE, a.listener);
+    const source = onlySource();
+
+    source.emit(job({ seq: 1 }));
+    source.emit(job({ seq: 3 }));
+    source.emit(job({ seq: 3 }));
+    source.emit(job({ seq: 2 }));
+    source.emit(job({ seq: 4 }));
+
+    expect(a.seqs()).toEqual([1, 3, 4]);
+  });
+
+  it("ignores malformed events and events of another code", () => {
+    const client = newClient();
+    const a = recorder();
+    client.subscribe(CODE, a.listener);
+    const source = onlySource();
+
+    source.emitRaw("not json");
+    source.emitRaw(JSON.stringify({ code: CODE, status: "SLEEPING", seq: 1, progress: 0 }));
+    source.emit(job({ code: OTHER_CODE, seq: 1 }));
+    source.emit(job({ seq: 2 }));
+
+    expect(a.seqs()).toEqual([2]);
+  });
+});
+
+describe("waitFor", () => {
+  it("resolves with the COMPLETED job and releases the stream", async () => {
+    const client = newClient();
+    const done = client.waitFor(CODE);
+    const source = onlySource();
+    source.emit(job({ seq: 1 }));
+    source.emit(completed(2));
+
+    await expect(done).resolves.toEqual(completed(2));
+    expect(source.closed).toBe(true);
+  });
+
+  it("rejects with an ExportError carrying the job's error when the job FAILED", async () => {
+    const client = newClient();
+    const done = client.waitFor(CODE);
+    const failed = job({ seq: 2, status: "FAILED", error: { code: "GENERATION_FAILED", message: "failed at 50%" } });
+    onlySource().emit(failed);
+
+    const error = await done.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ExportError);
+    expect(error).toMatchObject({ code: "GENERATION_FAILED", status: "FAILED", job: failed, message: "failed at 50%" });
+  });
+
+  it("rejects with status CANCELLED when the job was cancelled", async () => {
+    const client = newClient();
+    const done = client.waitFor(CODE);
+    onlySource().emit(job({ seq: 2, status: "CANCELLED" }));
+
+    await expect(done).rejects.toMatchObject({ name: "ExportError", code: "CANCELLED", status: "CANCELLED" });
+  });
+
+  it("rejects on the BFF's ERROR event", async () => {
+    const client = newClient();
+    const done = client.waitFor(CODE);
+    onlySource().emit({ code: CODE, status: "ERROR", error: { code: "NOT_FOUND", message: "job vanished" } });
+
+    await expect(done).rejects.toMatchObject({ name: "ExportError", code: "NOT_FOUND", status: "ERROR" });
+  });
+
+  it("rejects on a fatal stream error", async () => {
+    const client = newClient();
+    const done = client.waitFor(CODE);
+    onlySource().fail(404);
+
+    await expect(done).rejects.toMatchObject({ name: "ExportError", code: "STREAM_CLOSED" });
+  });
+
+  it("rejects with ABORTED when its signal aborts, and releases its listener", async () => {
+    const client = newClient();
+    const controller = new AbortController();
+    const done = client.waitFor(CODE, { signal: controller.signal });
+    const source = onlySource();
+
+    controller.abort(new Error("user left"));
+
+    const error = await done.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ExportError);
+    expect(error).toMatchObject({ code: "ABORTED", status: 0 });
+    expect((error as ExportError).cause).toEqual(new Error("user left"));
+    expect(source.closed).toBe(true);
+  });
+
+  it("rejects at once, without opening a stream, when the signal is already aborted", async () => {
+    const client = newClient();
+    await expect(client.waitFor(CODE, { signal: AbortSignal.abort() })).rejects.toMatchObject({ code: "ABORTED" });
+    expect(FakeEventSource.instances).toHaveLength(0);
+  });
+
+  it("shares the stream with subscribe and leaves it open for the other listeners", async () => {
+    const client = newClient();
+    const a = recorder();
+    client.subscribe(CODE, a.listener);
+    const controller = new AbortController();
+    const done = client.waitFor(CODE, { signal: controller.signal });
+    expect(FakeEventSource.instances).toHaveLength(1);
+
+    controller.abort();
+    await done.catch(() => {});
+    const source = onlySource();
+    source.emit(job({ seq: 1 }));
+    expect(a.seqs()).toEqual([1]);
+  });
+});

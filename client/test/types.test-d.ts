@@ -1,0 +1,74 @@
+import { EventSource as NodeEventSource } from "eventsource";
+import { describe, expectTypeOf, it } from "vitest";
+import { createExportClient, ExportError, isTerminalStatus } from "../src/index.js";
+import type {
+  EventSourceConstructorLike,
+  ExportClient,
+  ExportClientOptions,
+  ExportEvent,
+  ExportRequest,
+  ExportStatus,
+  FetchLike,
+  Job,
+  JobStatus,
+  StreamEvent,
+  Unsubscribe,
+} from "../src/index.js";
+import { useExport } from "../src/react.js";
+
+describe("public API types", () => {
+  it("accepts the platform's and the eventsource package's implementations", () => {
+    expectTypeOf(globalThis.EventSource).toMatchTypeOf<EventSourceConstructorLike>();
+    expectTypeOf(NodeEventSource).toMatchTypeOf<EventSourceConstructorLike>();
+    expectTypeOf(globalThis.fetch).toMatchTypeOf<FetchLike>();
+    expectTypeOf(createExportClient).parameter(0).toEqualTypeOf<ExportClientOptions | undefined>();
+    expectTypeOf(createExportClient()).toEqualTypeOf<ExportClient>();
+  });
+
+  it("types statuses as string-literal unions", () => {
+    expectTypeOf<JobStatus>().toEqualTypeOf<"PENDING" | "IN_PROGRESS" | "COMPLETED" | "FAILED" | "CANCELLED">();
+    expectTypeOf<ExportStatus>().toEqualTypeOf<JobStatus | "ERROR">();
+    expectTypeOf<Job["status"]>().toEqualTypeOf<JobStatus>();
+    expectTypeOf<StreamEvent["status"]>().toEqualTypeOf<ExportStatus>();
+    // @ts-expect-error: "DONE" is not a status
+    const status: JobStatus = "DONE";
+    void status;
+  });
+
+  it("types the requests and results of the client", () => {
+    const client = createExportClient();
+    expectTypeOf(client.start).parameter(0).toEqualTypeOf<ExportRequest>();
+    expectTypeOf(client.start).returns.toEqualTypeOf<Promise<Job>>();
+    expectTypeOf(client.get).returns.toEqualTypeOf<Promise<Job>>();
+    expectTypeOf(client.waitFor).returns.toEqualTypeOf<Promise<Job>>();
+    expectTypeOf(client.subscribe).returns.toEqualTypeOf<Unsubscribe>();
+    expectTypeOf(client.download).returns.toEqualTypeOf<void>();
+    // @ts-expect-error: rows is required
+    void client.start({ durationMs: 1 });
+  });
+
+  it("narrows listener events by type", () => {
+    createExportClient().subscribe("code", (event) => {
+      expectTypeOf(event).toEqualTypeOf<ExportEvent>();
+      if (event.type === "snapshot") expectTypeOf(event.job).toEqualTypeOf<Job>();
+      else expectTypeOf(event.error).toEqualTypeOf<ExportError>();
+    });
+  });
+
+  it("types ExportError's fields", () => {
+    expectTypeOf<ExportError>().toMatchTypeOf<Error>();
+    expectTypeOf<ExportError["code"]>().toEqualTypeOf<string>();
+    expectTypeOf<ExportError["status"]>().toEqualTypeOf<number | ExportStatus>();
+    expectTypeOf<ExportError["job"]>().toEqualTypeOf<Job | undefined>();
+  });
+
+  it("narrows terminal statuses", () => {
+    const status = "PENDING" as JobStatus;
+    if (isTerminalStatus(status)) expectTypeOf(status).toEqualTypeOf<"COMPLETED" | "FAILED" | "CANCELLED">();
+  });
+
+  it("types the React hook", () => {
+    expectTypeOf(useExport).parameters.toEqualTypeOf<[ExportClient, string | null | undefined]>();
+    expectTypeOf(useExport).returns.toEqualTypeOf<Job | undefined>();
+  });
+});

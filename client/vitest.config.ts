@@ -1,0 +1,36 @@
+import { defineConfig } from "vitest/config";
+
+// Three projects, so each npm script runs one kind: `vitest run --project unit`, …
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: "unit",
+          include: ["test/subscriptions.test.ts", "test/client.test.ts"],
+          typecheck: {
+            enabled: true,
+            include: ["test/**/*.test-d.ts"],
+            tsconfig: "./tsconfig.json",
+          },
+        },
+      },
+      {
+        test: {
+          name: "integration",
+          include: ["test/integration.test.ts"],
+          testTimeout: 30_000,
+          hookTimeout: 30_000,
+        },
+      },
+      {
+        test: {
+          name: "browser",
+          include: ["test/browser.test.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
+    ],
+  },
+});
