@@ -9,7 +9,7 @@ GOLANGCI_VERSION := v2.15.0
 
 FUZZTIME ?= 30s
 
-.PHONY: fuzz help build build-go build-client demo test test-go test-client check-compose lint deps-test up down clean
+.PHONY: screenshot fuzz help build build-go build-client demo test test-go test-client check-compose lint deps-test up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ test-go: ## Go tests with the race detector, both modules
 
 test-client: build ## TypeScript unit, integration (real binaries) and browser (Chromium) tests
 	cd client && EXPORTSTREAM_BIN_DIR=$(CURDIR)/bin npm test
+
+screenshot: build ## refresh docs/demo.png from the browser test
+	cd client && UPDATE_SCREENSHOT=1 EXPORTSTREAM_BIN_DIR=$(CURDIR)/bin npx vitest run --project browser
 
 check-compose: ## validate docker-compose.yml
 	@scripts/check-compose.sh

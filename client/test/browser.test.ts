@@ -13,7 +13,12 @@ import { clientDir, inCI, missingPrerequisites, reportMissing, startServers } fr
 import type { Servers } from "./servers.js";
 
 const chromiumPath = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
-const screenshotPath = join(clientDir, "..", "docs", "demo.png");
+// The README's picture is refreshed with UPDATE_SCREENSHOT=1 (make screenshot); other
+// runs write next to the test results so a test run leaves the work tree clean.
+const screenshotPath =
+  process.env["UPDATE_SCREENSHOT"] === "1"
+    ? join(clientDir, "..", "docs", "demo.png")
+    : join(clientDir, "test-results", "demo.png");
 const missing = reportMissing(
   "browser tests (Chromium + real backend + BFF)",
   missingPrerequisites([chromiumPath]).map((item) =>

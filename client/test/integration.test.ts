@@ -34,6 +34,14 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
     await servers?.stop();
   });
 
+  /** The backend's own count of the event streams it has served (Prometheus). */
+  async function backendStreamsOpened(): Promise<number> {
+    const text = await (await fetch(`${servers.backendUrl}/metrics`)).text();
+    const match = /^exportstream_backend_event_streams_opened_total (\d+)$/m.exec(text);
+    if (!match?.[1]) throw new Error(`no stream counter in the backend's metrics:\n${text}`);
+    return Number(match[1]);
+  }
+
   /** A fresh session (cookie jar) and client per test. */
   function newClient(): ExportClient {
     fetchImpl = cookieFetch();
@@ -66,6 +74,7 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
 
   it("shares one EventSource among three subscribers, who all see the same increasing sequence up to COMPLETED", async () => {
     newClient();
+    const backendStreamsBefore = await backendStreamsOpened();
     const { code } = await client.start({ rows: 2000, durationMs: 1500 });
     const seen: ExportEvent[][] = [[], [], []];
     const finished = seen.map(
@@ -80,6 +89,8 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
     await Promise.all(finished);
 
     expect(eventSources.constructed).toEqual([`${servers.bffUrl}/api/exports/${code}/events`]);
+    // Measured where it matters: the backend served one event stream for all three.
+    expect((await backendStreamsOpened()) - backendStreamsBefore).toBe(1);
     const sequences = seen.map((events) => events.map((event) => (event.type === "snapshot" ? event.job : event.error)));
     for (const events of sequences) {
       expect(events.every((event) => !(event instanceof ExportError))).toBe(true);

@@ -39,7 +39,7 @@ export function reportMissing(suite: string, missing: readonly string[]): string
   const message = `${suite} needs:\n  - ${missing.join("\n  - ")}`;
   if (!inCI) {
     const bar = "=".repeat(78);
-    console.warn(`\n${bar}\nSKIPPING — ${message}\n${bar}\n`);
+    console.warn(`\n${bar}\nMISSING COMPONENT — skipping: ${message}\n${bar}\n`);
   }
   return message;
 }
