@@ -9,7 +9,7 @@ GOLANGCI_VERSION := v2.15.0
 
 FUZZTIME ?= 30s
 
-.PHONY: screenshot fuzz help build build-go build-client demo test test-go test-client check-compose lint deps-test up down clean
+.PHONY: screenshot fuzz fuzz-short help build build-go build-client demo test test-go test-client check-compose lint deps-test up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ demo: build ## run backend + BFF natively and serve the demo on http://localhost
 deps-test: ## install what the tests need (npm packages; Debian packages when root)
 	@scripts/install-test-deps.sh
 
-test: deps-test build lint test-go test-client check-compose ## run every test (Go -race, TypeScript, browser, compose)
+test: deps-test build lint test-go fuzz-short test-client check-compose ## run every test (Go -race, TypeScript, browser, compose)
 
 test-go: ## Go tests with the race detector, both modules
 	go test -race -count=1 $(addprefix ./,$(addsuffix /...,$(GO_MODULES)))
@@ -45,8 +45,13 @@ screenshot: build ## refresh docs/demo.png from the browser test
 check-compose: ## validate docker-compose.yml
 	@scripts/check-compose.sh
 
-fuzz: ## run each fuzz target for FUZZTIME (default 30s)
-	cd backend && for f in FuzzDecodeRequest FuzzContentDisposition; do go test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) ./internal/httpapi/ || exit 1; done
+BACKEND_FUZZ := FuzzDecodeRequest FuzzContentDisposition FuzzParseLastEventID
+
+fuzz: ## run each fuzz target for FUZZTIME (default 30s; make test runs them for 3s)
+	cd backend && for f in $(BACKEND_FUZZ); do go test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) ./internal/httpapi/ || exit 1; done
+
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 $(GOLANGCI):
 	GOBIN=$(TOOLS) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -34,30 +35,54 @@ func main() {
 }
 
 type config struct {
-	addr            string
-	dataDir         string
-	workers         int
-	queueSize       int
-	heartbeat       time.Duration
-	retry           time.Duration
-	shutdownTimeout time.Duration
-	logLevel        slog.Level
+	addr              string
+	dataDir           string
+	memory            bool
+	workers           int
+	queueSize         int
+	maxActivePerOwner int
+	retention         time.Duration
+	progressInterval  time.Duration
+	heartbeat         time.Duration
+	retry             time.Duration
+	serviceToken      string
+	shutdownTimeout   time.Duration
+	logLevel          slog.Level
 }
 
 func parseFlags(args []string, stdout io.Writer) (config, error) {
 	var c config
+	e := envReader{}
 	fs := flag.NewFlagSet("backend", flag.ContinueOnError)
 	fs.SetOutput(stdout)
-	fs.StringVar(&c.addr, "addr", env("BACKEND_ADDR", ":8081"), "listen address (BACKEND_ADDR)")
-	fs.StringVar(&c.dataDir, "data-dir", env("DATA_DIR", "data"), "directory for generated files (DATA_DIR)")
-	fs.IntVar(&c.workers, "workers", envInt("WORKERS", 32), "exports generated at once (WORKERS)")
-	fs.IntVar(&c.queueSize, "queue-size", envInt("QUEUE_SIZE", 1000), "exports waiting for a worker before creates get 503 (QUEUE_SIZE)")
-	fs.DurationVar(&c.heartbeat, "heartbeat", envDuration("HEARTBEAT_INTERVAL", 15*time.Second), "silence before a ': ping' comment on event streams (HEARTBEAT_INTERVAL)")
-	fs.DurationVar(&c.retry, "retry", envDuration("SSE_RETRY", 2*time.Second), "reconnect delay advertised to EventSource clients (SSE_RETRY)")
-	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", envDuration("SHUTDOWN_TIMEOUT", 10*time.Second), "time given to requests to finish on shutdown (SHUTDOWN_TIMEOUT)")
-	fs.TextVar(&c.logLevel, "log-level", levelFromEnv(), "debug, info, warn or error (LOG_LEVEL)")
+	fs.StringVar(&c.addr, "addr", e.str("BACKEND_ADDR", ":8081"), "listen address (BACKEND_ADDR)")
+	dataDir, set := os.LookupEnv("DATA_DIR")
+	if !set {
+		dataDir = "data"
+	}
+	fs.StringVar(&c.dataDir, "data-dir", dataDir, "directory of the embedded store and the files; empty: in memory (DATA_DIR)")
+	fs.BoolVar(&c.memory, "memory", e.boolean("MEMORY", false), "keep everything in memory, nothing survives a restart (MEMORY)")
+	fs.IntVar(&c.workers, "workers", e.integer("WORKERS", runtime.NumCPU()), "exports generated at once (WORKERS)")
+	fs.IntVar(&c.queueSize, "queue-size", e.integer("QUEUE_SIZE", 1000), "exports waiting for a worker before creates get 503 (QUEUE_SIZE)")
+	fs.IntVar(&c.maxActivePerOwner, "max-active-per-owner", e.integer("MAX_ACTIVE_PER_OWNER", 100), "unfinished exports one owner may have before creates get 429; 0 for no cap (MAX_ACTIVE_PER_OWNER)")
+	fs.DurationVar(&c.retention, "retention", e.duration("RETENTION", time.Hour), "how long finished exports and their files are kept (RETENTION)")
+	fs.DurationVar(&c.progressInterval, "progress-interval", e.duration("PROGRESS_INTERVAL", 100*time.Millisecond), "least time between two progress events of a job (PROGRESS_INTERVAL)")
+	fs.DurationVar(&c.heartbeat, "heartbeat", e.duration("HEARTBEAT_INTERVAL", 15*time.Second), "silence before a ': ping' comment on event streams (HEARTBEAT_INTERVAL)")
+	fs.DurationVar(&c.retry, "retry", e.duration("SSE_RETRY", 2*time.Second), "reconnect delay advertised to EventSource clients (SSE_RETRY)")
+	fs.StringVar(&c.serviceToken, "service-token", e.str("SERVICE_TOKEN", ""), "when set, required as 'Authorization: Bearer …' on every /v1 call (SERVICE_TOKEN)")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", e.duration("SHUTDOWN_TIMEOUT", 10*time.Second), "time given to requests to finish on shutdown (SHUTDOWN_TIMEOUT)")
+	fs.TextVar(&c.logLevel, "log-level", e.level("LOG_LEVEL"), "debug, info, warn or error (LOG_LEVEL)")
+	if err := errors.Join(e.errs...); err != nil {
+		return c, err
+	}
 	if err := fs.Parse(args); err != nil {
 		return c, fmt.Errorf("parse flags: %w", err)
+	}
+	switch {
+	case c.workers < 1 || c.queueSize < 1:
+		return c, errors.New("-workers and -queue-size must be at least 1")
+	case c.retention <= 0 || c.progressInterval < 0 || c.heartbeat <= 0 || c.retry <= 0:
+		return c, errors.New("-retention, -heartbeat and -retry must be positive")
 	}
 	return c, nil
 }
@@ -71,18 +96,41 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	log := newLogger(stdout, cfg.logLevel)
 
-	st := store.NewMemory()
+	st, filesDir, cleanup, err := openStore(cfg)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	generation := httpapi.GenerationHistogram()
 	pool, err := worker.New(st, worker.Config{
 		Workers:          cfg.workers,
 		QueueSize:        cfg.queueSize,
-		FilesDir:         filepath.Join(cfg.dataDir, "files"),
-		ProgressInterval: 100 * time.Millisecond,
+		FilesDir:         filesDir,
+		ProgressInterval: cfg.progressInterval,
+		Retention:        cfg.retention,
+		Durable:          !cfg.memory,
+		OnFinish:         httpapi.ObserveGeneration(generation),
 	}, log)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	api := httpapi.New(httpapi.Config{Store: st, Pool: pool, Logger: log, Heartbeat: cfg.heartbeat, Retry: cfg.retry})
+	defer pool.Close() // runs before cleanup: jobs checkpoint, then the store closes
+	if err := pool.Resume(ctx); err != nil {
+		return err
+	}
+	api := httpapi.New(httpapi.Config{
+		Store: st, Pool: pool, Logger: log, Heartbeat: cfg.heartbeat, Retry: cfg.retry,
+		ServiceToken: cfg.serviceToken, MaxActivePerOwner: cfg.maxActivePerOwner,
+	})
+	api.Register(generation)
+
+	sweepCtx, stopSweeper := context.WithCancel(ctx)
+	sweeperDone := make(chan struct{})
+	go func() {
+		defer close(sweeperDone)
+		pool.RunSweeper(sweepCtx, min(cfg.retention/10, time.Minute))
+	}()
+	defer func() { stopSweeper(); <-sweeperDone }()
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
@@ -91,8 +139,25 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	// No WriteTimeout: it would cut event streams. Slow headers are bounded.
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	srv.RegisterOnShutdown(api.CloseStreams)
-	log.Info("backend listening", "addr", ln.Addr().String(), "dataDir", cfg.dataDir)
+	log.Info("backend listening", "addr", ln.Addr().String(), "dataDir", filesDir, "memory", cfg.memory, "workers", cfg.workers)
 	return serve(ctx, srv, ln, cfg.shutdownTimeout)
+}
+
+// openStore opens the durable store in the data directory, or a memory
+// store with files in a temporary directory removed at exit.
+func openStore(cfg config) (store.Store, string, func(), error) {
+	if cfg.memory || cfg.dataDir == "" {
+		dir, err := os.MkdirTemp("", "exportstream-files-")
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("files dir: %w", err)
+		}
+		return store.NewMemory(), dir, func() { _ = os.RemoveAll(dir) }, nil
+	}
+	st, err := store.Open(cfg.dataDir)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return st, filepath.Join(cfg.dataDir, "files"), func() { _ = st.Close() }, nil
 }
 
 // serve runs srv until ctx is done, then shuts it down within timeout.
@@ -126,31 +191,62 @@ func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-func env(key, def string) string {
+// envReader reads environment fallbacks for flags, collecting malformed
+// values as errors instead of silently using the default.
+type envReader struct{ errs []error }
+
+func (e *envReader) str(key, def string) string {
 	if v, ok := os.LookupEnv(key); ok && v != "" {
 		return v
 	}
 	return def
 }
 
-func envInt(key string, def int) int {
-	if n, err := strconv.Atoi(os.Getenv(key)); err == nil {
-		return n
+func (e *envReader) integer(key string, def int) int {
+	v := os.Getenv(key)
+	if v == "" {
+		return def
 	}
-	return def
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: not an integer", key, v))
+		return def
+	}
+	return n
 }
 
-func envDuration(key string, def time.Duration) time.Duration {
-	if d, err := time.ParseDuration(os.Getenv(key)); err == nil {
-		return d
+func (e *envReader) boolean(key string, def bool) bool {
+	v := os.Getenv(key)
+	if v == "" {
+		return def
 	}
-	return def
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: not a boolean", key, v))
+		return def
+	}
+	return b
 }
 
-func levelFromEnv() slog.Level {
+func (e *envReader) duration(key string, def time.Duration) time.Duration {
+	v := os.Getenv(key)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: not a duration like 30s", key, v))
+		return def
+	}
+	return d
+}
+
+func (e *envReader) level(key string) slog.Level {
 	var l slog.Level
-	if err := l.UnmarshalText([]byte(os.Getenv("LOG_LEVEL"))); err != nil {
-		return slog.LevelInfo
+	if v := os.Getenv(key); v != "" {
+		if err := l.UnmarshalText([]byte(v)); err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s=%q: not a log level", key, v))
+		}
 	}
 	return l
 }

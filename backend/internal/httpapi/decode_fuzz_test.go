@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -54,6 +55,23 @@ func FuzzContentDisposition(f *testing.F) {
 		h := contentDisposition(name)
 		if strings.ContainsAny(h, "\r\n") || strings.Count(h, `"`) != 2 || !strings.HasPrefix(h, `attachment; filename="`) {
 			t.Fatalf("header %q from %q is malformed", h, requested)
+		}
+	})
+}
+
+// FuzzParseLastEventID: a header is either a plain non-negative decimal seq
+// or treated as absent (0), never a negative or partial number.
+func FuzzParseLastEventID(f *testing.F) {
+	for _, seed := range []string{"0", "7", "-1", "+5", " 5", "5 ", "9223372036854775807", "9223372036854775808", "1e3", "0x10", "", "٣"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		n := parseLastEventID(h)
+		if n < 0 {
+			t.Fatalf("%q parsed to %d", h, n)
+		}
+		if n > 0 && strconv.FormatInt(n, 10) != strings.TrimLeft(h, "0") {
+			t.Fatalf("%q parsed to %d, which is not what it says", h, n)
 		}
 	})
 }

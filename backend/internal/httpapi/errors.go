@@ -58,6 +58,12 @@ func (s *Server) toAPIError(err error) *apiError {
 		return &apiError{http.StatusNotFound, "NOT_FOUND", err.Error()}
 	case errors.Is(err, job.ErrNotReady):
 		return &apiError{http.StatusConflict, "NOT_READY", err.Error()}
+	case errors.Is(err, job.ErrGone):
+		return &apiError{http.StatusGone, "GONE", err.Error()}
+	case errors.Is(err, job.ErrKeyReused):
+		return &apiError{http.StatusConflict, "IDEMPOTENCY_KEY_REUSED", err.Error()}
+	case errors.Is(err, job.ErrTooManyActive):
+		return &apiError{http.StatusTooManyRequests, "TOO_MANY_ACTIVE", err.Error()}
 	case errors.Is(err, job.ErrQueueFull):
 		return &apiError{http.StatusServiceUnavailable, "QUEUE_FULL", err.Error()}
 	case errors.Is(err, job.ErrUnavailable):

@@ -18,15 +18,12 @@ import (
 // (a watcher re-reads the latest job, so a slow reader skips progress but
 // never the terminal event) and an end, which store.Watch gives directly.
 func (s *Server) events(c *gin.Context) {
-	j, ok := s.lookup(c)
-	if !ok {
+	j, err := s.lookup(c)
+	if err != nil {
+		s.writeError(c, err)
 		return
 	}
-	// A malformed Last-Event-ID is treated as absent, as the spec asks.
-	lastID, err := strconv.ParseInt(c.GetHeader("Last-Event-ID"), 10, 64)
-	if err != nil || lastID < 0 {
-		lastID = 0
-	}
+	lastID := parseLastEventID(c.GetHeader("Last-Event-ID"))
 	if j.Status.Terminal() && lastID >= j.Seq {
 		// Nothing newer will ever come: 204 tells EventSource to stop.
 		c.Status(http.StatusNoContent)
@@ -100,4 +97,18 @@ func send(sess *sse.Session, m *sse.Message) error {
 		return fmt.Errorf("flush event: %w", err)
 	}
 	return nil
+}
+
+// parseLastEventID reads the seq a reconnecting client has seen. Ids are
+// decimal seqs; anything else is treated as absent (0), as the spec asks
+// of a value the server cannot use.
+func parseLastEventID(h string) int64 {
+	if len(h) == 0 || len(h) > 19 {
+		return 0
+	}
+	n, err := strconv.ParseInt(h, 10, 64)
+	if err != nil || n < 0 || h[0] == '+' {
+		return 0
+	}
+	return n
 }

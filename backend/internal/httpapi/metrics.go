@@ -1,9 +1,18 @@
 package httpapi
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"strings"
+	"time"
 
-// metrics are the backend's Prometheus series, on a registry of its own so
-// that several servers in one test process do not collide.
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/exportstream/exportstream/backend/internal/job"
+	"github.com/exportstream/exportstream/backend/internal/store"
+	"github.com/exportstream/exportstream/backend/internal/worker"
+)
+
+// metrics are the backend's Prometheus series, on a registry of their own
+// so that several servers in one test process do not collide.
 type metrics struct {
 	registry      *prometheus.Registry
 	streamsOpened prometheus.Counter
@@ -11,7 +20,9 @@ type metrics struct {
 	eventsSent    prometheus.Counter
 }
 
-func newMetrics() *metrics {
+var statuses = []job.Status{job.StatusPending, job.StatusInProgress, job.StatusCompleted, job.StatusFailed, job.StatusCancelled}
+
+func newMetrics(st store.Store, pool *worker.Pool) *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
 		streamsOpened: prometheus.NewCounter(prometheus.CounterOpts{
@@ -27,6 +38,43 @@ func newMetrics() *metrics {
 			Help: "Job events written to event streams.",
 		}),
 	}
-	m.registry.MustRegister(m.streamsOpened, m.streamsActive, m.eventsSent)
+	m.registry.MustRegister(m.streamsOpened, m.streamsActive, m.eventsSent, jobsCollector{st},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "exportstream_backend_queue_depth",
+			Help: "Accepted exports waiting for a worker.",
+		}, func() float64 { return float64(pool.QueueDepth()) }),
+	)
 	return m
+}
+
+// GenerationHistogram is the generation duration histogram; the worker
+// pool observes it through its OnFinish hook, so it is built before both.
+func GenerationHistogram() *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "exportstream_backend_generation_duration_seconds",
+		Help:    "Time from a worker taking an export to its end, by final status.",
+		Buckets: prometheus.ExponentialBuckets(0.05, 2, 14), // 50 ms … ~7 min
+	}, []string{"status"})
+}
+
+// ObserveGeneration adapts h to worker.Config.OnFinish.
+func ObserveGeneration(h *prometheus.HistogramVec) func(job.Status, time.Duration) {
+	return func(s job.Status, d time.Duration) { h.WithLabelValues(string(s)).Observe(d.Seconds()) }
+}
+
+// Register adds extra collectors (the generation histogram) to /metrics.
+func (s *Server) Register(c prometheus.Collector) { s.metrics.registry.MustRegister(c) }
+
+// jobsCollector counts jobs by status when scraped.
+type jobsCollector struct{ st store.Store }
+
+var jobsDesc = prometheus.NewDesc("exportstream_backend_jobs", "Jobs held, by status.", []string{"status"}, nil)
+
+func (jobsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- jobsDesc }
+
+func (c jobsCollector) Collect(ch chan<- prometheus.Metric) {
+	byStatus, _ := c.st.Stats()
+	for _, s := range statuses {
+		ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(byStatus[s]), strings.ToUpper(string(s)))
+	}
 }

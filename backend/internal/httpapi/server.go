@@ -1,9 +1,11 @@
 // Package httpapi is the backend's HTTP surface: gin routes for the export
 // API, the SSE event stream (written with go-sse) and the file download.
+// Handlers return errors; writeError maps them to statuses in one place.
 package httpapi
 
 import (
 	"bytes"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"os"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -25,7 +28,7 @@ import (
 )
 
 // maxBodyBytes bounds a create request; a valid one is well under 1 KiB.
-const maxBodyBytes = 64 << 10
+const maxBodyBytes = 1 << 20
 
 // Config is what the HTTP layer needs.
 type Config struct {
@@ -36,6 +39,10 @@ type Config struct {
 	Heartbeat time.Duration
 	// Retry is the reconnection delay advertised to EventSource clients.
 	Retry time.Duration
+	// ServiceToken, when set, must come as "Authorization: Bearer …" on /v1.
+	ServiceToken string
+	// MaxActivePerOwner caps an owner's unfinished jobs (429 past it); 0: no cap.
+	MaxActivePerOwner int
 }
 
 // Server serves the export API.
@@ -45,6 +52,7 @@ type Server struct {
 	metrics *metrics
 	router  *gin.Engine
 
+	draining  atomic.Bool
 	closeOnce sync.Once
 	closing   chan struct{} // closed by CloseStreams
 }
@@ -52,9 +60,10 @@ type Server struct {
 // New returns the backend's HTTP handler.
 func New(cfg Config) *Server {
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{Config: cfg, log: cfg.Logger, metrics: newMetrics(), closing: make(chan struct{})}
+	s := &Server{Config: cfg, log: cfg.Logger, closing: make(chan struct{})}
+	s.metrics = newMetrics(cfg.Store, cfg.Pool)
 	r := gin.New()
-	r.Use(gin.Recovery())
+	r.Use(s.logRequests, gin.CustomRecoveryWithWriter(io.Discard, s.recovered))
 	r.HandleMethodNotAllowed = true
 	r.NoRoute(func(c *gin.Context) {
 		s.writeError(c, &apiError{http.StatusNotFound, "NO_ROUTE", "no such endpoint: " + c.Request.Method + " " + c.Request.URL.Path})
@@ -63,12 +72,14 @@ func New(cfg Config) *Server {
 		s.writeError(c, &apiError{http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "method " + c.Request.Method + " is not allowed here"})
 	})
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	r.GET("/readyz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ready"}) })
+	r.GET("/readyz", s.ready)
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{})))
 
-	v1 := r.Group("/v1/exports")
+	v1 := r.Group("/v1/exports", s.authorize, s.owner)
 	v1.POST("", s.create)
+	v1.GET("", s.list)
 	v1.GET("/:code", s.get)
+	v1.DELETE("/:code", s.delete)
 	v1.GET("/:code/events", s.events)
 	v1.GET("/:code/file", s.file)
 	s.router = r
@@ -77,10 +88,71 @@ func New(cfg Config) *Server {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
 
-// CloseStreams ends every open event stream cleanly, so http.Server.Shutdown
-// does not wait on them; clients reconnect and resume by Last-Event-ID.
-// Register it with http.Server.RegisterOnShutdown.
-func (s *Server) CloseStreams() { s.closeOnce.Do(func() { close(s.closing) }) }
+// CloseStreams starts draining: /readyz answers 503 and every open event
+// stream ends cleanly, so http.Server.Shutdown does not wait on them and
+// clients reconnect and resume by Last-Event-ID. Register it with
+// http.Server.RegisterOnShutdown.
+func (s *Server) CloseStreams() {
+	s.closeOnce.Do(func() {
+		s.draining.Store(true)
+		close(s.closing)
+	})
+}
+
+func (s *Server) ready(c *gin.Context) {
+	if s.draining.Load() {
+		s.writeError(c, job.ErrUnavailable)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}
+
+func (s *Server) logRequests(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	level := slog.LevelDebug
+	if c.Writer.Status() >= 500 {
+		level = slog.LevelWarn
+	}
+	s.log.Log(c, level, "request", "method", c.Request.Method, "path", c.Request.URL.Path,
+		"status", c.Writer.Status(), "bytes", c.Writer.Size(), "took", time.Since(start), "code", c.Param("code"))
+}
+
+func (s *Server) recovered(c *gin.Context, err any) {
+	s.log.Error("panic serving request", "method", c.Request.Method, "path", c.Request.URL.Path, "panic", err)
+	s.writeError(c, fmt.Errorf("panic: %v", err))
+}
+
+// authorize requires the shared service token when one is configured.
+func (s *Server) authorize(c *gin.Context) {
+	if s.ServiceToken == "" {
+		return
+	}
+	got := []byte(c.GetHeader("Authorization"))
+	want := []byte("Bearer " + s.ServiceToken)
+	if subtle.ConstantTimeCompare(got, want) != 1 {
+		c.Header("WWW-Authenticate", `Bearer realm="exportstream"`)
+		s.writeError(c, &apiError{http.StatusUnauthorized, "UNAUTHORIZED", "a valid service token is required"})
+	}
+}
+
+const ownerKey = "owner"
+
+// ownerPattern keeps owner ids printable and short (the BFF sends a session id).
+var ownerPattern = regexp.MustCompile(`^[\x21-\x7e]{0,128}$`)
+
+// owner reads X-Export-Owner: every job is visible only to the owner that
+// created it; others get 404, never 403, so codes leak nothing.
+func (s *Server) owner(c *gin.Context) {
+	o := c.GetHeader("X-Export-Owner")
+	if !ownerPattern.MatchString(o) {
+		s.writeError(c, &apiError{http.StatusBadRequest, "INVALID_OWNER", "X-Export-Owner must be at most 128 printable ASCII characters"})
+		return
+	}
+	c.Set(ownerKey, o)
+}
+
+func ownerOf(c *gin.Context) string { return c.GetString(ownerKey) }
 
 // prefixPattern keeps a forwarded prefix to a plain path, so it cannot
 // inject a scheme, host or query into the URLs we hand out.
@@ -105,28 +177,50 @@ func present(j job.Job, prefix string) job.Job {
 	return j
 }
 
+// idempotencyKeyPattern: printable ASCII, as in the IETF Idempotency-Key draft.
+var idempotencyKeyPattern = regexp.MustCompile(`^[\x20-\x7e]{1,128}$`)
+
 func (s *Server) create(c *gin.Context) {
 	req, err := decodeRequest(c.Writer, c.Request)
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
-	j := job.New(req, time.Now().UTC())
-	if err := s.Store.Create(c, j); err != nil {
+	key, hasKey := c.Request.Header["Idempotency-Key"]
+	if hasKey && (len(key) != 1 || !idempotencyKeyPattern.MatchString(key[0])) {
+		s.writeError(c, &apiError{http.StatusBadRequest, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be one value of 1 to 128 printable ASCII characters"})
+		return
+	}
+	owner := ownerOf(c)
+	if s.MaxActivePerOwner > 0 {
+		if _, active := s.Store.Stats(); active[owner] >= s.MaxActivePerOwner {
+			s.writeError(c, job.ErrTooManyActive)
+			return
+		}
+	}
+	j := job.New(req, owner, time.Now().UTC())
+	stored, created, err := s.Store.Create(c, j, c.GetHeader("Idempotency-Key"))
+	if err != nil {
 		s.writeError(c, fmt.Errorf("create export: %w", err))
 		return
 	}
+	prefix := pathPrefix(c.Request)
+	c.Header("Location", prefix+"/exports/"+stored.Code)
+	if !created {
+		c.JSON(http.StatusOK, present(stored, prefix)) // a replay of the same request
+		return
+	}
 	if err := s.Pool.Submit(j.Code); err != nil {
-		// The job was never started: record why, so it is not PENDING forever.
+		// The job never started: record why, so it is not PENDING forever.
 		_, _ = s.Store.Update(c, j.Code, func(j *job.Job) error {
 			j.Status, j.Error = job.StatusFailed, &job.Failure{Code: "NOT_STARTED", Message: err.Error()}
 			return nil
 		})
+		c.Writer.Header().Del("Location")
 		s.writeError(c, err)
 		return
 	}
-	prefix := pathPrefix(c.Request)
-	c.Header("Location", prefix+"/exports/"+j.Code)
+	s.log.Info("export created", "code", j.Code, "rows", req.Rows, "durationMs", req.DurationMs)
 	c.JSON(http.StatusAccepted, present(j, prefix))
 }
 
@@ -158,28 +252,96 @@ func decodeRequest(w http.ResponseWriter, r *http.Request) (job.Request, error) 
 	return req, req.Validate()
 }
 
-// lookup parses the :code parameter and loads the job.
-func (s *Server) lookup(c *gin.Context) (job.Job, bool) {
-	code, err := job.ParseCode(c.Param("code"))
-	if err == nil {
-		var j job.Job
-		if j, err = s.Store.Get(c, code); err == nil {
-			return j, true
-		}
+func (s *Server) list(c *gin.Context) {
+	owner := ownerOf(c)
+	if q, ok := c.GetQuery("owner"); ok && q != owner {
+		// Only the caller's own jobs are ever listed.
+		c.JSON(http.StatusOK, gin.H{"exports": []job.Job{}})
+		return
 	}
-	s.writeError(c, err)
-	return job.Job{}, false
+	jobs, err := s.Store.List(c, owner)
+	if err != nil {
+		s.writeError(c, fmt.Errorf("list: %w", err))
+		return
+	}
+	prefix := pathPrefix(c.Request)
+	out := make([]job.Job, len(jobs))
+	for i, j := range jobs {
+		out[i] = present(j, prefix)
+	}
+	c.JSON(http.StatusOK, gin.H{"exports": out})
+}
+
+// lookup parses :code and loads the caller's job.
+func (s *Server) lookup(c *gin.Context) (job.Job, error) {
+	code, err := job.ParseCode(c.Param("code"))
+	if err != nil {
+		return job.Job{}, err
+	}
+	j, err := s.Store.Get(c, code)
+	if err != nil {
+		return job.Job{}, err
+	}
+	if j.Owner != ownerOf(c) {
+		return job.Job{}, job.ErrNotFound
+	}
+	return j, nil
 }
 
 func (s *Server) get(c *gin.Context) {
-	if j, ok := s.lookup(c); ok {
-		c.JSON(http.StatusOK, present(j, pathPrefix(c.Request)))
+	j, err := s.lookup(c)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, present(j, pathPrefix(c.Request)))
+}
+
+// delete cancels an unfinished job (200 with its CANCELLED snapshot) or
+// deletes a finished one with its file (204).
+func (s *Server) delete(c *gin.Context) {
+	j, err := s.lookup(c)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	cancelled, err := s.Store.Update(c, j.Code, func(j *job.Job) error {
+		if j.Status.Terminal() {
+			return job.ErrTerminal
+		}
+		j.Status = job.StatusCancelled
+		return nil
+	})
+	switch {
+	case err == nil:
+		s.Pool.Cancel(j.Code)
+		s.log.Info("export cancelled", "code", j.Code)
+		c.JSON(http.StatusOK, present(cancelled, pathPrefix(c.Request)))
+	case errors.Is(err, job.ErrTerminal):
+		if err := s.Store.Delete(c, j.Code); err != nil {
+			s.writeError(c, fmt.Errorf("delete: %w", err))
+			return
+		}
+		if err := s.Pool.RemoveFile(j.Code); err != nil {
+			s.log.Error("delete file", "code", j.Code, "err", err)
+		}
+		s.log.Info("export deleted", "code", j.Code)
+		c.Status(http.StatusNoContent)
+	default:
+		s.writeError(c, fmt.Errorf("cancel: %w", err))
 	}
 }
 
 func (s *Server) file(c *gin.Context) {
-	j, ok := s.lookup(c)
-	if !ok {
+	j, err := s.lookup(c)
+	if errors.Is(err, job.ErrNotFound) {
+		// Swept by retention: the file is gone for good, say so.
+		if owner, gone, _ := s.Store.Expired(c, c.Param("code")); gone && owner == ownerOf(c) {
+			err = job.ErrGone
+		}
+	}
+	if err != nil {
+		s.writeError(c, err)
 		return
 	}
 	if j.Status != job.StatusCompleted || j.File == nil {

@@ -25,23 +25,43 @@ import (
 	"github.com/exportstream/exportstream/backend/internal/worker"
 )
 
+// testBackend is the real backend handler on a loopback socket.
+type testBackend struct {
+	url   string
+	store store.Store
+	pool  *worker.Pool
+}
+
+type backendOption func(*httpapi.Config, *worker.Config)
+
 // startBackend runs the real backend handler on a loopback socket.
-func startBackend(t *testing.T) string {
+func startBackend(t *testing.T, opts ...backendOption) string {
+	t.Helper()
+	return newBackend(t, opts...).url
+}
+
+func newBackend(t *testing.T, opts ...backendOption) *testBackend {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	st := store.NewMemory()
-	pool, err := worker.New(st, worker.Config{Workers: 4, QueueSize: 16, FilesDir: t.TempDir(), ProgressInterval: 20 * time.Millisecond}, log)
+	wcfg := worker.Config{Workers: 4, QueueSize: 16, FilesDir: t.TempDir(), ProgressInterval: 20 * time.Millisecond, Retention: time.Hour}
+	hcfg := httpapi.Config{Store: st, Logger: log, Heartbeat: 15 * time.Second, Retry: 2 * time.Second}
+	for _, o := range opts {
+		o(&hcfg, &wcfg)
+	}
+	pool, err := worker.New(st, wcfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := httpapi.New(httpapi.Config{Store: st, Pool: pool, Logger: log, Heartbeat: 15 * time.Second, Retry: 2 * time.Second})
+	hcfg.Pool = pool
+	api := httpapi.New(hcfg)
 	srv := httptest.NewServer(api)
 	t.Cleanup(func() {
 		api.CloseStreams()
 		srv.Close()
 		pool.Close()
 	})
-	return srv.URL
+	return &testBackend{url: srv.URL, store: st, pool: pool}
 }
 
 func createExport(t *testing.T, base, body string) (job.Job, *http.Response) {
@@ -296,12 +316,19 @@ func TestBadRequestsGetAClearJSONError(t *testing.T) {
 		{"an unknown field", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":1,"colour":"red"}`, 400, "INVALID_JSON"},
 		{"rows as a string", "POST", "/v1/exports", "application/json", `{"rows":"5","durationMs":1}`, 422, "VALIDATION_FAILED"},
 		{"zero rows", "POST", "/v1/exports", "application/json", `{"rows":0,"durationMs":1}`, 422, "VALIDATION_FAILED"},
-		{"too many rows", "POST", "/v1/exports", "application/json", `{"rows":5000001,"durationMs":1}`, 422, "VALIDATION_FAILED"},
+		{"too many rows", "POST", "/v1/exports", "application/json", `{"rows":10000001,"durationMs":1}`, 422, "VALIDATION_FAILED"},
+		{"a duration over an hour", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":3600001}`, 422, "VALIDATION_FAILED"},
+		{"failAt 0", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":1,"failAt":0}`, 422, "VALIDATION_FAILED"},
+		{"failAt as a float", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":1,"failAt":5.5}`, 422, "VALIDATION_FAILED"},
+		{"an Idempotency-Key over 128 characters", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":1}`, 400, "INVALID_IDEMPOTENCY_KEY"},
+		{"an owner with a space", "GET", "/v1/exports", "", "", 400, "INVALID_OWNER"},
+		{"delete of a code that is not a UUID", "DELETE", "/v1/exports/nope", "", "", 400, "INVALID_CODE"},
+		{"delete of an unknown code", "DELETE", "/v1/exports/" + unknown, "", "", 404, "NOT_FOUND"},
 		{"a negative duration", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":-1}`, 422, "VALIDATION_FAILED"},
-		{"failAt over 100", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":1,"failAt":101}`, 422, "VALIDATION_FAILED"},
+		{"failAt 100", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":1,"failAt":100}`, 422, "VALIDATION_FAILED"},
 		{"a filename too long", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":1,"filename":"` + strings.Repeat("a", 201) + `"}`, 422, "VALIDATION_FAILED"},
 		{"a form body", "POST", "/v1/exports", "application/x-www-form-urlencoded", "rows=5", 415, "UNSUPPORTED_MEDIA_TYPE"},
-		{"a body over 64 KiB", "POST", "/v1/exports", "application/json", `{"filename":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "BODY_TOO_LARGE"},
+		{"a body over 1 MiB", "POST", "/v1/exports", "application/json", `{"filename":"` + strings.Repeat("a", 1<<20) + `"}`, 413, "BODY_TOO_LARGE"},
 		{"an unknown route", "GET", "/v1/nothing", "", "", 404, "NO_ROUTE"},
 		{"a wrong method", "PUT", "/v1/exports", "", "", 405, "METHOD_NOT_ALLOWED"},
 	}
@@ -310,6 +337,12 @@ func TestBadRequestsGetAClearJSONError(t *testing.T) {
 			req, _ := http.NewRequestWithContext(t.Context(), tt.method, base+tt.path, strings.NewReader(tt.body))
 			if tt.contentType != "" {
 				req.Header.Set("Content-Type", tt.contentType)
+			}
+			switch tt.code {
+			case "INVALID_IDEMPOTENCY_KEY":
+				req.Header.Set("Idempotency-Key", strings.Repeat("k", 129))
+			case "INVALID_OWNER":
+				req.Header.Set("X-Export-Owner", "two words")
 			}
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {

@@ -7,11 +7,16 @@ import (
 
 // The domain errors. The HTTP layer maps each to one status and error code.
 var (
-	ErrNotFound    = errors.New("export not found")
-	ErrInvalidCode = errors.New("export code must be a UUID")
-	ErrNotReady    = errors.New("export file is not ready")
-	ErrQueueFull   = errors.New("too many exports queued, try again later")
-	ErrUnavailable = errors.New("service is shutting down")
+	ErrNotFound      = errors.New("export not found")
+	ErrInvalidCode   = errors.New("export code must be a UUID")
+	ErrNotReady      = errors.New("export file is not ready")
+	ErrGone          = errors.New("export file has expired and was deleted")
+	ErrQueueFull     = errors.New("too many exports queued, try again later")
+	ErrTooManyActive = errors.New("too many exports running for this owner, wait for one to finish")
+	ErrUnavailable   = errors.New("service is shutting down")
+	ErrKeyReused     = errors.New("this Idempotency-Key was used with a different request")
+	// ErrTerminal is returned by a change to a job that has already ended.
+	ErrTerminal = errors.New("export has already ended")
 )
 
 // ValidationError says which field of a request is out of range.

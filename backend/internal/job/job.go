@@ -42,6 +42,8 @@ type Job struct {
 
 	// Request is what the job was created with; the generator reads it.
 	Request Request `json:"-"`
+	// Owner is the X-Export-Owner that created it; only that owner sees it.
+	Owner string `json:"-"`
 }
 
 // File describes the generated file of a COMPLETED job.
@@ -53,6 +55,8 @@ type File struct {
 	// URL is filled in per response from the caller's X-Forwarded-Prefix,
 	// so the stored value is always empty.
 	URL string `json:"url"`
+	// ExpiresAt is when the retention sweeper deletes the file (then 410).
+	ExpiresAt time.Time `json:"expiresAt"`
 }
 
 // Failure says why a job FAILED.
@@ -61,8 +65,8 @@ type Failure struct {
 	Message string `json:"message"`
 }
 
-// New returns a PENDING job for r with a fresh random code.
-func New(r Request, now time.Time) Job {
+// New returns a PENDING job of owner for r with a fresh random code.
+func New(r Request, owner string, now time.Time) Job {
 	return Job{
 		Code:      uuid.NewString(),
 		Status:    StatusPending,
@@ -71,6 +75,7 @@ func New(r Request, now time.Time) Job {
 		CreatedAt: now,
 		UpdatedAt: now,
 		Request:   r,
+		Owner:     owner,
 	}
 }
 
@@ -86,6 +91,3 @@ func ParseCode(s string) (string, error) {
 	}
 	return u.String(), nil
 }
-
-// Error makes a Failure usable as an error inside the generator.
-func (f *Failure) Error() string { return f.Code + ": " + f.Message }

@@ -1,13 +1,16 @@
 package job
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"strings"
 	"unicode"
 )
 
 // Limits of a request. They keep one export from taking the machine.
 const (
-	MaxRows        = 5_000_000
+	MaxRows        = 10_000_000
 	MaxDurationMs  = 3_600_000
 	MaxFilenameLen = 200
 )
@@ -25,11 +28,11 @@ type Request struct {
 func (r Request) Validate() error {
 	switch {
 	case r.Rows < 1 || r.Rows > MaxRows:
-		return &ValidationError{Field: "rows", Reason: "must be between 1 and 5000000"}
+		return &ValidationError{Field: "rows", Reason: "must be between 1 and 10000000"}
 	case r.DurationMs < 0 || r.DurationMs > MaxDurationMs:
 		return &ValidationError{Field: "durationMs", Reason: "must be between 0 and 3600000"}
-	case r.FailAt != nil && (*r.FailAt < 0 || *r.FailAt > 100):
-		return &ValidationError{Field: "failAt", Reason: "must be between 0 and 100"}
+	case r.FailAt != nil && (*r.FailAt < 1 || *r.FailAt > 99):
+		return &ValidationError{Field: "failAt", Reason: "must be between 1 and 99"}
 	case len(r.Filename) > MaxFilenameLen:
 		return &ValidationError{Field: "filename", Reason: "must be at most 200 bytes"}
 	}
@@ -55,4 +58,12 @@ func FileName(r Request, code string) string {
 		name += ".csv"
 	}
 	return name
+}
+
+// Fingerprint identifies the request's content, so a replayed
+// Idempotency-Key can be told from a reused one.
+func (r Request) Fingerprint() string {
+	b, _ := json.Marshal(r) // a struct of plain fields cannot fail to encode
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }

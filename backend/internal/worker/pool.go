@@ -3,7 +3,10 @@
 // The generator is simulated but real: it writes an actual CSV (see
 // job.AppendRow) in chunks paced over the requested duration, reporting
 // progress through the store, and renames the file into place only when it
-// is complete, so a reader never sees half a file.
+// is complete, so a reader never sees half a file. Progress reports are
+// checkpoints: a job interrupted by a crash or a shutdown resumes from its
+// last reported row (the rows before it are rewritten at once, since they
+// are deterministic), so progress and seq never go back.
 package worker
 
 import (
@@ -30,6 +33,13 @@ type Config struct {
 	FilesDir  string // where finished files live
 	// ProgressInterval is the least time between two progress events.
 	ProgressInterval time.Duration
+	// Retention sets a finished file's ExpiresAt.
+	Retention time.Duration
+	// Durable says the store survives a restart: on shutdown, running jobs
+	// are left at their checkpoint to resume, instead of failing.
+	Durable bool
+	// OnFinish, if set, is told how each generation ended (metrics).
+	OnFinish func(status job.Status, took time.Duration)
 }
 
 // Pool owns its worker goroutines; Close stops them and waits.
@@ -43,8 +53,9 @@ type Pool struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex
-	closed bool
+	mu      sync.Mutex
+	closed  bool
+	running map[string]context.CancelFunc
 }
 
 // New starts cfg.Workers workers.
@@ -55,13 +66,36 @@ func New(st store.Store, cfg Config, log *slog.Logger) (*Pool, error) {
 	if err := os.MkdirAll(cfg.FilesDir, 0o750); err != nil {
 		return nil, fmt.Errorf("worker pool: create files dir: %w", err)
 	}
+	if cfg.OnFinish == nil {
+		cfg.OnFinish = func(job.Status, time.Duration) {}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &Pool{cfg: cfg, store: st, log: log, queue: make(chan string, cfg.QueueSize), ctx: ctx, cancel: cancel}
+	p := &Pool{
+		cfg: cfg, store: st, log: log, queue: make(chan string, cfg.QueueSize),
+		ctx: ctx, cancel: cancel, running: make(map[string]context.CancelFunc),
+	}
 	p.wg.Add(cfg.Workers)
 	for range cfg.Workers {
 		go p.work()
 	}
 	return p, nil
+}
+
+// Resume queues the jobs a previous process left unfinished, oldest first.
+// Those that do not fit in the queue fail with INTERRUPTED: never stuck.
+func (p *Pool) Resume(ctx context.Context) error {
+	jobs, err := p.store.Unfinished(ctx)
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	for _, j := range jobs {
+		if err := p.Submit(j.Code); err != nil {
+			p.fail(j.Code, interrupted)
+			continue
+		}
+		p.log.Info("resuming export", "code", j.Code, "status", j.Status, "rowsDone", j.RowsDone)
+	}
+	return nil
 }
 
 // Submit queues the job with code for generation without blocking.
@@ -79,19 +113,44 @@ func (p *Pool) Submit(code string) error {
 	}
 }
 
+// Cancel stops code's generation if it is running. The caller has already
+// marked it CANCELLED; a queued job is skipped when a worker takes it.
+func (p *Pool) Cancel(code string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cancel, ok := p.running[code]; ok {
+		cancel()
+	}
+}
+
+// QueueDepth is how many accepted jobs wait for a worker.
+func (p *Pool) QueueDepth() int { return len(p.queue) }
+
 // FilePath is where the finished file of code is.
 func (p *Pool) FilePath(code string) string {
 	return filepath.Join(p.cfg.FilesDir, code+".csv")
 }
 
-// Close stops taking jobs, interrupts running ones (they end FAILED, so no
-// watcher waits forever) and waits for every worker to return.
+// RemoveFile deletes code's file, if any.
+func (p *Pool) RemoveFile(code string) error {
+	if err := os.Remove(p.FilePath(code)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove file of %s: %w", code, err)
+	}
+	return nil
+}
+
+// Close stops taking jobs and interrupts running ones, then waits for every
+// worker. With a durable store they stay at their checkpoint and resume at
+// the next start; otherwise they fail, so no watcher waits forever.
 func (p *Pool) Close() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
 	p.cancel()
 	p.wg.Wait()
+	if p.cfg.Durable {
+		return
+	}
 	for {
 		select {
 		case code := <-p.queue:
@@ -111,75 +170,127 @@ func (p *Pool) work() {
 		case <-p.ctx.Done():
 			return
 		case code := <-p.queue:
-			if err := p.generate(p.ctx, code); err != nil {
+			if err := p.run(code); err != nil {
 				p.log.Error("generation failed", "code", code, "err", err)
 			}
 		}
 	}
 }
 
+// run generates code under a context that Cancel and Close can end.
+func (p *Pool) run(code string) error {
+	ctx, cancel := context.WithCancel(p.ctx)
+	defer cancel()
+	p.mu.Lock()
+	p.running[code] = cancel
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.running, code)
+		p.mu.Unlock()
+	}()
+	start := time.Now()
+	status, err := p.generate(ctx, code)
+	if status != "" {
+		p.cfg.OnFinish(status, time.Since(start))
+	}
+	return err
+}
+
+// unlessEnded wraps a change so it never touches a job that has ended
+// (cancelled while it ran, say).
+func unlessEnded(change func(*job.Job)) func(*job.Job) error {
+	return func(j *job.Job) error {
+		if j.Status.Terminal() {
+			return job.ErrTerminal
+		}
+		change(j)
+		return nil
+	}
+}
+
 func (p *Pool) fail(code string, f *job.Failure) {
 	// The pool's context may be done already; the failure must still land.
-	_, err := p.store.Update(context.WithoutCancel(p.ctx), code, func(j *job.Job) error {
+	_, err := p.store.Update(context.WithoutCancel(p.ctx), code, unlessEnded(func(j *job.Job) {
 		j.Status, j.Error = job.StatusFailed, f
-		return nil
-	})
-	if err != nil {
+	}))
+	if err != nil && !errors.Is(err, job.ErrTerminal) {
 		p.log.Error("could not mark export failed", "code", code, "err", err)
 	}
 }
 
-// generate runs one job from PENDING to a terminal state.
-func (p *Pool) generate(ctx context.Context, code string) (err error) {
-	j, err := p.store.Update(ctx, code, func(j *job.Job) error {
-		j.Status = job.StatusInProgress
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("start %s: %w", code, err)
+// generate runs one job to a terminal state and says which ("" if it
+// stopped without one: cancelled, or left to resume).
+func (p *Pool) generate(ctx context.Context, code string) (job.Status, error) {
+	j, err := p.store.Update(ctx, code, unlessEnded(func(j *job.Job) { j.Status = job.StatusInProgress }))
+	if errors.Is(err, job.ErrTerminal) || errors.Is(err, job.ErrNotFound) {
+		return "", nil // cancelled or deleted while queued
+	} else if err != nil {
+		return "", fmt.Errorf("start %s: %w", code, err)
 	}
 	tmp := p.FilePath(code) + ".tmp"
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp)
-		}
-	}()
 	sum, size, err := p.writeFile(ctx, j, tmp)
-	var failure *job.Failure
+	if err != nil {
+		_ = os.Remove(tmp)
+	}
+	var failure *simulatedFailure
 	switch {
 	case errors.As(err, &failure):
-		p.fail(code, failure)
-		return nil
+		_, err = p.store.Update(context.WithoutCancel(ctx), code, unlessEnded(func(j *job.Job) {
+			j.Status, j.Progress, j.RowsDone = job.StatusFailed, failure.progress, failure.rowsDone
+			j.Error = &job.Failure{Code: "GENERATION_FAILED", Message: fmt.Sprintf("simulated failure at %d%%", failure.failAt)}
+		}))
+		return job.StatusFailed, ignoreEnded(err)
+	case errors.Is(err, job.ErrTerminal), errors.Is(err, job.ErrNotFound):
+		return "", nil // cancelled or deleted while running
+	case p.ctx.Err() != nil:
+		if !p.cfg.Durable {
+			p.fail(code, interrupted)
+			return job.StatusFailed, nil
+		}
+		return "", nil // left at its checkpoint; Resume picks it up
 	case ctx.Err() != nil:
-		p.fail(code, interrupted)
-		return nil
+		return "", nil //nolint:nilerr // a cancelled job is not an error
 	case err != nil:
 		p.fail(code, &job.Failure{Code: "GENERATION_FAILED", Message: "the file could not be written"})
-		return fmt.Errorf("write %s: %w", code, err)
+		return job.StatusFailed, fmt.Errorf("write %s: %w", code, err)
 	}
 	if err = os.Rename(tmp, p.FilePath(code)); err != nil {
 		p.fail(code, &job.Failure{Code: "GENERATION_FAILED", Message: "the file could not be stored"})
-		return fmt.Errorf("store %s: %w", code, err)
+		return job.StatusFailed, fmt.Errorf("store %s: %w", code, err)
 	}
-	_, err = p.store.Update(ctx, code, func(j *job.Job) error {
+	_, err = p.store.Update(context.WithoutCancel(ctx), code, unlessEnded(func(j *job.Job) {
 		j.Status, j.Progress, j.RowsDone = job.StatusCompleted, 100, j.RowsTotal
 		j.File = &job.File{
 			Name:        job.FileName(j.Request, code),
 			Size:        size,
 			SHA256:      sum,
 			ContentType: "text/csv; charset=utf-8",
+			ExpiresAt:   time.Now().UTC().Add(p.cfg.Retention),
 		}
-		return nil
-	})
+	}))
 	if err != nil {
-		return fmt.Errorf("complete %s: %w", code, err)
+		_ = p.RemoveFile(code) // cancelled at the last moment: no orphan file
+		return "", ignoreEnded(err)
 	}
-	return nil
+	return job.StatusCompleted, nil
 }
 
+func ignoreEnded(err error) error {
+	if errors.Is(err, job.ErrTerminal) || errors.Is(err, job.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// simulatedFailure is the failAt knob firing.
+type simulatedFailure struct{ failAt, progress, rowsDone int }
+
+func (f *simulatedFailure) Error() string { return fmt.Sprintf("simulated failure at %d%%", f.failAt) }
+
 // writeFile writes the CSV to path in chunks paced over the requested
-// duration, reporting progress, and returns its SHA-256 and size. A
-// simulated failure is returned as a *job.Failure.
+// duration, reporting progress, and returns its SHA-256 and size. Rows
+// before the job's checkpoint (RowsDone) are written at once.
 func (p *Pool) writeFile(ctx context.Context, j job.Job, path string) (string, int64, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
 	if err != nil {
@@ -193,24 +304,27 @@ func (p *Pool) writeFile(ctx context.Context, j job.Job, path string) (string, i
 	if _, err := io.WriteString(w, job.CSVHeader); err != nil {
 		return "", 0, err
 	}
+	total := time.Duration(r.DurationMs) * time.Millisecond
 	chunks := min(max(r.DurationMs/50, r.Rows/50_000, 1), r.Rows)
-	start := time.Now()
-	lastReport := time.Time{}
-	reported := 0
+	// Pace against a start shifted back by the checkpoint's share of the
+	// duration, so a resumed job takes only the time that was left.
+	start := time.Now().Add(-total * time.Duration(j.RowsDone) / time.Duration(r.Rows))
+	lastReport, reported := time.Time{}, j.Progress
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
 	for k := range chunks {
 		from, to := k*r.Rows/chunks, (k+1)*r.Rows/chunks
 		if r.FailAt != nil && from*100/r.Rows >= *r.FailAt {
-			return "", 0, &job.Failure{Code: "GENERATION_FAILED", Message: fmt.Sprintf("simulated failure at %d%%", *r.FailAt)}
+			return "", 0, &simulatedFailure{failAt: *r.FailAt, progress: from * 100 / r.Rows, rowsDone: from}
 		}
 		if err := job.WriteRows(w, j.Code, from, to); err != nil {
 			return "", 0, err
 		}
-		// Pace against the start so the total stays near DurationMs.
-		due := start.Add(time.Duration(r.DurationMs) * time.Millisecond * time.Duration(k+1) / time.Duration(chunks))
-		timer.Reset(time.Until(due))
+		if to <= j.RowsDone {
+			continue // replaying rows written before the checkpoint
+		}
+		timer.Reset(time.Until(start.Add(total * time.Duration(k+1) / time.Duration(chunks))))
 		select {
 		case <-ctx.Done():
 			return "", 0, ctx.Err()
@@ -219,16 +333,12 @@ func (p *Pool) writeFile(ctx context.Context, j job.Job, path string) (string, i
 		pct := to * 100 / r.Rows
 		if pct != reported && to < r.Rows && time.Since(lastReport) >= p.cfg.ProgressInterval {
 			reported, lastReport = pct, time.Now()
-			if _, err := p.store.Update(ctx, j.Code, func(j *job.Job) error {
+			if _, err := p.store.Update(ctx, j.Code, unlessEnded(func(j *job.Job) {
 				j.Progress, j.RowsDone = pct, to
-				return nil
-			}); err != nil {
+			})); err != nil {
 				return "", 0, fmt.Errorf("report progress: %w", err)
 			}
 		}
-	}
-	if r.FailAt != nil && *r.FailAt == 100 {
-		return "", 0, &job.Failure{Code: "GENERATION_FAILED", Message: "simulated failure at 100%"}
 	}
 	if err := f.Sync(); err != nil {
 		return "", 0, fmt.Errorf("sync: %w", err)

@@ -1,0 +1,187 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/exportstream/exportstream/backend/internal/job"
+)
+
+var (
+	bucketJobs = []byte("jobs")        // code → record
+	bucketKeys = []byte("idempotency") // owner \x00 key → idemKey
+	bucketGone = []byte("expired")     // code → tombstone
+)
+
+// record is a job as stored: the JSON snapshot plus what the API never shows.
+type record struct {
+	Job     job.Job     `json:"job"`
+	Request job.Request `json:"request"`
+	Owner   string      `json:"owner"`
+	Key     string      `json:"key,omitempty"`
+}
+
+type boltDisk struct{ db *bolt.DB }
+
+// Open opens (creating if needed) the durable store in dir and loads every
+// job, key and tombstone into memory.
+func Open(dir string) (Store, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	db, err := bolt.Open(filepath.Join(dir, "exportstream.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s := newJobs(&boltDisk{db: db})
+	if err := s.load(db); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return s, nil
+}
+
+func (s *jobs) load(db *bolt.DB) error {
+	return db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketJobs, bucketKeys, bucketGone} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		err := tx.Bucket(bucketJobs).ForEach(func(k, v []byte) error {
+			var r record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("job %s: %w", k, err)
+			}
+			r.Job.Request, r.Job.Owner = r.Request, r.Owner
+			s.entries[string(k)] = &entry{job: r.Job, key: r.Key, changed: make(chan struct{})}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		err = tx.Bucket(bucketKeys).ForEach(func(k, v []byte) error {
+			var ik idemKey
+			if err := json.Unmarshal(v, &ik); err != nil {
+				return fmt.Errorf("idempotency key: %w", err)
+			}
+			s.keys[string(k)] = ik
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketGone).ForEach(func(k, v []byte) error {
+			var t tombstone
+			if err := json.Unmarshal(v, &t); err != nil {
+				return fmt.Errorf("tombstone %s: %w", k, err)
+			}
+			s.gone[string(k)] = t
+			return nil
+		})
+	})
+}
+
+func encodeRecord(j job.Job, key string) ([]byte, error) {
+	return json.Marshal(record{Job: j, Request: j.Request, Owner: j.Owner, Key: key})
+}
+
+// putJob writes one job. Batch lets concurrent progress updates of many
+// jobs share one transaction and one fsync.
+func (d *boltDisk) putJob(j job.Job, key string) error {
+	v, err := encodeRecord(j, key)
+	if err != nil {
+		return err
+	}
+	return d.db.Batch(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketJobs).Put([]byte(j.Code), v)
+	})
+}
+
+func (d *boltDisk) createJob(j job.Job, key string, k idemKey) error {
+	v, err := encodeRecord(j, key)
+	if err != nil {
+		return err
+	}
+	var kv []byte
+	if key != "" {
+		if kv, err = json.Marshal(k); err != nil {
+			return err
+		}
+	}
+	return d.db.Batch(func(tx *bolt.Tx) error {
+		if kv != nil {
+			if err := tx.Bucket(bucketKeys).Put([]byte(keyID(j.Owner, key)), kv); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketJobs).Put([]byte(j.Code), v)
+	})
+}
+
+func (d *boltDisk) deleteJob(code, keyID string, tomb *tombstone) error {
+	var tv []byte
+	if tomb != nil {
+		var err error
+		if tv, err = json.Marshal(tomb); err != nil {
+			return err
+		}
+	}
+	return d.db.Batch(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketJobs).Delete([]byte(code)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketKeys).Delete([]byte(keyID)); err != nil {
+			return err
+		}
+		if tv != nil {
+			return tx.Bucket(bucketGone).Put([]byte(code), tv)
+		}
+		return nil
+	})
+}
+
+// sweep drops keys and tombstones older than cutoff.
+func (d *boltDisk) sweep(cutoff time.Time) error {
+	return d.db.Update(func(tx *bolt.Tx) error {
+		if err := deleteOlder(tx.Bucket(bucketKeys), cutoff, func(v []byte) (time.Time, error) {
+			var k idemKey
+			err := json.Unmarshal(v, &k)
+			return k.CreatedAt, err
+		}); err != nil {
+			return err
+		}
+		return deleteOlder(tx.Bucket(bucketGone), cutoff, func(v []byte) (time.Time, error) {
+			var t tombstone
+			err := json.Unmarshal(v, &t)
+			return t.At, err
+		})
+	})
+}
+
+func deleteOlder(b *bolt.Bucket, cutoff time.Time, at func([]byte) (time.Time, error)) error {
+	var old [][]byte
+	err := b.ForEach(func(k, v []byte) error {
+		t, err := at(v)
+		if err != nil || t.Before(cutoff) {
+			old = append(old, k) // an unreadable entry is dropped too
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range old {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *boltDisk) close() error { return d.db.Close() }

@@ -1,0 +1,368 @@
+// Package store keeps jobs, their idempotency keys and the tombstones of
+// expired files, and tells watchers when a job changes.
+//
+// One implementation serves two modes: durable (Open: every change is
+// written to an embedded bbolt database in the data directory before anyone
+// sees it, so a client never sees a seq that a crash could take back) and
+// in-memory (NewMemory: for tests and throwaway demos). All jobs are also
+// held in memory, which serves reads and watches.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/exportstream/exportstream/backend/internal/job"
+)
+
+// Store is what the worker and the HTTP layer need; a Redis store will
+// implement the same.
+type Store interface {
+	// Create stores j. With a non-empty idempotency key, a key already used
+	// by owner with the same request returns that job and created=false; with
+	// a different request, job.ErrKeyReused.
+	Create(ctx context.Context, j job.Job, key string) (stored job.Job, created bool, err error)
+	Get(ctx context.Context, code string) (job.Job, error)
+	// Update applies change to a copy of the job and stores it with the next
+	// Seq. If change returns an error nothing is stored.
+	Update(ctx context.Context, code string, change func(*job.Job) error) (job.Job, error)
+	// Watch returns the current snapshot and a channel closed at the job's
+	// next change (or deletion). Watchers re-read after it closes, so a slow
+	// watcher skips intermediate snapshots but never the last one.
+	Watch(ctx context.Context, code string) (job.Job, <-chan struct{}, error)
+	// List returns owner's jobs, newest first.
+	List(ctx context.Context, owner string) ([]job.Job, error)
+	// Delete removes a job and its idempotency key.
+	Delete(ctx context.Context, code string) error
+	// Expired reports whether code's file was deleted by retention, and its owner.
+	Expired(ctx context.Context, code string) (owner string, ok bool, err error)
+	// Sweep applies retention at now: it deletes terminal jobs last changed
+	// more than retention ago (leaving a tombstone dated now for those with
+	// a file), and keys and tombstones older than retention. It returns the
+	// deleted jobs so their files can go too.
+	Sweep(ctx context.Context, now time.Time, retention time.Duration) ([]job.Job, error)
+	// Unfinished returns the jobs that are not terminal, oldest first, so a
+	// restarted backend can resume them.
+	Unfinished(ctx context.Context) ([]job.Job, error)
+	// Stats counts jobs by status and owner's jobs that are not terminal.
+	Stats() (byStatus map[job.Status]int, activeByOwner map[string]int)
+	Close() error
+}
+
+// persister writes changes durably; nil in memory mode.
+type persister interface {
+	putJob(j job.Job, key string) error
+	createJob(j job.Job, key string, k idemKey) error
+	deleteJob(code, key string, tomb *tombstone) error
+	sweep(cutoff time.Time) error
+	close() error
+}
+
+type entry struct {
+	mu      sync.Mutex // serialises changes of this job
+	job     job.Job
+	key     string // the idempotency key it was created with, if any
+	changed chan struct{}
+}
+
+type idemKey struct {
+	Code        string    `json:"code"`
+	Fingerprint string    `json:"fingerprint"`
+	CreatedAt   time.Time `json:"createdAt"`
+}
+
+type tombstone struct {
+	Owner string    `json:"owner"`
+	At    time.Time `json:"at"`
+}
+
+// jobs is the Store; see the package doc.
+type jobs struct {
+	disk persister
+	now  func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]*entry
+	keys    map[string]idemKey // keyID(owner, key) → key
+	gone    map[string]tombstone
+}
+
+// NewMemory returns a store that keeps everything in memory.
+func NewMemory() Store { return newJobs(nil) }
+
+func newJobs(disk persister) *jobs {
+	return &jobs{
+		disk: disk, now: time.Now,
+		entries: make(map[string]*entry), keys: make(map[string]idemKey), gone: make(map[string]tombstone),
+	}
+}
+
+func keyID(owner, key string) string { return owner + "\x00" + key }
+
+func (s *jobs) Create(_ context.Context, j job.Job, key string) (job.Job, bool, error) {
+	s.mu.Lock()
+	var k idemKey
+	if key != "" {
+		if prev, ok := s.keys[keyID(j.Owner, key)]; ok {
+			s.mu.Unlock()
+			if prev.Fingerprint != j.Request.Fingerprint() {
+				return job.Job{}, false, job.ErrKeyReused
+			}
+			stored, err := s.Get(context.Background(), prev.Code)
+			return stored, false, err
+		}
+		k = idemKey{Code: j.Code, Fingerprint: j.Request.Fingerprint(), CreatedAt: j.CreatedAt}
+		s.keys[keyID(j.Owner, key)] = k // reserved: a concurrent replay waits on the job below
+	}
+	if _, ok := s.entries[j.Code]; ok {
+		s.mu.Unlock()
+		return job.Job{}, false, fmt.Errorf("create %s: code already exists", j.Code)
+	}
+	e := &entry{job: j, key: key, changed: make(chan struct{})}
+	e.mu.Lock() // readers of a half-created job wait for the write
+	s.entries[j.Code] = e
+	s.mu.Unlock()
+	defer e.mu.Unlock()
+
+	if s.disk != nil {
+		if err := s.disk.createJob(j, key, k); err != nil {
+			e.changed = nil // anyone who waited on it sees it never existed
+			s.mu.Lock()
+			delete(s.entries, j.Code)
+			if key != "" {
+				delete(s.keys, keyID(j.Owner, key))
+			}
+			s.mu.Unlock()
+			return job.Job{}, false, fmt.Errorf("create %s: %w", j.Code, err)
+		}
+	}
+	return j, true, nil
+}
+
+func (s *jobs) entry(code string) (*entry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.entries[code]
+	if !ok {
+		return nil, job.ErrNotFound
+	}
+	return e, nil
+}
+
+func (s *jobs) Get(_ context.Context, code string) (job.Job, error) {
+	e, err := s.entry(code)
+	if err != nil {
+		return job.Job{}, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.changed == nil {
+		return job.Job{}, job.ErrNotFound // deleted while we waited
+	}
+	return e.job, nil
+}
+
+func (s *jobs) Update(_ context.Context, code string, change func(*job.Job) error) (job.Job, error) {
+	e, err := s.entry(code)
+	if err != nil {
+		return job.Job{}, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.changed == nil {
+		return job.Job{}, job.ErrNotFound
+	}
+	next := e.job
+	if err := change(&next); err != nil {
+		return e.job, err
+	}
+	next.Seq = e.job.Seq + 1
+	next.UpdatedAt = s.now().UTC()
+	// Durable before visible: a watcher never sees a seq a crash could undo.
+	if s.disk != nil {
+		if err := s.disk.putJob(next, e.key); err != nil {
+			return e.job, fmt.Errorf("update %s: %w", code, err)
+		}
+	}
+	e.job = next
+	close(e.changed)
+	e.changed = make(chan struct{})
+	return next, nil
+}
+
+func (s *jobs) Watch(_ context.Context, code string) (job.Job, <-chan struct{}, error) {
+	e, err := s.entry(code)
+	if err != nil {
+		return job.Job{}, nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.changed == nil {
+		return job.Job{}, nil, job.ErrNotFound
+	}
+	return e.job, e.changed, nil
+}
+
+func (s *jobs) List(_ context.Context, owner string) ([]job.Job, error) {
+	var out []job.Job
+	for _, e := range s.snapshot() {
+		e.mu.Lock()
+		if e.changed != nil && e.job.Owner == owner {
+			out = append(out, e.job)
+		}
+		e.mu.Unlock()
+	}
+	slices.SortFunc(out, func(a, b job.Job) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return compareStrings(b.Code, a.Code)
+	})
+	return out, nil
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (s *jobs) Delete(_ context.Context, code string) error {
+	return s.remove(code, nil)
+}
+
+// remove deletes code, leaving tomb if it is set, and wakes its watchers.
+func (s *jobs) remove(code string, tomb *tombstone) error {
+	e, err := s.entry(code)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.changed == nil {
+		return job.ErrNotFound
+	}
+	if s.disk != nil {
+		if err := s.disk.deleteJob(code, keyID(e.job.Owner, e.key), tomb); err != nil {
+			return fmt.Errorf("delete %s: %w", code, err)
+		}
+	}
+	s.mu.Lock()
+	delete(s.entries, code)
+	if e.key != "" {
+		delete(s.keys, keyID(e.job.Owner, e.key))
+	}
+	if tomb != nil {
+		s.gone[code] = *tomb
+	}
+	s.mu.Unlock()
+	close(e.changed)
+	e.changed = nil
+	return nil
+}
+
+func (s *jobs) Expired(_ context.Context, code string) (string, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.gone[code]
+	return t.Owner, ok, nil
+}
+
+func (s *jobs) Sweep(_ context.Context, now time.Time, retention time.Duration) ([]job.Job, error) {
+	cutoff := now.Add(-retention)
+	var expired []job.Job
+	for _, e := range s.snapshot() {
+		e.mu.Lock()
+		if e.changed != nil && e.job.Status.Terminal() && e.job.UpdatedAt.Before(cutoff) {
+			expired = append(expired, e.job)
+		}
+		e.mu.Unlock()
+	}
+
+	var errs []error
+	var deleted []job.Job
+	for _, j := range expired {
+		var tomb *tombstone
+		if j.File != nil {
+			tomb = &tombstone{Owner: j.Owner, At: now.UTC()}
+		}
+		if err := s.remove(j.Code, tomb); err != nil && !errors.Is(err, job.ErrNotFound) {
+			errs = append(errs, err)
+			continue
+		}
+		deleted = append(deleted, j)
+	}
+	s.mu.Lock()
+	for id, k := range s.keys {
+		if k.CreatedAt.Before(cutoff) {
+			delete(s.keys, id)
+		}
+	}
+	for code, t := range s.gone {
+		if t.At.Before(cutoff) {
+			delete(s.gone, code)
+		}
+	}
+	s.mu.Unlock()
+	if s.disk != nil {
+		if err := s.disk.sweep(cutoff); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return deleted, errors.Join(errs...)
+}
+
+func (s *jobs) Unfinished(_ context.Context) ([]job.Job, error) {
+	var out []job.Job
+	for _, e := range s.snapshot() {
+		e.mu.Lock()
+		if e.changed != nil && !e.job.Status.Terminal() {
+			out = append(out, e.job)
+		}
+		e.mu.Unlock()
+	}
+	slices.SortFunc(out, func(a, b job.Job) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, nil
+}
+
+// snapshot returns the entries so they can be read without holding s.mu.
+func (s *jobs) snapshot() []*entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	entries := make([]*entry, 0, len(s.entries))
+	for _, e := range s.entries {
+		entries = append(entries, e)
+	}
+	return entries
+}
+
+func (s *jobs) Stats() (map[job.Status]int, map[string]int) {
+	byStatus := make(map[job.Status]int)
+	active := make(map[string]int)
+	for _, e := range s.snapshot() {
+		e.mu.Lock()
+		if e.changed != nil {
+			byStatus[e.job.Status]++
+			if !e.job.Status.Terminal() {
+				active[e.job.Owner]++
+			}
+		}
+		e.mu.Unlock()
+	}
+	return byStatus, active
+}
+
+func (s *jobs) Close() error {
+	if s.disk != nil {
+		return s.disk.close()
+	}
+	return nil
+}
