@@ -34,6 +34,7 @@ func main() {
 type config struct {
 	addr            string
 	backendURL      string
+	serviceToken    string
 	staticDir       string
 	heartbeat       time.Duration
 	retry           time.Duration
@@ -48,6 +49,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.SetOutput(stdout)
 	fs.StringVar(&c.addr, "addr", env("BFF_ADDR", ":8080"), "listen address (BFF_ADDR)")
 	fs.StringVar(&c.backendURL, "backend-url", env("BACKEND_URL", "http://localhost:8081"), "base URL of the export backend (BACKEND_URL)")
+	fs.StringVar(&c.serviceToken, "service-token", env("SERVICE_TOKEN", ""), "shared secret sent to the backend as 'Authorization: Bearer …' (SERVICE_TOKEN)")
 	fs.StringVar(&c.staticDir, "static-dir", env("STATIC_DIR", "client/dist/demo"), "directory of the built demo page served at / (STATIC_DIR)")
 	fs.DurationVar(&c.heartbeat, "heartbeat", envDuration("HEARTBEAT_INTERVAL", 15*time.Second), "silence before a ': ping' comment on event streams (HEARTBEAT_INTERVAL)")
 	fs.DurationVar(&c.retry, "retry", envDuration("SSE_RETRY", 2*time.Second), "base reconnect delay advertised to browsers, jittered up to +50% (SSE_RETRY)")
@@ -69,7 +71,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	log := newLogger(stdout, cfg.logLevel)
 
-	be, err := backend.New(cfg.backendURL)
+	be, err := backend.New(cfg.backendURL, cfg.serviceToken)
 	if err != nil {
 		return err
 	}

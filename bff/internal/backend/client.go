@@ -20,18 +20,21 @@ const ForwardedPrefix = "/api"
 
 // Errors of OpenEvents that are answers, not faults: retrying cannot help.
 var (
-	ErrNotFound  = errors.New("backend: export not found")
-	ErrNoContent = errors.New("backend: nothing newer than Last-Event-ID")
+	ErrNotFound     = errors.New("backend: export not found")
+	ErrNoContent    = errors.New("backend: nothing newer than Last-Event-ID")
+	ErrUnauthorized = errors.New("backend: the service token was rejected")
 )
 
 // Client talks to one backend.
 type Client struct {
-	base *url.URL
-	http *http.Client
+	base  *url.URL
+	http  *http.Client
+	token string
 }
 
-// New returns a client of the backend at baseURL.
-func New(baseURL string) (*Client, error) {
+// New returns a client of the backend at baseURL that authenticates with
+// serviceToken when it is set.
+func New(baseURL, serviceToken string) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("backend url %q must be an absolute http(s) URL", baseURL)
@@ -46,7 +49,7 @@ func New(baseURL string) (*Client, error) {
 	}
 	// No client Timeout: it would cut event streams and large downloads;
 	// every request carries its caller's context instead.
-	return &Client{base: u, http: &http.Client{Transport: t}}, nil
+	return &Client{base: u, http: &http.Client{Transport: t}, token: serviceToken}, nil
 }
 
 // Do sends a request to path on the backend with X-Forwarded-Prefix set.
@@ -59,6 +62,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, he
 		req.Header[k] = v
 	}
 	req.Header.Set("X-Forwarded-Prefix", ForwardedPrefix)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("backend %s %s: %w", method, path, err)
@@ -84,6 +90,8 @@ func (c *Client) OpenEvents(ctx context.Context, code, lastEventID string) (io.R
 		err = ErrNotFound
 	case resp.StatusCode == http.StatusNoContent:
 		err = ErrNoContent
+	case resp.StatusCode == http.StatusUnauthorized:
+		err = ErrUnauthorized
 	default:
 		err = fmt.Errorf("backend events of %s: status %d, content type %q", code, resp.StatusCode, resp.Header.Get("Content-Type"))
 	}

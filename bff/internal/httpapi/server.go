@@ -56,7 +56,9 @@ func New(cfg Config) *Server {
 
 	api := r.Group("/api/exports")
 	api.POST("", s.create)
+	api.GET("", s.list)
 	api.GET("/:code", s.withCode(s.get))
+	api.DELETE("/:code", s.withCode(s.cancel))
 	api.GET("/:code/events", s.withCode(s.events))
 	api.GET("/:code/file", s.withCode(s.file))
 	r.NoRoute(s.static())
@@ -87,6 +89,15 @@ func (s *Server) withCode(h func(c *gin.Context, code string)) gin.HandlerFunc {
 func (s *Server) create(c *gin.Context) {
 	body := http.MaxBytesReader(c.Writer, c.Request.Body, maxBodyBytes)
 	s.forward(c, http.MethodPost, "/v1/exports", body, "Content-Type", "Idempotency-Key")
+}
+
+func (s *Server) list(c *gin.Context) {
+	s.forward(c, http.MethodGet, "/v1/exports", nil)
+}
+
+// cancel cancels a running export or deletes a finished one.
+func (s *Server) cancel(c *gin.Context, code string) {
+	s.forward(c, http.MethodDelete, "/v1/exports/"+code, nil)
 }
 
 func (s *Server) get(c *gin.Context, code string) {
@@ -128,6 +139,12 @@ func (s *Server) forward(c *gin.Context, method, path string, body io.Reader, re
 		return
 	}
 	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode == http.StatusUnauthorized {
+		// The browser cannot fix our service token: it is our outage.
+		s.Logger.Error("the backend rejected the service token; check SERVICE_TOKEN on both", "path", path)
+		writeError(c, errBackend)
+		return
+	}
 	for _, k := range responseHeaders {
 		if v := resp.Header.Values(k); len(v) > 0 {
 			c.Writer.Header()[k] = v

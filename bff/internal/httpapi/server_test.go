@@ -57,9 +57,9 @@ type backendProc struct {
 
 // startBackend runs the real backend binary on a free loopback port and
 // returns once it is listening (it logs its address when it is).
-func startBackend(t *testing.T) *backendProc {
+func startBackend(t *testing.T, args ...string) *backendProc {
 	t.Helper()
-	cmd := exec.Command(backendBin, "-addr", "127.0.0.1:0", "-data-dir", t.TempDir())
+	cmd := exec.Command(backendBin, append([]string{"-addr", "127.0.0.1:0", "-data-dir", t.TempDir()}, args...)...)
 	cmd.Env = append(os.Environ(), "LOG_LEVEL=info")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -105,8 +105,13 @@ func (b *backendProc) streamsOpened(t *testing.T) int {
 // startBFF runs the real BFF handler on a loopback socket in front of backendURL.
 func startBFF(t *testing.T, backendURL string, giveUp time.Duration) string {
 	t.Helper()
+	return startBFFWithToken(t, backendURL, giveUp, "")
+}
+
+func startBFFWithToken(t *testing.T, backendURL string, giveUp time.Duration, token string) string {
+	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	be, err := backend.New(backendURL)
+	be, err := backend.New(backendURL, token)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,5 +421,60 @@ func TestTheBFFAnswers502WhenTheBackendIsDown(t *testing.T) {
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("status %d, Retry-After %q; want 502 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
+
+func TestCancellingThroughTheBFFEndsEveryBrowsersStreamCancelled(t *testing.T) {
+	be := startBackend(t)
+	bff := startBFF(t, be.url, 5*time.Second)
+	j := create(t, bff, `{"rows":1000,"durationMs":60000}`)
+	s := openStream(t, bff+"/api/exports/"+j.Code+"/events", nil)
+	s.next(t)
+
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodDelete, bff+"/api/exports/"+j.Code, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE: %d, want 200", resp.StatusCode)
+	}
+	evs := s.rest(t)
+	if len(evs) == 0 || evs[len(evs)-1].job.Status != "CANCELLED" {
+		t.Fatalf("stream after cancel: %v, want it to end CANCELLED", evs)
+	}
+
+	list, err := http.Get(bff + "/api/exports")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = list.Body.Close() }()
+	var body struct{ Exports []job }
+	if err := json.NewDecoder(list.Body).Decode(&body); err != nil || len(body.Exports) != 1 || body.Exports[0].Status != "CANCELLED" {
+		t.Errorf("list: %+v %v, want the one cancelled export", body, err)
+	}
+}
+
+func TestTheBFFAuthenticatesToTheBackendWithTheServiceToken(t *testing.T) {
+	be := startBackend(t, "-service-token", "s3cret")
+	good := startBFFWithToken(t, be.url, 5*time.Second, "s3cret")
+	j := create(t, good, `{"rows":10,"durationMs":0}`)
+	if evs := openStream(t, good+"/api/exports/"+j.Code+"/events", nil).rest(t); evs[len(evs)-1].job.Status != "COMPLETED" {
+		t.Errorf("events with the token: ended %s", evs[len(evs)-1].job.Status)
+	}
+
+	bad := startBFFWithToken(t, be.url, 5*time.Second, "wrong")
+	resp, err := http.Post(bad+"/api/exports", "application/json", strings.NewReader(`{"rows":10,"durationMs":0}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("a BFF with the wrong token: %d, want 502 (never the backend's 401)", resp.StatusCode)
+	}
+	evs := openStream(t, bad+"/api/exports/"+j.Code+"/events", nil).rest(t)
+	if len(evs) != 1 || evs[0].job.Status != "ERROR" {
+		t.Errorf("events through a BFF with the wrong token: %v, want one ERROR at once", evs)
 	}
 }

@@ -155,6 +155,10 @@ func (h *Hub) run(ctx context.Context, up *upstream) {
 		case errors.Is(err, backend.ErrNotFound):
 			h.broadcast(up, errorEvent(up.code, "NOT_FOUND", "export not found"))
 			return
+		case errors.Is(err, backend.ErrUnauthorized):
+			h.log.Error("the backend rejected the service token; check SERVICE_TOKEN on both", "code", up.code)
+			h.broadcast(up, errorEvent(up.code, "UPSTREAM_UNAVAILABLE", "the export service cannot be reached; try again later"))
+			return
 		case errors.Is(err, backend.ErrNoContent):
 			// The backend has nothing after lastID: we already relayed the end.
 			return
