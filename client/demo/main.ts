@@ -142,7 +142,7 @@ function readRequest(): ExportRequest | string {
   if (!Number.isInteger(durationMs) || durationMs < 0) return "Duration must be a whole number of milliseconds.";
   if (failAtInput.value.trim() === "") return { rows, durationMs };
   const failAt = failAtInput.valueAsNumber;
-  if (!Number.isInteger(failAt) || failAt < 0 || failAt > 100) return "Fail at must be a percent between 0 and 100.";
+  if (!Number.isInteger(failAt) || failAt < 1 || failAt > 99) return "Fail at must be a percent between 1 and 99.";
   return { rows, durationMs, failAt };
 }
 
