@@ -342,3 +342,39 @@ func TestAQuietStreamGetsHeartbeatComments(t *testing.T) {
 		t.Fatalf("stream ended after %d heartbeats: %v", pings, lines.Err())
 	}
 }
+
+func TestMetricsCountJobsStreamsAndGenerations(t *testing.T) {
+	base := startBackend(t)
+	var j job.Job
+	call(t, "POST", base+"/v1/exports", `{"rows":10,"durationMs":0}`, nil, &j)
+	last(follow(t, base+"/v1/exports/"+j.Code+"/events", nil))
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`exportstream_backend_jobs{status="COMPLETED"} 1`,
+		`exportstream_backend_queue_depth 0`,
+		`exportstream_backend_event_streams_opened_total 1`,
+		`exportstream_backend_events_sent_total`,
+		`exportstream_backend_generation_duration_seconds_count{status="COMPLETED"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+func TestReadinessTurns503WhenDraining(t *testing.T) {
+	b := newBackend(t)
+	if r := call(t, "GET", b.url+"/readyz", "", nil, nil); r.StatusCode != http.StatusOK {
+		t.Fatalf("readyz: %d", r.StatusCode)
+	}
+	b.api.CloseStreams()
+	var e struct{ Error struct{ Code string } }
+	if r := call(t, "GET", b.url+"/readyz", "", nil, &e); r.StatusCode != http.StatusServiceUnavailable || e.Error.Code != "UNAVAILABLE" {
+		t.Errorf("readyz while draining: %d %s, want 503 UNAVAILABLE", r.StatusCode, e.Error.Code)
+	}
+}

@@ -30,6 +30,7 @@ type testBackend struct {
 	url   string
 	store store.Store
 	pool  *worker.Pool
+	api   *httpapi.Server
 }
 
 type backendOption func(*httpapi.Config, *worker.Config)
@@ -46,6 +47,8 @@ func newBackend(t *testing.T, opts ...backendOption) *testBackend {
 	st := store.NewMemory()
 	wcfg := worker.Config{Workers: 4, QueueSize: 16, FilesDir: t.TempDir(), ProgressInterval: 20 * time.Millisecond, Retention: time.Hour}
 	hcfg := httpapi.Config{Store: st, Logger: log, Heartbeat: 15 * time.Second, Retry: 2 * time.Second}
+	generation := httpapi.GenerationHistogram() // wired as cmd/backend does
+	wcfg.OnFinish = httpapi.ObserveGeneration(generation)
 	for _, o := range opts {
 		o(&hcfg, &wcfg)
 	}
@@ -55,13 +58,14 @@ func newBackend(t *testing.T, opts ...backendOption) *testBackend {
 	}
 	hcfg.Pool = pool
 	api := httpapi.New(hcfg)
+	api.Register(generation)
 	srv := httptest.NewServer(api)
 	t.Cleanup(func() {
 		api.CloseStreams()
 		srv.Close()
 		pool.Close()
 	})
-	return &testBackend{url: srv.URL, store: st, pool: pool}
+	return &testBackend{url: srv.URL, store: st, pool: pool, api: api}
 }
 
 func createExport(t *testing.T, base, body string) (job.Job, *http.Response) {

@@ -189,12 +189,7 @@ func (p *Pool) run(code string) error {
 		delete(p.running, code)
 		p.mu.Unlock()
 	}()
-	start := time.Now()
-	status, err := p.generate(ctx, code)
-	if status != "" {
-		p.cfg.OnFinish(status, time.Since(start))
-	}
-	return err
+	return p.generate(ctx, code, time.Now())
 }
 
 // unlessEnded wraps a change so it never touches a job that has ended
@@ -219,47 +214,58 @@ func (p *Pool) fail(code string, f *job.Failure) {
 	}
 }
 
-// generate runs one job to a terminal state and says which ("" if it
-// stopped without one: cancelled, or left to resume).
-func (p *Pool) generate(ctx context.Context, code string) (job.Status, error) {
+// end makes the generation's final change and reports it to OnFinish
+// before anyone can see it, so metrics never lag the event.
+func (p *Pool) end(ctx context.Context, code string, start time.Time, change func(*job.Job)) error {
+	_, err := p.store.Update(context.WithoutCancel(ctx), code, unlessEnded(func(j *job.Job) {
+		change(j)
+		p.cfg.OnFinish(j.Status, time.Since(start))
+	}))
+	return ignoreEnded(err)
+}
+
+// generate runs one job from the queue to a terminal state, or leaves it
+// at its checkpoint when the pool shuts down.
+func (p *Pool) generate(ctx context.Context, code string, start time.Time) error {
 	j, err := p.store.Update(ctx, code, unlessEnded(func(j *job.Job) { j.Status = job.StatusInProgress }))
 	if errors.Is(err, job.ErrTerminal) || errors.Is(err, job.ErrNotFound) {
-		return "", nil // cancelled or deleted while queued
+		return nil // cancelled or deleted while queued
 	} else if err != nil {
-		return "", fmt.Errorf("start %s: %w", code, err)
+		return fmt.Errorf("start %s: %w", code, err)
 	}
 	tmp := p.FilePath(code) + ".tmp"
 	sum, size, err := p.writeFile(ctx, j, tmp)
 	if err != nil {
 		_ = os.Remove(tmp)
 	}
+	failed := func(message string) func(*job.Job) {
+		return func(j *job.Job) {
+			j.Status, j.Error = job.StatusFailed, &job.Failure{Code: "GENERATION_FAILED", Message: message}
+		}
+	}
 	var failure *simulatedFailure
 	switch {
 	case errors.As(err, &failure):
-		_, err = p.store.Update(context.WithoutCancel(ctx), code, unlessEnded(func(j *job.Job) {
-			j.Status, j.Progress, j.RowsDone = job.StatusFailed, failure.progress, failure.rowsDone
-			j.Error = &job.Failure{Code: "GENERATION_FAILED", Message: fmt.Sprintf("simulated failure at %d%%", failure.failAt)}
-		}))
-		return job.StatusFailed, ignoreEnded(err)
+		return p.end(ctx, code, start, func(j *job.Job) {
+			failed(failure.Error())(j)
+			j.Progress, j.RowsDone = failure.progress, failure.rowsDone
+		})
 	case errors.Is(err, job.ErrTerminal), errors.Is(err, job.ErrNotFound):
-		return "", nil // cancelled or deleted while running
+		return nil // cancelled or deleted while running
 	case p.ctx.Err() != nil:
 		if !p.cfg.Durable {
 			p.fail(code, interrupted)
-			return job.StatusFailed, nil
 		}
-		return "", nil // left at its checkpoint; Resume picks it up
+		return nil // durable: left at its checkpoint; Resume picks it up
 	case ctx.Err() != nil:
-		return "", nil //nolint:nilerr // a cancelled job is not an error
+		return nil //nolint:nilerr // a cancelled job is not an error
 	case err != nil:
-		p.fail(code, &job.Failure{Code: "GENERATION_FAILED", Message: "the file could not be written"})
-		return job.StatusFailed, fmt.Errorf("write %s: %w", code, err)
+		return errors.Join(fmt.Errorf("write %s: %w", code, err), p.end(ctx, code, start, failed("the file could not be written")))
 	}
 	if err = os.Rename(tmp, p.FilePath(code)); err != nil {
-		p.fail(code, &job.Failure{Code: "GENERATION_FAILED", Message: "the file could not be stored"})
-		return job.StatusFailed, fmt.Errorf("store %s: %w", code, err)
+		return errors.Join(fmt.Errorf("store %s: %w", code, err), p.end(ctx, code, start, failed("the file could not be stored")))
 	}
-	_, err = p.store.Update(context.WithoutCancel(ctx), code, unlessEnded(func(j *job.Job) {
+	err = p.end(ctx, code, start, func(j *job.Job) {
 		j.Status, j.Progress, j.RowsDone = job.StatusCompleted, 100, j.RowsTotal
 		j.File = &job.File{
 			Name:        job.FileName(j.Request, code),
@@ -268,12 +274,11 @@ func (p *Pool) generate(ctx context.Context, code string) (job.Status, error) {
 			ContentType: "text/csv; charset=utf-8",
 			ExpiresAt:   time.Now().UTC().Add(p.cfg.Retention),
 		}
-	}))
-	if err != nil {
+	})
+	if j, _ := p.store.Get(ctx, code); j.Status != job.StatusCompleted {
 		_ = p.RemoveFile(code) // cancelled at the last moment: no orphan file
-		return "", ignoreEnded(err)
 	}
-	return job.StatusCompleted, nil
+	return err
 }
 
 func ignoreEnded(err error) error {
