@@ -14,12 +14,15 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/exportstream/exportstream/bff/internal/backend"
 	"github.com/exportstream/exportstream/bff/internal/httpapi"
 	"github.com/exportstream/exportstream/bff/internal/relay"
+	"github.com/exportstream/exportstream/bff/internal/session"
 )
 
 func main() {
@@ -32,32 +35,59 @@ func main() {
 }
 
 type config struct {
-	addr            string
-	backendURL      string
-	serviceToken    string
-	staticDir       string
-	heartbeat       time.Duration
-	retry           time.Duration
-	giveUp          time.Duration
-	shutdownTimeout time.Duration
-	logLevel        slog.Level
+	addr                 string
+	backendURL           string
+	serviceToken         string
+	staticDir            string
+	sessionSecret        string
+	cookieSecure         bool
+	allowedOrigins       string
+	maxStreamsPerSession int
+	maxStreams           int
+	createRate           float64
+	createBurst          int
+	heartbeat            time.Duration
+	retry                time.Duration
+	giveUp               time.Duration
+	linger               time.Duration
+	writeTimeout         time.Duration
+	coalesce             bool
+	shutdownTimeout      time.Duration
+	logLevel             slog.Level
 }
 
 func parseFlags(args []string, stdout io.Writer) (config, error) {
 	var c config
+	e := envReader{}
 	fs := flag.NewFlagSet("bff", flag.ContinueOnError)
 	fs.SetOutput(stdout)
-	fs.StringVar(&c.addr, "addr", env("BFF_ADDR", ":8080"), "listen address (BFF_ADDR)")
-	fs.StringVar(&c.backendURL, "backend-url", env("BACKEND_URL", "http://localhost:8081"), "base URL of the export backend (BACKEND_URL)")
-	fs.StringVar(&c.serviceToken, "service-token", env("SERVICE_TOKEN", ""), "shared secret sent to the backend as 'Authorization: Bearer …' (SERVICE_TOKEN)")
-	fs.StringVar(&c.staticDir, "static-dir", env("STATIC_DIR", "client/dist/demo"), "directory of the built demo page served at / (STATIC_DIR)")
-	fs.DurationVar(&c.heartbeat, "heartbeat", envDuration("HEARTBEAT_INTERVAL", 15*time.Second), "silence before a ': ping' comment on event streams (HEARTBEAT_INTERVAL)")
-	fs.DurationVar(&c.retry, "retry", envDuration("SSE_RETRY", 2*time.Second), "base reconnect delay advertised to browsers, jittered up to +50% (SSE_RETRY)")
-	fs.DurationVar(&c.giveUp, "upstream-giveup", envDuration("UPSTREAM_GIVEUP", 30*time.Second), "how long the backend may be unreachable before browsers get ERROR (UPSTREAM_GIVEUP)")
-	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", envDuration("SHUTDOWN_TIMEOUT", 10*time.Second), "time given to requests to finish on shutdown (SHUTDOWN_TIMEOUT)")
-	fs.TextVar(&c.logLevel, "log-level", levelFromEnv(), "debug, info, warn or error (LOG_LEVEL)")
+	fs.StringVar(&c.addr, "addr", e.str("BFF_ADDR", ":8080"), "listen address (BFF_ADDR)")
+	fs.StringVar(&c.backendURL, "backend-url", e.str("BACKEND_URL", "http://localhost:8081"), "base URL of the export backend (BACKEND_URL)")
+	fs.StringVar(&c.serviceToken, "service-token", e.str("SERVICE_TOKEN", ""), "shared secret sent to the backend as 'Authorization: Bearer …' (SERVICE_TOKEN)")
+	fs.StringVar(&c.staticDir, "static-dir", e.str("STATIC_DIR", "client/dist/demo"), "directory of the built demo page served at / (STATIC_DIR)")
+	fs.StringVar(&c.sessionSecret, "session-secret", e.str("SESSION_SECRET", ""), "at least 32 bytes signing session cookies; empty: random, sessions end with the process (SESSION_SECRET)")
+	fs.BoolVar(&c.cookieSecure, "cookie-secure", e.boolean("COOKIE_SECURE", false), "mark the session cookie Secure (behind HTTPS) (COOKIE_SECURE)")
+	fs.StringVar(&c.allowedOrigins, "allowed-origins", e.str("ALLOWED_ORIGINS", ""), "comma-separated origins, besides the BFF's own, that may change exports and get CORS (ALLOWED_ORIGINS)")
+	fs.IntVar(&c.maxStreamsPerSession, "max-streams-per-session", e.integer("MAX_STREAMS_PER_SESSION", 20), "open event streams per session before 429 (MAX_STREAMS_PER_SESSION)")
+	fs.IntVar(&c.maxStreams, "max-streams", e.integer("MAX_STREAMS", 15000), "open event streams in all before 503 (MAX_STREAMS)")
+	fs.Float64Var(&c.createRate, "create-rate", e.float("CREATE_RATE", 5), "exports a session may start per second, sustained; 0 for no limit (CREATE_RATE)")
+	fs.IntVar(&c.createBurst, "create-burst", e.integer("CREATE_BURST", 20), "exports a session may start at once (CREATE_BURST)")
+	fs.DurationVar(&c.heartbeat, "heartbeat", e.duration("HEARTBEAT_INTERVAL", 15*time.Second), "silence before a ': ping' comment on event streams (HEARTBEAT_INTERVAL)")
+	fs.DurationVar(&c.retry, "retry", e.duration("SSE_RETRY", 2*time.Second), "base reconnect delay advertised to browsers, jittered up to +50% (SSE_RETRY)")
+	fs.DurationVar(&c.giveUp, "upstream-giveup", e.duration("UPSTREAM_GIVEUP", 30*time.Second), "how long the backend may be unreachable before browsers get ERROR (UPSTREAM_GIVEUP)")
+	fs.DurationVar(&c.linger, "linger", e.duration("UPSTREAM_LINGER", 5*time.Second), "how long an upstream stays open after its last browser left (UPSTREAM_LINGER)")
+	fs.DurationVar(&c.writeTimeout, "write-timeout", e.duration("STREAM_WRITE_TIMEOUT", 10*time.Second), "a browser whose stream writes block this long is disconnected (STREAM_WRITE_TIMEOUT)")
+	fs.BoolVar(&c.coalesce, "coalesce", true, "share one upstream per job among browsers; false is the seed's design, for benchmarks only")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", e.duration("SHUTDOWN_TIMEOUT", 10*time.Second), "time given to requests to finish on shutdown (SHUTDOWN_TIMEOUT)")
+	fs.TextVar(&c.logLevel, "log-level", e.level("LOG_LEVEL"), "debug, info, warn or error (LOG_LEVEL)")
+	if err := errors.Join(e.errs...); err != nil {
+		return c, err
+	}
 	if err := fs.Parse(args); err != nil {
 		return c, fmt.Errorf("parse flags: %w", err)
+	}
+	if c.heartbeat <= 0 || c.retry <= 0 || c.giveUp <= 0 {
+		return c, errors.New("-heartbeat, -retry and -upstream-giveup must be positive")
 	}
 	return c, nil
 }
@@ -75,28 +105,53 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	secret := []byte(cfg.sessionSecret)
+	if len(secret) == 0 {
+		log.Warn("SESSION_SECRET is not set: using a random one, so sessions end when this process does and do not span instances")
+		secret = session.RandomSecret()
+	}
+	sessions, err := session.New(secret, cfg.cookieSecure, 24*time.Hour)
+	if err != nil {
+		return err
+	}
 	metrics := httpapi.NewMetrics()
-	hub := relay.NewHub(be.OpenEvents, relay.Config{
+	hub := relay.NewHub(be, relay.Config{
 		GiveUp:     cfg.giveUp,
 		MinBackoff: 100 * time.Millisecond,
 		MaxBackoff: 5 * time.Second,
 		Buffer:     64,
+		Linger:     cfg.linger,
+		NoCoalesce: !cfg.coalesce,
 	}, metrics, log)
 	defer hub.Close()
 	api := httpapi.New(httpapi.Config{
-		Backend: be, Hub: hub, Metrics: metrics, Logger: log,
-		StaticDir: cfg.staticDir, Heartbeat: cfg.heartbeat, Retry: cfg.retry,
+		Backend: be, Hub: hub, Sessions: sessions, Metrics: metrics, Logger: log,
+		StaticDir: cfg.staticDir, Heartbeat: cfg.heartbeat, Retry: cfg.retry, WriteTimeout: cfg.writeTimeout,
+		AllowedOrigins:       splitList(cfg.allowedOrigins),
+		MaxStreamsPerSession: cfg.maxStreamsPerSession, MaxStreams: cfg.maxStreams,
+		CreateRate: cfg.createRate, CreateBurst: cfg.createBurst,
 	})
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	// No WriteTimeout: it would cut event streams. Slow headers are bounded.
+	// No WriteTimeout: it would cut event streams (they bound each write
+	// themselves). Slow headers are bounded.
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	srv.RegisterOnShutdown(api.CloseStreams)
-	log.Info("bff listening", "addr", ln.Addr().String(), "backend", cfg.backendURL, "staticDir", cfg.staticDir)
+	log.Info("bff listening", "addr", ln.Addr().String(), "backend", cfg.backendURL, "staticDir", cfg.staticDir, "coalesce", cfg.coalesce)
 	return serve(ctx, srv, ln, cfg.shutdownTimeout)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, strings.TrimSuffix(part, "/"))
+		}
+	}
+	return out
 }
 
 // serve runs srv until ctx is done, then shuts it down within timeout.
@@ -130,24 +185,50 @@ func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-func env(key, def string) string {
+// envReader reads environment fallbacks for flags, collecting malformed
+// values as errors instead of silently using the default.
+type envReader struct{ errs []error }
+
+func (e *envReader) str(key, def string) string {
 	if v, ok := os.LookupEnv(key); ok && v != "" {
 		return v
 	}
 	return def
 }
 
-func envDuration(key string, def time.Duration) time.Duration {
-	if d, err := time.ParseDuration(os.Getenv(key)); err == nil {
-		return d
-	}
-	return def
+func (e *envReader) integer(key string, def int) int {
+	return parseEnv(e, key, def, strconv.Atoi, "an integer")
 }
 
-func levelFromEnv() slog.Level {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(os.Getenv("LOG_LEVEL"))); err != nil {
-		return slog.LevelInfo
+func (e *envReader) float(key string, def float64) float64 {
+	return parseEnv(e, key, def, func(v string) (float64, error) { return strconv.ParseFloat(v, 64) }, "a number")
+}
+
+func (e *envReader) boolean(key string, def bool) bool {
+	return parseEnv(e, key, def, strconv.ParseBool, "a boolean")
+}
+
+func (e *envReader) duration(key string, def time.Duration) time.Duration {
+	return parseEnv(e, key, def, time.ParseDuration, "a duration like 30s")
+}
+
+func (e *envReader) level(key string) slog.Level {
+	return parseEnv(e, key, slog.LevelInfo, func(v string) (slog.Level, error) {
+		var l slog.Level
+		err := l.UnmarshalText([]byte(v))
+		return l, err
+	}, "a log level")
+}
+
+func parseEnv[T any](e *envReader, key string, def T, parse func(string) (T, error), what string) T {
+	v := os.Getenv(key)
+	if v == "" {
+		return def
 	}
-	return l
+	x, err := parse(v)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: not %s", key, v, what))
+		return def
+	}
+	return x
 }

@@ -1,10 +1,10 @@
-// Package backend is the BFF's client of the export backend: plain request
-// forwarding for the REST routes and opening a job's event stream.
+// Package backend is the BFF's client of the export backend: every request
+// carries the owner (the browser's session), the service token and the
+// forwarded prefix, so the backend scopes and shapes its answers.
 package backend
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,13 +17,6 @@ import (
 // ForwardedPrefix is where browsers see the export routes on the BFF. The
 // backend builds file URLs from it, so events are relayed unchanged.
 const ForwardedPrefix = "/api"
-
-// Errors of OpenEvents that are answers, not faults: retrying cannot help.
-var (
-	ErrNotFound     = errors.New("backend: export not found")
-	ErrNoContent    = errors.New("backend: nothing newer than Last-Event-ID")
-	ErrUnauthorized = errors.New("backend: the service token was rejected")
-)
 
 // Client talks to one backend.
 type Client struct {
@@ -52,8 +45,8 @@ func New(baseURL, serviceToken string) (*Client, error) {
 	return &Client{base: u, http: &http.Client{Transport: t}, token: serviceToken}, nil
 }
 
-// Do sends a request to path on the backend with X-Forwarded-Prefix set.
-func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, header http.Header) (*http.Response, error) {
+// Do sends a request for owner to path on the backend.
+func (c *Client) Do(ctx context.Context, method, path, owner string, body io.Reader, header http.Header) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
 	if err != nil {
 		return nil, fmt.Errorf("backend request: %w", err)
@@ -61,10 +54,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, he
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	req.Header.Set("X-Forwarded-Prefix", ForwardedPrefix)
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
+	c.setHeaders(req.Header, owner)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("backend %s %s: %w", method, path, err)
@@ -72,30 +62,26 @@ func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, he
 	return resp, nil
 }
 
-// OpenEvents opens the event stream of code, resuming after lastEventID if
-// it is set. The caller reads and closes the returned body.
-func (c *Client) OpenEvents(ctx context.Context, code, lastEventID string) (io.ReadCloser, error) {
-	h := http.Header{"Accept": {"text/event-stream"}}
-	if lastEventID != "" {
-		h.Set("Last-Event-ID", lastEventID)
-	}
-	resp, err := c.Do(ctx, http.MethodGet, "/v1/exports/"+url.PathEscape(code)+"/events", nil, h)
+// EventsRequest is the request for owner's job code event stream; the
+// relay sends it (again, with Last-Event-ID, after a drop).
+func (c *Client) EventsRequest(ctx context.Context, owner, code string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base.String()+"/v1/exports/"+url.PathEscape(code)+"/events", nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("backend events request: %w", err)
 	}
-	switch {
-	case resp.StatusCode == http.StatusOK && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream"):
-		return resp.Body, nil
-	case resp.StatusCode == http.StatusNotFound:
-		err = ErrNotFound
-	case resp.StatusCode == http.StatusNoContent:
-		err = ErrNoContent
-	case resp.StatusCode == http.StatusUnauthorized:
-		err = ErrUnauthorized
-	default:
-		err = fmt.Errorf("backend events of %s: status %d, content type %q", code, resp.StatusCode, resp.Header.Get("Content-Type"))
+	c.setHeaders(req.Header, owner)
+	return req, nil
+}
+
+// HTTPClient is the client every backend request goes through.
+func (c *Client) HTTPClient() *http.Client { return c.http }
+
+func (c *Client) setHeaders(h http.Header, owner string) {
+	h.Set("X-Forwarded-Prefix", ForwardedPrefix)
+	if owner != "" {
+		h.Set("X-Export-Owner", owner)
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-	_ = resp.Body.Close()
-	return nil, err
+	if c.token != "" {
+		h.Set("Authorization", "Bearer "+c.token)
+	}
 }

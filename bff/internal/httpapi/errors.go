@@ -18,10 +18,12 @@ var (
 	errInvalidCode = &apiError{http.StatusBadRequest, "INVALID_CODE", "export code must be a UUID"}
 	errNotFound    = &apiError{http.StatusNotFound, "NOT_FOUND", "export not found"}
 	errBackend     = &apiError{http.StatusBadGateway, "BACKEND_UNAVAILABLE", "the export service cannot be reached; try again later"}
+	errInternal    = &apiError{http.StatusInternalServerError, "INTERNAL", "internal error"}
+	errOrigin      = &apiError{http.StatusForbidden, "FORBIDDEN_ORIGIN", "this origin may not change exports"}
 )
 
 func writeError(c *gin.Context, e *apiError) {
-	if e.Status == http.StatusBadGateway {
+	if e.Status == http.StatusBadGateway || e.Status == http.StatusServiceUnavailable {
 		c.Header("Retry-After", "5")
 	}
 	c.AbortWithStatusJSON(e.Status, gin.H{"error": e})

@@ -1,8 +1,10 @@
 package httpapi
 
 import (
+	"errors"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -13,19 +15,29 @@ import (
 )
 
 // events relays one job's stream. Nothing is written until the first event
-// or heartbeat, so a job the backend does not know still gets a plain 404
-// (EventSource stops), and a resume with nothing newer gets 204.
+// or heartbeat, so a job the backend does not know (or another session's)
+// still gets a plain 404 (EventSource stops), and a resume with nothing
+// newer gets 204.
 func (s *Server) events(c *gin.Context, code string) {
+	sid, ok := s.requireSession(c)
+	if !ok {
+		return
+	}
 	after, err := strconv.ParseInt(c.GetHeader("Last-Event-ID"), 10, 64)
 	if err != nil || after < 0 {
 		after = 0 // malformed is treated as absent
 	}
-	sub := s.Hub.Subscribe(code, after)
+	if e := s.streams.acquire(sid); e != nil {
+		writeError(c, e)
+		return
+	}
+	defer s.streams.release(sid)
+	sub := s.Hub.Subscribe(sid, code, after, nil)
 	defer sub.Close()
 	s.Metrics.subscribersActive.Inc()
 	defer s.Metrics.subscribersActive.Dec()
 
-	w := streamWriter{c: c, retry: s.Retry}
+	w := s.newStreamWriter(c)
 	heartbeat := time.NewTimer(s.Heartbeat)
 	defer heartbeat.Stop()
 	ctx := c.Request.Context()
@@ -36,9 +48,7 @@ func (s *Server) events(c *gin.Context, code string) {
 		case <-s.closing:
 			return
 		case <-heartbeat.C:
-			ping := &sse.Message{}
-			ping.AppendComment("ping")
-			if w.send(ping) != nil {
+			if w.ping() != nil {
 				return
 			}
 			heartbeat.Reset(s.Heartbeat)
@@ -51,15 +61,9 @@ func (s *Server) events(c *gin.Context, code string) {
 				writeError(c, errNotFound)
 				return
 			}
-			msg := &sse.Message{}
-			if ev.ID != "" {
-				msg.ID = sse.ID(ev.ID)
-			}
-			msg.AppendData(ev.Data)
-			if w.send(msg) != nil {
+			if w.event(ev.ID, ev) != nil {
 				return
 			}
-			s.Metrics.eventsRelayed.Inc()
 			heartbeat.Reset(s.Heartbeat)
 		}
 		if ended {
@@ -72,16 +76,54 @@ func (s *Server) events(c *gin.Context, code string) {
 	}
 }
 
-// streamWriter starts the SSE response lazily: headers and the retry field
-// go out with the first message.
+// streamWriter writes one browser's SSE response. It starts the response
+// lazily (headers and the retry field go out with the first message) and
+// bounds every write by the write timeout, so a browser that stopped
+// reading is cut off instead of holding its goroutine and buffers.
 type streamWriter struct {
+	s       *Server
 	c       *gin.Context
-	retry   time.Duration
+	rc      *http.ResponseController
 	sess    *sse.Session
 	started bool
 }
 
+func (s *Server) newStreamWriter(c *gin.Context) *streamWriter {
+	return &streamWriter{s: s, c: c, rc: http.NewResponseController(c.Writer)}
+}
+
+func (w *streamWriter) event(id string, ev relay.Event) error {
+	msg := &sse.Message{}
+	if id != "" {
+		msg.ID = sse.ID(id)
+	}
+	msg.AppendData(ev.Data)
+	if err := w.send(msg); err != nil {
+		return err
+	}
+	w.s.Metrics.eventsRelayed.Inc()
+	return nil
+}
+
+func (w *streamWriter) ping() error {
+	ping := &sse.Message{}
+	ping.AppendComment("ping")
+	return w.send(ping)
+}
+
 func (w *streamWriter) send(m *sse.Message) error {
+	if w.s.WriteTimeout > 0 {
+		_ = w.rc.SetWriteDeadline(time.Now().Add(w.s.WriteTimeout))
+	}
+	err := w.write(m)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		w.s.Metrics.slowDisconnects.Inc()
+		w.s.Logger.Info("disconnected a browser that stopped reading", "path", w.c.Request.URL.Path)
+	}
+	return err
+}
+
+func (w *streamWriter) write(m *sse.Message) error {
 	if !w.started {
 		sess, err := sse.Upgrade(w.c.Writer, w.c.Request)
 		if err != nil {
@@ -93,7 +135,7 @@ func (w *streamWriter) send(m *sse.Message) error {
 		w.sess, w.started = sess, true
 		// Jitter the advertised retry so a crowd of browsers that lost this
 		// instance do not all come back in the same millisecond.
-		retry := w.retry + rand.N(w.retry/2+1)
+		retry := w.s.Retry + rand.N(w.s.Retry/2+1)
 		if err := w.sess.Send(&sse.Message{Retry: retry}); err != nil {
 			return err
 		}
@@ -103,5 +145,3 @@ func (w *streamWriter) send(m *sse.Message) error {
 	}
 	return w.sess.Flush()
 }
-
-var _ relay.Stats = (*Metrics)(nil)

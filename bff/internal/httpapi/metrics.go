@@ -10,6 +10,8 @@ type Metrics struct {
 	upstreamConnects  prometheus.Counter
 	subscribersActive prometheus.Gauge
 	eventsRelayed     prometheus.Counter
+	snapshotsDropped  prometheus.Counter
+	slowDisconnects   prometheus.Counter
 }
 
 // NewMetrics registers the BFF's series on a registry of their own.
@@ -23,7 +25,7 @@ func NewMetrics() *Metrics {
 			Name: "exportstream_bff_upstreams_active", Help: "Job codes relayed now.",
 		}),
 		upstreamConnects: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "exportstream_bff_upstream_connections_total", Help: "Backend event-stream connections made, reconnections included.",
+			Name: "exportstream_bff_upstream_connections_total", Help: "Backend event-stream connections made; past one per upstream, they are reconnects.",
 		}),
 		subscribersActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "exportstream_bff_subscribers_active", Help: "Browser event streams open now.",
@@ -32,7 +34,13 @@ func NewMetrics() *Metrics {
 			Name: "exportstream_bff_events_relayed_total", Help: "Events written to browser streams.",
 		}),
 	}
-	m.Registry.MustRegister(m.upstreamsOpened, m.upstreamsActive, m.upstreamConnects, m.subscribersActive, m.eventsRelayed)
+	m.snapshotsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "exportstream_bff_snapshots_dropped_total", Help: "Progress snapshots dropped for slow browsers (a newer one replaced them).",
+	})
+	m.slowDisconnects = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "exportstream_bff_slow_disconnects_total", Help: "Browser streams cut off because writes stayed blocked past the write timeout.",
+	})
+	m.Registry.MustRegister(m.upstreamsOpened, m.upstreamsActive, m.upstreamConnects, m.subscribersActive, m.eventsRelayed, m.snapshotsDropped, m.slowDisconnects)
 	return m
 }
 
@@ -41,6 +49,9 @@ func (m *Metrics) UpstreamOpened() { m.upstreamsOpened.Inc(); m.upstreamsActive.
 
 // UpstreamClosed implements relay.Stats.
 func (m *Metrics) UpstreamClosed() { m.upstreamsActive.Dec() }
+
+// SnapshotDropped implements relay.Stats.
+func (m *Metrics) SnapshotDropped() { m.snapshotsDropped.Inc() }
 
 // UpstreamConnected implements relay.Stats.
 func (m *Metrics) UpstreamConnected() { m.upstreamConnects.Inc() }

@@ -1,9 +1,12 @@
 // Package httpapi is the BFF's HTTP surface: the browser-facing /api routes
-// (proxied to the backend, event streams relayed through relay.Hub), the
-// demo page and health and metrics endpoints.
+// (proxied to the backend as the browser's session), the relayed per-job
+// and per-session event streams, the demo page, health and metrics.
 package httpapi
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -19,6 +22,7 @@ import (
 
 	"github.com/exportstream/exportstream/bff/internal/backend"
 	"github.com/exportstream/exportstream/bff/internal/relay"
+	"github.com/exportstream/exportstream/bff/internal/session"
 )
 
 // maxBodyBytes bounds what the BFF forwards for a create request.
@@ -26,20 +30,35 @@ const maxBodyBytes = 64 << 10
 
 // Config is what the HTTP layer needs.
 type Config struct {
-	Backend *backend.Client
-	Hub     *relay.Hub
-	Metrics *Metrics
-	Logger  *slog.Logger
+	Backend  *backend.Client
+	Hub      *relay.Hub
+	Sessions *session.Manager
+	Metrics  *Metrics
+	Logger   *slog.Logger
 	// StaticDir holds the built demo page; empty or missing serves a hint.
 	StaticDir string
 	Heartbeat time.Duration
 	Retry     time.Duration
+	// WriteTimeout disconnects a browser whose stream writes stay blocked
+	// this long (it stopped reading); it then reconnects and resumes.
+	WriteTimeout time.Duration
+	// AllowedOrigins may call state-changing routes and get CORS with
+	// credentials, besides the BFF's own origin.
+	AllowedOrigins []string
+	// MaxStreamsPerSession and MaxStreams bound open event streams.
+	MaxStreamsPerSession, MaxStreams int
+	// CreateRate (per second) and CreateBurst bound a session's creates.
+	CreateRate  float64
+	CreateBurst int
 }
 
 // Server serves the BFF.
 type Server struct {
 	Config
 	router    *gin.Engine
+	streams   *streamLimits
+	creates   *rateLimiter
+	feeds     *feeds
 	closeOnce sync.Once
 	closing   chan struct{}
 }
@@ -47,18 +66,25 @@ type Server struct {
 // New returns the BFF's HTTP handler.
 func New(cfg Config) *Server {
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{Config: cfg, closing: make(chan struct{})}
+	s := &Server{
+		Config:  cfg,
+		streams: newStreamLimits(cfg.MaxStreamsPerSession, cfg.MaxStreams),
+		creates: newRateLimiter(cfg.CreateRate, cfg.CreateBurst),
+		feeds:   newFeeds(),
+		closing: make(chan struct{}),
+	}
 	r := gin.New()
-	r.Use(gin.Recovery())
+	r.Use(gin.CustomRecoveryWithWriter(io.Discard, s.recovered), s.cors, s.loadSession)
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	r.GET("/readyz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ready"}) })
+	r.GET("/readyz", s.ready)
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Metrics.Registry, promhttp.HandlerOpts{})))
 
+	r.GET("/api/events", s.sessionEvents)
 	api := r.Group("/api/exports")
-	api.POST("", s.create)
+	api.POST("", s.checkOrigin, s.create)
 	api.GET("", s.list)
 	api.GET("/:code", s.withCode(s.get))
-	api.DELETE("/:code", s.withCode(s.cancel))
+	api.DELETE("/:code", s.checkOrigin, s.withCode(s.cancel))
 	api.GET("/:code/events", s.withCode(s.events))
 	api.GET("/:code/file", s.withCode(s.file))
 	r.NoRoute(s.static())
@@ -68,10 +94,39 @@ func New(cfg Config) *Server {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
 
-// CloseStreams ends every open browser stream cleanly; browsers reconnect
-// (to this or another instance) and resume by Last-Event-ID. Register it
-// with http.Server.RegisterOnShutdown.
+// CloseStreams ends every open browser stream cleanly and turns /readyz
+// to 503; browsers reconnect (to this or another instance) and resume by
+// Last-Event-ID. Register it with http.Server.RegisterOnShutdown.
 func (s *Server) CloseStreams() { s.closeOnce.Do(func() { close(s.closing) }) }
+
+func (s *Server) recovered(c *gin.Context, err any) {
+	s.Logger.Error("panic serving request", "method", c.Request.Method, "path", c.Request.URL.Path, "panic", err)
+	writeError(c, errInternal)
+}
+
+// ready says whether this instance should get traffic: not shutting down
+// and the backend answering.
+func (s *Server) ready(c *gin.Context) {
+	select {
+	case <-s.closing:
+		writeError(c, &apiError{http.StatusServiceUnavailable, "UNAVAILABLE", "shutting down"})
+		return
+	default:
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	resp, err := s.Backend.Do(ctx, http.MethodGet, "/readyz", "", nil, nil)
+	if err != nil {
+		writeError(c, errBackend)
+		return
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		writeError(c, errBackend)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}
 
 // withCode checks the :code parameter before the handler runs, so a bad
 // code never reaches the backend.
@@ -87,27 +142,62 @@ func (s *Server) withCode(h func(c *gin.Context, code string)) gin.HandlerFunc {
 }
 
 func (s *Server) create(c *gin.Context) {
+	sid := s.ensureSession(c)
+	if !s.creates.allow(sid) {
+		c.Header("Retry-After", "1")
+		writeError(c, &apiError{http.StatusTooManyRequests, "RATE_LIMITED", "too many exports started; slow down"})
+		return
+	}
 	body := http.MaxBytesReader(c.Writer, c.Request.Body, maxBodyBytes)
-	s.forward(c, http.MethodPost, "/v1/exports", body, "Content-Type", "Idempotency-Key")
+	resp, ok := s.roundTrip(c, http.MethodPost, "/v1/exports", sid, body, "Content-Type", "Idempotency-Key")
+	if !ok {
+		return
+	}
+	defer func() { _ = resp.Body.Close() }()
+	// Read the (small) answer to tell this session's open /api/events
+	// streams about the new export.
+	out, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes))
+	if err != nil {
+		writeError(c, errBackend)
+		return
+	}
+	var created struct {
+		Code string `json:"code"`
+	}
+	if resp.StatusCode == http.StatusAccepted && json.Unmarshal(out, &created) == nil {
+		s.feeds.notify(sid, created.Code)
+	}
+	copyResponse(c, resp, bytes.NewReader(out))
 }
 
 func (s *Server) list(c *gin.Context) {
-	s.forward(c, http.MethodGet, "/v1/exports", nil)
+	sid, ok := sessionID(c)
+	if !ok {
+		c.JSON(http.StatusOK, gin.H{"exports": []struct{}{}}) // no session, no exports
+		return
+	}
+	s.forward(c, http.MethodGet, "/v1/exports", sid, nil)
+}
+
+func (s *Server) get(c *gin.Context, code string) {
+	if sid, ok := s.requireSession(c); ok {
+		s.forward(c, http.MethodGet, "/v1/exports/"+code, sid, nil)
+	}
 }
 
 // cancel cancels a running export or deletes a finished one.
 func (s *Server) cancel(c *gin.Context, code string) {
-	s.forward(c, http.MethodDelete, "/v1/exports/"+code, nil)
-}
-
-func (s *Server) get(c *gin.Context, code string) {
-	s.forward(c, http.MethodGet, "/v1/exports/"+code, nil)
+	if sid, ok := s.requireSession(c); ok {
+		s.forward(c, http.MethodDelete, "/v1/exports/"+code, sid, nil)
+	}
 }
 
 // file streams the download from the backend; Range and conditional
 // requests pass through, so resumable downloads work end to end.
 func (s *Server) file(c *gin.Context, code string) {
-	s.forward(c, http.MethodGet, "/v1/exports/"+code+"/file", nil, "Range", "If-Range", "If-None-Match", "If-Modified-Since")
+	if sid, ok := s.requireSession(c); ok {
+		s.forward(c, http.MethodGet, "/v1/exports/"+code+"/file", sid, nil, "Range", "If-Range", "If-None-Match", "If-Modified-Since")
+	}
 }
 
 // responseHeaders are the backend response headers a browser needs.
@@ -116,44 +206,58 @@ var responseHeaders = []string{
 	"ETag", "Last-Modified", "Cache-Control", "Location", "Retry-After",
 }
 
-// forward sends the request to the backend with the named request headers
-// and copies status, response headers and body back as they come.
-func (s *Server) forward(c *gin.Context, method, path string, body io.Reader, requestHeaders ...string) {
+// forward sends the request to the backend and streams the answer back.
+func (s *Server) forward(c *gin.Context, method, path, owner string, body io.Reader, requestHeaders ...string) {
+	resp, ok := s.roundTrip(c, method, path, owner, body, requestHeaders...)
+	if !ok {
+		return
+	}
+	defer func() { _ = resp.Body.Close() }()
+	copyResponse(c, resp, resp.Body)
+}
+
+// roundTrip sends the request with the named request headers. On failure
+// it has answered the browser and returns false. Backend errors are
+// passed on as the same JSON shape; faults of our own (unreachable
+// backend, rejected service token) become 502, never a backend detail.
+func (s *Server) roundTrip(c *gin.Context, method, path, owner string, body io.Reader, requestHeaders ...string) (*http.Response, bool) {
 	h := http.Header{}
 	for _, k := range requestHeaders {
 		if v := c.Request.Header.Values(k); len(v) > 0 {
 			h[http.CanonicalHeaderKey(k)] = v
 		}
 	}
-	resp, err := s.Backend.Do(c.Request.Context(), method, path, body, h)
+	resp, err := s.Backend.Do(c.Request.Context(), method, path, owner, body, h)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			writeError(c, &apiError{http.StatusRequestEntityTooLarge, "BODY_TOO_LARGE", "request body must be at most 65536 bytes"})
-			return
+			return nil, false
 		}
 		if c.Request.Context().Err() == nil {
 			s.Logger.Warn("backend unreachable", "method", method, "path", path, "err", err)
 		}
 		writeError(c, errBackend)
-		return
+		return nil, false
 	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode == http.StatusUnauthorized {
-		// The browser cannot fix our service token: it is our outage.
-		s.Logger.Error("the backend rejected the service token; check SERVICE_TOKEN on both", "path", path)
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode >= 500 && resp.StatusCode != http.StatusServiceUnavailable {
+		// The browser cannot fix our service token or the backend's fault.
+		s.Logger.Error("backend refused the BFF", "method", method, "path", path, "status", resp.StatusCode)
+		_ = resp.Body.Close()
 		writeError(c, errBackend)
-		return
+		return nil, false
 	}
+	return resp, true
+}
+
+func copyResponse(c *gin.Context, resp *http.Response, body io.Reader) {
 	for _, k := range responseHeaders {
 		if v := resp.Header.Values(k); len(v) > 0 {
 			c.Writer.Header()[k] = v
 		}
 	}
 	c.Status(resp.StatusCode)
-	if _, err := io.Copy(c.Writer, resp.Body); err != nil && c.Request.Context().Err() == nil {
-		s.Logger.Warn("copy backend response", "path", path, "err", err)
-	}
+	_, _ = io.Copy(c.Writer, body) // a browser that went away is not our error
 }
 
 // static serves the built demo page for any GET outside /api.

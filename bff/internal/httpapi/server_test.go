@@ -10,7 +10,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +29,7 @@ import (
 	"github.com/exportstream/exportstream/bff/internal/backend"
 	"github.com/exportstream/exportstream/bff/internal/httpapi"
 	"github.com/exportstream/exportstream/bff/internal/relay"
+	"github.com/exportstream/exportstream/bff/internal/session"
 )
 
 // backendBin is the real backend binary, built once for the package.
@@ -45,6 +48,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build backend:", err)
 		os.Exit(1)
 	}
+	// Tests talk like one browser: a cookie jar keeps the BFF's session.
+	jar, _ := cookiejar.New(nil)
+	http.DefaultClient.Jar = jar
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
@@ -110,14 +116,36 @@ func startBFF(t *testing.T, backendURL string, giveUp time.Duration) string {
 
 func startBFFWithToken(t *testing.T, backendURL string, giveUp time.Duration, token string) string {
 	t.Helper()
+	return startBFFWith(t, backendURL, token, func(h *relay.Config, _ *httpapi.Config) { h.GiveUp = giveUp })
+}
+
+// testSecret is shared by every BFF of a test, so the jar's cookie is valid
+// on each (cookies do not tell ports apart).
+var testSecret = []byte(strings.Repeat("k", 32))
+
+func startBFFWith(t *testing.T, backendURL, token string, opts ...func(*relay.Config, *httpapi.Config)) string {
+	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	be, err := backend.New(backendURL, token)
 	if err != nil {
 		t.Fatal(err)
 	}
+	sessions, err := session.New(testSecret, false, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 	metrics := httpapi.NewMetrics()
-	hub := relay.NewHub(be.OpenEvents, relay.Config{GiveUp: giveUp, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Buffer: 64}, metrics, log)
-	api := httpapi.New(httpapi.Config{Backend: be, Hub: hub, Metrics: metrics, Logger: log, Heartbeat: 15 * time.Second, Retry: time.Second})
+	rcfg := relay.Config{GiveUp: 5 * time.Second, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Buffer: 64}
+	hcfg := httpapi.Config{
+		Backend: be, Sessions: sessions, Metrics: metrics, Logger: log, Heartbeat: 15 * time.Second, Retry: time.Second,
+		WriteTimeout: 5 * time.Second, MaxStreamsPerSession: 20, MaxStreams: 1000,
+	}
+	for _, o := range opts {
+		o(&rcfg, &hcfg)
+	}
+	hub := relay.NewHub(be, rcfg, metrics, log)
+	hcfg.Hub = hub
+	api := httpapi.New(hcfg)
 	srv := httptest.NewServer(api)
 	t.Cleanup(func() {
 		api.CloseStreams()
@@ -125,6 +153,21 @@ func startBFFWithToken(t *testing.T, backendURL string, giveUp time.Duration, to
 		hub.Close()
 	})
 	return srv.URL
+}
+
+// sessionOf is the session id in the jar's cookie for bff: the owner the
+// BFF sends to the backend.
+func sessionOf(t *testing.T, bff string) string {
+	t.Helper()
+	u, _ := url.Parse(bff)
+	for _, c := range http.DefaultClient.Jar.Cookies(u) {
+		if c.Name == session.CookieName {
+			id, _, _ := strings.Cut(c.Value, ".")
+			return id
+		}
+	}
+	t.Fatal("no session cookie")
+	return ""
 }
 
 type job struct {
@@ -278,7 +321,7 @@ func TestThreeBrowsersOnOneExportShareOneBackendStreamAndSeeTheSameEvents(t *tes
 	}
 
 	// The relay changes nothing: the final event is the backend's, byte for byte.
-	direct := openStream(t, be.url+"/v1/exports/"+j.Code+"/events", http.Header{"X-Forwarded-Prefix": {"/api"}}).rest(t)
+	direct := openStream(t, be.url+"/v1/exports/"+j.Code+"/events", http.Header{"X-Forwarded-Prefix": {"/api"}, "X-Export-Owner": {sessionOf(t, bff)}}).rest(t)
 	lastRelayed := all[0][len(all[0])-1].data
 	if got, want := lastRelayed, direct[len(direct)-1].data; got != want {
 		t.Errorf("relayed data differs from the backend's:\n got %s\nwant %s", got, want)
@@ -359,7 +402,7 @@ func TestAResumeAfterTheEndGets204(t *testing.T) {
 
 	resumed := openStream(t, url, http.Header{"Last-Event-ID": {last.id}})
 	if resumed.resp.StatusCode != http.StatusNoContent {
-		t.Errorf("resume at the final id: status %d, want 204", resumed.resp.StatusCode)
+		t.Errorf("resume at the final id: status %d, want 204; got %v", resumed.resp.StatusCode, resumed.rest(t))
 	}
 	prev, _ := strconv.ParseInt(last.id, 10, 64)
 	again := openStream(t, url, http.Header{"Last-Event-ID": {strconv.FormatInt(prev-1, 10)}}).rest(t)

@@ -1,27 +1,41 @@
 // Package relay fans job events out from the backend to browsers: one
-// upstream event stream per job code, shared by every subscriber of that
-// code, opened on the first subscriber and closed when the job ends or the
-// last subscriber leaves.
+// upstream event stream per job, shared by every subscriber of that job,
+// opened on the first subscriber and closed when the job ends or a short
+// linger after the last subscriber leaves (so a page reload does not churn
+// the upstream).
+//
+// Upstreams are read with go-sse's Client: it resumes with Last-Event-ID
+// after a drop, honours the backend's retry: field and backs off with
+// jitter. The hub adds what a relay needs on top: giving up (ERROR) when
+// the backend stays away past a deadline or says 404, and fan-out with
+// bounded, latest-wins queues.
 package relay
 
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
-	"math/rand/v2"
+	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
 	sse "github.com/tmaxmax/go-sse"
-
-	"github.com/exportstream/exportstream/bff/internal/backend"
 )
 
-// Opener opens the backend event stream of code after lastEventID. It
-// returns backend.ErrNotFound or backend.ErrNoContent for those answers.
-type Opener func(ctx context.Context, code, lastEventID string) (io.ReadCloser, error)
+// Upstream builds the backend request for a job's event stream; the hub
+// sends it (and resends it, with Last-Event-ID) through HTTP.
+type Upstream interface {
+	EventsRequest(ctx context.Context, owner, code string) (*http.Request, error)
+	HTTPClient() *http.Client
+}
+
+// Errors the response validator gives for answers retrying cannot change.
+var (
+	errNotFound     = errors.New("the backend does not know this export")
+	errNoContent    = errors.New("the backend has nothing newer")
+	errUnauthorized = errors.New("the backend rejected the service token")
+)
 
 // Config tunes the hub.
 type Config struct {
@@ -29,66 +43,90 @@ type Config struct {
 	// subscribers get an ERROR event.
 	GiveUp time.Duration
 	// MinBackoff and MaxBackoff bound the jittered exponential delay
-	// between reconnection attempts.
+	// between reconnection attempts (a retry: from the backend replaces
+	// MinBackoff).
 	MinBackoff, MaxBackoff time.Duration
 	// Buffer is the most events queued for one subscriber.
 	Buffer int
+	// Linger keeps an upstream open this long after its last subscriber
+	// leaves, for the page reload that comes right back.
+	Linger time.Duration
+	// NoCoalesce gives every subscriber an upstream of its own: the seed's
+	// design, kept only so benchmarks can compare against it.
+	NoCoalesce bool
+}
+
+// Stats receives the hub's counts (metrics).
+type Stats interface {
+	UpstreamOpened()
+	UpstreamClosed()
+	UpstreamConnected()
+	SnapshotDropped()
 }
 
 // Hub owns the upstreams and their goroutines; Close ends them all.
 type Hub struct {
-	open Opener
-	cfg  Config
-	log  *slog.Logger
-	// Stats, if set, is told when upstreams open and close (metrics).
+	src   Upstream
+	cfg   Config
 	stats Stats
+	log   *slog.Logger
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// mu guards upstreams and every upstream's subscribers and latest
-	// event, so a joining subscriber never misses nor repeats an event.
+	// mu guards upstreams and every upstream's subscribers, linger timer
+	// and latest event, so a joining subscriber never misses nor repeats one.
 	mu        sync.Mutex
 	upstreams map[string]*upstream
-}
-
-// Stats receives the hub's counts.
-type Stats interface {
-	UpstreamOpened()
-	UpstreamClosed()
-	UpstreamConnected()
+	unique    int // key suffix when not coalescing
 }
 
 type upstream struct {
-	code   string
-	cancel context.CancelFunc
-	subs   map[*Subscription]struct{}
-	latest *Event
+	key, owner, code string
+	cancel           context.CancelFunc
+	subs             map[*Subscription]struct{}
+	latest           *Event
+	linger           *time.Timer
 }
 
-// NewHub returns a hub that opens upstreams with open.
-func NewHub(open Opener, cfg Config, stats Stats, log *slog.Logger) *Hub {
+// NewHub returns a hub reading upstreams from src.
+func NewHub(src Upstream, cfg Config, stats Stats, log *slog.Logger) *Hub {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Hub{open: open, cfg: cfg, stats: stats, log: log, ctx: ctx, cancel: cancel, upstreams: make(map[string]*upstream)}
+	return &Hub{src: src, cfg: cfg, stats: stats, log: log, ctx: ctx, cancel: cancel, upstreams: make(map[string]*upstream)}
 }
 
-// Subscribe joins the upstream of code, opening it if needed. Only events
-// with a seq greater than after are delivered; the latest one known is
-// queued at once.
-func (h *Hub) Subscribe(code string, after int64) *Subscription {
+// Subscribe joins the upstream of owner's job code, opening it if needed.
+// Upstreams are keyed by owner too: the backend checks ownership when one
+// opens, so a session can never join another session's stream. Only
+// events with a seq greater than after are delivered; the latest one known
+// is queued at once. ready, if not nil, is signalled instead of the
+// subscription's own channel (one stream following many jobs).
+func (h *Hub) Subscribe(owner, code string, after int64, ready chan struct{}) *Subscription {
+	if ready == nil {
+		ready = make(chan struct{}, 1)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	up := h.upstreams[code]
+	key := owner + "\x00" + code
+	if h.cfg.NoCoalesce {
+		h.unique++
+		key += "\x00" + strconv.Itoa(h.unique)
+	}
+	up := h.upstreams[key]
 	if up == nil {
 		ctx, cancel := context.WithCancel(h.ctx)
-		up = &upstream{code: code, cancel: cancel, subs: make(map[*Subscription]struct{})}
-		h.upstreams[code] = up
+		up = &upstream{key: key, owner: owner, code: code, cancel: cancel, subs: make(map[*Subscription]struct{})}
+		h.upstreams[key] = up
 		h.stats.UpstreamOpened()
 		h.wg.Add(1)
 		go h.run(ctx, up)
 	}
-	s := &Subscription{hub: h, up: up, after: after, ready: make(chan struct{}, 1)}
+	if up.linger != nil {
+		up.linger.Stop()
+		up.linger = nil
+	}
+	s := &Subscription{hub: h, up: up, after: after, ready: ready}
 	up.subs[s] = struct{}{}
 	if up.latest != nil {
 		s.push(*up.latest)
@@ -98,6 +136,13 @@ func (h *Hub) Subscribe(code string, after int64) *Subscription {
 
 // Close ends every upstream and waits for their goroutines.
 func (h *Hub) Close() {
+	h.mu.Lock()
+	for _, up := range h.upstreams {
+		if up.linger != nil {
+			up.linger.Stop()
+		}
+	}
+	h.mu.Unlock()
 	h.cancel()
 	h.wg.Wait()
 }
@@ -105,11 +150,24 @@ func (h *Hub) Close() {
 func (h *Hub) unsubscribe(s *Subscription) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	delete(s.up.subs, s)
-	if len(s.up.subs) == 0 && h.upstreams[s.up.code] == s.up {
-		delete(h.upstreams, s.up.code)
-		s.up.cancel()
+	up := s.up
+	delete(up.subs, s)
+	if len(up.subs) > 0 || h.upstreams[up.key] != up {
+		return
 	}
+	if h.cfg.Linger <= 0 || h.cfg.NoCoalesce {
+		delete(h.upstreams, up.key)
+		up.cancel()
+		return
+	}
+	up.linger = time.AfterFunc(h.cfg.Linger, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if len(up.subs) == 0 && h.upstreams[up.key] == up {
+			delete(h.upstreams, up.key)
+			up.cancel()
+		}
+	})
 }
 
 func (h *Hub) broadcast(up *upstream, ev Event) {
@@ -125,109 +183,113 @@ func (h *Hub) broadcast(up *upstream, ev Event) {
 func (h *Hub) finish(up *upstream) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.upstreams[up.code] == up {
-		delete(h.upstreams, up.code)
+	if h.upstreams[up.key] == up {
+		delete(h.upstreams, up.key)
+	}
+	if up.linger != nil {
+		up.linger.Stop()
 	}
 	for s := range up.subs {
 		s.end()
 	}
 }
 
-// run keeps the upstream of up open until the job ends, the last
-// subscriber leaves (ctx is cancelled) or the backend stays away too long.
-// After a drop it resumes with Last-Event-ID, so subscribers see a pause.
+// run follows one upstream until the job ends, its last subscriber leaves
+// (ctx is cancelled), the backend says it does not know the job, or the
+// backend stays away longer than GiveUp.
 func (h *Hub) run(ctx context.Context, up *upstream) {
 	defer h.wg.Done()
 	defer h.stats.UpstreamClosed()
 	defer h.finish(up)
-	defer up.cancel()
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	req, err := h.src.EventsRequest(ctx, up.owner, up.code)
+	if err != nil {
+		h.log.Error("build upstream request", "code", up.code, "err", err)
+		h.broadcast(up, errorEvent(up.code, "UPSTREAM_UNAVAILABLE", "the export service cannot be reached; try again later"))
+		return
+	}
 
-	lastID := ""
-	var downSince time.Time
-	backoff := h.cfg.MinBackoff
-	for {
-		body, err := h.open(ctx, up.code, lastID)
-		if ctx.Err() != nil {
-			closeBody(body)
-			return
-		}
-		switch {
-		case errors.Is(err, backend.ErrNotFound):
-			h.broadcast(up, errorEvent(up.code, "NOT_FOUND", "export not found"))
-			return
-		case errors.Is(err, backend.ErrUnauthorized):
-			h.log.Error("the backend rejected the service token; check SERVICE_TOKEN on both", "code", up.code)
-			h.broadcast(up, errorEvent(up.code, "UPSTREAM_UNAVAILABLE", "the export service cannot be reached; try again later"))
-			return
-		case errors.Is(err, backend.ErrNoContent):
-			// The backend has nothing after lastID: we already relayed the end.
-			return
-		case err == nil:
+	var (
+		mu        sync.Mutex // the callbacks run on the Connect goroutine; Connect returns after them
+		ended     bool
+		gaveUp    bool
+		downSince time.Time
+	)
+	client := &sse.Client{
+		HTTPClient: h.src.HTTPClient(),
+		ResponseValidator: func(r *http.Response) error {
+			switch {
+			case r.StatusCode == http.StatusNotFound:
+				return errNotFound
+			case r.StatusCode == http.StatusNoContent:
+				return errNoContent
+			case r.StatusCode == http.StatusUnauthorized:
+				return errUnauthorized
+			case r.StatusCode != http.StatusOK:
+				// 5xx and the like: read as a stream that ends at once, so
+				// the client backs off and retries until GiveUp.
+				return nil
+			}
 			h.stats.UpstreamConnected()
-			ended, got, readErr := h.relay(up, body, &lastID)
-			closeBody(body)
-			if ended || ctx.Err() != nil {
+			return nil
+		},
+		Backoff: sse.Backoff{
+			InitialInterval: h.cfg.MinBackoff,
+			Multiplier:      2,
+			Jitter:          0.5,
+			MaxInterval:     h.cfg.MaxBackoff,
+		},
+		OnRetry: func(err error, next time.Duration) {
+			mu.Lock()
+			defer mu.Unlock()
+			if downSince.IsZero() {
+				downSince = time.Now()
+			}
+			if time.Since(downSince)+next > h.cfg.GiveUp {
+				gaveUp = true
+				h.log.Warn("upstream unreachable, giving up", "code", up.code, "err", err, "after", time.Since(downSince))
+				stop()
 				return
 			}
-			if got {
-				downSince, backoff = time.Time{}, h.cfg.MinBackoff
-			}
-			err = readErr
-		}
-		if downSince.IsZero() {
-			downSince = time.Now()
-		}
-		if time.Since(downSince) >= h.cfg.GiveUp {
-			h.log.Warn("upstream unreachable, giving up", "code", up.code, "err", err, "after", time.Since(downSince))
-			h.broadcast(up, errorEvent(up.code, "UPSTREAM_UNAVAILABLE", "the export service cannot be reached; try again later"))
-			return
-		}
-		h.log.Debug("upstream dropped, reconnecting", "code", up.code, "err", err, "in", backoff)
-		if !sleep(ctx, jitter(backoff)) {
-			return
-		}
-		backoff = min(backoff*2, h.cfg.MaxBackoff)
+			h.log.Debug("upstream dropped, reconnecting", "code", up.code, "err", err, "in", next)
+		},
 	}
-}
-
-// relay reads one upstream connection, broadcasting each event. It reports
-// whether a final event was relayed and whether any event arrived.
-func (h *Hub) relay(up *upstream, body io.Reader, lastID *string) (ended, got bool, err error) {
-	for ev, err := range sse.Read(body, &sse.ReadConfig{MaxEventSize: 1 << 20}) {
-		if err != nil {
-			return false, got, fmt.Errorf("read upstream: %w", err)
+	conn := client.NewConnection(req)
+	conn.Buffer(nil, 1<<20)
+	conn.SubscribeToAll(func(ev sse.Event) {
+		if ev.Data == "" {
+			// go-sse also reports a block holding only retry: or id: as an
+			// event; jobs always have data, so there is nothing to relay.
+			return
 		}
 		e := newUpstreamEvent(ev.LastEventID, ev.Data)
-		*lastID, got = ev.LastEventID, true
+		mu.Lock()
+		downSince = time.Time{}
+		ended = ended || e.End
+		mu.Unlock()
 		h.broadcast(up, e)
 		if e.End {
-			return true, true, nil
+			stop() // the job is over: do not reconnect
 		}
-	}
-	return false, got, io.ErrUnexpectedEOF
-}
+	})
+	err = conn.Connect()
 
-func closeBody(b io.ReadCloser) {
-	if b != nil {
-		_ = b.Close()
-	}
-}
-
-// jitter spreads d over [d/2, d) so reconnecting upstreams do not stampede.
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
+	mu.Lock()
+	defer mu.Unlock()
+	switch {
+	case ended:
+	case errors.Is(err, errNotFound):
+		h.broadcast(up, errorEvent(up.code, "NOT_FOUND", "export not found"))
+	case errors.Is(err, errUnauthorized):
+		h.log.Error("the backend rejected the service token; check SERVICE_TOKEN on both", "code", up.code)
+		h.broadcast(up, errorEvent(up.code, "UPSTREAM_UNAVAILABLE", "the export service cannot be reached; try again later"))
+	case gaveUp:
+		h.broadcast(up, errorEvent(up.code, "UPSTREAM_UNAVAILABLE", "the export service cannot be reached; try again later"))
+	case errors.Is(err, errNoContent), ctx.Err() != nil:
+		// Nothing newer will come, or the last subscriber left.
+	default:
+		h.log.Error("upstream ended", "code", up.code, "err", err)
+		h.broadcast(up, errorEvent(up.code, "UPSTREAM_UNAVAILABLE", "the export service cannot be reached; try again later"))
 	}
 }

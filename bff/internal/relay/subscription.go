@@ -17,6 +17,9 @@ type Subscription struct {
 	ready chan struct{}
 }
 
+// Code is the job this subscription follows.
+func (s *Subscription) Code() string { return s.up.code }
+
 // Ready is signalled when Drain has something new to return.
 func (s *Subscription) Ready() <-chan struct{} { return s.ready }
 
@@ -40,6 +43,7 @@ func (s *Subscription) push(ev Event) {
 	s.mu.Lock()
 	if len(s.queue) >= s.hub.cfg.Buffer {
 		s.queue = append(s.queue[:0], s.queue[1:]...)
+		s.hub.stats.SnapshotDropped()
 	}
 	s.queue = append(s.queue, ev)
 	s.mu.Unlock()
