@@ -37,7 +37,7 @@ func (s *Subscription) Drain() ([]Event, bool) {
 func (s *Subscription) Close() { s.hub.unsubscribe(s) }
 
 func (s *Subscription) push(ev Event) {
-	if ev.ID != "" && ev.Seq <= s.after {
+	if ev.Seq > 0 && ev.Seq <= s.after {
 		return
 	}
 	s.mu.Lock()
