@@ -95,7 +95,13 @@ func (s *Server) newStreamWriter(c *gin.Context) *streamWriter {
 func (w *streamWriter) event(id string, ev relay.Event) error {
 	msg := &sse.Message{}
 	if id != "" {
-		msg.ID = sse.ID(id)
+		// The parser never yields an id with a line break; refuse one anyway
+		// rather than let it end the stream's framing.
+		eid, err := sse.NewID(id)
+		if err != nil {
+			return err
+		}
+		msg.ID = eid
 	}
 	msg.AppendData(ev.Data)
 	if err := w.send(msg); err != nil {

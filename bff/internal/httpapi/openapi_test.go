@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,8 +24,12 @@ import (
 	sse "github.com/tmaxmax/go-sse"
 )
 
-// specPath is the API description that these tests hold the real services to.
-const specPath = "../../../docs/openapi.yaml"
+// specPath is the API description that these tests hold the real services
+// to; fixtureDir holds example job JSON that it is checked against too.
+const (
+	specPath   = "../../../docs/openapi.yaml"
+	fixtureDir = "../../../docs/fixtures"
+)
 
 // The servers the document names; each test points them at its own processes.
 const (
@@ -442,10 +448,38 @@ func TestOpenAPI(t *testing.T) {
 			t.Errorf("components.schemas.%s is missing", name)
 		}
 	}
+	t.Run("fixtures", func(t *testing.T) { testOpenAPIFixtures(t, c.doc) })
 	t.Run("responses", testOpenAPIResponses)
 	t.Run("service token and backend outage", testOpenAPIServiceTokenAndBackendOutage)
 	t.Run("limits and retention", testOpenAPILimitsAndRetention)
 	c.uncovered(t)
+}
+
+// testOpenAPIFixtures checks docs/fixtures (which the Go and TypeScript
+// types are checked against too) against the document's schemas.
+func testOpenAPIFixtures(t *testing.T, doc *openapi3.T) {
+	paths, err := filepath.Glob(filepath.Join(fixtureDir, "*.json"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no fixtures in %s: %v", fixtureDir, err)
+	}
+	for _, p := range paths {
+		name := filepath.Base(p)
+		schema := "Job"
+		if name == "error-event.json" {
+			schema = "ErrorEvent"
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v any
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if err := doc.ValidateSchemaJSON(doc.Components.Schemas[schema].Value, v, openapi3.EnableJSONSchema2020(), openapi3.MultiErrors(), openapi3.VisitAsResponse()); err != nil {
+			t.Errorf("%s does not match the %s schema of %s: %v", name, schema, specPath, err)
+		}
+	}
 }
 
 func testOpenAPIResponses(t *testing.T) {

@@ -1,0 +1,290 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"strings"
+	"testing"
+	"time"
+
+	sse "github.com/tmaxmax/go-sse"
+
+	"github.com/exportstream/exportstream/bff/internal/httpapi"
+	"github.com/exportstream/exportstream/bff/internal/relay"
+)
+
+// browser is one browser: its own cookie jar, so its own session.
+func browser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar}
+}
+
+func send(t *testing.T, c *http.Client, method, url, body string, header http.Header) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestAnotherSessionsExportIsNotFoundOnEveryEndpoint(t *testing.T) {
+	be := startBackend(t)
+	bff := startBFF(t, be.url, 5*time.Second)
+	alice, mallory := browser(), browser()
+	resp, body := send(t, alice, "POST", bff+"/api/exports", `{"rows":10,"durationMs":0}`, nil)
+	var j job
+	if err := json.Unmarshal([]byte(body), &j); err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("create: %d %s", resp.StatusCode, body)
+	}
+	if len(resp.Cookies()) != 1 || !resp.Cookies()[0].HttpOnly || resp.Cookies()[0].SameSite != http.SameSiteLaxMode {
+		t.Errorf("session cookie %v: want one HttpOnly, SameSite=Lax cookie", resp.Cookies())
+	}
+	// alice's export completes; mallory (a session of her own) tries it all.
+	send(t, mallory, "POST", bff+"/api/exports", `{"rows":1,"durationMs":0}`, nil)
+	for _, path := range []string{"", "/events", "/file"} {
+		if r, b := send(t, mallory, "GET", bff+"/api/exports/"+j.Code+path, "", nil); r.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s from another session: %d %s, want 404", path, r.StatusCode, b)
+		}
+		if r, _ := send(t, &http.Client{}, "GET", bff+"/api/exports/"+j.Code+path, "", nil); r.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s with no session: %d, want 404", path, r.StatusCode)
+		}
+	}
+	if r, _ := send(t, mallory, "DELETE", bff+"/api/exports/"+j.Code, "", nil); r.StatusCode != http.StatusNotFound {
+		t.Errorf("DELETE from another session: %d, want 404", r.StatusCode)
+	}
+	_, list := send(t, mallory, "GET", bff+"/api/exports", "", nil)
+	if strings.Contains(list, j.Code) {
+		t.Errorf("another session's list shows alice's export: %s", list)
+	}
+	if r, _ := send(t, alice, "GET", bff+"/api/exports/"+j.Code, "", nil); r.StatusCode != http.StatusOK {
+		t.Errorf("alice's own export: %d", r.StatusCode)
+	}
+}
+
+func TestCrossOriginChangesAreRefusedAndAllowedOriginsGetCORS(t *testing.T) {
+	be := startBackend(t)
+	bff := startBFFWith(t, be.url, "", func(_ *relay.Config, h *httpapi.Config) {
+		h.AllowedOrigins = []string{"http://localhost:5173"}
+	})
+	c := browser()
+	tests := []struct {
+		name   string
+		header http.Header
+		status int
+	}{
+		{"another site's Origin", http.Header{"Origin": {"https://evil.example"}}, http.StatusForbidden},
+		{"another site's Referer", http.Header{"Referer": {"https://evil.example/page"}}, http.StatusForbidden},
+		{"the BFF's own origin", http.Header{"Origin": {bff}}, http.StatusAccepted},
+		{"an allowed dev server", http.Header{"Origin": {"http://localhost:5173"}}, http.StatusAccepted},
+		{"no Origin (not a browser)", nil, http.StatusAccepted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, body := send(t, c, "POST", bff+"/api/exports", `{"rows":1,"durationMs":0}`, tt.header)
+			if r.StatusCode != tt.status {
+				t.Fatalf("status %d %s, want %d", r.StatusCode, body, tt.status)
+			}
+			if tt.status == http.StatusForbidden && !strings.Contains(body, `"FORBIDDEN_ORIGIN"`) {
+				t.Errorf("body %s, want FORBIDDEN_ORIGIN", body)
+			}
+		})
+	}
+	pre, _ := send(t, c, "OPTIONS", bff+"/api/exports", "", http.Header{"Origin": {"http://localhost:5173"}, "Access-Control-Request-Method": {"POST"}})
+	if pre.StatusCode != http.StatusNoContent || pre.Header.Get("Access-Control-Allow-Origin") != "http://localhost:5173" || pre.Header.Get("Access-Control-Allow-Credentials") != "true" {
+		t.Errorf("preflight from the allowed origin: %d %v", pre.StatusCode, pre.Header)
+	}
+	other, _ := send(t, c, "GET", bff+"/api/exports", "", http.Header{"Origin": {"https://evil.example"}})
+	if other.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("CORS granted to another origin: %v", other.Header)
+	}
+}
+
+func TestASessionPastItsStreamLimitGets429(t *testing.T) {
+	be := startBackend(t)
+	bff := startBFFWith(t, be.url, "", func(_ *relay.Config, h *httpapi.Config) { h.MaxStreamsPerSession = 2 })
+	j := create(t, bff, `{"rows":10,"durationMs":60000}`)
+	url := bff + "/api/exports/" + j.Code + "/events"
+	a, b := openStream(t, url, nil), openStream(t, url, nil)
+	a.next(t)
+	b.next(t)
+	r, body := send(t, http.DefaultClient, "GET", url, "", nil)
+	if r.StatusCode != http.StatusTooManyRequests || !strings.Contains(body, "TOO_MANY_STREAMS") {
+		t.Errorf("third stream: %d %s, want 429 TOO_MANY_STREAMS", r.StatusCode, body)
+	}
+}
+
+func TestCreatesPastTheSessionsRateGet429(t *testing.T) {
+	be := startBackend(t)
+	bff := startBFFWith(t, be.url, "", func(_ *relay.Config, h *httpapi.Config) { h.CreateRate, h.CreateBurst = 0.001, 2 })
+	c := browser()
+	var statuses []int
+	for range 3 {
+		r, _ := send(t, c, "POST", bff+"/api/exports", `{"rows":1,"durationMs":0}`, nil)
+		statuses = append(statuses, r.StatusCode)
+	}
+	if fmt.Sprint(statuses) != "[202 202 429]" {
+		t.Errorf("statuses %v, want two accepted then 429", statuses)
+	}
+}
+
+// multiplexed reads /api/events as a browser tab would, into a channel.
+func multiplexed(t *testing.T, c *http.Client, bff string) <-chan event {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, bff+"/api/events", nil)
+	resp, err := c.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/api/events: %v %v", resp, err)
+	}
+	ch := make(chan event, 1024)
+	go func() {
+		defer close(ch)
+		defer func() { _ = resp.Body.Close() }()
+		for ev, err := range sse.Read(resp.Body, nil) {
+			if err != nil {
+				return
+			}
+			var j job
+			_ = json.Unmarshal([]byte(ev.Data), &j)
+			ch <- event{ev.LastEventID, ev.Data, j}
+		}
+	}()
+	return ch
+}
+
+func TestOneStreamPerTabCarriesEveryExportOfTheSession(t *testing.T) {
+	be := startBackend(t)
+	bff := startBFF(t, be.url, 5*time.Second)
+	c := browser()
+	decode := func(body string) job {
+		var j job
+		_ = json.Unmarshal([]byte(body), &j)
+		return j
+	}
+	_, body := send(t, c, "POST", bff+"/api/exports", `{"rows":10,"durationMs":0}`, nil)
+	done := decode(body) // finishes before the tab opens its stream
+	_, body = send(t, c, "POST", bff+"/api/exports", `{"rows":2000,"durationMs":800}`, nil)
+	running := decode(body)
+	events := multiplexed(t, c, bff)
+	_, body = send(t, c, "POST", bff+"/api/exports", `{"rows":2000,"durationMs":800}`, nil)
+	later := decode(body) // created after the stream opened
+
+	final := map[string]job{}
+	lastSeq := map[string]int64{}
+	for len(final) < 3 {
+		ev, ok := <-events
+		if !ok {
+			t.Fatalf("the stream ended; finished so far: %v", final)
+		}
+		j := ev.job
+		if want := fmt.Sprintf("%s:%d", j.Code, j.Seq); ev.id != want {
+			t.Errorf("event id %q, want %q", ev.id, want)
+		}
+		if j.Seq <= lastSeq[j.Code] {
+			t.Errorf("%s: seq %d after %d", j.Code, j.Seq, lastSeq[j.Code])
+		}
+		lastSeq[j.Code] = j.Seq
+		if j.Status == "COMPLETED" {
+			final[j.Code] = j
+		}
+	}
+	for _, j := range []job{done, running, later} {
+		if _, ok := final[j.Code]; !ok {
+			t.Errorf("export %s never reached COMPLETED on the tab's stream", j.Code)
+		}
+	}
+	if n := be.streamsOpened(t); n != 2 {
+		t.Errorf("the backend served %d event streams, want 2 (one per running export)", n)
+	}
+}
+
+func TestNSubscribersOnMExportsMakeExactlyMBackendStreams(t *testing.T) {
+	be := startBackend(t)
+	bff := startBFF(t, be.url, 5*time.Second)
+	const exports, perExport = 4, 5
+	var streams []*stream
+	for range exports {
+		j := create(t, bff, `{"rows":1000,"durationMs":1000}`)
+		for range perExport {
+			s := openStream(t, bff+"/api/exports/"+j.Code+"/events", nil)
+			s.next(t)
+			streams = append(streams, s)
+		}
+	}
+	for _, s := range streams {
+		if evs := s.rest(t); len(evs) == 0 || evs[len(evs)-1].job.Status != "COMPLETED" {
+			t.Fatalf("a subscriber did not end COMPLETED: %v", evs)
+		}
+	}
+	if n := be.streamsOpened(t); n != exports {
+		t.Errorf("%d subscribers on %d exports made %d backend streams, want %d", exports*perExport, exports, n, exports)
+	}
+}
+
+func TestABackendRestartWithinTheGiveUpWindowIsInvisibleToSubscribers(t *testing.T) {
+	dir := t.TempDir()
+	be := startBackend(t, "-data-dir", dir)
+	bff := startBFF(t, be.url, 30*time.Second)
+	var streams []*stream
+	for range 3 {
+		j := create(t, bff, `{"rows":2000,"durationMs":3000}`)
+		for range 2 {
+			streams = append(streams, openStream(t, bff+"/api/exports/"+j.Code+"/events", nil))
+		}
+	}
+	firsts := make([]event, len(streams))
+	for i, s := range streams {
+		for firsts[i] = s.next(t); firsts[i].job.Progress == 0; firsts[i] = s.next(t) {
+		}
+	}
+	_ = be.cmd.Process.Kill()
+	_ = be.cmd.Wait()
+	startBackend(t, "-data-dir", dir, "-addr", strings.TrimPrefix(be.url, "http://"))
+
+	for i, s := range streams {
+		evs := append([]event{firsts[i]}, s.rest(t)...)
+		terminal := 0
+		for k, ev := range evs {
+			if k > 0 && ev.job.Seq <= evs[k-1].job.Seq {
+				t.Errorf("subscriber %d: seq %d after %d", i, ev.job.Seq, evs[k-1].job.Seq)
+			}
+			if ev.job.Status == "COMPLETED" || ev.job.Status == "FAILED" || ev.job.Status == "CANCELLED" || ev.job.Status == "ERROR" {
+				terminal++
+			}
+		}
+		if last := evs[len(evs)-1].job; terminal != 1 || last.Status != "COMPLETED" {
+			t.Errorf("subscriber %d: %d final events, last %s; want exactly one COMPLETED", i, terminal, last.Status)
+		}
+	}
+}
+
+func TestReadinessFollowsTheBackend(t *testing.T) {
+	be := startBackend(t)
+	bff := startBFF(t, be.url, 5*time.Second)
+	if r, _ := send(t, browser(), "GET", bff+"/readyz", "", nil); r.StatusCode != http.StatusOK {
+		t.Fatalf("readyz with the backend up: %d", r.StatusCode)
+	}
+	_ = be.cmd.Process.Kill()
+	_ = be.cmd.Wait()
+	if r, body := send(t, browser(), "GET", bff+"/readyz", "", nil); r.StatusCode != http.StatusBadGateway || !strings.Contains(body, "BACKEND_UNAVAILABLE") {
+		t.Errorf("readyz with the backend down: %d %s, want 502 BACKEND_UNAVAILABLE", r.StatusCode, body)
+	}
+	if r, _ := send(t, browser(), "GET", bff+"/healthz", "", nil); r.StatusCode != http.StatusOK {
+		t.Errorf("healthz does not depend on the backend: %d", r.StatusCode)
+	}
+}
