@@ -232,6 +232,9 @@ func (h *Hub) run(ctx context.Context, up *upstream) {
 				return nil
 			}
 			h.stats.UpstreamConnected()
+			mu.Lock()
+			downSince = time.Time{} // reachable again: the give-up clock restarts
+			mu.Unlock()
 			return nil
 		},
 		Backoff: sse.Backoff{
