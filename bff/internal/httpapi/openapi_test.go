@@ -540,6 +540,8 @@ func testOpenAPIResponses(t *testing.T) {
 		{name: "BFF create, an unknown field", method: "POST", url: bff, body: `{"rows":1,"durationMs":0,"color":"red"}`, status: 400, code: "INVALID_JSON"},
 		{name: "BFF create, text/plain", method: "POST", url: bff, header: http.Header{"Content-Type": {"text/plain"}}, body: `{"rows":1,"durationMs":0}`, status: 415, code: "UNSUPPORTED_MEDIA_TYPE"},
 		{name: "BFF create, out of range", method: "POST", url: bff, body: `{"rows":0,"durationMs":0}`, status: 422, code: "VALIDATION_FAILED"},
+		{name: "BFF create, another origin", method: "POST", url: bff, header: http.Header{"Origin": {"https://evil.example"}}, body: `{"rows":1,"durationMs":0}`, status: 403, code: "FORBIDDEN_ORIGIN"},
+		{name: "BFF delete, another origin", method: "DELETE", url: bff + "/" + unknown, header: http.Header{"Origin": {"https://evil.example"}}, status: 403, code: "FORBIDDEN_ORIGIN"},
 		{name: "BFF create, over 64 KiB", method: "POST", url: bff, body: big, status: 413, code: "BODY_TOO_LARGE"},
 		{name: "backend create, a key", method: "POST", url: v1, header: withOwner(http.Header{"Idempotency-Key": {"be-key-1"}}), body: `{"rows":10,"durationMs":0}`, status: 202, validRequest: true},
 		{name: "backend create, the key again", method: "POST", url: v1, header: withOwner(http.Header{"Idempotency-Key": {"be-key-1"}}), body: `{"rows":10,"durationMs":0}`, status: 200, validRequest: true},

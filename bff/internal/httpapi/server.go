@@ -74,7 +74,7 @@ func New(cfg Config) *Server {
 		closing: make(chan struct{}),
 	}
 	r := gin.New()
-	r.Use(gin.CustomRecoveryWithWriter(io.Discard, s.recovered), s.cors, s.loadSession)
+	r.Use(gin.CustomRecoveryWithWriter(io.Discard, s.recovered), securityHeaders, s.cors, s.loadSession)
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.ready)
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Metrics.Registry, promhttp.HandlerOpts{})))

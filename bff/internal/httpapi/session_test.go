@@ -288,3 +288,17 @@ func TestReadinessFollowsTheBackend(t *testing.T) {
 		t.Errorf("healthz does not depend on the backend: %d", r.StatusCode)
 	}
 }
+
+func TestEveryResponseCarriesSecurityHeaders(t *testing.T) {
+	be := startBackend(t)
+	bff := startBFF(t, be.url, 5*time.Second)
+	for _, path := range []string{"/", "/api/exports", "/api/exports/nope", "/healthz"} {
+		r, _ := send(t, browser(), "GET", bff+path, "", nil)
+		h := r.Header
+		if h.Get("X-Content-Type-Options") != "nosniff" || h.Get("X-Frame-Options") != "DENY" ||
+			!strings.Contains(h.Get("Content-Security-Policy"), "frame-ancestors 'none'") ||
+			strings.Contains(h.Get("Content-Security-Policy"), "unsafe-inline") {
+			t.Errorf("GET %s: security headers %v", path, h)
+		}
+	}
+}
