@@ -334,6 +334,25 @@ func TestBadRequestsGetAClearJSONError(t *testing.T) {
 		{"a form body", "POST", "/v1/exports", "application/x-www-form-urlencoded", "rows=5", 415, "UNSUPPORTED_MEDIA_TYPE"},
 		{"a body over 1 MiB", "POST", "/v1/exports", "application/json", `{"filename":"` + strings.Repeat("a", 1<<20) + `"}`, 413, "BODY_TOO_LARGE"},
 		{"an unknown route", "GET", "/v1/nothing", "", "", 404, "NO_ROUTE"},
+		{"an almost-UUID one character short", "GET", "/v1/exports/" + unknown[:35], "", "", 400, "INVALID_CODE"},
+		{"an almost-UUID one character long", "GET", "/v1/exports/" + unknown + "0", "", "", 400, "INVALID_CODE"},
+		{"a UUID in braces", "GET", "/v1/exports/{" + unknown + "}", "", "", 400, "INVALID_CODE"},
+		{"a UUID without dashes", "GET", "/v1/exports/" + strings.ReplaceAll(unknown, "-", ""), "", "", 400, "INVALID_CODE"},
+		{"a UUID with a non-hex letter", "GET", "/v1/exports/" + "g" + unknown[1:], "", "", 400, "INVALID_CODE"},
+		{"an upper-case unknown UUID", "GET", "/v1/exports/" + strings.ToUpper(unknown), "", "", 404, "NOT_FOUND"},
+		{"an encoded path traversal as code", "GET", "/v1/exports/..%2F..%2Fetc%2Fpasswd/file", "", "", 404, "NO_ROUTE"},
+		{"a code with an encoded NUL", "GET", "/v1/exports/%00" + unknown[1:], "", "", 400, "INVALID_CODE"},
+		{"HEAD on an event stream", "HEAD", "/v1/exports/" + unknown + "/events", "", "", 405, ""},
+		{"POST to a job", "POST", "/v1/exports/" + unknown, "application/json", "{}", 405, "METHOD_NOT_ALLOWED"},
+		{"rows as a huge number", "POST", "/v1/exports", "application/json", `{"rows":1e400,"durationMs":1}`, 422, "VALIDATION_FAILED"},
+		{"rows negative", "POST", "/v1/exports", "application/json", `{"rows":-5,"durationMs":1}`, 422, "VALIDATION_FAILED"},
+		{"rows null", "POST", "/v1/exports", "application/json", `{"rows":null,"durationMs":1}`, 422, "VALIDATION_FAILED"},
+		{"a JSON array", "POST", "/v1/exports", "application/json", `[{"rows":5,"durationMs":1}]`, 422, "VALIDATION_FAILED"},
+		{"a JSON string", "POST", "/v1/exports", "application/json", `"rows"`, 422, "VALIDATION_FAILED"},
+		{"filename as a number", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":1,"filename":7}`, 422, "VALIDATION_FAILED"},
+		{"a text/plain body", "POST", "/v1/exports", "text/plain", `{"rows":5,"durationMs":1}`, 415, "UNSUPPORTED_MEDIA_TYPE"},
+		{"a malformed Content-Type", "POST", "/v1/exports", "application/json; charset", `{"rows":5,"durationMs":1}`, 415, "UNSUPPORTED_MEDIA_TYPE"},
+		{"invalid UTF-8 in JSON", "POST", "/v1/exports", "application/json", "{\"rows\":5,\"durationMs\":1,\"filename\":\"\xff\"", 400, "INVALID_JSON"},
 		{"a wrong method", "PUT", "/v1/exports", "", "", 405, "METHOD_NOT_ALLOWED"},
 	}
 	for _, tt := range tests {
@@ -353,7 +372,23 @@ func TestBadRequestsGetAClearJSONError(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer func() { _ = resp.Body.Close() }()
+			if tt.method == "HEAD" {
+				if resp.StatusCode != tt.status || resp.Header.Get("Allow") != "GET" {
+					t.Errorf("HEAD: %d Allow %q, want %d Allow GET", resp.StatusCode, resp.Header.Get("Allow"), tt.status)
+				}
+				return
+			}
 			assertError(t, resp, tt.status, tt.code)
 		})
+	}
+	// None of it stored anything.
+	resp, err := http.Get(base + "/v1/exports")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var list struct{ Exports []job.Job }
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || len(list.Exports) != 0 {
+		t.Errorf("after the bad requests the store holds %d exports (%v), want 0", len(list.Exports), err)
 	}
 }
