@@ -143,39 +143,37 @@ func (s *jobs) Create(_ context.Context, j job.Job, key string) (job.Job, bool, 
 	return j, true, nil
 }
 
-func (s *jobs) entry(code string) (*entry, error) {
+// lock returns code's entry locked; the caller unlocks it.
+func (s *jobs) lock(code string) (*entry, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	e, ok := s.entries[code]
+	s.mu.Unlock()
 	if !ok {
 		return nil, job.ErrNotFound
+	}
+	e.mu.Lock()
+	if e.changed == nil {
+		e.mu.Unlock()
+		return nil, job.ErrNotFound // deleted while we waited
 	}
 	return e, nil
 }
 
 func (s *jobs) Get(_ context.Context, code string) (job.Job, error) {
-	e, err := s.entry(code)
+	e, err := s.lock(code)
 	if err != nil {
 		return job.Job{}, err
 	}
-	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.changed == nil {
-		return job.Job{}, job.ErrNotFound // deleted while we waited
-	}
 	return e.job, nil
 }
 
 func (s *jobs) Update(_ context.Context, code string, change func(*job.Job) error) (job.Job, error) {
-	e, err := s.entry(code)
+	e, err := s.lock(code)
 	if err != nil {
 		return job.Job{}, err
 	}
-	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.changed == nil {
-		return job.Job{}, job.ErrNotFound
-	}
 	next := e.job
 	if err := change(&next); err != nil {
 		return e.job, err
@@ -195,15 +193,11 @@ func (s *jobs) Update(_ context.Context, code string, change func(*job.Job) erro
 }
 
 func (s *jobs) Watch(_ context.Context, code string) (job.Job, <-chan struct{}, error) {
-	e, err := s.entry(code)
+	e, err := s.lock(code)
 	if err != nil {
 		return job.Job{}, nil, err
 	}
-	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.changed == nil {
-		return job.Job{}, nil, job.ErrNotFound
-	}
 	return e.job, e.changed, nil
 }
 
@@ -241,15 +235,11 @@ func (s *jobs) Delete(_ context.Context, code string) error {
 
 // remove deletes code, leaving tomb if it is set, and wakes its watchers.
 func (s *jobs) remove(code string, tomb *tombstone) error {
-	e, err := s.entry(code)
+	e, err := s.lock(code)
 	if err != nil {
 		return err
 	}
-	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.changed == nil {
-		return job.ErrNotFound
-	}
 	if s.disk != nil {
 		if err := s.disk.deleteJob(code, keyID(e.job.Owner, e.key), tomb); err != nil {
 			return fmt.Errorf("delete %s: %w", code, err)

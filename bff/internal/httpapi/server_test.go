@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -125,34 +124,11 @@ var testSecret = []byte(strings.Repeat("k", 32))
 
 func startBFFWith(t *testing.T, backendURL, token string, opts ...func(*relay.Config, *httpapi.Config)) string {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
 	be, err := backend.New(backendURL, token)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sessions, err := session.New(testSecret, false, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics := httpapi.NewMetrics()
-	rcfg := relay.Config{GiveUp: 5 * time.Second, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Buffer: 64}
-	hcfg := httpapi.Config{
-		Backend: be, Sessions: sessions, Metrics: metrics, Logger: log, Heartbeat: 15 * time.Second, Retry: time.Second,
-		WriteTimeout: 5 * time.Second, MaxStreamsPerSession: 20, MaxStreams: 1000,
-	}
-	for _, o := range opts {
-		o(&rcfg, &hcfg)
-	}
-	hub := relay.NewHub(be, rcfg, metrics, log)
-	hcfg.Hub = hub
-	api := httpapi.New(hcfg)
-	srv := httptest.NewServer(api)
-	t.Cleanup(func() {
-		api.CloseStreams()
-		srv.Close()
-		hub.Close()
-	})
-	return srv.URL
+	return startBFFOn(t, be, opts...)
 }
 
 // sessionOf is the session id in the jar's cookie for bff: the owner the
