@@ -7,7 +7,7 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["test/subscriptions.test.ts", "test/client.test.ts"],
+          include: ["test/subscriptions.test.ts", "test/multiplex.test.ts", "test/client.test.ts", "test/react.test.ts", "test/fixtures.test.ts"],
           typecheck: {
             enabled: true,
             include: ["test/**/*.test-d.ts"],
@@ -18,7 +18,7 @@ export default defineConfig({
       {
         test: {
           name: "integration",
-          include: ["test/integration.test.ts"],
+          include: ["test/integration.test.ts", "test/package.test.ts"],
           testTimeout: 30_000,
           hookTimeout: 30_000,
         },

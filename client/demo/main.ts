@@ -1,109 +1,389 @@
 /**
- * The demo page: start exports, watch each one's progress live over SSE, and get the
- * file downloaded in this tab when it completes. Plain DOM on top of the library.
+ * The demo page: start exports, watch each one's progress live, get the file downloaded
+ * in this tab when it completes — and compare the three ways of following them (SSE per
+ * job, SSE multiplexed, the 2 s polling SSE replaces) by the page's own network counters.
+ * Plain DOM on top of the library; `fetch` and `EventSource` are injected, instrumented.
  */
 import { createExportClient, ExportError } from "../src/index.js";
-import type { ExportRequest, Job } from "../src/index.js";
+import type {
+  ConnectionState,
+  EventSourceConstructorLike,
+  EventSourceInitLike,
+  ExportClient,
+  ExportRequest,
+  FetchLike,
+  Job,
+  StreamMode,
+} from "../src/index.js";
 
-const client = createExportClient();
+type PageMode = StreamMode | "polling";
+const MODES: readonly PageMode[] = ["per-job", "multiplex", "polling"];
+const POLL_INTERVAL_MS = 2_000;
+const BURST = 8;
+
+const MODE_NOTES: Record<PageMode, string> = {
+  "per-job":
+    "One EventSource per export. On HTTP/1.1 a browser opens at most 6 connections per origin: a 7th export waits.",
+  multiplex: "One EventSource for the whole tab (/api/events), however many exports.",
+  polling: "The old way: GET /api/exports/{code} every 2 s per running export. Compare the counters.",
+};
+
+// ---------------------------------------------------------------------------------------
+// Counters: every request, every byte of every body and event, every connection.
+
+interface Counters {
+  requests: number;
+  bytes: number;
+  inflight: number;
+  delays: number[];
+}
+let counters: Counters = { requests: 0, bytes: 0, inflight: 0, delays: [] };
+const encoder = new TextEncoder();
+const liveSources = new Set<EventSource>();
+
+const countingFetch: FetchLike = async (url, init) => {
+  counters.requests += 1;
+  counters.inflight += 1;
+  const mine = counters;
+  try {
+    const response = await fetch(url, init);
+    const text = await response.text();
+    mine.bytes += encoder.encode(text).length;
+    return { ok: response.ok, status: response.status, statusText: response.statusText, text: () => Promise.resolve(text) };
+  } finally {
+    mine.inflight -= 1;
+  }
+};
+
+/** The browser's EventSource, counting each (re)connection and the bytes of each event. */
+class CountingEventSource extends EventSource {
+  constructor(url: string | URL, init?: EventSourceInitLike) {
+    super(url, init);
+    counters.requests += 1;
+    liveSources.add(this);
+    let dropped = false;
+    this.addEventListener("error", () => {
+      if (this.readyState === EventSource.CLOSED) liveSources.delete(this);
+      else dropped = true;
+    });
+    this.addEventListener("open", () => {
+      if (dropped) counters.requests += 1; // the browser reconnected: one more request
+      dropped = false;
+    });
+    this.addEventListener("message", (event) => {
+      // id: …\ndata: …\n\n — what the stream carried for this event.
+      counters.bytes += encoder.encode(`id: ${event.lastEventId}\ndata: ${String(event.data)}\n\n`).length;
+    });
+  }
+
+  override close(): void {
+    liveSources.delete(this);
+    super.close();
+  }
+}
+
+function resetCounters(): void {
+  counters = { requests: 0, bytes: 0, inflight: 0, delays: [] };
+}
+
+// ---------------------------------------------------------------------------------------
+// Clients: one per SSE mode; polling uses the per-job client's plain GET.
+
+const clients: Record<StreamMode, ExportClient> = {
+  "per-job": createExportClient({
+    mode: "per-job",
+    fetch: countingFetch,
+    EventSource: CountingEventSource as EventSourceConstructorLike,
+  }),
+  multiplex: createExportClient({
+    mode: "multiplex",
+    fetch: countingFetch,
+    EventSource: CountingEventSource as EventSourceConstructorLike,
+  }),
+};
+
+let mode: PageMode = readMode();
+const api = (): ExportClient => clients[mode === "polling" ? "per-job" : mode];
+
+interface WatchCallbacks {
+  job(job: Job): void;
+  error(error: ExportError): void;
+  connection(state: ConnectionState | "polling"): void;
+}
+
+/** Follows one export the current mode's way; returns the function that stops. */
+function watch(code: string, callbacks: WatchCallbacks): () => void {
+  if (mode !== "polling") {
+    return api().subscribe(
+      code,
+      (event) => (event.type === "snapshot" ? callbacks.job(event.job) : callbacks.error(event.error)),
+      { onConnection: callbacks.connection },
+    );
+  }
+  // What SSE replaces: ask again every 2 s until the export has ended.
+  callbacks.connection("polling");
+  let stopped = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const poll = async (): Promise<void> => {
+    try {
+      const job = await api().get(code);
+      if (stopped) return;
+      callbacks.job(job);
+      if (job.status === "COMPLETED" || job.status === "FAILED" || job.status === "CANCELLED") return;
+    } catch (error) {
+      if (stopped) return;
+      if (error instanceof ExportError && error.status === 404) {
+        callbacks.error(error);
+        return;
+      }
+    }
+    timer = setTimeout(() => void poll(), POLL_INTERVAL_MS);
+  };
+  timer = setTimeout(() => void poll(), POLL_INTERVAL_MS);
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// The page.
 
 const form = element<HTMLFormElement>("#export-form");
 const rowsInput = element<HTMLInputElement>("#rows");
 const durationInput = element<HTMLInputElement>("#duration");
 const failAtInput = element<HTMLInputElement>("#fail-at");
+const autoDownload = element<HTMLInputElement>("#auto-download");
 const startButton = element<HTMLButtonElement>('[data-testid="start-button"]');
+const burstButton = element<HTMLButtonElement>('[data-testid="burst-button"]');
 const formError = element<HTMLParagraphElement>('[data-testid="form-error"]');
 const list = element<HTMLOListElement>('[data-testid="export-list"]');
 const emptyState = element<HTMLParagraphElement>('[data-testid="empty-state"]');
-const openStreams = element<HTMLParagraphElement>('[data-testid="open-streams"]');
 const itemTemplate = element<HTMLTemplateElement>("#export-item-template");
+const modeNote = element<HTMLParagraphElement>('[data-testid="mode-note"]');
+const stat = {
+  requests: element<HTMLElement>('[data-testid="stat-requests"]'),
+  bytes: element<HTMLElement>('[data-testid="stat-bytes"]'),
+  connections: element<HTMLElement>('[data-testid="stat-connections"]'),
+  waiting: element<HTMLElement>('[data-testid="stat-waiting"]'),
+  delay: element<HTMLElement>('[data-testid="stat-delay"]'),
+  delayNote: element<HTMLElement>('[data-testid="stat-delay-note"]'),
+};
 
 const numberFormat = new Intl.NumberFormat("en-US");
+const views = new Map<string, ExportView>();
 /** Codes whose file was already downloaded automatically (once per export). */
 const downloaded = new Set<string>();
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
-  void startExport();
+  void startExports(1);
 });
+burstButton.addEventListener("click", () => void startExports(BURST));
+for (const radio of document.querySelectorAll<HTMLInputElement>('input[name="mode"]')) {
+  radio.checked = radio.value === mode;
+  radio.addEventListener("change", () => {
+    if (radio.checked) switchMode(radio.value as PageMode);
+  });
+}
+showModeNote();
+setInterval(renderCounters, 250);
+void restore();
 
-async function startExport(): Promise<void> {
+/** The session's exports, after a reload too (`GET /api/exports`). */
+async function restore(): Promise<void> {
+  try {
+    const jobs = await api().list();
+    for (const job of [...jobs].reverse()) add(job, { live: false });
+    spotlight.follow(jobs[0]?.code);
+  } catch (error) {
+    showFormError(`Could not load this session's exports: ${describe(error)}`);
+  }
+}
+
+async function startExports(count: number): Promise<void> {
   const request = readRequest();
   if (typeof request === "string") {
     showFormError(request);
     return;
   }
   showFormError(undefined);
-  startButton.disabled = true;
+  startButton.disabled = burstButton.disabled = true;
   try {
-    const job = await client.start(request);
-    const view = new ExportView(job);
-    list.prepend(view.root);
-    emptyState.hidden = true;
-    follow(job.code, view);
-  } catch (error) {
-    showFormError(describe(error));
+    // All POSTs first, then the watches: on HTTP/1.1 per-job streams would otherwise
+    // take the six connections and leave the next POST waiting.
+    const results = await Promise.allSettled(Array.from({ length: count }, () => api().start(request)));
+    const failed = results.find((result) => result.status === "rejected");
+    if (failed) showFormError(describe(failed.reason));
+    for (const result of results) if (result.status === "fulfilled") add(result.value, { live: true });
+    const newest = [...results].reverse().find((result) => result.status === "fulfilled");
+    if (newest?.status === "fulfilled") spotlight.follow(newest.value.code);
   } finally {
-    startButton.disabled = false;
+    startButton.disabled = burstButton.disabled = false;
   }
 }
 
-function follow(code: string, view: ExportView): void {
-  client.subscribe(code, (event) => {
-    if (event.type === "error") view.fail(event.error);
-    else {
-      view.render(event.job);
-      if (event.job.status === "COMPLETED" && !downloaded.has(code)) {
-        downloaded.add(code);
-        client.download(event.job);
-      }
-    }
-    updateOpenStreams();
-  });
-  updateOpenStreams();
+function add(job: Job, { live }: { live: boolean }): void {
+  if (views.has(job.code)) return;
+  const view = new ExportView(job, live);
+  views.set(job.code, view);
+  list.prepend(view.root);
+  emptyState.hidden = true;
+  view.follow();
 }
 
-function updateOpenStreams(): void {
-  // The subscription ends (and its EventSource closes) after the listeners ran.
-  queueMicrotask(() => {
-    const count = client.openStreams().length;
-    openStreams.textContent = `${count} open ${count === 1 ? "stream" : "streams"}`;
-  });
+function remove(code: string): void {
+  views.get(code)?.dispose();
+  views.delete(code);
+  emptyState.hidden = views.size > 0;
+  if (spotlight.code === code) spotlight.follow([...views.keys()].at(-1));
+}
+
+function switchMode(next: PageMode): void {
+  if (next === mode) return;
+  for (const view of views.values()) view.stop();
+  spotlight.stop();
+  mode = next;
+  const url = new URL(location.href);
+  url.searchParams.set("mode", mode);
+  history.replaceState(null, "", url);
+  resetCounters();
+  showModeNote();
+  for (const view of views.values()) view.follow();
+  spotlight.follow(spotlight.code);
+}
+
+function readMode(): PageMode {
+  const asked = new URLSearchParams(location.search).get("mode");
+  return MODES.find((candidate) => candidate === asked) ?? "multiplex";
+}
+
+function showModeNote(): void {
+  modeNote.textContent = MODE_NOTES[mode];
+  document.body.dataset["mode"] = mode;
+}
+
+function renderCounters(): void {
+  let open = 0;
+  let waiting = 0;
+  for (const source of liveSources) {
+    if (source.readyState === EventSource.OPEN) open += 1;
+    else if (source.readyState === EventSource.CONNECTING) waiting += 1;
+  }
+  stat.requests.textContent = numberFormat.format(counters.requests);
+  stat.bytes.textContent = formatBytes(counters.bytes);
+  stat.connections.textContent = String(open + counters.inflight);
+  stat.waiting.textContent = waiting > 0 ? `${waiting} waiting to connect` : "";
+  const { delays } = counters;
+  if (delays.length === 0) {
+    stat.delay.textContent = "–";
+    stat.delayNote.textContent = "server finished → page shows it";
+  } else {
+    const last = delays.at(-1) ?? 0;
+    const average = delays.reduce((sum, each) => sum + each, 0) / delays.length;
+    stat.delay.textContent = formatMs(last);
+    stat.delayNote.textContent = `last · avg ${formatMs(average)} over ${delays.length}`;
+  }
+  document.body.dataset["requests"] = String(counters.requests);
+  document.body.dataset["openConnections"] = String(open + counters.inflight);
+  document.body.dataset["waitingConnections"] = String(waiting);
 }
 
 /** One export in the list. */
 class ExportView {
   readonly root: HTMLLIElement;
+  readonly code: string;
   readonly #badge: HTMLElement;
-  readonly #progress: HTMLProgressElement;
+  readonly #meter: HTMLElement;
   readonly #percent: HTMLElement;
   readonly #rows: HTMLElement;
   readonly #detail: HTMLElement;
-  #seq = -1;
+  readonly #connection: HTMLElement;
+  readonly #cancel: HTMLButtonElement;
+  /** True when this page saw the export run (not a finished one restored after reload). */
+  readonly #live: boolean;
+  #job: Job;
+  #updates = 0;
+  #stop: (() => void) | undefined;
 
-  constructor(job: Job) {
+  constructor(job: Job, live: boolean) {
     const fragment = itemTemplate.content.cloneNode(true) as DocumentFragment;
     this.root = fragment.querySelector("li") as HTMLLIElement;
+    this.code = job.code;
+    this.#job = job;
+    this.#live = live || !isEnded(job);
     this.root.dataset["code"] = job.code;
     const code = part(this.root, "export-code");
     code.textContent = job.code.slice(0, 8);
     code.title = job.code;
     this.#badge = part(this.root, "status-badge");
-    this.#progress = part(this.root, "progress") as HTMLProgressElement;
+    this.#meter = part(this.root, "progress");
+    this.#meter.setAttribute("aria-label", `Export ${job.code.slice(0, 8)} progress`);
     this.#percent = part(this.root, "percent");
     this.#rows = part(this.root, "rows-text");
     this.#detail = part(this.root, "detail");
-    this.render(job);
+    this.#connection = part(this.root, "connection");
+    this.#cancel = part(this.root, "cancel-button") as HTMLButtonElement;
+    this.#cancel.addEventListener("click", () => void this.#cancelOrRemove());
+    this.#paint(job);
+  }
+
+  follow(): void {
+    this.stop();
+    if (isEnded(this.#job)) return;
+    this.#stop = watch(this.code, {
+      job: (job) => this.render(job),
+      error: (error) => this.fail(error),
+      connection: (state) => this.#setConnection(state),
+    });
+  }
+
+  stop(): void {
+    this.#stop?.();
+    this.#stop = undefined;
+  }
+
+  dispose(): void {
+    this.stop();
+    this.root.remove();
   }
 
   render(job: Job): void {
-    if (job.seq <= this.#seq) return;
-    this.#seq = job.seq;
+    if (job.seq <= this.#job.seq) return;
+    this.#updates += 1;
+    this.root.dataset["updates"] = String(this.#updates);
+    this.#paint(job);
+    if (!isEnded(job)) return;
+    this.stop();
+    this.#setConnection(undefined);
+    const delay = Date.now() - Date.parse(job.updatedAt);
+    this.root.dataset["delayMs"] = String(delay);
+    counters.delays.push(Math.max(0, delay));
+    if (job.status === "COMPLETED" && this.#live && autoDownload.checked && !downloaded.has(job.code)) {
+      downloaded.add(job.code);
+      api().download(job);
+    }
+  }
+
+  fail(error: ExportError): void {
+    this.stop();
+    this.#setStatus("ERROR");
+    this.#setConnection(undefined);
+    this.#detail.replaceChildren(span("error", `${error.message} (${error.code})`));
+    this.#detail.dataset["testid"] = "error-message";
+  }
+
+  #paint(job: Job): void {
+    this.#job = job;
     this.#setStatus(job.status);
-    this.#progress.value = job.progress;
-    this.#progress.setAttribute("aria-valuenow", String(job.progress));
+    this.#meter.setAttribute("aria-valuenow", String(job.progress));
+    this.#meter.setAttribute("aria-valuetext", `${job.progress}% — ${job.status.toLowerCase().replace("_", " ")}`);
+    this.#meter.style.setProperty("--value", `${job.progress}%`);
     this.#percent.textContent = `${job.progress}%`;
     this.#rows.textContent = `${numberFormat.format(job.rowsDone)} / ${numberFormat.format(job.rowsTotal)} rows`;
+    const ended = isEnded(job);
+    this.#cancel.textContent = ended ? "Remove" : "Cancel";
+    this.#cancel.setAttribute("aria-label", `${ended ? "Remove" : "Cancel"} export ${job.code.slice(0, 8)}`);
 
     if (job.status === "COMPLETED" && job.file) {
       this.root.dataset["sha256"] = job.file.sha256;
@@ -111,9 +391,9 @@ class ExportView {
       const name = span("file", job.file.name);
       name.title = `SHA-256 ${job.file.sha256}`;
       const link = document.createElement("a");
-      link.href = client.fileUrl(job);
+      link.href = api().fileUrl(job);
       link.download = job.file.name;
-      link.textContent = "Download again";
+      link.textContent = "Download";
       link.dataset["testid"] = "download-link";
       this.#detail.replaceChildren(name, span("meta", ` · ${formatBytes(job.file.size)} · `), link);
     } else if (job.status === "FAILED" || job.status === "CANCELLED") {
@@ -123,23 +403,98 @@ class ExportView {
     }
   }
 
-  fail(error: ExportError): void {
-    this.#setStatus("ERROR");
-    this.#detail.replaceChildren(span("error", `${error.message} (${error.code})`));
-    this.#detail.dataset["testid"] = "error-message";
+  async #cancelOrRemove(): Promise<void> {
+    this.#cancel.disabled = true;
+    try {
+      const result = await api().cancel(this.code);
+      if (result === undefined) remove(this.code);
+      else this.render(result);
+    } catch (error) {
+      if (error instanceof ExportError && error.status === 404) remove(this.code);
+      else showFormError(describe(error));
+    } finally {
+      this.#cancel.disabled = false;
+    }
   }
 
   #setStatus(status: string): void {
     this.root.dataset["status"] = status;
     this.#badge.textContent = status.replace("_", " ");
   }
+
+  #setConnection(state: ConnectionState | "polling" | undefined): void {
+    if (state === undefined) delete this.root.dataset["connection"];
+    else this.root.dataset["connection"] = state;
+    this.#connection.textContent =
+      state === "connecting" ? "waiting for a connection…" : state === "open" ? "live" : state === "polling" ? "polling" : "";
+  }
+}
+
+/**
+ * A second widget on the newest export. In the SSE modes it subscribes through the client
+ * on its own, and the client's Map gives it the list item's stream instead of a new one.
+ */
+const spotlight = new (class Spotlight {
+  code: string | undefined;
+  readonly #root = element<HTMLElement>('[data-testid="spotlight"]');
+  readonly #code = element<HTMLElement>('[data-testid="spotlight-code"]');
+  readonly #status = element<HTMLElement>('[data-testid="spotlight-status"]');
+  readonly #meter = element<HTMLElement>('[data-testid="spotlight-progress"]');
+  #stop: (() => void) | undefined;
+  #seq = -1;
+
+  follow(code: string | undefined): void {
+    this.stop();
+    this.code = code;
+    this.#seq = -1;
+    this.#root.hidden = code === undefined;
+    if (code === undefined) return;
+    this.#code.textContent = code.slice(0, 8);
+    const known = api().known(code);
+    if (known) this.#paint(known);
+    if (known && isEnded(known)) return;
+    if (mode === "polling") {
+      // Polling has no sharing to show: mirror the list item instead of polling twice.
+      const timer = setInterval(() => {
+        const view = views.get(code);
+        const job = view ? api().known(code) : undefined;
+        if (job) this.#paint(job);
+      }, 250);
+      this.#stop = () => clearInterval(timer);
+      return;
+    }
+    this.#stop = api().subscribe(code, (event) => {
+      if (event.type === "snapshot") this.#paint(event.job);
+      else this.#status.textContent = "ERROR";
+    });
+  }
+
+  stop(): void {
+    this.#stop?.();
+    this.#stop = undefined;
+  }
+
+  #paint(job: Job): void {
+    if (job.seq <= this.#seq) return;
+    this.#seq = job.seq;
+    this.#root.dataset["status"] = job.status;
+    this.#status.textContent = job.status.replace("_", " ");
+    this.#meter.setAttribute("aria-valuenow", String(job.progress));
+    this.#meter.style.setProperty("--value", `${job.progress}%`);
+  }
+})();
+
+function isEnded(job: Job): boolean {
+  return job.status === "COMPLETED" || job.status === "FAILED" || job.status === "CANCELLED";
 }
 
 function readRequest(): ExportRequest | string {
   const rows = rowsInput.valueAsNumber;
   const durationMs = durationInput.valueAsNumber;
-  if (!Number.isInteger(rows) || rows < 1) return "Rows must be a whole number of at least 1.";
-  if (!Number.isInteger(durationMs) || durationMs < 0) return "Duration must be a whole number of milliseconds.";
+  if (!Number.isInteger(rows) || rows < 1 || rows > 10_000_000) return "Rows must be a whole number from 1 to 10,000,000.";
+  if (!Number.isInteger(durationMs) || durationMs < 0 || durationMs > 3_600_000) {
+    return "Duration must be a whole number of milliseconds, at most 3,600,000.";
+  }
   if (failAtInput.value.trim() === "") return { rows, durationMs };
   const failAt = failAtInput.valueAsNumber;
   if (!Number.isInteger(failAt) || failAt < 1 || failAt > 99) return "Fail at must be a percent between 1 and 99.";
@@ -160,6 +515,10 @@ function formatBytes(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
   if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
   return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
+}
+
+function formatMs(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
 }
 
 function span(className: string, text: string): HTMLSpanElement {

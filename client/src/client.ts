@@ -1,18 +1,22 @@
 import { ExportError } from "./errors.js";
-import { requestJSON } from "./http.js";
+import { isRecord, requestJSON } from "./http.js";
 import type { FetchInitLike, FetchLike } from "./http.js";
-import { isJobShape, perJobTransport } from "./stream.js";
-import type { EventSourceConstructorLike, StreamTransport } from "./stream.js";
+import { isJobShape, perJobTransport, sharedTransport } from "./stream.js";
+import type { EventSourceConstructorLike, PerJobTransport, SharedTransport } from "./stream.js";
 import { SubscriptionRegistry } from "./subscriptions.js";
-import type { ExportListener, Unsubscribe } from "./subscriptions.js";
+import type { ExportListener, JobObservation, SubscribeOptions, Unsubscribe } from "./subscriptions.js";
 import type { ExportRequest, Job } from "./types.js";
 
 /**
- * How the client listens. `per-job`: one EventSource per watched code on
- * `/api/exports/{code}/events`. (`multiplex`, one EventSource on `/api/events` for the
- * whole tab, will be added here once the BFF serves it.)
+ * How the client listens.
+ * - `per-job` (default): one EventSource per watched code on `/api/exports/{code}/events`.
+ *   Simple, and each stream ends with its job; but a browser on HTTP/1.1 opens at most
+ *   six connections per origin, so a seventh watched export (and any other request)
+ *   waits until one ends.
+ * - `multiplex`: one EventSource on `/api/events` for the whole client, however many
+ *   exports are watched; opened with the first subscription, closed when none is left.
  */
-export type StreamMode = "per-job";
+export type StreamMode = "per-job" | "multiplex";
 
 export interface ExportClientOptions {
   /** Origin (and optional path prefix) of the BFF; `""`, the default, is same origin. */
@@ -38,12 +42,30 @@ export interface ExportClient {
   start(request: ExportRequest, options?: RequestOptions): Promise<Job>;
   /** `GET /api/exports/{code}`: the current snapshot. */
   get(code: string, options?: RequestOptions): Promise<Job>;
+  /** `GET /api/exports`: this session's exports, newest first. */
+  list(options?: RequestOptions): Promise<Job[]>;
+  /**
+   * `DELETE /api/exports/{code}`: cancels a PENDING or IN_PROGRESS export and resolves
+   * with its CANCELLED snapshot (its subscribers get that snapshot too); an export that
+   * had already ended is deleted with its file, and the promise resolves `undefined`.
+   */
+  cancel(code: string, options?: RequestOptions): Promise<Job | undefined>;
   /**
    * Follows an export live. Listeners of the same code share one stream; each gets the
    * latest snapshot right after joining, then every newer one, and at last the terminal
    * snapshot or an error event. Returns the function that stops this listener.
    */
-  subscribe(code: string, listener: ExportListener): Unsubscribe;
+  subscribe(code: string, listener: ExportListener, options?: SubscribeOptions): Unsubscribe;
+  /**
+   * Every newer snapshot of any job the client learns about (from start, get, list,
+   * cancel and every stream), and `removed` when a finished export was deleted. It
+   * opens no stream by itself; the session list of a UI is built on it.
+   */
+  observe(observer: (observation: JobObservation) => void): Unsubscribe;
+  /** The latest snapshot the client knows of `code`, without a request. */
+  known(code: string): Job | undefined;
+  /** The mode this client was created with. */
+  readonly mode: StreamMode;
   /**
    * Resolves with the COMPLETED job; rejects with an {@link ExportError} when the job
    * ends FAILED or CANCELLED, the stream fails, or `signal` aborts.
@@ -57,8 +79,13 @@ export interface ExportClient {
    * `Content-Disposition: attachment`). Browser only.
    */
   download(job: Job): void;
-  /** Codes whose stream is open right now (one per code, whatever the listener count). */
+  /**
+   * Codes subscribed right now (one entry per code, whatever the listener count). In
+   * per-job mode each has its own EventSource; in multiplex mode they share one.
+   */
   openStreams(): string[];
+  /** How many EventSources the client holds open right now. */
+  openConnections(): number;
 }
 
 /** Creates a client for the exportstream BFF. */
@@ -76,14 +103,32 @@ export function createExportClient(options: ExportClientOptions = {}): ExportCli
   const exportsUrl = `${baseUrl}/api/exports`;
   const exportUrl = (code: string): string => `${exportsUrl}/${encodeURIComponent(code)}`;
 
-  const transport: StreamTransport = lazyTransport(() =>
-    perJobTransport({
-      EventSource: options.EventSource ?? defaultEventSource(),
-      eventsUrl: (code) => `${exportUrl(code)}/events`,
-      withCredentials: credentials === "include",
-    }),
+  const mode: StreamMode = options.mode ?? "per-job";
+  if (mode !== "per-job" && mode !== "multiplex") {
+    throw new TypeError(`unknown mode ${String(mode)}: use "per-job" or "multiplex"`);
+  }
+  // Resolved on first use, so a client can be created where streams are not (SSR, Node).
+  const transportOptions = () => ({
+    EventSource: options.EventSource ?? defaultEventSource(),
+    withCredentials: credentials === "include",
+  });
+  const subscriptions = new SubscriptionRegistry(
+    mode === "per-job"
+      ? {
+          mode,
+          transport: lazyPerJob(() =>
+            perJobTransport({ ...transportOptions(), eventsUrl: (code) => `${exportUrl(code)}/events` }),
+          ),
+        }
+      : {
+          mode,
+          transport: lazyShared(() => sharedTransport({ ...transportOptions(), url: `${baseUrl}/api/events` })),
+          seed: (code) => job(exportUrl(code), init("GET", undefined)),
+        },
   );
-  const subscriptions = new SubscriptionRegistry(transport);
+
+  let sessionEstablished = false;
+  let firstStart: Promise<Job> | undefined;
 
   function init(method: string, requestOptions: RequestOptions | undefined): FetchInitLike {
     const result: FetchInitLike = { method, headers: { Accept: "application/json" }, credentials };
@@ -113,19 +158,71 @@ export function createExportClient(options: ExportClientOptions = {}): ExportCli
   }
 
   return {
-    start(request, requestOptions) {
+    mode,
+
+    async start(request, requestOptions) {
       const requestInit = init("POST", requestOptions);
       requestInit.headers["Content-Type"] = "application/json";
       requestInit.body = JSON.stringify(request);
-      return job(exportsUrl, requestInit);
+      const post = async (): Promise<Job> => learnt(await job(exportsUrl, requestInit));
+      // The BFF creates the session (its cookie) on the first POST. Cookie-less POSTs
+      // sent at once would each get a session of their own, so until one POST of this
+      // client succeeded, the next ones wait for it.
+      if (sessionEstablished) return post();
+      if (firstStart) {
+        await firstStart.catch(() => {});
+        return post();
+      }
+      firstStart = post();
+      try {
+        const created = await firstStart;
+        sessionEstablished = true;
+        return created;
+      } finally {
+        firstStart = undefined;
+      }
     },
 
-    get(code, requestOptions) {
-      return job(exportUrl(code), init("GET", requestOptions));
+    async get(code, requestOptions) {
+      return learnt(await job(exportUrl(code), init("GET", requestOptions)));
     },
 
-    subscribe(code, listener) {
-      return subscriptions.subscribe(code, listener);
+    async list(requestOptions) {
+      const requestInit = init("GET", requestOptions);
+      const body = await requestJSON(fetchImpl, exportsUrl, requestInit);
+      const exports = isRecord(body) ? body["exports"] : undefined;
+      if (!Array.isArray(exports) || !exports.every(isJobShape)) {
+        throw new ExportError("BAD_RESPONSE", `GET ${exportsUrl}: not a list of exports`, { status: 200 });
+      }
+      const jobs = exports as Job[];
+      for (const each of [...jobs].reverse()) subscriptions.remember(each);
+      return jobs;
+    },
+
+    async cancel(code, requestOptions) {
+      const url = exportUrl(code);
+      const requestInit = init("DELETE", requestOptions);
+      const body = await requestJSON(fetchImpl, url, requestInit);
+      if (body === undefined) {
+        subscriptions.forget(code);
+        return undefined;
+      }
+      if (!isJobShape(body)) {
+        throw new ExportError("BAD_RESPONSE", `DELETE ${url}: not a job`, { status: 200 });
+      }
+      return learnt(body as Job);
+    },
+
+    subscribe(code, listener, subscribeOptions) {
+      return subscriptions.subscribe(code, listener, subscribeOptions);
+    },
+
+    observe(observer) {
+      return subscriptions.observe(observer);
+    },
+
+    known(code) {
+      return subscriptions.known(code);
     },
 
     waitFor(code, requestOptions) {
@@ -146,6 +243,8 @@ export function createExportClient(options: ExportClientOptions = {}): ExportCli
         const onAbort = (): void => {
           if (signal) settle(() => reject(aborted(code, signal)));
         };
+        // Subscribed before the abort listener, so a synchronous throw (no EventSource)
+        // leaves nothing behind.
         const unsubscribe = subscriptions.subscribe(code, (event) => {
           if (event.type === "error") {
             settle(() => reject(event.error));
@@ -184,7 +283,17 @@ export function createExportClient(options: ExportClientOptions = {}): ExportCli
     openStreams() {
       return subscriptions.openCodes();
     },
+
+    openConnections() {
+      if (mode === "multiplex") return subscriptions.sharedOpen() ? 1 : 0;
+      return subscriptions.openCodes().length;
+    },
   };
+
+  function learnt(snapshot: Job): Job {
+    subscriptions.remember(snapshot);
+    return snapshot;
+  }
 }
 
 /** The DOM the download needs, typed here so the library does not require lib.dom. */
@@ -218,13 +327,22 @@ function defaultEventSource(): EventSourceConstructorLike {
   return candidate;
 }
 
-/** Resolves the transport on first use, so a client can be created where streams are not. */
-function lazyTransport(create: () => StreamTransport): StreamTransport {
-  let transport: StreamTransport | undefined;
+function lazyPerJob(create: () => PerJobTransport): PerJobTransport {
+  let transport: PerJobTransport | undefined;
   return {
     open(code, sink) {
       transport ??= create();
       return transport.open(code, sink);
+    },
+  };
+}
+
+function lazyShared(create: () => SharedTransport): SharedTransport {
+  let transport: SharedTransport | undefined;
+  return {
+    connect(sink) {
+      transport ??= create();
+      return transport.connect(sink);
     },
   };
 }

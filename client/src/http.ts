@@ -24,6 +24,7 @@ export type FetchLike = (url: string, init: FetchInitLike) => Promise<FetchRespo
 /**
  * Sends one JSON request and returns the parsed JSON body. Every failure becomes an
  * {@link ExportError}: non-2xx responses carry the server's `{"error":{code,message}}`.
+ * A 204 resolves with `undefined`.
  */
 export async function requestJSON(
   fetchImpl: FetchLike,
@@ -43,6 +44,8 @@ export async function requestJSON(
     });
   }
 
+  // 204 No Content (e.g. DELETE of a finished export) is a success without a body.
+  if (response.status === 204) return undefined;
   const text = await response.text();
   const body = parseJSON(text);
   if (!response.ok) {

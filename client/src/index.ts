@@ -4,13 +4,20 @@ export { ExportError } from "./errors.js";
 export type { ClientErrorCode, ExportErrorOptions } from "./errors.js";
 export type { FetchInitLike, FetchLike, FetchResponseLike } from "./http.js";
 export type {
+  ConnectionState,
   EventSourceConstructorLike,
   EventSourceInitLike,
   EventSourceLike,
   StreamErrorLike,
   StreamMessageLike,
 } from "./stream.js";
-export type { ExportEvent, ExportListener, Unsubscribe } from "./subscriptions.js";
+export type {
+  ExportEvent,
+  ExportListener,
+  JobObservation,
+  SubscribeOptions,
+  Unsubscribe,
+} from "./subscriptions.js";
 export { isTerminalStatus } from "./types.js";
 export type {
   ErrorBody,

@@ -22,6 +22,7 @@ export interface StreamErrorLike {
 /** The part of an EventSource the client uses. */
 export interface EventSourceLike {
   readonly readyState: number;
+  onopen: Handler<unknown> | null;
   onmessage: Handler<StreamMessageLike> | null;
   onerror: Handler<StreamErrorLike> | null;
   close(): void;
@@ -40,63 +41,86 @@ export type EventSourceConstructorLike = new (
 /** WHATWG `EventSource.CLOSED`: the source gave up and will not reconnect. */
 export const EVENT_SOURCE_CLOSED = 2;
 
-/** Receives what the stream of one code delivers. */
+/**
+ * The state of the connection behind a subscription: `connecting` until the response
+ * arrives and again while the EventSource reconnects by itself after a drop (which is
+ * not an error: it resumes with `Last-Event-ID`), `open` while events can flow.
+ */
+export type ConnectionState = "connecting" | "open";
+
+/** Receives what one EventSource delivers. */
 export interface StreamSink {
-  /** A parsed event for this code (job snapshot or the BFF's ERROR). */
+  /** A parsed event (job snapshot or the BFF's ERROR). */
   event(event: StreamEvent): void;
+  /** The connection opened, or dropped and is reconnecting. */
+  state(state: ConnectionState): void;
   /** The stream ended for good without a terminal event. */
   fatal(error: ExportError): void;
 }
 
-/**
- * How events reach the subscriptions. `per-job` opens one EventSource per code; a
- * `multiplex` transport (one EventSource on `/api/events` for the whole tab, each event
- * carrying its code) will implement the same interface, so the subscription Map above it
- * stays as it is.
- */
-export interface StreamTransport {
+/** `per-job` mode: one EventSource per code on `GET /api/exports/{code}/events`. */
+export interface PerJobTransport {
   /** Starts delivering the events of `code` to `sink`; returns the function that stops. */
   open(code: string, sink: StreamSink): () => void;
 }
 
-export interface PerJobTransportOptions {
+/**
+ * `multiplex` mode: one EventSource on `GET /api/events` for the whole client; every
+ * event carries its code and the subscription Map dispatches it.
+ */
+export interface SharedTransport {
+  /** Opens the one shared stream; returns the function that closes it. */
+  connect(sink: StreamSink): () => void;
+}
+
+export interface TransportOptions {
   readonly EventSource: EventSourceConstructorLike;
-  /** The events URL of one code. */
-  readonly eventsUrl: (code: string) => string;
   readonly withCredentials: boolean;
 }
 
-/** One EventSource per code on `GET /api/exports/{code}/events`. */
-export function perJobTransport(options: PerJobTransportOptions): StreamTransport {
+export function perJobTransport(
+  options: TransportOptions & { readonly eventsUrl: (code: string) => string },
+): PerJobTransport {
   return {
-    open(code, sink) {
-      const source = new options.EventSource(
-        options.eventsUrl(code),
-        options.withCredentials ? { withCredentials: true } : undefined,
-      );
-      source.onmessage = (message) => {
-        const event = parseStreamEvent(message.data);
-        // A malformed event is dropped: the next snapshot carries the whole job again.
-        if (event) sink.event(event);
-      };
-      source.onerror = (errorEvent) => {
-        // CONNECTING means the source is already reconnecting (it resumes with
-        // Last-Event-ID); only CLOSED is the end: e.g. the BFF answered 404 or not SSE.
-        if (source.readyState !== EVENT_SOURCE_CLOSED) return;
-        const httpStatus = httpStatusOf(errorEvent);
-        const detail = httpStatus === undefined ? "" : ` (HTTP ${httpStatus})`;
-        sink.fatal(
-          new ExportError("STREAM_CLOSED", `event stream of export ${code} closed${detail}`, {
-            status: "ERROR",
-          }),
-        );
-      };
-      return () => {
-        source.onmessage = null;
-        source.onerror = null;
-        source.close();
-      };
-    },
+    open: (code, sink) => attach(options, options.eventsUrl(code), `export ${code}`, sink),
+  };
+}
+
+export function sharedTransport(options: TransportOptions & { readonly url: string }): SharedTransport {
+  return { connect: (sink) => attach(options, options.url, "the session", sink) };
+}
+
+function attach(options: TransportOptions, url: string, what: string, sink: StreamSink): () => void {
+  const source = new options.EventSource(
+    url,
+    options.withCredentials ? { withCredentials: true } : undefined,
+  );
+  source.onopen = () => sink.state("open");
+  source.onmessage = (message) => {
+    const event = parseStreamEvent(message.data);
+    // A malformed event is dropped: the next snapshot carries the whole job again.
+    if (event) sink.event(event);
+  };
+  source.onerror = (errorEvent) => {
+    // CONNECTING means the source is already reconnecting (it resumes with
+    // Last-Event-ID); only CLOSED is the end: e.g. the BFF answered 404 or not SSE.
+    if (source.readyState !== EVENT_SOURCE_CLOSED) {
+      sink.state("connecting");
+      return;
+    }
+    const httpStatus = httpStatusOf(errorEvent);
+    const detail = httpStatus === undefined ? "" : ` (HTTP ${httpStatus})`;
+    sink.fatal(
+      new ExportError("STREAM_CLOSED", `event stream of ${what} closed${detail}`, {
+        status: "ERROR",
+      }),
+    );
+  };
+  return () => {
+    source.onopen = null;
+    source.onmessage = null;
+    source.onerror = null;
+    source.close();
   };
 }
 

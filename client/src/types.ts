@@ -32,8 +32,8 @@ export interface ExportFile {
   readonly contentType: string;
   /** Download path as the caller sees it, e.g. `/api/exports/{code}/file`. */
   readonly url: string;
-  /** RFC 3339 time after which the file is gone (410). */
-  readonly expiresAt?: string;
+  /** RFC 3339 time after which the file is gone (410 GONE). */
+  readonly expiresAt: string;
 }
 
 /** One export job: a full snapshot, as every endpoint and event carries it. */

@@ -1,13 +1,14 @@
 /**
- * The demo page in real Chromium, served by the real BFF in front of the real backend:
- * the progress bar moves live, the file downloads in the same tab with the right bytes,
- * and no EventSource reconnects after its export ended.
+ * The demo page in real Chromium, served by the real BFF in front of the real backend,
+ * in its three modes (SSE per job, SSE multiplexed, polling every 2 s): live progress,
+ * the file downloaded in the same tab, the requests each mode costs, the 8-exports case
+ * that per-job SSE cannot serve on HTTP/1.1, and the list restored after a reload.
  */
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
-import type { Browser, Locator, Page } from "playwright-core";
+import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientDir, inCI, missingPrerequisites, reportMissing, startServers } from "./servers.js";
 import type { Servers } from "./servers.js";
@@ -33,18 +34,29 @@ if (missing !== undefined) {
   });
 }
 
+type Mode = "per-job" | "multiplex" | "polling";
+
+/** A page in a fresh browser context (a fresh session), with every request it makes. */
+interface DemoPage {
+  readonly context: BrowserContext;
+  readonly page: Page;
+  /** `METHOD path` of every request, in order. */
+  readonly requests: string[];
+  readonly pageErrors: string[];
+}
+
+const SSE_RETRY_MS = 300;
+
 describe.skipIf(missing !== undefined)("demo page in Chromium", () => {
   let servers: Servers;
   let browser: Browser;
-  let page: Page;
-  const pageErrors: string[] = [];
-  /** When the first export was seen COMPLETED (ms since epoch). */
-  let completedAt = 0;
-  /** Requests the page made to each export's events URL, by code. */
-  const eventStreams = new Map<string, number>();
 
   beforeAll(async () => {
-    servers = await startServers();
+    servers = await startServers({
+      // Enough workers for eight exports at once on a small machine; a short `retry:`
+      // so that a page reopening a finished stream would show within a second.
+      env: { WORKERS: "16", SSE_RETRY: `${SSE_RETRY_MS}ms` },
+    });
     browser = await chromium.launch({
       executablePath: chromiumPath,
       args: [
@@ -57,17 +69,6 @@ describe.skipIf(missing !== undefined)("demo page in Chromium", () => {
         "--disable-sync",
       ],
     });
-    const context = await browser.newContext({
-      acceptDownloads: true,
-      viewport: { width: 1100, height: 720 },
-      deviceScaleFactor: 2,
-    });
-    page = await context.newPage();
-    page.on("pageerror", (error) => pageErrors.push(error.message));
-    page.on("request", (request) => {
-      const match = /\/api\/exports\/([^/]+)\/events$/.exec(new URL(request.url()).pathname);
-      if (match?.[1]) eventStreams.set(match[1], (eventStreams.get(match[1]) ?? 0) + 1);
-    });
   });
 
   afterAll(async () => {
@@ -75,102 +76,206 @@ describe.skipIf(missing !== undefined)("demo page in Chromium", () => {
     await servers?.stop();
   });
 
-  /** The `retry:` delay a stream announces (the stream of a finished export ends at once). */
-  async function retryDelay(url: string): Promise<number> {
-    const cookie = (await page.context().cookies(url)).map((c) => `${c.name}=${c.value}`).join("; ");
-    const response = await fetch(url, { headers: cookie ? { Cookie: cookie } : {}, signal: AbortSignal.timeout(10_000) });
-    const retry = /^retry: *(\d+)$/m.exec(await response.text())?.[1];
-    expect(retry, `retry: line of ${url}`).toBeDefined();
-    return Number(retry);
+  async function openDemo(mode: Mode, viewport = { width: 1100, height: 760 }): Promise<DemoPage> {
+    const context = await browser.newContext({ acceptDownloads: true, viewport, deviceScaleFactor: 2 });
+    const page = await context.newPage();
+    const requests: string[] = [];
+    const pageErrors: string[] = [];
+    page.on("pageerror", (error) => pageErrors.push(error.message));
+    page.on("request", (request) => requests.push(`${request.method()} ${new URL(request.url()).pathname}`));
+    await page.goto(`${servers.bffUrl}/?mode=${mode}`);
+    await expect.poll(() => page.title()).toContain("exportstream");
+    expect(await page.getByTestId(`mode-${mode}`).isChecked()).toBe(true);
+    return { context, page, requests, pageErrors };
   }
 
-  async function startExport(rows: number, durationMs: number, failAt?: number): Promise<Locator> {
-    const items = page.getByTestId("export-item");
-    const before = await items.count();
+  async function fillForm(page: Page, rows: number, durationMs: number, failAt?: number): Promise<void> {
     await page.getByTestId("rows-input").fill(String(rows));
     await page.getByTestId("duration-input").fill(String(durationMs));
     await page.getByTestId("fail-at-input").fill(failAt === undefined ? "" : String(failAt));
-    await page.getByTestId("start-button").click();
-    await expect.poll(() => items.count()).toBe(before + 1);
-    return items.first(); // newest first
   }
 
-  it("shows live progress, then downloads the completed file in the same tab", async () => {
-    await page.goto(`${servers.bffUrl}/`);
-    await expect.poll(() => page.title()).toContain("exportstream");
-    const download = page.waitForEvent("download", { timeout: 30_000 });
-
-    const item = await startExport(5000, 3000);
-    const code = await item.getAttribute("data-code");
+  async function startExport(page: Page, rows: number, durationMs: number, failAt?: number): Promise<{ item: Locator; code: string }> {
+    const items = page.getByTestId("export-item");
+    const before = await items.count();
+    await fillForm(page, rows, durationMs, failAt);
+    await page.getByTestId("start-button").click();
+    await expect.poll(() => items.count()).toBe(before + 1);
+    const code = (await items.first().getAttribute("data-code")) ?? "";
     expect(code).toMatch(/^[0-9a-f-]{36}$/);
-    const bar = `[data-code="${code}"] [data-testid="progress"]`;
+    return { item: page.locator(`[data-testid="export-item"][data-code="${code}"]`), code };
+  }
 
-    // The bar moves while the export runs: it reaches some value, then a higher one.
-    const first = await page.waitForFunction(
-      (selector) => {
-        const value = document.querySelector<HTMLProgressElement>(selector)?.value ?? 0;
-        return value > 0 && value < 100 ? value : undefined;
-      },
-      bar,
-      { polling: "raf", timeout: 20_000 },
-    );
-    const firstValue = (await first.jsonValue()) as number;
-    await page.waitForFunction(
-      ([selector, floor]) => (document.querySelector<HTMLProgressElement>(selector)?.value ?? 0) > floor,
-      [bar, firstValue] as const,
-      { polling: "raf", timeout: 20_000 },
-    );
+  function progressOf(page: Page, code: string): Promise<number> {
+    return page
+      .locator(`[data-code="${code}"] [role="progressbar"]`)
+      .getAttribute("aria-valuenow")
+      .then(Number);
+  }
 
-    await page.waitForSelector(`[data-code="${code}"][data-status="COMPLETED"]`, { timeout: 20_000 });
-    completedAt = Date.now();
-    await expect.poll(() => item.getByTestId("percent").textContent()).toBe("100%");
-    expect(await item.getByTestId("status-badge").textContent()).toBe("COMPLETED");
-    expect(await item.getByTestId("download-link").textContent()).toBe("Download again");
+  async function waitForStatus(item: Locator, status: string, timeout = 20_000): Promise<void> {
+    await expect.poll(() => item.getAttribute("data-status"), { timeout }).toBe(status);
+  }
 
+  /** Asserts the bar moves while the export runs: some value in (0, 100), then a higher one. */
+  async function expectLiveProgress(page: Page, code: string): Promise<void> {
+    let first = 0;
+    await expect.poll(async () => (first = await progressOf(page, code)), { timeout: 20_000, interval: 50 }).toBeGreaterThan(0);
+    expect(first).toBeLessThan(100);
+    await expect.poll(() => progressOf(page, code), { timeout: 20_000, interval: 50 }).toBeGreaterThan(first);
+  }
+
+  function count(requests: readonly string[], pattern: RegExp): number {
+    return requests.filter((request) => pattern.test(request)).length;
+  }
+
+  function eventsOf(code: string): RegExp {
+    return new RegExp(`^GET /api/exports/${code}/events$`);
+  }
+
+  async function sha256OfDownload(download: Promise<import("playwright-core").Download>): Promise<string> {
     const file = await download;
     expect(file.suggestedFilename()).toMatch(/\.csv$/);
-    expect(file.url()).toBe(`${servers.bffUrl}/api/exports/${code}/file`);
-    const bytes = readFileSync(await file.path());
-    const sha256 = await item.getAttribute("data-sha256");
-    expect(sha256).toMatch(/^[0-9a-f]{64}$/);
-    expect(createHash("sha256").update(bytes).digest("hex")).toBe(sha256);
-    expect(page.url()).toBe(`${servers.bffUrl}/`); // same tab, no navigation away
-    expect(page.context().pages()).toHaveLength(1); // no new window
+    return createHash("sha256").update(readFileSync(await file.path())).digest("hex");
+  }
+
+  it("per-job: live progress, the file downloaded in the same tab, one events request per export though two widgets watch it", async () => {
+    const { context, page, requests, pageErrors } = await openDemo("per-job");
+    const download = page.waitForEvent("download", { timeout: 30_000 });
+
+    const { item, code } = await startExport(page, 5000, 2500);
+    // The second widget ("Latest export") watches the same code through the same client.
+    await expect.poll(() => page.getByTestId("spotlight-code").textContent()).toBe(code.slice(0, 8));
+    await expectLiveProgress(page, code);
+    await waitForStatus(item, "COMPLETED");
+    expect(await item.getByTestId("percent").textContent()).toBe("100%");
+    expect(await item.locator('[role="progressbar"]').getAttribute("aria-valuenow")).toBe("100");
+    await expect.poll(() => page.getByTestId("spotlight").getAttribute("data-status")).toBe("COMPLETED");
+
+    expect(await sha256OfDownload(download)).toBe(await item.getAttribute("data-sha256"));
+    expect((await download).url()).toBe(`${servers.bffUrl}/api/exports/${code}/file`);
+    expect(page.url()).toBe(`${servers.bffUrl}/?mode=per-job`); // same tab, no navigation away
+    expect(context.pages()).toHaveLength(1); // no new window
+
+    const failing = await startExport(page, 5000, 1000, 40);
+    await waitForStatus(failing.item, "FAILED");
+    expect(await failing.item.getByTestId("error-message").textContent()).toContain("GENERATION_FAILED");
+
+    // Past the streams' `retry:` delay: a page that kept a finished stream would have reconnected.
+    await page.waitForTimeout(SSE_RETRY_MS * 2 + 500);
+    expect(count(requests, eventsOf(code))).toBe(1);
+    expect(count(requests, eventsOf(failing.code))).toBe(1);
+    expect(count(requests, /^GET \/api\/events$/)).toBe(0);
+    expect(Number(await item.getAttribute("data-delay-ms"))).toBeLessThan(1_000);
+    expect(await page.getByTestId("stat-delay").textContent()).toMatch(/^\d+(\.\d)? m?s$/);
+    expect(pageErrors).toEqual([]);
+    await context.close();
   });
 
-  it("shows a failed export next to running ones, and never reopens a finished export's stream", async () => {
-    const failing = await startExport(5000, 2000, 40);
-    await expect.poll(() => failing.getAttribute("data-status"), { timeout: 20_000 }).toBe("FAILED");
-    expect(await failing.getByTestId("error-message").textContent()).not.toBe("");
+  it("multiplex: several exports over exactly one /api/events request for the page; cancel; reload restores the list", async () => {
+    const { context, page, requests, pageErrors } = await openDemo("multiplex");
+    const long = await startExport(page, 200_000, 6000);
+    const short = await startExport(page, 5000, 1500);
+    const failing = await startExport(page, 5000, 1000, 50);
+    const cancelled = await startExport(page, 200_000, 30_000);
 
-    const running = await startExport(200_000, 60_000);
-    await page.waitForFunction(
-      (code) => {
-        const value = document.querySelector<HTMLProgressElement>(`[data-code="${code}"] [data-testid="progress"]`)?.value ?? 0;
-        return value >= 3;
-      },
-      await running.getAttribute("data-code"),
-      { polling: "raf", timeout: 20_000 },
-    );
+    await expectLiveProgress(page, short.code);
+    await waitForStatus(short.item, "COMPLETED");
+    await waitForStatus(failing.item, "FAILED");
+    await cancelled.item.getByTestId("cancel-button").click();
+    await waitForStatus(cancelled.item, "CANCELLED");
+    expect(await long.item.getAttribute("data-status")).toBe("IN_PROGRESS");
+    expect(await long.item.getAttribute("data-connection")).toBe("open");
 
-    await page.getByTestId("rows-input").fill("5000");
-    await page.getByTestId("duration-input").fill("3000");
-    await page.getByTestId("fail-at-input").fill("");
+    await fillForm(page, 5000, 3000);
+    await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur());
+    await page.mouse.move(0, 0);
     mkdirSync(join(clientDir, "..", "docs"), { recursive: true });
     await page.screenshot({ path: screenshotPath, fullPage: true });
 
-    // The server ends the response after the terminal event; a page that kept its
-    // EventSource open would reconnect after the stream's `retry:` delay. Proving that
-    // no reconnect happens needs that delay to have passed since the first export ended.
-    const firstCode = await page.getByTestId("export-item").last().getAttribute("data-code");
-    const quietUntil = completedAt + (await retryDelay(`${servers.bffUrl}/api/exports/${firstCode}/events`)) + 1_000;
-    if (Date.now() < quietUntil) await new Promise((resolve) => setTimeout(resolve, quietUntil - Date.now()));
+    expect(count(requests, /^GET \/api\/events$/)).toBe(1);
+    expect(count(requests, /\/api\/exports\/[^/]+\/events$/)).toBe(0);
+    expect(Number(await page.getByTestId("stat-connections").textContent())).toBeGreaterThanOrEqual(1);
 
-    const finished = await page.locator('[data-status="COMPLETED"], [data-status="FAILED"]').evaluateAll((nodes) =>
-      nodes.map((node) => (node as HTMLElement).dataset["code"] ?? ""),
-    );
-    expect(finished.length).toBeGreaterThanOrEqual(2);
-    for (const code of finished) expect(eventStreams.get(code), `event streams opened for ${code}`).toBe(1);
+    // Reload: the session's exports come back (newest first) and the running one goes on.
+    const before = await page.getByTestId("export-item").evaluateAll((nodes) => nodes.map((n) => (n as HTMLElement).dataset["code"]));
+    await page.reload();
+    await expect.poll(() => page.getByTestId("export-item").count()).toBe(before.length);
+    const after = await page.getByTestId("export-item").evaluateAll((nodes) => nodes.map((n) => (n as HTMLElement).dataset["code"]));
+    expect(after).toEqual(before);
+    expect(await page.getByTestId("mode-multiplex").isChecked()).toBe(true);
+    await waitForStatus(page.locator(`[data-code="${short.code}"]`), "COMPLETED");
+    await waitForStatus(page.locator(`[data-code="${long.code}"]`), "COMPLETED");
+
+    // Remove a finished export: DELETE answers 204, the item goes, and stays gone after a reload.
+    await page.locator(`[data-code="${failing.code}"]`).getByTestId("cancel-button").click();
+    await expect.poll(() => page.locator(`[data-code="${failing.code}"]`).count()).toBe(0);
+    await page.reload();
+    await expect.poll(() => page.getByTestId("export-item").count()).toBe(before.length - 1);
     expect(pageErrors).toEqual([]);
+    await context.close();
+  });
+
+  it("polling: about one GET per 2 s per export and no event stream", async () => {
+    const { context, page, requests, pageErrors } = await openDemo("polling");
+    const started = Date.now();
+    const { item, code } = await startExport(page, 5000, 4500);
+    await waitForStatus(item, "COMPLETED");
+    const seconds = (Date.now() - started) / 1000;
+
+    const polls = count(requests, new RegExp(`^GET /api/exports/${code}$`));
+    expect(polls).toBeGreaterThanOrEqual(Math.floor(seconds / 2) - 1);
+    expect(polls).toBeLessThanOrEqual(Math.ceil(seconds / 2) + 1);
+    expect(count(requests, /\/events$/)).toBe(0);
+    // Polling shows the end up to 2 s late; SSE within milliseconds.
+    expect(Number(await item.getAttribute("data-delay-ms"))).toBeGreaterThan(0);
+    expect(pageErrors).toEqual([]);
+    await context.close();
+  });
+
+  it("8 exports at once: per-job SSE stalls past six connections on HTTP/1.1, multiplexed SSE does not", async () => {
+    async function burst(mode: Mode): Promise<{ demo: DemoPage; live: number; waiting: number }> {
+      const demo = await openDemo(mode);
+      await fillForm(demo.page, 400_000, 4000);
+      await demo.page.getByTestId("burst-button").click();
+      const items = demo.page.getByTestId("export-item");
+      await expect.poll(() => items.count()).toBe(8);
+      // Well into the exports' run: every followed export has had several updates.
+      await demo.page.waitForTimeout(1500);
+      const updates = await items.evaluateAll((nodes) => nodes.map((n) => Number((n as HTMLElement).dataset["updates"] ?? 0)));
+      const connections = await items.evaluateAll((nodes) => nodes.map((n) => (n as HTMLElement).dataset["connection"]));
+      return {
+        demo,
+        live: updates.filter((n) => n > 0).length,
+        waiting: connections.filter((state) => state === "connecting").length,
+      };
+    }
+
+    const perJob = await burst("per-job");
+    expect(perJob.live).toBe(6);
+    expect(perJob.waiting).toBe(2);
+    expect(await perJob.demo.page.getByTestId("stat-waiting").textContent()).toBe("2 waiting to connect");
+
+    const multiplex = await burst("multiplex");
+    expect(multiplex.live).toBe(8);
+    expect(multiplex.waiting).toBe(0);
+    expect(count(multiplex.demo.requests, /^GET \/api\/events$/)).toBe(1);
+
+    // The stalled two get their turn once the first six ended.
+    for (const demo of [perJob.demo, multiplex.demo]) {
+      await expect
+        .poll(() => demo.page.locator('[data-testid="export-item"][data-status="COMPLETED"]').count(), { timeout: 30_000 })
+        .toBe(8);
+      expect(demo.pageErrors).toEqual([]);
+      await demo.context.close();
+    }
+  });
+
+  it("fits a phone's width without sideways scrolling", async () => {
+    const { context, page } = await openDemo("multiplex", { width: 375, height: 740 });
+    await startExport(page, 1000, 500);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    expect(overflow).toBeLessThanOrEqual(0);
+    await context.close();
   });
 });

@@ -134,3 +134,69 @@ describe("defaults", () => {
     expect(client.openStreams()).toEqual([]);
   });
 });
+
+describe("list and cancel", () => {
+  it("lists this session's exports with GET /api/exports, newest first as the server sent them", async () => {
+    const jobs = [job({ seq: 2, code: "b" }), completed(5)];
+    const { fetch, requests } = fakeFetch(200, { exports: jobs });
+    await expect(createExportClient({ baseUrl: "http://bff.test", fetch }).list()).resolves.toEqual(jobs);
+    expect(requests.map((r) => `${r.init.method} ${r.url}`)).toEqual(["GET http://bff.test/api/exports"]);
+  });
+
+  it("reports BAD_RESPONSE when the list is not a list of jobs", async () => {
+    const { fetch } = fakeFetch(200, { exports: [{ code: "x" }] });
+    await expect(createExportClient({ fetch }).list()).rejects.toMatchObject({ code: "BAD_RESPONSE" });
+  });
+
+  it("cancels a running export with DELETE and resolves with its CANCELLED snapshot", async () => {
+    const cancelled = job({ seq: 4, status: "CANCELLED" });
+    const { fetch, requests } = fakeFetch(200, cancelled);
+    const client = createExportClient({ fetch });
+    await expect(client.cancel(CODE)).resolves.toEqual(cancelled);
+    expect(requests[0]?.init.method).toBe("DELETE");
+    expect(requests[0]?.url).toBe(`/api/exports/${CODE}`);
+    expect(client.known(CODE)).toEqual(cancelled);
+  });
+
+  it("resolves undefined when DELETE answers 204 (a finished export was deleted)", async () => {
+    const { fetch } = fakeFetch(204, "");
+    await expect(createExportClient({ fetch }).cancel(CODE)).resolves.toBeUndefined();
+  });
+
+  it("carries the BFF's FORBIDDEN_ORIGIN (403) refusal", async () => {
+    const { fetch } = fakeFetch(403, { error: { code: "FORBIDDEN_ORIGIN", message: "cross-origin request refused" } });
+    await expect(createExportClient({ fetch }).cancel(CODE)).rejects.toMatchObject({ code: "FORBIDDEN_ORIGIN", status: 403 });
+  });
+
+  it("refuses an unknown mode", () => {
+    expect(() => createExportClient({ mode: "polling" as never })).toThrow(/unknown mode/);
+  });
+});
+
+describe("session", () => {
+  it("sends concurrent first starts one after the other, so the BFF's session cookie of the first is used by the rest", async () => {
+    const pending: (() => void)[] = [];
+    const sent: string[] = [];
+    const fetch: FetchLike = (_url, init) => {
+      sent.push(init.body ?? "");
+      return new Promise((resolve) => {
+        pending.push(() =>
+          resolve({ ok: true, status: 202, statusText: "", text: () => Promise.resolve(JSON.stringify(job({ seq: 1, status: "PENDING" }))) }),
+        );
+      });
+    };
+    const client = createExportClient({ fetch });
+    const starts = [1, 2, 3].map((rows) => client.start({ rows, durationMs: 0 }));
+    await new Promise((r) => setTimeout(r, 0));
+    expect(sent).toHaveLength(1); // the others wait for the session
+
+    pending[0]!();
+    await new Promise((r) => setTimeout(r, 0));
+    expect(sent).toHaveLength(3); // then go at once
+    for (const resolve of pending.slice(1)) resolve();
+    await Promise.all(starts);
+
+    void client.start({ rows: 4, durationMs: 0 });
+    expect(sent).toHaveLength(4); // session known: no waiting any more
+  });
+});

@@ -28,6 +28,7 @@ export class FakeEventSource implements EventSourceLike {
 
   readyState = 0;
   closed = false;
+  onopen: ((event: unknown) => unknown) | null = null;
   onmessage: ((event: StreamMessageLike) => unknown) | null = null;
   onerror: ((event: StreamErrorLike) => unknown) | null = null;
 
@@ -45,8 +46,15 @@ export class FakeEventSource implements EventSourceLike {
 
   emitRaw(data: string): void {
     if (this.closed) throw new Error("emit on a closed EventSource");
-    this.readyState = 1;
+    if (this.readyState !== 1) this.open();
     this.onmessage?.({ data });
+  }
+
+  /** The response arrived: the source is OPEN (emit does this on the first message). */
+  open(): void {
+    if (this.closed) throw new Error("open on a closed EventSource");
+    this.readyState = 1;
+    this.onopen?.({ type: "open" });
   }
 
   /** A transient drop: the source reconnects by itself. */
@@ -98,6 +106,7 @@ export function completed(seq: number, code = CODE): Job {
       sha256: "ab".repeat(32),
       contentType: "text/csv",
       url: `/api/exports/${code}/file`,
+      expiresAt: "2026-11-25T10:00:00Z",
     },
   });
 }
@@ -125,6 +134,46 @@ export function fakeFetch(
       status,
       statusText: "",
       text: () => Promise.resolve(typeof body === "string" ? body : JSON.stringify(body)),
+    });
+  };
+  return { fetch, requests };
+}
+
+/**
+ * Runs `body` and returns the errors thrown outside it (a throwing listener's error is
+ * rethrown on a microtask, like an event handler's), instead of failing the run.
+ */
+export async function catchingUncaught(body: () => Promise<void>): Promise<unknown[]> {
+  const thrown: unknown[] = [];
+  const saved = process.listeners("uncaughtException");
+  process.removeAllListeners("uncaughtException");
+  const collect = (error: unknown): void => {
+    thrown.push(error);
+  };
+  process.on("uncaughtException", collect);
+  try {
+    await body();
+    await flush();
+  } finally {
+    process.off("uncaughtException", collect);
+    for (const listener of saved) process.on("uncaughtException", listener);
+  }
+  return thrown;
+}
+
+/** A fetch double answering by `METHOD url`; anything else is a 404 NOT_FOUND. */
+export function routedFetch(
+  routes: Record<string, readonly [status: number, body?: unknown]>,
+): { fetch: FetchLike; requests: RecordedRequest[] } {
+  const requests: RecordedRequest[] = [];
+  const fetch: FetchLike = (url, init) => {
+    requests.push({ url, init });
+    const [status, body] = routes[`${init.method} ${url}`] ?? [404, { error: { code: "NOT_FOUND", message: "no such export" } }];
+    return Promise.resolve({
+      ok: status >= 200 && status < 300,
+      status,
+      statusText: "",
+      text: () => Promise.resolve(body === undefined ? "" : JSON.stringify(body)),
     });
   };
   return { fetch, requests };

@@ -43,15 +43,31 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
   }
 
   /** A fresh session (cookie jar) and client per test. */
-  function newClient(): ExportClient {
+  function newClient(mode: "per-job" | "multiplex" = "per-job"): ExportClient {
     fetchImpl = cookieFetch();
     eventSources = countingEventSource(fetchImpl);
     client = createExportClient({
       baseUrl: servers.bffUrl,
       fetch: fetchImpl as FetchLike,
       EventSource: eventSources.EventSource,
+      mode,
     });
     return client;
+  }
+
+  /** Another client in the same session (same cookie jar), with its own EventSources. */
+  function sameSessionClient(mode: "per-job" | "multiplex" = "per-job"): { client: ExportClient; eventSources: CountingEventSource } {
+    const own = countingEventSource(fetchImpl);
+    return {
+      client: createExportClient({ baseUrl: servers.bffUrl, fetch: fetchImpl as FetchLike, EventSource: own.EventSource, mode }),
+      eventSources: own,
+    };
+  }
+
+  async function sha256Of(done: Job): Promise<string> {
+    const response = await fetchImpl(client.fileUrl(done));
+    expect(response.status).toBe(200);
+    return createHash("sha256").update(Buffer.from(await response.arrayBuffer())).digest("hex");
   }
 
   it("starts an export and waitFor resolves COMPLETED with its file", async () => {
@@ -126,6 +142,7 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
 
     expect(error).toBeInstanceOf(ExportError);
     const exportError = error as ExportError;
+    expect(exportError.code).toBe("GENERATION_FAILED");
     expect(exportError.status).toBe("FAILED");
     expect(exportError.job?.status).toBe("FAILED");
     expect(exportError.job?.error?.code).toBe(exportError.code);
@@ -158,5 +175,112 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
     expect(error).toBeInstanceOf(ExportError);
     expect((error as ExportError).status).toBe("ERROR");
     expect(client.openStreams()).toEqual([]);
+  });
+
+  it("cancels a running export: DELETE answers the CANCELLED job, waitFor rejects CANCELLED; a second DELETE deletes it (204)", async () => {
+    newClient();
+    const { code } = await client.start({ rows: 100_000, durationMs: 20_000 });
+    const waiting = client.waitFor(code).catch((e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 300));
+
+    const cancelled = await client.cancel(code);
+
+    expect(cancelled).toMatchObject({ code, status: "CANCELLED" });
+    const error = await waiting;
+    expect(error).toBeInstanceOf(ExportError);
+    expect(error).toMatchObject({ code: "CANCELLED", status: "CANCELLED" });
+    await expect(client.cancel(code)).resolves.toBeUndefined();
+    await expect(client.get(code)).rejects.toMatchObject({ code: "NOT_FOUND", status: 404 });
+  });
+
+  it("lists this session's exports newest first, and another session sees none of them (404)", async () => {
+    newClient();
+    const first = await client.start({ rows: 100, durationMs: 0 });
+    const second = await client.start({ rows: 100, durationMs: 0 });
+    const mine = client;
+
+    const listed = await mine.list();
+    expect(listed.map((job) => job.code)).toEqual([second.code, first.code]);
+
+    const other = newClient();
+    await expect(other.list()).resolves.toEqual([]);
+    await expect(other.get(first.code)).rejects.toMatchObject({ code: "NOT_FOUND", status: 404 });
+    const error = await other.waitFor(first.code).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ExportError);
+    await expect(mine.list()).resolves.toHaveLength(2);
+  });
+
+  it("two clients of one session follow one export, each with its own single EventSource", async () => {
+    newClient();
+    const second = sameSessionClient();
+    const { code } = await client.start({ rows: 2000, durationMs: 1000 });
+
+    const [a, b] = await Promise.all([client.waitFor(code), second.client.waitFor(code)]);
+
+    expect(a).toEqual(b);
+    expect(eventSources.constructed).toHaveLength(1);
+    expect(second.eventSources.constructed).toHaveLength(1);
+  });
+
+  it("carries the BFF's refusal of a foreign Origin (403 FORBIDDEN_ORIGIN)", async () => {
+    const jar = cookieFetch();
+    const foreign: FetchLike = (url, init) =>
+      jar(url, { ...init, headers: { ...init.headers, Origin: "https://evil.example" } }) as ReturnType<FetchLike>;
+    const rogue = createExportClient({ baseUrl: servers.bffUrl, fetch: foreign });
+    await expect(rogue.start({ rows: 1, durationMs: 0 })).rejects.toMatchObject({ code: "FORBIDDEN_ORIGIN", status: 403 });
+  });
+
+  describe("multiplex mode", () => {
+    it("follows three exports over one /api/events EventSource up to COMPLETED, files intact", async () => {
+      newClient("multiplex");
+      const started = await Promise.all([1000, 2000, 3000].map((rows) => client.start({ rows, durationMs: 1000 })));
+      const progress = new Map<string, number[]>();
+      for (const { code } of started) {
+        client.subscribe(code, (event) => {
+          if (event.type === "snapshot") progress.set(code, [...(progress.get(code) ?? []), event.job.seq]);
+        });
+      }
+
+      const done = await Promise.all(started.map(({ code }) => client.waitFor(code, { signal: AbortSignal.timeout(15_000) })));
+
+      expect(eventSources.constructed).toEqual([`${servers.bffUrl}/api/events`]);
+      for (const job of done) {
+        expect(job.status).toBe("COMPLETED");
+        expect(job.file?.expiresAt).toEqual(expect.any(String));
+        expect(await sha256Of(job)).toBe(job.file?.sha256);
+        const seqs = progress.get(job.code) ?? [];
+        expect(seqs.at(-1)).toBe(job.seq);
+        for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBeGreaterThan(seqs[i - 1]!);
+      }
+      await new Promise((r) => setTimeout(r, 0));
+      expect(client.openConnections()).toBe(0);
+    });
+
+    it("rejects waitFor with GENERATION_FAILED for fail-at, and with NOT_FOUND for another session's code", async () => {
+      newClient("multiplex");
+      const { code } = await client.start({ rows: 2000, durationMs: 1000, failAt: 30 });
+      await expect(client.waitFor(code)).rejects.toMatchObject({ name: "ExportError", code: "GENERATION_FAILED", status: "FAILED" });
+
+      const stranger = newClient("multiplex");
+      await expect(stranger.waitFor(code)).rejects.toMatchObject({ name: "ExportError", code: "NOT_FOUND", status: 404 });
+    });
+
+    it("gives a subscriber of a job finished before it subscribed the terminal snapshot at once", async () => {
+      newClient("multiplex");
+      const { code } = await client.start({ rows: 500, durationMs: 200 });
+      await client.waitFor(code);
+      const again = await client.waitFor(code);
+      expect(again.status).toBe("COMPLETED");
+    });
+
+    it("cancels over the multiplexed stream: the subscriber gets CANCELLED", async () => {
+      newClient("multiplex");
+      const { code } = await client.start({ rows: 100_000, durationMs: 20_000 });
+      const waiting = client.waitFor(code).catch((e: unknown) => e);
+      await new Promise((r) => setTimeout(r, 300));
+      await client.cancel(code);
+      expect(await waiting).toMatchObject({ code: "CANCELLED", status: "CANCELLED" });
+      expect(eventSources.constructed).toEqual([`${servers.bffUrl}/api/events`]);
+    });
   });
 });

@@ -53,15 +53,18 @@ export interface Servers {
   stop(): Promise<void>;
 }
 
-/** Starts the backend, then the BFF in front of it, and waits until both are healthy. */
-export async function startServers(): Promise<Servers> {
+/**
+ * Starts the backend, then the BFF in front of it, and waits until both are healthy.
+ * `env` adds configuration both read (e.g. `WORKERS`, `SSE_RETRY`).
+ */
+export async function startServers(options: { env?: Record<string, string> } = {}): Promise<Servers> {
   const workDir = mkdtempSync(join(tmpdir(), "exportstream-test-"));
   const [backendPort, bffPort] = [await freePort(), await freePort()];
   const backendUrl = `http://127.0.0.1:${backendPort}`;
   const bffUrl = `http://127.0.0.1:${bffPort}`;
   const logs: string[] = [];
   const processes: ChildProcess[] = [];
-  const env = { ...process.env, DATA_DIR: join(workDir, "data") };
+  const env = { ...process.env, ...options.env, DATA_DIR: join(workDir, "data") };
 
   const stop = async (): Promise<void> => {
     await Promise.all(processes.reverse().map(terminate));

@@ -1,7 +1,7 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import { createExportClient, ExportError } from "../src/index.js";
 import type { ExportClient, ExportEvent, Job } from "../src/index.js";
-import { CODE, FakeEventSource, OTHER_CODE, completed, flush, job } from "./fakes.js";
+import { CODE, FakeEventSource, OTHER_CODE, catchingUncaught, completed, flush, job } from "./fakes.js";
 
 function newClient(): ExportClient {
   return createExportClient({ baseUrl: "http://bff.test", EventSource: FakeEventSource });
@@ -26,6 +26,7 @@ function recorder(): { events: ExportEvent[]; listener: (event: ExportEvent) => 
 beforeEach(() => {
   FakeEventSource.reset();
 });
+
 
 describe("subscribe: one stream per code", () => {
   it("opens exactly one EventSource for three subscribes to the same code", () => {
@@ -193,7 +194,7 @@ describe("subscribe: how a subscription ends", () => {
     expect(client.openStreams()).toEqual([]);
   });
 
-  it("closes the EventSource only when the last listener unsubscribes (reference counting)", () => {
+  it("closes the EventSource only when the last listener unsubscribes (reference counting)", async () => {
     const client = newClient();
     const unsubscribeA = client.subscribe(CODE, () => {});
     const unsubscribeB = client.subscribe(CODE, () => {});
@@ -206,6 +207,8 @@ describe("subscribe: how a subscription ends", () => {
     expect(client.openStreams()).toEqual([CODE]);
 
     unsubscribeC();
+    // Closed one microtask later, so a subscribe in the same tick can still join it.
+    await flush();
     expect(source.closed).toBe(true);
     expect(client.openStreams()).toEqual([]);
   });
@@ -276,13 +279,62 @@ describe("subscribe: how a subscription ends", () => {
     expect(fresh.seqs()).toEqual([1]);
   });
 
-  it("opens a new EventSource for a subscribe after the last listener left", () => {
+  it("opens a new EventSource for a subscribe after the last listener left", async () => {
     const client = newClient();
     client.subscribe(CODE, () => {})();
+    await flush();
     client.subscribe(CODE, () => {});
     expect(FakeEventSource.instances).toHaveLength(2);
     expect(FakeEventSource.instances[0]!.closed).toBe(true);
     expect(FakeEventSource.instances[1]!.closed).toBe(false);
+  });
+
+  it("keeps one EventSource through a StrictMode-like subscribe, unsubscribe, subscribe in one tick", async () => {
+    const client = newClient();
+    const a = recorder();
+    client.subscribe(CODE, () => {})();
+    client.subscribe(CODE, a.listener);
+    await flush();
+
+    expect(FakeEventSource.instances).toHaveLength(1);
+    const source = onlySource();
+    source.emit(job({ seq: 1 }));
+    expect(a.seqs()).toEqual([1]);
+    expect(client.openStreams()).toEqual([CODE]);
+  });
+
+  it("gives a listener that rejoins in the same tick the latest snapshot again", async () => {
+    const client = newClient();
+    const first = recorder();
+    const unsubscribe = client.subscribe(CODE, first.listener);
+    onlySource().emit(job({ seq: 4, progress: 40 }));
+    unsubscribe();
+    const second = recorder();
+    client.subscribe(CODE, second.listener);
+    await flush();
+
+    expect(second.seqs()).toEqual([4]);
+    expect(FakeEventSource.instances).toHaveLength(1);
+  });
+
+  it("delivers to the other listeners when one listener throws, and rethrows that error outside", async () => {
+    const thrown = await catchingUncaught(async () => {
+      const client = newClient();
+      const a = recorder();
+      const b = recorder();
+      client.subscribe(CODE, a.listener);
+      client.subscribe(CODE, () => {
+        throw new Error("listener bug");
+      });
+      client.subscribe(CODE, b.listener);
+      const source = onlySource();
+      source.emit(job({ seq: 1 }));
+      source.emit(completed(2));
+      expect(a.seqs()).toEqual([1, 2]);
+      expect(b.seqs()).toEqual([1, 2]);
+      await flush();
+    });
+    expect(thrown.map((error) => (error as Error).message)).toEqual(["listener bug", "listener bug"]);
   });
 
   it("does not let a stale unsubscribe touch a newer subscription of the same code", () => {
@@ -313,6 +365,55 @@ describe("subscribe: how a subscription ends", () => {
     expect(FakeEventSource.instances).toHaveLength(2);
     onlySource().emit(completed(1));
     expect(again.seqs()).toEqual([1]);
+  });
+});
+
+describe("subscribe: connection state and onError", () => {
+  it("reports connecting, open, connecting on a drop, open again — to listeners that ask", async () => {
+    const client = newClient();
+    const states: string[] = [];
+    const plain = recorder();
+    client.subscribe(CODE, plain.listener);
+    client.subscribe(CODE, () => {}, { onConnection: (state) => states.push(state) });
+    await flush();
+    const source = onlySource();
+    source.open();
+    source.drop();
+    source.open();
+
+    expect(states).toEqual(["connecting", "open", "connecting", "open"]);
+    expect(plain.events).toEqual([]); // a reconnect is not an error event
+  });
+
+  it("gives a late joiner the current connection state on the next microtask", async () => {
+    const client = newClient();
+    client.subscribe(CODE, () => {});
+    onlySource().open();
+    const states: string[] = [];
+    client.subscribe(CODE, () => {}, { onConnection: (state) => states.push(state) });
+    expect(states).toEqual([]);
+    await flush();
+    expect(states).toEqual(["open"]);
+  });
+
+  it("calls onError with the ExportError after the listener's error event", () => {
+    const client = newClient();
+    const order: string[] = [];
+    client.subscribe(
+      CODE,
+      (event) => order.push(`listener:${event.type}`),
+      { onError: (error) => order.push(`onError:${error.code}`) },
+    );
+    onlySource().fail(500);
+    expect(order).toEqual(["listener:error", "onError:STREAM_CLOSED"]);
+  });
+
+  it("does not call onError for a terminal job (that is a snapshot, not a stream error)", () => {
+    const client = newClient();
+    const errors: unknown[] = [];
+    client.subscribe(CODE, () => {}, { onError: (error) => errors.push(error) });
+    onlySource().emit(job({ seq: 1, status: "FAILED", error: { code: "GENERATION_FAILED", message: "x" } }));
+    expect(errors).toEqual([]);
   });
 });
 

@@ -14,7 +14,9 @@ import type {
   StreamEvent,
   Unsubscribe,
 } from "../src/index.js";
-import { useExport } from "../src/react.js";
+import { ExportClientProvider, useExport, useExportClient, useExports } from "../src/react.js";
+import type { ExportState, ExportsState } from "../src/react.js";
+import type { ConnectionState, ExportFile, JobObservation, StreamMode, SubscribeOptions } from "../src/index.js";
 
 describe("public API types", () => {
   it("accepts the platform's and the eventsource package's implementations", () => {
@@ -67,8 +69,30 @@ describe("public API types", () => {
     if (isTerminalStatus(status)) expectTypeOf(status).toEqualTypeOf<"COMPLETED" | "FAILED" | "CANCELLED">();
   });
 
-  it("types the React hook", () => {
-    expectTypeOf(useExport).parameters.toEqualTypeOf<[ExportClient, string | null | undefined]>();
-    expectTypeOf(useExport).returns.toEqualTypeOf<Job | undefined>();
+  it("types the modes, list, cancel, observe and the subscribe options", () => {
+    const client = createExportClient({ mode: "multiplex" });
+    expectTypeOf<StreamMode>().toEqualTypeOf<"per-job" | "multiplex">();
+    expectTypeOf(client.mode).toEqualTypeOf<StreamMode>();
+    // @ts-expect-error: polling is the demo's baseline, not a client mode
+    createExportClient({ mode: "polling" });
+    expectTypeOf(client.list).returns.toEqualTypeOf<Promise<Job[]>>();
+    expectTypeOf(client.cancel).returns.toEqualTypeOf<Promise<Job | undefined>>();
+    expectTypeOf(client.subscribe).parameter(2).toEqualTypeOf<SubscribeOptions | undefined>();
+    expectTypeOf<ConnectionState>().toEqualTypeOf<"connecting" | "open">();
+    expectTypeOf<NonNullable<SubscribeOptions["onError"]>>().parameter(0).toEqualTypeOf<ExportError>();
+    expectTypeOf(client.observe).parameter(0).parameter(0).toEqualTypeOf<JobObservation>();
+    expectTypeOf<ExportFile["expiresAt"]>().toEqualTypeOf<string>();
+  });
+
+  it("types the React hooks", () => {
+    expectTypeOf(useExport).parameters.toEqualTypeOf<[string | null | undefined]>();
+    expectTypeOf(useExport).returns.toEqualTypeOf<ExportState>();
+    expectTypeOf<ExportState["status"]>().toEqualTypeOf<ExportStatus | undefined>();
+    expectTypeOf<ExportState["error"]>().toEqualTypeOf<ExportError | undefined>();
+    expectTypeOf<ExportState["progress"]>().toEqualTypeOf<number>();
+    expectTypeOf(useExports).returns.toEqualTypeOf<ExportsState>();
+    expectTypeOf<ExportsState["exports"]>().toEqualTypeOf<readonly Job[]>();
+    expectTypeOf(useExportClient).returns.toEqualTypeOf<ExportClient>();
+    expectTypeOf(ExportClientProvider).parameter(0).toHaveProperty("client").toEqualTypeOf<ExportClient>();
   });
 });

@@ -1,0 +1,165 @@
+// @vitest-environment jsdom
+/**
+ * The React hooks in jsdom with react-dom: live state, one stream per code however many
+ * components (also under StrictMode's double mount), the session list.
+ */
+import { act, cleanup, render, screen } from "@testing-library/react";
+import { StrictMode, createElement } from "react";
+import type { ReactNode } from "react";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createExportClient } from "../src/index.js";
+import type { ExportClient, FetchLike } from "../src/index.js";
+import { ExportClientProvider, useExport, useExports } from "../src/react.js";
+import { CODE, FakeEventSource, OTHER_CODE, completed, flush, job, routedFetch } from "./fakes.js";
+
+const h = createElement;
+
+function newClient(options: { mode?: "per-job" | "multiplex"; fetch?: FetchLike } = {}): ExportClient {
+  return createExportClient({
+    baseUrl: "http://bff.test",
+    EventSource: FakeEventSource,
+    mode: options.mode ?? "per-job",
+    fetch: options.fetch ?? (() => new Promise(() => {})),
+  });
+}
+
+function Row({ code, label }: { code: string; label: string }): ReactNode {
+  const { status, progress, error, connection } = useExport(code);
+  return h(
+    "p",
+    { "data-testid": label },
+    `${status ?? "unknown"} ${progress}%${error ? ` ${error.code}` : ""} ${connection ?? "-"}`,
+  );
+}
+
+function mount(client: ExportClient, children: ReactNode, strict = false) {
+  const tree = h(ExportClientProvider, { client }, children);
+  return render(strict ? h(StrictMode, null, tree) : tree);
+}
+
+beforeEach(() => {
+  FakeEventSource.reset();
+});
+afterEach(() => {
+  cleanup();
+});
+
+describe("useExport", () => {
+  it("renders the export live: status, progress, connection, up to COMPLETED", async () => {
+    const client = newClient();
+    mount(client, h(Row, { code: CODE, label: "row" }));
+    expect(screen.getByTestId("row").textContent).toBe("unknown 0% -");
+    await act(flush);
+    expect(screen.getByTestId("row").textContent).toBe("unknown 0% connecting");
+
+    const source = FakeEventSource.open()[0]!;
+    act(() => source.emit(job({ seq: 1, progress: 30 })));
+    expect(screen.getByTestId("row").textContent).toBe("IN_PROGRESS 30% open");
+    act(() => source.emit(completed(2)));
+    expect(screen.getByTestId("row").textContent).toBe("COMPLETED 100% open");
+    expect(source.closed).toBe(true);
+  });
+
+  it("opens one stream for two components watching one code, under StrictMode's double mount", async () => {
+    const client = newClient();
+    const view = mount(client, [h(Row, { key: "a", code: CODE, label: "a" }), h(Row, { key: "b", code: CODE, label: "b" })], true);
+    await act(flush);
+
+    expect(FakeEventSource.instances).toHaveLength(1);
+    act(() => FakeEventSource.instances[0]!.emit(job({ seq: 1, progress: 55 })));
+    expect(screen.getByTestId("a").textContent).toBe("IN_PROGRESS 55% open");
+    expect(screen.getByTestId("b").textContent).toBe("IN_PROGRESS 55% open");
+
+    view.unmount();
+    await flush();
+    expect(FakeEventSource.instances[0]!.closed).toBe(true);
+    expect(client.openStreams()).toEqual([]);
+  });
+
+  it("shows the job's error for FAILED and the stream's for ERROR", async () => {
+    const client = newClient();
+    mount(client, [h(Row, { key: "a", code: CODE, label: "a" }), h(Row, { key: "b", code: OTHER_CODE, label: "b" })]);
+    await act(flush);
+    const [first, second] = FakeEventSource.instances;
+    act(() => first!.emit(job({ seq: 2, status: "FAILED", progress: 40, error: { code: "GENERATION_FAILED", message: "x" } })));
+    act(() => second!.fail(404));
+
+    expect(screen.getByTestId("a").textContent).toBe("FAILED 40% GENERATION_FAILED open");
+    expect(screen.getByTestId("b").textContent).toBe("ERROR 0% STREAM_CLOSED connecting");
+  });
+
+  it("starts from the snapshot the client already knows, and opens no stream for a finished job", async () => {
+    const { fetch } = routedFetch({ [`GET http://bff.test/api/exports/${CODE}`]: [200, completed(3)] });
+    const client = newClient({ fetch });
+    await client.get(CODE);
+    mount(client, h(Row, { code: CODE, label: "row" }));
+    await act(flush);
+    expect(screen.getByTestId("row").textContent).toBe("COMPLETED 100% -");
+    expect(FakeEventSource.instances).toHaveLength(0);
+  });
+
+  it("explains that it needs a provider", () => {
+    const quiet = console.error;
+    console.error = () => {};
+    try {
+      expect(() => render(h(Row, { code: CODE, label: "row" }))).toThrow(/ExportClientProvider/);
+    } finally {
+      console.error = quiet;
+    }
+  });
+});
+
+function List(): ReactNode {
+  const { exports, loading, error } = useExports();
+  if (loading) return h("p", { "data-testid": "list" }, "loading");
+  if (error) return h("p", { "data-testid": "list" }, error.code);
+  return h("p", { "data-testid": "list" }, exports.map((each) => `${each.code.slice(0, 4)}:${each.status}:${each.progress}`).join(" "));
+}
+
+describe("useExports", () => {
+  const older = job({ code: OTHER_CODE, seq: 3, progress: 10, createdAt: "2026-11-25T08:00:00Z" });
+  const newer = job({ seq: 1, status: "PENDING", createdAt: "2026-11-25T09:00:00Z" });
+
+  it("lists the session once (also under StrictMode), newest first, and keeps unfinished exports live on one multiplexed stream", async () => {
+    const { fetch, requests } = routedFetch({ "GET http://bff.test/api/exports": [200, { exports: [newer, older] }] });
+    const client = newClient({ mode: "multiplex", fetch });
+    mount(client, h(List), true);
+    expect(screen.getByTestId("list").textContent).toBe("loading");
+    await act(flush);
+
+    expect(screen.getByTestId("list").textContent).toBe("6f1c:PENDING:0 0d9c:IN_PROGRESS:10");
+    expect(requests.map((r) => r.url)).toEqual(["http://bff.test/api/exports"]);
+    expect(FakeEventSource.instances.map((s) => s.url)).toEqual(["http://bff.test/api/events"]);
+
+    act(() => FakeEventSource.instances[0]!.emit(job({ code: OTHER_CODE, seq: 4, progress: 70, createdAt: older.createdAt })));
+    expect(screen.getByTestId("list").textContent).toBe("6f1c:PENDING:0 0d9c:IN_PROGRESS:70");
+  });
+
+  it("adds an export started through the same client and drops one deleted through it", async () => {
+    const started = job({ code: "a1b2c3d4-0000-4000-8000-000000000000", seq: 1, status: "PENDING", createdAt: "2026-11-25T10:00:00Z" });
+    const { fetch } = routedFetch({
+      "GET http://bff.test/api/exports": [200, { exports: [completed(5, OTHER_CODE)] }],
+      "POST http://bff.test/api/exports": [202, started],
+      [`DELETE http://bff.test/api/exports/${OTHER_CODE}`]: [204],
+    });
+    const client = newClient({ fetch });
+    mount(client, h(List));
+    await act(flush);
+    expect(screen.getByTestId("list").textContent).toBe("0d9c:COMPLETED:100");
+    expect(FakeEventSource.instances).toHaveLength(0); // nothing unfinished to follow
+
+    await act(() => client.start({ rows: 1, durationMs: 1 }));
+    expect(screen.getByTestId("list").textContent).toBe("a1b2:PENDING:0 0d9c:COMPLETED:100");
+    expect(FakeEventSource.instances.map((s) => s.url)).toEqual([`http://bff.test/api/exports/${started.code}/events`]);
+
+    await act(() => client.cancel(OTHER_CODE));
+    expect(screen.getByTestId("list").textContent).toBe("a1b2:PENDING:0");
+  });
+
+  it("shows the list request's error", async () => {
+    const { fetch } = routedFetch({ "GET http://bff.test/api/exports": [502, { error: { code: "BACKEND_UNAVAILABLE", message: "down" } }] });
+    mount(newClient({ fetch }), h(List));
+    await act(flush);
+    expect(screen.getByTestId("list").textContent).toBe("BACKEND_UNAVAILABLE");
+  });
+});
