@@ -54,6 +54,7 @@ type config struct {
 	coalesce             bool
 	shutdownTimeout      time.Duration
 	logLevel             slog.Level
+	healthcheck          bool
 }
 
 func parseFlags(args []string, stdout io.Writer) (config, error) {
@@ -80,6 +81,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.BoolVar(&c.coalesce, "coalesce", true, "share one upstream per job among browsers; false is the seed's design, for benchmarks only")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", e.duration("SHUTDOWN_TIMEOUT", 10*time.Second), "time given to requests to finish on shutdown (SHUTDOWN_TIMEOUT)")
 	fs.TextVar(&c.logLevel, "log-level", e.level("LOG_LEVEL"), "debug, info, warn or error (LOG_LEVEL)")
+	fs.BoolVar(&c.healthcheck, "healthcheck", false, "GET /healthz of the server on -addr (via 127.0.0.1) and exit 0 if it answers 200, 1 otherwise: the container healthcheck")
 	if err := errors.Join(e.errs...); err != nil {
 		return c, err
 	}
@@ -98,6 +100,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return nil
 	} else if err != nil {
 		return err
+	}
+	if cfg.healthcheck {
+		return healthcheck(ctx, cfg.addr)
 	}
 	log := newLogger(stdout, cfg.logLevel)
 
@@ -152,6 +157,34 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// healthcheck asks the server listening on addr for /healthz. Container
+// healthchecks run it (`bff -healthcheck`): the image is FROM scratch, with no
+// shell or curl.
+func healthcheck(ctx context.Context, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/healthz", nil)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: %s answered %s", req.URL, resp.Status)
+	}
+	return nil
 }
 
 // serve runs srv until ctx is done, then shuts it down within timeout.

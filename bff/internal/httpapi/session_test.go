@@ -302,3 +302,32 @@ func TestEveryResponseCarriesSecurityHeaders(t *testing.T) {
 		}
 	}
 }
+
+func TestAPagesFirstListStartsTheSessionItsCreatesShare(t *testing.T) {
+	be := startBackend(t)
+	bff := startBFF(t, be.url, 5*time.Second)
+	c := browser()
+	r, body := send(t, c, "GET", bff+"/api/exports", "", nil)
+	if r.StatusCode != http.StatusOK || len(r.Cookies()) != 1 || body != `{"exports":[]}` {
+		t.Fatalf("first list: %d %v %s; want an empty list and a session cookie", r.StatusCode, r.Cookies(), body)
+	}
+	done := make(chan struct{})
+	for range 3 { // concurrent creates, as a page's "start 8 at once"
+		go func() {
+			defer func() { done <- struct{}{} }()
+			req, _ := http.NewRequestWithContext(t.Context(), "POST", bff+"/api/exports", strings.NewReader(`{"rows":1,"durationMs":0}`))
+			req.Header.Set("Content-Type", "application/json")
+			if resp, err := c.Do(req); err == nil {
+				_ = resp.Body.Close()
+			}
+		}()
+	}
+	for range 3 {
+		<-done
+	}
+	var list struct{ Exports []job }
+	_, body = send(t, c, "GET", bff+"/api/exports", "", nil)
+	if err := json.Unmarshal([]byte(body), &list); err != nil || len(list.Exports) != 3 {
+		t.Errorf("the session lists %d exports (%v), want the 3 created concurrently", len(list.Exports), err)
+	}
+}
