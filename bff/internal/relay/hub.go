@@ -54,6 +54,9 @@ type Config struct {
 	// NoCoalesce gives every subscriber an upstream of its own: the seed's
 	// design, kept only so benchmarks can compare against it.
 	NoCoalesce bool
+	// IdleTimeout reconnects an upstream that sent nothing for this long;
+	// set it to a few backend heartbeat intervals. 0: never.
+	IdleTimeout time.Duration
 }
 
 // Stats receives the hub's counts (metrics).
@@ -80,6 +83,8 @@ type Hub struct {
 	mu        sync.Mutex
 	upstreams map[string]*upstream
 	unique    int // key suffix when not coalescing
+
+	httpClient *http.Client // src's, with the idle timeout
 }
 
 type upstream struct {
@@ -93,7 +98,10 @@ type upstream struct {
 // NewHub returns a hub reading upstreams from src.
 func NewHub(src Upstream, cfg Config, stats Stats, log *slog.Logger) *Hub {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Hub{src: src, cfg: cfg, stats: stats, log: log, ctx: ctx, cancel: cancel, upstreams: make(map[string]*upstream)}
+	return &Hub{
+		src: src, cfg: cfg, stats: stats, log: log, ctx: ctx, cancel: cancel, upstreams: make(map[string]*upstream),
+		httpClient: idleTimeoutClient(src.HTTPClient(), cfg.IdleTimeout),
+	}
 }
 
 // Subscribe joins the upstream of owner's job code, opening it if needed.
@@ -217,7 +225,7 @@ func (h *Hub) run(ctx context.Context, up *upstream) {
 		downSince time.Time
 	)
 	client := &sse.Client{
-		HTTPClient: h.src.HTTPClient(),
+		HTTPClient: h.httpClient,
 		ResponseValidator: func(r *http.Response) error {
 			switch {
 			case r.StatusCode == http.StatusNotFound:

@@ -224,3 +224,26 @@ func TestWithoutCoalescingEverySubscriberHasItsOwnUpstream(t *testing.T) {
 		t.Errorf("%d upstreams for 3 subscribers without coalescing, want 3", n)
 	}
 }
+
+func TestAStalledUpstreamIsNoticedByItsSilenceAndResumed(t *testing.T) {
+	b := newScriptedBackend(t)
+	h, _ := newTestHub(t, b, Config{IdleTimeout: 100 * time.Millisecond})
+	s := h.Subscribe("o", "c", 0, nil)
+	defer s.Close()
+	silence := make(chan struct{})
+	t.Cleanup(func() { close(silence) })
+	b.scripts <- func(w http.ResponseWriter) { // one event, then silence on an open connection
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = w.Write([]byte(snapshot(1, "IN_PROGRESS")))
+		w.(http.Flusher).Flush()
+		<-silence
+	}
+	b.scripts <- stream(snapshot(2, "COMPLETED"))
+	evs := drainAll(t, s)
+	if first, second := <-b.opens, <-b.opens; first != "" || second != "1" {
+		t.Errorf("opens with Last-Event-ID %q then %q, want none then 1", first, second)
+	}
+	if len(evs) != 2 || evs[1].Seq != 2 {
+		t.Errorf("got %+v, want seq 1 then the final 2 after the silent connection was dropped", evs)
+	}
+}
