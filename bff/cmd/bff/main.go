@@ -50,6 +50,7 @@ type config struct {
 	retry                time.Duration
 	giveUp               time.Duration
 	linger               time.Duration
+	upstreamIdle         time.Duration
 	writeTimeout         time.Duration
 	coalesce             bool
 	shutdownTimeout      time.Duration
@@ -76,6 +77,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.DurationVar(&c.heartbeat, "heartbeat", e.duration("HEARTBEAT_INTERVAL", 15*time.Second), "silence before a ': ping' comment on event streams (HEARTBEAT_INTERVAL)")
 	fs.DurationVar(&c.retry, "retry", e.duration("SSE_RETRY", 2*time.Second), "base reconnect delay advertised to browsers, jittered up to +50% (SSE_RETRY)")
 	fs.DurationVar(&c.giveUp, "upstream-giveup", e.duration("UPSTREAM_GIVEUP", 30*time.Second), "how long the backend may be unreachable before browsers get ERROR (UPSTREAM_GIVEUP)")
+	fs.DurationVar(&c.upstreamIdle, "upstream-idle-timeout", e.duration("UPSTREAM_IDLE_TIMEOUT", 45*time.Second), "reconnect an upstream that sent nothing (not even a heartbeat) this long; keep it above the backend's heartbeat (UPSTREAM_IDLE_TIMEOUT)")
 	fs.DurationVar(&c.linger, "linger", e.duration("UPSTREAM_LINGER", 5*time.Second), "how long an upstream stays open after its last browser left (UPSTREAM_LINGER)")
 	fs.DurationVar(&c.writeTimeout, "write-timeout", e.duration("STREAM_WRITE_TIMEOUT", 10*time.Second), "a browser whose stream writes block this long is disconnected (STREAM_WRITE_TIMEOUT)")
 	fs.BoolVar(&c.coalesce, "coalesce", true, "share one upstream per job among browsers; false is the seed's design, for benchmarks only")
@@ -121,12 +123,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	metrics := httpapi.NewMetrics()
 	hub := relay.NewHub(be, relay.Config{
-		GiveUp:     cfg.giveUp,
-		MinBackoff: 100 * time.Millisecond,
-		MaxBackoff: 5 * time.Second,
-		Buffer:     64,
-		Linger:     cfg.linger,
-		NoCoalesce: !cfg.coalesce,
+		GiveUp:      cfg.giveUp,
+		MinBackoff:  100 * time.Millisecond,
+		MaxBackoff:  5 * time.Second,
+		Buffer:      64,
+		Linger:      cfg.linger,
+		IdleTimeout: cfg.upstreamIdle,
+		NoCoalesce:  !cfg.coalesce,
 	}, metrics, log)
 	defer hub.Close()
 	api := httpapi.New(httpapi.Config{
