@@ -315,7 +315,7 @@ func TestAPagesFirstListStartsTheSessionItsCreatesShare(t *testing.T) {
 	for range 3 { // concurrent creates, as a page's "start 8 at once"
 		go func() {
 			defer func() { done <- struct{}{} }()
-			req, _ := http.NewRequestWithContext(t.Context(), "POST", bff+"/api/exports", strings.NewReader(`{"rows":1,"durationMs":0}`))
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, bff+"/api/exports", strings.NewReader(`{"rows":1,"durationMs":0}`))
 			req.Header.Set("Content-Type", "application/json")
 			if resp, err := c.Do(req); err == nil {
 				_ = resp.Body.Close()

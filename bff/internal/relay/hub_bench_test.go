@@ -72,7 +72,6 @@ type fanOut struct {
 	hub  *Hub
 	up   *pipeUpstream
 	subs []*Subscription
-	seq  int
 }
 
 func newFanOut(tb testing.TB, n int) *fanOut {
