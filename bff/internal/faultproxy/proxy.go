@@ -24,6 +24,9 @@ type Proxy struct {
 	refuse  bool
 	conns   map[net.Conn]struct{}
 	wg      sync.WaitGroup
+
+	// Accepted gets a value for each connection the proxy forwards.
+	Accepted chan struct{}
 }
 
 // New starts a proxy to target ("host:port").
@@ -32,7 +35,7 @@ func New(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{ln: ln, target: target, conns: make(map[net.Conn]struct{})}
+	p := &Proxy{ln: ln, target: target, conns: make(map[net.Conn]struct{}), Accepted: make(chan struct{}, 1024)}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -102,6 +105,10 @@ func (p *Proxy) accept() {
 		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
 		resetAt := p.resetAt
 		p.mu.Unlock()
+		select {
+		case p.Accepted <- struct{}{}:
+		default:
+		}
 		p.wg.Add(2)
 		go p.pipe(up, c, 0)
 		go p.pipe(c, up, resetAt)
