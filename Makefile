@@ -9,7 +9,7 @@ GOLANGCI_VERSION := v2.15.0
 
 FUZZTIME ?= 30s
 
-.PHONY: screenshot fuzz fuzz-short help build build-go build-client demo test test-go test-client check-compose lint deps-test up down clean
+.PHONY: bench bench-full bench-smoke screenshot fuzz fuzz-short help build build-go build-client demo test test-go test-client check-compose test-compose lint deps-test up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ demo: build ## run backend + BFF natively and serve the demo on http://localhost
 deps-test: ## install what the tests need (npm packages; Debian packages when root)
 	@scripts/install-test-deps.sh
 
-test: deps-test build lint test-go fuzz-short test-client check-compose ## run every test (Go -race, TypeScript, browser, compose)
+test: deps-test build lint test-go fuzz-short bench-smoke test-client check-compose ## run every test (Go -race, TypeScript, browser, compose)
 
 test-go: ## Go tests with the race detector, both modules
 	go test -race -count=1 $(addprefix ./,$(addsuffix /...,$(GO_MODULES)))
@@ -63,10 +63,32 @@ lint: $(GOLANGCI) ## gofmt, go vet, golangci-lint, GOWORK=off + CGO_ENABLED=0 bu
 	@for m in $(GO_MODULES); do (cd $$m && $(GOLANGCI) run ./... && GOWORK=off CGO_ENABLED=0 go build -o /dev/null ./...) || exit 1; done
 	cd client && npm run typecheck
 
-up: ## docker compose up (needs Docker)
-	docker compose up --build --wait
+bench/baselines/node_modules/.package-lock.json: bench/baselines/package-lock.json
+	cd bench/baselines && npm ci --no-audit --no-fund
 
-down:
+BENCH_DEPS := build-go bench/baselines/node_modules/.package-lock.json
+
+bench: $(BENCH_DEPS) ## short benchmarks (≤ 3 min): bench/results/<date>.json and latency-cdf.svg (see BENCHMARKS.md)
+	go run ./bench -size short -out bench/results
+
+bench-full: $(BENCH_DEPS) ## the full sizes of issue 8 (19,900 idle streams, 1,000×10 spread; ~12 min estimated, not yet run end to end)
+	go run ./bench -size full -out bench/results
+	cd bff && go test -run='^$$' -bench=. -benchmem -count=6 ./internal/relay/ | tee ../bench/results/relay-microbench.txt
+	cd backend && go test -run='^$$' -bench=. -benchmem -count=6 ./internal/httpapi/ | tee ../bench/results/backend-microbench.txt
+
+bench-smoke: $(BENCH_DEPS) ## the harness at tiny sizes (seconds) and one pass of every Go benchmark, so neither rots
+	@out=$$(mktemp -d) && go run ./bench -size smoke -q -out $$out && rm -rf $$out
+	cd bff && go test -run='^$$' -bench=. -benchtime=1x ./internal/relay/ >/dev/null
+	cd backend && go test -run='^$$' -bench=. -benchtime=1x ./internal/httpapi/ >/dev/null
+
+test-compose: ## docker compose for real: build, up --wait, an export through nginx, a backend restart, down -v (root on Debian: installs Docker)
+	@scripts/compose-test.sh
+
+up: ## docker compose up --build --wait: the demo on http://localhost:3000 (needs Docker)
+	docker compose up --build --wait
+	@echo "exportstream: http://localhost:$${CLIENT_PORT:-3000}"
+
+down: ## docker compose down (exports stay in the backend-data volume; add -v to delete them)
 	docker compose down
 
 clean:

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// With BENCH_BFF_PPROF=127.0.0.1:port and -bin pointing at binaries built
+// by bench/profiling/build.sh, the BFF serves net/http/pprof there and the
+// harness saves profiles of it into <out>/pprof/: the heap and goroutines
+// with every idle stream open, and the CPU during the fan-out.
+var (
+	pprofAddr = os.Getenv("BENCH_BFF_PPROF")
+	pprofDir  string
+)
+
+func bffEnv() []string {
+	if pprofAddr == "" {
+		return []string{"PPROF_ADDR="}
+	}
+	return []string{"PPROF_ADDR=" + pprofAddr}
+}
+
+// grabProfile saves http://pprofAddr/debug/pprof/<path> as <pprofDir>/<name>.
+func grabProfile(name, path string, timeout time.Duration) {
+	if pprofAddr == "" {
+		return
+	}
+	c := &http.Client{Timeout: timeout}
+	resp, err := c.Get("http://" + pprofAddr + "/debug/pprof/" + path)
+	if err != nil {
+		logf("  pprof %s: %v", name, err)
+		return
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if err := os.MkdirAll(pprofDir, 0o755); err != nil {
+		return
+	}
+	f, err := os.Create(filepath.Join(pprofDir, name))
+	if err != nil {
+		return
+	}
+	defer func() { _ = f.Close() }()
+	n, _ := io.Copy(f, resp.Body)
+	logf("  saved %s (%s, %d bytes)", f.Name(), fmt.Sprint(resp.StatusCode), n)
+}

@@ -1,0 +1,693 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// env is what every scenario needs: where the binaries are and where logs go.
+type env struct {
+	binDir, logDir, staticDir string
+	baselineDir               string
+	node                      bool // node and the baseline's node_modules are there
+	size                      sizes
+}
+
+const sessionSecret = "bench-session-secret-0123456789abcdef"
+
+// backend starts the backend in memory (unless extra has -data-dir) with
+// workers exports generated at once.
+func (e *env) backend(ctx context.Context, name string, workers int, extra ...string) (*server, error) {
+	args := []string{filepath.Join(e.binDir, "backend"), "-addr", "{addr}", "-workers", strconv.Itoa(workers), "-queue-size", "1000000",
+		"-max-active-per-owner", "0", "-retention", "1h", "-log-level", "warn"}
+	if !slices.Contains(extra, "-data-dir") {
+		args = append(args, "-memory")
+	}
+	return start(ctx, name, e.logDir, "/healthz", []string{"PPROF_ADDR="}, append(args, extra...)...)
+}
+
+func (e *env) bff(ctx context.Context, name, backendURL string, extra ...string) (*server, error) {
+	args := []string{filepath.Join(e.binDir, "bff"), "-addr", "{addr}", "-backend-url", backendURL, "-static-dir", e.staticDir,
+		"-session-secret", sessionSecret, "-max-streams-per-session", "100000", "-max-streams", "100000",
+		"-create-rate", "0", "-log-level", "warn"}
+	return start(ctx, name, e.logDir, "/healthz", bffEnv(), append(args, extra...)...)
+}
+
+func (e *env) express(ctx context.Context, name, backendURL string) (*server, error) {
+	return start(ctx, name, e.logDir, "/healthz", []string{"PORT={port}", "BACKEND_URL=" + backendURL},
+		"node", filepath.Join(e.baselineDir, "relay.mjs"))
+}
+
+// metric reads one unlabelled counter or gauge from a /metrics page.
+func metric(c *http.Client, url, name string) float64 {
+	resp, err := c.Get(url + "/metrics")
+	if err != nil {
+		return math.NaN()
+	}
+	defer func() { _ = resp.Body.Close() }()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return math.NaN()
+}
+
+const streamsOpened = "exportstream_backend_event_streams_opened_total"
+
+// phase is one load of subscribers on jobs against one target.
+type phase struct {
+	t          target
+	jobs       int
+	subsPerJob int
+	req        createReq
+	sameOwner  bool // all jobs in one BFF session
+	monitor    []*server
+	relay      *server // the process whose CPU is per delivery (nil: the backend)
+	backend    *server
+	// gated: the backend runs exactly jobs workers; as many long blocker
+	// jobs are created first, so the measured jobs wait PENDING until every
+	// subscriber is connected and the blockers are cancelled. Every event
+	// of the measured jobs is then measured.
+	gated bool
+}
+
+const gateTimeout = 90 * time.Second
+
+func (p phase) blockers(ctx context.Context, c *http.Client) ([]job, error) {
+	if !p.gated {
+		return nil, nil
+	}
+	bt := target{kind: kindBackend, url: p.backend.url, backend: p.backend.url}
+	var out []job
+	for range p.jobs {
+		j, err := create(ctx, c, bt, createReq{Rows: 100, DurationMs: int(gateTimeout / time.Millisecond)}, "")
+		if err != nil {
+			return nil, fmt.Errorf("blocker: %w", err)
+		}
+		out = append(out, j)
+	}
+	return out, nil
+}
+
+func cancelJobs(ctx context.Context, c *http.Client, backendURL string, jobs []job) {
+	for _, j := range jobs {
+		req, err := http.NewRequestWithContext(ctx, http.MethodDelete, backendURL+"/v1/exports/"+j.code, nil)
+		if err != nil {
+			continue
+		}
+		if resp, err := c.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+		}
+	}
+}
+
+// phaseResult is what a phase measured.
+type phaseResult struct {
+	lat            latencies // sorted, µs, events emitted after every subscriber was connected
+	deliveries     int
+	perSubMin      int
+	perSubMax      int
+	errors         int
+	reconnects     int
+	unfinished     int
+	upstreams      float64 // backend event streams opened during the phase
+	seconds        float64 // first measured event → last
+	usage          map[string]usage
+	connectSeconds float64
+}
+
+// run creates the jobs, connects every subscriber (at most 256 connecting
+// at once), and records until every subscriber has its terminal event or
+// the deadline passes.
+func (p phase) run(ctx context.Context) (phaseResult, error) {
+	c := newHTTPClient(nil)
+	before := metric(c, p.backend.url, streamsOpened)
+	blockers, err := p.blockers(ctx, c)
+	if err != nil {
+		return phaseResult{}, err
+	}
+	defer cancelJobs(context.WithoutCancel(ctx), c, p.backend.url, blockers)
+	jobs := make([]job, p.jobs)
+	var cookie string
+	{
+		var mu sync.Mutex
+		var firstErr error
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 32)
+		if p.sameOwner && p.t.kind == kindBFF {
+			j, err := create(ctx, c, p.t, p.req, "")
+			if err != nil {
+				return phaseResult{}, err
+			}
+			jobs[0], cookie = j, j.cookie
+		}
+		for i := range jobs {
+			if jobs[i].code != "" {
+				continue
+			}
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				j, err := create(ctx, c, p.t, p.req, cookie)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				jobs[i] = j
+			}()
+		}
+		wg.Wait()
+		if firstErr != nil {
+			return phaseResult{}, firstErr
+		}
+	}
+
+	n := p.jobs * p.subsPerJob
+	mon := watch(250*time.Millisecond, p.monitor...)
+	startConnect := time.Now()
+	var connected atomic.Int64
+	allConnected := make(chan struct{})
+	var allAt atomic.Int64
+	sem := make(chan struct{}, 256)
+	results := make([]subResult, n)
+	deadline := time.Duration(p.req.DurationMs)*time.Millisecond + 30*time.Second
+	if p.gated {
+		deadline += gateTimeout
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		j := jobs[i%p.jobs]
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			released := false
+			release := func() {
+				if !released {
+					released = true
+					<-sem
+				}
+			}
+			defer release()
+			results[i] = subscribe(ctx, newSharedClient(), p.t, j, watchOpts{
+				maxConns: 5, deadline: deadline,
+				connected: func() {
+					release()
+					if connected.Add(1) == int64(n) {
+						allAt.Store(time.Now().UnixNano())
+						close(allConnected)
+					}
+				},
+			})
+		}()
+	}
+	select {
+	case <-allConnected:
+	case <-time.After(deadline):
+	case <-ctx.Done():
+	}
+	connectSeconds := time.Since(startConnect).Seconds()
+	cancelJobs(ctx, c, p.backend.url, blockers)
+	wg.Wait()
+	res := phaseResult{usage: mon.stop(), connectSeconds: connectSeconds, perSubMin: math.MaxInt}
+	res.upstreams = metric(c, p.backend.url, streamsOpened) - before
+	t0 := allAt.Load()
+	if t0 == 0 {
+		t0 = time.Now().UnixNano() // not everyone connected: measure nothing, count errors
+	}
+	var lat latencies
+	first, last := int64(math.MaxInt64), int64(0)
+	for _, r := range results {
+		if r.err != nil {
+			res.errors++
+		}
+		if !r.terminal {
+			res.unfinished++
+		}
+		res.reconnects += r.reconnects
+		got := 0
+		for _, d := range r.events {
+			if d.updatedAt < t0 {
+				continue
+			}
+			got++
+			lat = append(lat, d.latencyUs)
+			first, last = min(first, d.updatedAt), max(last, d.updatedAt)
+		}
+		res.perSubMin, res.perSubMax = min(res.perSubMin, got), max(res.perSubMax, got)
+	}
+	res.deliveries = len(lat)
+	res.lat = lat.sorted()
+	if last > first {
+		res.seconds = float64(last-first) / 1e9
+	}
+	return res, nil
+}
+
+// sharedClients: subscribers share a few transports (each stream still
+// has its own connection).
+var (
+	sharedOnce sync.Once
+	shared     []*http.Client
+	sharedNext atomic.Uint64
+)
+
+func newSharedClient() *http.Client {
+	sharedOnce.Do(func() {
+		for range 16 {
+			shared = append(shared, newHTTPClient(nil))
+		}
+	})
+	return shared[sharedNext.Add(1)%uint64(len(shared))]
+}
+
+func (r phaseResult) row(name string, relay, backend *server) *Row {
+	m := map[string]float64{
+		"p50 ms":          r.lat.pct(50),
+		"p99 ms":          r.lat.pct(99),
+		"max ms":          r.lat.pct(100),
+		"deliveries":      float64(r.deliveries),
+		"deliveries/s":    math.NaN(),
+		"upstream conns":  r.upstreams,
+		"errors":          float64(r.errors),
+		"reconnects":      float64(r.reconnects),
+		"events/sub min":  float64(r.perSubMin),
+		"events/sub max":  float64(r.perSubMax),
+		"connect s":       r.connectSeconds,
+		"relay CPU s":     math.NaN(),
+		"CPU µs/delivery": math.NaN(),
+		"relay RSS MiB":   math.NaN(),
+	}
+	if r.seconds > 0 {
+		m["deliveries/s"] = float64(r.deliveries) / r.seconds
+	}
+	proc := backend
+	if relay != nil {
+		proc = relay
+	}
+	if u, ok := r.usage[proc.name]; ok {
+		m["relay CPU s"] = u.CPUSeconds
+		m["relay RSS MiB"] = float64(u.RSSPeakKiB) / 1024
+		// Below 0.2 s the 100 Hz tick of /proc makes the figure noise.
+		if r.deliveries > 0 && u.CPUSeconds >= 0.2 {
+			m["CPU µs/delivery"] = u.CPUSeconds * 1e6 / float64(r.deliveries)
+		}
+	}
+	if u, ok := r.usage[backend.name]; ok && relay != nil {
+		m["backend CPU s"] = u.CPUSeconds
+	}
+	row := &Row{Target: name, Metrics: m, Usage: r.usage}
+	if r.unfinished > 0 {
+		row.Notes = append(row.Notes, fmt.Sprintf("%d subscribers did not see their terminal event", r.unfinished))
+	}
+	return row
+}
+
+// scenarioRelay: 1,000 subscribers on 10 codes, 10 events/s, through the
+// BFF, the BFF without coalescing (the seed's design), the seed's Express
+// relay, and the backend directly.
+func scenarioRelay(ctx context.Context, e *env) (*Scenario, error) {
+	sz := e.size.relay
+	s := &Scenario{
+		Name: "relay: subscribers on a few codes, 10 events/s",
+		Setup: fmt.Sprintf("%d subscribers on %d codes (%d each), jobs of %d rows over %d ms (≈10 progress events/s); "+
+			"latency = receipt − the job's updatedAt (backend clock, same machine), only events emitted after every subscriber was connected. "+
+			"CPU µs/delivery = the relay process's CPU (the backend's for \"backend direct\") / deliveries.",
+			sz.jobs*sz.subs, sz.jobs, sz.subs, sz.rows, sz.durationMs),
+		Columns:  []string{"p50 ms", "p99 ms", "max ms", "deliveries/s", "upstream conns", "CPU µs/delivery", "relay RSS MiB", "errors", "reconnects"},
+		Baseline: "BFF (this project)",
+		curves:   map[string]latencies{},
+	}
+	be, err := e.backend(ctx, "relay-backend", sz.jobs)
+	if err != nil {
+		return nil, err
+	}
+	defer be.stop()
+	req := createReq{Rows: sz.rows, DurationMs: sz.durationMs}
+	type variant struct {
+		name  string
+		start func() (*server, error)
+		kind  kind
+	}
+	variants := []variant{
+		{"BFF (this project)", func() (*server, error) { return e.bff(ctx, "relay-bff", be.url) }, kindBFF},
+		{"BFF -coalesce=false (seed design)", func() (*server, error) {
+			return e.bff(ctx, "relay-bff-nocoalesce", be.url, "-coalesce=false")
+		}, kindBFF},
+		{"Express relay (seed)", func() (*server, error) { return e.express(ctx, "relay-express", be.url) }, kindExpress},
+		{"backend direct", nil, kindBackend},
+	}
+	for _, v := range variants {
+		if v.kind == kindExpress && !e.node {
+			s.Verdicts = append(s.Verdicts, "Express baseline skipped: node or bench/baselines/node_modules missing")
+			continue
+		}
+		var relay *server
+		t := target{name: v.name, kind: v.kind, url: be.url, backend: be.url}
+		if v.start != nil {
+			relay, err = v.start()
+			if err != nil {
+				return nil, err
+			}
+			t.url = relay.url
+		}
+		res, err := phase{t: t, jobs: sz.jobs, subsPerJob: sz.subs, req: req, sameOwner: true,
+			monitor: []*server{be, relay}, relay: relay, backend: be, gated: true}.run(ctx)
+		relay.stop()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", v.name, err)
+		}
+		s.Rows = append(s.Rows, res.row(v.name, relay, be))
+		s.curves[v.name] = res.lat
+		logf("  %s: p50 %.2f ms p99 %.2f ms, %d deliveries, %d errors", v.name, res.lat.pct(50), res.lat.pct(99), res.deliveries, res.errors)
+	}
+	return s, nil
+}
+
+// scenarioFanOut: many subscribers of one job through the BFF.
+func scenarioFanOut(ctx context.Context, e *env) (*Scenario, error) {
+	sz := e.size.fanout
+	s := &Scenario{
+		Name: "fan-out: subscribers on one job, 10 events/s",
+		Setup: fmt.Sprintf("%d subscribers of one job (one session), %d rows over %d ms (≈10 events/s); latency as above.",
+			sz.subs, sz.rows, sz.durationMs),
+		Columns: []string{"p50 ms", "p99 ms", "max ms", "deliveries/s", "events/sub min", "events/sub max", "upstream conns", "CPU µs/delivery", "relay RSS MiB", "errors", "connect s"},
+		curves:  map[string]latencies{},
+	}
+	be, err := e.backend(ctx, "fanout-backend", 1)
+	if err != nil {
+		return nil, err
+	}
+	defer be.stop()
+	bff, err := e.bff(ctx, "fanout-bff", be.url)
+	if err != nil {
+		return nil, err
+	}
+	defer bff.stop()
+	t := target{name: "BFF", kind: kindBFF, url: bff.url, backend: be.url}
+	go grabProfile("fanout-cpu.pprof", fmt.Sprintf("profile?seconds=%d", sz.durationMs/1000), time.Minute)
+	res, err := phase{t: t, jobs: 1, subsPerJob: sz.subs, req: createReq{Rows: sz.rows, DurationMs: sz.durationMs}, sameOwner: true,
+		monitor: []*server{be, bff}, relay: bff, backend: be, gated: true}.run(ctx)
+	if err != nil {
+		return nil, err
+	}
+	name := fmt.Sprintf("BFF, %d subscribers", sz.subs)
+	s.Rows = append(s.Rows, res.row(name, bff, be))
+	s.curves[name] = res.lat
+	logf("  %s: p50 %.2f ms p99 %.2f ms, %d deliveries, %d errors", name, res.lat.pct(50), res.lat.pct(99), res.deliveries, res.errors)
+	return s, nil
+}
+
+// scenarioSpread: many jobs × 10 subscribers, 5 events/s each.
+func scenarioSpread(ctx context.Context, e *env) (*Scenario, error) {
+	sz := e.size.spread
+	s := &Scenario{
+		Name: "spread: many jobs × 10 subscribers, 5 events/s each",
+		Setup: fmt.Sprintf("%d jobs × %d subscribers (each job its own session), %d rows over %d ms (5 events/s per job).",
+			sz.jobs, sz.subs, sz.rows, sz.durationMs),
+		Columns: []string{"p50 ms", "p99 ms", "max ms", "deliveries/s", "upstream conns", "CPU µs/delivery", "relay RSS MiB", "errors", "connect s"},
+		curves:  map[string]latencies{},
+	}
+	be, err := e.backend(ctx, "spread-backend", sz.jobs)
+	if err != nil {
+		return nil, err
+	}
+	defer be.stop()
+	bff, err := e.bff(ctx, "spread-bff", be.url)
+	if err != nil {
+		return nil, err
+	}
+	defer bff.stop()
+	t := target{name: "BFF", kind: kindBFF, url: bff.url, backend: be.url}
+	res, err := phase{t: t, jobs: sz.jobs, subsPerJob: sz.subs, req: createReq{Rows: sz.rows, DurationMs: sz.durationMs},
+		monitor: []*server{be, bff}, relay: bff, backend: be, gated: true}.run(ctx)
+	if err != nil {
+		return nil, err
+	}
+	name := fmt.Sprintf("BFF, %d×%d", sz.jobs, sz.subs)
+	s.Rows = append(s.Rows, res.row(name, bff, be))
+	s.curves[name] = res.lat
+	logf("  %s: p50 %.2f ms p99 %.2f ms, %.0f deliveries/s, %d errors", name, res.lat.pct(50), res.lat.pct(99), s.Rows[0].Metrics["deliveries/s"], res.errors)
+	return s, nil
+}
+
+// scenarioOverhead: one subscriber through the BFF and one on the backend
+// directly, reading the same job at the same time; the added latency is
+// paired per event (same seq).
+func scenarioOverhead(ctx context.Context, e *env) (*Scenario, error) {
+	sz := e.size.overhead
+	s := &Scenario{
+		Name: "relay overhead: 1 subscriber, BFF vs backend direct",
+		Setup: fmt.Sprintf("%d jobs one after another, each %d rows over %d ms, read at once by one subscriber through the BFF and one on the backend (same owner); "+
+			"\"added\" is the BFF receipt − the direct receipt of the same event.", sz.jobs, sz.rows, sz.durationMs),
+		Columns: []string{"p50 ms", "p99 ms", "max ms", "mean ms", "events"},
+		curves:  map[string]latencies{},
+	}
+	be, err := e.backend(ctx, "overhead-backend", 16)
+	if err != nil {
+		return nil, err
+	}
+	defer be.stop()
+	bff, err := e.bff(ctx, "overhead-bff", be.url)
+	if err != nil {
+		return nil, err
+	}
+	defer bff.stop()
+	c := newHTTPClient(nil)
+	tb := target{kind: kindBFF, url: bff.url, backend: be.url}
+	td := target{kind: kindBackend, url: be.url, backend: be.url}
+	var direct, viaBFF, added latencies
+	errs := 0
+	for range sz.jobs {
+		j, err := create(ctx, c, tb, createReq{Rows: sz.rows, DurationMs: sz.durationMs}, "")
+		if err != nil {
+			return nil, err
+		}
+		if j.owner == "" {
+			return nil, errors.New("cannot read the session id from the cookie to pair the direct reader")
+		}
+		var wg sync.WaitGroup
+		var rd, rb subResult
+		var t0 atomic.Int64
+		ready := make(chan struct{}, 2)
+		o := watchOpts{maxConns: 3, deadline: time.Duration(sz.durationMs)*time.Millisecond + 20*time.Second,
+			connected: func() { ready <- struct{}{} }}
+		wg.Add(2)
+		go func() { defer wg.Done(); rd = subscribe(ctx, newHTTPClient(nil), td, j, o) }()
+		go func() { defer wg.Done(); rb = subscribe(ctx, newHTTPClient(nil), tb, j, o) }()
+		go func() { <-ready; <-ready; t0.Store(time.Now().UnixNano()) }()
+		wg.Wait()
+		if rd.err != nil || rb.err != nil {
+			errs++
+		}
+		bySeq := map[int64]delivery{}
+		for _, d := range rd.events {
+			if d.updatedAt >= t0.Load() && t0.Load() != 0 {
+				bySeq[d.seq] = d
+				direct = append(direct, d.latencyUs)
+			}
+		}
+		for _, d := range rb.events {
+			if d.updatedAt >= t0.Load() && t0.Load() != 0 {
+				viaBFF = append(viaBFF, d.latencyUs)
+				if dd, ok := bySeq[d.seq]; ok {
+					added = append(added, d.latencyUs-dd.latencyUs)
+				}
+			}
+		}
+	}
+	for _, x := range []struct {
+		name string
+		l    latencies
+	}{{"backend direct", direct}, {"BFF", viaBFF}, {"added by the BFF (paired)", added}} {
+		l := x.l.sorted()
+		s.Rows = append(s.Rows, &Row{Target: x.name, Metrics: map[string]float64{
+			"p50 ms": l.pct(50), "p99 ms": l.pct(99), "max ms": l.pct(100), "mean ms": l.mean(), "events": float64(len(l)),
+		}})
+		if x.name != "added by the BFF (paired)" {
+			s.curves[x.name] = l
+		}
+	}
+	if errs > 0 {
+		s.Rows[2].Notes = append(s.Rows[2].Notes, fmt.Sprintf("%d jobs had a stream error", errs))
+	}
+	a := added.sorted()
+	logf("  added p50 %.3f ms p99 %.3f ms over %d events", a.pct(50), a.pct(99), len(a))
+	return s, nil
+}
+
+// scenarioPolling: exports watched to completion by SSE through the BFF,
+// then the same number by polling every 2 s (the flow SSE replaces).
+func scenarioPolling(ctx context.Context, e *env) (*Scenario, error) {
+	sz := e.size.polling
+	s := &Scenario{
+		Name: "polling vs SSE: exports watched to completion",
+		Setup: fmt.Sprintf("%d exports of %d ms (%d rows) through the BFF, each watched by one client: first all by SSE (GET /api/exports/{code}/events), "+
+			"then %d new ones by polling GET /api/exports/{code} every 2 s from a random phase. Bytes are both directions on the wire, headers included. "+
+			"Notice delay = the client has the terminal state − its updatedAt.", sz.exports, sz.durationMs, sz.rows, sz.exports),
+		Columns:  []string{"requests/export", "bytes/export", "notice mean ms", "notice p99 ms", "BFF CPU ms/export", "errors"},
+		Baseline: "SSE (this project)",
+	}
+	be, err := e.backend(ctx, "polling-backend", 4000)
+	if err != nil {
+		return nil, err
+	}
+	defer be.stop()
+	bff, err := e.bff(ctx, "polling-bff", be.url)
+	if err != nil {
+		return nil, err
+	}
+	defer bff.stop()
+	t := target{kind: kindBFF, url: bff.url, backend: be.url}
+	for _, mode := range []string{"SSE (this project)", "polling every 2 s"} {
+		w := &wire{}
+		c := newHTTPClient(w)
+		mon := watch(250*time.Millisecond, be, bff)
+		var mu sync.Mutex
+		var notice latencies
+		requests, errs := 0, 0
+		var wg sync.WaitGroup
+		for range sz.exports {
+			j, err := create(ctx, c, t, createReq{Rows: sz.rows, DurationMs: sz.durationMs}, "")
+			if err != nil {
+				return nil, err
+			}
+			requests++ // the POST
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				deadline := time.Duration(sz.durationMs)*time.Millisecond + 30*time.Second
+				var d delivery
+				var n int
+				var err error
+				if strings.HasPrefix(mode, "SSE") {
+					r := subscribe(ctx, c, t, j, watchOpts{maxConns: 3, deadline: deadline})
+					n, err = 1+r.reconnects, r.err
+					if len(r.events) > 0 {
+						d = r.events[len(r.events)-1]
+					}
+				} else {
+					phase := time.Duration(rand.Int64N(int64(2 * time.Second)))
+					d, n, err = poll(ctx, c, t, j, 2*time.Second, phase, deadline)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				requests += n
+				if err != nil || !d.terminal {
+					errs++
+					return
+				}
+				notice = append(notice, d.latencyUs)
+			}()
+		}
+		wg.Wait()
+		u := mon.stop()
+		l := notice.sorted()
+		ex := float64(sz.exports)
+		s.Rows = append(s.Rows, &Row{Target: mode, Usage: u, Metrics: map[string]float64{
+			"requests/export":   float64(requests) / ex,
+			"bytes/export":      float64(w.sent.Load()+w.received.Load()) / ex,
+			"notice mean ms":    l.mean(),
+			"notice p99 ms":     l.pct(99),
+			"BFF CPU ms/export": u[bff.name].CPUSeconds * 1000 / ex,
+			"errors":            float64(errs),
+		}})
+		logf("  %s: %.1f requests/export, %.0f bytes/export, notice mean %.1f ms p99 %.1f ms", mode, float64(requests)/ex,
+			float64(w.sent.Load()+w.received.Load())/ex, l.mean(), l.pct(99))
+	}
+	return s, nil
+}
+
+// scenarioCreate: POST /v1/exports on the durable backend from concurrent clients.
+func scenarioCreate(ctx context.Context, e *env) (*Scenario, error) {
+	sz := e.size.create
+	dir, err := os.MkdirTemp("", "exportstream-bench-data-")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	s := &Scenario{
+		Name: "create throughput: POST /v1/exports, durable store",
+		Setup: fmt.Sprintf("%d concurrent clients POST {rows:1,durationMs:0} to the backend with -data-dir (bbolt, fsync) for %s; every job is generated too.",
+			sz.clients, sz.duration),
+		Columns: []string{"jobs/s", "p50 ms", "p99 ms", "max ms", "errors"},
+	}
+	be, err := e.backend(ctx, "create-backend", runtime.NumCPU(), "-data-dir", dir)
+	if err != nil {
+		return nil, err
+	}
+	defer be.stop()
+	c := newHTTPClient(nil)
+	t := target{kind: kindBackend, url: be.url, backend: be.url}
+	mon := watch(250*time.Millisecond, be)
+	var mu sync.Mutex
+	var lat latencies
+	errs := 0
+	stopAt := time.Now().Add(sz.duration)
+	begin := time.Now()
+	var wg sync.WaitGroup
+	for range sz.clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine latencies
+			bad := 0
+			for i := 0; i < 1_000_000 && time.Now().Before(stopAt) && ctx.Err() == nil; i++ {
+				t0 := time.Now()
+				_, err := create(ctx, c, t, createReq{Rows: 1, DurationMs: 0}, "")
+				if err != nil {
+					bad++
+					continue
+				}
+				mine = append(mine, int32(time.Since(t0).Microseconds()))
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			lat = append(lat, mine...)
+			errs += bad
+		}()
+	}
+	wg.Wait()
+	secs := time.Since(begin).Seconds()
+	u := mon.stop()
+	l := lat.sorted()
+	s.Rows = append(s.Rows, &Row{Target: "backend, durable", Usage: u, Metrics: map[string]float64{
+		"jobs/s": float64(len(l)) / secs, "p50 ms": l.pct(50), "p99 ms": l.pct(99), "max ms": l.pct(100), "errors": float64(errs),
+	}})
+	logf("  %.0f jobs/s, p99 %.1f ms, %d errors", float64(len(l))/secs, l.pct(99), errs)
+	return s, nil
+}
+
+// copyLines forwards r's lines to ch until EOF.
+func copyLines(r io.Reader, ch chan<- string) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		ch <- sc.Text()
+	}
+	close(ch)
+}

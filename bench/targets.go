@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"strings"
+)
+
+// judge adds a met/missed line for each target of issue 8 a scenario measures.
+func judge(s *Scenario) {
+	row := func(prefix string) *Row {
+		for _, r := range s.Rows {
+			if strings.HasPrefix(r.Target, prefix) {
+				return r
+			}
+		}
+		return nil
+	}
+	check := func(what string, v float64, ok bool, target string) {
+		verdict := "MISSED"
+		if ok {
+			verdict = "met"
+		}
+		if math.IsNaN(v) {
+			verdict = "not measured"
+		}
+		s.Verdicts = append(s.Verdicts, fmt.Sprintf("%s: %s (%s; target %s)", what, verdict, fmtNum(v), target))
+	}
+	switch {
+	case strings.HasPrefix(s.Name, "relay:"):
+		if r := row("BFF (this"); r != nil {
+			p99 := r.Metrics["p99 ms"]
+			check("relay p99 end to end", p99, p99 <= 8, "≤ 8 ms")
+			up := r.Metrics["upstream conns"]
+			check("relay upstream connections", up, up <= float64(s.jobs()), fmt.Sprintf("= %d codes", s.jobs()))
+			cpu := r.Metrics["CPU µs/delivery"]
+			check("BFF CPU per delivery (relay)", cpu, cpu <= 8, "≤ 8 µs")
+		}
+	case strings.HasPrefix(s.Name, "relay overhead"):
+		if r := row("added"); r != nil {
+			check("added p50", r.Metrics["p50 ms"], r.Metrics["p50 ms"] <= 0.5, "≤ 0.5 ms")
+			check("added p99", r.Metrics["p99 ms"], r.Metrics["p99 ms"] <= 2, "≤ 2 ms")
+		}
+	case strings.HasPrefix(s.Name, "polling"):
+		if r := row("SSE"); r != nil {
+			check("SSE notice delay p99", r.Metrics["notice p99 ms"], r.Metrics["notice p99 ms"] <= 5, "≤ 5 ms")
+		}
+	case strings.HasPrefix(s.Name, "idle"):
+		if r := row("BFF"); r != nil {
+			kib := r.Metrics["RSS/stream KiB"]
+			check("BFF RSS per idle stream", kib, kib <= 8, "≤ 8 KiB")
+			bad := r.Metrics["failed"] + r.Metrics["ended early"]
+			check(fmt.Sprintf("errors over the hold (%0.f streams in one BFF)", r.Metrics["streams"]), bad, bad == 0, "0; 19,900 streams in one process at full size")
+		}
+	case strings.HasPrefix(s.Name, "fan-out"):
+		if r := s.Rows[0]; r != nil {
+			check("fan-out p99", r.Metrics["p99 ms"], r.Metrics["p99 ms"] <= 150, "≤ 150 ms")
+			lo, hi := r.Metrics["events/sub min"], r.Metrics["events/sub max"]
+			check("no subscriber starved (fewest events / most)", lo/math.Max(hi, 1), lo > 0 && lo >= 0.9*hi, "≥ 0.9")
+			cpu := r.Metrics["CPU µs/delivery"]
+			check("BFF CPU per delivery (fan-out)", cpu, cpu <= 8, "≤ 8 µs")
+		}
+	case strings.HasPrefix(s.Name, "spread"):
+		if r := s.Rows[0]; r != nil {
+			d := r.Metrics["deliveries/s"]
+			check("spread deliveries/s", d, d >= 50_000, "≥ 50,000/s (offered load at full size; short offers less)")
+			check("spread p99", r.Metrics["p99 ms"], r.Metrics["p99 ms"] <= 10, "≤ 10 ms")
+			cpu := r.Metrics["CPU µs/delivery"]
+			check("BFF CPU per delivery (spread)", cpu, cpu <= 8, "≤ 8 µs")
+		}
+	case strings.HasPrefix(s.Name, "create"):
+		if r := s.Rows[0]; r != nil {
+			check("create throughput", r.Metrics["jobs/s"], r.Metrics["jobs/s"] >= 5000, "≥ 5,000 jobs/s")
+			check("create p99", r.Metrics["p99 ms"], r.Metrics["p99 ms"] <= 20, "≤ 20 ms")
+		}
+	}
+}
+
+// jobs reads the number of codes back out of the setup line.
+func (s *Scenario) jobs() int {
+	var subs, jobs int
+	_, _ = fmt.Sscanf(s.Setup, "%d subscribers on %d codes", &subs, &jobs)
+	return jobs
+}
