@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-GO_MODULES := backend bff
+GO_MODULES := backend bff bench
 TOOLS      := $(CURDIR)/.tools/bin
 GOLANGCI   := $(TOOLS)/golangci-lint
 GOLANGCI_VERSION := v2.15.0

@@ -48,6 +48,7 @@ type config struct {
 	serviceToken      string
 	shutdownTimeout   time.Duration
 	logLevel          slog.Level
+	healthcheck       bool
 }
 
 func parseFlags(args []string, stdout io.Writer) (config, error) {
@@ -72,6 +73,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.StringVar(&c.serviceToken, "service-token", e.str("SERVICE_TOKEN", ""), "when set, required as 'Authorization: Bearer …' on every /v1 call (SERVICE_TOKEN)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", e.duration("SHUTDOWN_TIMEOUT", 10*time.Second), "time given to requests to finish on shutdown (SHUTDOWN_TIMEOUT)")
 	fs.TextVar(&c.logLevel, "log-level", e.level("LOG_LEVEL"), "debug, info, warn or error (LOG_LEVEL)")
+	fs.BoolVar(&c.healthcheck, "healthcheck", false, "GET /healthz of the server on -addr (via 127.0.0.1) and exit 0 if it answers 200, 1 otherwise: the container healthcheck")
 	if err := errors.Join(e.errs...); err != nil {
 		return c, err
 	}
@@ -93,6 +95,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return nil
 	} else if err != nil {
 		return err
+	}
+	if cfg.healthcheck {
+		return healthcheck(ctx, cfg.addr)
 	}
 	log := newLogger(stdout, cfg.logLevel)
 
@@ -158,6 +163,34 @@ func openStore(cfg config) (store.Store, string, func(), error) {
 		return nil, "", nil, err
 	}
 	return st, filepath.Join(cfg.dataDir, "files"), func() { _ = st.Close() }, nil
+}
+
+// healthcheck asks the server listening on addr for /healthz. Container
+// healthchecks run it (`backend -healthcheck`): the image is FROM scratch, with no
+// shell or curl.
+func healthcheck(ctx context.Context, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/healthz", nil)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: %s answered %s", req.URL, resp.Status)
+	}
+	return nil
 }
 
 // serve runs srv until ctx is done, then shuts it down within timeout.

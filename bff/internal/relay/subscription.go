@@ -13,6 +13,7 @@ type Subscription struct {
 
 	mu    sync.Mutex
 	queue []Event
+	spare []Event // the slice the last Drain returned, reused by the next one
 	ended bool
 	ready chan struct{}
 }
@@ -24,12 +25,14 @@ func (s *Subscription) Code() string { return s.up.code }
 func (s *Subscription) Ready() <-chan struct{} { return s.ready }
 
 // Drain returns the queued events and whether the stream is over (nothing
-// will follow them).
+// will follow them). The slice is valid until the next Drain: the two
+// queues are swapped, so a steady stream allocates nothing here.
 func (s *Subscription) Drain() ([]Event, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	evs := s.queue
-	s.queue = nil
+	clear(s.spare) // let the previous batch's data be collected
+	s.queue, s.spare = s.spare[:0], evs
 	return evs, s.ended
 }
 
