@@ -19,9 +19,17 @@ export const demoDir = join(clientDir, "dist", "demo");
 /** True when running in CI, where a missing prerequisite is a failure, not a skip. */
 export const inCI = ["true", "1"].includes((process.env["CI"] ?? "").toLowerCase());
 
+/**
+ * A running stack to test instead of starting the binaries: the compose integration
+ * profile sets it to nginx's address (`http://client`). The backend is then not
+ * reachable, so checks of its metrics are skipped.
+ */
+export const externalBffUrl = process.env["EXPORTSTREAM_BFF_URL"];
+
 /** What is missing to run the end-to-end tests, as readable lines (empty: all there). */
 export function missingPrerequisites(extra: readonly string[] = []): string[] {
   const missing: string[] = [];
+  if (externalBffUrl) return missing;
   for (const bin of [backendBin, bffBin]) {
     if (!existsSync(bin)) missing.push(`binary ${bin} (build it with the Makefile, or set EXPORTSTREAM_BIN_DIR)`);
   }
@@ -47,7 +55,8 @@ export function reportMissing(suite: string, missing: readonly string[]): string
 export interface Servers {
   /** BFF origin, e.g. http://127.0.0.1:41234 */
   readonly bffUrl: string;
-  readonly backendUrl: string;
+  /** The backend's origin; undefined against an external stack. */
+  readonly backendUrl: string | undefined;
   /** Everything both processes printed so far, for failure messages. */
   output(): string;
   stop(): Promise<void>;
@@ -58,6 +67,9 @@ export interface Servers {
  * `env` adds configuration both read (e.g. `WORKERS`, `SSE_RETRY`).
  */
 export async function startServers(options: { env?: Record<string, string> } = {}): Promise<Servers> {
+  if (externalBffUrl) {
+    return { bffUrl: externalBffUrl, backendUrl: undefined, output: () => "", stop: () => Promise.resolve() };
+  }
   const workDir = mkdtempSync(join(tmpdir(), "exportstream-test-"));
   const [backendPort, bffPort] = [await freePort(), await freePort()];
   const backendUrl = `http://127.0.0.1:${backendPort}`;
