@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs: npm packages always; Debian packages
 # (chromium for the browser test, docker-compose to validate the compose
-# file) when running as root on Debian and they are missing. Elsewhere it
+# file, redis-server for the scale-out tests, which start their own on a
+# free port) when running as root on Debian and they are missing. Elsewhere it
 # says what is missing and the tests skip loudly (or fail under CI=true).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 
 if ((${#need[@]})); then
   if [[ $(id -u) == 0 && -f /etc/debian_version ]]; then
@@ -17,6 +19,11 @@ if ((${#need[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    if [[ " ${need[*]} " == *" redis-server "* ]]; then
+      # Only the binary is wanted: tests run their own servers. Stop the
+      # system one the package may have started.
+      service redis-server stop >/dev/null 2>&1 || true
+    fi
   else
     echo "install-test-deps: MISSING COMPONENT(S): ${need[*]} (not root on Debian: install them yourself)" >&2
   fi

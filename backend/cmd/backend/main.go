@@ -49,6 +49,8 @@ type config struct {
 	shutdownTimeout   time.Duration
 	logLevel          slog.Level
 	healthcheck       bool
+	redisURL          string
+	claimIdle         time.Duration
 }
 
 func parseFlags(args []string, stdout io.Writer) (config, error) {
@@ -74,6 +76,8 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", e.duration("SHUTDOWN_TIMEOUT", 10*time.Second), "time given to requests to finish on shutdown (SHUTDOWN_TIMEOUT)")
 	fs.TextVar(&c.logLevel, "log-level", e.level("LOG_LEVEL"), "debug, info, warn or error (LOG_LEVEL)")
 	fs.BoolVar(&c.healthcheck, "healthcheck", false, "GET /healthz of the server on -addr (via 127.0.0.1) and exit 0 if it answers 200, 1 otherwise: the container healthcheck")
+	fs.StringVar(&c.redisURL, "redis-url", e.str("REDIS_URL", ""), "redis://… : share jobs, events and work with other replicas through Redis; DATA_DIR must then be a directory they all share (REDIS_URL)")
+	fs.DurationVar(&c.claimIdle, "claim-idle", e.duration("REDIS_CLAIM_IDLE", 30*time.Second), "with Redis: a running export whose replica is silent this long is taken over by another (REDIS_CLAIM_IDLE)")
 	if err := errors.Join(e.errs...); err != nil {
 		return c, err
 	}
@@ -106,6 +110,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer cleanup()
+	queue, err := sharedQueue(ctx, st, cfg, log)
+	if err != nil {
+		return err
+	}
 	generation := httpapi.GenerationHistogram()
 	pool, err := worker.New(st, worker.Config{
 		Workers:          cfg.workers,
@@ -113,8 +121,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		FilesDir:         filesDir,
 		ProgressInterval: cfg.progressInterval,
 		Retention:        cfg.retention,
-		Durable:          !cfg.memory,
+		Durable:          !cfg.memory || cfg.redisURL != "",
 		OnFinish:         httpapi.ObserveGeneration(generation),
+		Queue:            queue,
 	}, log)
 	if err != nil {
 		return err
@@ -151,6 +160,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 // openStore opens the durable store in the data directory, or a memory
 // store with files in a temporary directory removed at exit.
 func openStore(cfg config) (store.Store, string, func(), error) {
+	if cfg.redisURL != "" {
+		return openRedis(cfg)
+	}
 	if cfg.memory || cfg.dataDir == "" {
 		dir, err := os.MkdirTemp("", "exportstream-files-")
 		if err != nil {

@@ -66,6 +66,8 @@ func (s *Server) toAPIError(err error) *apiError {
 		return &apiError{http.StatusTooManyRequests, "TOO_MANY_ACTIVE", err.Error()}
 	case errors.Is(err, job.ErrQueueFull):
 		return &apiError{http.StatusServiceUnavailable, "QUEUE_FULL", err.Error()}
+	case errors.Is(err, job.ErrStoreUnavailable):
+		return &apiError{http.StatusServiceUnavailable, "STORE_UNAVAILABLE", job.ErrStoreUnavailable.Error()}
 	case errors.Is(err, job.ErrUnavailable):
 		return &apiError{http.StatusServiceUnavailable, "UNAVAILABLE", err.Error()}
 	}

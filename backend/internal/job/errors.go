@@ -14,7 +14,10 @@ var (
 	ErrQueueFull     = errors.New("too many exports queued, try again later")
 	ErrTooManyActive = errors.New("too many exports running for this owner, wait for one to finish")
 	ErrUnavailable   = errors.New("service is shutting down")
-	ErrKeyReused     = errors.New("this Idempotency-Key was used with a different request")
+	// ErrStoreUnavailable wraps a failure to reach a shared store (Redis):
+	// the request may succeed when it is back.
+	ErrStoreUnavailable = errors.New("the job store is unreachable, try again shortly")
+	ErrKeyReused        = errors.New("this Idempotency-Key was used with a different request")
 	// ErrTerminal is returned by a change to a job that has already ended.
 	ErrTerminal = errors.New("export has already ended")
 )

@@ -11,6 +11,7 @@ package worker
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -40,6 +41,9 @@ type Config struct {
 	Durable bool
 	// OnFinish, if set, is told how each generation ended (metrics).
 	OnFinish func(status job.Status, took time.Duration)
+	// Queue, if set, replaces the in-process queue of QueueSize (a
+	// RedisQueue, so that several replicas share the work).
+	Queue Queue
 }
 
 // Pool owns its worker goroutines; Close stops them and waits.
@@ -48,7 +52,7 @@ type Pool struct {
 	store store.Store
 	log   *slog.Logger
 
-	queue  chan string
+	queue  Queue
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -69,9 +73,13 @@ func New(st store.Store, cfg Config, log *slog.Logger) (*Pool, error) {
 	if cfg.OnFinish == nil {
 		cfg.OnFinish = func(job.Status, time.Duration) {}
 	}
+	queue := cfg.Queue
+	if queue == nil {
+		queue = make(chanQueue, cfg.QueueSize)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Pool{
-		cfg: cfg, store: st, log: log, queue: make(chan string, cfg.QueueSize),
+		cfg: cfg, store: st, log: log, queue: queue,
 		ctx: ctx, cancel: cancel, running: make(map[string]context.CancelFunc),
 	}
 	p.wg.Add(cfg.Workers)
@@ -83,7 +91,12 @@ func New(st store.Store, cfg Config, log *slog.Logger) (*Pool, error) {
 
 // Resume queues the jobs a previous process left unfinished, oldest first.
 // Those that do not fit in the queue fail with INTERRUPTED: never stuck.
+// With a shared queue it does nothing: the unfinished jobs are other
+// replicas' running ones, and the queue hands a dead one's to a live one.
 func (p *Pool) Resume(ctx context.Context) error {
+	if p.queue.Shared() {
+		return nil
+	}
 	jobs, err := p.store.Unfinished(ctx)
 	if err != nil {
 		return fmt.Errorf("resume: %w", err)
@@ -105,12 +118,7 @@ func (p *Pool) Submit(code string) error {
 	if p.closed {
 		return job.ErrUnavailable
 	}
-	select {
-	case p.queue <- code:
-		return nil
-	default:
-		return job.ErrQueueFull
-	}
+	return p.queue.Push(p.ctx, code)
 }
 
 // Cancel stops code's generation if it is running. The caller has already
@@ -124,7 +132,7 @@ func (p *Pool) Cancel(code string) {
 }
 
 // QueueDepth is how many accepted jobs wait for a worker.
-func (p *Pool) QueueDepth() int { return len(p.queue) }
+func (p *Pool) QueueDepth() int { return p.queue.Depth() }
 
 // FilePath is where the finished file of code is.
 func (p *Pool) FilePath(code string) string {
@@ -148,15 +156,14 @@ func (p *Pool) Close() {
 	p.mu.Unlock()
 	p.cancel()
 	p.wg.Wait()
-	if p.cfg.Durable {
-		return
+	if c, ok := p.queue.(interface{ Close() error }); ok {
+		if err := c.Close(); err != nil {
+			p.log.Warn("close queue", "err", err)
+		}
 	}
-	for {
-		select {
-		case code := <-p.queue:
+	if q, ok := p.queue.(chanQueue); ok && !p.cfg.Durable {
+		for _, code := range q.drain() {
 			p.fail(code, interrupted)
-		default:
-			return
 		}
 	}
 }
@@ -165,22 +172,56 @@ var interrupted = &job.Failure{Code: "INTERRUPTED", Message: "the backend stoppe
 
 func (p *Pool) work() {
 	defer p.wg.Done()
+	backoff := 100 * time.Millisecond
 	for {
-		select {
-		case <-p.ctx.Done():
-			return
-		case code := <-p.queue:
-			if err := p.run(code); err != nil {
-				p.log.Error("generation failed", "code", code, "err", err)
+		t, err := p.queue.Pop(p.ctx)
+		if p.ctx.Err() != nil {
+			if t != nil {
+				t.Release()
 			}
+			return
+		}
+		if err != nil {
+			// A shared queue that cannot be reached: wait and try again.
+			p.log.Warn("take a job from the queue", "err", err, "retryIn", backoff)
+			select {
+			case <-p.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		err = p.run(t)
+		switch {
+		case p.ctx.Err() != nil, errors.Is(err, job.ErrStoreUnavailable):
+			t.Release() // at its checkpoint: for the next worker, here or elsewhere
+		default:
+			t.Done()
+		}
+		if err != nil {
+			p.log.Error("generation failed", "code", t.Code, "err", err)
 		}
 	}
 }
 
-// run generates code under a context that Cancel and Close can end.
-func (p *Pool) run(code string) error {
+// run generates t's job under a context that Cancel, Close and the loss of
+// the task (another replica took it over) can end.
+func (p *Pool) run(t *Task) error {
+	code := t.Code
 	ctx, cancel := context.WithCancel(p.ctx)
 	defer cancel()
+	if t.Lost != nil {
+		go func() {
+			select {
+			case <-t.Lost:
+				p.log.Warn("export taken over by another replica; stopping here", "code", code)
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
 	p.mu.Lock()
 	p.running[code] = cancel
 	p.mu.Unlock()
@@ -233,7 +274,9 @@ func (p *Pool) generate(ctx context.Context, code string, start time.Time) error
 	} else if err != nil {
 		return fmt.Errorf("start %s: %w", code, err)
 	}
-	tmp := p.FilePath(code) + ".tmp"
+	// A name of its own: after a takeover two workers may briefly write
+	// the same job into the shared directory.
+	tmp := p.FilePath(code) + "." + rand.Text() + ".tmp"
 	sum, size, err := p.writeFile(ctx, j, tmp)
 	if err != nil {
 		_ = os.Remove(tmp)
@@ -250,8 +293,10 @@ func (p *Pool) generate(ctx context.Context, code string, start time.Time) error
 			failed(failure.Error())(j)
 			j.Progress, j.RowsDone = failure.progress, failure.rowsDone
 		})
-	case errors.Is(err, job.ErrTerminal), errors.Is(err, job.ErrNotFound):
-		return nil // cancelled or deleted while running
+	case errors.Is(err, job.ErrTerminal), errors.Is(err, job.ErrNotFound), errors.Is(err, errOvertaken):
+		return nil // cancelled or deleted while running, or another worker is ahead
+	case errors.Is(err, job.ErrStoreUnavailable):
+		return err // left at its checkpoint for a retry, not failed
 	case p.ctx.Err() != nil:
 		if !p.cfg.Durable {
 			p.fail(code, interrupted)
@@ -280,6 +325,10 @@ func (p *Pool) generate(ctx context.Context, code string, start time.Time) error
 	}
 	return err
 }
+
+// errOvertaken: the job's checkpoint is past this worker's, so another
+// worker (one that took the job over) is ahead; this one stops.
+var errOvertaken = errors.New("another worker is further along this export")
 
 func ignoreEnded(err error) error {
 	if errors.Is(err, job.ErrTerminal) || errors.Is(err, job.ErrNotFound) {
@@ -338,9 +387,16 @@ func (p *Pool) writeFile(ctx context.Context, j job.Job, path string) (string, i
 		pct := to * 100 / r.Rows
 		if pct != reported && to < r.Rows && time.Since(lastReport) >= p.cfg.ProgressInterval {
 			reported, lastReport = pct, time.Now()
-			if _, err := p.store.Update(ctx, j.Code, unlessEnded(func(j *job.Job) {
+			if _, err := p.store.Update(ctx, j.Code, func(j *job.Job) error {
+				switch {
+				case j.Status.Terminal():
+					return job.ErrTerminal
+				case j.RowsDone >= to:
+					return errOvertaken // progress never goes back
+				}
 				j.Progress, j.RowsDone = pct, to
-			})); err != nil {
+				return nil
+			}); err != nil {
 				return "", 0, fmt.Errorf("report progress: %w", err)
 			}
 		}

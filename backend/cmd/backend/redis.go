@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/exportstream/exportstream/backend/internal/store"
+	"github.com/exportstream/exportstream/backend/internal/worker"
+)
+
+// openRedis opens the store every replica shares. Files stay on disk, in
+// DATA_DIR/files, which must be one directory for all replicas (a shared
+// volume): the replica that serves a download is seldom the one that wrote it.
+func openRedis(cfg config) (store.Store, string, func(), error) {
+	if cfg.dataDir == "" {
+		return nil, "", nil, errors.New("REDIS_URL needs DATA_DIR: a directory every replica shares, for the files")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := store.OpenRedis(ctx, cfg.redisURL, store.RedisOptions{Retention: cfg.retention})
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return st, filepath.Join(cfg.dataDir, "files"), func() { _ = st.Close() }, nil
+}
+
+// sharedQueue is the Redis work queue when the store is Redis, else nil
+// (the pool's own in-process queue).
+func sharedQueue(ctx context.Context, st store.Store, cfg config, log *slog.Logger) (worker.Queue, error) {
+	rs, ok := st.(*store.Redis)
+	if !ok {
+		return nil, nil
+	}
+	redis.SetLogger(redisLogger{log})
+	q, err := worker.NewRedisQueue(ctx, rs.Client(), worker.RedisQueueOptions{
+		Prefix: rs.Prefix(), ClaimIdle: cfg.claimIdle, MaxLen: cfg.queueSize,
+	}, log)
+	if err != nil {
+		return nil, fmt.Errorf("redis queue: %w", err)
+	}
+	log.Info("scaled out on Redis: shared store, events and work queue", "claimIdle", cfg.claimIdle, "filesDir", filepath.Join(cfg.dataDir, "files"))
+	return q, nil
+}
+
+// redisLogger sends go-redis's own messages (a failed dial, once per
+// connection attempt) to the debug level: the errors that matter reach the
+// log through the callers, once.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
+}
