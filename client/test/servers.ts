@@ -104,6 +104,32 @@ export async function startServers(options: { env?: Record<string, string> } = {
   return { bffUrl, backendUrl, output: () => logs.join(""), stop };
 }
 
+/** Starts only the BFF, in front of a backend of the test's own (a scripted one). */
+export async function startBffAgainst(backendUrl: string): Promise<Servers> {
+  const workDir = mkdtempSync(join(tmpdir(), "exportstream-test-"));
+  const bffUrl = `http://127.0.0.1:${await freePort()}`;
+  const logs: string[] = [];
+  const bff = run(
+    "bff",
+    bffBin,
+    ["-addr", bffUrl.slice("http://".length), "-backend-url", backendUrl, "-static-dir", demoDir],
+    workDir,
+    process.env,
+    logs,
+  );
+  const stop = async (): Promise<void> => {
+    await terminate(bff);
+    rmSync(workDir, { recursive: true, force: true });
+  };
+  try {
+    await waitHealthy(`${bffUrl}/healthz`, bff, logs);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { bffUrl, backendUrl, output: () => logs.join(""), stop };
+}
+
 /** A port that was free a moment ago on 127.0.0.1. */
 export function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
