@@ -70,6 +70,18 @@ stage_libs() {
   done
 }
 
+# stage_glibc DIR NAME…: glibc libraries by soname, from the loader's cache.
+stage_glibc() {
+  local dir=$1 name path
+  shift
+  for name in "$@"; do
+    path=$(ldconfig -p | awk -v n="$name" '$1 == n && /x86-64|x86_64|AArch64/ { print $NF; exit }')
+    [[ -n $path ]] || continue
+    mkdir -p "$dir$(dirname "$path")"
+    cp -L "$path" "$dir$path"
+  done
+}
+
 exists() { docker image inspect "$1" >/dev/null 2>&1; }
 hash_of() { sha256sum | cut -c1-12; }
 
@@ -110,7 +122,7 @@ fi
 node=$(readlink -f "$(command -v node)")
 nodever=$(node --version)
 npmroot=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")") # …/node_modules/npm
-node_tag="exportstream-local/node:${nodever#v}-$(cat client/package-lock.json | hash_of)"
+node_tag="exportstream-local/node:${nodever#v}-$( (cat client/package-lock.json; echo glibc-v2) | hash_of)"
 if exists "$node_tag"; then
   say "$node_tag is there"
 else
@@ -126,6 +138,9 @@ else
   cp "$node" "$stage/usr/local/bin/node"
   strip "$stage/usr/local/bin/node" 2>/dev/null || true
   stage_libs "$stage" "$node"
+  # Native add-ons in node_modules (rollup's, under vitest) need more of glibc
+  # than node itself links: the official image has all of it.
+  stage_glibc "$stage" librt.so.1 libdl.so.2 libpthread.so.0 libm.so.6 libresolv.so.2 libutil.so.1
   cp -a "$npmroot" "$stage/usr/local/lib/node_modules/npm"
   ln -s ../lib/node_modules/npm/bin/npm-cli.js "$stage/usr/local/bin/npm"
   ln -s ../lib/node_modules/npm/bin/npx-cli.js "$stage/usr/local/bin/npx"
