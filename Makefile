@@ -9,7 +9,7 @@ GOLANGCI_VERSION := v2.15.0
 
 FUZZTIME ?= 30s
 
-.PHONY: bench bench-full bench-smoke screenshot fuzz fuzz-short help build build-go build-client demo test test-go test-client check-compose test-compose lint deps-test up down clean
+.PHONY: soak soak-short bench bench-full bench-smoke screenshot fuzz fuzz-short help build build-go build-client demo test test-go test-client check-compose test-compose test-compose-scale lint deps-test up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -42,7 +42,7 @@ test-client: build ## TypeScript unit, integration (real binaries) and browser (
 screenshot: build ## refresh docs/demo.png from the browser test
 	cd client && UPDATE_SCREENSHOT=1 EXPORTSTREAM_BIN_DIR=$(CURDIR)/bin npx vitest run --project browser
 
-check-compose: ## validate docker-compose.yml
+check-compose: ## validate docker-compose.yml and the scale override
 	@scripts/check-compose.sh
 
 BACKEND_FUZZ := FuzzDecodeRequest FuzzContentDisposition FuzzParseLastEventID
@@ -62,6 +62,15 @@ lint: $(GOLANGCI) ## gofmt, go vet, golangci-lint, GOWORK=off + CGO_ENABLED=0 bu
 	go vet $(addprefix ./,$(addsuffix /...,$(GO_MODULES)))
 	@for m in $(GO_MODULES); do (cd $$m && $(GOLANGCI) run ./... && GOWORK=off CGO_ENABLED=0 go build -o /dev/null ./...) || exit 1; done
 	cd client && npm run typecheck
+
+SOAK_DURATION ?= 10m
+SOAK_TIMEOUT  ?= 30m
+
+soak: ## the soak (RELIABILITY.md): real backend + BFF under random creates, subscribes, cancels, downloads and disconnects for SOAK_DURATION (default 10m); fails on growth or a job left unfinished
+	set -o pipefail; cd bff && SOAK_DURATION=$(SOAK_DURATION) go test -count=1 -run='^TestSoak$$' -timeout=$(SOAK_TIMEOUT) -v ./cmd/bff/ | grep -v '^{"time'
+
+soak-short: ## the soak for 60 s
+	@$(MAKE) --no-print-directory soak SOAK_DURATION=60s SOAK_TIMEOUT=5m
 
 bench/baselines/node_modules/.package-lock.json: bench/baselines/package-lock.json
 	cd bench/baselines && npm ci --no-audit --no-fund
@@ -83,6 +92,9 @@ bench-smoke: $(BENCH_DEPS) ## the harness at tiny sizes (seconds) and one pass o
 
 test-compose: ## docker compose for real: build, up --wait, an export through nginx, a backend restart, down -v (root on Debian: installs Docker)
 	@scripts/compose-test.sh
+
+test-compose-scale: ## the same on docker-compose.scale.yml: Redis, 2 backends, 2 BFFs behind nginx; kill -9 a backend and a BFF mid-export (not in make test)
+	@COMPOSE_SCALE=1 scripts/compose-test.sh
 
 up: ## docker compose up --build --wait: the demo on http://localhost:3000 (needs Docker)
 	docker compose up --build --wait

@@ -16,4 +16,6 @@ else
   exit 0
 fi
 "${compose[@]}" -f docker-compose.yml config --quiet
-echo "check-compose: docker-compose.yml is valid ($("${compose[@]}" version --short 2>/dev/null || echo compose))"
+# The scale-out variant is an override on top of it.
+"${compose[@]}" -f docker-compose.yml -f docker-compose.scale.yml config --quiet
+echo "check-compose: docker-compose.yml and docker-compose.scale.yml on top are valid ($("${compose[@]}" version --short 2>/dev/null || echo compose))"

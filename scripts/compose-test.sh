@@ -15,8 +15,16 @@
 # into .tools/docker/. Without Docker otherwise: a loud skip, or a failure
 # under CI=true. Every step is bounded in time; cleanup runs on failure too.
 #
+# `make test-compose-scale` (COMPOSE_SCALE=1) runs the same on top of
+# docker-compose.scale.yml: Redis, 2 backends, 2 BFFs behind nginx. Then the
+# integration suite's requests alternate between the BFFs, and instead of a
+# restart it kills (SIGKILL) one backend and the BFF holding the subscriber's
+# stream in the middle of an export; the subscriber reconnects through nginx
+# with Last-Event-ID and sees the export to its one COMPLETED.
+#
 #   COMPOSE_TEST_PORT=3000   publish nginx there (default: a free port)
 #   COMPOSE_VERSION=v5.6.0   the compose plugin to build when missing
+#   COMPOSE_SCALE=1          the scale-out variant
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -132,13 +140,22 @@ images=$(timeout 300 scripts/docker-base-images.sh) || fail "scripts/docker-base
 while IFS='=' read -r k v; do
   [[ $k == *_IMAGE ]] && export "$k=$v" && say "$k=$v"
 done <<<"$images"
-[[ -n ${GO_IMAGE:-} && -n ${NODE_IMAGE:-} && -n ${NGINX_IMAGE:-} ]] || fail "base images not made"
+[[ -n ${GO_IMAGE:-} && -n ${NODE_IMAGE:-} && -n ${NGINX_IMAGE:-} && -n ${REDIS_IMAGE:-} ]] || fail "base images not made"
 
 # --- build and start -------------------------------------------------------
 port=${COMPOSE_TEST_PORT:-$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')}
 export CLIENT_PORT=$port
 project=exportstream-test-$$
 compose=(docker compose -p "$project" -f "$root/docker-compose.yml")
+services=(backend bff client)
+declare -A replicas=([backend]=1 [bff]=1 [client]=1)
+if [[ ${COMPOSE_SCALE:-} == 1 ]]; then
+  compose+=(-f "$root/docker-compose.scale.yml")
+  services=(redis backend bff client)
+  replicas=([redis]=1 [backend]=2 [bff]=2 [client]=1)
+  export REDIS_CLAIM_IDLE=5s # a killed backend's export moves on within seconds
+  say "scale-out variant: docker-compose.scale.yml on top"
+fi
 base=http://127.0.0.1:$port
 
 phase "build + up --wait"
@@ -149,16 +166,17 @@ say "$(grep -c '^Step ' "$work/up.log" || true) build steps, $(grep -c 'Using ca
 phase "the stack"
 ps_out=$(timeout 30 "${compose[@]}" ps --format '{{.Service}} {{.Health}}')
 echo "$ps_out" | sed 's/^/  /'
-for s in backend bff client; do
-  grep -qx "$s healthy" <<<"$ps_out" || fail "$s is not healthy"
+for s in "${services[@]}"; do
+  n=$(grep -cx "$s healthy" <<<"$ps_out" || true)
+  [[ $n == "${replicas[$s]}" ]] || fail "$s: $n healthy, want ${replicas[$s]}"
 done
 # Published ports: nginx only, on 127.0.0.1 only.
 ports=$(docker ps --filter "label=com.docker.compose.project=$project" --format '{{.Names}} {{.Ports}}')
 echo "$ports" | sed 's/^/  /'
 ! grep -E -- '->' <<<"$ports" | grep -v -- '-client-' >/dev/null || fail "a service other than client is published"
 ! grep -oE '[0-9a-f.:\[\]]+:[0-9]+->' <<<"$ports" | grep -v '^127\.0\.0\.1:' >/dev/null || fail "published beyond 127.0.0.1"
-for s in backend bff client; do
-  id=$("${compose[@]}" ps -q "$s")
+for id in $("${compose[@]}" ps -q); do
+  s=$(docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}}-{{index .Config.Labels "com.docker.compose.container-number"}}' "$id")
   read -r user ro restart <<<"$(docker inspect -f '{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.RestartPolicy.Name}}' "$id")"
   say "$s: user $user, read-only root $ro, restart $restart"
   [[ -n $user && $user != 0* && $user != root ]] || fail "$s runs as root"
@@ -215,7 +233,7 @@ node -e "process.exit($last-$first >= 1 ? 0 : 1)" || fail "events came within $s
 download_and_verify "$work/events1" first
 
 phase "JSON logs"
-for s in backend bff client; do
+for s in backend bff client; do # redis logs its own text format
   logs=$(timeout 20 "${compose[@]}" logs --no-color --no-log-prefix "$s") || fail "docker compose logs $s"
   line=$(grep '^{' <<<"$logs" | head -1)
   [[ -n $line ]] || fail "$s logged no JSON line"
@@ -223,6 +241,24 @@ for s in backend bff client; do
 done
 grep -q "\"uri\":\"/api/exports/$code/events\"" <<<"$logs" || fail "nginx's JSON access log lacks the events request"
 
+integration_profile() {
+  phase "integration profile"
+  # The container reaches nginx by service name, as the suite does.
+  timeout 300 "${compose[@]}" --profile test run --rm --no-deps integration \
+    node -e 'fetch(process.env.EXPORTSTREAM_BFF_URL + "/healthz").then(r => { console.log("integration container: " + process.env.EXPORTSTREAM_BFF_URL + "/healthz " + r.status); process.exit(r.ok ? 0 : 1) }, e => { console.error(e); process.exit(1) })' \
+    >"$work/integration.log" 2>&1 || { tail -30 "$work/integration.log" >&2; fail "the integration container cannot reach the stack"; }
+  grep 'integration container' "$work/integration.log" | sed 's/^/  /'
+  if grep -rqs EXPORTSTREAM_BFF_URL client/test/; then
+    timeout 300 "${compose[@]}" --profile test run --rm integration >"$work/integration.log" 2>&1 ||
+      { tail -60 "$work/integration.log" >&2; fail "the integration suite failed against the stack"; }
+    tail -6 "$work/integration.log" | sed 's/^/  /'
+  else
+    say "the client's integration suite does not read EXPORTSTREAM_BFF_URL yet: wired, not run"
+  fi
+
+}
+
+if [[ ${COMPOSE_SCALE:-} != 1 ]]; then
 phase "backend restart in the middle of an export"
 code=$(create 200000 10000)
 say "created $code; subscribing"
@@ -245,18 +281,69 @@ download_and_verify "$work/events2" resumed
 ps_out=$(timeout 30 "${compose[@]}" ps --format '{{.Service}} {{.Health}}')
 grep -q '^backend \(healthy\|starting\)$' <<<"$ps_out" || fail "backend after restart: $ps_out"
 
-phase "integration profile"
-# The container reaches nginx by service name, as the suite does.
-timeout 300 "${compose[@]}" --profile test run --rm --no-deps integration \
-  node -e 'fetch(process.env.EXPORTSTREAM_BFF_URL + "/healthz").then(r => { console.log("integration container: " + process.env.EXPORTSTREAM_BFF_URL + "/healthz " + r.status); process.exit(r.ok ? 0 : 1) }, e => { console.error(e); process.exit(1) })' \
-  >"$work/integration.log" 2>&1 || { tail -30 "$work/integration.log" >&2; fail "the integration container cannot reach the stack"; }
-grep 'integration container' "$work/integration.log" | sed 's/^/  /'
-if grep -rqs EXPORTSTREAM_BFF_URL client/test/; then
-  timeout 300 "${compose[@]}" --profile test run --rm integration >"$work/integration.log" 2>&1 ||
-    { tail -60 "$work/integration.log" >&2; fail "the integration suite failed against the stack"; }
-  tail -6 "$work/integration.log" | sed 's/^/  /'
+integration_profile
 else
-  say "the client's integration suite does not read EXPORTSTREAM_BFF_URL yet: wired, not run"
+integration_profile
+# nginx's access log names the BFF of every request: both served the suite.
+bffs=$(timeout 20 "${compose[@]}" logs --no-color --no-log-prefix client |
+  grep '"uri":"/api/' | grep -oE '"upstream":"[^"]*"' | grep -oE '[0-9a-f.:]+:8080' | sort | uniq -c)
+echo "$bffs" | sed 's/^/  requests per BFF: /'
+(($(wc -l <<<"$bffs") == 2)) || fail "the /api/ requests did not alternate between the two BFFs"
+
+phase "kill -9 a backend and the subscriber's BFF in the middle of an export"
+# metric NAME CONTAINER: a BFF's Prometheus value, read from inside nginx's
+# container (the BFFs are not published; their images have no shell).
+metric() {
+  local ip
+  ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$2")
+  timeout 10 docker exec "$("${compose[@]}" ps -q client)" wget -q -O - "http://$ip:8080/metrics" |
+    awk -v n="$1" '$1 == n { print $2 }'
+}
+code=$(create 200000 10000)
+say "created $code; subscribing"
+follow "$work/events2" "$code" &
+follower=$!
+for _ in $(seq 100); do
+  p=$(field "$work/events2" 'j.progress' 2>/dev/null || true)
+  [[ -n $p && $p -ge 10 ]] && break
+  sleep 0.1
+done
+[[ -n $p && $p -ge 10 && $p -lt 100 ]] || fail "the export did not get under way (progress ${p:-none})"
+doomed_bff=
+for id in $("${compose[@]}" ps -q bff); do
+  [[ $(metric exportstream_bff_subscribers_active "$id") == 1 ]] && doomed_bff=$id
+done
+[[ -n $doomed_bff ]] || fail "no BFF has the subscriber's stream"
+doomed_backend=$("${compose[@]}" ps -q backend | head -1)
+say "at $p %: docker kill -s KILL a backend and the BFF with the stream"
+docker kill -s KILL "$doomed_backend" "$doomed_bff" >/dev/null || fail "docker kill"
+wait "$follower" && fail "the stream survived its BFF's death?"
+last=$(grep ' id: ' "$work/events2" | tail -1 | sed 's/^[^ ]* id: //')
+[[ -n $last ]] || fail "no event id before the kill"
+say "the stream broke with its BFF after id $last; reconnecting through nginx with Last-Event-ID: $last"
+timeout 120 curl -sS -N -b "$work/cookies" -H "Last-Event-ID: $last" "$base/api/exports/$code/events" |
+  while IFS= read -r line; do printf '%s %s\n' "$(date +%s.%N)" "$line"; done >"$work/events3" ||
+  fail "the resumed stream broke (curl status $?)"
+cat "$work/events2" "$work/events3" >"$work/events"
+# Ids strictly increasing across both connections; every one the job's seq;
+# exactly one terminal event, the last, COMPLETED.
+node -e '
+  const lines = require("fs").readFileSync(process.argv[1], "utf8").split("\n");
+  let id, prev = 0, terminal = 0, last, n = 0;
+  for (const l of lines) {
+    const m = /^\S+ (id|data): (.*)$/.exec(l);
+    if (!m) continue;
+    if (m[1] === "id") { id = Number(m[2]); continue; }
+    const j = JSON.parse(m[2]);
+    if (j.seq !== id) throw new Error(`event id ${id} carries seq ${j.seq}`);
+    if (j.seq <= prev) throw new Error(`seq ${j.seq} after ${prev}`);
+    prev = j.seq; n++; last = j;
+    if (["COMPLETED", "FAILED", "CANCELLED"].includes(j.status)) terminal++;
+  }
+  if (terminal !== 1 || last.status !== "COMPLETED") throw new Error(`${terminal} terminal events, last ${last && last.status}`);
+  console.log(`compose-test: ${n} events over two connections, seqs strictly increasing up to ${prev}, one COMPLETED`);
+' "$work/events" || fail "the events across the BFF kill are wrong"
+download_and_verify "$work/events" resumed
 fi
 
 phase "down -v"

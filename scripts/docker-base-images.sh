@@ -13,10 +13,15 @@
 #   NGINX_IMAGE=exportstream-local/nginx:… nginx stand-in: Debian's nginx package
 #                                         plus its libraries, busybox (wget for
 #                                         the healthcheck, as in nginx:alpine)
+#   REDIS_IMAGE=exportstream-local/redis:… redis:7 stand-in (docker-compose.scale.yml):
+#                                         Debian's redis-server and redis-cli plus
+#                                         their libraries, busybox, user redis
+#                                         (999) owning /data, as the official image
 #
 # Images are tagged with a hash of what went in and reused while it is the
 # same. Work files live in .tools/docker-base/ (git-ignored). Needs docker,
-# go, node/npm; on Debian, apt-get download for busybox-static and nginx.
+# go, node/npm; on Debian, apt-get download for busybox-static, nginx and
+# redis-tools (run as root: /data of the redis image is owned by uid 999).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -186,6 +191,40 @@ else
   rm -rf "$stage"
 fi
 
+# --- Redis: Debian's redis-tools (redis-server is its redis-check-rdb) -------
+if ! ls "$debs"/redis-tools_*.deb >/dev/null 2>&1; then
+  say "fetching redis-tools with apt-get download"
+  (cd "$debs" && apt-get download -qq redis-tools 2>/dev/null)
+fi
+redis_tag="exportstream-local/redis:$( (cd "$debs" && ls redis-tools_*.deb; echo v1) | hash_of)"
+if exists "$redis_tag"; then
+  say "$redis_tag is there"
+else
+  say "building $redis_tag ($(cd "$debs" && ls redis-tools_*.deb))"
+  x=$(mktemp -d)
+  dpkg-deb -x "$debs"/redis-tools_*.deb "$x"
+  stage=$(mktemp -d)
+  stage_busybox "$stage"
+  echo 'redis:x:999:999:redis:/data:/bin/false' >>"$stage/etc/passwd"
+  echo 'redis:x:999:' >>"$stage/etc/group"
+  mkdir -p "$stage/usr/local/bin" "$stage/data"
+  # The server is redis-check-rdb started under the name redis-server (as
+  # Debian's symlink does); the official image has both on the PATH too.
+  cp "$x/usr/bin/redis-check-rdb" "$stage/usr/local/bin/redis-server"
+  cp "$x/usr/bin/redis-cli" "$stage/usr/local/bin/redis-cli"
+  stage_libs "$stage" "$x/usr/bin/redis-check-rdb" "$x/usr/bin/redis-cli"
+  chown 999:999 "$stage/data"
+  rm -rf "$x"
+  tar -c -C "$stage" . | docker import \
+    --change 'ENV PATH=/usr/local/bin:/bin:/usr/bin' \
+    --change 'WORKDIR /data' \
+    --change 'EXPOSE 6379' \
+    --change 'CMD ["redis-server"]' \
+    - "$redis_tag" >/dev/null
+  rm -rf "$stage"
+fi
+
 echo "GO_IMAGE=$go_tag"
 echo "NODE_IMAGE=$node_tag"
 echo "NGINX_IMAGE=$nginx_tag"
+echo "REDIS_IMAGE=$redis_tag"

@@ -80,10 +80,12 @@ func startProcess(t *testing.T, bin string, args ...string) (*exec.Cmd, string) 
 
 // balancer spreads requests over the backends round-robin and skips one
 // that refuses connections, as a load balancer with health checks would.
+// observe, when set, sees each request and the backend chosen for it.
 type balancer struct {
 	mu       sync.Mutex
 	backends []*url.URL
 	next     int
+	observe  func(r *http.Request, target *url.URL)
 }
 
 func (b *balancer) add(raw string) {
@@ -104,6 +106,9 @@ func (b *balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, u := range order {
 		if c, err := net.DialTimeout("tcp", u.Host, time.Second); err == nil {
 			_ = c.Close()
+			if b.observe != nil {
+				b.observe(r, u)
+			}
 			p := httputil.NewSingleHostReverseProxy(u)
 			p.FlushInterval = -1 // event streams pass at once
 			p.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, _ error) { w.WriteHeader(http.StatusBadGateway) }
@@ -134,11 +139,19 @@ func startScaledStack(t *testing.T) *scaledStack {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	s.lbURL = "http://" + ln.Addr().String()
-	_, s.bffURL = startProcess(t, buildBFF(t), "-addr", "127.0.0.1:0", "-backend-url", s.lbURL,
-		"-session-secret", strings.Repeat("s", 32), "-upstream-giveup", "60s", "-create-burst", "100")
+	_, s.bffURL = s.startBFF(t)
 	jar, _ := cookiejar.New(nil)
 	s.browser = &http.Client{Jar: jar}
 	return s
+}
+
+// startBFF starts one more BFF in front of the backends' balancer; every BFF
+// of a stack has the same session secret, so any serves any browser.
+func (s *scaledStack) startBFF(t *testing.T, extra ...string) (*exec.Cmd, string) {
+	t.Helper()
+	args := append([]string{"-addr", "127.0.0.1:0", "-backend-url", s.lbURL,
+		"-session-secret", strings.Repeat("s", 32), "-upstream-giveup", "60s", "-create-burst", "100"}, extra...)
+	return startProcess(t, buildBFF(t), args...)
 }
 
 // replica starts one more backend on the stack's Redis and files directory.
