@@ -31,7 +31,7 @@ demo: build ## run backend + BFF natively and serve the demo on http://localhost
 deps-test: ## install what the tests need (npm packages; Debian packages when root)
 	@scripts/install-test-deps.sh
 
-test: deps-test build lint test-go fuzz-short bench-smoke test-client check-compose test-compose ## run every test (Go -race, TypeScript, browser, compose)
+test: deps-test build lint test-go fuzz-short bench-smoke soak-short test-client check-compose test-compose ## run every test (Go -race, TypeScript, browser, compose)
 
 test-go: ## Go tests with the race detector, both modules
 	go test -race -count=1 $(addprefix ./,$(addsuffix /...,$(GO_MODULES)))

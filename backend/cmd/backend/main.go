@@ -51,6 +51,7 @@ type config struct {
 	healthcheck       bool
 	redisURL          string
 	claimIdle         time.Duration
+	diskReserve       int
 }
 
 func parseFlags(args []string, stdout io.Writer) (config, error) {
@@ -78,6 +79,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.BoolVar(&c.healthcheck, "healthcheck", false, "GET /healthz of the server on -addr (via 127.0.0.1) and exit 0 if it answers 200, 1 otherwise: the container healthcheck")
 	fs.StringVar(&c.redisURL, "redis-url", e.str("REDIS_URL", ""), "redis://… : share jobs, events and work with other replicas through Redis; DATA_DIR must then be a directory they all share (REDIS_URL)")
 	fs.DurationVar(&c.claimIdle, "claim-idle", e.duration("REDIS_CLAIM_IDLE", 30*time.Second), "with Redis: a running export whose replica is silent this long is taken over by another (REDIS_CLAIM_IDLE)")
+	fs.IntVar(&c.diskReserve, "disk-reserve", e.integer("DISK_RESERVE", 4<<20), "bytes of the data directory's disk kept in reserve: given up when the disk fills so running exports can still be marked FAILED; creates get 507 until it can be written back; 0 for none (DISK_RESERVE)")
 	if err := errors.Join(e.errs...); err != nil {
 		return c, err
 	}
@@ -85,6 +87,8 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 		return c, fmt.Errorf("parse flags: %w", err)
 	}
 	switch {
+	case c.diskReserve < 0:
+		return c, errors.New("-disk-reserve must not be negative")
 	case c.workers < 1 || c.queueSize < 1:
 		return c, errors.New("-workers and -queue-size must be at least 1")
 	case c.retention <= 0 || c.progressInterval < 0 || c.heartbeat <= 0 || c.retry <= 0:
@@ -121,6 +125,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		FilesDir:         filesDir,
 		ProgressInterval: cfg.progressInterval,
 		Retention:        cfg.retention,
+		MinFree:          int64(cfg.diskReserve),
 		Durable:          !cfg.memory || cfg.redisURL != "",
 		OnFinish:         httpapi.ObserveGeneration(generation),
 		Queue:            queue,
@@ -170,7 +175,7 @@ func openStore(cfg config) (store.Store, string, func(), error) {
 		}
 		return store.NewMemory(), dir, func() { _ = os.RemoveAll(dir) }, nil
 	}
-	st, err := store.Open(cfg.dataDir)
+	st, err := store.Open(cfg.dataDir, store.WithDiskReserve(int64(cfg.diskReserve)))
 	if err != nil {
 		return nil, "", nil, err
 	}

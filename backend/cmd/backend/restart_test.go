@@ -47,10 +47,11 @@ type proc struct {
 	url string
 }
 
-// start runs the real binary on dataDir and returns once it listens.
-func start(t *testing.T, dataDir string) *proc {
+// start runs the real binary on dataDir (with extra flags) and returns
+// once it listens.
+func start(t *testing.T, dataDir string, extra ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary, "-addr", "127.0.0.1:0", "-data-dir", dataDir, "-workers", "8")
+	cmd := exec.Command(binary, append([]string{"-addr", "127.0.0.1:0", "-data-dir", dataDir, "-workers", "8"}, extra...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

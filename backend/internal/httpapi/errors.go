@@ -27,7 +27,7 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	if e.Status >= 500 {
 		s.log.Error("request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
 	}
-	if e.Status == http.StatusServiceUnavailable || e.Status == http.StatusTooManyRequests {
+	if e.Status == http.StatusServiceUnavailable || e.Status == http.StatusTooManyRequests || e.Status == http.StatusInsufficientStorage {
 		c.Header("Retry-After", strconv.Itoa(5))
 	}
 	c.AbortWithStatusJSON(e.Status, gin.H{"error": e})
@@ -68,6 +68,10 @@ func (s *Server) toAPIError(err error) *apiError {
 		return &apiError{http.StatusServiceUnavailable, "QUEUE_FULL", err.Error()}
 	case errors.Is(err, job.ErrStoreUnavailable):
 		return &apiError{http.StatusServiceUnavailable, "STORE_UNAVAILABLE", job.ErrStoreUnavailable.Error()}
+	case errors.Is(err, job.ErrStorageFull):
+		return &apiError{http.StatusInsufficientStorage, "INSUFFICIENT_STORAGE", job.ErrStorageFull.Error()}
+	case errors.Is(err, job.ErrStorageReadOnly):
+		return &apiError{http.StatusServiceUnavailable, "STORAGE_READ_ONLY", job.ErrStorageReadOnly.Error()}
 	case errors.Is(err, job.ErrUnavailable):
 		return &apiError{http.StatusServiceUnavailable, "UNAVAILABLE", err.Error()}
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/exportstream/exportstream/backend/internal/job"
 	"github.com/exportstream/exportstream/backend/internal/store"
@@ -39,6 +40,8 @@ func newMetrics(st store.Store, pool *worker.Pool) *metrics {
 		}),
 	}
 	m.registry.MustRegister(m.streamsOpened, m.streamsActive, m.eventsSent, jobsCollector{st},
+		// go_goroutines, process_open_fds, process_resident_memory_bytes…
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "exportstream_backend_queue_depth",
 			Help: "Accepted exports waiting for a worker.",

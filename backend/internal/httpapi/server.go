@@ -198,6 +198,10 @@ func (s *Server) create(c *gin.Context) {
 			return
 		}
 	}
+	if err := s.Pool.RoomForNew(); err != nil {
+		s.writeError(c, fmt.Errorf("create export: %w", err))
+		return
+	}
 	j := job.New(req, owner, time.Now().UTC())
 	stored, created, err := s.Store.Create(c, j, c.GetHeader("Idempotency-Key"))
 	if err != nil {

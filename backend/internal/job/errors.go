@@ -17,7 +17,12 @@ var (
 	// ErrStoreUnavailable wraps a failure to reach a shared store (Redis):
 	// the request may succeed when it is back.
 	ErrStoreUnavailable = errors.New("the job store is unreachable, try again shortly")
-	ErrKeyReused        = errors.New("this Idempotency-Key was used with a different request")
+	// ErrStorageFull: the disk of the data directory is full (ENOSPC,
+	// EDQUOT, EFBIG). Creates are refused until there is room again.
+	ErrStorageFull = errors.New("the export service's storage is full, try again later")
+	// ErrStorageReadOnly: the data directory cannot be written (EROFS).
+	ErrStorageReadOnly = errors.New("the export service's storage is read-only, try again later")
+	ErrKeyReused       = errors.New("this Idempotency-Key was used with a different request")
 	// ErrTerminal is returned by a change to a job that has already ended.
 	ErrTerminal = errors.New("export has already ended")
 )

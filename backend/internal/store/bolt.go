@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -26,24 +27,61 @@ type record struct {
 	Key     string      `json:"key,omitempty"`
 }
 
-type boltDisk struct{ db *bolt.DB }
+type boltDisk struct {
+	db      *bolt.DB
+	reserve *reserve
+}
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct{ diskReserve int64 }
+
+// WithDiskReserve keeps bytes of the data directory's disk in reserve (a
+// file of that size, ReserveFile): when the disk fills, it is given up so
+// running jobs can still be marked FAILED. Creates are refused with
+// job.ErrStorageFull unless the reserve is in place and as many bytes
+// again are free. 0 (the default): no reserve, no check.
+func WithDiskReserve(bytes int64) Option { return func(o *options) { o.diskReserve = bytes } }
+
+// ReserveFile is the name of the disk reserve in the data directory.
+const ReserveFile = "disk-reserve"
 
 // Open opens (creating if needed) the durable store in dir and loads every
-// job, key and tombstone into memory.
-func Open(dir string) (Store, error) {
+// job, key and tombstone into memory. A full or read-only disk is reported
+// as job.ErrStorageFull or job.ErrStorageReadOnly.
+func Open(dir string, opts ...Option) (Store, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
+		return nil, fmt.Errorf("open store: %w", StorageError(err))
 	}
 	db, err := bolt.Open(filepath.Join(dir, "exportstream.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
+		return nil, fmt.Errorf("open store: %w", StorageError(err))
 	}
-	s := newJobs(&boltDisk{db: db})
+	disk := &boltDisk{db: db, reserve: newReserve(filepath.Join(dir, ReserveFile), o.diskReserve)}
+	s := newJobs(disk)
 	if err := s.load(db); err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("open store: %w", err)
+		return nil, fmt.Errorf("open store: %w", StorageError(err))
 	}
+	// No room for the reserve: start anyway. Reads and downloads work;
+	// creates get job.ErrStorageFull until there is room.
+	_ = disk.reserve.roomForNew()
 	return s, nil
+}
+
+// write runs a change. On a full disk it gives up the reserve and tries
+// once more, so the change (a running job's failure, say) still lands.
+func (d *boltDisk) write(change func() error) error {
+	err := StorageError(change())
+	if errors.Is(err, job.ErrStorageFull) && d.reserve.release() {
+		err = StorageError(change())
+	}
+	return err
 }
 
 func (s *jobs) load(db *bolt.DB) error {
@@ -98,8 +136,10 @@ func (d *boltDisk) putJob(j job.Job, key string) error {
 	if err != nil {
 		return err
 	}
-	return d.db.Batch(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketJobs).Put([]byte(j.Code), v)
+	return d.write(func() error {
+		return d.db.Batch(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketJobs).Put([]byte(j.Code), v)
+		})
 	})
 }
 
@@ -114,14 +154,19 @@ func (d *boltDisk) createJob(j job.Job, key string, k idemKey) error {
 			return err
 		}
 	}
-	return d.db.Batch(func(tx *bolt.Tx) error {
+	// A new job only when the disk has room for the reserve: the room it
+	// frees is for the jobs already running.
+	if err := d.reserve.roomForNew(); err != nil {
+		return err
+	}
+	return StorageError(d.db.Batch(func(tx *bolt.Tx) error {
 		if kv != nil {
 			if err := tx.Bucket(bucketKeys).Put([]byte(keyID(j.Owner, key)), kv); err != nil {
 				return err
 			}
 		}
 		return tx.Bucket(bucketJobs).Put([]byte(j.Code), v)
-	})
+	}))
 }
 
 func (d *boltDisk) deleteJob(code, keyID string, tomb *tombstone) error {
@@ -132,23 +177,25 @@ func (d *boltDisk) deleteJob(code, keyID string, tomb *tombstone) error {
 			return err
 		}
 	}
-	return d.db.Batch(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketJobs).Delete([]byte(code)); err != nil {
-			return err
-		}
-		if err := tx.Bucket(bucketKeys).Delete([]byte(keyID)); err != nil {
-			return err
-		}
-		if tv != nil {
-			return tx.Bucket(bucketGone).Put([]byte(code), tv)
-		}
-		return nil
+	return d.write(func() error {
+		return d.db.Batch(func(tx *bolt.Tx) error {
+			if err := tx.Bucket(bucketJobs).Delete([]byte(code)); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketKeys).Delete([]byte(keyID)); err != nil {
+				return err
+			}
+			if tv != nil {
+				return tx.Bucket(bucketGone).Put([]byte(code), tv)
+			}
+			return nil
+		})
 	})
 }
 
 // sweep drops keys and tombstones older than cutoff.
 func (d *boltDisk) sweep(cutoff time.Time) error {
-	return d.db.Update(func(tx *bolt.Tx) error {
+	return StorageError(d.db.Update(func(tx *bolt.Tx) error {
 		if err := deleteOlder(tx.Bucket(bucketKeys), cutoff, func(v []byte) (time.Time, error) {
 			var k idemKey
 			err := json.Unmarshal(v, &k)
@@ -161,7 +208,7 @@ func (d *boltDisk) sweep(cutoff time.Time) error {
 			err := json.Unmarshal(v, &t)
 			return t.At, err
 		})
-	})
+	}))
 }
 
 func deleteOlder(b *bolt.Bucket, cutoff time.Time, at func([]byte) (time.Time, error)) error {

@@ -41,6 +41,9 @@ type Config struct {
 	Durable bool
 	// OnFinish, if set, is told how each generation ended (metrics).
 	OnFinish func(status job.Status, took time.Duration)
+	// MinFree is the room FilesDir's disk must have left for a new export
+	// to be accepted (RoomForNew); 0: only that it is writable.
+	MinFree int64
 	// Queue, if set, replaces the in-process queue of QueueSize (a
 	// RedisQueue, so that several replicas share the work).
 	Queue Queue
@@ -130,6 +133,11 @@ func (p *Pool) Cancel(code string) {
 		cancel()
 	}
 }
+
+// RoomForNew says whether the files directory can take a new export:
+// job.ErrStorageReadOnly or job.ErrStorageFull if it cannot, so a create
+// is refused at once instead of failing once it runs.
+func (p *Pool) RoomForNew() error { return store.DiskRoom(p.cfg.FilesDir, p.cfg.MinFree) }
 
 // QueueDepth is how many accepted jobs wait for a worker.
 func (p *Pool) QueueDepth() int { return p.queue.Depth() }
@@ -269,9 +277,13 @@ func (p *Pool) end(ctx context.Context, code string, start time.Time, change fun
 // at its checkpoint when the pool shuts down.
 func (p *Pool) generate(ctx context.Context, code string, start time.Time) error {
 	j, err := p.store.Update(ctx, code, unlessEnded(func(j *job.Job) { j.Status = job.StatusInProgress }))
-	if errors.Is(err, job.ErrTerminal) || errors.Is(err, job.ErrNotFound) {
+	switch {
+	case errors.Is(err, job.ErrTerminal) || errors.Is(err, job.ErrNotFound):
 		return nil // cancelled or deleted while queued
-	} else if err != nil {
+	case errors.Is(err, job.ErrStorageFull), errors.Is(err, job.ErrStorageReadOnly):
+		p.fail(code, failureOf(err, "")) // never left PENDING for want of disk
+		return fmt.Errorf("start %s: %w", code, err)
+	case err != nil:
 		return fmt.Errorf("start %s: %w", code, err)
 	}
 	// A name of its own: after a takeover two workers may briefly write
@@ -279,12 +291,11 @@ func (p *Pool) generate(ctx context.Context, code string, start time.Time) error
 	tmp := p.FilePath(code) + "." + rand.Text() + ".tmp"
 	sum, size, err := p.writeFile(ctx, j, tmp)
 	if err != nil {
-		_ = os.Remove(tmp)
+		_ = os.Remove(tmp) // on a full disk, this gives the room back at once
+		err = store.StorageError(err)
 	}
 	failed := func(message string) func(*job.Job) {
-		return func(j *job.Job) {
-			j.Status, j.Error = job.StatusFailed, &job.Failure{Code: "GENERATION_FAILED", Message: message}
-		}
+		return func(j *job.Job) { j.Status, j.Error = job.StatusFailed, failureOf(err, message) }
 	}
 	var failure *simulatedFailure
 	switch {
@@ -308,6 +319,8 @@ func (p *Pool) generate(ctx context.Context, code string, start time.Time) error
 		return errors.Join(fmt.Errorf("write %s: %w", code, err), p.end(ctx, code, start, failed("the file could not be written")))
 	}
 	if err = os.Rename(tmp, p.FilePath(code)); err != nil {
+		_ = os.Remove(tmp)
+		err = store.StorageError(err)
 		return errors.Join(fmt.Errorf("store %s: %w", code, err), p.end(ctx, code, start, failed("the file could not be stored")))
 	}
 	err = p.end(ctx, code, start, func(j *job.Job) {
@@ -324,6 +337,18 @@ func (p *Pool) generate(ctx context.Context, code string, start time.Time) error
 		_ = p.RemoveFile(code) // cancelled at the last moment: no orphan file
 	}
 	return err
+}
+
+// failureOf says why a generation could not finish: a full or read-only
+// disk by name (the user can do nothing but try later), else message.
+func failureOf(err error, message string) *job.Failure {
+	switch {
+	case errors.Is(err, job.ErrStorageFull):
+		return &job.Failure{Code: "STORAGE_FULL", Message: "the export service ran out of disk space; start the export again later"}
+	case errors.Is(err, job.ErrStorageReadOnly):
+		return &job.Failure{Code: "STORAGE_READ_ONLY", Message: "the export service's storage became read-only; start the export again later"}
+	}
+	return &job.Failure{Code: "GENERATION_FAILED", Message: message}
 }
 
 // errOvertaken: the job's checkpoint is past this worker's, so another

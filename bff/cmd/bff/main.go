@@ -54,6 +54,8 @@ type config struct {
 	writeTimeout         time.Duration
 	coalesce             bool
 	shutdownTimeout      time.Duration
+	readHeaderTimeout    time.Duration
+	multiplexResync      time.Duration
 	logLevel             slog.Level
 	healthcheck          bool
 }
@@ -82,6 +84,8 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.DurationVar(&c.writeTimeout, "write-timeout", e.duration("STREAM_WRITE_TIMEOUT", 10*time.Second), "a browser whose stream writes block this long is disconnected (STREAM_WRITE_TIMEOUT)")
 	fs.BoolVar(&c.coalesce, "coalesce", true, "share one upstream per job among browsers; false is the seed's design, for benchmarks only")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", e.duration("SHUTDOWN_TIMEOUT", 10*time.Second), "time given to requests to finish on shutdown (SHUTDOWN_TIMEOUT)")
+	fs.DurationVar(&c.multiplexResync, "multiplex-resync", e.duration("MULTIPLEX_RESYNC", 10*time.Second), "how often an open /api/events stream re-lists its session's jobs, to join those created through another BFF instance; 0 turns it off (MULTIPLEX_RESYNC)")
+	fs.DurationVar(&c.readHeaderTimeout, "read-header-timeout", e.duration("READ_HEADER_TIMEOUT", 10*time.Second), "a client must send a request's headers within this, or it is cut off (slowloris) (READ_HEADER_TIMEOUT)")
 	fs.TextVar(&c.logLevel, "log-level", e.level("LOG_LEVEL"), "debug, info, warn or error (LOG_LEVEL)")
 	fs.BoolVar(&c.healthcheck, "healthcheck", false, "GET /healthz of the server on -addr (via 127.0.0.1) and exit 0 if it answers 200, 1 otherwise: the container healthcheck")
 	if err := errors.Join(e.errs...); err != nil {
@@ -90,8 +94,8 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	if err := fs.Parse(args); err != nil {
 		return c, fmt.Errorf("parse flags: %w", err)
 	}
-	if c.heartbeat <= 0 || c.retry <= 0 || c.giveUp <= 0 {
-		return c, errors.New("-heartbeat, -retry and -upstream-giveup must be positive")
+	if c.heartbeat <= 0 || c.retry <= 0 || c.giveUp <= 0 || c.readHeaderTimeout <= 0 {
+		return c, errors.New("-heartbeat, -retry, -upstream-giveup and -read-header-timeout must be positive")
 	}
 	return c, nil
 }
@@ -138,6 +142,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		AllowedOrigins:       splitList(cfg.allowedOrigins),
 		MaxStreamsPerSession: cfg.maxStreamsPerSession, MaxStreams: cfg.maxStreams,
 		CreateRate: cfg.createRate, CreateBurst: cfg.createBurst,
+		MultiplexResync: cfg.multiplexResync,
 	})
 
 	ln, err := net.Listen("tcp", cfg.addr)
@@ -146,7 +151,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	// No WriteTimeout: it would cut event streams (they bound each write
 	// themselves). Slow headers are bounded.
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: cfg.readHeaderTimeout, IdleTimeout: 2 * time.Minute}
 	srv.RegisterOnShutdown(api.CloseStreams)
 	log.Info("bff listening", "addr", ln.Addr().String(), "backend", cfg.backendURL, "staticDir", cfg.staticDir, "coalesce", cfg.coalesce)
 	return serve(ctx, srv, ln, cfg.shutdownTimeout)

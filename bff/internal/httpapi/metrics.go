@@ -1,6 +1,9 @@
 package httpapi
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
 
 // Metrics are the BFF's Prometheus series; they also implement relay.Stats.
 type Metrics struct {
@@ -40,7 +43,10 @@ func NewMetrics() *Metrics {
 	m.slowDisconnects = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "exportstream_bff_slow_disconnects_total", Help: "Browser streams cut off because writes stayed blocked past the write timeout.",
 	})
-	m.Registry.MustRegister(m.upstreamsOpened, m.upstreamsActive, m.upstreamConnects, m.subscribersActive, m.eventsRelayed, m.snapshotsDropped, m.slowDisconnects)
+	m.Registry.MustRegister(m.upstreamsOpened, m.upstreamsActive, m.upstreamConnects, m.subscribersActive, m.eventsRelayed, m.snapshotsDropped, m.slowDisconnects,
+		// go_goroutines, process_open_fds, process_resident_memory_bytes…:
+		// what the soak and hostile-client tests watch for leaks.
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -24,6 +26,10 @@ import (
 // highest seq per code), so resuming needs no replay log: the ids,
 // "<code>:<seq>", are informative and Last-Event-ID is not needed to be
 // correct. The stream does not end when a job does.
+//
+// Jobs created through this BFF are joined at once. Behind several BFFs a
+// job created through another instance is found by re-listing the
+// session's jobs every MultiplexResync (and on the tab's next reconnect).
 func (s *Server) sessionEvents(c *gin.Context) {
 	sid := s.ensureSession(c)
 	if e := s.streams.acquire(sid); e != nil {
@@ -54,16 +60,32 @@ func (s *Server) sessionEvents(c *gin.Context) {
 			subs[code] = s.Hub.Subscribe(sid, code, after, ready)
 		}
 	}
-	if w.ping() != nil { // open the stream even for a session with no jobs yet
+	sent := make(map[string]int64) // the highest seq sent per code
+	// catchUp sends the listed snapshots this stream has not sent yet and
+	// follows the unfinished jobs it does not follow yet.
+	catchUp := func(jobs []listedJob) error {
+		for _, j := range jobs {
+			if _, followed := subs[j.Code]; followed || j.Seq <= sent[j.Code] {
+				continue
+			}
+			sent[j.Code] = j.Seq
+			if err := w.event(j.Code+":"+strconv.FormatInt(j.Seq, 10), relay.Event{Data: j.data}); err != nil {
+				return err
+			}
+			if !j.terminal() {
+				follow(j.Code, j.Seq)
+			}
+		}
+		return nil
+	}
+	if w.ping() != nil || catchUp(jobs) != nil { // ping: open the stream even with no jobs yet
 		return
 	}
-	for _, j := range jobs {
-		if w.event(j.Code+":"+strconv.FormatInt(j.Seq, 10), relay.Event{Data: j.data}) != nil {
-			return
-		}
-		if !j.terminal() {
-			follow(j.Code, j.Seq)
-		}
+	var resync <-chan time.Time
+	if s.MultiplexResync > 0 {
+		t := time.NewTicker(s.MultiplexResync)
+		defer t.Stop()
+		resync = t.C
 	}
 
 	heartbeat := time.NewTimer(s.Heartbeat)
@@ -84,6 +106,16 @@ func (s *Server) sessionEvents(c *gin.Context) {
 		case code := <-feed:
 			follow(code, 0)
 			continue
+		case <-resync:
+			jobs, err := s.listJobs(ctx, sid)
+			if err != nil {
+				s.Logger.Debug("resync a multiplexed stream", "err", err)
+				continue
+			}
+			if catchUp(jobs) != nil {
+				return
+			}
+			continue
 		case <-ready:
 		}
 		for code, sub := range subs {
@@ -96,6 +128,7 @@ func (s *Server) sessionEvents(c *gin.Context) {
 				if w.event(id, ev) != nil {
 					return
 				}
+				sent[code] = max(sent[code], ev.Seq)
 				heartbeat.Reset(s.Heartbeat)
 			}
 			if ended {
@@ -120,18 +153,30 @@ func (j listedJob) terminal() bool {
 
 // sessionJobs lists the session's jobs; on failure it has answered.
 func (s *Server) sessionJobs(c *gin.Context, sid string) ([]listedJob, bool) {
-	resp, ok := s.roundTrip(c, http.MethodGet, "/v1/exports", sid, nil)
-	if !ok {
+	jobs, err := s.listJobs(c.Request.Context(), sid)
+	if err != nil {
+		s.Logger.Error("list the session's exports", "err", err)
+		writeError(c, errBackend)
 		return nil, false
 	}
+	return jobs, true
+}
+
+// listJobs asks the backend for the session's jobs, kept as it sent them.
+func (s *Server) listJobs(ctx context.Context, sid string) ([]listedJob, error) {
+	resp, err := s.Backend.Do(ctx, http.MethodGet, "/v1/exports", sid, nil, nil)
+	if err != nil {
+		return nil, err
+	}
 	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("list exports: backend answered %d", resp.StatusCode)
+	}
 	var list struct {
 		Exports []json.RawMessage `json:"exports"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&list); err != nil || resp.StatusCode != http.StatusOK {
-		s.Logger.Error("list the session's exports", "status", resp.StatusCode, "err", err)
-		writeError(c, errBackend)
-		return nil, false
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&list); err != nil {
+		return nil, fmt.Errorf("list exports: %w", err)
 	}
 	jobs := make([]listedJob, 0, len(list.Exports))
 	for _, raw := range list.Exports {
@@ -143,7 +188,7 @@ func (s *Server) sessionJobs(c *gin.Context, sid string) ([]listedJob, bool) {
 		j.data = compact.String()
 		jobs = append(jobs, j)
 	}
-	return jobs, true
+	return jobs, nil
 }
 
 // feeds tells a session's open /api/events streams about jobs the session

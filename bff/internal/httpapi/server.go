@@ -50,6 +50,10 @@ type Config struct {
 	// CreateRate (per second) and CreateBurst bound a session's creates.
 	CreateRate  float64
 	CreateBurst int
+	// MultiplexResync re-lists a session's jobs this often on each open
+	// /api/events stream, to join jobs created through another BFF
+	// instance; 0: only jobs created through this one are joined live.
+	MultiplexResync time.Duration
 }
 
 // Server serves the BFF.
@@ -243,7 +247,7 @@ func (s *Server) roundTrip(c *gin.Context, method, path, owner string, body io.R
 		writeError(c, errBackend)
 		return nil, false
 	}
-	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode >= 500 && resp.StatusCode != http.StatusServiceUnavailable {
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode >= 500 && !passedOn(resp.StatusCode) {
 		// The browser cannot fix our service token or the backend's fault.
 		s.Logger.Error("backend refused the BFF", "method", method, "path", path, "status", resp.StatusCode)
 		_ = resp.Body.Close()
@@ -251,6 +255,14 @@ func (s *Server) roundTrip(c *gin.Context, method, path, owner string, body io.R
 		return nil, false
 	}
 	return resp, true
+}
+
+// passedOn reports whether a backend 5xx means something to the browser:
+// 503 (busy, shutting down: retry later) and 507 (the backend's disk is
+// full: nothing was stored, retry later). Any other is the backend's
+// fault, a 502.
+func passedOn(status int) bool {
+	return status == http.StatusServiceUnavailable || status == http.StatusInsufficientStorage
 }
 
 func copyResponse(c *gin.Context, resp *http.Response, body io.Reader) {

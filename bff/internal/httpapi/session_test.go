@@ -331,3 +331,31 @@ func TestAPagesFirstListStartsTheSessionItsCreatesShare(t *testing.T) {
 		t.Errorf("the session lists %d exports (%v), want the 3 created concurrently", len(list.Exports), err)
 	}
 }
+
+func TestATabsStreamJoinsAJobCreatedThroughAnotherBFF(t *testing.T) {
+	be := startBackend(t)
+	resync := func(_ *relay.Config, h *httpapi.Config) { h.MultiplexResync = 50 * time.Millisecond }
+	bffA, bffB := startBFFWith(t, be.url, "", resync), startBFFWith(t, be.url, "", resync)
+	c := browser() // one session: both BFFs share the secret, cookies ignore ports
+	send(t, c, "GET", bffA+"/api/exports", "", nil)
+	events := multiplexed(t, c, bffA)
+	_, body := send(t, c, "POST", bffB+"/api/exports", `{"rows":1000,"durationMs":500}`, nil)
+	var j job
+	if err := json.Unmarshal([]byte(body), &j); err != nil {
+		t.Fatalf("create through B: %s", body)
+	}
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatal("the tab's stream on A ended without the job created through B")
+			}
+			if ev.job.Code == j.Code && ev.job.Status == "COMPLETED" {
+				return // A's stream carried the job B created, to its end
+			}
+		case <-deadline:
+			t.Fatal("the tab's stream on A never carried the job created through B")
+		}
+	}
+}

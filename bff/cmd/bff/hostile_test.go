@@ -1,0 +1,393 @@
+package main_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	sse "github.com/tmaxmax/go-sse"
+)
+
+// Hostile clients against the real binaries: one session opening 1,000
+// streams, many more than the server allows in all, slowloris headers,
+// downloads abandoned midway. Leaks are read from the processes
+// themselves: /proc/<pid>/fd and go_goroutines on /metrics.
+
+// openFDs counts the open file descriptors of pid.
+func openFDs(t *testing.T, pid int) int {
+	t.Helper()
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Skipf("SKIPPED: no /proc here: %v", err)
+	}
+	return len(entries)
+}
+
+// metric reads one unlabelled series from url's /metrics.
+func metric(t *testing.T, url, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(body)
+	if m == nil {
+		t.Fatalf("no %s in %s/metrics", name, url)
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+// usage is what a process holds: descriptors and goroutines.
+type usage struct{ fds, goroutines int }
+
+func usageOf(t *testing.T, pid int, url string) usage {
+	t.Helper()
+	return usage{openFDs(t, pid), int(metric(t, url, "go_goroutines"))}
+}
+
+// settles waits until pid's usage is back within slack of base: the
+// process releases what a request held only after it notices the client
+// left, so this polls, bounded in count and time.
+func settles(t *testing.T, name string, pid int, url string, base usage, slack usage) usage {
+	t.Helper()
+	var now usage
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for range 200 { // 10 s at most
+		if now = usageOf(t, pid, url); now.fds <= base.fds+slack.fds && now.goroutines <= base.goroutines+slack.goroutines {
+			return now
+		}
+		<-tick.C
+	}
+	t.Fatalf("%s: %d fds and %d goroutines, want at most %d and %d (baseline %+v): a leak", name, now.fds, now.goroutines, base.fds+slack.fds, base.goroutines+slack.goroutines, base)
+	return now
+}
+
+// newBrowser is a client with a session of its own.
+func newBrowser(t *testing.T, bff string) *http.Client {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	resp, err := c.Get(bff + "/api/exports") // a page's first list starts the session
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+// openStreams opens n /api/events streams at once for c's session and
+// returns the open ones and the count of each refusal's status and code.
+func openStreams(t *testing.T, ctx context.Context, c *http.Client, bff string, n int) ([]*http.Response, map[string]int) {
+	t.Helper()
+	var (
+		mu      sync.Mutex
+		open    []*http.Response
+		refused = map[string]int{}
+		wg      sync.WaitGroup
+	)
+	for range n {
+		wg.Go(func() {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, bff+"/api/events", nil)
+			resp, err := c.Do(req)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				refused["error: "+err.Error()]++
+				return
+			}
+			if resp.StatusCode == http.StatusOK {
+				open = append(open, resp)
+				return
+			}
+			var e struct{ Error struct{ Code string } }
+			_ = json.NewDecoder(resp.Body).Decode(&e)
+			_ = resp.Body.Close()
+			key := fmt.Sprintf("%d %s", resp.StatusCode, e.Error.Code)
+			if resp.Header.Get("Retry-After") != "" {
+				key += " Retry-After"
+			}
+			refused[key]++
+		})
+	}
+	wg.Wait()
+	return open, refused
+}
+
+func closeAll(streams []*http.Response) {
+	for _, r := range streams {
+		_ = r.Body.Close()
+	}
+}
+
+// steady is pid's usage once three readings in a row agree (connections
+// the clients closed are gone), bounded in count and time.
+func steady(t *testing.T, pid int, url string) usage {
+	t.Helper()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	prev, same := usage{-1, -1}, 0
+	for range 200 {
+		now := usageOf(t, pid, url)
+		if now == prev {
+			if same++; same == 2 {
+				return now
+			}
+		} else {
+			prev, same = now, 0
+		}
+		<-tick.C
+	}
+	t.Fatalf("usage of pid %d never settled: last %+v", pid, prev)
+	return prev
+}
+
+func TestOneSessionOpening1000StreamsGets429PastItsLimitAndTheServer503PastItsOwn(t *testing.T) {
+	const perSession, total = 20, 50
+	_, backend := start(t, "backend", "-addr", "127.0.0.1:0", "-memory")
+	bff, url := start(t, "bff", "-addr", "127.0.0.1:0", "-backend-url", backend, "-session-secret", strings.Repeat("s", 32),
+		"-max-streams-per-session", strconv.Itoa(perSession), "-max-streams", strconv.Itoa(total))
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+
+	flood := func() {
+		hostile := newBrowser(t, url)
+		defer hostile.CloseIdleConnections()
+		open, refused := openStreams(t, ctx, hostile, url, 1000)
+		if len(open) != perSession || refused["429 TOO_MANY_STREAMS"] != 1000-perSession || len(refused) != 1 {
+			t.Fatalf("one session, 1,000 streams at once: %d open, refused %v; want %d open and %d × 429 TOO_MANY_STREAMS", len(open), refused, perSession, 1000-perSession)
+		}
+		// Others fill the server up to its own limit, then get 503.
+		all := [][]*http.Response{open}
+		got503 := 0
+		for range 3 {
+			other := newBrowser(t, url)
+			defer other.CloseIdleConnections()
+			o, r := openStreams(t, ctx, other, url, perSession)
+			all = append(all, o)
+			got503 += r["503 TOO_MANY_STREAMS Retry-After"]
+		}
+		opened := 0
+		for _, o := range all {
+			opened += len(o)
+		}
+		if opened != total || got503 != 4*perSession-total {
+			t.Fatalf("4 sessions × %d streams with MAX_STREAMS=%d: %d open, %d × 503; want %d and %d", perSession, total, opened, got503, total, 4*perSession-total)
+		}
+		if n := metric(t, url, "exportstream_bff_subscribers_active"); n != total {
+			t.Errorf("subscribers_active = %v, want %d", n, total)
+		}
+		for _, o := range all {
+			closeAll(o)
+		}
+		// The limits were counted back: the hostile session may open streams again.
+		o, r := openStreams(t, ctx, hostile, url, 1)
+		closeAll(o)
+		if len(o) != 1 {
+			t.Errorf("a stream after the flood: %v", r)
+		}
+	}
+	// Each flood leaves the BFF's pool of idle keep-alive connections to
+	// the backend (one per concurrent backend call, kept 90 s) as large as
+	// the flood needed: an open connection at both ends, and two goroutines
+	// in the BFF. Counted from the backend's side, they are allowed; past
+	// them the BFF must be back where it started.
+	base, pooledBase := usageOf(t, bff.Process.Pid, url), connsTo(t, bff.Process.Pid, portOf(backend))
+	for round := 1; round <= 2; round++ {
+		flood()
+		now := steady(t, bff.Process.Pid, url)
+		pooled := connsTo(t, bff.Process.Pid, portOf(backend)) - pooledBase
+		if now.fds > base.fds+pooled+2 || now.goroutines > base.goroutines+2*pooled+4 {
+			t.Fatalf("flood %d: bff at %+v from %+v with %d pooled backend connections; want at most +%d fds and +%d goroutines: a leak",
+				round, now, base, pooled, pooled+2, 2*pooled+4)
+		}
+		t.Logf("flood %d: 1,000 streams from one session (%d open, %d × 429) + %d from 3 more (%d open in all, %d × 503); bff %+v → %+v, of which %d pooled backend connections",
+			round, perSession, 1000-perSession, 3*perSession, total, 4*perSession-total, base, now, pooled)
+	}
+	if n := metric(t, url, "exportstream_bff_subscribers_active"); n != 0 {
+		t.Errorf("subscribers_active = %v after every stream closed, want 0", n)
+	}
+}
+
+func TestSlowlorisHeadersAreCutOffByReadHeaderTimeoutWhileOthersAreServed(t *testing.T) {
+	const conns, timeout = 200, time.Second
+	_, backend := start(t, "backend", "-addr", "127.0.0.1:0", "-memory")
+	bff, url := start(t, "bff", "-addr", "127.0.0.1:0", "-backend-url", backend, "-session-secret", strings.Repeat("s", 32),
+		"-read-header-timeout", timeout.String())
+	base := usageOf(t, bff.Process.Pid, url)
+	addr := strings.TrimPrefix(url, "http://")
+
+	// Each connection sends a request line, then one header byte every
+	// 100 ms: 100 bytes would take 10 s, ten times the timeout.
+	begin := time.Now()
+	cut := make(chan time.Duration, conns)
+	var wg sync.WaitGroup
+	for range conns {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = conn.Close() }()
+		wg.Go(func() {
+			opened := time.Now()
+			closed := make(chan struct{})
+			go func() { // the server's answer, if any, then its close
+				defer close(closed)
+				_, _ = io.Copy(io.Discard, conn)
+			}()
+			_, _ = io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for range 100 {
+				select {
+				case <-closed:
+					cut <- time.Since(opened)
+					return
+				case <-tick.C:
+					if _, err := conn.Write([]byte("a")); err != nil {
+						<-closed
+						cut <- time.Since(opened)
+						return
+					}
+				}
+			}
+			cut <- -1 // sent every byte without being cut off
+		})
+	}
+	// An honest client is served at once during the attack.
+	resp, err := (&http.Client{Timeout: timeout / 2}).Get(url + "/healthz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("an honest request during the attack: %v %v", resp, err)
+	} else {
+		_ = resp.Body.Close()
+	}
+	wg.Wait()
+	close(cut)
+	var slowest time.Duration
+	for d := range cut {
+		if d < 0 {
+			t.Fatal("a slowloris connection sent 10 s of headers without being cut off")
+		}
+		slowest = max(slowest, d)
+	}
+	if slowest > 3*timeout {
+		t.Errorf("slowest cut-off after %v, want within %v of a %v ReadHeaderTimeout", slowest, 2*timeout, timeout)
+	}
+	after := settles(t, "bff after the slowloris connections", bff.Process.Pid, url, base, usage{fds: 4, goroutines: 8})
+	t.Logf("%d slowloris connections cut off within %v (timeout %v, whole attack %v); bff baseline %+v, after %+v", conns, slowest.Round(time.Millisecond), timeout, time.Since(begin).Round(time.Millisecond), base, after)
+}
+
+func TestDownloadsAbandonedMidwayLeakNothingInTheBFFOrTheBackend(t *testing.T) {
+	const rows, abandoned = 300_000, 40
+	be, backend := start(t, "backend", "-addr", "127.0.0.1:0", "-data-dir", t.TempDir())
+	bff, url := start(t, "bff", "-addr", "127.0.0.1:0", "-backend-url", backend, "-session-secret", strings.Repeat("s", 32))
+	c := newBrowser(t, url)
+	resp, err := c.Post(url+"/api/exports", "application/json", strings.NewReader(fmt.Sprintf(`{"rows":%d,"durationMs":0}`, rows)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var j struct {
+		Code string
+		File struct{ URL, SHA256 string }
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&j)
+	_ = resp.Body.Close()
+	stream, err := c.Get(url + "/api/exports/" + j.Code + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ev, err := range sse.Read(stream.Body, nil) { // until COMPLETED ends the stream
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = json.Unmarshal([]byte(ev.Data), &j)
+	}
+	_ = stream.Body.Close()
+	if j.File.URL == "" {
+		t.Fatalf("export did not complete: %+v", j)
+	}
+	download := func(c *http.Client, limit int64) (int64, string) {
+		resp, err := c.Get(url + j.File.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		h := sha256.New()
+		n, _ := io.Copy(h, io.LimitReader(resp.Body, limit))
+		return n, hex.EncodeToString(h.Sum(nil))
+	}
+	size, _ := download(c, 1<<40) // warm both processes up: pooled connections, buffers
+	c.CloseIdleConnections()
+	bffBase, beBase := usageOf(t, bff.Process.Pid, url), usageOf(t, be.Process.Pid, backend)
+
+	// Browsers that leave after 256 KiB of a multi-MiB file, 8 at a time.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for range abandoned {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			quitter := &http.Client{Jar: c.Jar, Transport: &http.Transport{DisableKeepAlives: true}}
+			if n, _ := download(quitter, 256<<10); n != 256<<10 {
+				t.Errorf("read %d bytes before leaving, want %d", n, 256<<10)
+			}
+		})
+	}
+	wg.Wait()
+	slack := usage{fds: 4, goroutines: 8}
+	bffAfter := settles(t, "bff", bff.Process.Pid, url, bffBase, slack)
+	beAfter := settles(t, "backend", be.Process.Pid, backend, beBase, slack)
+	t.Logf("%d downloads of %d bytes abandoned after 256 KiB: bff %+v → %+v, backend %+v → %+v", abandoned, size, bffBase, bffAfter, beBase, beAfter)
+
+	if n, sum := download(c, 1<<40); n != size || sum != j.File.SHA256 {
+		t.Errorf("a whole download afterwards: %d bytes sha256 %s, want %d and %s", n, sum, size, j.File.SHA256)
+	}
+}
+
+// connsTo counts pid's established TCP connections to port on 127.0.0.1
+// (its keep-alive pool to the backend, say), from /proc/net/tcp and the
+// socket inodes among its fds.
+func connsTo(t *testing.T, pid int, port string) int {
+	t.Helper()
+	p, _ := strconv.Atoi(port)
+	table, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", pid))
+	if err != nil {
+		t.Skipf("SKIPPED: no /proc here: %v", err)
+	}
+	inodes := map[string]bool{}
+	for _, line := range strings.Split(string(table), "\n")[1:] {
+		f := strings.Fields(line)
+		// f[2] remote address:port in hex, f[3] state (01 established), f[9] inode
+		if len(f) > 9 && f[3] == "01" && strings.HasSuffix(f[2], fmt.Sprintf(":%04X", p)) {
+			inodes[f[9]] = true
+		}
+	}
+	entries, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	n := 0
+	for _, e := range entries {
+		if link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())); err == nil &&
+			strings.HasPrefix(link, "socket:[") && inodes[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] {
+			n++
+		}
+	}
+	return n
+}
+
+func portOf(url string) string { return url[strings.LastIndex(url, ":")+1:] }

@@ -1,0 +1,469 @@
+package main_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	sse "github.com/tmaxmax/go-sse"
+)
+
+// The soak: real backend and BFF binaries under continuous creates,
+// per-job and per-session subscriptions, cancels, downloads and
+// disconnects at random from many sessions, for SOAK_DURATION (make soak:
+// 10m, make soak-short: 60s; unset, the test skips). It measures both
+// processes at two quiet points, after a warm-up and at the end, and
+// fails on growth past soakBounds; every job must end terminal and every
+// stream followed to its end must end on the job's final state.
+
+// soakBounds is the growth allowed between the two quiet points.
+var soakBounds = struct {
+	fds, goroutines int
+	heapInuse, rss  int64
+}{fds: 8, goroutines: 16, heapInuse: 16 << 20, rss: 48 << 20}
+
+type soakStats struct {
+	creates, rejected, cancels, deletes, lists                          atomic.Int64
+	streams, multiplexed, events, downloads, abandoned                  atomic.Int64
+	violations                                                          atomic.Int64
+	firstViolation                                                      atomic.Value
+	expectedRefusals                                                    atomic.Int64
+	unexpected                                                          atomic.Int64
+	lastUnexpected, lastError                                           atomic.Value
+	finalMismatch, streamsEndedOnTerminal, streamsEndedByClient, errors atomic.Int64
+}
+
+func (s *soakStats) violate(format string, args ...any) {
+	if s.violations.Add(1) == 1 {
+		s.firstViolation.Store(fmt.Sprintf(format, args...))
+	}
+}
+
+func (s *soakStats) unexpectedStatus(what string, status int) {
+	s.unexpected.Add(1)
+	s.lastUnexpected.Store(fmt.Sprintf("%s: %d", what, status))
+}
+
+// procUsage is one quiet point's reading of a process. pooled counts the
+// BFF's idle keep-alive connections to the backend: its pool grows to the
+// highest concurrency seen (one fd and two goroutines each in the BFF, one
+// fd and one goroutine in the backend), which is not a leak.
+type procUsage struct {
+	fds, goroutines int
+	heapInuse, rss  int64
+	pooled          int
+}
+
+func readUsage(t *testing.T, pid int, url string) procUsage {
+	t.Helper()
+	u := procUsage{fds: openFDs(t, pid), goroutines: int(metric(t, url, "go_goroutines")), heapInuse: int64(metric(t, url, "go_memstats_heap_inuse_bytes"))}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := regexp.MustCompile(`(?m)^VmRSS:\s+(\d+) kB$`).FindSubmatch(status); m != nil {
+		kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
+		u.rss = kb << 10
+	}
+	return u
+}
+
+type soakJob struct {
+	Code     string
+	Status   string
+	Seq      int64
+	RowsDone int `json:"rowsDone"`
+	File     *struct{ URL, SHA256 string }
+}
+
+func terminal(status string) bool {
+	return status == "COMPLETED" || status == "FAILED" || status == "CANCELLED" || status == "ERROR"
+}
+
+type soak struct {
+	t        *testing.T
+	bff      string
+	backend  string
+	stats    *soakStats
+	sessions []*http.Client
+
+	mu    sync.Mutex
+	codes map[string]int // code → index of its session
+}
+
+func (s *soak) pick(r *rand.Rand) (string, *http.Client, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.codes) == 0 {
+		return "", nil, false
+	}
+	n := r.IntN(len(s.codes))
+	for code, i := range s.codes { // map order is random enough; bounded by n
+		if n == 0 {
+			return code, s.sessions[i], true
+		}
+		n--
+	}
+	return "", nil, false
+}
+
+func (s *soak) do(ctx context.Context, c *http.Client, method, path, body string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, s.bff+path, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return c.Do(req)
+}
+
+// act runs one random action of a browser.
+func (s *soak) act(ctx context.Context, r *rand.Rand) {
+	si := r.IntN(len(s.sessions))
+	c := s.sessions[si]
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	switch n := r.IntN(100); {
+	case n < 30: // create
+		body := fmt.Sprintf(`{"rows":%d,"durationMs":%d}`, 100+r.IntN(20_000), r.IntN(1500))
+		if r.IntN(10) == 0 {
+			body = fmt.Sprintf(`{"rows":%d,"durationMs":%d,"failAt":%d}`, 1000+r.IntN(5000), r.IntN(2000), 1+r.IntN(99))
+		}
+		resp, err := s.do(ctx, c, http.MethodPost, "/api/exports", body)
+		if err != nil {
+			s.stats.errors.Add(1)
+			s.stats.lastError.Store(err.Error())
+			return
+		}
+		defer func() { _ = resp.Body.Close() }()
+		var j soakJob
+		switch resp.StatusCode {
+		case http.StatusAccepted:
+			if json.NewDecoder(resp.Body).Decode(&j) == nil {
+				s.stats.creates.Add(1)
+				s.mu.Lock()
+				s.codes[j.Code] = si
+				s.mu.Unlock()
+			}
+		case http.StatusTooManyRequests:
+			s.stats.rejected.Add(1) // the session's rate or active cap: by design
+		default:
+			s.stats.unexpectedStatus("create", resp.StatusCode)
+		}
+	case n < 60: // follow one job, to its end or a disconnect at random
+		code, c, ok := s.pick(r)
+		if !ok {
+			return
+		}
+		s.follow(ctx, r, c, code)
+	case n < 70: // the tab's stream, for a while
+		s.stats.multiplexed.Add(1)
+		resp, err := s.do(ctx, c, http.MethodGet, "/api/events", "")
+		if err != nil {
+			return
+		}
+		defer func() { _ = resp.Body.Close() }()
+		if resp.StatusCode != http.StatusOK {
+			s.refusedStream(resp.StatusCode)
+			return
+		}
+		budget := r.IntN(50)
+		for _, err := range sse.Read(resp.Body, nil) {
+			if err != nil || budget == 0 {
+				return
+			}
+			budget--
+			s.stats.events.Add(1)
+		}
+	case n < 80: // cancel a running job or delete a finished one
+		code, c, ok := s.pick(r)
+		if !ok {
+			return
+		}
+		resp, err := s.do(ctx, c, http.MethodDelete, "/api/exports/"+code, "")
+		if err != nil {
+			return
+		}
+		_ = resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusOK:
+			s.stats.cancels.Add(1)
+		case http.StatusNoContent, http.StatusNotFound:
+			s.stats.deletes.Add(1)
+			s.mu.Lock()
+			delete(s.codes, code)
+			s.mu.Unlock()
+		default:
+			s.stats.unexpectedStatus("delete", resp.StatusCode)
+		}
+	case n < 95: // download, whole or abandoned midway
+		code, c, ok := s.pick(r)
+		if !ok {
+			return
+		}
+		resp, err := s.do(ctx, c, http.MethodGet, "/api/exports/"+code, "")
+		if err != nil {
+			return
+		}
+		var j soakJob
+		_ = json.NewDecoder(resp.Body).Decode(&j)
+		_ = resp.Body.Close()
+		if j.File == nil {
+			return
+		}
+		file, err := s.do(ctx, c, http.MethodGet, j.File.URL, "")
+		if err != nil {
+			return
+		}
+		defer func() { _ = file.Body.Close() }()
+		if file.StatusCode != http.StatusOK {
+			if file.StatusCode != http.StatusNotFound { // deleted meanwhile
+				s.stats.unexpectedStatus("download", file.StatusCode)
+			}
+			return
+		}
+		if r.IntN(2) == 0 {
+			_, _ = io.CopyN(io.Discard, file.Body, int64(r.IntN(64<<10)))
+			s.stats.abandoned.Add(1)
+			return
+		}
+		h := sha256.New()
+		if _, err := io.Copy(h, file.Body); err == nil {
+			s.stats.downloads.Add(1)
+			if sum := hex.EncodeToString(h.Sum(nil)); sum != j.File.SHA256 {
+				s.stats.violate("download of %s: sha256 %s, announced %s", code, sum, j.File.SHA256)
+			}
+		}
+	default:
+		resp, err := s.do(ctx, c, http.MethodGet, "/api/exports", "")
+		if err == nil {
+			_ = resp.Body.Close()
+			s.stats.lists.Add(1)
+		}
+	}
+}
+
+func (s *soak) refusedStream(status int) {
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable || status == http.StatusNotFound || status == http.StatusNoContent {
+		s.stats.expectedRefusals.Add(1)
+		return
+	}
+	s.stats.unexpectedStatus("stream", status)
+}
+
+// follow reads code's events: ids must increase, a terminal event must
+// be the last, and a stream read to its end must end on the job's state.
+func (s *soak) follow(ctx context.Context, r *rand.Rand, c *http.Client, code string) {
+	s.stats.streams.Add(1)
+	resp, err := s.do(ctx, c, http.MethodGet, "/api/exports/"+code+"/events", "")
+	if err != nil {
+		return
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		s.refusedStream(resp.StatusCode)
+		return
+	}
+	leaveAfter := -1 // read to the end
+	if r.IntN(3) == 0 {
+		leaveAfter = r.IntN(5)
+	}
+	var last soakJob
+	prev, ended := int64(-1), false
+	for ev, err := range sse.Read(resp.Body, nil) {
+		if err != nil {
+			if !ended && ctx.Err() == nil {
+				s.stats.errors.Add(1)
+				s.stats.lastError.Store(err.Error())
+			}
+			return
+		}
+		s.stats.events.Add(1)
+		if ended {
+			s.stats.violate("%s: an event after the terminal one", code)
+			return
+		}
+		var j soakJob
+		if json.Unmarshal([]byte(ev.Data), &j) != nil {
+			s.stats.violate("%s: undecodable event %q", code, ev.Data)
+			return
+		}
+		if j.Status != "ERROR" {
+			id, _ := strconv.ParseInt(ev.LastEventID, 10, 64)
+			if id <= prev || id != j.Seq {
+				s.stats.violate("%s: id %d (seq %d) after %d", code, id, j.Seq, prev)
+			}
+			prev = id
+		}
+		last, ended = j, terminal(j.Status)
+		if leaveAfter == 0 && !ended {
+			s.stats.streamsEndedByClient.Add(1)
+			return
+		}
+		leaveAfter--
+	}
+	if !ended {
+		s.stats.violate("%s: the stream ended before a terminal event (last %s)", code, last.Status)
+		return
+	}
+	s.stats.streamsEndedOnTerminal.Add(1)
+	if last.Status == "ERROR" {
+		return // deleted meanwhile: the relay says so and ends
+	}
+	now, err := s.do(ctx, c, http.MethodGet, "/api/exports/"+code, "")
+	if err != nil {
+		return
+	}
+	defer func() { _ = now.Body.Close() }()
+	var j soakJob
+	if now.StatusCode == http.StatusOK && json.NewDecoder(now.Body).Decode(&j) == nil && (j.Status != last.Status || j.Seq != last.Seq) {
+		s.stats.finalMismatch.Add(1)
+		s.stats.violate("%s: the stream ended on %s seq %d, the job is %s seq %d", code, last.Status, last.Seq, j.Status, j.Seq)
+	}
+}
+
+// run drives the load with browsers actors until ctx is done.
+func (s *soak) run(ctx context.Context, actors int, seed uint64) {
+	var wg sync.WaitGroup
+	for i := range actors {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(seed, uint64(i)))
+			for ctx.Err() == nil {
+				s.act(ctx, r)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// quiesce waits until the backend has no unfinished job and both
+// processes' usage is steady, then reads it.
+func (s *soak) quiesce(t *testing.T, bffPid, backendPid int) (bff, backend procUsage) {
+	t.Helper()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		if i == 600 {
+			t.Fatalf("jobs still unfinished a minute after the load stopped: %v PENDING, %v IN_PROGRESS",
+				metric(t, s.backend, `exportstream_backend_jobs{status="PENDING"}`), metric(t, s.backend, `exportstream_backend_jobs{status="IN_PROGRESS"}`))
+		}
+		if metric(t, s.backend, `exportstream_backend_jobs{status="PENDING"}`) == 0 && metric(t, s.backend, `exportstream_backend_jobs{status="IN_PROGRESS"}`) == 0 {
+			break
+		}
+		<-tick.C
+	}
+	for _, c := range s.sessions {
+		c.CloseIdleConnections()
+	}
+	steady(t, bffPid, s.bff)
+	steady(t, backendPid, s.backend)
+	bff, backend = readUsage(t, bffPid, s.bff), readUsage(t, backendPid, s.backend)
+	bff.pooled = connsTo(t, bffPid, portOf(s.backend))
+	backend.pooled = bff.pooled
+	return bff, backend
+}
+
+func TestSoak(t *testing.T) {
+	d := os.Getenv("SOAK_DURATION")
+	if d == "" {
+		t.Skip("set SOAK_DURATION (make soak: 10m, make soak-short: 60s)")
+	}
+	duration, err := time.ParseDuration(d)
+	if err != nil || duration < 20*time.Second {
+		t.Fatalf("SOAK_DURATION=%q: want a duration of at least 20s", d)
+	}
+	const actors, sessions = 24, 12
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("soak: %v, %d actors over %d sessions, seed %d", duration, actors, sessions, seed)
+
+	// Retention 10s (swept every second) keeps the job count steady, so
+	// growth between the quiet points is a leak, not more stored jobs.
+	be, backend := start(t, "backend", "-addr", "127.0.0.1:0", "-data-dir", t.TempDir(), "-workers", "8", "-retention", "10s", "-progress-interval", "50ms")
+	bff, url := start(t, "bff", "-addr", "127.0.0.1:0", "-backend-url", backend, "-session-secret", strings.Repeat("s", 32),
+		"-create-rate", "20", "-create-burst", "20", "-linger", "500ms")
+	s := &soak{t: t, bff: url, backend: backend, stats: &soakStats{}, codes: map[string]int{}}
+	for range sessions {
+		s.sessions = append(s.sessions, newBrowser(t, url))
+	}
+
+	warmup := max(15*time.Second, duration/6)
+	ctx, cancel := context.WithTimeout(t.Context(), warmup)
+	s.run(ctx, actors, seed)
+	cancel()
+	bff1, be1 := s.quiesce(t, bff.Process.Pid, be.Process.Pid)
+	t.Logf("quiet point 1 (after %v): bff %+v, backend %+v", warmup, bff1, be1)
+
+	ctx, cancel = context.WithTimeout(t.Context(), duration-warmup)
+	s.run(ctx, actors, seed+1)
+	cancel()
+	bff2, be2 := s.quiesce(t, bff.Process.Pid, be.Process.Pid)
+	t.Logf("quiet point 2 (end): bff %+v, backend %+v", bff2, be2)
+
+	st := s.stats
+	t.Logf("load: %d creates (%d refused by rate/active caps), %d cancels, %d deletes, %d lists, %d per-job streams (%d to a terminal event, %d left early), %d tab streams, %d events, %d downloads verified, %d abandoned midway, %d streams answered 404/204 (job deleted or ended) or 429/503 (stream limits), %d transport errors",
+		st.creates.Load(), st.rejected.Load(), st.cancels.Load(), st.deletes.Load(), st.lists.Load(), st.streams.Load(), st.streamsEndedOnTerminal.Load(), st.streamsEndedByClient.Load(),
+		st.multiplexed.Load(), st.events.Load(), st.downloads.Load(), st.abandoned.Load(), st.expectedRefusals.Load(), st.errors.Load())
+	if e := st.lastError.Load(); e != nil {
+		t.Logf("last transport error (a browser reconnects on these): %v", e)
+	}
+	if n := st.violations.Load(); n > 0 {
+		t.Errorf("%d violations; first: %v", n, st.firstViolation.Load())
+	}
+	if n := st.unexpected.Load(); n > 0 {
+		t.Errorf("%d unexpected statuses; last: %v", n, st.lastUnexpected.Load())
+	}
+	if st.creates.Load() == 0 || st.streamsEndedOnTerminal.Load() == 0 || st.downloads.Load() == 0 {
+		t.Error("the soak did too little to prove anything")
+	}
+
+	// Every job still stored is terminal (the rest were swept, which only
+	// happens to terminal jobs).
+	s.mu.Lock()
+	codes := s.codes
+	s.mu.Unlock()
+	stored := 0
+	for code, i := range codes {
+		resp, err := s.do(t.Context(), s.sessions[i], http.MethodGet, "/api/exports/"+code, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var j soakJob
+		_ = json.NewDecoder(resp.Body).Decode(&j)
+		_ = resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			stored++
+			if !terminal(j.Status) {
+				t.Errorf("%s is %s after the soak", code, j.Status)
+			}
+		}
+	}
+	t.Logf("every job terminal: %d still stored, %d swept by retention", stored, len(codes)-stored)
+
+	b := soakBounds
+	for _, p := range []struct {
+		name                    string
+		from, to                procUsage
+		goroutinesPerPooledConn int
+	}{{"bff", bff1, bff2, 2}, {"backend", be1, be2, 1}} {
+		grown := max(0, p.to.pooled-p.from.pooled)
+		fds, goroutines := b.fds+grown, b.goroutines+p.goroutinesPerPooledConn*grown
+		if p.to.fds > p.from.fds+fds || p.to.goroutines > p.from.goroutines+goroutines || p.to.heapInuse > p.from.heapInuse+b.heapInuse || p.to.rss > p.from.rss+b.rss {
+			t.Errorf("%s grew from %+v to %+v; allowed +%d fds, +%d goroutines (of which %d pooled backend connections more), +%d MiB heap in use, +%d MiB RSS",
+				p.name, p.from, p.to, fds, goroutines, grown, b.heapInuse>>20, b.rss>>20)
+		}
+	}
+}
