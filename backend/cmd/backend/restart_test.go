@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -51,26 +50,8 @@ type proc struct {
 // once it listens.
 func start(t *testing.T, dataDir string, extra ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"-addr", "127.0.0.1:0", "-data-dir", dataDir, "-workers", "8"}, extra...)...)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	lines := bufio.NewScanner(out)
-	for lines.Scan() {
-		var l struct{ Msg, Addr string }
-		if json.Unmarshal(lines.Bytes(), &l) == nil && l.Msg == "backend listening" {
-			go func() { _, _ = io.Copy(io.Discard, out) }()
-			return &proc{cmd: cmd, url: "http://" + l.Addr}
-		}
-	}
-	t.Fatalf("backend exited before listening")
-	return nil
+	cmd, url := startProcess(t, binary, append([]string{"-addr", "127.0.0.1:0", "-data-dir", dataDir, "-workers", "8"}, extra...)...)
+	return &proc{cmd: cmd, url: url}
 }
 
 // watch streams code's events (after lastID) into a channel; it closes
