@@ -404,6 +404,14 @@ func TestBadRequestsToTheBFFGetAClearJSONError(t *testing.T) {
 		{"a body that is not JSON (from the backend)", "POST", "/api/exports", "nope", 400, "INVALID_JSON"},
 		{"an out-of-range request (from the backend)", "POST", "/api/exports", `{"rows":0,"durationMs":1}`, 422, "VALIDATION_FAILED"},
 		{"a body over 64 KiB", "POST", "/api/exports", `{"filename":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "BODY_TOO_LARGE"},
+		{"an almost-UUID code", "GET", "/api/exports/" + unknown[:35], "", 400, "INVALID_CODE"},
+		{"a UUID in braces", "GET", "/api/exports/{" + unknown + "}/events", "", 400, "INVALID_CODE"},
+		{"the file of an almost-UUID", "GET", "/api/exports/" + unknown + "0/file", "", 400, "INVALID_CODE"},
+		{"a DELETE of a code that is not a UUID", "DELETE", "/api/exports/nope", "", 400, "INVALID_CODE"},
+		{"a DELETE of an unknown code", "DELETE", "/api/exports/" + unknown, "", 404, "NOT_FOUND"},
+		{"an unknown field (from the backend)", "POST", "/api/exports", `{"rows":1,"durationMs":0,"colour":"red"}`, 400, "INVALID_JSON"},
+		{"failAt out of range (from the backend)", "POST", "/api/exports", `{"rows":1,"durationMs":0,"failAt":100}`, 422, "VALIDATION_FAILED"},
+		{"rows as a string (from the backend)", "POST", "/api/exports", `{"rows":"1","durationMs":0}`, 422, "VALIDATION_FAILED"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
