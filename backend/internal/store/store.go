@@ -103,7 +103,7 @@ func newJobs(disk persister) *jobs {
 
 func keyID(owner, key string) string { return owner + "\x00" + key }
 
-func (s *jobs) Create(_ context.Context, j job.Job, key string) (job.Job, bool, error) {
+func (s *jobs) Create(ctx context.Context, j job.Job, key string) (job.Job, bool, error) {
 	s.mu.Lock()
 	var k idemKey
 	if key != "" {
@@ -112,7 +112,7 @@ func (s *jobs) Create(_ context.Context, j job.Job, key string) (job.Job, bool, 
 			if prev.Fingerprint != j.Request.Fingerprint() {
 				return job.Job{}, false, job.ErrKeyReused
 			}
-			stored, err := s.Get(context.Background(), prev.Code)
+			stored, err := s.Get(ctx, prev.Code)
 			return stored, false, err
 		}
 		k = idemKey{Code: j.Code, Fingerprint: j.Request.Fingerprint(), CreatedAt: j.CreatedAt}

@@ -177,12 +177,12 @@ func (s *Server) create(c *gin.Context) {
 // list starts the session if there is none (a page's first call), so
 // the page's concurrent first creates all share it.
 func (s *Server) list(c *gin.Context) {
-	if _, ok := sessionID(c); !ok {
+	sid, ok := sessionID(c)
+	if !ok {
 		s.ensureSession(c)
 		c.JSON(http.StatusOK, gin.H{"exports": []struct{}{}}) // a new session has no exports
 		return
 	}
-	sid, _ := sessionID(c)
 	s.forward(c, http.MethodGet, "/v1/exports", sid, nil)
 }
 
