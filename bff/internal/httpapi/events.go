@@ -38,8 +38,7 @@ func (s *Server) events(c *gin.Context, code string) {
 	defer s.Metrics.subscribersActive.Dec()
 
 	w := s.newStreamWriter(c)
-	heartbeat := time.NewTimer(s.Heartbeat)
-	defer heartbeat.Stop()
+	defer w.close()
 	ctx := c.Request.Context()
 	for {
 		select {
@@ -47,11 +46,10 @@ func (s *Server) events(c *gin.Context, code string) {
 			return
 		case <-s.closing:
 			return
-		case <-heartbeat.C:
+		case <-w.quiet():
 			if w.ping() != nil {
 				return
 			}
-			heartbeat.Reset(s.Heartbeat)
 			continue
 		case <-sub.Ready():
 		}
@@ -64,7 +62,6 @@ func (s *Server) events(c *gin.Context, code string) {
 			if w.event(ev.ID, ev) != nil {
 				return
 			}
-			heartbeat.Reset(s.Heartbeat)
 		}
 		if ended {
 			if !w.started {
@@ -77,20 +74,27 @@ func (s *Server) events(c *gin.Context, code string) {
 }
 
 // streamWriter writes one browser's SSE response. It starts the response
-// lazily (headers and the retry field go out with the first message) and
+// lazily (headers and the retry field go out with the first message),
 // bounds every write by the write timeout, so a browser that stopped
-// reading is cut off instead of holding its goroutine and buffers.
+// reading is cut off instead of holding its goroutine and buffers, and
+// tells when the stream has been quiet for a heartbeat interval.
 type streamWriter struct {
-	s       *Server
-	c       *gin.Context
-	rc      *http.ResponseController
-	sess    *sse.Session
-	started bool
+	s         *Server
+	c         *gin.Context
+	rc        *http.ResponseController
+	sess      *sse.Session
+	started   bool
+	heartbeat *time.Timer // restarted by every write
 }
 
 func (s *Server) newStreamWriter(c *gin.Context) *streamWriter {
-	return &streamWriter{s: s, c: c, rc: http.NewResponseController(c.Writer)}
+	return &streamWriter{s: s, c: c, rc: http.NewResponseController(c.Writer), heartbeat: time.NewTimer(s.Heartbeat)}
 }
+
+// quiet fires when nothing was written for a heartbeat interval.
+func (w *streamWriter) quiet() <-chan time.Time { return w.heartbeat.C }
+
+func (w *streamWriter) close() { w.heartbeat.Stop() }
 
 func (w *streamWriter) event(id string, ev relay.Event) error {
 	msg := &sse.Message{}
@@ -122,6 +126,9 @@ func (w *streamWriter) send(m *sse.Message) error {
 		_ = w.rc.SetWriteDeadline(time.Now().Add(w.s.WriteTimeout))
 	}
 	err := w.write(m)
+	if err == nil {
+		w.heartbeat.Reset(w.s.Heartbeat)
+	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		w.s.Metrics.slowDisconnects.Inc()
 		w.s.Logger.Info("disconnected a browser that stopped reading", "path", w.c.Request.URL.Path)

@@ -48,6 +48,7 @@ func (s *Server) sessionEvents(c *gin.Context) {
 	defer s.Metrics.subscribersActive.Dec()
 
 	w := s.newStreamWriter(c)
+	defer w.close()
 	ready := make(chan struct{}, 1)
 	subs := make(map[string]*relay.Subscription)
 	defer func() {
@@ -88,8 +89,6 @@ func (s *Server) sessionEvents(c *gin.Context) {
 		resync = t.C
 	}
 
-	heartbeat := time.NewTimer(s.Heartbeat)
-	defer heartbeat.Stop()
 	ctx := c.Request.Context()
 	for {
 		select {
@@ -97,11 +96,10 @@ func (s *Server) sessionEvents(c *gin.Context) {
 			return
 		case <-s.closing:
 			return
-		case <-heartbeat.C:
+		case <-w.quiet():
 			if w.ping() != nil {
 				return
 			}
-			heartbeat.Reset(s.Heartbeat)
 			continue
 		case code := <-feed:
 			follow(code, 0)
@@ -129,7 +127,6 @@ func (s *Server) sessionEvents(c *gin.Context) {
 					return
 				}
 				sent[code] = max(sent[code], ev.Seq)
-				heartbeat.Reset(s.Heartbeat)
 			}
 			if ended {
 				sub.Close()

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -356,6 +357,32 @@ func TestATabsStreamJoinsAJobCreatedThroughAnotherBFF(t *testing.T) {
 			}
 		case <-deadline:
 			t.Fatal("the tab's stream on A never carried the job created through B")
+		}
+	}
+}
+
+func TestAQuietRelayedStreamGetsTheBFFsOwnHeartbeats(t *testing.T) {
+	be := startBackend(t, "-progress-interval", "1h") // the snapshot, then silence upstream
+	bff := startBFFWith(t, be.url, "", func(_ *relay.Config, h *httpapi.Config) { h.Heartbeat = 50 * time.Millisecond })
+	j := create(t, bff, `{"rows":10,"durationMs":60000}`)
+	for _, path := range []string{"/api/exports/" + j.Code + "/events", "/api/events"} {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, bff+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		lines, pings := bufio.NewScanner(resp.Body), 0
+		for pings < 2 && lines.Scan() {
+			if lines.Text() == ": ping" {
+				pings++
+			}
+		}
+		_ = resp.Body.Close()
+		cancel()
+		if pings < 2 {
+			t.Errorf("%s: %d heartbeats before the stream ended, want a steady beat", path, pings)
 		}
 	}
 }
