@@ -124,17 +124,25 @@ func startBFFOn(t *testing.T, be *backend.Client, opts ...func(*relay.Config, *h
 	return srv.URL
 }
 
-// readRelayed reads n events of code through the BFF.
-func readRelayed(t *testing.T, bff, code string, cookie *http.Cookie, n int) []string {
+// openRelayed opens code's event stream through the BFF as the browser
+// with cookie, for at most timeout; the caller closes the body.
+func openRelayed(t *testing.T, bff, code string, cookie *http.Cookie, timeout time.Duration) *http.Response {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	t.Cleanup(cancel)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, bff+"/api/exports/"+code+"/events", nil)
 	req.AddCookie(cookie)
 	resp, err := http.DefaultTransport.RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return resp
+}
+
+// readRelayed reads n events of code through the BFF.
+func readRelayed(t *testing.T, bff, code string, cookie *http.Cookie, n int) []string {
+	t.Helper()
+	resp := openRelayed(t, bff, code, cookie, 10*time.Second)
 	defer func() { _ = resp.Body.Close() }()
 	var got []string
 	for ev, err := range sse.Read(resp.Body, &sse.ReadConfig{MaxEventSize: 1 << 20}) {
@@ -233,14 +241,7 @@ func TestABrowserThatStopsReadingIsCutOffWithoutSlowingTheOthers(t *testing.T) {
 	defer func() { _ = stuck.Close() }()
 	_, _ = fmt.Fprintf(stuck, "GET /api/exports/%s/events HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\n\r\n", code, u, cookie.String())
 
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, bff+"/api/exports/"+code+"/events", nil)
-	req.AddCookie(cookie)
-	resp, err := http.DefaultTransport.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := openRelayed(t, bff, code, cookie, 20*time.Second)
 	defer func() { _ = resp.Body.Close() }()
 	var last string
 	for ev, err := range sse.Read(resp.Body, &sse.ReadConfig{MaxEventSize: 1 << 20}) {
