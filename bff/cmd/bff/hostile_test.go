@@ -53,6 +53,20 @@ func metric(t *testing.T, url, name string) float64 {
 	return v
 }
 
+// metricReaches waits up to 10 s for a series to reach want.
+func metricReaches(t *testing.T, url, name string, want float64) {
+	t.Helper()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for v := metric(t, url, name); v != want; v = metric(t, url, name) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %v after 10 s, want %v", name, v, want)
+		}
+		<-tick.C
+	}
+}
+
 // usage is what a process holds: descriptors and goroutines.
 type usage struct{ fds, goroutines int }
 
@@ -197,7 +211,10 @@ func TestOneSessionOpening1000StreamsGets429PastItsLimitAndTheServer503PastItsOw
 		for _, o := range all {
 			closeAll(o)
 		}
-		// The limits were counted back: the hostile session may open streams again.
+		// The BFF notices the hang-ups (no request of its own is pending on
+		// a stream) and counts the limits back: the hostile session may
+		// open streams again.
+		metricReaches(t, url, "exportstream_bff_subscribers_active", 0)
 		o, r := openStreams(t, ctx, hostile, url, 1)
 		closeAll(o)
 		if len(o) != 1 {

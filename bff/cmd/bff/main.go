@@ -136,7 +136,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		NoCoalesce:  !cfg.coalesce,
 	}, metrics, log)
 	defer hub.Close()
-	api := httpapi.New(httpapi.Config{
+	api, err := httpapi.New(httpapi.Config{
 		Backend: be, Hub: hub, Sessions: sessions, Metrics: metrics, Logger: log,
 		StaticDir: cfg.staticDir, Heartbeat: cfg.heartbeat, Retry: cfg.retry, WriteTimeout: cfg.writeTimeout,
 		AllowedOrigins:       splitList(cfg.allowedOrigins),
@@ -144,6 +144,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		CreateRate: cfg.createRate, CreateBurst: cfg.createBurst,
 		MultiplexResync: cfg.multiplexResync,
 	})
+	if err != nil {
+		return err
+	}
+	defer api.CloseStreams() // after Shutdown: waits for the streams' goroutines, before the hub closes
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {

@@ -15,11 +15,12 @@ type apiError struct {
 }
 
 var (
-	errInvalidCode = &apiError{http.StatusBadRequest, "INVALID_CODE", "export code must be a UUID"}
-	errNotFound    = &apiError{http.StatusNotFound, "NOT_FOUND", "export not found"}
-	errBackend     = &apiError{http.StatusBadGateway, "BACKEND_UNAVAILABLE", "the export service cannot be reached; try again later"}
-	errInternal    = &apiError{http.StatusInternalServerError, "INTERNAL", "internal error"}
-	errOrigin      = &apiError{http.StatusForbidden, "FORBIDDEN_ORIGIN", "this origin may not change exports"}
+	errInvalidCode  = &apiError{http.StatusBadRequest, "INVALID_CODE", "export code must be a UUID"}
+	errNotFound     = &apiError{http.StatusNotFound, "NOT_FOUND", "export not found"}
+	errBackend      = &apiError{http.StatusBadGateway, "BACKEND_UNAVAILABLE", "the export service cannot be reached; try again later"}
+	errShuttingDown = &apiError{http.StatusServiceUnavailable, "UNAVAILABLE", "shutting down"}
+	errInternal     = &apiError{http.StatusInternalServerError, "INTERNAL", "internal error"}
+	errOrigin       = &apiError{http.StatusForbidden, "FORBIDDEN_ORIGIN", "this origin may not change exports"}
 )
 
 func writeError(c *gin.Context, e *apiError) {

@@ -4,20 +4,20 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
-	sse "github.com/tmaxmax/go-sse"
 
 	"github.com/exportstream/exportstream/bff/internal/relay"
+	"github.com/exportstream/exportstream/bff/internal/stream"
 )
 
-// events relays one job's stream. Nothing is written until the first event
-// or heartbeat, so a job the backend does not know (or another session's)
-// still gets a plain 404 (EventSource stops), and a resume with nothing
-// newer gets 204.
+// events relays one job's stream. The handler waits for the first event
+// (or a heartbeat interval) before answering, so a job the backend does
+// not know (or another session's) still gets a plain 404 (EventSource
+// stops) and a resume with nothing newer gets 204; then it hands the
+// connection to the stream pool and returns.
 func (s *Server) events(c *gin.Context, code string) {
 	sid, ok := s.requireSession(c)
 	if !ok {
@@ -31,130 +31,90 @@ func (s *Server) events(c *gin.Context, code string) {
 		writeError(c, e)
 		return
 	}
-	defer s.streams.release(sid)
-	sub := s.Hub.Subscribe(sid, code, after, nil)
-	defer sub.Close()
+	src := &jobStream{s: s, sid: sid, sub: s.Hub.Subscribe(sid, code, after, nil)}
 	s.Metrics.subscribersActive.Inc()
-	defer s.Metrics.subscribersActive.Dec()
+	opened := false
+	defer func() {
+		if !opened {
+			src.Closed()
+		}
+	}()
 
-	w := s.newStreamWriter(c)
-	defer w.close()
-	ctx := c.Request.Context()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.closing:
-			return
-		case <-w.quiet():
-			if w.ping() != nil {
-				return
-			}
-			continue
-		case <-sub.Ready():
-		}
-		evs, ended := sub.Drain()
-		for _, ev := range evs {
-			if !w.started && ev.ErrorCode() == "NOT_FOUND" {
-				writeError(c, errNotFound)
-				return
-			}
-			if w.event(ev.ID, ev) != nil {
-				return
-			}
-		}
-		if ended {
-			if !w.started {
-				// Nothing newer than Last-Event-ID will come: stop the browser.
-				c.Status(http.StatusNoContent)
-			}
+	wait := time.NewTimer(s.Heartbeat)
+	defer wait.Stop()
+	var first []byte
+	select {
+	case <-c.Request.Context().Done():
+		return
+	case <-s.closing:
+		writeError(c, errShuttingDown)
+		return
+	case <-wait.C:
+		first = stream.AppendPing(first) // nothing yet: open the stream with a heartbeat
+	case <-src.sub.Ready():
+		evs, ended := src.sub.Drain()
+		if len(evs) > 0 && evs[0].ErrorCode() == "NOT_FOUND" {
+			writeError(c, errNotFound)
 			return
 		}
-	}
-}
-
-// streamWriter writes one browser's SSE response. It starts the response
-// lazily (headers and the retry field go out with the first message),
-// bounds every write by the write timeout, so a browser that stopped
-// reading is cut off instead of holding its goroutine and buffers, and
-// tells when the stream has been quiet for a heartbeat interval.
-type streamWriter struct {
-	s         *Server
-	c         *gin.Context
-	rc        *http.ResponseController
-	sess      *sse.Session
-	started   bool
-	heartbeat *time.Timer // restarted by every write
-}
-
-func (s *Server) newStreamWriter(c *gin.Context) *streamWriter {
-	return &streamWriter{s: s, c: c, rc: http.NewResponseController(c.Writer), heartbeat: time.NewTimer(s.Heartbeat)}
-}
-
-// quiet fires when nothing was written for a heartbeat interval.
-func (w *streamWriter) quiet() <-chan time.Time { return w.heartbeat.C }
-
-func (w *streamWriter) close() { w.heartbeat.Stop() }
-
-func (w *streamWriter) event(id string, ev relay.Event) error {
-	msg := &sse.Message{}
-	if id != "" {
-		// The parser never yields an id with a line break; refuse one anyway
-		// rather than let it end the stream's framing.
-		eid, err := sse.NewID(id)
-		if err != nil {
-			return err
+		if ended && len(evs) == 0 {
+			// Nothing newer than Last-Event-ID will come: stop the browser.
+			c.Status(http.StatusNoContent)
+			return
 		}
-		msg.ID = eid
+		first = src.append(first, evs)
 	}
-	msg.AppendData(ev.Data)
-	if err := w.send(msg); err != nil {
-		return err
-	}
-	w.s.Metrics.eventsRelayed.Inc()
-	return nil
+	opened = s.openStream(c, append(s.streamHead(c), first...), src)
 }
 
-func (w *streamWriter) ping() error {
-	ping := &sse.Message{}
-	ping.AppendComment("ping")
-	return w.send(ping)
+// jobStream is one browser's stream of one job: the subscription's events
+// as the backend sent them, ids unchanged.
+type jobStream struct {
+	s   *Server
+	sid string
+	sub *relay.Subscription
 }
 
-func (w *streamWriter) send(m *sse.Message) error {
-	if w.s.WriteTimeout > 0 {
-		_ = w.rc.SetWriteDeadline(time.Now().Add(w.s.WriteTimeout))
-	}
-	err := w.write(m)
-	if err == nil {
-		w.heartbeat.Reset(w.s.Heartbeat)
-	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		w.s.Metrics.slowDisconnects.Inc()
-		w.s.Logger.Info("disconnected a browser that stopped reading", "path", w.c.Request.URL.Path)
-	}
-	return err
+func (j *jobStream) Start(wake func()) { j.sub.Notify(wake) }
+
+func (j *jobStream) Fill(buf []byte) ([]byte, bool) {
+	evs, ended := j.sub.Drain()
+	return j.append(buf, evs), ended
 }
 
-func (w *streamWriter) write(m *sse.Message) error {
-	if !w.started {
-		sess, err := sse.Upgrade(w.c.Writer, w.c.Request)
-		if err != nil {
-			return err
-		}
-		h := w.c.Writer.Header()
-		h.Set("Cache-Control", "no-cache")
-		h.Set("X-Accel-Buffering", "no")
-		w.sess, w.started = sess, true
-		// Jitter the advertised retry so a crowd of browsers that lost this
-		// instance do not all come back in the same millisecond.
-		retry := w.s.Retry + rand.N(w.s.Retry/2+1)
-		if err := w.sess.Send(&sse.Message{Retry: retry}); err != nil {
-			return err
-		}
+func (j *jobStream) append(buf []byte, evs []relay.Event) []byte {
+	for _, ev := range evs {
+		buf = stream.AppendEvent(buf, ev.ID, ev.Data)
 	}
-	if err := w.sess.Send(m); err != nil {
-		return err
+	j.s.Metrics.eventsRelayed.Add(float64(len(evs)))
+	return buf
+}
+
+func (j *jobStream) Closed() {
+	j.sub.Close()
+	j.s.streams.release(j.sid)
+	j.s.Metrics.subscribersActive.Dec()
+}
+
+// streamHead is the response head of an event stream: the headers the
+// middleware set, the event-stream ones and a retry field. The retry is
+// jittered so a crowd of browsers that lost this instance do not all come
+// back in the same millisecond.
+func (s *Server) streamHead(c *gin.Context) []byte {
+	return stream.Head(c.Writer.Header(), s.Retry+rand.N(s.Retry/2+1))
+}
+
+// openStream hands the connection to the stream pool; false if it did not
+// take it (src is then the caller's to close).
+func (s *Server) openStream(c *gin.Context, head []byte, src stream.Source) bool {
+	err := s.pool.Open(c.Writer, head, src)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, stream.ErrClosed):
+		writeError(c, errShuttingDown)
+	default:
+		s.Logger.Debug("open an event stream", "path", c.Request.URL.Path, "err", err)
 	}
-	return w.sess.Flush()
+	return false
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/exportstream/exportstream/bff/internal/relay"
+	"github.com/exportstream/exportstream/bff/internal/stream"
 )
 
 // sessionEvents is GET /api/events: one stream per tab carrying every job
@@ -36,104 +37,144 @@ func (s *Server) sessionEvents(c *gin.Context) {
 		writeError(c, e)
 		return
 	}
-	defer s.streams.release(sid)
-	feed := s.feeds.open(sid) // before listing, so no job falls between the two
-	defer s.feeds.close(sid, feed)
-
+	m := &sessionStream{s: s, sid: sid, subs: make(map[string]*relay.Subscription), sent: make(map[string]int64)}
+	m.feed = s.feeds.open(sid, m.join) // before listing, so no job falls between the two
+	s.Metrics.subscribersActive.Inc()
+	opened := false
+	defer func() {
+		if !opened {
+			m.Closed()
+		}
+	}()
 	jobs, ok := s.sessionJobs(c, sid)
 	if !ok {
 		return
 	}
-	s.Metrics.subscribersActive.Inc()
-	defer s.Metrics.subscribersActive.Dec()
+	m.listed = jobs
+	// The ping opens the stream even when the session has no jobs yet.
+	opened = s.openStream(c, stream.AppendPing(s.streamHead(c)), m)
+}
 
-	w := s.newStreamWriter(c)
-	defer w.close()
-	ready := make(chan struct{}, 1)
-	subs := make(map[string]*relay.Subscription)
-	defer func() {
-		for _, sub := range subs {
+// sessionStream is one tab's stream of all its session's jobs.
+type sessionStream struct {
+	s    *Server
+	sid  string
+	feed *feed
+
+	mu     sync.Mutex
+	wake   func()
+	subs   map[string]*relay.Subscription // the unfinished jobs followed
+	sent   map[string]int64               // the highest seq sent per code
+	listed []listedJob                    // snapshots to catch up on: the first list, then each resync
+	joined []string                       // jobs the session created through this BFF since
+	closed bool
+}
+
+func (m *sessionStream) Start(wake func()) {
+	m.mu.Lock()
+	m.wake = wake
+	m.mu.Unlock()
+	m.s.resyncs.add(m)
+}
+
+func (m *sessionStream) Fill(buf []byte) ([]byte, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	// Listed snapshots this stream has not sent yet, and the unfinished
+	// jobs among them it does not follow yet.
+	for _, j := range m.listed {
+		if _, followed := m.subs[j.Code]; followed || j.Seq <= m.sent[j.Code] {
+			continue
+		}
+		m.sent[j.Code] = j.Seq
+		buf = stream.AppendEvent(buf, j.Code+":"+strconv.FormatInt(j.Seq, 10), j.data)
+		n++
+		if !j.terminal() {
+			m.follow(j.Code, j.Seq)
+		}
+	}
+	m.listed = nil
+	for _, code := range m.joined {
+		m.follow(code, 0)
+	}
+	m.joined = m.joined[:0]
+	for code, sub := range m.subs {
+		evs, ended := sub.Drain()
+		for _, ev := range evs {
+			id := ""
+			if ev.ID != "" {
+				id = code + ":" + ev.ID
+			}
+			buf = stream.AppendEvent(buf, id, ev.Data)
+			m.sent[code] = max(m.sent[code], ev.Seq)
+		}
+		n += len(evs)
+		if ended {
 			sub.Close()
-		}
-	}()
-	follow := func(code string, after int64) {
-		if _, ok := subs[code]; !ok {
-			subs[code] = s.Hub.Subscribe(sid, code, after, ready)
+			delete(m.subs, code)
 		}
 	}
-	sent := make(map[string]int64) // the highest seq sent per code
-	// catchUp sends the listed snapshots this stream has not sent yet and
-	// follows the unfinished jobs it does not follow yet.
-	catchUp := func(jobs []listedJob) error {
-		for _, j := range jobs {
-			if _, followed := subs[j.Code]; followed || j.Seq <= sent[j.Code] {
-				continue
-			}
-			sent[j.Code] = j.Seq
-			if err := w.event(j.Code+":"+strconv.FormatInt(j.Seq, 10), relay.Event{Data: j.data}); err != nil {
-				return err
-			}
-			if !j.terminal() {
-				follow(j.Code, j.Seq)
-			}
-		}
-		return nil
+	m.s.Metrics.eventsRelayed.Add(float64(n))
+	return buf, false // the stream does not end when a job does
+}
+
+func (m *sessionStream) follow(code string, after int64) {
+	if _, ok := m.subs[code]; !ok {
+		m.subs[code] = m.s.Hub.Subscribe(m.sid, code, after, m.wake)
 	}
-	if w.ping() != nil || catchUp(jobs) != nil { // ping: open the stream even with no jobs yet
+}
+
+// join follows a job the session just created through this BFF.
+func (m *sessionStream) join(code string) {
+	m.mu.Lock()
+	if m.closed || len(m.joined) >= maxJoined {
+		m.mu.Unlock()
 		return
 	}
-	var resync <-chan time.Time
-	if s.MultiplexResync > 0 {
-		t := time.NewTicker(s.MultiplexResync)
-		defer t.Stop()
-		resync = t.C
+	m.joined = append(m.joined, code)
+	wake := m.wake
+	m.mu.Unlock()
+	if wake != nil {
+		wake()
 	}
+}
 
-	ctx := c.Request.Context()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.closing:
-			return
-		case <-w.quiet():
-			if w.ping() != nil {
-				return
-			}
-			continue
-		case code := <-feed:
-			follow(code, 0)
-			continue
-		case <-resync:
-			jobs, err := s.listJobs(ctx, sid)
-			if err != nil {
-				s.Logger.Debug("resync a multiplexed stream", "err", err)
-				continue
-			}
-			if catchUp(jobs) != nil {
-				return
-			}
-			continue
-		case <-ready:
-		}
-		for code, sub := range subs {
-			evs, ended := sub.Drain()
-			for _, ev := range evs {
-				id := ""
-				if ev.ID != "" {
-					id = code + ":" + ev.ID
-				}
-				if w.event(id, ev) != nil {
-					return
-				}
-				sent[code] = max(sent[code], ev.Seq)
-			}
-			if ended {
-				sub.Close()
-				delete(subs, code)
-			}
-		}
+// maxJoined bounds the jobs waiting to be joined by a stream that is not
+// being written (its browser stopped reading); past it, the next resync
+// or reconnect finds them.
+const maxJoined = 64
+
+// relist catches up with the session's jobs as the backend lists them.
+func (m *sessionStream) relist(ctx context.Context) {
+	jobs, err := m.s.listJobs(ctx, m.sid)
+	if err != nil {
+		m.s.Logger.Debug("resync a multiplexed stream", "err", err)
+		return
 	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	m.listed = append(m.listed, jobs...)
+	wake := m.wake
+	m.mu.Unlock()
+	wake()
+}
+
+func (m *sessionStream) Closed() {
+	m.mu.Lock()
+	m.closed = true
+	for _, sub := range m.subs {
+		sub.Close()
+	}
+	clear(m.subs)
+	m.mu.Unlock()
+	m.s.resyncs.remove(m)
+	m.s.feeds.close(m.sid, m.feed)
+	m.s.streams.release(m.sid)
+	m.s.Metrics.subscribersActive.Dec()
 }
 
 // listedJob is a job from the backend's list, kept as the bytes it sent.
@@ -192,26 +233,28 @@ func (s *Server) listJobs(ctx context.Context, sid string) ([]listedJob, error) 
 // creates after they opened.
 type feeds struct {
 	mu sync.Mutex
-	m  map[string]map[chan string]struct{}
+	m  map[string]map[*feed]struct{}
 }
 
-func newFeeds() *feeds { return &feeds{m: make(map[string]map[chan string]struct{})} }
+type feed struct{ join func(code string) }
 
-func (f *feeds) open(sid string) chan string {
-	ch := make(chan string, 64)
+func newFeeds() *feeds { return &feeds{m: make(map[string]map[*feed]struct{})} }
+
+func (f *feeds) open(sid string, join func(code string)) *feed {
+	fd := &feed{join: join}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.m[sid] == nil {
-		f.m[sid] = make(map[chan string]struct{})
+		f.m[sid] = make(map[*feed]struct{})
 	}
-	f.m[sid][ch] = struct{}{}
-	return ch
+	f.m[sid][fd] = struct{}{}
+	return fd
 }
 
-func (f *feeds) close(sid string, ch chan string) {
+func (f *feeds) close(sid string, fd *feed) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delete(f.m[sid], ch)
+	delete(f.m[sid], fd)
 	if len(f.m[sid]) == 0 {
 		delete(f.m, sid)
 	}
@@ -220,10 +263,62 @@ func (f *feeds) close(sid string, ch chan string) {
 func (f *feeds) notify(sid, code string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for ch := range f.m[sid] {
+	for fd := range f.m[sid] {
+		fd.join(code)
+	}
+}
+
+// resyncs re-lists the jobs of every open multiplexed stream every
+// MultiplexResync, a few streams at a time, so that jobs created through
+// another BFF instance are joined.
+type resyncs struct {
+	mu      sync.Mutex
+	streams map[*sessionStream]struct{}
+}
+
+func (r *resyncs) add(m *sessionStream) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.streams[m] = struct{}{}
+}
+
+func (r *resyncs) remove(m *sessionStream) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.streams, m)
+}
+
+// run relists every stream once per interval until ctx is done.
+func (r *resyncs) run(ctx context.Context, interval time.Duration) {
+	const concurrent = 4
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
 		select {
-		case ch <- code:
-		default: // a stream 64 creates behind will see the job on its next reconnect
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
+		r.mu.Lock()
+		batch := make([]*sessionStream, 0, len(r.streams))
+		for m := range r.streams {
+			batch = append(batch, m)
+		}
+		r.mu.Unlock()
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, concurrent)
+		for _, m := range batch {
+			if ctx.Err() != nil {
+				break
+			}
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				lctx, cancel := context.WithTimeout(ctx, interval)
+				defer cancel()
+				m.relist(lctx)
+			})
+		}
+		wg.Wait()
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 	"github.com/exportstream/exportstream/bff/internal/backend"
 	"github.com/exportstream/exportstream/bff/internal/relay"
 	"github.com/exportstream/exportstream/bff/internal/session"
+	"github.com/exportstream/exportstream/bff/internal/stream"
 )
 
 // maxBodyBytes bounds what the BFF forwards for a create request.
@@ -63,19 +65,37 @@ type Server struct {
 	streams   *streamLimits
 	creates   *rateLimiter
 	feeds     *feeds
+	resyncs   *resyncs
+	pool      *stream.Pool
 	closeOnce sync.Once
 	closing   chan struct{}
+	stop      context.CancelFunc // ends the resync loop and its requests
+	loops     sync.WaitGroup
 }
 
-// New returns the BFF's HTTP handler.
-func New(cfg Config) *Server {
+// New returns the BFF's HTTP handler; CloseStreams releases it.
+func New(cfg Config) (*Server, error) {
 	gin.SetMode(gin.ReleaseMode)
+	pool, err := stream.NewPool(stream.Config{
+		Heartbeat: cfg.Heartbeat, WriteTimeout: cfg.WriteTimeout, Logger: cfg.Logger,
+		SlowDisconnect: cfg.Metrics.slowDisconnects.Inc,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stream pool: %w", err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
 	s := &Server{
 		Config:  cfg,
 		streams: newStreamLimits(cfg.MaxStreamsPerSession, cfg.MaxStreams),
 		creates: newRateLimiter(cfg.CreateRate, cfg.CreateBurst),
 		feeds:   newFeeds(),
+		resyncs: &resyncs{streams: make(map[*sessionStream]struct{})},
+		pool:    pool,
 		closing: make(chan struct{}),
+		stop:    stop,
+	}
+	if cfg.MultiplexResync > 0 {
+		s.loops.Go(func() { s.resyncs.run(ctx, cfg.MultiplexResync) })
 	}
 	r := gin.New()
 	r.Use(gin.CustomRecoveryWithWriter(io.Discard, s.recovered), securityHeaders, s.cors, s.loadSession)
@@ -93,15 +113,24 @@ func New(cfg Config) *Server {
 	api.GET("/:code/file", s.withCode(s.file))
 	r.NoRoute(s.static())
 	s.router = r
-	return s
+	return s, nil
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
 
-// CloseStreams ends every open browser stream cleanly and turns /readyz
-// to 503; browsers reconnect (to this or another instance) and resume by
-// Last-Event-ID. Register it with http.Server.RegisterOnShutdown.
-func (s *Server) CloseStreams() { s.closeOnce.Do(func() { close(s.closing) }) }
+// CloseStreams ends every open browser stream cleanly, turns /readyz to
+// 503 and waits for the streams' goroutines; browsers reconnect (to this
+// or another instance) and resume by Last-Event-ID. Register it with
+// http.Server.RegisterOnShutdown, and call it once more after Shutdown:
+// a second call returns when the first is done.
+func (s *Server) CloseStreams() {
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.stop()
+		s.pool.Close()
+		s.loops.Wait()
+	})
+}
 
 func (s *Server) recovered(c *gin.Context, err any) {
 	s.Logger.Error("panic serving request", "method", c.Request.Method, "path", c.Request.URL.Path, "panic", err)
@@ -113,7 +142,7 @@ func (s *Server) recovered(c *gin.Context, err any) {
 func (s *Server) ready(c *gin.Context) {
 	select {
 	case <-s.closing:
-		writeError(c, &apiError{http.StatusServiceUnavailable, "UNAVAILABLE", "shutting down"})
+		writeError(c, errShuttingDown)
 		return
 	default:
 	}

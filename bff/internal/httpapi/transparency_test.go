@@ -114,7 +114,10 @@ func startBFFOn(t *testing.T, be *backend.Client, opts ...func(*relay.Config, *h
 	}
 	hub := relay.NewHub(be, rcfg, metrics, log)
 	hcfg.Hub = hub
-	api := httpapi.New(hcfg)
+	api, err := httpapi.New(hcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(api)
 	t.Cleanup(func() {
 		api.CloseStreams()

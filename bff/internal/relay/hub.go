@@ -108,12 +108,9 @@ func NewHub(src Upstream, cfg Config, stats Stats, log *slog.Logger) *Hub {
 // Upstreams are keyed by owner too: the backend checks ownership when one
 // opens, so a session can never join another session's stream. Only
 // events with a seq greater than after are delivered; the latest one known
-// is queued at once. ready, if not nil, is signalled instead of the
-// subscription's own channel (one stream following many jobs).
-func (h *Hub) Subscribe(owner, code string, after int64, ready chan struct{}) *Subscription {
-	if ready == nil {
-		ready = make(chan struct{}, 1)
-	}
+// is queued at once. notify, if not nil, is called instead of signalling
+// the subscription's Ready channel (see Notify).
+func (h *Hub) Subscribe(owner, code string, after int64, notify func()) *Subscription {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	key := owner + "\x00" + code
@@ -134,7 +131,10 @@ func (h *Hub) Subscribe(owner, code string, after int64, ready chan struct{}) *S
 		up.linger.Stop()
 		up.linger = nil
 	}
-	s := &Subscription{hub: h, up: up, after: after, ready: ready}
+	s := &Subscription{hub: h, up: up, after: after, notify: notify}
+	if notify == nil {
+		s.ready = make(chan struct{}, 1)
+	}
 	up.subs[s] = struct{}{}
 	if up.latest != nil {
 		s.push(*up.latest)

@@ -11,17 +11,19 @@ type Subscription struct {
 	up    *upstream
 	after int64 // only events with a greater Seq are delivered
 
-	mu    sync.Mutex
-	queue []Event
-	spare []Event // the slice the last Drain returned, reused by the next one
-	ended bool
-	ready chan struct{}
+	mu     sync.Mutex
+	queue  []Event
+	spare  []Event // the slice the last Drain returned, reused by the next one
+	ended  bool
+	ready  chan struct{}
+	notify func() // replaces ready once set
 }
 
 // Code is the job this subscription follows.
 func (s *Subscription) Code() string { return s.up.code }
 
-// Ready is signalled when Drain has something new to return.
+// Ready is signalled when Drain has something new to return; it is nil
+// for a subscription made with a notify function.
 func (s *Subscription) Ready() <-chan struct{} { return s.ready }
 
 // Drain returns the queued events and whether the stream is over (nothing
@@ -34,6 +36,18 @@ func (s *Subscription) Drain() ([]Event, bool) {
 	clear(s.spare) // let the previous batch's data be collected
 	s.queue, s.spare = s.spare[:0], evs
 	return evs, s.ended
+}
+
+// Notify calls f, instead of signalling Ready, whenever Drain has
+// something new (and now, if it has already). f must not block.
+func (s *Subscription) Notify(f func()) {
+	s.mu.Lock()
+	s.notify = f
+	pending := len(s.queue) > 0 || s.ended
+	s.mu.Unlock()
+	if pending {
+		f()
+	}
 }
 
 // Close unsubscribes; the upstream closes when its last subscriber leaves.
@@ -49,18 +63,24 @@ func (s *Subscription) push(ev Event) {
 		s.hub.stats.SnapshotDropped()
 	}
 	s.queue = append(s.queue, ev)
+	notify := s.notify
 	s.mu.Unlock()
-	s.signal()
+	s.signal(notify)
 }
 
 func (s *Subscription) end() {
 	s.mu.Lock()
 	s.ended = true
+	notify := s.notify
 	s.mu.Unlock()
-	s.signal()
+	s.signal(notify)
 }
 
-func (s *Subscription) signal() {
+func (s *Subscription) signal(notify func()) {
+	if notify != nil {
+		notify()
+		return
+	}
 	select {
 	case s.ready <- struct{}{}:
 	default:
