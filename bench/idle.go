@@ -171,43 +171,56 @@ func scenarioIdle(ctx context.Context, e *env) (*Scenario, error) {
 	}
 	defer be.stop()
 	type variant struct {
-		name string
-		n    int
-		kind kind
+		name  string
+		n     int
+		kind  kind
+		procs int
 	}
-	variants := []variant{{"BFF (this project)", sz.bff, kindBFF}, {"backend direct (net/http + gin)", sz.backend, kindBackend}}
+	variants := []variant{{"BFF (this project)", sz.bff, kindBFF, 1}, {"backend direct (net/http + gin)", sz.backend, kindBackend, 1}}
+	if sz.bffs3 > 0 {
+		// A process may hold 20,000 files: past 19,900 streams, several BFFs.
+		variants = append(variants, variant{"BFF × 3 processes", sz.bffs3, kindBFF, 3})
+	}
 	if e.node && sz.express > 0 {
-		variants = append(variants, variant{"Express relay (seed)", sz.express, kindExpress})
+		variants = append(variants, variant{"Express relay (seed)", sz.express, kindExpress, 1})
 	}
 	c := newHTTPClient(nil)
 	for _, v := range variants {
-		var srv *server
+		var srvs []*server
 		t := target{kind: v.kind, url: be.url, backend: be.url}
-		switch v.kind {
-		case kindBFF:
-			srv, err = e.bff(ctx, "idle-bff", be.url, "-heartbeat", "5s")
-		case kindExpress:
-			srv, err = e.express(ctx, "idle-express", be.url)
+		switch {
+		case v.kind == kindBFF:
+			for i := range v.procs {
+				srv, err := e.bff(ctx, fmt.Sprintf("idle-bff-%d", i), be.url, "-heartbeat", "5s")
+				if err != nil {
+					stopAll(srvs)
+					return nil, err
+				}
+				srvs = append(srvs, srv)
+			}
+		case v.kind == kindExpress:
+			srv, err := e.express(ctx, "idle-express", be.url)
+			if err != nil {
+				return nil, err
+			}
+			srvs = append(srvs, srv)
 		default:
-			srv = be
+			srvs = append(srvs, be)
 		}
-		if err != nil {
-			return nil, err
-		}
-		t.url = srv.url
+		t.url = srvs[0].url
 		j, err := create(ctx, c, t, createReq{Rows: 100, DurationMs: 3_600_000}, "")
 		if err != nil {
+			stopAll(srvs)
 			return nil, err
 		}
 		header := ""
 		if j.cookie != "" && v.kind == kindBFF {
-			header = "Cookie: " + j.cookie
+			header = "Cookie: " + j.cookie // every BFF reads it: they share the session secret
 		}
 		time.Sleep(500 * time.Millisecond)
-		before, _ := sampleProc(srv.pid())
-		row, err := runIdle(ctx, srv, strings.TrimPrefix(eventsURL(t, j.code), srv.url), header, v.n, sz.hold, before)
-		if srv != be {
-			srv.stop()
+		row, err := runIdle(ctx, srvs, strings.TrimPrefix(eventsURL(t, j.code), t.url), header, v.n, sz.hold)
+		if v.kind != kindBackend {
+			stopAll(srvs)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", v.name, err)
@@ -219,45 +232,74 @@ func scenarioIdle(ctx context.Context, e *env) (*Scenario, error) {
 	return s, nil
 }
 
-func runIdle(ctx context.Context, srv *server, path, header string, n int, hold time.Duration, before procSample) (*Row, error) {
+func stopAll(srvs []*server) {
+	for _, s := range srvs {
+		s.stop()
+	}
+}
+
+// idleChild is a load-generator process holding idle streams.
+type idleChild struct {
+	cmd   *exec.Cmd
+	lines chan string
+}
+
+func startIdleWorker(ctx context.Context, self, addr, path, header string, n int, hold time.Duration) (idleChild, error) {
+	cmd := exec.CommandContext(ctx, self, "idle-worker", "-addr", addr, "-path", path, "-header", header,
+		"-n", fmt.Sprint(n), "-hold", hold.String())
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return idleChild{}, err
+	}
+	if err := cmd.Start(); err != nil {
+		return idleChild{}, err
+	}
+	k := idleChild{cmd: cmd, lines: make(chan string, 4)}
+	go copyLines(out, k.lines)
+	return k, nil
+}
+
+// runIdle spreads n streams evenly over srvs, holds them, and reports the
+// servers' RSS per stream (all of them together) and the largest one's
+// descriptors.
+func runIdle(ctx context.Context, srvs []*server, path, header string, n int, hold time.Duration) (*Row, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	workers := (n + perWorker - 1) / perWorker
-	type child struct {
-		cmd   *exec.Cmd
-		lines chan string
+	before := make([]procSample, len(srvs))
+	for i, srv := range srvs {
+		before[i], _ = sampleProc(srv.pid())
 	}
-	var kids []child
+	var kids []idleChild
 	defer func() {
 		for _, k := range kids {
 			_ = k.cmd.Process.Kill()
 			_ = k.cmd.Wait()
 		}
 	}()
-	addr := strings.TrimPrefix(srv.url, "http://")
-	for w := range workers {
-		count := n / workers
-		if w < n%workers {
-			count++
+	for si, srv := range srvs {
+		ns := n / len(srvs)
+		if si < n%len(srvs) {
+			ns++
 		}
-		cmd := exec.CommandContext(ctx, self, "idle-worker", "-addr", addr, "-path", path, "-header", header,
-			"-n", fmt.Sprint(count), "-hold", hold.String())
-		cmd.Stderr = os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			return nil, err
+		addr := strings.TrimPrefix(srv.url, "http://")
+		workers := (ns + perWorker - 1) / perWorker
+		for w := range workers {
+			count := ns / workers
+			if w < ns%workers {
+				count++
+			}
+			kid, err := startIdleWorker(ctx, self, addr, path, header, count, hold)
+			if err != nil {
+				return nil, err
+			}
+			kids = append(kids, kid)
 		}
-		if err := cmd.Start(); err != nil {
-			return nil, err
-		}
-		k := child{cmd: cmd, lines: make(chan string, 4)}
-		go copyLines(out, k.lines)
-		kids = append(kids, k)
 	}
-	next := func(k child, prefix string) (string, error) {
+	next := func(k idleChild, prefix string) (string, error) {
 		select {
 		case l, ok := <-k.lines:
 			if !ok {
@@ -277,13 +319,20 @@ func runIdle(ctx context.Context, srv *server, path, header string, n int, hold 
 			return nil, err
 		}
 	}
-	time.Sleep(2 * time.Second) // let the server settle (GC) before reading its RSS
-	open, _ := sampleProc(srv.pid())
-	if strings.HasPrefix(srv.name, "idle-bff") {
+	time.Sleep(2 * time.Second) // let the servers settle (GC) before reading their RSS
+	var grew, rss int64
+	fds := 0
+	for i, srv := range srvs {
+		open, _ := sampleProc(srv.pid())
+		grew += open.rssKiB - before[i].rssKiB
+		rss += open.rssKiB
+		fds = max(fds, open.fds)
+	}
+	if len(srvs) == 1 && strings.HasPrefix(srvs[0].name, "idle-bff") {
 		grabProfile(fmt.Sprintf("idle-%d-heap.pprof", n), "heap", 30*time.Second)
 		grabProfile(fmt.Sprintf("idle-%d-goroutine.txt", n), "goroutine?debug=1", 30*time.Second)
 	}
-	mon := watch(time.Second, srv)
+	mon := watch(time.Second, srvs...)
 	var total idleResult
 	for _, k := range kids {
 		rest, err := next(k, "DONE")
@@ -302,17 +351,24 @@ func runIdle(ctx context.Context, srv *server, path, header string, n int, hold 
 			total.FirstError = r.FirstError
 		}
 	}
-	u := mon.stop()[srv.name]
+	usages := mon.stop()
+	cpu := 0.0
+	for _, u := range usages {
+		cpu += u.CPUPercent
+	}
 	row := &Row{Metrics: map[string]float64{
 		"streams":        float64(n),
 		"opened":         float64(total.Opened),
 		"failed":         float64(total.Failed),
 		"ended early":    float64(total.EndedEarly),
-		"RSS/stream KiB": float64(open.rssKiB-before.rssKiB) / float64(max(total.Opened, 1)),
-		"server RSS MiB": float64(open.rssKiB) / 1024,
-		"server FDs":     float64(open.fds),
-		"CPU % (idle)":   u.CPUPercent,
-	}, Usage: map[string]usage{srv.name: u}}
+		"RSS/stream KiB": float64(grew) / float64(max(total.Opened, 1)),
+		"server RSS MiB": float64(rss) / 1024,
+		"server FDs":     float64(fds),
+		"CPU % (idle)":   cpu,
+	}, Usage: usages}
+	if len(srvs) > 1 {
+		row.Notes = append(row.Notes, fmt.Sprintf("%d processes: RSS and CPU are their sum, FDs the largest one's", len(srvs)))
+	}
 	if total.FirstError != "" {
 		row.Notes = append(row.Notes, "first error: "+total.FirstError)
 	}

@@ -39,12 +39,14 @@ type sizes struct {
 	polling  struct{ exports, rows, durationMs int }
 	idle     struct {
 		bff, backend, express int
+		bffs3                 int // streams over 3 BFF processes (one holds ≤ 19,900)
 		hold                  time.Duration
 	}
 	create struct {
 		clients  int
 		duration time.Duration
 	}
+	floor struct{ sockets, rounds int }
 }
 
 func sizeOf(name string) (sizes, error) {
@@ -57,7 +59,9 @@ func sizeOf(name string) (sizes, error) {
 		s.overhead.jobs, s.overhead.rows, s.overhead.durationMs = 1, 10, 1000
 		s.polling.exports, s.polling.rows, s.polling.durationMs = 3, 10, 500
 		s.idle.bff, s.idle.backend, s.idle.express, s.idle.hold = 50, 50, 20, time.Second
+		s.idle.bffs3 = 30
 		s.create.clients, s.create.duration = 4, 500*time.Millisecond
+		s.floor.sockets, s.floor.rounds = 50, 5
 	case "short":
 		s.relay.jobs, s.relay.subs, s.relay.rows, s.relay.durationMs = 10, 100, 100, 8000
 		s.fanout.subs, s.fanout.rows, s.fanout.durationMs = 10_000, 100, 10_000
@@ -66,6 +70,7 @@ func sizeOf(name string) (sizes, error) {
 		s.polling.exports, s.polling.rows, s.polling.durationMs = 20, 100, 8000
 		s.idle.bff, s.idle.backend, s.idle.express, s.idle.hold = 5000, 5000, 2000, 10*time.Second
 		s.create.clients, s.create.duration = 32, 3*time.Second
+		s.floor.sockets, s.floor.rounds = 5000, 20
 	case "full":
 		s.relay.jobs, s.relay.subs, s.relay.rows, s.relay.durationMs = 10, 100, 100, 20_000
 		s.fanout.subs, s.fanout.rows, s.fanout.durationMs = 10_000, 100, 20_000
@@ -73,7 +78,9 @@ func sizeOf(name string) (sizes, error) {
 		s.overhead.jobs, s.overhead.rows, s.overhead.durationMs = 3, 100, 20_000
 		s.polling.exports, s.polling.rows, s.polling.durationMs = 100, 100, 60_000
 		s.idle.bff, s.idle.backend, s.idle.express, s.idle.hold = 19_900, 10_000, 9_000, 60*time.Second
+		s.idle.bffs3 = 50_000
 		s.create.clients, s.create.duration = 64, 10*time.Second
+		s.floor.sockets, s.floor.rounds = 9000, 50
 	default:
 		return s, fmt.Errorf("unknown -size %q: smoke, short or full", name)
 	}
@@ -91,6 +98,7 @@ var allScenarios = []struct {
 	{"fanout", scenarioFanOut},
 	{"spread", scenarioSpread},
 	{"create", scenarioCreate},
+	{"floor", scenarioFloor},
 }
 
 var quiet bool
@@ -123,7 +131,7 @@ func run(ctx context.Context, args []string) error {
 	binDir := fs.String("bin", "bin", "directory of the backend and bff binaries (make build-go)")
 	out := fs.String("out", "bench/results", "directory for <date>.json, <date>.md and latency-cdf.svg")
 	baselines := fs.String("baselines", "bench/baselines", "the Express baseline (needs npm ci there)")
-	only := fs.String("scenarios", "", "comma-separated subset of: relay,overhead,polling,idle,fanout,spread,create")
+	only := fs.String("scenarios", "", "comma-separated subset of: relay,overhead,polling,idle,fanout,spread,create,floor")
 	fs.BoolVar(&quiet, "q", false, "no progress lines")
 	if err := fs.Parse(args); err != nil {
 		return err

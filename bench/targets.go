@@ -52,6 +52,12 @@ func judge(s *Scenario) {
 			bad := r.Metrics["failed"] + r.Metrics["ended early"]
 			check(fmt.Sprintf("errors over the hold (%0.f streams in one BFF)", r.Metrics["streams"]), bad, bad == 0, "0; 19,900 streams in one process at full size")
 		}
+		if r := row("BFF × 3"); r != nil {
+			bad := r.Metrics["failed"] + r.Metrics["ended early"]
+			check(fmt.Sprintf("errors over the hold (%0.f streams in three BFFs)", r.Metrics["streams"]), bad, bad == 0, "0; 50,000 streams at full size")
+			kib := r.Metrics["RSS/stream KiB"]
+			check("RSS per idle stream, three BFFs", kib, kib <= 8, "≤ 8 KiB")
+		}
 	case strings.HasPrefix(s.Name, "fan-out"):
 		if r := s.Rows[0]; r != nil {
 			check("fan-out p99", r.Metrics["p99 ms"], r.Metrics["p99 ms"] <= 150, "≤ 150 ms")
