@@ -126,6 +126,11 @@ func openStream(addr, req string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	return readHead(conn, req)
+}
+
+// readHead sends req on conn and reads the response head; it wants a 200.
+func readHead(conn net.Conn, req string) (net.Conn, error) {
 	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
 	if _, err := io.WriteString(conn, req); err != nil {
 		_ = conn.Close()

@@ -47,6 +47,7 @@ type sizes struct {
 		duration time.Duration
 	}
 	floor struct{ sockets, rounds int }
+	slow  struct{ readers, stalled, rows, durationMs int }
 }
 
 func sizeOf(name string) (sizes, error) {
@@ -62,6 +63,7 @@ func sizeOf(name string) (sizes, error) {
 		s.idle.bffs3 = 30
 		s.create.clients, s.create.duration = 4, 500*time.Millisecond
 		s.floor.sockets, s.floor.rounds = 50, 5
+		s.slow.readers, s.slow.stalled, s.slow.rows, s.slow.durationMs = 18, 2, 10, 1000
 	case "short":
 		s.relay.jobs, s.relay.subs, s.relay.rows, s.relay.durationMs = 10, 100, 100, 8000
 		s.fanout.subs, s.fanout.rows, s.fanout.durationMs = 10_000, 100, 10_000
@@ -71,6 +73,7 @@ func sizeOf(name string) (sizes, error) {
 		s.idle.bff, s.idle.backend, s.idle.express, s.idle.hold = 5000, 5000, 2000, 10*time.Second
 		s.create.clients, s.create.duration = 32, 3*time.Second
 		s.floor.sockets, s.floor.rounds = 5000, 20
+		s.slow.readers, s.slow.stalled, s.slow.rows, s.slow.durationMs = 1800, 200, 100, 6000
 	case "full":
 		s.relay.jobs, s.relay.subs, s.relay.rows, s.relay.durationMs = 10, 100, 100, 20_000
 		s.fanout.subs, s.fanout.rows, s.fanout.durationMs = 10_000, 100, 20_000
@@ -81,6 +84,7 @@ func sizeOf(name string) (sizes, error) {
 		s.idle.bffs3 = 50_000
 		s.create.clients, s.create.duration = 64, 10*time.Second
 		s.floor.sockets, s.floor.rounds = 9000, 50
+		s.slow.readers, s.slow.stalled, s.slow.rows, s.slow.durationMs = 9000, 1000, 100, 10_000
 	default:
 		return s, fmt.Errorf("unknown -size %q: smoke, short or full", name)
 	}
@@ -99,6 +103,7 @@ var allScenarios = []struct {
 	{"spread", scenarioSpread},
 	{"create", scenarioCreate},
 	{"floor", scenarioFloor},
+	{"slow", scenarioSlow},
 }
 
 var quiet bool
@@ -131,7 +136,7 @@ func run(ctx context.Context, args []string) error {
 	binDir := fs.String("bin", "bin", "directory of the backend and bff binaries (make build-go)")
 	out := fs.String("out", "bench/results", "directory for <date>.json, <date>.md and latency-cdf.svg")
 	baselines := fs.String("baselines", "bench/baselines", "the Express baseline (needs npm ci there)")
-	only := fs.String("scenarios", "", "comma-separated subset of: relay,overhead,polling,idle,fanout,spread,create,floor")
+	only := fs.String("scenarios", "", "comma-separated subset of: relay,overhead,polling,idle,fanout,spread,create,floor,slow")
 	fs.BoolVar(&quiet, "q", false, "no progress lines")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -90,6 +90,8 @@ type phase struct {
 	// subscriber is connected and the blockers are cancelled. Every event
 	// of the measured jobs is then measured.
 	gated bool
+	// stalled subscribers open their streams first and never read them.
+	stalled int
 }
 
 const gateTimeout = 90 * time.Second
@@ -185,6 +187,18 @@ func (p phase) run(ctx context.Context) (phaseResult, error) {
 		if firstErr != nil {
 			return phaseResult{}, firstErr
 		}
+	}
+
+	for i := range p.stalled {
+		header := ""
+		if cookie != "" {
+			header = "Cookie: " + cookie + "\r\n"
+		}
+		conn, err := openStalled(ctx, eventsURL(p.t, jobs[i%p.jobs].code), header)
+		if err != nil {
+			return phaseResult{}, fmt.Errorf("a never-reading subscriber: %w", err)
+		}
+		defer func() { _ = conn.Close() }()
 	}
 
 	n := p.jobs * p.subsPerJob

@@ -58,6 +58,14 @@ func judge(s *Scenario) {
 			kib := r.Metrics["RSS/stream KiB"]
 			check("RSS per idle stream, three BFFs", kib, kib <= 8, "≤ 8 KiB")
 		}
+	case strings.HasPrefix(s.Name, "slow readers"):
+		if len(s.Rows) == 2 {
+			alone, with := s.Rows[0].Metrics, s.Rows[1].Metrics
+			r := with["p99 ms"] / alone["p99 ms"]
+			check("readers' p99 with never-readers / without", r, r <= 1.2, "≤ 1.2")
+			kib := (with["relay RSS MiB"] - alone["relay RSS MiB"]) * 1024 / math.Max(with["streams stalled"], 1)
+			check("BFF memory per never-reading stream", kib, kib <= 64, "bounded: ≤ 64 KiB (a blocked batch and a goroutine until the write timeout)")
+		}
 	case strings.HasPrefix(s.Name, "fan-out"):
 		if r := s.Rows[0]; r != nil {
 			check("fan-out p99", r.Metrics["p99 ms"], r.Metrics["p99 ms"] <= 150, "≤ 150 ms")
