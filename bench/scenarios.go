@@ -138,6 +138,7 @@ type phaseResult struct {
 	seconds        float64 // first measured event → last
 	usage          map[string]usage
 	connectSeconds float64
+	loadgenCPU     float64 // seconds of CPU the harness itself used (it shares the cores)
 }
 
 // run creates the jobs, connects every subscriber (at most 256 connecting
@@ -202,6 +203,7 @@ func (p phase) run(ctx context.Context) (phaseResult, error) {
 	}
 
 	n := p.jobs * p.subsPerJob
+	cpu0 := cpuSelf()
 	mon := watch(250*time.Millisecond, p.monitor...)
 	startConnect := time.Now()
 	var connected atomic.Int64
@@ -248,7 +250,7 @@ func (p phase) run(ctx context.Context) (phaseResult, error) {
 	connectSeconds := time.Since(startConnect).Seconds()
 	cancelJobs(ctx, c, p.backend.url, blockers)
 	wg.Wait()
-	res := phaseResult{usage: mon.stop(), connectSeconds: connectSeconds, perSubMin: math.MaxInt}
+	res := phaseResult{usage: mon.stop(), connectSeconds: connectSeconds, perSubMin: math.MaxInt, loadgenCPU: (cpuSelf() - cpu0).Seconds()}
 	res.upstreams = metric(c, p.backend.url, streamsOpened) - before
 	t0 := allAt.Load()
 	if t0 == 0 {
@@ -316,6 +318,7 @@ func (r phaseResult) row(name string, relay, backend *server) *Row {
 		"relay CPU s":     math.NaN(),
 		"CPU µs/delivery": math.NaN(),
 		"relay RSS MiB":   math.NaN(),
+		"loadgen CPU s":   r.loadgenCPU,
 	}
 	if r.seconds > 0 {
 		m["deliveries/s"] = float64(r.deliveries) / r.seconds
@@ -410,7 +413,7 @@ func scenarioFanOut(ctx context.Context, e *env) (*Scenario, error) {
 		Name: "fan-out: subscribers on one job, 10 events/s",
 		Setup: fmt.Sprintf("%d subscribers of one job (one session), %d rows over %d ms (≈10 events/s); latency as above.",
 			sz.subs, sz.rows, sz.durationMs),
-		Columns: []string{"p50 ms", "p99 ms", "max ms", "deliveries/s", "events/sub min", "events/sub max", "upstream conns", "CPU µs/delivery", "relay RSS MiB", "errors", "connect s"},
+		Columns: []string{"p50 ms", "p99 ms", "max ms", "deliveries/s", "events/sub min", "events/sub max", "upstream conns", "CPU µs/delivery", "relay CPU s", "loadgen CPU s", "relay RSS MiB", "errors", "connect s"},
 		curves:  map[string]latencies{},
 	}
 	be, err := e.backend(ctx, "fanout-backend", 1)
@@ -444,7 +447,7 @@ func scenarioSpread(ctx context.Context, e *env) (*Scenario, error) {
 		Name: "spread: many jobs × 10 subscribers, 5 events/s each",
 		Setup: fmt.Sprintf("%d jobs × %d subscribers (each job its own session), %d rows over %d ms (5 events/s per job).",
 			sz.jobs, sz.subs, sz.rows, sz.durationMs),
-		Columns: []string{"p50 ms", "p99 ms", "max ms", "deliveries/s", "upstream conns", "CPU µs/delivery", "relay RSS MiB", "errors", "connect s"},
+		Columns: []string{"p50 ms", "p99 ms", "max ms", "deliveries/s", "upstream conns", "CPU µs/delivery", "relay CPU s", "loadgen CPU s", "relay RSS MiB", "errors", "connect s"},
 		curves:  map[string]latencies{},
 	}
 	be, err := e.backend(ctx, "spread-backend", sz.jobs)
