@@ -137,6 +137,7 @@ func (p *Pool) Open(w http.ResponseWriter, head []byte, src Source) error {
 	}
 	p.streams[s] = struct{}{}
 	p.mu.Unlock()
+	s.registered.Store(true)
 	s.schedule()
 	return nil
 }
@@ -266,12 +267,13 @@ type Stream struct {
 	raw  rawWriter // without a raw socket every write takes the stalled path
 	src  Source
 
-	queued    atomic.Bool  // on its writer's queue
-	ping      atomic.Bool  // a heartbeat is due
-	hangup    atomic.Bool  // the browser closed its end
-	stalled   atomic.Bool  // the socket is full: a goroutine of its own owns pending
-	closed    atomic.Bool  // closed, or being closed
-	lastWrite atomic.Int64 // the pool's clock at the last write
+	registered atomic.Bool  // in the pool and watched: before, wakes are ignored (the first flush drains everything)
+	queued     atomic.Bool  // on its writer's queue
+	ping       atomic.Bool  // a heartbeat is due
+	hangup     atomic.Bool  // the browser closed its end
+	stalled    atomic.Bool  // the socket is full: a goroutine of its own owns pending
+	closed     atomic.Bool  // closed, or being closed
+	lastWrite  atomic.Int64 // the pool's clock at the last write
 
 	// pending is owned by the writer, or while stalled by the stall goroutine.
 	pending []byte
@@ -280,7 +282,7 @@ type Stream struct {
 
 // schedule queues the stream on its writer unless it is queued already.
 func (s *Stream) schedule() {
-	if s.closed.Load() || !s.queued.CompareAndSwap(false, true) {
+	if !s.registered.Load() || s.closed.Load() || !s.queued.CompareAndSwap(false, true) {
 		return
 	}
 	s.w.push(s)

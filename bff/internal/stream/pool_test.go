@@ -129,7 +129,7 @@ func readBlock(t *testing.T, conn net.Conn, br *bufio.Reader) string {
 }
 
 func TestEventsArriveInOrderAndTheStreamEndsWhenTheSourceIsDone(t *testing.T) {
-	_, url, opened := server(t, stream.Config{Heartbeat: time.Minute})
+	pool, url, opened := server(t, stream.Config{Heartbeat: time.Minute})
 	conn, br := dial(t, url)
 	f := <-opened
 	for i := range 3 {
@@ -145,6 +145,9 @@ func TestEventsArriveInOrderAndTheStreamEndsWhenTheSourceIsDone(t *testing.T) {
 		t.Fatalf("after the last event: %q, %v; want the connection closed", rest, err)
 	}
 	f.waitClosed(t, "the source said done")
+	if pool.Len() != 0 {
+		t.Fatalf("%d streams open after the last one ended, want 0", pool.Len())
+	}
 }
 
 func TestAHangUpIsNoticedWithoutWritingAnything(t *testing.T) {
