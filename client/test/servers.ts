@@ -60,6 +60,13 @@ export interface Servers {
   /** Everything both processes printed so far, for failure messages. */
   output(): string;
   stop(): Promise<void>;
+  /**
+   * Kills the BFF with SIGKILL (no clean end of its streams) and resolves once it is
+   * gone. Only for a stack of {@link startServers}: rejects against an external one.
+   */
+  killBff(): Promise<void>;
+  /** Starts a new BFF on the same address and arguments; resolves once it is healthy. */
+  restartBff(): Promise<void>;
 }
 
 /**
@@ -68,7 +75,15 @@ export interface Servers {
  */
 export async function startServers(options: { env?: Record<string, string> } = {}): Promise<Servers> {
   if (externalBffUrl) {
-    return { bffUrl: externalBffUrl, backendUrl: undefined, output: () => "", stop: () => Promise.resolve() };
+    const external = (): Promise<void> => Promise.reject(new Error("an external stack's BFF cannot be killed"));
+    return {
+      bffUrl: externalBffUrl,
+      backendUrl: undefined,
+      output: () => "",
+      stop: () => Promise.resolve(),
+      killBff: external,
+      restartBff: external,
+    };
   }
   const workDir = mkdtempSync(join(tmpdir(), "exportstream-test-"));
   const [backendPort, bffPort] = [await freePort(), await freePort()];
@@ -83,25 +98,33 @@ export async function startServers(options: { env?: Record<string, string> } = {
     rmSync(workDir, { recursive: true, force: true });
   };
 
+  const bffArgs = ["-addr", `127.0.0.1:${bffPort}`, "-backend-url", backendUrl, "-static-dir", demoDir];
+  let bff: ChildProcess | undefined;
+  const startBff = async (): Promise<void> => {
+    bff = run("bff", bffBin, bffArgs, workDir, env, logs);
+    processes.push(bff);
+    await waitHealthy(`${bffUrl}/healthz`, bff, logs);
+  };
+
   try {
     processes.push(run("backend", backendBin, ["-addr", `127.0.0.1:${backendPort}`], workDir, env, logs));
     await waitHealthy(`${backendUrl}/healthz`, processes[0]!, logs);
-    processes.push(
-      run(
-        "bff",
-        bffBin,
-        ["-addr", `127.0.0.1:${bffPort}`, "-backend-url", backendUrl, "-static-dir", demoDir],
-        workDir,
-        env,
-        logs,
-      ),
-    );
-    await waitHealthy(`${bffUrl}/healthz`, processes[1]!, logs);
+    await startBff();
   } catch (error) {
     await stop();
     throw error;
   }
-  return { bffUrl, backendUrl, output: () => logs.join(""), stop };
+  const killBff = (): Promise<void> => {
+    const doomed = bff;
+    if (doomed === undefined || doomed.exitCode !== null || doomed.signalCode !== null) {
+      return Promise.reject(new Error("the BFF is not running"));
+    }
+    return new Promise((done) => {
+      doomed.once("exit", () => done());
+      doomed.kill("SIGKILL");
+    });
+  };
+  return { bffUrl, backendUrl, output: () => logs.join(""), stop, killBff, restartBff: startBff };
 }
 
 /** Starts only the BFF, in front of a backend of the test's own (a scripted one). */
@@ -127,7 +150,8 @@ export async function startBffAgainst(backendUrl: string): Promise<Servers> {
     await stop();
     throw error;
   }
-  return { bffUrl, backendUrl, output: () => logs.join(""), stop };
+  const own = (): Promise<void> => Promise.reject(new Error("startBffAgainst's BFF is not restartable"));
+  return { bffUrl, backendUrl, output: () => logs.join(""), stop, killBff: own, restartBff: own };
 }
 
 /** A port that was free a moment ago on 127.0.0.1. */
