@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -144,12 +145,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	api.Register(generation)
 
 	sweepCtx, stopSweeper := context.WithCancel(ctx)
-	sweeperDone := make(chan struct{})
-	go func() {
-		defer close(sweeperDone)
-		pool.RunSweeper(sweepCtx, min(cfg.retention/10, time.Minute))
-	}()
-	defer func() { stopSweeper(); <-sweeperDone }()
+	var housekeeping sync.WaitGroup
+	housekeeping.Go(func() { pool.RunSweeper(sweepCtx, min(cfg.retention/10, time.Minute)) })
+	if rq, ok := queue.(*worker.RedisQueue); ok {
+		housekeeping.Go(func() { rq.RunReconciler(sweepCtx, st.Unfinished) })
+	}
+	defer func() { stopSweeper(); housekeeping.Wait() }()
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {

@@ -178,6 +178,13 @@ func (p *Pool) Close() {
 
 var interrupted = &job.Failure{Code: "INTERRUPTED", Message: "the backend stopped before the export finished; start it again"}
 
+// MaxDeliveries is how many workers may take a job in turn, each dying
+// with it, before it fails with GENERATION_CRASHED instead of taking
+// down the next replica.
+const MaxDeliveries = 4
+
+var crashed = &job.Failure{Code: "GENERATION_CRASHED", Message: "the export's generation stopped its backend several times; it is not tried again"}
+
 func (p *Pool) work() {
 	defer p.wg.Done()
 	backoff := 100 * time.Millisecond
@@ -201,6 +208,13 @@ func (p *Pool) work() {
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		if t.Deliveries > MaxDeliveries {
+			// Every replica that took it died with it: do not take a fifth down.
+			p.log.Error("an export was taken over too many times; failing it", "code", t.Code, "deliveries", t.Deliveries)
+			p.fail(t.Code, crashed)
+			t.Done()
+			continue
+		}
 		err = p.run(t)
 		switch {
 		case p.ctx.Err() != nil, errors.Is(err, job.ErrStoreUnavailable):

@@ -26,6 +26,9 @@ type Queue interface {
 // called when the worker is through with it.
 type Task struct {
 	Code string
+	// Deliveries is how many times the job has been handed to a worker:
+	// past one, earlier holders died with it (a shared queue counts them).
+	Deliveries int64
 	// Lost is closed when another process has taken the job over (this
 	// one was thought dead): the generation stops. Nil: never.
 	Lost <-chan struct{}
@@ -53,7 +56,7 @@ func (q chanQueue) Pop(ctx context.Context) (*Task, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case code := <-q:
-		return &Task{Code: code, Done: func() {}, Release: func() {}}, nil
+		return &Task{Code: code, Deliveries: 1, Done: func() {}, Release: func() {}}, nil
 	}
 }
 

@@ -127,7 +127,12 @@ func (q *RedisQueue) Pop(ctx context.Context) (*Task, error) {
 		}
 		if len(claimed) > 0 {
 			q.log.Warn("taking over an export whose replica stopped answering", "code", claimed[0].Values["code"], "entry", claimed[0].ID)
-			return q.task(claimed[0]), nil
+			t := q.task(claimed[0])
+			// XAUTOCLAIM counted this delivery in the entry's pending record.
+			if p, err := q.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: q.stream, Group: q.group, Start: claimed[0].ID, End: claimed[0].ID, Count: 1}).Result(); err == nil && len(p) == 1 {
+				t.Deliveries = p[0].RetryCount
+			}
+			return t, nil
 		}
 		streams, err := q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
 			Group: q.group, Consumer: q.consumer, Streams: []string{q.stream, ">"}, Count: 1, Block: block,
@@ -226,7 +231,7 @@ func (q *RedisQueue) task(m redis.XMessage) *Task {
 	if code == "" { // not ours to run: drop it
 		finish(false)
 	}
-	return &Task{Code: code, Lost: lost, Done: func() { finish(false) }, Release: func() { finish(true) }}
+	return &Task{Code: code, Deliveries: 1, Lost: lost, Done: func() { finish(false) }, Release: func() { finish(true) }}
 }
 
 // Close leaves the consumer group if nothing is pending for this consumer
