@@ -100,6 +100,7 @@ func (s *jobs) load(db *bolt.DB) error {
 			}
 			r.Job.Request, r.Job.Owner = r.Request, r.Owner
 			s.entries[string(k)] = &entry{job: r.Job, key: r.Key, changed: make(chan struct{})}
+			s.count(&r.Job, 1)
 			return nil
 		})
 		if err != nil {
