@@ -639,7 +639,7 @@ func scenarioCreate(ctx context.Context, e *env) (*Scenario, error) {
 	defer func() { _ = os.RemoveAll(dir) }()
 	s := &Scenario{
 		Name: "create throughput: POST /v1/exports, durable store",
-		Setup: fmt.Sprintf("%d concurrent clients POST {rows:1,durationMs:0} to the backend with -data-dir (bbolt, fsync) for %s; every job is generated too (by as many workers as cores), and how many were done in the window is shown.",
+		Setup: fmt.Sprintf("%d concurrent clients POST {rows:1,durationMs:0} to the backend with -data-dir (bbolt, fsync) for %s; every job is queued for generation (as many workers as cores): generated/s and queued at end say how far generation kept up.",
 			sz.clients, sz.duration),
 		Columns: []string{"jobs/s", "p50 ms", "p99 ms", "max ms", "errors", "generated/s", "queued at end", "backend CPU µs/create", "loadgen CPU µs/create"},
 	}
