@@ -84,12 +84,12 @@ bench: $(BENCH_DEPS) ## short benchmarks (≤ 3 min): bench/results/<date>.json 
 bench-full: $(BENCH_DEPS) ## the full sizes of issue 8 (19,900 idle streams, 1,000×10 spread; ~12 min estimated, not yet run end to end)
 	go run ./bench -size full -out bench/results
 	cd bff && go test -run='^$$' -bench=. -benchmem -count=6 ./internal/relay/ | tee ../bench/results/relay-microbench.txt
-	cd backend && go test -run='^$$' -bench=. -benchmem -count=6 ./internal/httpapi/ | tee ../bench/results/backend-microbench.txt
+	cd backend && go test -run='^$$' -bench=. -benchmem -count=6 ./internal/httpapi/ ./internal/store/ | tee ../bench/results/backend-microbench.txt
 
 bench-smoke: $(BENCH_DEPS) ## the harness at tiny sizes (seconds) and one pass of every Go benchmark, so neither rots
 	@out=$$(mktemp -d) && go run ./bench -size smoke -q -out $$out && rm -rf $$out
 	cd bff && go test -run='^$$' -bench=. -benchtime=1x ./internal/relay/ >/dev/null
-	cd backend && go test -run='^$$' -bench=. -benchtime=1x ./internal/httpapi/ >/dev/null
+	cd backend && go test -run='^$$' -bench=. -benchtime=1x ./internal/httpapi/ ./internal/store/ >/dev/null
 
 test-compose: ## docker compose for real: build, up --wait, an export through nginx, a backend restart, down -v (root on Debian: installs Docker)
 	@scripts/compose-test.sh

@@ -33,12 +33,18 @@ const sessionSecret = "bench-session-secret-0123456789abcdef"
 // backend starts the backend in memory (unless extra has -data-dir) with
 // workers exports generated at once.
 func (e *env) backend(ctx context.Context, name string, workers int, extra ...string) (*server, error) {
+	return e.backendProfiled(ctx, name, false, workers, extra...)
+}
+
+// backendProfiled is backend, serving pprof when profile is set and
+// BENCH_BACKEND_PPROF names an address.
+func (e *env) backendProfiled(ctx context.Context, name string, profile bool, workers int, extra ...string) (*server, error) {
 	args := []string{filepath.Join(e.binDir, "backend"), "-addr", "{addr}", "-workers", strconv.Itoa(workers), "-queue-size", "1000000",
 		"-max-active-per-owner", "0", "-retention", "1h", "-log-level", "warn"}
 	if !slices.Contains(extra, "-data-dir") {
 		args = append(args, "-memory")
 	}
-	return start(ctx, name, e.logDir, "/healthz", []string{"PPROF_ADDR="}, append(args, extra...)...)
+	return start(ctx, name, e.logDir, "/healthz", backendEnv(profile), append(args, extra...)...)
 }
 
 func (e *env) bff(ctx context.Context, name, backendURL string, extra ...string) (*server, error) {
@@ -650,23 +656,35 @@ func scenarioCreate(ctx context.Context, e *env) (*Scenario, error) {
 	defer func() { _ = os.RemoveAll(dir) }()
 	s := &Scenario{
 		Name: "create throughput: POST /v1/exports, durable store",
-		Setup: fmt.Sprintf("%d concurrent clients POST {rows:1,durationMs:0} to the backend with -data-dir (bbolt, fsync) for %s; every job is generated too.",
+		Setup: fmt.Sprintf("%d concurrent clients POST {rows:1,durationMs:0} to the backend with -data-dir (bbolt, fsync) for %s; every job is queued for generation (as many workers as cores): generated/s and queued at end say how far generation kept up.",
 			sz.clients, sz.duration),
-		Columns: []string{"jobs/s", "p50 ms", "p99 ms", "max ms", "errors"},
+		Columns: []string{"jobs/s", "p50 ms", "p99 ms", "max ms", "errors", "generated/s", "queued at end", "backend CPU µs/create", "loadgen CPU µs/create"},
 	}
-	be, err := e.backend(ctx, "create-backend", runtime.NumCPU(), "-data-dir", dir)
+	be, err := e.backendProfiled(ctx, "create-backend", true, runtime.NumCPU(), "-data-dir", dir)
 	if err != nil {
 		return nil, err
 	}
 	defer be.stop()
 	c := newHTTPClient(nil)
-	t := target{kind: kindBackend, url: be.url, backend: be.url}
 	mon := watch(250*time.Millisecond, be)
 	var mu sync.Mutex
 	var lat latencies
 	errs := 0
+	// BENCH_CREATE_NETHTTP=1: the clients use net/http (as before
+	// rawPoster), to compare what the load generator costs.
+	netHTTP := os.Getenv("BENCH_CREATE_NETHTTP") == "1"
+	t := target{kind: kindBackend, url: be.url, backend: be.url}
+	cpu0 := selfCPU()
 	stopAt := time.Now().Add(sz.duration)
 	begin := time.Now()
+	if backendPprofAddr != "" {
+		// The CPU of the load, leaving its first and last half second out.
+		secs := max(int(sz.duration/time.Second)-1, 1)
+		go func() {
+			time.Sleep(500 * time.Millisecond)
+			grabProfileFrom(backendPprofAddr, "create-cpu.pprof", fmt.Sprintf("profile?seconds=%d", secs), time.Minute)
+		}()
+	}
 	var wg sync.WaitGroup
 	for range sz.clients {
 		wg.Add(1)
@@ -674,11 +692,29 @@ func scenarioCreate(ctx context.Context, e *env) (*Scenario, error) {
 			defer wg.Done()
 			var mine latencies
 			bad := 0
+			// One connection per client, kept alive; see rawPoster.
+			p, err := newRawPoster(be.url, "/v1/exports", `{"rows":1,"durationMs":0}`)
+			if err != nil {
+				logf("  create: %v", err)
+				mu.Lock()
+				errs++
+				mu.Unlock()
+				return
+			}
+			defer p.close()
+			post := p.post
+			if netHTTP {
+				post = func(ctx context.Context) error {
+					_, err := create(ctx, c, t, createReq{Rows: 1, DurationMs: 0}, "")
+					return err
+				}
+			}
 			for i := 0; i < 1_000_000 && time.Now().Before(stopAt) && ctx.Err() == nil; i++ {
 				t0 := time.Now()
-				_, err := create(ctx, c, t, createReq{Rows: 1, DurationMs: 0}, "")
-				if err != nil {
-					bad++
+				if err := post(ctx); err != nil {
+					if bad++; bad == 1 {
+						logf("  create: %v", err)
+					}
 					continue
 				}
 				mine = append(mine, int32(time.Since(t0).Microseconds()))
@@ -691,12 +727,26 @@ func scenarioCreate(ctx context.Context, e *env) (*Scenario, error) {
 	}
 	wg.Wait()
 	secs := time.Since(begin).Seconds()
+	loadgenCPU := selfCPU() - cpu0
 	u := mon.stop()
+	// How far generation kept up: jobs finished within the window, and
+	// those still waiting for a worker (-queue-size is 1,000,000 here).
+	done := metric(c, be.url, `exportstream_backend_jobs{status="COMPLETED"}`)
+	queued := metric(c, be.url, "exportstream_backend_queue_depth")
+	for _, p := range []string{"block", "mutex", "allocs"} {
+		grabProfileFrom(backendPprofAddr, "create-"+p+".pprof", p, 30*time.Second)
+	}
 	l := lat.sorted()
 	s.Rows = append(s.Rows, &Row{Target: "backend, durable", Usage: u, Metrics: map[string]float64{
 		"jobs/s": float64(len(l)) / secs, "p50 ms": l.pct(50), "p99 ms": l.pct(99), "max ms": l.pct(100), "errors": float64(errs),
+		"generated/s": done / secs, "queued at end": queued,
+		// The backend's includes generating the jobs done in the window.
+		"backend CPU µs/create": u[be.name].CPUSeconds * 1e6 / float64(max(len(l), 1)),
+		"loadgen CPU µs/create": loadgenCPU.Seconds() * 1e6 / float64(max(len(l), 1)),
 	}})
-	logf("  %.0f jobs/s, p99 %.1f ms, %d errors", float64(len(l))/secs, l.pct(99), errs)
+	logf("  %.0f jobs/s, p99 %.1f ms, %d errors; %.0f generated/s, %.0f queued at end; CPU µs/create: backend %.0f, load generator %.0f (net/http client: %v)",
+		float64(len(l))/secs, l.pct(99), errs, done/secs, queued,
+		u[be.name].CPUSeconds*1e6/float64(max(len(l), 1)), loadgenCPU.Seconds()*1e6/float64(max(len(l), 1)), netHTTP)
 	return s, nil
 }
 

@@ -29,6 +29,7 @@ type record struct {
 
 type boltDisk struct {
 	db      *bolt.DB
+	commits *groupCommitter // every change after load goes through it
 	reserve *reserve
 }
 
@@ -68,6 +69,7 @@ func Open(dir string, opts ...Option) (Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store: %w", StorageError(err))
 	}
+	disk.commits = newGroupCommitter(db)
 	// No room for the reserve: start anyway. Reads and downloads work;
 	// creates get job.ErrStorageFull until there is room.
 	_ = disk.reserve.roomForNew()
@@ -98,6 +100,7 @@ func (s *jobs) load(db *bolt.DB) error {
 			}
 			r.Job.Request, r.Job.Owner = r.Request, r.Owner
 			s.entries[string(k)] = &entry{job: r.Job, key: r.Key, changed: make(chan struct{})}
+			s.count(&r.Job, 1)
 			return nil
 		})
 		if err != nil {
@@ -129,7 +132,7 @@ func encodeRecord(j job.Job, key string) ([]byte, error) {
 	return json.Marshal(record{Job: j, Request: j.Request, Owner: j.Owner, Key: key})
 }
 
-// putJob writes one job. Batch lets concurrent progress updates of many
+// putJob writes one job. The group commit lets concurrent changes of many
 // jobs share one transaction and one fsync.
 func (d *boltDisk) putJob(j job.Job, key string) error {
 	v, err := encodeRecord(j, key)
@@ -137,7 +140,7 @@ func (d *boltDisk) putJob(j job.Job, key string) error {
 		return err
 	}
 	return d.write(func() error {
-		return d.db.Batch(func(tx *bolt.Tx) error {
+		return d.commits.update(func(tx *bolt.Tx) error {
 			return tx.Bucket(bucketJobs).Put([]byte(j.Code), v)
 		})
 	})
@@ -159,7 +162,7 @@ func (d *boltDisk) createJob(j job.Job, key string, k idemKey) error {
 	if err := d.reserve.roomForNew(); err != nil {
 		return err
 	}
-	return StorageError(d.db.Batch(func(tx *bolt.Tx) error {
+	return StorageError(d.commits.update(func(tx *bolt.Tx) error {
 		if kv != nil {
 			if err := tx.Bucket(bucketKeys).Put([]byte(keyID(j.Owner, key)), kv); err != nil {
 				return err
@@ -178,7 +181,7 @@ func (d *boltDisk) deleteJob(code, keyID string, tomb *tombstone) error {
 		}
 	}
 	return d.write(func() error {
-		return d.db.Batch(func(tx *bolt.Tx) error {
+		return d.commits.update(func(tx *bolt.Tx) error {
 			if err := tx.Bucket(bucketJobs).Delete([]byte(code)); err != nil {
 				return err
 			}
@@ -231,4 +234,7 @@ func deleteOlder(b *bolt.Bucket, cutoff time.Time, at func([]byte) (time.Time, e
 	return nil
 }
 
-func (d *boltDisk) close() error { return d.db.Close() }
+func (d *boltDisk) close() error {
+	d.commits.close()
+	return d.db.Close()
+}

@@ -62,7 +62,7 @@ func fillDisk(t *testing.T, path string) {
 // work.
 func TestOnAFullDiskTheReserveLetsChangesLandAndCreatesWaitForRoom(t *testing.T) {
 	// One round of 300 concurrent changes can take more than 256 KiB of new
-	// pages (bbolt copies on write; how Batch groups them varies), so a
+	// pages (bbolt copies on write; how the group commit groups them varies), so a
 	// smaller reserve made this test fail by chance.
 	const reserve = 512 << 10
 	dir := smallDisk(t, 2<<20)

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -89,6 +90,11 @@ type jobs struct {
 	entries map[string]*entry
 	keys    map[string]idemKey // keyID(owner, key) → key
 	gone    map[string]tombstone
+	// Counts kept as jobs are created, change status and go, so Stats
+	// (read by every create under a per-owner cap, and by /metrics) does
+	// not walk every job: it did, and that grew with retention.
+	byStatus map[job.Status]int
+	active   map[string]int // owner → jobs not terminal
 }
 
 // NewMemory returns a store that keeps everything in memory.
@@ -98,6 +104,25 @@ func newJobs(disk persister) *jobs {
 	return &jobs{
 		disk: disk, now: time.Now,
 		entries: make(map[string]*entry), keys: make(map[string]idemKey), gone: make(map[string]tombstone),
+		byStatus: make(map[job.Status]int), active: make(map[string]int),
+	}
+}
+
+// count adds d (1 or -1) to the counts of j's status and, unless it is
+// terminal, to its owner's unfinished jobs. s.mu is held.
+func (s *jobs) count(j *job.Job, d int) {
+	if n := s.byStatus[j.Status] + d; n > 0 {
+		s.byStatus[j.Status] = n
+	} else {
+		delete(s.byStatus, j.Status)
+	}
+	if j.Status.Terminal() {
+		return
+	}
+	if n := s.active[j.Owner] + d; n > 0 {
+		s.active[j.Owner] = n
+	} else {
+		delete(s.active, j.Owner)
 	}
 }
 
@@ -140,6 +165,9 @@ func (s *jobs) Create(ctx context.Context, j job.Job, key string) (job.Job, bool
 			return job.Job{}, false, fmt.Errorf("create %s: %w", j.Code, err)
 		}
 	}
+	s.mu.Lock()
+	s.count(&j, 1)
+	s.mu.Unlock()
 	return j, true, nil
 }
 
@@ -185,6 +213,12 @@ func (s *jobs) Update(_ context.Context, code string, change func(*job.Job) erro
 		if err := s.disk.putJob(next, e.key); err != nil {
 			return e.job, fmt.Errorf("update %s: %w", code, err)
 		}
+	}
+	if next.Status != e.job.Status {
+		s.mu.Lock()
+		s.count(&e.job, -1)
+		s.count(&next, 1)
+		s.mu.Unlock()
 	}
 	e.job = next
 	close(e.changed)
@@ -247,6 +281,7 @@ func (s *jobs) remove(code string, tomb *tombstone) error {
 	}
 	s.mu.Lock()
 	delete(s.entries, code)
+	s.count(&e.job, -1)
 	if e.key != "" {
 		delete(s.keys, keyID(e.job.Owner, e.key))
 	}
@@ -334,20 +369,12 @@ func (s *jobs) snapshot() []*entry {
 	return entries
 }
 
+// Stats copies the counts kept as jobs change: O(statuses + owners with
+// unfinished jobs), not O(jobs).
 func (s *jobs) Stats() (map[job.Status]int, map[string]int) {
-	byStatus := make(map[job.Status]int)
-	active := make(map[string]int)
-	for _, e := range s.snapshot() {
-		e.mu.Lock()
-		if e.changed != nil {
-			byStatus[e.job.Status]++
-			if !e.job.Status.Terminal() {
-				active[e.job.Owner]++
-			}
-		}
-		e.mu.Unlock()
-	}
-	return byStatus, active
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.byStatus), maps.Clone(s.active)
 }
 
 func (s *jobs) Close() error {

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"maps"
 	"testing"
 	"time"
 
@@ -101,4 +102,61 @@ func TestAChangeThatFailsStoresNothing(t *testing.T) {
 	if got, _ := st.Get(t.Context(), j.Code); got.Progress != 0 || got.Seq != 1 {
 		t.Errorf("after a failed change: %+v", got)
 	}
+}
+
+// TestStatsCountsMatchTheJobsAfterManyChanges: Stats is kept as jobs
+// change rather than counted on each call; it must agree with the jobs
+// themselves after creates, status changes, deletions and a reopening.
+func TestStatsCountsMatchTheJobsAfterManyChanges(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owners := []string{"alice", "bob", ""}
+	var codes []string
+	for i := range 30 {
+		j := job.New(job.Request{Rows: 1}, owners[i%3], time.Now().UTC())
+		if _, _, err := st.Create(t.Context(), j, ""); err != nil {
+			t.Fatal(err)
+		}
+		codes = append(codes, j.Code)
+	}
+	for i, code := range codes {
+		switch i % 5 {
+		case 0:
+			_, _ = st.Update(t.Context(), code, setProgress(10))
+		case 1:
+			_, _ = st.Update(t.Context(), code, func(j *job.Job) error { j.Status = job.StatusCompleted; return nil })
+		case 2:
+			_, _ = st.Update(t.Context(), code, func(j *job.Job) error { j.Status = job.StatusFailed; return nil })
+			_ = st.Delete(t.Context(), code)
+		case 3:
+			_ = st.Delete(t.Context(), code)
+		}
+	}
+	check := func(when string) {
+		t.Helper()
+		wantStatus, wantActive := map[job.Status]int{}, map[string]int{}
+		for _, o := range owners {
+			list, _ := st.List(t.Context(), o)
+			for _, j := range list {
+				wantStatus[j.Status]++
+				if !j.Status.Terminal() {
+					wantActive[o]++
+				}
+			}
+		}
+		byStatus, active := st.Stats()
+		if !maps.Equal(byStatus, wantStatus) || !maps.Equal(active, wantActive) {
+			t.Errorf("%s: stats %v %v, jobs say %v %v", when, byStatus, active, wantStatus, wantActive)
+		}
+	}
+	check("after the changes")
+	_ = st.Close()
+	if st, err = store.Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Close() }()
+	check("after reopening")
 }
