@@ -2,14 +2,20 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-GO_MODULES := backend bff bench
+GO_MODULES := backend bff bench scripts/vulndb
 TOOLS      := $(CURDIR)/.tools/bin
 GOLANGCI   := $(TOOLS)/golangci-lint
 GOLANGCI_VERSION := v2.15.0
+GOVULNCHECK := $(TOOLS)/govulncheck
+GOVULNCHECK_VERSION := v1.9.0
+# The Go vulnerability database, built from the module golang.org/x/vulndb at
+# this version (its date is the database's): bump it to take newer entries.
+VULNDB_VERSION := v0.0.0-20261105234957-e22db6528018
+VULNDB := $(CURDIR)/.tools/vulndb/$(VULNDB_VERSION)
 
 FUZZTIME ?= 30s
 
-.PHONY: soak soak-short bench bench-full bench-smoke screenshot fuzz fuzz-short help build build-go build-client demo test test-go test-client check-compose test-compose test-compose-scale lint deps-test up down clean
+.PHONY: vulncheck soak soak-short bench bench-full bench-smoke screenshot fuzz fuzz-short help build build-go build-client demo test test-go test-client check-compose test-compose test-compose-scale lint deps-test up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -31,7 +37,7 @@ demo: build ## run backend + BFF natively and serve the demo on http://localhost
 deps-test: ## install what the tests need (npm packages; Debian packages when root)
 	@scripts/install-test-deps.sh
 
-test: deps-test build lint test-go fuzz-short bench-smoke soak-short test-client check-compose test-compose ## run every test (Go -race, TypeScript, browser, compose)
+test: deps-test build lint vulncheck test-go fuzz-short bench-smoke soak-short test-client check-compose test-compose ## run every test (Go -race, TypeScript, browser, compose)
 
 test-go: ## Go tests with the race detector, both modules
 	go test -race -count=1 $(addprefix ./,$(addsuffix /...,$(GO_MODULES)))
@@ -63,6 +69,17 @@ lint: $(GOLANGCI) ## gofmt, go vet, golangci-lint, GOWORK=off + CGO_ENABLED=0 bu
 	go vet $(addprefix ./,$(addsuffix /...,$(GO_MODULES)))
 	@for m in $(GO_MODULES); do (cd $$m && $(GOLANGCI) run ./... && GOWORK=off CGO_ENABLED=0 go build -o /dev/null ./...) || exit 1; done
 	cd client && npm run typecheck
+
+$(GOVULNCHECK):
+	GOBIN=$(TOOLS) go install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION)
+
+$(VULNDB)/index/db.json: scripts/vulndb/gen.go
+	go run ./scripts/vulndb gen -version $(VULNDB_VERSION) -out $(VULNDB)
+
+vulncheck: $(GOVULNCHECK) $(VULNDB)/index/db.json ## govulncheck on every Go module against the database built offline (RELIABILITY.md); npm audit --omit=dev
+	GOVULNCHECK=$(GOVULNCHECK) VULNDB_DIR=$(VULNDB) go test -count=1 ./scripts/vulndb/
+	go run ./scripts/vulndb check -govulncheck $(GOVULNCHECK) -db $(VULNDB) -accept scripts/vulndb/accepted.txt $(GO_MODULES)
+	cd client && npm audit --omit=dev
 
 SOAK_DURATION ?= 10m
 SOAK_TIMEOUT  ?= 30m

@@ -193,8 +193,8 @@ func scenarioIdle(ctx context.Context, e *env) (*Scenario, error) {
 	for _, v := range variants {
 		var srvs []*server
 		t := target{kind: v.kind, url: be.url, backend: be.url}
-		switch {
-		case v.kind == kindBFF:
+		switch v.kind {
+		case kindBFF:
 			for i := range v.procs {
 				srv, err := e.bff(ctx, fmt.Sprintf("idle-bff-%d", i), be.url, "-heartbeat", "5s")
 				if err != nil {
@@ -203,7 +203,7 @@ func scenarioIdle(ctx context.Context, e *env) (*Scenario, error) {
 				}
 				srvs = append(srvs, srv)
 			}
-		case v.kind == kindExpress:
+		case kindExpress:
 			srv, err := e.express(ctx, "idle-express", be.url)
 			if err != nil {
 				return nil, err
