@@ -30,6 +30,8 @@ import (
 )
 
 type sizes struct {
+	replicas replicaSizes // replicas.go
+
 	relay  struct{ jobs, subs, rows, durationMs int }
 	fanout struct {
 		subs, rows, durationMs int
@@ -77,6 +79,7 @@ func sizeOf(name string) (sizes, error) {
 	default:
 		return s, fmt.Errorf("unknown -size %q: smoke, short or full", name)
 	}
+	s.replicas = replicaSizesOf(name)
 	return s, nil
 }
 
@@ -91,6 +94,7 @@ var allScenarios = []struct {
 	{"fanout", scenarioFanOut},
 	{"spread", scenarioSpread},
 	{"create", scenarioCreate},
+	{"replicas", scenarioReplicas},
 }
 
 var quiet bool
@@ -123,7 +127,7 @@ func run(ctx context.Context, args []string) error {
 	binDir := fs.String("bin", "bin", "directory of the backend and bff binaries (make build-go)")
 	out := fs.String("out", "bench/results", "directory for <date>.json, <date>.md and latency-cdf.svg")
 	baselines := fs.String("baselines", "bench/baselines", "the Express baseline (needs npm ci there)")
-	only := fs.String("scenarios", "", "comma-separated subset of: relay,overhead,polling,idle,fanout,spread,create")
+	only := fs.String("scenarios", "", "comma-separated subset of: relay,overhead,polling,idle,fanout,spread,create,replicas")
 	fs.BoolVar(&quiet, "q", false, "no progress lines")
 	if err := fs.Parse(args); err != nil {
 		return err
