@@ -216,11 +216,18 @@ func runReplicas(ctx context.Context, e *env, n int, sz replicaSizes) (*Row, lat
 	for _, be := range backends {
 		streamsBefore += metric(c, be.url, streamsOpened)
 	}
-	// Blockers on the shared queue, taken first (it is FIFO) by every worker.
+	// Blockers on the shared queue, taken first (it is FIFO) by every
+	// worker. A replica learns that a job it runs was cancelled through
+	// another only at the job's next progress report, i.e. its next whole
+	// percent, so the blockers last 10 s (a percent per 100 ms): blockers of
+	// 90 s, as elsewhere, started half the measured jobs 0.7–0.9 s late at
+	// N ≥ 2. Subscribers still connecting after 10 s would miss the first
+	// events, which are then not measured (as everywhere, only events after
+	// the last subscriber connected count).
 	var blockers []job
 	for i := range workers {
 		bt := target{kind: kindBackend, url: backends[i%n].url, backend: backends[i%n].url}
-		j, err := create(ctx, c, bt, createReq{Rows: 100, DurationMs: int(gateTimeout / time.Millisecond)}, "")
+		j, err := create(ctx, c, bt, createReq{Rows: 100, DurationMs: 10_000}, "")
 		if err != nil {
 			return nil, nil, fmt.Errorf("blocker: %w", err)
 		}
