@@ -42,7 +42,7 @@ test: deps-test build lint vulncheck test-go fuzz-short bench-smoke soak-short t
 test-go: ## Go tests with the race detector, both modules
 	go test -race -count=1 $(addprefix ./,$(addsuffix /...,$(GO_MODULES)))
 
-test-client: build ## TypeScript unit, integration (real binaries) and browser (Chromium) tests
+test-client: build ## TypeScript unit, integration (real binaries; again on Redis + 2 backends + 2 BFFs) and browser (Chromium) tests
 	cd client && EXPORTSTREAM_BIN_DIR=$(CURDIR)/bin npm test
 
 screenshot: build ## refresh docs/demo.png from the browser test

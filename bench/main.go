@@ -30,6 +30,8 @@ import (
 )
 
 type sizes struct {
+	replicas replicaSizes // replicas.go
+
 	relay  struct{ jobs, subs, rows, durationMs int }
 	fanout struct {
 		subs, rows, durationMs int
@@ -88,6 +90,7 @@ func sizeOf(name string) (sizes, error) {
 	default:
 		return s, fmt.Errorf("unknown -size %q: smoke, short or full", name)
 	}
+	s.replicas = replicaSizesOf(name)
 	return s, nil
 }
 
@@ -104,6 +107,7 @@ var allScenarios = []struct {
 	{"create", scenarioCreate},
 	{"floor", scenarioFloor},
 	{"slow", scenarioSlow},
+	{"replicas", scenarioReplicas},
 }
 
 var quiet bool
@@ -136,7 +140,7 @@ func run(ctx context.Context, args []string) error {
 	binDir := fs.String("bin", "bin", "directory of the backend and bff binaries (make build-go)")
 	out := fs.String("out", "bench/results", "directory for <date>.json, <date>.md and latency-cdf.svg")
 	baselines := fs.String("baselines", "bench/baselines", "the Express baseline (needs npm ci there)")
-	only := fs.String("scenarios", "", "comma-separated subset of: relay,overhead,polling,idle,fanout,spread,create,floor,slow")
+	only := fs.String("scenarios", "", "comma-separated subset of: relay,overhead,polling,idle,fanout,spread,create,floor,slow,replicas")
 	fs.BoolVar(&quiet, "q", false, "no progress lines")
 	if err := fs.Parse(args); err != nil {
 		return err

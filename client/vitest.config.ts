@@ -1,6 +1,6 @@
 import { defineConfig } from "vitest/config";
 
-// Three projects, so each npm script runs one kind: `vitest run --project unit`, …
+// Four projects, so each npm script runs one kind: `vitest run --project unit`, …
 export default defineConfig({
   test: {
     projects: [
@@ -19,6 +19,18 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/integration.test.ts", "test/package.test.ts", "test/transparency.test.ts", "test/bff-restart.test.ts"],
+          testTimeout: 30_000,
+          hookTimeout: 30_000,
+        },
+      },
+      {
+        // The same suites scaled out (issue 10): redis-server, 2 backends on it, 2 BFFs
+        // with one session secret, and a balancer alternating each client's requests
+        // and streams between the BFFs (test/servers.ts).
+        test: {
+          name: "integration-scaled",
+          include: ["test/integration.test.ts", "test/transparency.test.ts"],
+          env: { EXPORTSTREAM_SCALE: "2" },
           testTimeout: 30_000,
           hookTimeout: 30_000,
         },

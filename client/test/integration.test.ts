@@ -8,7 +8,7 @@ import { createExportClient, ExportError } from "../src/index.js";
 import type { ExportClient, ExportEvent, FetchLike, Job } from "../src/index.js";
 import { cookieFetch, countingEventSource } from "./node-env.js";
 import type { CountingEventSource, NodeFetch } from "./node-env.js";
-import { inCI, missingPrerequisites, reportMissing, startServers } from "./servers.js";
+import { inCI, missingPrerequisites, replicas, reportMissing, scaledOut, startServers } from "./servers.js";
 import type { Servers } from "./servers.js";
 
 const missing = reportMissing("integration tests (real backend + BFF)", missingPrerequisites());
@@ -34,11 +34,19 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
     await servers?.stop();
   });
 
-  /** The backend's own count of the event streams it has served (Prometheus). */
-  /** Undefined against an external stack, whose backend is not reachable. */
+  /**
+   * The backends' own count of the event streams they have served (Prometheus), summed
+   * over the replicas when scaled out. Undefined against an external stack, whose
+   * backend is not reachable.
+   */
   async function backendStreamsOpened(): Promise<number | undefined> {
-    if (servers.backendUrl === undefined) return undefined;
-    const text = await (await fetch(`${servers.backendUrl}/metrics`)).text();
+    if (servers.backendUrls.length === 0) return undefined;
+    const counts = await Promise.all(servers.backendUrls.map((url) => backendStreamsOpenedOn(url)));
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
+  async function backendStreamsOpenedOn(backendUrl: string): Promise<number> {
+    const text = await (await fetch(`${backendUrl}/metrics`)).text();
     const match = /^exportstream_backend_event_streams_opened_total (\d+)$/m.exec(text);
     if (!match?.[1]) throw new Error(`no stream counter in the backend's metrics:\n${text}`);
     return Number(match[1]);
@@ -287,5 +295,17 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
       expect(await waiting).toMatchObject({ code: "CANCELLED", status: "CANCELLED" });
       expect(eventSources.constructed).toEqual([`${servers.bffUrl}/api/events`]);
     });
+  });
+
+  // Last, so it sees the whole suite's traffic: proof that the run above was scaled out.
+  it.runIf(scaledOut)(`scaled out: every BFF and every backend took part (${replicas} of each on one Redis)`, async () => {
+    const routed = servers.routed();
+    for (let bff = 0; bff < replicas; bff++) {
+      const mine = routed.filter((r) => r.bff === bff);
+      expect(mine.filter((r) => r.method === "POST").length, `creates through BFF ${bff + 1}`).toBeGreaterThan(0);
+      expect(mine.filter((r) => r.path.endsWith("/events")).length, `event streams through BFF ${bff + 1}`).toBeGreaterThan(0);
+      expect(mine.filter((r) => r.path.endsWith("/file")).length, `downloads through BFF ${bff + 1}`).toBeGreaterThan(0);
+    }
+    for (const url of servers.backendUrls) expect(await backendStreamsOpenedOn(url), `streams served by ${url}`).toBeGreaterThan(0);
   });
 });

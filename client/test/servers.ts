@@ -1,13 +1,25 @@
 /**
  * Starts the real backend and BFF binaries on free loopback ports for the integration
  * and browser tests, and stops them afterwards.
+ *
+ * With `EXPORTSTREAM_SCALE=<n>` (n ≥ 2; the `integration-scaled` vitest project sets 2)
+ * the same suites run scaled out, as issue 10 asks: a real `redis-server` on a free
+ * port, n backends on it sharing one files directory, n BFFs with one session secret
+ * (BFF i talks to backend i), and a round-robin HTTP balancer in front of the BFFs
+ * whose address is the `bffUrl` the tests use. The balancer alternates each session's
+ * requests (keyed by its Cookie header) between the BFFs: consecutive requests of one
+ * client, and each new or resumed event stream, reach different BFFs, so every create,
+ * read, stream, cancel and download crosses replicas.
  */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { randomBytes } from "node:crypto";
+import { accessSync, constants, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { Agent, createServer as createHttpServer, request as httpRequest } from "node:http";
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
+import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const clientDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -26,6 +38,17 @@ export const inCI = ["true", "1"].includes((process.env["CI"] ?? "").toLowerCase
  */
 export const externalBffUrl = process.env["EXPORTSTREAM_BFF_URL"];
 
+/**
+ * Replicas of each service when running scaled out (`EXPORTSTREAM_SCALE`), else 1.
+ * Ignored against an external stack.
+ */
+export const replicas = externalBffUrl ? 1 : Math.max(1, Number.parseInt(process.env["EXPORTSTREAM_SCALE"] ?? "1", 10) || 1);
+/** True when the suites run against n ≥ 2 backends and BFFs on one Redis. */
+export const scaledOut = replicas > 1;
+
+/** redis-server on the PATH (the Debian package; scripts/install-test-deps.sh installs it). */
+export const redisServerBin = findOnPath("redis-server");
+
 /** What is missing to run the end-to-end tests, as readable lines (empty: all there). */
 export function missingPrerequisites(extra: readonly string[] = []): string[] {
   const missing: string[] = [];
@@ -34,6 +57,9 @@ export function missingPrerequisites(extra: readonly string[] = []): string[] {
     if (!existsSync(bin)) missing.push(`binary ${bin} (build it with the Makefile, or set EXPORTSTREAM_BIN_DIR)`);
   }
   if (!existsSync(join(demoDir, "index.html"))) missing.push(`demo page ${demoDir} (run npm run build:demo)`);
+  if (scaledOut && redisServerBin === undefined) {
+    missing.push("redis-server on the PATH, for the scaled-out run (apt-get install redis-server, or scripts/install-test-deps.sh as root)");
+  }
   for (const path of extra) if (!existsSync(path)) missing.push(path);
   return missing;
 }
@@ -53,24 +79,37 @@ export function reportMissing(suite: string, missing: readonly string[]): string
 }
 
 export interface Servers {
-  /** BFF origin, e.g. http://127.0.0.1:41234 */
+  /** BFF origin, e.g. http://127.0.0.1:41234 (scaled out: the balancer in front of the BFFs) */
   readonly bffUrl: string;
-  /** The backend's origin; undefined against an external stack. */
+  /** The (first) backend's origin; undefined against an external stack. */
   readonly backendUrl: string | undefined;
-  /** Everything both processes printed so far, for failure messages. */
+  /** Every backend's origin (one, or one per replica scaled out; none against an external stack). */
+  readonly backendUrls: readonly string[];
+  /** What the balancer passed to which BFF so far (empty when there is no balancer). */
+  routed(): readonly Routed[];
+  /** Everything the processes printed so far, for failure messages. */
   output(): string;
   stop(): Promise<void>;
   /**
-   * Kills the BFF with SIGKILL (no clean end of its streams) and resolves once it is
-   * gone. Only for a stack of {@link startServers}: rejects against an external one.
+   * Kills the (first) BFF with SIGKILL (no clean end of its streams) and resolves once
+   * it is gone. Only for a stack of {@link startServers}: rejects against an external one.
    */
   killBff(): Promise<void>;
-  /** Starts a new BFF on the same address and arguments; resolves once it is healthy. */
+  /** Starts a new (first) BFF on the same address and arguments; resolves once it is healthy. */
   restartBff(): Promise<void>;
 }
 
+/** One request as the scaled-out balancer passed it on. */
+export interface Routed {
+  readonly method: string;
+  readonly path: string;
+  /** Index of the BFF that got it, in start order. */
+  readonly bff: number;
+}
+
 /**
- * Starts the backend, then the BFF in front of it, and waits until both are healthy.
+ * Starts the backend, then the BFF in front of it, and waits until both are healthy;
+ * scaled out (`EXPORTSTREAM_SCALE`), Redis, the replicas and the balancer instead.
  * `env` adds configuration both read (e.g. `WORKERS`, `SSE_RETRY`).
  */
 export async function startServers(options: { env?: Record<string, string> } = {}): Promise<Servers> {
@@ -79,43 +118,93 @@ export async function startServers(options: { env?: Record<string, string> } = {
     return {
       bffUrl: externalBffUrl,
       backendUrl: undefined,
+      backendUrls: [],
+      routed: () => [],
       output: () => "",
       stop: () => Promise.resolve(),
       killBff: external,
       restartBff: external,
     };
   }
-  const workDir = mkdtempSync(join(tmpdir(), "exportstream-test-"));
-  const [backendPort, bffPort] = [await freePort(), await freePort()];
-  const backendUrl = `http://127.0.0.1:${backendPort}`;
-  const bffUrl = `http://127.0.0.1:${bffPort}`;
-  const logs: string[] = [];
-  const processes: ChildProcess[] = [];
-  const env = { ...process.env, ...options.env, DATA_DIR: join(workDir, "data") };
-
-  const stop = async (): Promise<void> => {
-    await Promise.all(processes.reverse().map(terminate));
-    rmSync(workDir, { recursive: true, force: true });
-  };
-
-  const bffArgs = ["-addr", `127.0.0.1:${bffPort}`, "-backend-url", backendUrl, "-static-dir", demoDir];
-  let bff: ChildProcess | undefined;
-  const startBff = async (): Promise<void> => {
-    bff = run("bff", bffBin, bffArgs, workDir, env, logs);
-    processes.push(bff);
-    await waitHealthy(`${bffUrl}/healthz`, bff, logs);
-  };
-
+  const stack = new Stack();
+  const env = { ...process.env, ...options.env, DATA_DIR: join(stack.workDir, "data") };
   try {
-    processes.push(run("backend", backendBin, ["-addr", `127.0.0.1:${backendPort}`], workDir, env, logs));
-    await waitHealthy(`${backendUrl}/healthz`, processes[0]!, logs);
-    await startBff();
+    const backendUrls: string[] = [];
+    const backendArgs: string[] = [];
+    if (scaledOut) backendArgs.push("-redis-url", await stack.redis());
+    for (let i = 0; i < replicas; i++) {
+      backendUrls.push(await stack.start(name("backend", i), backendBin, backendArgs, env, 2));
+    }
+    const bffUrls: string[] = [];
+    const sessionSecret = randomBytes(32).toString("hex"); // one secret: any BFF serves any session
+    for (let i = 0; i < replicas; i++) {
+      const args = ["-backend-url", backendUrls[i]!, "-static-dir", demoDir];
+      if (scaledOut) args.push("-session-secret", sessionSecret);
+      bffUrls.push(await stack.start(name("bff", i), bffBin, args, env, 1));
+    }
+    const bffUrl = scaledOut ? await stack.balance(bffUrls) : bffUrls[0]!;
+    return stack.servers(bffUrl, backendUrls);
   } catch (error) {
-    await stop();
+    await stack.stop();
     throw error;
   }
-  const killBff = (): Promise<void> => {
-    const doomed = bff;
+}
+
+/**
+ * Starts only the BFF, in front of a backend of the test's own (a scripted one);
+ * scaled out, n BFFs with one session secret behind the balancer.
+ */
+export async function startBffAgainst(backendUrl: string): Promise<Servers> {
+  const stack = new Stack();
+  try {
+    const bffUrls: string[] = [];
+    const sessionSecret = randomBytes(32).toString("hex");
+    for (let i = 0; i < replicas; i++) {
+      const args = ["-backend-url", backendUrl, "-static-dir", demoDir];
+      if (scaledOut) args.push("-session-secret", sessionSecret);
+      bffUrls.push(await stack.start(name("bff", i), bffBin, args, process.env, 1));
+    }
+    const bffUrl = scaledOut ? await stack.balance(bffUrls) : bffUrls[0]!;
+    return stack.servers(bffUrl, [backendUrl]);
+  } catch (error) {
+    await stack.stop();
+    throw error;
+  }
+}
+
+function name(service: string, i: number): string {
+  return scaledOut ? `${service}${i + 1}` : service;
+}
+
+/**
+ * The processes of one test stack and its work directory. Stopped in layers, front
+ * first: balancer, BFFs, backends (which hand running jobs back to Redis on SIGTERM),
+ * then Redis.
+ */
+class Stack {
+  readonly workDir = mkdtempSync(join(tmpdir(), "exportstream-test-"));
+  readonly logs: string[] = [];
+  /** Processes by layer: 0 Redis, 1 BFFs, 2 backends (stopped 1, 2, 0). */
+  readonly #layers: ChildProcess[][] = [[], [], []];
+  #closeBalancer: (() => Promise<void>) | undefined;
+  #routed: Routed[] = [];
+  /** How the first BFF was started, to start it again on its address after a kill. */
+  #firstBff: { label: string; bin: string; args: string[]; env: NodeJS.ProcessEnv; url: string; child: ChildProcess } | undefined;
+
+  /** Runs a service on a free port (or url) and waits for its /healthz; returns its origin. */
+  async start(label: string, bin: string, args: string[], env: NodeJS.ProcessEnv, layer: number, url?: string): Promise<string> {
+    url ??= `http://127.0.0.1:${await freePort()}`;
+    const child = run(label, bin, ["-addr", url.slice("http://".length), ...args], this.workDir, env, this.logs);
+    this.#layers[layer]!.push(child);
+    if (layer === 1 && (this.#firstBff === undefined || this.#firstBff.url === url)) {
+      this.#firstBff = { label, bin, args, env, url, child };
+    }
+    await waitHealthy(`${url}/healthz`, child, this.logs);
+    return url;
+  }
+
+  killBff(): Promise<void> {
+    const doomed = this.#firstBff?.child;
     if (doomed === undefined || doomed.exitCode !== null || doomed.signalCode !== null) {
       return Promise.reject(new Error("the BFF is not running"));
     }
@@ -123,35 +212,116 @@ export async function startServers(options: { env?: Record<string, string> } = {
       doomed.once("exit", () => done());
       doomed.kill("SIGKILL");
     });
-  };
-  return { bffUrl, backendUrl, output: () => logs.join(""), stop, killBff, restartBff: startBff };
+  }
+
+  async restartBff(): Promise<void> {
+    const bff = this.#firstBff;
+    if (bff === undefined) throw new Error("no BFF was started");
+    await this.start(bff.label, bff.bin, bff.args, bff.env, 1, bff.url);
+  }
+
+  /** Runs redis-server on a free port (no persistence: the tests need none); returns its URL. */
+  async redis(): Promise<string> {
+    if (redisServerBin === undefined) throw new Error("redis-server is not on the PATH");
+    const port = await freePort();
+    const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+    args.push("--dir", this.workDir, "--daemonize", "no", "--loglevel", "warning");
+    const child = run("redis", redisServerBin, args, this.workDir, process.env, this.logs);
+    this.#layers[0]!.push(child);
+    await waitRedis(port, child, this.logs);
+    return `redis://127.0.0.1:${port}/0`;
+  }
+
+  /** Starts the round-robin balancer in front of targets; returns its origin. */
+  async balance(targets: readonly string[]): Promise<string> {
+    const { url, close } = await startBalancer(targets, (routed) => this.#routed.push(routed));
+    this.#closeBalancer = close;
+    return url;
+  }
+
+  servers(bffUrl: string, backendUrls: readonly string[]): Servers {
+    return {
+      bffUrl,
+      backendUrl: backendUrls[0],
+      backendUrls,
+      routed: () => [...this.#routed],
+      output: () => this.logs.join(""),
+      stop: () => this.stop(),
+      killBff: () => this.killBff(),
+      restartBff: () => this.restartBff(),
+    };
+  }
+
+  async stop(): Promise<void> {
+    await this.#closeBalancer?.();
+    for (const layer of [1, 2, 0]) await Promise.all(this.#layers[layer]!.map(terminate));
+    rmSync(this.workDir, { recursive: true, force: true });
+  }
 }
 
-/** Starts only the BFF, in front of a backend of the test's own (a scripted one). */
-export async function startBffAgainst(backendUrl: string): Promise<Servers> {
-  const workDir = mkdtempSync(join(tmpdir(), "exportstream-test-"));
-  const bffUrl = `http://127.0.0.1:${await freePort()}`;
-  const logs: string[] = [];
-  const bff = run(
-    "bff",
-    bffBin,
-    ["-addr", bffUrl.slice("http://".length), "-backend-url", backendUrl, "-static-dir", demoDir],
-    workDir,
-    process.env,
-    logs,
-  );
-  const stop = async (): Promise<void> => {
-    await terminate(bff);
-    rmSync(workDir, { recursive: true, force: true });
+/** Headers that belong to one connection, not passed on by the balancer (RFC 9110 7.6.1). */
+const hopByHop = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"]);
+
+function endToEnd(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const [key, value] of Object.entries(headers)) if (value !== undefined && !hopByHop.has(key)) out[key] = value;
+  return out;
+}
+
+/**
+ * A tiny HTTP load balancer: each request goes to the next target, round robin per
+ * session (the Cookie header; requests without one share a counter), so one client's
+ * consecutive requests and streams alternate between the targets. Responses stream
+ * through unbuffered (event streams pass event by event); a client that goes away
+ * closes its upstream request. Host and every end-to-end header pass unchanged, so
+ * the BFFs see the balancer's origin, as behind nginx.
+ */
+async function startBalancer(
+  targets: readonly string[],
+  observe: (routed: Routed) => void,
+): Promise<{ url: string; close: () => Promise<void> }> {
+  const agent = new Agent({ keepAlive: true });
+  const next = new Map<string, number>();
+  let anonymous = 0;
+  const server = createHttpServer((req, res) => {
+    const cookie = req.headers.cookie;
+    let turn: number;
+    if (cookie === undefined) {
+      turn = anonymous++;
+    } else {
+      turn = next.get(cookie) ?? anonymous++;
+      next.set(cookie, turn + 1);
+    }
+    const bff = turn % targets.length;
+    const target = new URL(targets[bff]!);
+    observe({ method: req.method ?? "GET", path: (req.url ?? "/").split("?")[0]!, bff });
+    const upstream = httpRequest(
+      { agent, host: target.hostname, port: target.port, method: req.method, path: req.url, headers: endToEnd(req.headers) },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.statusMessage, endToEnd(answer.headers));
+        res.flushHeaders();
+        answer.pipe(res);
+        answer.on("error", () => res.destroy());
+      },
+    );
+    upstream.on("error", () => {
+      if (!res.headersSent) res.writeHead(502).end();
+      else res.destroy();
+    });
+    res.on("close", () => {
+      if (!res.writableFinished) upstream.destroy();
+    });
+    req.pipe(upstream);
+  });
+  await new Promise<void>((listening) => server.listen(0, "127.0.0.1", listening));
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : 0;
+  const close = async (): Promise<void> => {
+    server.closeAllConnections();
+    await new Promise((closed) => server.close(closed));
+    agent.destroy();
   };
-  try {
-    await waitHealthy(`${bffUrl}/healthz`, bff, logs);
-  } catch (error) {
-    await stop();
-    throw error;
-  }
-  const own = (): Promise<void> => Promise.reject(new Error("startBffAgainst's BFF is not restartable"));
-  return { bffUrl, backendUrl, output: () => logs.join(""), stop, killBff: own, restartBff: own };
+  return { url: `http://127.0.0.1:${port}`, close };
 }
 
 /** A port that was free a moment ago on 127.0.0.1. */
@@ -215,4 +385,43 @@ function terminate(child: ChildProcess): Promise<void> {
     });
     child.kill("SIGTERM");
   });
+}
+
+/** Waits until redis-server answers PING; bounded, and fails fast if it exits. */
+async function waitRedis(port: number, child: ChildProcess, logs: string[]): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`redis-server exited (${child.exitCode ?? child.signalCode}):\n${logs.join("")}`);
+    }
+    const pong = await new Promise<boolean>((answered) => {
+      const socket = connect(port, "127.0.0.1");
+      socket.setTimeout(1_000, () => socket.destroy());
+      socket.once("connect", () => socket.write("PING\r\n"));
+      socket.once("data", (data) => {
+        answered(data.toString().startsWith("+PONG"));
+        socket.destroy();
+      });
+      socket.once("error", () => answered(false));
+      socket.once("close", () => answered(false));
+    });
+    if (pong) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`redis-server on port ${port} did not answer PING within 10 s:\n${logs.join("")}`);
+}
+
+/** The first executable called name on the PATH, or undefined. */
+function findOnPath(name: string): string | undefined {
+  for (const dir of (process.env["PATH"] ?? "").split(delimiter)) {
+    if (dir === "") continue;
+    const candidate = join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
 }
