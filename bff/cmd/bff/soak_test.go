@@ -402,7 +402,10 @@ func TestSoak(t *testing.T) {
 
 	// Retention 10s (swept every second) keeps the job count steady, so
 	// growth between the quiet points is a leak, not more stored jobs.
-	be, backend := start(t, "backend", "-addr", "127.0.0.1:0", "-data-dir", t.TempDir(), "-workers", "8", "-retention", "10s", "-progress-interval", "50ms")
+	// The sessions' caps (12 × 40 unfinished) stay under the queue (1,000):
+	// creates past what 8 workers finish get 429 by design, never 503.
+	be, backend := start(t, "backend", "-addr", "127.0.0.1:0", "-data-dir", t.TempDir(), "-workers", "8", "-retention", "10s", "-progress-interval", "50ms",
+		"-max-active-per-owner", "40")
 	bff, url := start(t, "bff", "-addr", "127.0.0.1:0", "-backend-url", backend, "-session-secret", strings.Repeat("s", 32),
 		"-create-rate", "20", "-create-burst", "20", "-linger", "500ms")
 	s := &soak{t: t, bff: url, backend: backend, stats: &soakStats{}, codes: map[string]int{}}
