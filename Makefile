@@ -98,14 +98,14 @@ BENCH_DEPS := build-go bench/baselines/node_modules/.package-lock.json
 bench: $(BENCH_DEPS) ## short benchmarks (≤ 3 min): bench/results/<date>.json and latency-cdf.svg (see BENCHMARKS.md)
 	go run ./bench -size short -out bench/results
 
-bench-full: $(BENCH_DEPS) ## the full sizes of issue 8 (19,900 idle streams, 1,000×10 spread; ~12 min estimated, not yet run end to end)
+bench-full: $(BENCH_DEPS) ## the full sizes of issue 8 (19,900 idle streams in one BFF, 50,000 in three, 1,000×10 spread, 10,000 fan-out, 1/2/4 replicas) and the Go micro-benchmarks ×6
 	go run ./bench -size full -out bench/results
-	cd bff && go test -run='^$$' -bench=. -benchmem -count=6 ./internal/relay/ | tee ../bench/results/relay-microbench.txt
+	cd bff && go test -run='^$$' -bench=. -benchmem -count=6 ./internal/relay/ ./internal/stream/ | tee ../bench/results/relay-microbench.txt
 	cd backend && go test -run='^$$' -bench=. -benchmem -count=6 ./internal/httpapi/ ./internal/store/ | tee ../bench/results/backend-microbench.txt
 
 bench-smoke: $(BENCH_DEPS) ## the harness at tiny sizes (seconds) and one pass of every Go benchmark, so neither rots
 	@out=$$(mktemp -d) && go run ./bench -size smoke -q -out $$out && rm -rf $$out
-	cd bff && go test -run='^$$' -bench=. -benchtime=1x ./internal/relay/ >/dev/null
+	cd bff && go test -run='^$$' -bench=. -benchtime=1x ./internal/relay/ ./internal/stream/ >/dev/null
 	cd backend && go test -run='^$$' -bench=. -benchtime=1x ./internal/httpapi/ ./internal/store/ >/dev/null
 
 test-compose: ## docker compose for real: build, up --wait, an export through nginx, a backend restart, down -v (root on Debian: installs Docker)

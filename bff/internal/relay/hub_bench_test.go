@@ -162,26 +162,3 @@ func BenchmarkUpstreamParse(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perOp), "ns/event")
 }
-
-// BenchmarkEventEncode: one relay Event written as the browser gets it,
-// the way the BFF's stream writer does it (an sse.Message with id and
-// data, then WriteTo the response).
-func BenchmarkEventEncode(b *testing.B) {
-	ev := newUpstreamEvent("43", benchJob)
-	var out bytes.Buffer
-	b.ReportAllocs()
-	for b.Loop() {
-		out.Reset()
-		msg := &sse.Message{}
-		id, err := sse.NewID(ev.ID)
-		if err != nil {
-			b.Fatal(err)
-		}
-		msg.ID = id
-		msg.AppendData(ev.Data)
-		if _, err := msg.WriteTo(&out); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.SetBytes(int64(out.Len()))
-}

@@ -51,7 +51,9 @@ func (f *feed) send(id, data string, end bool) {
 	f.done = end
 	wake := f.wake
 	f.mu.Unlock()
-	wake()
+	if wake != nil { // not yet: the stream's first flush takes it
+		wake()
+	}
 }
 
 func (f *feed) waitClosed(t *testing.T, why string) {
@@ -70,33 +72,51 @@ func server(t *testing.T, cfg stream.Config) (*stream.Pool, string, chan *feed) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(pool.Close)
 	opened := make(chan *feed, 1000)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	url := serve(t, pool, func() stream.Source {
 		f := newFeed()
-		if err := pool.Open(w, stream.Head(w.Header(), 1500*time.Millisecond), f); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
 		opened <- f
+		return f
+	})
+	return pool, url, opened
+}
+
+// serve streams every request from a new source of pool.
+func serve(tb testing.TB, pool *stream.Pool, newSource func() stream.Source) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := pool.Open(w, stream.Head(w.Header(), 1500*time.Millisecond), newSource()); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		}
 	}))
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		pool.Close()
 		srv.Close()
 	})
-	return pool, srv.URL, opened
+	return srv.URL
+}
+
+// netDial connects to url and sends a stream request.
+func netDial(url string) (net.Conn, error) {
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.WriteString(conn, "GET /events HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return conn, nil
 }
 
 // dial opens a stream as a bare TCP client and reads its head.
 func dial(t *testing.T, url string) (net.Conn, *bufio.Reader) {
 	t.Helper()
-	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	conn, err := netDial(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	if _, err := io.WriteString(conn, "GET /events HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
