@@ -77,8 +77,8 @@ func sizeOf(name string) (sizes, error) {
 		s.floor.sockets, s.floor.rounds = 5000, 20
 		s.slow.readers, s.slow.stalled, s.slow.rows, s.slow.durationMs = 1800, 200, 100, 6000
 	case "full":
-		s.relay.jobs, s.relay.subs, s.relay.rows, s.relay.durationMs = 10, 100, 100, 20_000
-		s.fanout.subs, s.fanout.rows, s.fanout.durationMs = 10_000, 100, 20_000
+		s.relay.jobs, s.relay.subs, s.relay.rows, s.relay.durationMs = 10, 100, 100, 10_000
+		s.fanout.subs, s.fanout.rows, s.fanout.durationMs = 10_000, 100, 10_000
 		s.spread.jobs, s.spread.subs, s.spread.rows, s.spread.durationMs = 1000, 10, 100, 20_000
 		s.overhead.jobs, s.overhead.rows, s.overhead.durationMs = 3, 100, 20_000
 		s.polling.exports, s.polling.rows, s.polling.durationMs = 100, 100, 60_000

@@ -81,6 +81,21 @@ func metric(c *http.Client, url, name string) float64 {
 
 const streamsOpened = "exportstream_backend_event_streams_opened_total"
 
+// eventRate is how often a job of rows over durationMs reports progress:
+// once per whole percent, at most every 100 ms (the backend's default
+// -progress-interval).
+func eventRate(rows, durationMs int) string {
+	steps := min(rows, 100)
+	interval := max(float64(durationMs)/float64(steps), 100)
+	return fmt.Sprintf("≈%.0f events/s", 1000/interval)
+}
+
+// relayStagger spreads the relay's jobs evenly over one progress interval.
+func relayStagger(durationMs, jobs int) time.Duration {
+	interval := max(time.Duration(durationMs)*time.Millisecond/100, 100*time.Millisecond)
+	return interval / time.Duration(max(jobs, 1))
+}
+
 // phase is one load of subscribers on jobs against one target.
 type phase struct {
 	t          target
@@ -98,6 +113,9 @@ type phase struct {
 	gated bool
 	// stalled subscribers open their streams first and never read them.
 	stalled int
+	// stagger spaces the blockers' cancellations, so the measured jobs
+	// start this far apart instead of ticking together.
+	stagger time.Duration
 }
 
 const gateTimeout = 90 * time.Second
@@ -128,6 +146,27 @@ func cancelJobs(ctx context.Context, c *http.Client, backendURL string, jobs []j
 			_, _ = io.Copy(io.Discard, resp.Body)
 			_ = resp.Body.Close()
 		}
+	}
+}
+
+// releaseBlockers cancels the blockers, stagger apart (all at once when 0),
+// which lets the measured jobs waiting behind them start.
+func releaseBlockers(ctx context.Context, c *http.Client, backendURL string, blockers []job, stagger time.Duration) {
+	if stagger <= 0 {
+		cancelJobs(ctx, c, backendURL, blockers)
+		return
+	}
+	t := time.NewTicker(stagger)
+	defer t.Stop()
+	for i, b := range blockers {
+		if i > 0 {
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+		cancelJobs(ctx, c, backendURL, []job{b})
 	}
 }
 
@@ -254,7 +293,7 @@ func (p phase) run(ctx context.Context) (phaseResult, error) {
 	case <-ctx.Done():
 	}
 	connectSeconds := time.Since(startConnect).Seconds()
-	cancelJobs(ctx, c, p.backend.url, blockers)
+	releaseBlockers(ctx, c, p.backend.url, blockers, p.stagger)
 	wg.Wait()
 	res := phaseResult{usage: mon.stop(), connectSeconds: connectSeconds, perSubMin: math.MaxInt, loadgenCPU: (cpuSelf() - cpu0).Seconds()}
 	res.upstreams = metric(c, p.backend.url, streamsOpened) - before
@@ -358,10 +397,10 @@ func scenarioRelay(ctx context.Context, e *env) (*Scenario, error) {
 	sz := e.size.relay
 	s := &Scenario{
 		Name: "relay: subscribers on a few codes, 10 events/s",
-		Setup: fmt.Sprintf("%d subscribers on %d codes (%d each), jobs of %d rows over %d ms (≈10 progress events/s); "+
+		Setup: fmt.Sprintf("%d subscribers on %d codes (%d each), jobs of %d rows over %d ms (%s), started %s apart as independent exports would be; "+
 			"latency = receipt − the job's updatedAt (backend clock, same machine), only events emitted after every subscriber was connected. "+
 			"CPU µs/delivery = the relay process's CPU (the backend's for \"backend direct\") / deliveries.",
-			sz.jobs*sz.subs, sz.jobs, sz.subs, sz.rows, sz.durationMs),
+			sz.jobs*sz.subs, sz.jobs, sz.subs, sz.rows, sz.durationMs, eventRate(sz.rows, sz.durationMs), relayStagger(sz.durationMs, sz.jobs)),
 		Columns:  []string{"p50 ms", "p99 ms", "max ms", "deliveries/s", "upstream conns", "CPU µs/delivery", "relay RSS MiB", "errors", "reconnects"},
 		Baseline: "BFF (this project)",
 		curves:   map[string]latencies{},
@@ -400,7 +439,7 @@ func scenarioRelay(ctx context.Context, e *env) (*Scenario, error) {
 			t.url = relay.url
 		}
 		res, err := phase{t: t, jobs: sz.jobs, subsPerJob: sz.subs, req: req, sameOwner: true,
-			monitor: []*server{be, relay}, relay: relay, backend: be, gated: true}.run(ctx)
+			monitor: []*server{be, relay}, relay: relay, backend: be, gated: true, stagger: relayStagger(sz.durationMs, sz.jobs)}.run(ctx)
 		relay.stop()
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", v.name, err)
@@ -417,8 +456,8 @@ func scenarioFanOut(ctx context.Context, e *env) (*Scenario, error) {
 	sz := e.size.fanout
 	s := &Scenario{
 		Name: "fan-out: subscribers on one job, 10 events/s",
-		Setup: fmt.Sprintf("%d subscribers of one job (one session), %d rows over %d ms (≈10 events/s); latency as above.",
-			sz.subs, sz.rows, sz.durationMs),
+		Setup: fmt.Sprintf("%d subscribers of one job (one session), %d rows over %d ms (%s); latency as above.",
+			sz.subs, sz.rows, sz.durationMs, eventRate(sz.rows, sz.durationMs)),
 		Columns: []string{"p50 ms", "p99 ms", "max ms", "deliveries/s", "events/sub min", "events/sub max", "upstream conns", "CPU µs/delivery", "relay CPU s", "loadgen CPU s", "relay RSS MiB", "errors", "connect s"},
 		curves:  map[string]latencies{},
 	}
