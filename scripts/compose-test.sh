@@ -223,7 +223,7 @@ follow "$work/events1" "$code"
 events=$(grep -c ' data: ' "$work/events1" || true)
 status=$(field "$work/events1" 'j.status')
 [[ $status == COMPLETED ]] || fail "last event: $status (want COMPLETED)"
-first=$(grep ' data: ' "$work/events1" | head -1 | cut -d' ' -f1)
+first=$(grep -m1 ' data: ' "$work/events1" | cut -d' ' -f1)
 last=$(grep ' data: ' "$work/events1" | tail -1 | cut -d' ' -f1)
 spread=$(node -e "console.log(($last-$first).toFixed(2))")
 say "$events events over $spread s, last COMPLETED"
@@ -235,7 +235,7 @@ download_and_verify "$work/events1" first
 phase "JSON logs"
 for s in backend bff client; do # redis logs its own text format
   logs=$(timeout 20 "${compose[@]}" logs --no-color --no-log-prefix "$s") || fail "docker compose logs $s"
-  line=$(grep '^{' <<<"$logs" | head -1)
+  line=$(grep -m1 '^{' <<<"$logs")
   [[ -n $line ]] || fail "$s logged no JSON line"
   say "$s: ${line:0:110}…"
 done

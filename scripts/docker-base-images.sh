@@ -80,7 +80,9 @@ stage_glibc() {
   local dir=$1 name path
   shift
   for name in "$@"; do
-    path=$(ldconfig -p | awk -v n="$name" '$1 == n && /x86-64|x86_64|AArch64/ { print $NF; exit }')
+    # awk reads to the end: exiting at the match would let ldconfig die of
+    # SIGPIPE on its next write, which pipefail turns into a failure.
+    path=$(ldconfig -p | awk -v n="$name" '!found && $1 == n && /x86-64|x86_64|AArch64/ { print $NF; found = 1 }')
     [[ -n $path ]] || continue
     mkdir -p "$dir$(dirname "$path")"
     cp -L "$path" "$dir$path"
