@@ -23,6 +23,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -142,8 +143,20 @@ func run(ctx context.Context, args []string) error {
 	baselines := fs.String("baselines", "bench/baselines", "the Express baseline (needs npm ci there)")
 	only := fs.String("scenarios", "", "comma-separated subset of: relay,overhead,polling,idle,fanout,spread,create,floor,slow,replicas")
 	fs.BoolVar(&quiet, "q", false, "no progress lines")
+	selfProfile := fs.String("cpuprofile", "", "write the load generator's own CPU profile here (it shares the cores with the servers)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *selfProfile != "" {
+		f, err := os.Create(*selfProfile)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = f.Close() }()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	sz, err := sizeOf(*size)
 	if err != nil {

@@ -71,7 +71,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.IntVar(&c.queueSize, "queue-size", e.integer("QUEUE_SIZE", 1000), "exports waiting for a worker before creates get 503 (QUEUE_SIZE)")
 	fs.IntVar(&c.maxActivePerOwner, "max-active-per-owner", e.integer("MAX_ACTIVE_PER_OWNER", 100), "unfinished exports one owner may have before creates get 429; 0 for no cap (MAX_ACTIVE_PER_OWNER)")
 	fs.DurationVar(&c.retention, "retention", e.duration("RETENTION", time.Hour), "how long finished exports and their files are kept (RETENTION)")
-	fs.DurationVar(&c.progressInterval, "progress-interval", e.duration("PROGRESS_INTERVAL", 100*time.Millisecond), "least time between two progress events of a job (PROGRESS_INTERVAL)")
+	fs.DurationVar(&c.progressInterval, "progress-interval", e.duration("PROGRESS_INTERVAL", 100*time.Millisecond), "at most one progress event of a job per this much of its schedule (PROGRESS_INTERVAL)")
 	fs.DurationVar(&c.heartbeat, "heartbeat", e.duration("HEARTBEAT_INTERVAL", 15*time.Second), "silence before a ': ping' comment on event streams (HEARTBEAT_INTERVAL)")
 	fs.DurationVar(&c.retry, "retry", e.duration("SSE_RETRY", 2*time.Second), "reconnect delay advertised to EventSource clients (SSE_RETRY)")
 	fs.StringVar(&c.serviceToken, "service-token", e.str("SERVICE_TOKEN", ""), "when set, required as 'Authorization: Bearer …' on every /v1 call (SERVICE_TOKEN)")

@@ -32,7 +32,8 @@ type Config struct {
 	Workers   int    // generations running at once
 	QueueSize int    // accepted jobs waiting for a worker
 	FilesDir  string // where finished files live
-	// ProgressInterval is the least time between two progress events.
+	// ProgressInterval paces progress events: at most one per interval of
+	// the generation's schedule, never two within half of it.
 	ProgressInterval time.Duration
 	// Retention sets a finished file's ExpiresAt.
 	Retention time.Duration
@@ -402,7 +403,14 @@ func (p *Pool) writeFile(ctx context.Context, j job.Job, path string) (string, i
 	// Pace against a start shifted back by the checkpoint's share of the
 	// duration, so a resumed job takes only the time that was left.
 	start := time.Now().Add(-total * time.Duration(j.RowsDone) / time.Duration(r.Rows))
-	lastReport, reported := time.Time{}, j.Progress
+	// Progress is paced by the schedule, not by when a timer happened to
+	// fire: a chunk is reported when its deadline is an interval after the
+	// last reported one's, so 100 ms chunks give 10 events/s however late
+	// each timer wakes. Half an interval of wall time between two events
+	// still holds when the schedule is behind (a resumed job catching up,
+	// a loaded machine), so catching up never bursts.
+	var lastDeadline, lastReport time.Time
+	reported := j.Progress
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
@@ -417,15 +425,17 @@ func (p *Pool) writeFile(ctx context.Context, j job.Job, path string) (string, i
 		if to <= j.RowsDone {
 			continue // replaying rows written before the checkpoint
 		}
-		timer.Reset(time.Until(start.Add(total * time.Duration(k+1) / time.Duration(chunks))))
+		deadline := start.Add(total * time.Duration(k+1) / time.Duration(chunks))
+		timer.Reset(time.Until(deadline))
 		select {
 		case <-ctx.Done():
 			return "", 0, ctx.Err()
 		case <-timer.C:
 		}
 		pct := to * 100 / r.Rows
-		if pct != reported && to < r.Rows && time.Since(lastReport) >= p.cfg.ProgressInterval {
-			reported, lastReport = pct, time.Now()
+		interval := p.cfg.ProgressInterval
+		if pct != reported && to < r.Rows && deadline.Sub(lastDeadline) >= interval && time.Since(lastReport) >= interval/2 {
+			reported, lastDeadline = pct, deadline
 			if _, err := p.store.Update(ctx, j.Code, func(j *job.Job) error {
 				switch {
 				case j.Status.Terminal():
@@ -438,6 +448,7 @@ func (p *Pool) writeFile(ctx context.Context, j job.Job, path string) (string, i
 			}); err != nil {
 				return "", 0, fmt.Errorf("report progress: %w", err)
 			}
+			lastReport = time.Now() // when the event went out, however long the store took
 		}
 	}
 	if err := f.Sync(); err != nil {
