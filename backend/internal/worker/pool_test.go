@@ -31,6 +31,30 @@ func watchAll(t *testing.T, st store.Store, code string) []job.Job {
 	}
 }
 
+// generate runs one job of req on a one-worker pool over st with a 100 ms
+// progress interval, and returns every snapshot of it and its progress
+// events.
+func generate(t *testing.T, st store.Store, req job.Request) (seen, progress []job.Job) {
+	t.Helper()
+	pool, err := worker.New(st, worker.Config{Workers: 1, QueueSize: 1, FilesDir: t.TempDir(), ProgressInterval: 100 * time.Millisecond, Retention: time.Hour}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	j := job.New(req, "", time.Now())
+	_, _, _ = st.Create(t.Context(), j, "")
+	if err := pool.Submit(j.Code); err != nil {
+		t.Fatal(err)
+	}
+	seen = watchAll(t, st, j.Code)
+	for _, s := range seen {
+		if s.Status == job.StatusInProgress && s.Progress > 0 {
+			progress = append(progress, s)
+		}
+	}
+	return seen, progress
+}
+
 // slowReports is a store whose third progress update takes 150 ms, longer
 // than a chunk, so the next chunk's timer fires late.
 type slowReports struct {
@@ -52,26 +76,10 @@ func (s *slowReports) Update(ctx context.Context, code string, change func(*job.
 // still being stored is folded into the next one instead of bursting.
 func TestProgressFollowsTheScheduleAndFoldsALateChunkIntoTheNext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := &slowReports{Store: store.NewMemory()}
-		pool, err := worker.New(st, worker.Config{Workers: 1, QueueSize: 1, FilesDir: t.TempDir(), ProgressInterval: 100 * time.Millisecond, Retention: time.Hour}, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pool.Close()
 		// 2 s in 20 chunks of 100 ms, one whole percent step each: every
 		// chunk but the last is a progress event, but for the one that came
 		// due during the slow update.
-		j := job.New(job.Request{Rows: 20, DurationMs: 2000}, "", time.Now())
-		_, _, _ = st.Create(t.Context(), j, "")
-		if err := pool.Submit(j.Code); err != nil {
-			t.Fatal(err)
-		}
-		var progress []job.Job
-		for _, s := range watchAll(t, st, j.Code) {
-			if s.Status == job.StatusInProgress && s.Progress > 0 {
-				progress = append(progress, s)
-			}
-		}
+		_, progress := generate(t, &slowReports{Store: store.NewMemory()}, job.Request{Rows: 20, DurationMs: 2000})
 		if len(progress) != 18 {
 			t.Errorf("%d progress events, want 18 (one per 100 ms chunk, the late one folded)", len(progress))
 		}
@@ -85,29 +93,11 @@ func TestProgressFollowsTheScheduleAndFoldsALateChunkIntoTheNext(t *testing.T) {
 
 func TestProgressIsThrottledToTheIntervalAndWholePercents(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		st := store.NewMemory()
-		pool, err := worker.New(st, worker.Config{Workers: 1, QueueSize: 1, FilesDir: t.TempDir(), ProgressInterval: 100 * time.Millisecond, Retention: time.Hour}, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pool.Close()
 		// 2 s in 40 chunks of 50 ms: without the throttle, 39 progress events.
-		j := job.New(job.Request{Rows: 1000, DurationMs: 2000}, "", time.Now())
-		_, _, _ = st.Create(t.Context(), j, "")
 		start := time.Now()
-		if err := pool.Submit(j.Code); err != nil {
-			t.Fatal(err)
-		}
-		seen := watchAll(t, st, j.Code)
-
+		seen, progress := generate(t, store.NewMemory(), job.Request{Rows: 1000, DurationMs: 2000})
 		if took := time.Since(start); took < 2*time.Second || took > 2100*time.Millisecond {
 			t.Errorf("generation took %v of fake time, want about the requested 2s", took)
-		}
-		var progress []job.Job
-		for _, s := range seen {
-			if s.Status == job.StatusInProgress && s.Progress > 0 {
-				progress = append(progress, s)
-			}
 		}
 		if len(progress) < 10 || len(progress) > 20 {
 			t.Errorf("%d progress events, want one per 100 ms at most (and some)", len(progress))
