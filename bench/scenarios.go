@@ -181,6 +181,7 @@ type phaseResult struct {
 	unfinished     int
 	upstreams      float64 // backend event streams opened during the phase
 	seconds        float64 // first measured event → last
+	steadyRate     float64 // deliveries per second, the median whole second between the first and the last
 	usage          map[string]usage
 	connectSeconds float64
 	loadgenCPU     float64 // seconds of CPU the harness itself used (it shares the cores)
@@ -302,6 +303,7 @@ func (p phase) run(ctx context.Context) (phaseResult, error) {
 		t0 = time.Now().UnixNano() // not everyone connected: measure nothing, count errors
 	}
 	var lat latencies
+	var emitted []int64 // updatedAt of each measured delivery
 	first, last := int64(math.MaxInt64), int64(0)
 	for _, r := range results {
 		if r.err != nil {
@@ -318,6 +320,7 @@ func (p phase) run(ctx context.Context) (phaseResult, error) {
 			}
 			got++
 			lat = append(lat, d.latencyUs)
+			emitted = append(emitted, d.updatedAt)
 			first, last = min(first, d.updatedAt), max(last, d.updatedAt)
 		}
 		res.perSubMin, res.perSubMax = min(res.perSubMin, got), max(res.perSubMax, got)
@@ -327,7 +330,29 @@ func (p phase) run(ctx context.Context) (phaseResult, error) {
 	if last > first {
 		res.seconds = float64(last-first) / 1e9
 	}
+	res.steadyRate = steadyRate(emitted, first)
 	return res, nil
+}
+
+// steadyRate is the median of the deliveries emitted in each whole second
+// after first, leaving out the last, partial one: the rate held while
+// every job runs, which the mean over first → last dilutes with the
+// ramps of jobs starting and ending a little apart.
+func steadyRate(emitted []int64, first int64) float64 {
+	var perSecond []int
+	for _, t := range emitted {
+		s := int((t - first) / int64(time.Second))
+		for len(perSecond) <= s {
+			perSecond = append(perSecond, 0)
+		}
+		perSecond[s]++
+	}
+	if len(perSecond) < 2 {
+		return math.NaN()
+	}
+	whole := perSecond[:len(perSecond)-1]
+	slices.Sort(whole)
+	return float64(whole[len(whole)/2])
 }
 
 // sharedClients: subscribers share a few transports (each stream still
@@ -368,6 +393,7 @@ func (r phaseResult) row(name string, relay, backend *server) *Row {
 	if r.seconds > 0 {
 		m["deliveries/s"] = float64(r.deliveries) / r.seconds
 	}
+	m["steady deliveries/s"] = r.steadyRate
 	proc := backend
 	if relay != nil {
 		proc = relay
@@ -490,9 +516,10 @@ func scenarioSpread(ctx context.Context, e *env) (*Scenario, error) {
 	sz := e.size.spread
 	s := &Scenario{
 		Name: "spread: many jobs × 10 subscribers, 5 events/s each",
-		Setup: fmt.Sprintf("%d jobs × %d subscribers (each job its own session), %d rows over %d ms (5 events/s per job).",
-			sz.jobs, sz.subs, sz.rows, sz.durationMs),
-		Columns: []string{"p50 ms", "p99 ms", "max ms", "deliveries/s", "upstream conns", "CPU µs/delivery", "relay CPU s", "loadgen CPU s", "relay RSS MiB", "errors", "connect s"},
+		Setup: fmt.Sprintf("%d jobs × %d subscribers (each job its own session), %d rows over %d ms (%s per job). "+
+			"deliveries/s = all of them / first emitted → last; steady = the median whole second in between (the jobs start and end a little apart).",
+			sz.jobs, sz.subs, sz.rows, sz.durationMs, eventRate(sz.rows, sz.durationMs)),
+		Columns: []string{"p50 ms", "p99 ms", "max ms", "deliveries/s", "steady deliveries/s", "upstream conns", "CPU µs/delivery", "relay CPU s", "backend CPU s", "loadgen CPU s", "relay RSS MiB", "errors", "connect s"},
 		curves:  map[string]latencies{},
 	}
 	be, err := e.backend(ctx, "spread-backend", sz.jobs)

@@ -76,8 +76,12 @@ func judge(s *Scenario) {
 		}
 	case strings.HasPrefix(s.Name, "spread"):
 		if r := s.Rows[0]; r != nil {
-			d := r.Metrics["deliveries/s"]
-			check("spread deliveries/s", d, d >= 50_000, "≥ 50,000/s (offered load at full size; short offers less)")
+			// The scenario offers exactly 50,000/s at full size: sustained
+			// means every offered event delivered to every subscriber, at
+			// the offered rate in steady state (1 % for a second's edges).
+			d := r.Metrics["steady deliveries/s"]
+			all := r.Metrics["events/sub min"] == r.Metrics["events/sub max"]
+			check("spread deliveries/s sustained (median whole second, every event delivered)", d, d >= 0.99*50_000 && all, "≥ 50,000/s offered (short size offers less)")
 			check("spread p99", r.Metrics["p99 ms"], r.Metrics["p99 ms"] <= 10, "≤ 10 ms")
 			cpu := r.Metrics["CPU µs/delivery"]
 			check("BFF CPU per delivery (spread)", cpu, cpu <= 8, "≤ 8 µs")
