@@ -82,12 +82,14 @@ func metric(c *http.Client, url, name string) float64 {
 const streamsOpened = "exportstream_backend_event_streams_opened_total"
 
 // eventRate is how often a job of rows over durationMs reports progress:
-// once per whole percent, at most every 100 ms (the backend's default
-// -progress-interval).
+// the backend writes it in chunks of ≥ 50 ms and reports a chunk when its
+// deadline is one -progress-interval (100 ms by default) after the last
+// reported one's and the whole percent moved.
 func eventRate(rows, durationMs int) string {
-	steps := min(rows, 100)
-	interval := max(float64(durationMs)/float64(steps), 100)
-	return fmt.Sprintf("≈%.0f events/s", 1000/interval)
+	chunks := min(max(durationMs/50, rows/50_000, 1), rows)
+	chunkMs := float64(durationMs) / float64(chunks)
+	per := max(math.Ceil(100/chunkMs), math.Ceil(float64(chunks)/100), 1) // chunks per event
+	return fmt.Sprintf("≈%.0f events/s", 1000/(per*chunkMs))
 }
 
 // relayStagger spreads the relay's jobs evenly over one progress interval.
