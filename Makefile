@@ -37,7 +37,7 @@ demo: build ## run backend + BFF natively and serve the demo on http://localhost
 deps-test: ## install what the tests need (npm packages; Debian packages when root)
 	@scripts/install-test-deps.sh
 
-test: deps-test build lint vulncheck test-go fuzz-short bench-smoke soak-short test-client check-compose test-compose ## run every test (Go -race, TypeScript, browser, compose)
+test: deps-test build lint vulncheck test-go fuzz-short bench-smoke soak-short test-client check-compose test-compose test-compose-scale ## run every test (Go -race, TypeScript, browser, compose)
 
 test-go: ## Go tests with the race detector, both modules
 	go test -race -count=1 $(addprefix ./,$(addsuffix /...,$(GO_MODULES)))
@@ -111,7 +111,7 @@ bench-smoke: $(BENCH_DEPS) ## the harness at tiny sizes (seconds) and one pass o
 test-compose: ## docker compose for real: build, up --wait, an export through nginx, a backend restart, down -v (root on Debian: installs Docker)
 	@scripts/compose-test.sh
 
-test-compose-scale: ## the same on docker-compose.scale.yml: Redis, 2 backends, 2 BFFs behind nginx; kill -9 a backend and a BFF mid-export (not in make test)
+test-compose-scale: ## the same on docker-compose.scale.yml: Redis, 2 backends, 2 BFFs behind nginx; kill -9 a backend and a BFF mid-export
 	@COMPOSE_SCALE=1 scripts/compose-test.sh
 
 up: ## docker compose up --build --wait: the demo on http://localhost:3000 (needs Docker)
