@@ -100,7 +100,7 @@ func floorWrites(ctx context.Context, sockets, rounds, size int, reading bool) (
 	}
 	msg := make([]byte, size)
 	var werr error
-	// One locked thread, so its own rusage is the writes' and nothing else's.
+	// One locked thread, so its CPU clock counts the writes and nothing else.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	cpu0, all0, t0 := cpuThread(), cpuSelf(), time.Now()
