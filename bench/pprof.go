@@ -16,7 +16,8 @@ import (
 //
 // BENCH_BACKEND_PPROF=127.0.0.1:port does the same for the backend of the
 // create scenario (with block and mutex profiling on): a CPU profile of
-// the load, then its block, mutex and allocation profiles.
+// the load, then its block, mutex and allocation profiles; and a CPU
+// profile of the spread's backend while its jobs generate.
 var (
 	pprofAddr        = os.Getenv("BENCH_BFF_PPROF")
 	backendPprofAddr = os.Getenv("BENCH_BACKEND_PPROF")

@@ -524,11 +524,13 @@ func scenarioSpread(ctx context.Context, e *env) (*Scenario, error) {
 		Columns: []string{"p50 ms", "p99 ms", "max ms", "deliveries/s", "steady deliveries/s", "upstream conns", "CPU µs/delivery", "relay CPU s", "backend CPU s", "loadgen CPU s", "relay RSS MiB", "errors", "connect s"},
 		curves:  map[string]latencies{},
 	}
-	be, err := e.backend(ctx, "spread-backend", sz.jobs)
+	be, err := e.backendProfiled(ctx, "spread-backend", true, sz.jobs)
 	if err != nil {
 		return nil, err
 	}
 	defer be.stop()
+	// With BENCH_BACKEND_PPROF: the backend's CPU while 1,000 jobs generate.
+	go grabProfileFrom(backendPprofAddr, "spread-backend-cpu.pprof", fmt.Sprintf("profile?seconds=%d", sz.durationMs/1000), time.Minute)
 	bff, err := e.bff(ctx, "spread-bff", be.url)
 	if err != nil {
 		return nil, err
