@@ -218,7 +218,10 @@ func run(ctx context.Context, args []string) error {
 	res.LoadEnd = loadAvg()
 	res.Seconds = time.Since(began).Seconds()
 
-	b, _ := json.MarshalIndent(res, "", "  ")
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("results as JSON: %w", err)
+	}
 	base := filepath.Join(*out, res.Date)
 	if err := writeFile(base+".json", string(b)+"\n"); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -44,6 +45,24 @@ type Row struct {
 	Metrics map[string]float64 `json:"metrics"`
 	Notes   []string           `json:"notes,omitempty"`
 	Usage   map[string]usage   `json:"usage,omitempty"`
+}
+
+// MarshalJSON writes a metric that could not be measured (NaN, ±Inf) as
+// null: encoding/json refuses those values, and one would lose the file.
+func (r *Row) MarshalJSON() ([]byte, error) {
+	metrics := make(map[string]*float64, len(r.Metrics))
+	for k, v := range r.Metrics {
+		if !math.IsNaN(v) && !math.IsInf(v, 0) {
+			metrics[k] = &v
+		} else {
+			metrics[k] = nil
+		}
+	}
+	type plain Row // without this method
+	return json.Marshal(struct {
+		*plain
+		Metrics map[string]*float64 `json:"metrics"`
+	}{(*plain)(r), metrics})
 }
 
 // Scenario is one scenario of the issue's table, with the targets side by side.
