@@ -19,8 +19,8 @@ func scenarioSlow(ctx context.Context, e *env) (*Scenario, error) {
 	sz := e.size.slow
 	s := &Scenario{
 		Name: "slow readers: a tenth of the subscribers never read",
-		Setup: fmt.Sprintf("%d reading subscribers of one job, %d rows over %d ms, alone and then with %d more that never read; BFF -write-timeout 2s. The kernel queues ~1.6 MB for an unread loopback socket, more than a job sends, so no BFF write blocks here (cut off: 0 expected).",
-			sz.readers, sz.rows, sz.durationMs, sz.stalled),
+		Setup: fmt.Sprintf("%d reading subscribers of one job, %d rows over %d ms (%s), alone and then with %d more that never read; BFF -write-timeout 2s. The kernel queues ~1.6 MB for an unread loopback socket, more than a job sends, so no BFF write blocks here (cut off: 0 expected).",
+			sz.readers, sz.rows, sz.durationMs, eventRate(sz.rows, sz.durationMs), sz.stalled),
 		Columns:  []string{"p50 ms", "p99 ms", "max ms", "events/sub min", "events/sub max", "relay RSS MiB", "cut off", "errors"},
 		Baseline: "readers alone",
 		curves:   map[string]latencies{},
