@@ -37,12 +37,12 @@ func replicaSizesOf(size string) replicaSizes {
 	case "smoke":
 		return replicaSizes{counts: []int{2}, jobs: 2, subs: 2, rows: 5, duration: 500}
 	case "full":
-		// 4,000 subscribers of 400 jobs at up to 10 events/s (the
-		// generator makes ~6.5/s here: ~26,000 deliveries/s offered), near
-		// what one BFF + backend serve on 2 cores.
+		// 4,000 subscribers of 400 jobs at 10 events/s (~40,400
+		// deliveries/s offered), near what one BFF + backend serve on 2
+		// cores.
 		return replicaSizes{counts: []int{1, 2, 4}, jobs: 400, subs: 10, rows: 100, duration: 10_000}
 	default: // short
-		// ~2,600 deliveries/s offered, well within one replica's reach: the
+		// ~4,000 deliveries/s offered (10 events/s), within one replica's reach: the
 		// latency and cost of each N at the same load, in ~25 s.
 		return replicaSizes{counts: []int{1, 2, 4}, jobs: 40, subs: 10, rows: 50, duration: 5000}
 	}
@@ -112,13 +112,13 @@ func scenarioReplicas(ctx context.Context, e *env) (*Scenario, error) {
 	s := &Scenario{
 		Name: fmt.Sprintf("replicas: scaled out on Redis, %s replicas of each service", joinInts(sz.counts)),
 		Setup: fmt.Sprintf("redis-server (no persistence) + N backends on it (`-redis-url`, one shared files directory, one worker per measured job in all) + N BFFs "+
-			"(BFF i in front of backend i, one session secret), on this one machine. %d jobs × %d subscribers, %d rows over %d ms (up to %d events/s per job); "+
+			"(BFF i in front of backend i, one session secret), on this one machine. %d jobs × %d subscribers, %d rows over %d ms (%s per job); "+
 			"job k is created through BFF k mod N in its own session, its subscribers are spread over the BFFs round-robin. "+
 			"Latency = receipt − the job's updatedAt (set by whichever replica generated it; same clock). "+
 			"upstream conns = event streams the backends opened (expected: jobs × min(N, subscribers per job)). "+
 			"CPU µs/delivery: all BFFs together, and every server process (BFFs, backends, Redis) together; "+
 			"CPU %% = of one core, mean per BFF or backend replica over the run; the load generator (this process) shares the same %d cores.",
-			sz.jobs, sz.subs, sz.rows, sz.duration, eventsPerSecond(sz.rows, sz.duration), runtime.NumCPU()),
+			sz.jobs, sz.subs, sz.rows, sz.duration, eventRate(sz.rows, sz.duration), runtime.NumCPU()),
 		Columns: []string{"p50 ms", "p99 ms", "max ms", "deliveries/s", "upstream conns", "expected upstreams",
 			"BFF CPU µs/delivery", "all CPU µs/delivery", "CPU % per BFF", "CPU % per backend", "Redis CPU %", "load gen CPU %", "errors", "reconnects"},
 		Baseline: "1 replica",
@@ -161,12 +161,6 @@ func scenarioReplicas(ctx context.Context, e *env) (*Scenario, error) {
 	}
 	s.Verdicts = append(s.Verdicts, verdict)
 	return s, nil
-}
-
-func eventsPerSecond(rows, durationMs int) int {
-	// One progress event per row at most, and at most one per 100 ms
-	// (the backend's -progress-interval).
-	return int(math.Min(float64(rows)*1000/float64(durationMs), 10))
 }
 
 // runReplicas starts the stack with n replicas, runs the load and stops it.
