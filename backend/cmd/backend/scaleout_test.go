@@ -324,6 +324,20 @@ func TestARedisRestartMidRunLosesNoJobAndNoTerminalEvent(t *testing.T) {
 	s.checkFinished(t, codes, streams, rows)
 }
 
+// untilNot503 repeats do while the answer is 503 and the deadline has not
+// passed, and returns the last answer, its body unread.
+func untilNot503(t *testing.T, deadline time.Time, do func() *http.Response) *http.Response {
+	t.Helper()
+	for {
+		resp := do()
+		if resp.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			return resp
+		}
+		_ = resp.Body.Close()
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 func TestWhileRedisIsDownCreatesFailWith503AndAClearError(t *testing.T) {
 	s := startScaledStack(t)
 	s.replica(t)
@@ -346,39 +360,26 @@ func TestWhileRedisIsDownCreatesFailWith503AndAClearError(t *testing.T) {
 	}
 
 	s.redis.Start() // AOF on: what was there is back
+	// Each replica serves again within about a second (after failed dials,
+	// go-redis redials about once a second), not necessarily together.
 	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp := s.post(t, `{"rows":10,"durationMs":0}`)
-		_ = resp.Body.Close()
-		if resp.StatusCode == http.StatusAccepted {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("creates still fail %v after Redis came back: %d", 15*time.Second, resp.StatusCode)
-		}
-		time.Sleep(200 * time.Millisecond)
+	resp = untilNot503(t, deadline, func() *http.Response { return s.post(t, `{"rows":10,"durationMs":0}`) })
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("create after Redis came back: %d", resp.StatusCode)
 	}
-	// The other replica may still answer 503 for a moment: after failed
-	// dials, go-redis redials about once a second before it tries again.
-	var list struct{ Exports []job.Job }
-	for {
-		listResp, err := s.browser.Get(s.bffURL + "/api/exports")
+	listResp := untilNot503(t, deadline, func() *http.Response {
+		r, err := s.browser.Get(s.bffURL + "/api/exports")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if listResp.StatusCode == http.StatusOK {
-			err = json.NewDecoder(listResp.Body).Decode(&list)
-			_ = listResp.Body.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			break
-		}
-		_ = listResp.Body.Close()
-		if listResp.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
-			t.Fatalf("listing after Redis came back: %d", listResp.StatusCode)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return r
+	})
+	var list struct{ Exports []job.Job }
+	err = json.NewDecoder(listResp.Body).Decode(&list)
+	_ = listResp.Body.Close()
+	if listResp.StatusCode != http.StatusOK || err != nil {
+		t.Fatalf("listing after Redis came back: %d, %v", listResp.StatusCode, err)
 	}
 	if len(list.Exports) != 2 {
 		t.Errorf("after Redis came back: %d exports; want the 2 created while it was up (a refused create stores nothing)", len(list.Exports))
