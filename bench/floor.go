@@ -125,7 +125,7 @@ func floorWrites(ctx context.Context, sockets, rounds, size int, reading bool) (
 	}
 	if reading {
 		// Wait until the readers have everything, then charge them the
-		// rest of the process's CPU (coarse: /proc's 100 Hz, fine at this size).
+		// rest of the process's CPU (getrusage: tick-coarse, fine at this size).
 		select {
 		case <-allRead:
 		case <-time.After(30 * time.Second):
