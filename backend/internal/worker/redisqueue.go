@@ -118,18 +118,15 @@ func (q *RedisQueue) Depth() int {
 func (q *RedisQueue) Pop(ctx context.Context) (*Task, error) {
 	block := min(q.claimIdle/2, time.Second)
 	for ctx.Err() == nil {
-		claimed, _, err := q.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-			Stream: q.stream, Group: q.group, Consumer: q.consumer,
-			MinIdle: q.claimIdle, Start: "0-0", Count: 1,
-		}).Result()
+		claimed, err := q.claim(ctx)
 		if err != nil {
 			return nil, q.recover(ctx, "claim", err)
 		}
-		if len(claimed) > 0 {
-			q.log.Warn("taking over an export whose replica stopped answering", "code", claimed[0].Values["code"], "entry", claimed[0].ID)
-			t := q.task(claimed[0])
+		if claimed != nil {
+			q.log.Warn("taking over an export whose replica stopped answering", "code", claimed.Values["code"], "entry", claimed.ID)
+			t := q.task(*claimed)
 			// XAUTOCLAIM counted this delivery in the entry's pending record.
-			if p, err := q.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: q.stream, Group: q.group, Start: claimed[0].ID, End: claimed[0].ID, Count: 1}).Result(); err == nil && len(p) == 1 {
+			if p, err := q.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: q.stream, Group: q.group, Start: claimed.ID, End: claimed.ID, Count: 1}).Result(); err == nil && len(p) == 1 {
 				t.Deliveries = p[0].RetryCount
 			}
 			return t, nil
@@ -149,6 +146,29 @@ func (q *RedisQueue) Pop(ctx context.Context) (*Task, error) {
 		}
 	}
 	return nil, ctx.Err()
+}
+
+// claim takes over one entry idle past ClaimIdle, or returns nil. One
+// XAUTOCLAIM looks at no more than COUNT×10 pending entries, and live
+// workers keep theirs fresh, so a dead replica's entries can sit behind
+// any number of live ones: it walks the cursor over the whole pending list
+// (as long as the running jobs: short).
+func (q *RedisQueue) claim(ctx context.Context) (*redis.XMessage, error) {
+	for start := "0-0"; ; {
+		claimed, next, err := q.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+			Stream: q.stream, Group: q.group, Consumer: q.consumer,
+			MinIdle: q.claimIdle, Start: start, Count: 1,
+		}).Result()
+		switch {
+		case err != nil:
+			return nil, err
+		case len(claimed) > 0:
+			return &claimed[0], nil
+		case next == "0-0" || next == "":
+			return nil, nil
+		}
+		start = next
+	}
 }
 
 // recover recreates the group if Redis lost it and returns err for the

@@ -1,8 +1,10 @@
 package worker_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -212,4 +214,63 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+func TestADeadReplicasJobsBehindManyLiveOnesAreAllTakenOver(t *testing.T) {
+	srv := redistest.Start(t)
+	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Close() }()
+	q, err := worker.NewRedisQueue(t.Context(), st.Client(), worker.RedisQueueOptions{Prefix: st.Prefix(), ClaimIdle: time.Minute}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb, stream := st.Client(), st.Prefix()+"queue"
+	// 25 live jobs, running on a replica that keeps their entries fresh,
+	// then 5 of a replica that died: its entries idle for an hour.
+	take := func(consumer string, n int) []string {
+		var ids []string
+		for i := range n {
+			if err := q.Push(t.Context(), fmt.Sprintf("%s-%d", consumer, i)); err != nil {
+				t.Fatal(err)
+			}
+			res, err := rdb.XReadGroup(t.Context(), &redis.XReadGroupArgs{Group: "workers", Consumer: consumer, Streams: []string{stream, ">"}, Count: 1}).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, res[0].Messages[0].ID)
+		}
+		return ids
+	}
+	take("live", 25)
+	dead := take("dead", 5)
+	for _, id := range dead { // XCLAIM … IDLE sets how long the entry has been idle
+		if err := rdb.Do(t.Context(), "XCLAIM", stream, "workers", "dead", 0, id, "IDLE", time.Hour.Milliseconds()).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	taken := map[string]bool{}
+	for range dead {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		task, err := q.Pop(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("after taking over %d of the dead replica's 5 jobs: %v", len(taken), err)
+		}
+		if !strings.HasPrefix(task.Code, "dead-") || taken[task.Code] {
+			t.Fatalf("took %q; want each of the dead replica's jobs once", task.Code)
+		}
+		taken[task.Code] = true
+		task.Done()
+	}
+	left, err := rdb.XPendingExt(t.Context(), &redis.XPendingExtArgs{Stream: stream, Group: "workers", Start: "-", End: "+", Count: 100, Consumer: "dead"}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 {
+		t.Errorf("%d entries left on the dead consumer", len(left))
+	}
 }
