@@ -279,13 +279,14 @@ func (p *Pool) fail(code string, f *job.Failure) {
 }
 
 // end makes the generation's final change and reports it to OnFinish
-// before anyone can see it, so metrics never lag the event.
+// before anyone can see it, so metrics never lag the event. It returns
+// job.ErrTerminal or job.ErrNotFound if the job ended another way first.
 func (p *Pool) end(ctx context.Context, code string, start time.Time, change func(*job.Job)) error {
 	_, err := p.store.Update(context.WithoutCancel(ctx), code, unlessEnded(func(j *job.Job) {
 		change(j)
 		p.cfg.OnFinish(j.Status, time.Since(start))
 	}))
-	return ignoreEnded(err)
+	return err
 }
 
 // generate runs one job from the queue to a terminal state, or leaves it
@@ -298,7 +299,12 @@ func (p *Pool) generate(ctx context.Context, code string, start time.Time) error
 	case errors.Is(err, job.ErrStorageFull), errors.Is(err, job.ErrStorageReadOnly):
 		p.fail(code, failureOf(err, "")) // never left PENDING for want of disk
 		return fmt.Errorf("start %s: %w", code, err)
+	case errors.Is(err, job.ErrStoreUnavailable) || p.ctx.Err() != nil:
+		return fmt.Errorf("start %s: %w", code, err) // released: tried again
 	case err != nil:
+		// Anything else would fail again the same way: end the job, so its
+		// watchers are told, instead of leaving it PENDING until a restart.
+		p.fail(code, &job.Failure{Code: "GENERATION_FAILED", Message: "the export could not be started"})
 		return fmt.Errorf("start %s: %w", code, err)
 	}
 	// A name of its own: after a takeover two workers may briefly write
@@ -315,10 +321,10 @@ func (p *Pool) generate(ctx context.Context, code string, start time.Time) error
 	var failure *simulatedFailure
 	switch {
 	case errors.As(err, &failure):
-		return p.end(ctx, code, start, func(j *job.Job) {
+		return ignoreEnded(p.end(ctx, code, start, func(j *job.Job) {
 			failed(failure.Error())(j)
 			j.Progress, j.RowsDone = failure.progress, failure.rowsDone
-		})
+		}))
 	case errors.Is(err, job.ErrTerminal), errors.Is(err, job.ErrNotFound), errors.Is(err, errOvertaken):
 		return nil // cancelled or deleted while running, or another worker is ahead
 	case errors.Is(err, job.ErrStoreUnavailable):
@@ -331,12 +337,12 @@ func (p *Pool) generate(ctx context.Context, code string, start time.Time) error
 	case ctx.Err() != nil:
 		return nil //nolint:nilerr // a cancelled job is not an error
 	case err != nil:
-		return errors.Join(fmt.Errorf("write %s: %w", code, err), p.end(ctx, code, start, failed("the file could not be written")))
+		return errors.Join(fmt.Errorf("write %s: %w", code, err), ignoreEnded(p.end(ctx, code, start, failed("the file could not be written"))))
 	}
 	if err = os.Rename(tmp, p.FilePath(code)); err != nil {
 		_ = os.Remove(tmp)
 		err = store.StorageError(err)
-		return errors.Join(fmt.Errorf("store %s: %w", code, err), p.end(ctx, code, start, failed("the file could not be stored")))
+		return errors.Join(fmt.Errorf("store %s: %w", code, err), ignoreEnded(p.end(ctx, code, start, failed("the file could not be stored"))))
 	}
 	err = p.end(ctx, code, start, func(j *job.Job) {
 		j.Status, j.Progress, j.RowsDone = job.StatusCompleted, 100, j.RowsTotal
@@ -348,10 +354,26 @@ func (p *Pool) generate(ctx context.Context, code string, start time.Time) error
 			ExpiresAt:   time.Now().UTC().Add(p.cfg.Retention),
 		}
 	})
-	if j, _ := p.store.Get(ctx, code); j.Status != job.StatusCompleted {
-		_ = p.RemoveFile(code) // cancelled at the last moment: no orphan file
+	if errors.Is(err, job.ErrTerminal) || errors.Is(err, job.ErrNotFound) {
+		p.removeUnlessCompleted(ctx, code)
+		return nil
 	}
+	// Stored, or unknown whether it was (the store failed): the file stays.
+	// A COMPLETED job without its file could never be downloaded; a file
+	// without its job is only disk until the sweep.
 	return err
+}
+
+// removeUnlessCompleted deletes code's file when the job ended another way
+// while the file was being stored (cancelled or deleted at the last
+// moment). Another worker that took the job over may have completed it
+// with this same file: only a job read as not COMPLETED loses it, never
+// one that could not be read.
+func (p *Pool) removeUnlessCompleted(ctx context.Context, code string) {
+	j, err := p.store.Get(context.WithoutCancel(ctx), code)
+	if (err == nil && j.Status != job.StatusCompleted) || errors.Is(err, job.ErrNotFound) {
+		_ = p.RemoveFile(code)
+	}
 }
 
 // failureOf says why a generation could not finish: a full or read-only
