@@ -134,6 +134,18 @@ func (s *Redis) listen() {
 type waiter struct {
 	seq, seen int64
 	ch        chan struct{}
+	// stop ends the watch of the watcher's context that drops w when the
+	// watcher stops watching: a stream that ends (or watched a job that
+	// will never change again) leaves nothing behind.
+	stop func() bool
+}
+
+// closeLocked closes w's channel and ends its context watch; s.mu is held.
+func (w *waiter) closeLocked() {
+	close(w.ch)
+	if w.stop != nil {
+		w.stop()
+	}
 }
 
 // wake closes the channels of code's watchers whose snapshot is older
@@ -148,7 +160,7 @@ func (s *Redis) wake(code string, seq int64) {
 		case w.seq < 0:
 			w.seen = max(w.seen, seq)
 		case seq > w.seq:
-			close(w.ch)
+			w.closeLocked()
 			continue
 		}
 		kept = append(kept, w)
@@ -165,7 +177,7 @@ func (s *Redis) wakeAll() {
 	defer s.mu.Unlock()
 	for code, ws := range s.waiters {
 		for _, w := range ws {
-			close(w.ch)
+			w.closeLocked()
 		}
 		delete(s.waiters, code)
 	}
@@ -181,7 +193,8 @@ func (s *Redis) register(code string) *waiter {
 
 // settle records the seq w's watcher read, or closes w at once if a newer
 // change was notified while it read; seq < 0 drops w (the read failed).
-func (s *Redis) settle(code string, w *waiter, seq int64) {
+// A settled waiter is dropped when ctx, its watcher's, ends.
+func (s *Redis) settle(ctx context.Context, code string, w *waiter, seq int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !slices.Contains(s.waiters[code], w) {
@@ -189,11 +202,26 @@ func (s *Redis) settle(code string, w *waiter, seq int64) {
 	}
 	if seq >= 0 && w.seen <= seq {
 		w.seq = seq
+		w.stop = context.AfterFunc(ctx, func() { s.drop(code, w) })
 		return
 	}
 	if seq >= 0 {
 		close(w.ch)
 	}
+	s.removeLocked(code, w)
+}
+
+// drop removes w, whose watcher stopped watching, if it is still there.
+func (s *Redis) drop(code string, w *waiter) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if slices.Contains(s.waiters[code], w) {
+		close(w.ch)
+		s.removeLocked(code, w)
+	}
+}
+
+func (s *Redis) removeLocked(code string, w *waiter) {
 	s.waiters[code] = slices.DeleteFunc(s.waiters[code], func(x *waiter) bool { return x == w })
 	if len(s.waiters[code]) == 0 {
 		delete(s.waiters, code)
@@ -444,10 +472,10 @@ func (s *Redis) Watch(ctx context.Context, code string) (job.Job, <-chan struct{
 	w := s.register(code)
 	j, err := s.Get(ctx, code)
 	if err != nil {
-		s.settle(code, w, -1)
+		s.settle(ctx, code, w, -1)
 		return job.Job{}, nil, err
 	}
-	s.settle(code, w, j.Seq)
+	s.settle(ctx, code, w, j.Seq)
 	return j, w.ch, nil
 }
 

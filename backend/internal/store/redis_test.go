@@ -1,0 +1,68 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/exportstream/exportstream/backend/internal/job"
+	"github.com/exportstream/exportstream/backend/internal/redistest"
+	"github.com/exportstream/exportstream/backend/internal/store"
+)
+
+func TestRedisWatchersThatStopWatchingLeaveNothingBehind(t *testing.T) {
+	srv := redistest.Start(t)
+	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Close() }()
+	create := func() job.Job {
+		j, _, err := st.Create(t.Context(), job.New(job.Request{Rows: 10, DurationMs: 10}, "owner", time.Now().UTC()), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	ended, running := create(), create()
+	if _, err := st.Update(t.Context(), ended.Code, func(j *job.Job) error { j.Status = job.StatusCompleted; return nil }); err != nil {
+		t.Fatal(err)
+	}
+
+	// A stream still open on the running job: it must stay, and be woken.
+	kept, keptChanged, err := st.Watch(t.Context(), running.Code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 100 streams served for the ended job, 100 that left the running one.
+	for _, code := range []string{ended.Code, running.Code} {
+		for range 100 {
+			ctx, cancel := context.WithCancel(t.Context())
+			if _, _, err := st.Watch(ctx, code); err != nil {
+				t.Fatal(err)
+			}
+			cancel()
+		}
+	}
+	waitFor(t, "only the open stream's watcher left", func() bool { return st.Watchers() == 1 })
+
+	if _, err := st.Update(t.Context(), running.Code, func(j *job.Job) error { j.Progress = 50; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-keptChanged:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the open stream (seq %d) was not woken by the change", kept.Seq)
+	}
+	waitFor(t, "no watcher left once it was woken", func() bool { return st.Watchers() == 0 })
+}
+
+// waitFor polls cond until it holds, or fails after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10 s: not %s", what)
+		}
+	}
+}
