@@ -17,6 +17,7 @@ import (
 
 	"github.com/exportstream/exportstream/backend/internal/httpapi"
 	"github.com/exportstream/exportstream/backend/internal/job"
+	"github.com/exportstream/exportstream/backend/internal/store"
 	"github.com/exportstream/exportstream/backend/internal/worker"
 )
 
@@ -254,6 +255,28 @@ func TestAnOwnerPastTheActiveCapGets429(t *testing.T) {
 	}
 	if r := call(t, "POST", base+"/v1/exports", `{"rows":10,"durationMs":0}`, owner("idle"), nil); r.StatusCode != http.StatusAccepted {
 		t.Errorf("another owner: %d, want 202", r.StatusCode)
+	}
+}
+
+// statsDown is the real store whose counts cannot be read (Redis slow or
+// away for that one call).
+type statsDown struct{ store.Store }
+
+func (statsDown) Stats(context.Context) (map[job.Status]int, map[string]int, error) {
+	return nil, nil, store.RedisError("read stats", context.DeadlineExceeded)
+}
+
+func TestWhenTheActiveCountCannotBeReadACreateUnderTheCapGets503AndMakesNoJob(t *testing.T) {
+	b := newBackend(t, func(h *httpapi.Config, _ *worker.Config) {
+		h.MaxActivePerOwner = 1
+		h.Store = statsDown{h.Store}
+	})
+	var e struct{ Error struct{ Code string } }
+	if r := call(t, "POST", b.url+"/v1/exports", `{"rows":10,"durationMs":60000}`, owner("busy"), &e); r.StatusCode != http.StatusServiceUnavailable || e.Error.Code != "STORE_UNAVAILABLE" || r.Header.Get("Retry-After") == "" {
+		t.Errorf("create: %d %s Retry-After %q; want 503 STORE_UNAVAILABLE with Retry-After", r.StatusCode, e.Error.Code, r.Header.Get("Retry-After"))
+	}
+	if jobs, err := b.store.List(t.Context(), "busy"); err != nil || len(jobs) != 0 {
+		t.Errorf("%d jobs stored (%v); want none", len(jobs), err)
 	}
 }
 

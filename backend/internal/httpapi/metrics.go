@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"strings"
 	"time"
 
@@ -75,8 +76,12 @@ var jobsDesc = prometheus.NewDesc("exportstream_backend_jobs", "Jobs held, by st
 
 func (jobsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- jobsDesc }
 
+// With the store unreachable it reports no samples (unknown), not zeros.
 func (c jobsCollector) Collect(ch chan<- prometheus.Metric) {
-	byStatus, _ := c.st.Stats()
+	byStatus, _, err := c.st.Stats(context.Background())
+	if err != nil {
+		return
+	}
 	for _, s := range statuses {
 		ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(byStatus[s]), strings.ToUpper(string(s)))
 	}

@@ -199,7 +199,12 @@ func (s *Server) create(c *gin.Context) {
 	}
 	owner := ownerOf(c)
 	if s.MaxActivePerOwner > 0 {
-		if _, active := s.Store.Stats(); active[owner] >= s.MaxActivePerOwner {
+		_, active, err := s.Store.Stats(c)
+		if err != nil {
+			s.writeError(c, fmt.Errorf("create export: %w", err)) // the cap is unknown: refuse (503)
+			return
+		}
+		if active[owner] >= s.MaxActivePerOwner {
 			s.writeError(c, job.ErrTooManyActive)
 			return
 		}

@@ -229,13 +229,19 @@ var contract = []struct {
 		if len(got) != 2 || got[0].Code != a.Code || got[1].Code != b.Code {
 			t.Errorf("unfinished = %v, want a then b", got)
 		}
-		byStatus, active := st.Stats()
+		byStatus, active, err := st.Stats(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
 		if byStatus[job.StatusPending] != 1 || byStatus[job.StatusInProgress] != 1 || byStatus[job.StatusCompleted] != 1 || active["alice"] != 2 || active["bob"] != 0 {
 			t.Errorf("stats: %v %v", byStatus, active)
 		}
 		_ = st.Delete(t.Context(), a.Code)
 		_ = st.Delete(t.Context(), c.Code)
-		byStatus, active = st.Stats()
+		byStatus, active, err = st.Stats(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
 		if byStatus[job.StatusPending] != 0 || byStatus[job.StatusCompleted] != 0 || active["alice"] != 1 {
 			t.Errorf("stats after deleting: %v %v", byStatus, active)
 		}

@@ -655,21 +655,22 @@ func (s *Redis) Unfinished(ctx context.Context) ([]job.Job, error) {
 	return out, nil
 }
 
-// statsTimeout bounds Stats, which has no context: metrics and the
-// per-owner cap read it, and must not hang while Redis is away.
+// statsTimeout bounds Stats: metrics and the per-owner cap read it, and
+// must not hang while Redis is away.
 const statsTimeout = 2 * time.Second
 
-// Stats reads the counters the scripts keep; with Redis away it reports
-// nothing (the create that asked fails at its next step with 503).
-func (s *Redis) Stats() (map[job.Status]int, map[string]int) {
-	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
+// Stats reads the counters the scripts keep. With Redis away or slow it
+// returns an error, never empty counts: those would switch the per-owner
+// cap off.
+func (s *Redis) Stats(ctx context.Context) (map[job.Status]int, map[string]int, error) {
+	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
 	defer cancel()
 	byStatus, active := make(map[job.Status]int), make(map[string]int)
 	pipe := s.rdb.Pipeline()
 	st := pipe.HGetAll(ctx, s.k("stats", "status"))
 	ac := pipe.HGetAll(ctx, s.k("stats", "active"))
 	if _, err := pipe.Exec(ctx); err != nil {
-		return byStatus, active
+		return nil, nil, unavailable("read stats", err)
 	}
 	for k, v := range st.Val() {
 		if n, _ := strconv.Atoi(v); n > 0 {
@@ -681,7 +682,7 @@ func (s *Redis) Stats() (map[job.Status]int, map[string]int) {
 			active[k] = n
 		}
 	}
-	return byStatus, active
+	return byStatus, active, nil
 }
 
 func (s *Redis) Close() error {

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -64,5 +65,24 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("after 10 s: not %s", what)
 		}
+	}
+}
+
+func TestRedisStatsSayWhenTheyCannotBeRead(t *testing.T) {
+	srv := redistest.Start(t)
+	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Close() }()
+	if _, _, err := st.Create(t.Context(), job.New(job.Request{Rows: 10, DurationMs: 10}, "owner", time.Now().UTC()), ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, active, err := st.Stats(t.Context()); err != nil || active["owner"] != 1 {
+		t.Fatalf("stats with Redis up: %v, %v; want owner 1", active, err)
+	}
+	srv.Stop()
+	if _, active, err := st.Stats(t.Context()); !errors.Is(err, job.ErrStoreUnavailable) {
+		t.Errorf("stats with Redis away: %v, %v; want job.ErrStoreUnavailable, not empty counts", active, err)
 	}
 }

@@ -50,7 +50,9 @@ type Store interface {
 	// restarted backend can resume them.
 	Unfinished(ctx context.Context) ([]job.Job, error)
 	// Stats counts jobs by status and owner's jobs that are not terminal.
-	Stats() (byStatus map[job.Status]int, activeByOwner map[string]int)
+	// An error means the counts are unknown: callers that enforce a limit
+	// with them refuse rather than let everything through.
+	Stats(ctx context.Context) (byStatus map[job.Status]int, activeByOwner map[string]int, err error)
 	Close() error
 }
 
@@ -371,10 +373,10 @@ func (s *jobs) snapshot() []*entry {
 
 // Stats copies the counts kept as jobs change: O(statuses + owners with
 // unfinished jobs), not O(jobs).
-func (s *jobs) Stats() (map[job.Status]int, map[string]int) {
+func (s *jobs) Stats(context.Context) (map[job.Status]int, map[string]int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return maps.Clone(s.byStatus), maps.Clone(s.active)
+	return maps.Clone(s.byStatus), maps.Clone(s.active), nil
 }
 
 func (s *jobs) Close() error {

@@ -147,7 +147,10 @@ func TestStatsCountsMatchTheJobsAfterManyChanges(t *testing.T) {
 				}
 			}
 		}
-		byStatus, active := st.Stats()
+		byStatus, active, err := st.Stats(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
 		if !maps.Equal(byStatus, wantStatus) || !maps.Equal(active, wantActive) {
 			t.Errorf("%s: stats %v %v, jobs say %v %v", when, byStatus, active, wantStatus, wantActive)
 		}
