@@ -22,14 +22,16 @@ func TestAJobStoredButNeverQueuedIsQueuedByTheReconcilerAndFinishes(t *testing.T
 	// the job is stored PENDING and nobody has it. A fresh one is too
 	// recent to touch (its create may be queueing it right now).
 	now := time.Now().UTC()
-	stranded := job.New(job.Request{Rows: 50, DurationMs: 100}, "", now.Add(-time.Minute))
+	stranded := job.New(job.Request{Rows: 50, DurationMs: 100}, "", now.Add(-2*time.Minute))
 	fresh := job.New(job.Request{Rows: 50, DurationMs: 100}, "", now)
 	for _, j := range []job.Job{stranded, fresh} {
 		if _, _, err := r.store.Create(t.Context(), j, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
-	q, err := worker.NewRedisQueue(t.Context(), r.store.Client(), worker.RedisQueueOptions{Prefix: r.store.Prefix(), ClaimIdle: 300 * time.Millisecond}, slog.New(slog.DiscardHandler))
+	// A minute of claim idle: "fresh" stays too recent however slow the
+	// machine (at 300 ms, a loaded one let it age past the cutoff).
+	q, err := worker.NewRedisQueue(t.Context(), r.store.Client(), worker.RedisQueueOptions{Prefix: r.store.Prefix(), ClaimIdle: time.Minute}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
