@@ -77,7 +77,8 @@ func statusErrorClient(c *http.Client) *http.Client {
 			return nil, err
 		}
 		var retryable *statusError
-		if errors.As(upstreamAnswer(resp.StatusCode), &retryable) {
+		// A redirect is left to the client to follow.
+		if resp.StatusCode >= 400 && errors.As(upstreamAnswer(resp.StatusCode), &retryable) {
 			// Read a little of the error body so the connection can be reused.
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 			_ = resp.Body.Close()

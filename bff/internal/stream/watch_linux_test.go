@@ -69,8 +69,12 @@ func TestClosingThePoolRemovesEveryStreamFromEpollBeforeClosingIt(t *testing.T) 
 			t.Fatal(err)
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil {
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("stream answered %d, want 200", resp.StatusCode)
 		}
 		streams = append(streams, <-opened)
 	}
