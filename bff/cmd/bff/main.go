@@ -52,6 +52,7 @@ type config struct {
 	linger               time.Duration
 	upstreamIdle         time.Duration
 	writeTimeout         time.Duration
+	responseWriteTimeout time.Duration
 	coalesce             bool
 	shutdownTimeout      time.Duration
 	readHeaderTimeout    time.Duration
@@ -82,6 +83,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.DurationVar(&c.upstreamIdle, "upstream-idle-timeout", e.duration("UPSTREAM_IDLE_TIMEOUT", 45*time.Second), "reconnect an upstream that sent nothing (not even a heartbeat) this long; keep it above the backend's heartbeat (UPSTREAM_IDLE_TIMEOUT)")
 	fs.DurationVar(&c.linger, "linger", e.duration("UPSTREAM_LINGER", 5*time.Second), "how long an upstream stays open after its last browser left (UPSTREAM_LINGER)")
 	fs.DurationVar(&c.writeTimeout, "write-timeout", e.duration("STREAM_WRITE_TIMEOUT", 10*time.Second), "a browser whose stream writes block this long is disconnected (STREAM_WRITE_TIMEOUT)")
+	fs.DurationVar(&c.responseWriteTimeout, "response-write-timeout", e.duration("RESPONSE_WRITE_TIMEOUT", 30*time.Second), "a browser whose write of a response other than an event stream (a download, a list) blocks this long is cut off, and the backend request behind it cancelled; each write gets it anew, so a slow download that keeps moving is not cut; 0 turns it off (RESPONSE_WRITE_TIMEOUT)")
 	fs.BoolVar(&c.coalesce, "coalesce", true, "share one upstream per job among browsers; false is the seed's design, for benchmarks only")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", e.duration("SHUTDOWN_TIMEOUT", 10*time.Second), "time given to requests to finish on shutdown (SHUTDOWN_TIMEOUT)")
 	fs.DurationVar(&c.multiplexResync, "multiplex-resync", e.duration("MULTIPLEX_RESYNC", 10*time.Second), "how often an open /api/events stream re-lists its session's jobs, to join those created through another BFF instance; 0 turns it off (MULTIPLEX_RESYNC)")
@@ -96,6 +98,9 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	}
 	if c.heartbeat <= 0 || c.retry <= 0 || c.giveUp <= 0 || c.readHeaderTimeout <= 0 {
 		return c, errors.New("-heartbeat, -retry, -upstream-giveup and -read-header-timeout must be positive")
+	}
+	if c.responseWriteTimeout < 0 {
+		return c, errors.New("-response-write-timeout must not be negative")
 	}
 	return c, nil
 }
@@ -139,6 +144,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	api, err := httpapi.New(httpapi.Config{
 		Backend: be, Hub: hub, Sessions: sessions, Metrics: metrics, Logger: log,
 		StaticDir: cfg.staticDir, Heartbeat: cfg.heartbeat, Retry: cfg.retry, WriteTimeout: cfg.writeTimeout,
+		ResponseWriteTimeout: cfg.responseWriteTimeout,
 		AllowedOrigins:       splitList(cfg.allowedOrigins),
 		MaxStreamsPerSession: cfg.maxStreamsPerSession, MaxStreams: cfg.maxStreams,
 		CreateRate: cfg.createRate, CreateBurst: cfg.createBurst,
@@ -153,8 +159,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	// No WriteTimeout: it would cut event streams (they bound each write
-	// themselves). Slow headers are bounded.
+	// No WriteTimeout: it would cut event streams and long downloads (the
+	// streams bound each write themselves, other responses get
+	// -response-write-timeout per write). Slow headers are bounded.
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: cfg.readHeaderTimeout, IdleTimeout: 2 * time.Minute}
 	srv.RegisterOnShutdown(api.CloseStreams)
 	log.Info("bff listening", "addr", ln.Addr().String(), "backend", cfg.backendURL, "staticDir", cfg.staticDir, "coalesce", cfg.coalesce)

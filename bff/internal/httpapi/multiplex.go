@@ -65,7 +65,7 @@ type sessionStream struct {
 	wake   func()
 	subs   map[string]*relay.Subscription // the unfinished jobs followed
 	sent   map[string]int64               // the highest seq sent per code
-	listed []listedJob                    // snapshots to catch up on: the first list, then each resync
+	listed []listedJob                    // snapshots to catch up on: the latest listing not sent yet
 	joined []string                       // jobs the session created through this BFF since
 	closed bool
 }
@@ -157,7 +157,10 @@ func (m *sessionStream) relist(ctx context.Context) {
 		m.mu.Unlock()
 		return
 	}
-	m.listed = append(m.listed, jobs...)
+	// The newest listing replaces one not sent yet (the browser stopped
+	// reading): its snapshots are newer, and appending would grow the
+	// stream's memory by a whole listing every resync.
+	m.listed = jobs
 	wake := m.wake
 	m.mu.Unlock()
 	wake()

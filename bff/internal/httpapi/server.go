@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +45,13 @@ type Config struct {
 	// WriteTimeout disconnects a browser whose stream writes stay blocked
 	// this long (it stopped reading); it then reconnects and resumes.
 	WriteTimeout time.Duration
+	// ResponseWriteTimeout bounds each write of every other response (a
+	// download, a list): a browser that stopped reading is cut off and
+	// the backend request behind it cancelled, instead of holding a
+	// goroutine and a backend connection for good. The deadline moves on
+	// with every write, so a slow download that keeps moving is not cut.
+	// 0: no bound.
+	ResponseWriteTimeout time.Duration
 	// AllowedOrigins may call state-changing routes and get CORS with
 	// credentials, besides the BFF's own origin.
 	AllowedOrigins []string
@@ -98,7 +106,7 @@ func New(cfg Config) (*Server, error) {
 		s.loops.Go(func() { s.resyncs.run(ctx, cfg.MultiplexResync) })
 	}
 	r := gin.New()
-	r.Use(gin.CustomRecoveryWithWriter(io.Discard, s.recovered), securityHeaders, s.cors, s.loadSession)
+	r.Use(gin.CustomRecoveryWithWriter(io.Discard, s.recovered), s.boundWrites, securityHeaders, s.cors, s.loadSession)
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.ready)
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Metrics.Registry, promhttp.HandlerOpts{})))
@@ -131,6 +139,36 @@ func (s *Server) CloseStreams() {
 		s.loops.Wait()
 	})
 }
+
+// boundWrites gives every write of a response ResponseWriteTimeout from
+// its start. Event streams are left alone: the stream pool bounds their
+// writes, and the per-job one may wait a heartbeat before its first.
+func (s *Server) boundWrites(c *gin.Context) {
+	if s.ResponseWriteTimeout > 0 && !strings.HasSuffix(c.FullPath(), "/events") {
+		c.Writer = &deadlineWriter{ResponseWriter: c.Writer, rc: http.NewResponseController(c.Writer), timeout: s.ResponseWriteTimeout}
+	}
+}
+
+// deadlineWriter moves the connection's write deadline before each write:
+// the bound is on a browser that stopped reading, not on a long download.
+type deadlineWriter struct {
+	gin.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (w *deadlineWriter) Write(p []byte) (int, error) {
+	_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *deadlineWriter) WriteString(s string) (int, error) {
+	_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+	return w.ResponseWriter.WriteString(s)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (s *Server) recovered(c *gin.Context, err any) {
 	s.Logger.Error("panic serving request", "method", c.Request.Method, "path", c.Request.URL.Path, "panic", err)
@@ -182,7 +220,7 @@ func (s *Server) create(c *gin.Context) {
 		return
 	}
 	body := http.MaxBytesReader(c.Writer, c.Request.Body, maxBodyBytes)
-	resp, ok := s.roundTrip(c, http.MethodPost, "/v1/exports", sid, body, "Content-Type", "Idempotency-Key")
+	resp, ok := s.roundTrip(c.Request.Context(), c, http.MethodPost, "/v1/exports", sid, body, "Content-Type", "Idempotency-Key")
 	if !ok {
 		return
 	}
@@ -200,7 +238,7 @@ func (s *Server) create(c *gin.Context) {
 	if resp.StatusCode == http.StatusAccepted && json.Unmarshal(out, &created) == nil {
 		s.feeds.notify(sid, created.Code)
 	}
-	copyResponse(c, resp, bytes.NewReader(out))
+	_ = copyResponse(c, resp, bytes.NewReader(out)) // a browser that went away is not our error
 }
 
 // list starts the session if there is none (a page's first call), so
@@ -244,26 +282,33 @@ var responseHeaders = []string{
 
 // forward sends the request to the backend and streams the answer back.
 func (s *Server) forward(c *gin.Context, method, path, owner string, body io.Reader, requestHeaders ...string) {
-	resp, ok := s.roundTrip(c, method, path, owner, body, requestHeaders...)
+	ctx, cancel := context.WithCancel(c.Request.Context())
+	defer cancel()
+	resp, ok := s.roundTrip(ctx, c, method, path, owner, body, requestHeaders...)
 	if !ok {
 		return
 	}
 	defer func() { _ = resp.Body.Close() }()
-	copyResponse(c, resp, resp.Body)
+	if err := copyResponse(c, resp, resp.Body); err != nil {
+		cancel() // the browser went away or was cut off: so does the backend request
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			s.Logger.Info("cut off a browser that stopped reading a response", "path", c.Request.URL.Path, "remote", c.Request.RemoteAddr)
+		}
+	}
 }
 
 // roundTrip sends the request with the named request headers. On failure
 // it has answered the browser and returns false. Backend errors are
 // passed on as the same JSON shape; faults of our own (unreachable
 // backend, rejected service token) become 502, never a backend detail.
-func (s *Server) roundTrip(c *gin.Context, method, path, owner string, body io.Reader, requestHeaders ...string) (*http.Response, bool) {
+func (s *Server) roundTrip(ctx context.Context, c *gin.Context, method, path, owner string, body io.Reader, requestHeaders ...string) (*http.Response, bool) {
 	h := http.Header{}
 	for _, k := range requestHeaders {
 		if v := c.Request.Header.Values(k); len(v) > 0 {
 			h[http.CanonicalHeaderKey(k)] = v
 		}
 	}
-	resp, err := s.Backend.Do(c.Request.Context(), method, path, owner, body, h)
+	resp, err := s.Backend.Do(ctx, method, path, owner, body, h)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -294,14 +339,20 @@ func passedOn(status int) bool {
 	return status == http.StatusServiceUnavailable || status == http.StatusInsufficientStorage
 }
 
-func copyResponse(c *gin.Context, resp *http.Response, body io.Reader) {
+// copyResponse passes the backend's answer on; an error is the browser's
+// write failing (it went away, or boundWrites cut it off) or the
+// backend's body breaking.
+func copyResponse(c *gin.Context, resp *http.Response, body io.Reader) error {
 	for _, k := range responseHeaders {
 		if v := resp.Header.Values(k); len(v) > 0 {
 			c.Writer.Header()[k] = v
 		}
 	}
 	c.Status(resp.StatusCode)
-	_, _ = io.Copy(c.Writer, body) // a browser that went away is not our error
+	if _, err := io.Copy(c.Writer, body); err != nil {
+		return fmt.Errorf("copy the response: %w", err)
+	}
+	return nil
 }
 
 // static serves the built demo page for any GET outside /api.

@@ -101,6 +101,12 @@ func startScriptedBFF(t *testing.T, b *scriptedBackend, opts ...func(*relay.Conf
 
 func startBFFOn(t *testing.T, be *backend.Client, opts ...func(*relay.Config, *httpapi.Config)) string {
 	t.Helper()
+	return startBFFListening(t, be, nil, opts...)
+}
+
+// startBFFListening is startBFFOn with the BFF's listener wrapped (nil: as it is).
+func startBFFListening(t *testing.T, be *backend.Client, wrap func(net.Listener) net.Listener, opts ...func(*relay.Config, *httpapi.Config)) string {
+	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	sessions, _ := session.New(testSecret, false, time.Hour)
 	metrics := httpapi.NewMetrics()
@@ -118,7 +124,11 @@ func startBFFOn(t *testing.T, be *backend.Client, opts ...func(*relay.Config, *h
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api)
+	srv := httptest.NewUnstartedServer(api)
+	if wrap != nil {
+		srv.Listener = wrap(srv.Listener)
+	}
+	srv.Start()
 	t.Cleanup(func() {
 		api.CloseStreams()
 		srv.Close()

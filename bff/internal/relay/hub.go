@@ -14,6 +14,8 @@ package relay
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -37,14 +39,64 @@ var (
 	errUnauthorized = errors.New("the backend rejected the service token")
 )
 
+// statusError is an answer retrying may change: a 5xx, a 429.
+type statusError struct{ status int }
+
+func (e *statusError) Error() string { return fmt.Sprintf("the backend answered %d", e.status) }
+
+// upstreamAnswer reads the status of an answer to an events request: nil
+// for a stream, one of the errors above, or a *statusError.
+func upstreamAnswer(status int) error {
+	switch status {
+	case http.StatusOK:
+		return nil
+	case http.StatusNotFound:
+		return errNotFound
+	case http.StatusNoContent:
+		return errNoContent
+	case http.StatusUnauthorized:
+		return errUnauthorized
+	}
+	return &statusError{status}
+}
+
+// statusErrorClient returns c with a retryable answer (a *statusError)
+// turned into a failed round trip. go-sse backs off exponentially after a
+// failed connection, but counts any response its validator accepts as a
+// successful one and resets its backoff to the initial interval: a
+// degraded backend would be retried at full speed until the give-up.
+func statusErrorClient(c *http.Client) *http.Client {
+	cc := *c
+	base := c.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	cc.Transport = transportFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := base.RoundTrip(r)
+		if err != nil {
+			return nil, err
+		}
+		var retryable *statusError
+		// A redirect is left to the client to follow.
+		if resp.StatusCode >= 400 && errors.As(upstreamAnswer(resp.StatusCode), &retryable) {
+			// Read a little of the error body so the connection can be reused.
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+			_ = resp.Body.Close()
+			return nil, retryable
+		}
+		return resp, nil
+	})
+	return &cc
+}
+
 // Config tunes the hub.
 type Config struct {
-	// GiveUp is how long the backend may stay unreachable before
-	// subscribers get an ERROR event.
+	// GiveUp is how long the backend may stay unreachable (refusing,
+	// dropping or answering 5xx) before subscribers get an ERROR event.
 	GiveUp time.Duration
 	// MinBackoff and MaxBackoff bound the jittered exponential delay
-	// between reconnection attempts (a retry: from the backend replaces
-	// MinBackoff).
+	// between reconnection attempts, after a failed connection and a 5xx
+	// alike (a retry: from the backend replaces MinBackoff).
 	MinBackoff, MaxBackoff time.Duration
 	// Buffer is the most events queued for one subscriber.
 	Buffer int
@@ -84,7 +136,7 @@ type Hub struct {
 	upstreams map[string]*upstream
 	unique    int // key suffix when not coalescing
 
-	httpClient *http.Client // src's, with the idle timeout
+	httpClient *http.Client // src's, with the idle timeout and retryable answers as errors
 }
 
 type upstream struct {
@@ -100,7 +152,7 @@ func NewHub(src Upstream, cfg Config, stats Stats, log *slog.Logger) *Hub {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Hub{
 		src: src, cfg: cfg, stats: stats, log: log, ctx: ctx, cancel: cancel, upstreams: make(map[string]*upstream),
-		httpClient: idleTimeoutClient(src.HTTPClient(), cfg.IdleTimeout),
+		httpClient: statusErrorClient(idleTimeoutClient(src.HTTPClient(), cfg.IdleTimeout)),
 	}
 }
 
@@ -223,21 +275,38 @@ func (h *Hub) run(ctx context.Context, up *upstream) {
 		ended     bool
 		gaveUp    bool
 		downSince time.Time
+		lastErr   error
+		// deadline ends an outage GiveUp after it began. A timer, not a
+		// look at the next delay in OnRetry: backed off, that delay can be
+		// seconds, and the ERROR must come neither before GiveUp nor long
+		// after it.
+		deadline *time.Timer
 	)
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		downSince = time.Time{} // an expire already under way does nothing
+		if deadline != nil {
+			deadline.Stop()
+		}
+	}()
+	expire := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if downSince.IsZero() || time.Since(downSince) < h.cfg.GiveUp {
+			return // reachable again since the timer was set
+		}
+		gaveUp = true
+		h.log.Warn("upstream unreachable, giving up", "code", up.code, "err", lastErr, "after", time.Since(downSince))
+		stop()
+	}
 	client := &sse.Client{
 		HTTPClient: h.httpClient,
 		ResponseValidator: func(r *http.Response) error {
-			switch {
-			case r.StatusCode == http.StatusNotFound:
-				return errNotFound
-			case r.StatusCode == http.StatusNoContent:
-				return errNoContent
-			case r.StatusCode == http.StatusUnauthorized:
-				return errUnauthorized
-			case r.StatusCode != http.StatusOK:
-				// 5xx and the like: read as a stream that ends at once, so
-				// the client backs off and retries until GiveUp.
-				return nil
+			// Retryable answers never get here: statusErrorClient made
+			// them failed connections, so they are backed off.
+			if err := upstreamAnswer(r.StatusCode); err != nil {
+				return err
 			}
 			h.stats.UpstreamConnected()
 			mu.Lock()
@@ -254,14 +323,14 @@ func (h *Hub) run(ctx context.Context, up *upstream) {
 		OnRetry: func(err error, next time.Duration) {
 			mu.Lock()
 			defer mu.Unlock()
+			lastErr = err
 			if downSince.IsZero() {
 				downSince = time.Now()
-			}
-			if time.Since(downSince)+next > h.cfg.GiveUp {
-				gaveUp = true
-				h.log.Warn("upstream unreachable, giving up", "code", up.code, "err", err, "after", time.Since(downSince))
-				stop()
-				return
+				if deadline == nil {
+					deadline = time.AfterFunc(h.cfg.GiveUp, expire)
+				} else {
+					deadline.Reset(h.cfg.GiveUp)
+				}
 			}
 			h.log.Debug("upstream dropped, reconnecting", "code", up.code, "err", err, "in", next)
 		},

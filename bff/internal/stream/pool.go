@@ -172,6 +172,7 @@ func (p *Pool) Close() {
 		s.close() // a stalled stream's goroutine returns when its write fails
 	}
 	p.stalls.Wait()
+	p.watch.close() // last: every stream was removed from it above
 }
 
 func (p *Pool) isClosed() bool {

@@ -17,10 +17,14 @@ type watcher struct {
 	stopW  int
 	mu     sync.Mutex
 	byID   map[uint64]*Stream
+	closed bool // the descriptors are closed; guarded by mu
 	events []syscall.EpollEvent
 }
 
 const stopID = 0 // stream ids start at 1
+
+// epollCtl is syscall.EpollCtl; a test sees every call through it.
+var epollCtl = syscall.EpollCtl
 
 func newWatcher(p *Pool) (*watcher, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
@@ -44,7 +48,7 @@ func (w *watcher) ctl(op, fd int, events uint32, id uint64) error {
 	// The event's 64-bit user data is the stream id, not the descriptor:
 	// a descriptor number is reused as soon as it is closed.
 	ev := syscall.EpollEvent{Events: events, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
-	if err := syscall.EpollCtl(w.epfd, op, fd, &ev); err != nil {
+	if err := epollCtl(w.epfd, op, fd, &ev); err != nil {
 		return fmt.Errorf("epoll_ctl: %w", err)
 	}
 	return nil
@@ -80,13 +84,15 @@ func (w *watcher) removeLocked(s *Stream) {
 	}
 	s.watched = false
 	delete(w.byID, s.id)
-	if fd, ok := s.raw.fd(); ok {
+	if fd, ok := s.raw.fd(); ok && !w.closed {
 		_ = w.ctl(syscall.EPOLL_CTL_DEL, fd, 0, s.id)
 	}
 }
 
+// run reports hang-ups until stop. It leaves the descriptors open: the
+// pool removes its streams from the epoll set after run returns, then
+// calls close.
 func (w *watcher) run() {
-	defer w.closeFDs()
 	for {
 		n, err := syscall.EpollWait(w.epfd, w.events, -1)
 		if err == syscall.EINTR {
@@ -119,6 +125,19 @@ func (w *watcher) run() {
 
 // stop makes run return.
 func (w *watcher) stop() { _, _ = syscall.Write(w.stopW, []byte{1}) }
+
+// close releases the descriptors once, after run returned and the pool
+// closed its streams; a remove after it does nothing, since the epoll
+// fd's number may already belong to another file.
+func (w *watcher) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	w.closed = true
+	w.closeFDs()
+}
 
 func (w *watcher) closeFDs() {
 	_ = syscall.Close(w.epfd)

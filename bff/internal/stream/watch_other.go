@@ -12,3 +12,4 @@ func (w *watcher) add(s *Stream) error { watchByReading(s); return nil }
 func (w *watcher) remove(*Stream)      {}
 func (w *watcher) run()                { <-w.p.done }
 func (w *watcher) stop()               {}
+func (w *watcher) close()              {}
