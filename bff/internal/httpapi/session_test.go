@@ -178,7 +178,14 @@ func TestOneStreamPerTabCarriesEveryExportOfTheSession(t *testing.T) {
 		return j
 	}
 	_, body := send(t, c, "POST", bff+"/api/exports", `{"rows":10,"durationMs":0}`, nil)
-	done := decode(body) // finishes before the tab opens its stream
+	done := decode(body)
+	for deadline := time.Now().Add(10 * time.Second); done.Status != "COMPLETED"; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) { // it must end before the tab opens its stream
+			t.Fatalf("the 10-row export is still %s after 10 s", done.Status)
+		}
+		_, body = send(t, c, "GET", bff+"/api/exports/"+done.Code, "", nil)
+		done = decode(body)
+	}
 	_, body = send(t, c, "POST", bff+"/api/exports", `{"rows":2000,"durationMs":800}`, nil)
 	running := decode(body)
 	events := multiplexed(t, c, bff)
