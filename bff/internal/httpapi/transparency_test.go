@@ -101,6 +101,14 @@ func startScriptedBFF(t *testing.T, b *scriptedBackend, opts ...func(*relay.Conf
 
 func startBFFOn(t *testing.T, be *backend.Client, opts ...func(*relay.Config, *httpapi.Config)) string {
 	t.Helper()
+	url, _ := startBFFServer(t, be, opts...)
+	return url
+}
+
+// startBFFServer is startBFFOn that also returns the BFF's handler, for a
+// test that shuts it down (CloseStreams) itself.
+func startBFFServer(t *testing.T, be *backend.Client, opts ...func(*relay.Config, *httpapi.Config)) (string, *httpapi.Server) {
+	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	sessions, _ := session.New(testSecret, false, time.Hour)
 	metrics := httpapi.NewMetrics()
@@ -124,7 +132,7 @@ func startBFFOn(t *testing.T, be *backend.Client, opts ...func(*relay.Config, *h
 		srv.Close()
 		hub.Close()
 	})
-	return srv.URL
+	return srv.URL, api
 }
 
 // openRelayed opens code's event stream through the BFF as the browser
