@@ -38,6 +38,6 @@ func Missing(t testing.TB, format string, args ...any) {
 		return
 	}
 	bar := strings.Repeat("!", 72)
-	fmt.Fprintf(loud, "\n%s\n%s\n%s\n", bar, msg, bar)
+	_, _ = fmt.Fprintf(loud, "\n%s\n%s\n%s\n", bar, msg, bar)
 	t.Skip(msg)
 }
