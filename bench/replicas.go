@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/exportstream/exportstream/bench/internal/testenv"
 )
 
 // The replicas scenario (issue 10): the scaled-out stack, redis-server + N
@@ -126,7 +128,7 @@ func scenarioReplicas(ctx context.Context, e *env) (*Scenario, error) {
 	}
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		msg := "MISSING COMPONENT: redis-server (apt-get install redis-server, or scripts/install-test-deps.sh as root); the replicas scenario is NOT run"
-		if os.Getenv("CI") == "true" {
+		if testenv.InCI() {
 			return nil, fmt.Errorf("%s", msg)
 		}
 		bar := strings.Repeat("!", 72)

@@ -6,11 +6,24 @@ import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { clientDir } from "./servers.js";
+import { clientDir, inCI, reportMissing } from "./servers.js";
 
-const built = existsSync(join(clientDir, "dist", "index.js")) && existsSync(join(clientDir, "dist", "react.js"));
+const missing = reportMissing(
+  "npm package tests (the built library)",
+  ["index.js", "react.js"]
+    .map((file) => join(clientDir, "dist", file))
+    .filter((path) => !existsSync(path))
+    .map((path) => `${path} (npm run build:lib)`),
+);
 
-describe.skipIf(!built)("the npm package", () => {
+if (missing !== undefined) {
+  describe("npm package prerequisites", () => {
+    if (inCI) it("are present (CI=true makes a missing one a failure)", () => expect.fail(missing));
+    else it.skip(`are missing, so the suite is skipped: ${missing}`, () => {});
+  });
+}
+
+describe.skipIf(missing !== undefined)("the npm package", () => {
   it("contains only dist, src, README.md and package.json", () => {
     const output = execFileSync("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], {
       cwd: clientDir,

@@ -28,8 +28,13 @@ export const backendBin = join(binDir, "backend");
 export const bffBin = join(binDir, "bff");
 export const demoDir = join(clientDir, "dist", "demo");
 
-/** True when running in CI, where a missing prerequisite is a failure, not a skip. */
-export const inCI = ["true", "1"].includes((process.env["CI"] ?? "").toLowerCase());
+/**
+ * True when running in CI, where a missing prerequisite is a failure, not a skip. CI is
+ * on when the environment variable CI is exactly "true" (what GitHub Actions, GitLab CI
+ * and .ci/run set); any other value, "1" included, is not CI. The Go tests apply the
+ * same rule (backend/internal/testenv, whose test checks this line).
+ */
+export const inCI = process.env["CI"] === "true";
 
 /**
  * A running stack to test instead of starting the binaries: the compose integration

@@ -7,7 +7,6 @@ package redistest
 
 import (
 	"bufio"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/exportstream/exportstream/backend/internal/testenv"
 )
 
 // Server is one redis-server process; Stop and Start keep its port and
@@ -34,13 +35,7 @@ func Start(t testing.TB) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		msg := "MISSING COMPONENT: redis-server (apt-get install redis-server, or scripts/install-test-deps.sh as root); Redis tests NOT run"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		bar := strings.Repeat("!", 72)
-		fmt.Fprintf(os.Stderr, "\n%s\n%s\n%s\n", bar, msg, bar)
-		t.Skip(msg)
+		testenv.Missing(t, "redis-server (apt-get install redis-server, or scripts/install-test-deps.sh as root); Redis tests NOT run")
 	}
 	s := &Server{t: t, bin: bin, dir: t.TempDir(), port: freePort(t)}
 	s.Start()

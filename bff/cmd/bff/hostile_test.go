@@ -19,6 +19,8 @@ import (
 	"time"
 
 	sse "github.com/tmaxmax/go-sse"
+
+	"github.com/exportstream/exportstream/bff/internal/testenv"
 )
 
 // Hostile clients against the real binaries: one session opening 1,000
@@ -31,7 +33,7 @@ func openFDs(t *testing.T, pid int) int {
 	t.Helper()
 	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
-		t.Skipf("SKIPPED: no /proc here: %v", err)
+		testenv.Missing(t, "/proc, to count a process's file descriptors: %v", err)
 	}
 	return len(entries)
 }
@@ -386,7 +388,7 @@ func connsTo(t *testing.T, pid int, port string) int {
 	p, _ := strconv.Atoi(port)
 	table, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", pid))
 	if err != nil {
-		t.Skipf("SKIPPED: no /proc here: %v", err)
+		testenv.Missing(t, "/proc, to count a process's connections: %v", err)
 	}
 	inodes := map[string]bool{}
 	for _, line := range strings.Split(string(table), "\n")[1:] {

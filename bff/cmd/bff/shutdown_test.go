@@ -45,7 +45,14 @@ func TestMain(m *testing.M) {
 // start runs a binary and returns its listen address once it logs it.
 func start(t *testing.T, name string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
+	return startEnv(t, nil, name, args...)
+}
+
+// startEnv is start with env added to the binary's environment.
+func startEnv(t *testing.T, env []string, name string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
 	cmd := exec.Command(bin[name], args...)
+	cmd.Env = append(os.Environ(), env...)
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

@@ -27,20 +27,38 @@ import (
 // 10m, make soak-short: 60s; unset, the test skips). It measures both
 // processes at two quiet points, after a warm-up and at the end, and
 // fails on growth past soakBounds; every job must end terminal and every
-// stream followed to its end must end on the job's final state.
+// stream followed to its end must end on the job's final state. It fails
+// too on any transport error (a request or stream the server or network
+// broke, not the soak's own deadline or stop) and on any refusal of a
+// stream that the design does not give for that request (refusedStream).
 
 // soakBounds is the growth allowed between the two quiet points.
+//
+// Heap in use is read from go_memstats_heap_inuse_bytes, which counts
+// garbage not yet collected as well as the live heap: at the default
+// GOGC=100 an idle process reads anywhere between its live heap and about
+// twice it, depending on where its last GC fell, and a bound loose enough
+// for that (it was 16 MiB) let a leak of several KiB per stream pass. So
+// the soak runs both processes with GOGC=soakGOGC: a quiet point then
+// reads the live heap plus at most a quarter of it (and the 1 MiB minimum
+// goal), about 1 MiB here, and 4 MiB of growth is room for a plateau
+// (maps and pools sized to the busiest moment of the second phase) with
+// that noise three times over. A BFF keeping 16 KiB per closed job stream
+// grew 6 MiB in a 30 s soak: within the old 16, past this bound.
 var soakBounds = struct {
 	fds, goroutines int
 	heapInuse, rss  int64
-}{fds: 8, goroutines: 16, heapInuse: 16 << 20, rss: 48 << 20}
+}{fds: 8, goroutines: 16, heapInuse: 4 << 20, rss: 48 << 20}
+
+// soakGOGC is the GOGC of the soak's processes (see soakBounds).
+const soakGOGC = "25"
 
 type soakStats struct {
 	creates, rejected, cancels, deletes, lists                          atomic.Int64
 	streams, multiplexed, events, downloads, abandoned                  atomic.Int64
 	violations                                                          atomic.Int64
 	firstViolation                                                      atomic.Value
-	expectedRefusals                                                    atomic.Int64
+	refusedGone, refusedSessionLimit, refusedServerLimit                atomic.Int64
 	unexpected                                                          atomic.Int64
 	lastUnexpected, lastError                                           atomic.Value
 	finalMismatch, streamsEndedOnTerminal, streamsEndedByClient, errors atomic.Int64
@@ -131,11 +149,23 @@ func (s *soak) do(ctx context.Context, c *http.Client, method, path, body string
 	return c.Do(req)
 }
 
-// act runs one random action of a browser.
-func (s *soak) act(ctx context.Context, r *rand.Rand) {
+// broken counts err, a request or stream the server or the network broke
+// (a reset, an unexpected EOF, a request over the action's deadline), as a
+// transport error. One the soak ended itself is not: when the run stops
+// (run is done), or a stream the action's deadline cut (stream).
+func (s *soak) broken(run, ctx context.Context, stream bool, what string, err error) {
+	if run.Err() != nil || (stream && ctx.Err() != nil) {
+		return
+	}
+	s.stats.errors.Add(1)
+	s.stats.lastError.Store(what + ": " + err.Error())
+}
+
+// act runs one random action of a browser until run is done.
+func (s *soak) act(run context.Context, r *rand.Rand) {
 	si := r.IntN(len(s.sessions))
 	c := s.sessions[si]
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(run, 10*time.Second)
 	defer cancel()
 	switch n := r.IntN(100); {
 	case n < 30: // create
@@ -145,8 +175,7 @@ func (s *soak) act(ctx context.Context, r *rand.Rand) {
 		}
 		resp, err := s.do(ctx, c, http.MethodPost, "/api/exports", body)
 		if err != nil {
-			s.stats.errors.Add(1)
-			s.stats.lastError.Store(err.Error())
+			s.broken(run, ctx, false, "create", err)
 			return
 		}
 		defer func() { _ = resp.Body.Close() }()
@@ -169,21 +198,26 @@ func (s *soak) act(ctx context.Context, r *rand.Rand) {
 		if !ok {
 			return
 		}
-		s.follow(ctx, r, c, code)
+		s.follow(run, ctx, r, c, code)
 	case n < 70: // the tab's stream, for a while
 		s.stats.multiplexed.Add(1)
 		resp, err := s.do(ctx, c, http.MethodGet, "/api/events", "")
 		if err != nil {
+			s.broken(run, ctx, true, "tab stream", err)
 			return
 		}
 		defer func() { _ = resp.Body.Close() }()
 		if resp.StatusCode != http.StatusOK {
-			s.refusedStream(resp.StatusCode)
+			s.refusedStream(ctx, c, "", resp)
 			return
 		}
 		budget := r.IntN(50)
 		for _, err := range sse.Read(resp.Body, nil) {
-			if err != nil || budget == 0 {
+			if err != nil {
+				s.broken(run, ctx, true, "tab stream", err)
+				return
+			}
+			if budget == 0 {
 				return
 			}
 			budget--
@@ -196,6 +230,7 @@ func (s *soak) act(ctx context.Context, r *rand.Rand) {
 		}
 		resp, err := s.do(ctx, c, http.MethodDelete, "/api/exports/"+code, "")
 		if err != nil {
+			s.broken(run, ctx, false, "delete", err)
 			return
 		}
 		_ = resp.Body.Close()
@@ -217,6 +252,7 @@ func (s *soak) act(ctx context.Context, r *rand.Rand) {
 		}
 		resp, err := s.do(ctx, c, http.MethodGet, "/api/exports/"+code, "")
 		if err != nil {
+			s.broken(run, ctx, false, "get", err)
 			return
 		}
 		var j soakJob
@@ -227,6 +263,7 @@ func (s *soak) act(ctx context.Context, r *rand.Rand) {
 		}
 		file, err := s.do(ctx, c, http.MethodGet, j.File.URL, "")
 		if err != nil {
+			s.broken(run, ctx, false, "download", err)
 			return
 		}
 		defer func() { _ = file.Body.Close() }()
@@ -242,40 +279,80 @@ func (s *soak) act(ctx context.Context, r *rand.Rand) {
 			return
 		}
 		h := sha256.New()
-		if _, err := io.Copy(h, file.Body); err == nil {
-			s.stats.downloads.Add(1)
-			if sum := hex.EncodeToString(h.Sum(nil)); sum != j.File.SHA256 {
-				s.stats.violate("download of %s: sha256 %s, announced %s", code, sum, j.File.SHA256)
-			}
+		if _, err := io.Copy(h, file.Body); err != nil {
+			s.broken(run, ctx, false, "download", err)
+			return
+		}
+		s.stats.downloads.Add(1)
+		if sum := hex.EncodeToString(h.Sum(nil)); sum != j.File.SHA256 {
+			s.stats.violate("download of %s: sha256 %s, announced %s", code, sum, j.File.SHA256)
 		}
 	default:
 		resp, err := s.do(ctx, c, http.MethodGet, "/api/exports", "")
-		if err == nil {
-			_ = resp.Body.Close()
-			s.stats.lists.Add(1)
+		if err != nil {
+			s.broken(run, ctx, false, "list", err)
+			return
 		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			s.stats.unexpectedStatus("list", resp.StatusCode)
+			return
+		}
+		s.stats.lists.Add(1)
 	}
 }
 
-func (s *soak) refusedStream(status int) {
-	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable || status == http.StatusNotFound || status == http.StatusNoContent {
-		s.stats.expectedRefusals.Add(1)
-		return
+// refusedStream judges a stream request answered other than 200 (code is
+// the job's, "" for the tab's /api/events). Each refusal must be one the
+// design gives, for its reason:
+//   - 404 NOT_FOUND: the job is gone (deleted, or swept after retention),
+//     which its snapshot confirms; never for the tab's stream.
+//   - 429 TOO_MANY_STREAMS: the session's own limit.
+//   - 503 TOO_MANY_STREAMS with Retry-After: the server's limit.
+//   - 204 never: it ends a resume (Last-Event-ID at the job's end), and the
+//     soak sends no Last-Event-ID.
+func (s *soak) refusedStream(ctx context.Context, c *http.Client, code string, resp *http.Response) {
+	var e struct{ Error struct{ Code string } }
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&e)
+	what := "the tab's stream"
+	if code != "" {
+		what = code + "'s stream"
 	}
-	s.stats.unexpectedStatus("stream", status)
+	switch {
+	case resp.StatusCode == http.StatusNotFound && code != "" && e.Error.Code == "NOT_FOUND":
+		now, err := s.do(ctx, c, http.MethodGet, "/api/exports/"+code, "")
+		if err != nil {
+			return // the action's time ran out: nothing to tell
+		}
+		_ = now.Body.Close()
+		if now.StatusCode != http.StatusNotFound {
+			s.stats.violate("%s: 404, while the job's snapshot answers %d", what, now.StatusCode)
+			return
+		}
+		s.stats.refusedGone.Add(1)
+	case resp.StatusCode == http.StatusTooManyRequests && e.Error.Code == "TOO_MANY_STREAMS":
+		s.stats.refusedSessionLimit.Add(1)
+	case resp.StatusCode == http.StatusServiceUnavailable && e.Error.Code == "TOO_MANY_STREAMS" && resp.Header.Get("Retry-After") != "":
+		s.stats.refusedServerLimit.Add(1)
+	case resp.StatusCode == http.StatusNoContent:
+		s.stats.violate("%s: 204 No Content to a request without Last-Event-ID", what)
+	default:
+		s.stats.unexpectedStatus(fmt.Sprintf("%s (error code %q)", what, e.Error.Code), resp.StatusCode)
+	}
 }
 
 // follow reads code's events: ids must increase, a terminal event must
 // be the last, and a stream read to its end must end on the job's state.
-func (s *soak) follow(ctx context.Context, r *rand.Rand, c *http.Client, code string) {
+func (s *soak) follow(run, ctx context.Context, r *rand.Rand, c *http.Client, code string) {
 	s.stats.streams.Add(1)
 	resp, err := s.do(ctx, c, http.MethodGet, "/api/exports/"+code+"/events", "")
 	if err != nil {
+		s.broken(run, ctx, true, "job stream", err)
 		return
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
-		s.refusedStream(resp.StatusCode)
+		s.refusedStream(ctx, c, code, resp)
 		return
 	}
 	leaveAfter := -1 // read to the end
@@ -286,9 +363,8 @@ func (s *soak) follow(ctx context.Context, r *rand.Rand, c *http.Client, code st
 	prev, ended := int64(-1), false
 	for ev, err := range sse.Read(resp.Body, nil) {
 		if err != nil {
-			if !ended && ctx.Err() == nil {
-				s.stats.errors.Add(1)
-				s.stats.lastError.Store(err.Error())
+			if !ended {
+				s.broken(run, ctx, true, "job stream", err)
 			}
 			return
 		}
@@ -326,6 +402,7 @@ func (s *soak) follow(ctx context.Context, r *rand.Rand, c *http.Client, code st
 	}
 	now, err := s.do(ctx, c, http.MethodGet, "/api/exports/"+code, "")
 	if err != nil {
+		s.broken(run, ctx, false, "get", err)
 		return
 	}
 	defer func() { _ = now.Body.Close() }()
@@ -404,9 +481,10 @@ func TestSoak(t *testing.T) {
 	// growth between the quiet points is a leak, not more stored jobs.
 	// The sessions' caps (12 × 40 unfinished) stay under the queue (1,000):
 	// creates past what 8 workers finish get 429 by design, never 503.
-	be, backend := start(t, "backend", "-addr", "127.0.0.1:0", "-data-dir", t.TempDir(), "-workers", "8", "-retention", "10s", "-progress-interval", "50ms",
+	gc := []string{"GOGC=" + soakGOGC}
+	be, backend := startEnv(t, gc, "backend", "-addr", "127.0.0.1:0", "-data-dir", t.TempDir(), "-workers", "8", "-retention", "10s", "-progress-interval", "50ms",
 		"-max-active-per-owner", "40")
-	bff, url := start(t, "bff", "-addr", "127.0.0.1:0", "-backend-url", backend, "-session-secret", strings.Repeat("s", 32),
+	bff, url := startEnv(t, gc, "bff", "-addr", "127.0.0.1:0", "-backend-url", backend, "-session-secret", strings.Repeat("s", 32),
 		"-create-rate", "20", "-create-burst", "20", "-linger", "500ms")
 	s := &soak{t: t, bff: url, backend: backend, stats: &soakStats{}, codes: map[string]int{}}
 	for range sessions {
@@ -427,11 +505,11 @@ func TestSoak(t *testing.T) {
 	t.Logf("quiet point 2 (end): bff %+v, backend %+v", bff2, be2)
 
 	st := s.stats
-	t.Logf("load: %d creates (%d refused by rate/active caps), %d cancels, %d deletes, %d lists, %d per-job streams (%d to a terminal event, %d left early), %d tab streams, %d events, %d downloads verified, %d abandoned midway, %d streams answered 404/204 (job deleted or ended) or 429/503 (stream limits), %d transport errors",
+	t.Logf("load: %d creates (%d refused by rate/active caps), %d cancels, %d deletes, %d lists, %d per-job streams (%d to a terminal event, %d left early), %d tab streams, %d events, %d downloads verified, %d abandoned midway, streams refused: %d 404 (job gone), %d 429 (session's limit), %d 503 (server's limit); %d transport errors",
 		st.creates.Load(), st.rejected.Load(), st.cancels.Load(), st.deletes.Load(), st.lists.Load(), st.streams.Load(), st.streamsEndedOnTerminal.Load(), st.streamsEndedByClient.Load(),
-		st.multiplexed.Load(), st.events.Load(), st.downloads.Load(), st.abandoned.Load(), st.expectedRefusals.Load(), st.errors.Load())
-	if e := st.lastError.Load(); e != nil {
-		t.Logf("last transport error (a browser reconnects on these): %v", e)
+		st.multiplexed.Load(), st.events.Load(), st.downloads.Load(), st.abandoned.Load(), st.refusedGone.Load(), st.refusedSessionLimit.Load(), st.refusedServerLimit.Load(), st.errors.Load())
+	if n := st.errors.Load(); n > 0 {
+		t.Errorf("%d transport errors (requests or streams broken by the server or the network, not by the soak); last: %v", n, st.lastError.Load())
 	}
 	if n := st.violations.Load(); n > 0 {
 		t.Errorf("%d violations; first: %v", n, st.firstViolation.Load())

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/exportstream/exportstream/bff/internal/httpapi"
 	"github.com/exportstream/exportstream/bff/internal/relay"
+	"github.com/exportstream/exportstream/bff/internal/session"
 )
 
 // browser is one browser: its own cookie jar, so its own session.
@@ -73,6 +75,53 @@ func TestAnotherSessionsExportIsNotFoundOnEveryEndpoint(t *testing.T) {
 	}
 	if r, _ := send(t, alice, "GET", bff+"/api/exports/"+j.Code, "", nil); r.StatusCode != http.StatusOK {
 		t.Errorf("alice's own export: %d", r.StatusCode)
+	}
+}
+
+// A browser that puts another session's id into its own validly signed
+// cookie (keeping its signature) is a stranger to that session: the
+// signature must cover the id, or anyone who learns an id owns its exports.
+func TestACookieWithAnotherSessionsIDUnderItsOwnSignatureSeesNothingOfThatSession(t *testing.T) {
+	be := startBackend(t)
+	bff := startBFF(t, be.url, 5*time.Second)
+	alice, mallory := browser(), browser()
+	_, body := send(t, alice, "POST", bff+"/api/exports", `{"rows":10,"durationMs":0}`, nil)
+	var j job
+	if err := json.Unmarshal([]byte(body), &j); err != nil || j.Code == "" {
+		t.Fatalf("create: %s", body)
+	}
+	send(t, mallory, "GET", bff+"/api/exports", "", nil) // mallory's own session
+	cookie := func(c *http.Client) string {
+		u, _ := url.Parse(bff)
+		for _, ck := range c.Jar.Cookies(u) {
+			if ck.Name == session.CookieName {
+				return ck.Value
+			}
+		}
+		t.Fatal("no session cookie")
+		return ""
+	}
+	aliceID, _, _ := strings.Cut(cookie(alice), ".")
+	_, mallorySig, _ := strings.Cut(cookie(mallory), ".")
+	asCookie := func(value string) http.Header {
+		return http.Header{"Cookie": {session.CookieName + "=" + value}}
+	}
+	plain := &http.Client{} // no jar: the Cookie header is the whole session
+	if r, b := send(t, plain, "GET", bff+"/api/exports/"+j.Code, "", asCookie(cookie(alice))); r.StatusCode != http.StatusOK {
+		t.Fatalf("alice's own cookie, sent by hand: %d %s", r.StatusCode, b)
+	}
+	forged := asCookie(aliceID + "." + mallorySig)
+	for _, path := range []string{"", "/events", "/file"} {
+		if r, b := send(t, plain, "GET", bff+"/api/exports/"+j.Code+path, "", forged); r.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s with alice's id under mallory's signature: %d %s, want 404", path, r.StatusCode, b)
+		}
+	}
+	r, list := send(t, plain, "GET", bff+"/api/exports", "", forged)
+	if strings.Contains(list, j.Code) {
+		t.Errorf("the list with alice's id under mallory's signature shows alice's export: %s", list)
+	}
+	if c := r.Cookies(); len(c) != 1 || strings.HasPrefix(c[0].Value, aliceID+".") {
+		t.Errorf("the list with a forged cookie set %v, want a new session of its own", c)
 	}
 }
 

@@ -101,11 +101,21 @@ func startScriptedBFF(t *testing.T, b *scriptedBackend, opts ...func(*relay.Conf
 
 func startBFFOn(t *testing.T, be *backend.Client, opts ...func(*relay.Config, *httpapi.Config)) string {
 	t.Helper()
-	return startBFFListening(t, be, nil, opts...)
+	url, _ := startBFFServer(t, be, nil, opts...)
+	return url
 }
 
-// startBFFListening is startBFFOn with the BFF's listener wrapped (nil: as it is).
+// startBFFListening is startBFFOn with the BFF's listener wrapped.
 func startBFFListening(t *testing.T, be *backend.Client, wrap func(net.Listener) net.Listener, opts ...func(*relay.Config, *httpapi.Config)) string {
+	t.Helper()
+	url, _ := startBFFServer(t, be, wrap, opts...)
+	return url
+}
+
+// startBFFServer is startBFFOn with the BFF's listener wrapped (nil: as it
+// is) that also returns the BFF's handler, for a test that shuts it down
+// (CloseStreams) itself.
+func startBFFServer(t *testing.T, be *backend.Client, wrap func(net.Listener) net.Listener, opts ...func(*relay.Config, *httpapi.Config)) (string, *httpapi.Server) {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	sessions, _ := session.New(testSecret, false, time.Hour)
@@ -134,7 +144,7 @@ func startBFFListening(t *testing.T, be *backend.Client, wrap func(net.Listener)
 		srv.Close()
 		hub.Close()
 	})
-	return srv.URL
+	return srv.URL, api
 }
 
 // openRelayed opens code's event stream through the BFF as the browser

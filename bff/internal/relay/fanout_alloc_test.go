@@ -6,27 +6,36 @@ import "testing"
 // upstream event parsed and queued for, signalled to and drained by every
 // subscriber.
 //
-// Budget (issue 8): ≤ 1 allocation per delivered event. Measured 1.10
-// while Drain handed its queue away (every push then grew a new slice);
-// 0.10 since the subscription swaps two queues (see BENCHMARKS.md).
-const targetAllocsPerDelivery = 1.0
+// Issue 8's budget is ≤ 1 allocation per delivered event. The path does
+// better, and this test holds it to what it does: 10 allocations per
+// upstream event (parsing it, up.latest = &ev), whatever the number of
+// subscribers, and none per subscriber (the subscription swaps two queue
+// slices on drain). At 100 subscribers that is 0.10 per delivery, the
+// figure BENCHMARKS.md reports. Before the swap, Drain handed its queue
+// away and every push grew a new slice: 110 per event, 1.10 per delivery.
+const (
+	fanOutSubscribers            = 100
+	targetAllocsPerDelivery      = 0.10
+	issueBudgetAllocsPerDelivery = 1.0
+)
 
 func TestFanOutAllocatesAtMostTheBudgetPerDeliveredEvent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocation budget: not in -short")
 	}
-	const subscribers = 100
-	f := newFanOut(t, subscribers)
+	f := newFanOut(t, fanOutSubscribers)
 	fr := frames(1000)
 	f.deliver(t, fr[0])
 	i := 1
+	// AllocsPerRun reports a whole number per event (it rounds down), so
+	// per delivery the figure is a multiple of 1/fanOutSubscribers.
 	perEvent := testing.AllocsPerRun(200, func() {
 		f.deliver(t, fr[i])
 		i++
 	})
-	perDelivery := perEvent / subscribers
-	t.Logf("%.2f allocs per event to %d subscribers = %.3f per delivery (target %.1f)", perEvent, subscribers, perDelivery, targetAllocsPerDelivery)
+	perDelivery := perEvent / fanOutSubscribers
+	t.Logf("%.2f allocs per event to %d subscribers = %.3f per delivery (asserted ≤ %.2f; issue 8's budget %.1f)", perEvent, fanOutSubscribers, perDelivery, targetAllocsPerDelivery, issueBudgetAllocsPerDelivery)
 	if perDelivery > targetAllocsPerDelivery {
-		t.Fatalf("fan-out allocates %.3f times per delivered event, over the budget of %.1f", perDelivery, targetAllocsPerDelivery)
+		t.Fatalf("fan-out allocates %.3f times per delivered event (%.0f per event to %d subscribers), over the %.2f it is held to", perDelivery, perEvent, fanOutSubscribers, targetAllocsPerDelivery)
 	}
 }

@@ -45,7 +45,6 @@ func TestForgedOrForeignCookiesAreRefused(t *testing.T) {
 		"signed with another secret": foreign,
 		"unsigned":                   id,
 		"empty signature":            id + ".",
-		"another id, same signature": "A" + foreign[1:],
 		"garbage":                    "%%%.",
 	} {
 		req := httptest.NewRequest(http.MethodGet, "/", nil)
@@ -53,6 +52,42 @@ func TestForgedOrForeignCookiesAreRefused(t *testing.T) {
 		if got, ok := m.Read(req); ok {
 			t.Errorf("%s: accepted as %q", name, got)
 		}
+	}
+}
+
+// A cookie this manager signed, with its id changed and its signature
+// kept: the signature must cover the id, or a browser could present any
+// session id it likes (someone else's) with its own valid signature.
+func TestAValidlySignedCookieWithAnotherIDIsRefused(t *testing.T) {
+	m := newManager(t, strings.Repeat("s", 32))
+	issue := func() (string, string) {
+		rec := httptest.NewRecorder()
+		id := m.Issue(rec)
+		_, sig, _ := strings.Cut(rec.Result().Cookies()[0].Value, ".")
+		return id, sig
+	}
+	id, sig := issue()
+	other, _ := issue()
+	changed := "A" + id[1:] // one character changed, still 22 of base64url
+	if id[0] == 'A' {
+		changed = "B" + id[1:]
+	}
+	for name, value := range map[string]string{
+		"another session's id":  other + "." + sig,
+		"one character changed": changed + "." + sig,
+		"a made-up id":          strings.Repeat("A", len(id)) + "." + sig,
+	} {
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.AddCookie(&http.Cookie{Name: session.CookieName, Value: value})
+		if got, ok := m.Read(req); ok {
+			t.Errorf("%s with a valid signature of %s: accepted as %q", name, id, got)
+		}
+	}
+	// The untouched cookie still reads back: the refusals are the ids'.
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.AddCookie(&http.Cookie{Name: session.CookieName, Value: id + "." + sig})
+	if got, ok := m.Read(req); !ok || got != id {
+		t.Errorf("the issued cookie: Read = %q %v, want %q", got, ok, id)
 	}
 }
 
