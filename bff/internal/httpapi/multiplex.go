@@ -95,21 +95,28 @@ func (m *sessionStream) Fill(buf []byte) ([]byte, bool) {
 		}
 	}
 	m.listed = nil
+	// A job joined after a listing sent it (its create's answer came back
+	// late) is followed from what was sent, and nothing at or below that
+	// is sent again: a terminal snapshot twice on one stream would make a
+	// client that acts on it (a download) act twice.
 	for _, code := range m.joined {
-		m.follow(code, 0)
+		m.follow(code, m.sent[code])
 	}
 	m.joined = m.joined[:0]
 	for code, sub := range m.subs {
 		evs, ended := sub.Drain()
 		for _, ev := range evs {
+			if ev.Seq > 0 && ev.Seq <= m.sent[code] {
+				continue
+			}
 			id := ""
 			if ev.ID != "" {
 				id = code + ":" + ev.ID
 			}
 			buf = stream.AppendEvent(buf, id, ev.Data)
 			m.sent[code] = max(m.sent[code], ev.Seq)
+			n++
 		}
-		n += len(evs)
 		if ended {
 			sub.Close()
 			delete(m.subs, code)
