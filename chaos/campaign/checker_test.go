@@ -180,7 +180,7 @@ func findOp(h *History, kind, code string, status int) *Op {
 
 func TestEachRuleFlagsTheHistoryThatBreaksIt(t *testing.T) {
 	cases := []struct {
-		rule  string
+		rule   string
 		break_ func(h *History)
 	}{
 		{RuleIdemTwoJobs, func(h *History) {
