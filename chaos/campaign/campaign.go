@@ -139,11 +139,12 @@ func runOne(ctx context.Context, cfg Config, rc RunConfig) Result {
 	}
 	r := Summarize(out, rc.Duration)
 	r.Replay = replayCommand(rc, FaultIDs(out.Schedule), rc.Keep != nil)
+	w := cfg.Out
+	_, _ = fmt.Fprintf(w, "seed %d topology %s: %d faults, %d ops, %d events, %d violations (%s)\n",
+		rc.Seed, rc.Topology, sum(r.Faults), sum(r.Ops), r.Events, len(out.Violations), out.Elapsed.Round(time.Second))
 	if !out.Failed() {
-		cfg.Log.Info("seed passed", "seed", rc.Seed, "ops", sum(r.Ops), "events", r.Events, "faults", sum(r.Faults), "elapsed", out.Elapsed.Round(time.Second))
 		return r
 	}
-	w := cfg.Out
 	_, _ = fmt.Fprintf(w, "\n=== FAIL seed %d topology %s: %d violations (history and logs: %s)\n", rc.Seed, rc.Topology, len(out.Violations), out.Dir)
 	_, _ = fmt.Fprintf(w, "schedule (%d faults):\n", len(out.Schedule))
 	for _, f := range out.Schedule {

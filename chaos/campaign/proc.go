@@ -87,7 +87,7 @@ func (p *proc) spawn() (chan struct{}, error) {
 	if err != nil {
 		return nil, fmt.Errorf("log of %s: %w", p.name, err)
 	}
-	fmt.Fprintf(logf, "\n### campaign: starting %s at %s\n", p.name, time.Now().Format(time.RFC3339Nano))
+	_, _ = fmt.Fprintf(logf, "\n### campaign: starting %s at %s\n", p.name, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(p.argv[0], p.argv[1:]...)
 	cmd.Env = append(os.Environ(), p.env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
