@@ -49,6 +49,7 @@ func run(ctx context.Context, args []string) error {
 	shrinkRuns := fs.Int("shrink-runs", 8, "runs allowed to shrink a failing schedule (0: do not shrink)")
 	binDir := fs.String("bin-dir", os.Getenv("EXPORTSTREAM_BIN_DIR"), "take the backend and bff binaries from here instead of building them (EXPORTSTREAM_BIN_DIR)")
 	workDir := fs.String("work-dir", "", "parent of the runs' directories (default: the system's temporary directory)")
+	keepRuns := fs.Bool("keep-runs", false, "keep every run's directory (service logs, history.json), passed or not")
 	verbose := fs.Bool("v", false, "log every fault and phase")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -79,7 +80,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	return campaign.Run(ctx, campaign.Config{
 		Seeds: list, Topology: topo, Duration: *duration, Keep: keep,
-		Results: *results, Summary: *summary, RerunPassed: *rerun, ShrinkRuns: *shrinkRuns,
+		Results: *results, Summary: *summary, RerunPassed: *rerun, ShrinkRuns: *shrinkRuns, KeepRuns: *keepRuns,
 		Repo: repo, BinDir: *binDir, WorkDir: *workDir, CI: os.Getenv("CI") == "true",
 		Out: os.Stdout, Log: log,
 	})

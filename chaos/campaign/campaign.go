@@ -25,6 +25,7 @@ type Config struct {
 	Summary     string // Markdown summary of the whole results file; "" : none
 	RerunPassed bool   // run seeds the results file has passed too
 	ShrinkRuns  int    // runs allowed to shrink a failing schedule
+	KeepRuns    bool   // keep every run's directory (logs, history.json), passed or not
 
 	Repo, BinDir, WorkDir string
 	// CI makes missing capabilities (redis-server, tmpfs) fail instead of
@@ -92,7 +93,7 @@ func Run(ctx context.Context, cfg Config) error {
 			continue
 		}
 		r := runOne(ctx, cfg, RunConfig{Seed: seed, Topology: topo, Duration: cfg.Duration, Keep: cfg.Keep, Bin: bins,
-			WorkDir: work, RequireDisk: cfg.CI, Log: cfg.Log})
+			WorkDir: work, RequireDisk: cfg.CI, KeepRun: cfg.KeepRuns, Log: cfg.Log})
 		r.Commit = commit
 		if !r.Passed || r.Error != "" {
 			failed++
@@ -124,6 +125,13 @@ func Run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
+func keptIn(dir string) string {
+	if dir == "" {
+		return ""
+	}
+	return " in " + dir
+}
+
 func resultKey(seed uint64, t Topology, seconds float64) string {
 	return fmt.Sprintf("%d/%s/%g", seed, t, seconds)
 }
@@ -140,8 +148,8 @@ func runOne(ctx context.Context, cfg Config, rc RunConfig) Result {
 	r := Summarize(out, rc.Duration)
 	r.Replay = replayCommand(rc, FaultIDs(out.Schedule), rc.Keep != nil)
 	w := cfg.Out
-	_, _ = fmt.Fprintf(w, "seed %d topology %s: %d faults, %d ops, %d events, %d violations (%s)\n",
-		rc.Seed, rc.Topology, sum(r.Faults), sum(r.Ops), r.Events, len(out.Violations), out.Elapsed.Round(time.Second))
+	_, _ = fmt.Fprintf(w, "seed %d topology %s: %d faults, %d ops, %d events, %d violations (%s)%s\n",
+		rc.Seed, rc.Topology, sum(r.Faults), sum(r.Ops), r.Events, len(out.Violations), out.Elapsed.Round(time.Second), keptIn(out.Dir))
 	if !out.Failed() {
 		return r
 	}

@@ -307,8 +307,8 @@ func TestTheScheduleIsTheSeeds(t *testing.T) {
 		if slices.Equal(a, Schedule(43, topo, 30*time.Second)) {
 			t.Fatalf("topology %s: seeds 42 and 43 give one schedule", topo)
 		}
-		if len(a) < 10 {
-			t.Errorf("topology %s: %d faults in 30 s, want about 20", topo, len(a))
+		if len(a) < 8 {
+			t.Errorf("topology %s: %d faults in 30 s, want 12 to 20", topo, len(a))
 		}
 		busy := map[string]time.Duration{}
 		for _, f := range a {

@@ -123,8 +123,15 @@ func between(rng *rand.Rand, lo, hi time.Duration) time.Duration {
 	return lo + time.Duration(rng.Int64N(int64(hi-lo)+1))
 }
 
-// MeanFaultGap is the average time between fault starts.
-const MeanFaultGap = 1500 * time.Millisecond
+// MeanFaultGap is the average time between fault starts: in A faults
+// spread over 6 processes and 5 links; in B every fault hits the one
+// path, and at A's rate the system would be down most of the run.
+func MeanFaultGap(t Topology) time.Duration {
+	if t == TopologyA {
+		return 1500 * time.Millisecond
+	}
+	return 2500 * time.Millisecond
+}
 
 // Schedule is the seed's fault schedule for a faults phase of d: about one
 // fault every MeanFaultGap, overlapping across targets (never two at once
@@ -137,7 +144,7 @@ func Schedule(seed uint64, t Topology, d time.Duration) []Fault {
 	for _, c := range cs {
 		total += c.weight
 	}
-	n := int(d/MeanFaultGap) + rng.IntN(3)
+	n := int(d/MeanFaultGap(t)) + rng.IntN(3)
 	var fs []Fault
 	for range n {
 		x := rng.Float64() * total
@@ -154,7 +161,7 @@ func Schedule(seed uint64, t Topology, d time.Duration) []Fault {
 		case FaultKill:
 			f.Dur = between(rng, 100*time.Millisecond, 3*time.Second)
 		case FaultPause:
-			f.Dur = between(rng, 500*time.Millisecond, 6*time.Second)
+			f.Dur = between(rng, 500*time.Millisecond, 4*time.Second)
 		case FaultRedis:
 			f.Dur = between(rng, 200*time.Millisecond, 3*time.Second)
 		case FaultDelay:
@@ -163,7 +170,7 @@ func Schedule(seed uint64, t Topology, d time.Duration) []Fault {
 		case FaultReset:
 			f.Dur = between(rng, 200*time.Millisecond, 3*time.Second)
 		case FaultBlackhole:
-			f.Dur = between(rng, time.Second, 8*time.Second)
+			f.Dur = between(rng, time.Second, 6*time.Second)
 		case FaultDiskFull:
 			f.Dur = between(rng, time.Second, 5*time.Second)
 		}

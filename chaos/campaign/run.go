@@ -22,6 +22,7 @@ type RunConfig struct {
 	Bin         Binaries
 	WorkDir     string // each run gets a directory under it
 	RequireDisk bool
+	KeepRun     bool // keep the run's directory and history.json even when it passed
 	Log         *slog.Logger
 }
 
@@ -131,7 +132,7 @@ func RunSeed(ctx context.Context, cfg RunConfig) (*Outcome, error) {
 	if ctx.Err() != nil {
 		return out, fmt.Errorf("run interrupted: %w", ctx.Err())
 	}
-	if out.Failed() {
+	if out.Failed() || cfg.KeepRun {
 		if b, err := json.MarshalIndent(h, "", " "); err == nil {
 			_ = os.WriteFile(filepath.Join(dir, "history.json"), b, 0o600)
 		}

@@ -38,6 +38,7 @@ const (
 	maxJobSubs       = 8 // per browser, under the BFF's 20 streams per session
 	maxTabs          = 2
 	maxCreates       = 3 // per browser, under way at once
+	maxRequests      = 3 // other requests per browser under way at once
 	createAttempts   = 8
 	createRetryLimit = 25 * time.Second
 )
@@ -116,9 +117,24 @@ func (w *Workload) actions(ctx context.Context, b *browser, rng *rand.Rand) {
 		}
 	}
 	// Creates run beside the other actions (a page does not freeze while
-	// one is retried), at most maxCreates at once.
-	var creates sync.WaitGroup
+	// one is retried), at most maxCreates at once; the other requests too,
+	// at most maxRequests at once (a page with a few tabs). What each does
+	// is drawn here, in order, so the seed replays the same choices.
+	var creates, requests sync.WaitGroup
 	defer creates.Wait()
+	defer requests.Wait()
+	slots := make(chan struct{}, maxRequests)
+	async := func(f func()) {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		requests.Go(func() {
+			defer func() { <-slots }()
+			f()
+		})
+	}
 	for n := 0; n < maxActions && ctx.Err() == nil; n++ {
 		switch pickAction(rng) {
 		case actCreate:
@@ -138,17 +154,18 @@ func (w *Workload) actions(ctx context.Context, b *browser, rng *rand.Rand) {
 				code, _, ok = b.pick(x, func(k *known) bool { return !k.deleted })
 			}
 			if ok {
-				w.cancel(opCtx, b, code)
+				async(func() { w.cancel(opCtx, b, code) })
 			}
 		case actGet:
 			if code, _, ok := b.pick(rng.Float64(), func(k *known) bool { return !k.deleted }); ok {
-				op := b.call(opCtx, OpGet, http.MethodGet, "/api/exports/"+code, code, nil, nil)
-				b.observe(op.Job)
-				w.rec.Op(op)
+				async(func() {
+					op := b.call(opCtx, OpGet, http.MethodGet, "/api/exports/"+code, code, nil, nil)
+					b.observe(op.Job)
+					w.rec.Op(op)
+				})
 			}
 		case actList:
-			op := b.call(opCtx, OpList, http.MethodGet, "/api/exports", "", nil, nil)
-			w.rec.Op(op)
+			async(func() { w.rec.Op(b.call(opCtx, OpList, http.MethodGet, "/api/exports", "", nil, nil)) })
 		case actDownload:
 			x, ranged, r1, r2 := rng.Float64(), rng.IntN(2) == 0, rng.Float64(), rng.Float64()
 			code, k, ok := b.pick(x, func(k *known) bool { return !k.deleted && k.status == StatusCompleted && k.file != nil })
@@ -157,7 +174,7 @@ func (w *Workload) actions(ctx context.Context, b *browser, rng *rand.Rand) {
 				if ranged {
 					r = randomRange(k.file.Size, r1, r2)
 				}
-				w.rec.Op(b.download(opCtx, OpDownload, code, k.rows, r))
+				async(func() { w.rec.Op(b.download(opCtx, OpDownload, code, k.rows, r)) })
 			}
 		case actIdle:
 			pause(ctx, time.Duration(200+rng.IntN(1300))*time.Millisecond)
