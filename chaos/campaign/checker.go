@@ -66,6 +66,7 @@ const (
 	RuleFileMissing          = "file-missing"       // 404/409/410 on the file of a job already seen COMPLETED
 	RuleFinalDownload        = "final-download-failed"
 	RuleNotHealed            = "not-healed" // a process did not come back once the faults ended
+	RuleCrashed              = "crashed"    // a process exited by itself, or its log tells of a panic
 	RuleLeak                 = "leak"       // a survivor's fds, goroutines or open streams above its baseline
 )
 
@@ -614,6 +615,12 @@ func (c *checker) download(o *Op) bool {
 // open streams returned to their baseline (tolerances above).
 func (c *checker) processes() {
 	for _, p := range c.h.Procs {
+		for _, cr := range p.Crashes {
+			c.flag(RuleCrashed, "", 0, "%s %s", p.Name, cr)
+		}
+		for _, line := range p.Panics {
+			c.flag(RuleCrashed, "", 0, "%s logged: %s", p.Name, line)
+		}
 		if !p.Healed {
 			c.flag(RuleNotHealed, "", 0, "%s did not come back after the faults: %s", p.Name, p.HealErr)
 			continue

@@ -282,6 +282,8 @@ func TestEachRuleFlagsTheHistoryThatBreaksIt(t *testing.T) {
 			h.Ops = slices.DeleteFunc(h.Ops, func(o Op) bool { return o.Kind == OpFinalDownload && o.Range != nil })
 		}},
 		{RuleNotHealed, func(h *History) { h.Procs[1].Healed, h.Procs[1].HealErr = false, "exited before it was ready" }},
+		{RuleCrashed, func(h *History) { h.Procs[1].Crashes = []string{"exited by itself: exit status 2"} }},
+		{RuleCrashed, func(h *History) { h.Procs[0].Panics = []string{"panic: runtime error: index out of range"} }},
 		{RuleLeak, func(h *History) { h.Procs[0].Final.FDs++ }},
 		{RuleLeak, func(h *History) { h.Procs[0].Final.Goroutines++ }},
 		{RuleLeak, func(h *History) { h.Procs[0].Final.Gauges["exportstream_backend_event_streams_active"] = 1 }},

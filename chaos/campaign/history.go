@@ -169,12 +169,16 @@ type ProcSample struct {
 // ProcCheck is a process's baseline and final reading; only survivors
 // (never killed) are compared.
 type ProcCheck struct {
-	Name     string     `json:"name"`
-	Survivor bool       `json:"survivor"`
-	Healed   bool       `json:"healed"`
-	HealErr  string     `json:"healErr,omitempty"`
-	Base     ProcSample `json:"base"`
-	Final    ProcSample `json:"final"`
+	Name     string `json:"name"`
+	Survivor bool   `json:"survivor"`
+	Healed   bool   `json:"healed"`
+	HealErr  string `json:"healErr,omitempty"`
+	// Crashes are exits nobody asked for; Panics, log lines telling of a
+	// panic or a fatal error.
+	Crashes []string   `json:"crashes,omitempty"`
+	Panics  []string   `json:"panics,omitempty"`
+	Base    ProcSample `json:"base"`
+	Final   ProcSample `json:"final"`
 }
 
 // FaultRecord is a fault as it was injected.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,11 +30,14 @@ type proc struct {
 	logPath string
 	ready   func(ctx context.Context) error
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed when cmd exits
-	killed  bool          // kill -9'ed at least once: not a survivor
-	stopped bool          // SIGSTOPped now
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	exited   chan struct{} // closed when cmd exits
+	killed   bool          // kill -9'ed at least once: not a survivor
+	stopped  bool          // SIGSTOPped now
+	wasReady bool          // the running process was ready once
+	ending   bool          // the campaign is ending the running process
+	crashes  []string      // exits nobody asked for, of a process that had been ready
 }
 
 func (p *proc) addr() string { return "127.0.0.1:" + strconv.Itoa(p.port) }
@@ -62,6 +66,9 @@ func (p *proc) start(ctx context.Context) error {
 		}
 		lastErr = p.waitReady(ctx, exited)
 		if lastErr == nil {
+			p.mu.Lock()
+			p.wasReady = true
+			p.mu.Unlock()
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -97,12 +104,15 @@ func (p *proc) spawn() (chan struct{}, error) {
 		return nil, fmt.Errorf("start %s: %w", p.name, err)
 	}
 	exited := make(chan struct{})
-	p.cmd, p.exited, p.stopped = cmd, exited, false
+	p.cmd, p.exited, p.stopped, p.wasReady, p.ending = cmd, exited, false, false, false
 	go func() {
-		_ = cmd.Wait()
+		err := cmd.Wait()
 		_ = logf.Close()
 		p.mu.Lock()
 		if p.cmd == cmd {
+			if p.wasReady && !p.ending {
+				p.crashes = append(p.crashes, fmt.Sprintf("exited by itself at %s: %v (log %s)", time.Now().Format(time.TimeOnly), err, p.logPath))
+			}
 			p.cmd = nil
 		}
 		p.mu.Unlock()
@@ -151,7 +161,7 @@ func (p *proc) kill() {
 	exited := p.exited
 	running := p.cmd != nil
 	if running {
-		p.killed = true
+		p.killed, p.ending = true, true
 	}
 	p.mu.Unlock()
 	if !running {
@@ -183,6 +193,7 @@ func (p *proc) resume() error {
 func (p *proc) stop() {
 	p.mu.Lock()
 	exited, running := p.exited, p.cmd != nil
+	p.ending = true
 	p.mu.Unlock()
 	if !running {
 		return
@@ -210,6 +221,32 @@ func (p *proc) everKilled() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.killed
+}
+
+// crashed lists the process's exits nobody asked for.
+func (p *proc) crashed() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.crashes)
+}
+
+// panics returns the lines of the process's log that tell of a panic
+// (recovered by a middleware or not) or a fatal runtime error.
+func (p *proc) panics() []string {
+	b, err := os.ReadFile(p.logPath)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for line := range strings.Lines(string(b)) {
+		if strings.Contains(line, "panic:") || strings.Contains(line, "panic serving request") || strings.Contains(line, "fatal error:") {
+			out = append(out, strings.TrimSpace(line))
+			if len(out) == 5 {
+				break
+			}
+		}
+	}
+	return out
 }
 
 // httpReady is a readiness check: GET url+path answers 200.

@@ -100,7 +100,8 @@ func RunSeed(ctx context.Context, cfg RunConfig) (*Outcome, error) {
 
 	var procs []ProcCheck
 	for _, p := range stack.goProcs() {
-		pc := ProcCheck{Name: p.name, Survivor: !p.everKilled(), Healed: healErrs[p.name] == nil, Base: base[p.name]}
+		pc := ProcCheck{Name: p.name, Survivor: !p.everKilled(), Healed: healErrs[p.name] == nil, Base: base[p.name],
+			Crashes: p.crashed(), Panics: p.panics()}
 		if err := healErrs[p.name]; err != nil {
 			pc.HealErr = err.Error()
 		}
@@ -121,8 +122,12 @@ func RunSeed(ctx context.Context, cfg RunConfig) (*Outcome, error) {
 		}
 		procs = append(procs, pc)
 	}
-	if stack.redis != nil && healErrs["redis"] != nil {
-		procs = append(procs, ProcCheck{Name: "redis", HealErr: healErrs["redis"].Error()})
+	if r := stack.redis; r != nil {
+		pc := ProcCheck{Name: "redis", Healed: healErrs["redis"] == nil, Crashes: r.crashed()}
+		if err := healErrs["redis"]; err != nil {
+			pc.HealErr = err.Error()
+		}
+		procs = append(procs, pc)
 	}
 	rec.Update(func(h *History) { h.Procs = procs })
 	stack.Close()
