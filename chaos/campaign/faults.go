@@ -170,7 +170,10 @@ func Schedule(seed uint64, t Topology, d time.Duration) []Fault {
 		case FaultReset:
 			f.Dur = between(rng, 200*time.Millisecond, 3*time.Second)
 		case FaultBlackhole:
-			f.Dur = between(rng, time.Second, 6*time.Second)
+			// Past go-redis's 3 s read timeout and the BFF's 6 s idle
+			// timeout, so clients give up on held requests. B's one path
+			// gets shorter ones.
+			f.Dur = between(rng, time.Second, map[Topology]time.Duration{TopologyA: 9 * time.Second, TopologyB: 6 * time.Second}[t])
 		case FaultDiskFull:
 			f.Dur = between(rng, time.Second, 5*time.Second)
 		}
