@@ -64,7 +64,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		for _, r := range prev {
 			if r.Passed && r.Error == "" {
-				passed[resultKey(r.Seed, r.Topology, r.DurationSeconds)] = true
+				passed[resultKey(r.Seed, r.Topology, r.DurationSeconds, r.ScheduleHash)] = true
 			}
 		}
 	}
@@ -80,7 +80,8 @@ func Run(ctx context.Context, cfg Config) error {
 		if topo == "" {
 			topo = ForSeed(seed)
 		}
-		if passed[resultKey(seed, topo, cfg.Duration.Seconds())] {
+		hash := ScheduleHash(Schedule(seed, topo, cfg.Duration))
+		if passed[resultKey(seed, topo, cfg.Duration.Seconds(), hash)] {
 			cfg.Log.Info("seed already passed (results file): skipped", "seed", seed, "topology", string(topo))
 			continue
 		}
@@ -94,7 +95,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		r := runOne(ctx, cfg, RunConfig{Seed: seed, Topology: topo, Duration: cfg.Duration, Keep: cfg.Keep, Bin: bins,
 			WorkDir: work, RequireDisk: cfg.CI, KeepRun: cfg.KeepRuns, Log: cfg.Log})
-		r.Commit = commit
+		r.Commit, r.ScheduleHash = commit, hash
 		if !r.Passed || r.Error != "" {
 			failed++
 		}
@@ -132,8 +133,8 @@ func keptIn(dir string) string {
 	return " in " + dir
 }
 
-func resultKey(seed uint64, t Topology, seconds float64) string {
-	return fmt.Sprintf("%d/%s/%g", seed, t, seconds)
+func resultKey(seed uint64, t Topology, seconds float64, hash string) string {
+	return fmt.Sprintf("%d/%s/%g/%s", seed, t, seconds, hash)
 }
 
 // runOne runs a seed; on failure it prints the seed, its schedule and the

@@ -207,6 +207,17 @@ func Schedule(seed uint64, t Topology, d time.Duration) []Fault {
 	return out
 }
 
+// ScheduleHash identifies a schedule (the first 12 hex digits of the
+// SHA-256 of its faults as printed).
+func ScheduleHash(fs []Fault) string {
+	var b strings.Builder
+	for _, f := range fs {
+		b.WriteString(f.String())
+		b.WriteByte('\n')
+	}
+	return SHA256Hex([]byte(b.String()))[:12]
+}
+
 // Keep returns the faults whose IDs are in ids (nil: all).
 func Keep(fs []Fault, ids []int) []Fault {
 	if ids == nil {

@@ -22,6 +22,7 @@ type Result struct {
 	Time            time.Time      `json:"time"`
 	ElapsedSeconds  float64        `json:"elapsedSeconds"`
 	Commit          string         `json:"commit,omitempty"`
+	ScheduleHash    string         `json:"scheduleHash"` // the full schedule's: a changed generator reruns the seed
 	Passed          bool           `json:"passed"`
 	Error           string         `json:"error,omitempty"` // the run could not be made (not a violation)
 	Faults          map[string]int `json:"faults"`          // injected, by kind
