@@ -142,8 +142,12 @@ func resultKey(seed uint64, t Topology, seconds float64, hash string) string {
 func runOne(ctx context.Context, cfg Config, rc RunConfig) Result {
 	cfg.Log.Info("seed", "seed", rc.Seed, "topology", string(rc.Topology), "duration", rc.Duration, "faults", len(Keep(Schedule(rc.Seed, rc.Topology, rc.Duration), rc.Keep)))
 	out, err := RunSeed(ctx, rc)
-	if err != nil && out == nil {
+	if err != nil {
+		// Not run, or interrupted: what it saw judges nothing.
 		cfg.Log.Error("seed could not run", "seed", rc.Seed, "err", err)
+		if out != nil && out.Dir != "" {
+			_, _ = fmt.Fprintf(cfg.Out, "seed %d interrupted (logs: %s)\n", rc.Seed, out.Dir)
+		}
 		return Result{Seed: rc.Seed, Topology: rc.Topology, DurationSeconds: rc.Duration.Seconds(), Time: time.Now(), Error: err.Error()}
 	}
 	r := Summarize(out, rc.Duration)
