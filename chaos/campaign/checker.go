@@ -397,7 +397,9 @@ func (c *checker) jobSub(s *Subscriber) {
 	}
 	for _, cn := range s.Conns {
 		if cn.Status == http.StatusNotFound {
-			sawNotFound, notFoundAt = true, cn.Start
+			// When the answer came: a DELETE sent while the request was
+			// on its way may have been served first.
+			sawNotFound, notFoundAt = true, cn.End
 		}
 		for _, e := range cn.Events {
 			if e.Job.Code != s.Code {

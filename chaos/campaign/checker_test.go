@@ -113,8 +113,10 @@ func legal() *History {
 		{ID: 3, Browser: 1, Kind: SubJob, Code: codeB, EndReason: EndErrorEvent, Conns: []Conn{
 			{Start: at(420), Status: 200, EndReason: "closed", Events: []Event{ev(430, "1", job(codeB, StatusPending, 1, 0)), errorEvent(3000, codeB, "UPSTREAM_UNAVAILABLE")}},
 		}},
-		// The deleted job: 404 after the DELETE.
-		{ID: 4, Browser: 1, Kind: SubJob, Code: codeD, EndReason: EndNotFound, Conns: []Conn{{Start: at(1500), Status: 404}}},
+		// The deleted job: 404 after the DELETE; the second asked before
+		// the DELETE was sent and was answered after (held on a slow link).
+		{ID: 4, Browser: 1, Kind: SubJob, Code: codeD, EndReason: EndNotFound, Conns: []Conn{{Start: at(1500), End: at(1501), Status: 404}}},
+		{ID: 7, Browser: 1, Kind: SubJob, Code: codeD, EndReason: EndNotFound, Conns: []Conn{{Start: at(1350), End: at(1450), Status: 404}}},
 		// Refused past the session's stream limit.
 		{ID: 5, Browser: 1, Kind: SubJob, Code: codeC, EndReason: EndRefused, Conns: []Conn{{Start: at(520), Status: 429}}},
 		// The tab: snapshots repeat after reconnects, never go back.
@@ -264,8 +266,9 @@ func TestEachRuleFlagsTheHistoryThatBreaksIt(t *testing.T) {
 			s.Conns[0].Events[1] = errorEvent(3000, codeB, "NOT_FOUND")
 		}},
 		{RuleSpuriousNotFound, func(h *History) { findSub(h, 4).Code = codeA }},
-		{RuleSpuriousNotFound, func(h *History) { // 404 for the deleted job, but before the DELETE was sent
-			findSub(h, 4).Conns[0].Start = at(1000)
+		{RuleSpuriousNotFound, func(h *History) { // 404 for the deleted job, answered before the DELETE was sent
+			c := &findSub(h, 4).Conns[0]
+			c.Start, c.End = at(1000), at(1010)
 		}},
 		{RuleOpenAfterTerminal, func(h *History) { findSub(h, 1).EndReason = EndTerminalOpen }},
 		{RuleStreamRegress, func(h *History) {

@@ -142,6 +142,7 @@ type Conn struct {
 	Start       time.Time `json:"start"`
 	LastEventID string    `json:"lastEventId,omitempty"` // sent
 	Status      int       `json:"status"`
+	ErrCode     string    `json:"errCode,omitempty"` // the JSON error's code of a non-200 answer
 	Err         string    `json:"err,omitempty"`
 	End         time.Time `json:"end"`
 	EndReason   string    `json:"endReason"` // eof, error, idle, closed, reload

@@ -59,7 +59,10 @@ func (b *browser) stream(ctx context.Context, path, lastID string, cn *Conn, han
 	defer func() { _ = resp.Body.Close() }()
 	cn.Status = resp.StatusCode
 	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		var e struct{ Error JobError }
+		if b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10)); err == nil && json.Unmarshal(b, &e) == nil {
+			cn.ErrCode = e.Error.Code
+		}
 		cn.EndReason = "status"
 		return
 	}
