@@ -577,7 +577,7 @@ func (c *checker) downloads() {
 			var last string
 			for i := range c.h.Ops {
 				if o := &c.h.Ops[i]; o.Kind == OpFinalDownload && o.Code == code {
-					last = fmt.Sprintf("%d %s %s", o.Status, o.ErrCode, o.Err)
+					last = strings.TrimSpace(fmt.Sprintf("%d %s %s", o.Status, o.ErrCode, o.Err))
 				}
 			}
 			c.flag(RuleFinalDownload, code, fg.Browser, "COMPLETED after the faults, but no verified whole and ranged download (last answer: %s)", last)
