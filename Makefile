@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-GO_MODULES := backend bff bench scripts/vulndb
+GO_MODULES := backend bff bench chaos scripts/vulndb
 TOOLS      := $(CURDIR)/.tools/bin
 GOLANGCI   := $(TOOLS)/golangci-lint
 GOLANGCI_VERSION := v2.15.0
@@ -15,7 +15,7 @@ VULNDB := $(CURDIR)/.tools/vulndb/$(VULNDB_VERSION)
 
 FUZZTIME ?= 30s
 
-.PHONY: vulncheck soak soak-short bench bench-full bench-smoke screenshot fuzz fuzz-short help build build-go build-client demo test test-go test-client check-compose test-compose test-compose-scale lint deps-test up down clean
+.PHONY: chaos chaos-short vulncheck soak soak-short bench bench-full bench-smoke screenshot fuzz fuzz-short help build build-go build-client demo test test-go test-client check-compose test-compose test-compose-scale lint deps-test up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -37,7 +37,7 @@ demo: build ## run backend + BFF natively and serve the demo on http://localhost
 deps-test: ## install what the tests need (npm packages; Debian packages when root)
 	@scripts/install-test-deps.sh
 
-test: deps-test build lint vulncheck test-go fuzz-short bench-smoke soak-short test-client check-compose test-compose test-compose-scale ## run every test (Go -race, TypeScript, browser, compose)
+test: deps-test build lint vulncheck test-go fuzz-short bench-smoke soak-short chaos-short test-client check-compose test-compose test-compose-scale ## run every test (Go -race, TypeScript, browser, compose)
 
 test-go: ## Go tests with the race detector, both modules
 	go test -race -count=1 $(addprefix ./,$(addsuffix /...,$(GO_MODULES)))
@@ -89,6 +89,16 @@ soak: ## the soak (RELIABILITY.md): real backend + BFF under random creates, sub
 
 soak-short: ## the soak for 60 s
 	@$(MAKE) --no-print-directory soak SOAK_DURATION=60s SOAK_TIMEOUT=5m
+
+SEEDS          ?= 1-100
+CHAOS_DURATION ?= 30s
+CHAOS_RESULTS  := chaos/results
+
+chaos: build-go ## the fault campaign (chaos/README.md): SEEDS (default 1-100; odd on Redis + 3 backends + 2 BFFs, even on 1 backend + 1 BFF), CHAOS_DURATION of faults each; appends to chaos/results/results.jsonl (seeds passed there are skipped) and writes chaos/results/SUMMARY.md
+	go run ./chaos -seeds $(SEEDS) -duration $(CHAOS_DURATION) -bin-dir $(CURDIR)/bin -results $(CHAOS_RESULTS)/results.jsonl -summary $(CHAOS_RESULTS)/SUMMARY.md
+
+chaos-short: build-go ## two fixed seeds of the campaign, 20 s of faults each, one per topology (~1.5 min)
+	go run ./chaos -seeds 1-2 -duration 20s -bin-dir $(CURDIR)/bin -shrink-runs 0
 
 bench/baselines/node_modules/.package-lock.json: bench/baselines/package-lock.json
 	cd bench/baselines && npm ci --no-audit --no-fund

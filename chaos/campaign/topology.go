@@ -1,0 +1,351 @@
+package campaign
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Binaries are the paths of the real backend and BFF.
+type Binaries struct{ Backend, BFF string }
+
+// BuildBinaries builds ./backend/cmd/backend and ./bff/cmd/bff from the
+// repository root into dir (CGO_ENABLED=0, as shipped), or takes them from
+// binDir when it is set (EXPORTSTREAM_BIN_DIR).
+func BuildBinaries(ctx context.Context, repo, binDir, dir string) (Binaries, error) {
+	if binDir != "" {
+		b := Binaries{filepath.Join(binDir, "backend"), filepath.Join(binDir, "bff")}
+		for _, p := range []string{b.Backend, b.BFF} {
+			if _, err := os.Stat(p); err != nil {
+				return b, fmt.Errorf("EXPORTSTREAM_BIN_DIR: %w", err)
+			}
+		}
+		return b, nil
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), "./backend/cmd/backend", "./bff/cmd/bff")
+	cmd.Dir = repo
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return Binaries{}, fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	return Binaries{filepath.Join(dir, "backend"), filepath.Join(dir, "bff")}, nil
+}
+
+// RepoRoot finds the directory holding go.work, from dir upwards.
+func RepoRoot(dir string) (string, error) {
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.work")); err == nil {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("no go.work above %s: run from the exportstream repository", dir)
+		}
+	}
+}
+
+// StackConfig is what a stack needs.
+type StackConfig struct {
+	Topology Topology
+	Bin      Binaries
+	Dir      string // the run's directory: data, logs
+	Log      *slog.Logger
+	// RequireDisk fails the start when the tmpfs cannot be mounted
+	// (CI=true); otherwise disk-full faults are skipped with a log line.
+	RequireDisk bool
+}
+
+// Tunables the campaign runs the services with: short intervals so that
+// recovery fits in a run, the documented defaults otherwise.
+const (
+	sessionSecret   = "chaos-campaign-session-secret-32-bytes!!"
+	backendRetry    = "500ms"
+	bffRetry        = "300ms"
+	heartbeat       = "2s"
+	upstreamIdle    = "6s" // 3 heartbeats: a blackholed upstream is noticed
+	upstreamGiveUp  = "15s"
+	upstreamLinger  = "1s"
+	multiplexResync = "2s"
+	claimIdle       = "6s"
+	workers         = "8"
+	diskSize        = 64 << 20
+)
+
+// Stack is a running topology: the processes, the links between them
+// (fault proxies) and the data directory's disk.
+type Stack struct {
+	cfg        StackConfig
+	redis      *proc
+	backends   []*proc
+	bffs       []*proc
+	bffLinks   []*Proxy // BFF i → backends
+	redisLinks []*Proxy // backend i → Redis
+	disk       *disk
+}
+
+// StartStack starts the topology and waits until every BFF is ready.
+func StartStack(ctx context.Context, cfg StackConfig) (s *Stack, err error) {
+	s = &Stack{cfg: cfg}
+	defer func() {
+		if err != nil {
+			s.Close()
+			s = nil
+		}
+	}()
+	logs := filepath.Join(cfg.Dir, "logs")
+	if err := os.MkdirAll(logs, 0o700); err != nil {
+		return nil, fmt.Errorf("logs dir: %w", err)
+	}
+	s.disk, err = mountDisk(filepath.Join(cfg.Dir, "data"), cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	if !s.disk.mounted && cfg.RequireDisk {
+		return nil, errors.New("CI=true: the disk-full fault needs a tmpfs, and mounting one failed (needs root or CAP_SYS_ADMIN)")
+	}
+	nb, nf := processTargets(cfg.Topology)
+	newProc := func(name string, argv, env []string) (*proc, error) {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		for i := range argv {
+			argv[i] = strings.ReplaceAll(argv[i], "{port}", strconv.Itoa(port))
+		}
+		return &proc{name: name, argv: argv, env: env, port: port, logPath: filepath.Join(logs, name+".log")}, nil
+	}
+	if cfg.Topology == TopologyA {
+		bin, err := exec.LookPath("redis-server")
+		if err != nil {
+			return nil, fmt.Errorf("topology A needs redis-server: %w", err)
+		}
+		redisDir := filepath.Join(cfg.Dir, "redis")
+		if err := os.MkdirAll(redisDir, 0o700); err != nil {
+			return nil, fmt.Errorf("redis dir: %w", err)
+		}
+		// AOF fsynced at every write, no RDB: what docker-compose.scale.yml
+		// runs and the README's "durable before visible" assumes.
+		s.redis, err = newProc("redis", []string{bin, "--port", "{port}", "--bind", "127.0.0.1", "--save", "",
+			"--appendonly", "yes", "--appendfsync", "always", "--dir", redisDir, "--daemonize", "no", "--loglevel", "warning"}, nil)
+		if err != nil {
+			return nil, err
+		}
+		s.redis.ready = redisReady(s.redis.addr())
+		if err := s.redis.start(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for i := 1; i <= nb; i++ {
+		env := []string{"DATA_DIR=" + s.disk.dir, "WORKERS=" + workers, "SSE_RETRY=" + backendRetry,
+			"HEARTBEAT_INTERVAL=" + heartbeat, "LOG_LEVEL=warn", "SHUTDOWN_TIMEOUT=3s"}
+		if cfg.Topology == TopologyA {
+			l, err := NewProxy(fmt.Sprintf("redislink-%d", i), s.redis.addr())
+			if err != nil {
+				return nil, err
+			}
+			s.redisLinks = append(s.redisLinks, l)
+			env = append(env, "REDIS_URL=redis://"+l.Addr()+"/0", "REDIS_CLAIM_IDLE="+claimIdle)
+		}
+		p, err := newProc(fmt.Sprintf("backend-%d", i), []string{cfg.Bin.Backend, "-addr", "127.0.0.1:{port}"}, env)
+		if err != nil {
+			return nil, err
+		}
+		p.ready = httpReady(p.url() + "/readyz")
+		s.backends = append(s.backends, p)
+	}
+	for _, p := range s.backends {
+		if err := p.start(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for i := 1; i <= nf; i++ {
+		// BFF i reaches the backends starting with backend i, in turn.
+		var targets []string
+		for j := range nb {
+			targets = append(targets, s.backends[(i-1+j)%nb].addr())
+		}
+		l, err := NewProxy(fmt.Sprintf("bfflink-%d", i), targets...)
+		if err != nil {
+			return nil, err
+		}
+		s.bffLinks = append(s.bffLinks, l)
+		p, err := newProc(fmt.Sprintf("bff-%d", i), []string{cfg.Bin.BFF, "-addr", "127.0.0.1:{port}"}, []string{
+			"BACKEND_URL=http://" + l.Addr(), "SESSION_SECRET=" + sessionSecret, "SSE_RETRY=" + bffRetry,
+			"HEARTBEAT_INTERVAL=" + heartbeat, "UPSTREAM_IDLE_TIMEOUT=" + upstreamIdle, "UPSTREAM_GIVEUP=" + upstreamGiveUp,
+			"UPSTREAM_LINGER=" + upstreamLinger, "MULTIPLEX_RESYNC=" + multiplexResync, "CREATE_RATE=10",
+			"LOG_LEVEL=warn", "SHUTDOWN_TIMEOUT=3s", "STATIC_DIR=" + cfg.Dir,
+		})
+		if err != nil {
+			return nil, err
+		}
+		p.ready = httpReady(p.url() + "/readyz")
+		s.bffs = append(s.bffs, p)
+		if err := p.start(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// BFFURLs are the BFFs' base URLs, which browsers use in turn.
+func (s *Stack) BFFURLs() []string {
+	var out []string
+	for _, p := range s.bffs {
+		out = append(out, p.url())
+	}
+	return out
+}
+
+// goProcs are the Go processes (backends, BFFs), whose leaks are checked.
+func (s *Stack) goProcs() []*proc { return append(append([]*proc(nil), s.backends...), s.bffs...) }
+
+func (s *Stack) proc(name string) *proc {
+	for _, p := range s.goProcs() {
+		if p.name == name {
+			return p
+		}
+	}
+	panic("campaign: no process " + name)
+}
+
+func (s *Stack) link(name string) *Proxy {
+	for _, l := range append(append([]*Proxy(nil), s.bffLinks...), s.redisLinks...) {
+		if l.Name == name {
+			return l
+		}
+	}
+	panic("campaign: no link " + name)
+}
+
+// Heal undoes whatever a fault left behind (the injector undoes each; this
+// is the safety net) and waits until every process is running and ready.
+// It returns each process's error.
+func (s *Stack) Heal(ctx context.Context) map[string]error {
+	for _, l := range append(append([]*Proxy(nil), s.bffLinks...), s.redisLinks...) {
+		l.SetLatency(0)
+		l.Refuse(false)
+		l.Blackhole(false)
+	}
+	if s.disk != nil {
+		_ = s.disk.free(ctx)
+	}
+	errs := map[string]error{}
+	all := s.goProcs()
+	if s.redis != nil {
+		all = append([]*proc{s.redis}, all...)
+	}
+	for _, p := range all {
+		if !p.running() && p.pid() != 0 {
+			_ = p.resume()
+		}
+		if err := p.start(ctx); err != nil {
+			errs[p.name] = err
+		}
+	}
+	return errs
+}
+
+// Close stops every process, link and the disk.
+func (s *Stack) Close() {
+	for _, p := range s.bffs {
+		p.stop()
+	}
+	for _, p := range s.backends {
+		p.stop()
+	}
+	if s.redis != nil {
+		s.redis.stop()
+	}
+	for _, l := range append(append([]*Proxy(nil), s.bffLinks...), s.redisLinks...) {
+		l.Close()
+	}
+	if s.disk != nil {
+		s.disk.unmount()
+	}
+}
+
+// disk is the data directory: a tmpfs of diskSize when it can be mounted
+// (root), which the disk-full fault fills with a ballast file.
+type disk struct {
+	dir     string
+	mounted bool
+	log     *slog.Logger
+}
+
+func mountDisk(dir string, log *slog.Logger) (*disk, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	d := &disk{dir: dir, log: log}
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", diskSize), "tmpfs", dir).CombinedOutput()
+	if err != nil {
+		log.Warn("SKIPPING disk-full faults: cannot mount a tmpfs for the data directory (needs root or CAP_SYS_ADMIN)", "err", err, "out", strings.TrimSpace(string(out)))
+		return d, nil
+	}
+	d.mounted = true
+	return d, nil
+}
+
+func (d *disk) ballast() string { return filepath.Join(d.dir, "chaos-ballast") }
+
+// fill writes the ballast until the disk says ENOSPC (bounded by its size).
+func (d *disk) fill(ctx context.Context) error {
+	f, err := os.OpenFile(d.ballast(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("ballast: %w", err)
+	}
+	defer func() { _ = f.Close() }()
+	chunk := make([]byte, 64<<10)
+	for range diskSize/len(chunk) + 1 {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if _, err = f.Write(chunk); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("filling %s: %w, want ENOSPC", d.dir, err)
+	}
+	return nil
+}
+
+func (d *disk) free(context.Context) error {
+	if err := os.Remove(d.ballast()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("free the disk: %w", err)
+	}
+	return nil
+}
+
+func (d *disk) unmount() {
+	if !d.mounted {
+		return
+	}
+	if out, err := exec.Command("umount", d.dir).CombinedOutput(); err != nil {
+		d.log.Warn("umount, retrying lazily", "dir", d.dir, "err", err, "out", strings.TrimSpace(string(out)))
+		_ = exec.Command("umount", "-l", d.dir).Run()
+	}
+	d.mounted = false
+}
+
+// waitFor polls cond every 200 ms until it holds or d passes; the last
+// error of cond when it never held.
+func waitFor(ctx context.Context, d time.Duration, cond func() error) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || !waitUntil(ctx, time.Now().Add(200*time.Millisecond)) {
+			return err
+		}
+	}
+}
