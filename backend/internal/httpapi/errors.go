@@ -62,6 +62,8 @@ func (s *Server) toAPIError(err error) *apiError {
 		return &apiError{http.StatusGone, "GONE", err.Error()}
 	case errors.Is(err, job.ErrKeyReused):
 		return &apiError{http.StatusConflict, "IDEMPOTENCY_KEY_REUSED", err.Error()}
+	case errors.Is(err, job.ErrKeyOfDeletedExport):
+		return &apiError{http.StatusConflict, "EXPORT_DELETED", err.Error()}
 	case errors.Is(err, job.ErrTooManyActive):
 		return &apiError{http.StatusTooManyRequests, "TOO_MANY_ACTIVE", err.Error()}
 	case errors.Is(err, job.ErrQueueFull):

@@ -23,6 +23,8 @@ var (
 	// ErrStorageReadOnly: the data directory cannot be written (EROFS).
 	ErrStorageReadOnly = errors.New("the export service's storage is read-only, try again later")
 	ErrKeyReused       = errors.New("this Idempotency-Key was used with a different request")
+	// ErrKeyOfDeletedExport: the key's export was deleted; a new key starts another.
+	ErrKeyOfDeletedExport = errors.New("the export this Idempotency-Key started was deleted; use a new key to start another")
 	// ErrTerminal is returned by a change to a job that has already ended.
 	ErrTerminal = errors.New("export has already ended")
 )

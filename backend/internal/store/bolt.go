@@ -172,7 +172,7 @@ func (d *boltDisk) createJob(j job.Job, key string, k idemKey) error {
 	}))
 }
 
-func (d *boltDisk) deleteJob(code, keyID string, tomb *tombstone) error {
+func (d *boltDisk) deleteJob(code string, tomb *tombstone) error {
 	var tv []byte
 	if tomb != nil {
 		var err error
@@ -183,9 +183,6 @@ func (d *boltDisk) deleteJob(code, keyID string, tomb *tombstone) error {
 	return d.write(func() error {
 		return d.commits.update(func(tx *bolt.Tx) error {
 			if err := tx.Bucket(bucketJobs).Delete([]byte(code)); err != nil {
-				return err
-			}
-			if err := tx.Bucket(bucketKeys).Delete([]byte(keyID)); err != nil {
 				return err
 			}
 			if tv != nil {

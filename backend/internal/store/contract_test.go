@@ -202,7 +202,7 @@ var contract = []struct {
 			t.Errorf("carol sees %d jobs", len(none))
 		}
 	}},
-	{"delete removes the job from lists and frees its key", func(t *testing.T, st store.Store) {
+	{"delete removes the job from lists; its key refuses a late replay of the create", func(t *testing.T, st store.Store) {
 		j := job.New(job.Request{Rows: 1}, "alice", time.Now().UTC())
 		_, _, _ = st.Create(t.Context(), j, "k")
 		if err := st.Delete(t.Context(), j.Code); err != nil {
@@ -211,8 +211,16 @@ var contract = []struct {
 		if jobs, _ := st.List(t.Context(), "alice"); len(jobs) != 0 {
 			t.Errorf("list after delete: %d", len(jobs))
 		}
-		if again, created, err := st.Create(t.Context(), job.New(j.Request, "alice", time.Now().UTC()), "k"); err != nil || !created || again.Code == j.Code {
-			t.Errorf("key after delete: created=%v %v", created, err)
+		// A retry of the create that arrives after the delete (its first
+		// answer was lost) must not start the deleted export again.
+		if again, created, err := st.Create(t.Context(), job.New(j.Request, "alice", time.Now().UTC()), "k"); !errors.Is(err, job.ErrKeyOfDeletedExport) || created {
+			t.Errorf("replay after delete: %s created=%v %v; want job.ErrKeyOfDeletedExport", again.Code, created, err)
+		}
+		if jobs, _ := st.List(t.Context(), "alice"); len(jobs) != 0 {
+			t.Errorf("list after the replay: %d jobs", len(jobs))
+		}
+		if _, created, err := st.Create(t.Context(), job.New(j.Request, "alice", time.Now().UTC()), "k2"); err != nil || !created {
+			t.Errorf("a new key after delete: created=%v %v", created, err)
 		}
 	}},
 	{"unfinished lists running jobs oldest first and stats count them", func(t *testing.T, st store.Store) {

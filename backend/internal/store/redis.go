@@ -332,28 +332,24 @@ redis.call('PUBLISH', ARGV[11], ARGV[7] .. ' ' .. ARGV[2])
 return 1
 `)
 
-// removeScript: KEYS job, idem key, owner zset, unfinished, terminal,
-// status hash, active hash, gone key, tombs zset, idems zset. ARGV expected
-// seq, code, status, owner, terminal?, tomb JSON ("" for none), ttl ms,
-// tomb at ms, channel, idem member ("" for none).
+// removeScript: KEYS job, owner zset, unfinished, terminal, status hash,
+// active hash, gone key, tombs zset. ARGV expected seq, code, status,
+// owner, terminal?, tomb JSON ("" for none), ttl ms, tomb at ms, channel.
+// The job's idempotency key stays until it expires (see Store.Delete).
 // Returns 1 removed, 0 seq moved on (retry), -1 no such job.
 var removeScript = redis.NewScript(`
 local seq = redis.call('HGET', KEYS[1], 'seq')
 if not seq then return -1 end
 if seq ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-if ARGV[10] ~= '' then
-  redis.call('DEL', KEYS[2])
-  redis.call('ZREM', KEYS[10], ARGV[10])
-end
+redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
 redis.call('ZREM', KEYS[4], ARGV[2])
-redis.call('ZREM', KEYS[5], ARGV[2])
-redis.call('HINCRBY', KEYS[6], ARGV[3], -1)
-if ARGV[5] ~= '1' then redis.call('HINCRBY', KEYS[7], ARGV[4], -1) end
+redis.call('HINCRBY', KEYS[5], ARGV[3], -1)
+if ARGV[5] ~= '1' then redis.call('HINCRBY', KEYS[6], ARGV[4], -1) end
 if ARGV[6] ~= '' then
-  redis.call('SET', KEYS[8], ARGV[6], 'PX', ARGV[7])
-  redis.call('ZADD', KEYS[9], ARGV[8], ARGV[2])
+  redis.call('SET', KEYS[7], ARGV[6], 'PX', ARGV[7])
+  redis.call('ZADD', KEYS[8], ARGV[8], ARGV[2])
 end
 redis.call('PUBLISH', ARGV[9], ARGV[2] .. ' D')
 return 1
@@ -396,8 +392,7 @@ func (s *Redis) Create(ctx context.Context, j job.Job, key string) (job.Job, boo
 	if prev.Fingerprint != j.Request.Fingerprint() {
 		return job.Job{}, false, job.ErrKeyReused
 	}
-	stored, err := s.Get(ctx, prev.Code)
-	return stored, false, err
+	return replay(s.Get(ctx, prev.Code))
 }
 
 // read loads a job and the idempotency key it was created with.
@@ -541,24 +536,21 @@ func (s *Redis) remove(ctx context.Context, code string, tomb *tombstone) error 
 		}
 	}
 	for range maxCASAttempts {
-		cur, key, err := s.read(ctx, code)
+		cur, _, err := s.read(ctx, code)
 		if err != nil {
 			return err
 		}
-		member, tombAt := "", int64(0)
-		if key != "" {
-			member = s.idemMember(cur.Owner, key)
-		}
+		tombAt := int64(0)
 		if tomb != nil {
 			tombAt = millis(tomb.At)
 		}
 		res, err := removeScript.Run(ctx, s.rdb,
 			[]string{
-				s.k("job", code), s.k("idem", s.idemMember(cur.Owner, key)), s.k("owner", cur.Owner), s.k("unfinished"), s.k("terminal"),
-				s.k("stats", "status"), s.k("stats", "active"), s.k("gone", code), s.k("tombs"), s.k("idems"),
+				s.k("job", code), s.k("owner", cur.Owner), s.k("unfinished"), s.k("terminal"),
+				s.k("stats", "status"), s.k("stats", "active"), s.k("gone", code), s.k("tombs"),
 			},
 			cur.Seq, code, string(cur.Status), cur.Owner, boolArg(cur.Status.Terminal()),
-			string(tv), s.retention.Milliseconds(), tombAt, s.k("changed"), member,
+			string(tv), s.retention.Milliseconds(), tombAt, s.k("changed"),
 		).Int64()
 		if err != nil {
 			return unavailable("delete "+code, err)

@@ -37,7 +37,9 @@ type Store interface {
 	Watch(ctx context.Context, code string) (job.Job, <-chan struct{}, error)
 	// List returns owner's jobs, newest first.
 	List(ctx context.Context, owner string) ([]job.Job, error)
-	// Delete removes a job and its idempotency key.
+	// Delete removes a job. Its idempotency key stays until it expires
+	// with retention: a create replaying it gets job.ErrKeyOfDeletedExport,
+	// so a late retry of a create never starts a deleted export again.
 	Delete(ctx context.Context, code string) error
 	// Expired reports whether code's file was deleted by retention, and its owner.
 	Expired(ctx context.Context, code string) (owner string, ok bool, err error)
@@ -60,7 +62,7 @@ type Store interface {
 type persister interface {
 	putJob(j job.Job, key string) error
 	createJob(j job.Job, key string, k idemKey) error
-	deleteJob(code, key string, tomb *tombstone) error
+	deleteJob(code string, tomb *tombstone) error
 	sweep(cutoff time.Time) error
 	close() error
 }
@@ -130,6 +132,17 @@ func (s *jobs) count(j *job.Job, d int) {
 
 func keyID(owner, key string) string { return owner + "\x00" + key }
 
+// replay is a create's answer for an idempotency key already used with
+// the same request: the job it made, or job.ErrKeyOfDeletedExport if that
+// job was deleted since (the key outlives it, so a late retry of the
+// create cannot start the deleted export again).
+func replay(stored job.Job, err error) (job.Job, bool, error) {
+	if errors.Is(err, job.ErrNotFound) {
+		return job.Job{}, false, job.ErrKeyOfDeletedExport
+	}
+	return stored, false, err
+}
+
 func (s *jobs) Create(ctx context.Context, j job.Job, key string) (job.Job, bool, error) {
 	s.mu.Lock()
 	var k idemKey
@@ -139,8 +152,7 @@ func (s *jobs) Create(ctx context.Context, j job.Job, key string) (job.Job, bool
 			if prev.Fingerprint != j.Request.Fingerprint() {
 				return job.Job{}, false, job.ErrKeyReused
 			}
-			stored, err := s.Get(ctx, prev.Code)
-			return stored, false, err
+			return replay(s.Get(ctx, prev.Code))
 		}
 		k = idemKey{Code: j.Code, Fingerprint: j.Request.Fingerprint(), CreatedAt: j.CreatedAt}
 		s.keys[keyID(j.Owner, key)] = k // reserved: a concurrent replay waits on the job below
@@ -277,16 +289,13 @@ func (s *jobs) remove(code string, tomb *tombstone) error {
 	}
 	defer e.mu.Unlock()
 	if s.disk != nil {
-		if err := s.disk.deleteJob(code, keyID(e.job.Owner, e.key), tomb); err != nil {
+		if err := s.disk.deleteJob(code, tomb); err != nil {
 			return fmt.Errorf("delete %s: %w", code, err)
 		}
 	}
 	s.mu.Lock()
 	delete(s.entries, code)
 	s.count(&e.job, -1)
-	if e.key != "" {
-		delete(s.keys, keyID(e.job.Owner, e.key))
-	}
 	if tomb != nil {
 		s.gone[code] = *tomb
 	}

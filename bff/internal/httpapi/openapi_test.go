@@ -682,6 +682,12 @@ func testOpenAPIResponses(t *testing.T) {
 	etag := `"` + doneJob.File.SHA256 + `"`
 	past := fmt.Sprintf("bytes=%d-", doneJob.File.Size+10)
 
+	deleted := c.create(t, bff, `{"rows":10,"durationMs":0}`, http.Header{"Idempotency-Key": {"bff-key-deleted"}})
+	c.run(t, []apiCase{
+		{name: "BFF cancel, a keyed export", method: "DELETE", url: bff + "/" + deleted.Code, status: 200, validRequest: true},
+		{name: "BFF delete, a keyed export", method: "DELETE", url: bff + "/" + deleted.Code, status: 204, validRequest: true},
+		{name: "BFF create, the key of a deleted export", method: "POST", url: bff, header: http.Header{"Idempotency-Key": {"bff-key-deleted"}}, body: `{"rows":10,"durationMs":0}`, status: 409, code: "EXPORT_DELETED", validRequest: true},
+	})
 	c.run(t, []apiCase{
 		// create
 		{name: "BFF create, a key", method: "POST", url: bff, header: http.Header{"Idempotency-Key": {"bff-key-1"}}, body: `{"rows":10,"durationMs":0}`, status: 202, validRequest: true},
