@@ -6,6 +6,7 @@ package store_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -273,5 +274,38 @@ func TestRedisKeepsIdempotencyKeysForItsRetention(t *testing.T) {
 			t.Fatal("the idempotency key still replays 10 s into a 300 ms retention")
 		}
 		time.Sleep(50 * time.Millisecond) // polling the key's expiry, which Redis times
+	}
+}
+
+// Kills store.go:161 (the failed create's key left reserved): a create
+// refused for a full disk can be retried with the same Idempotency-Key
+// once there is room, and makes the job.
+func TestACreateRefusedForAFullDiskCanBeRetriedWithItsKey(t *testing.T) {
+	dir := smallDisk(t, 1<<20)
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Close() }()
+	filler := filepath.Join(dir, "filler")
+	fillDisk(t, filler)
+	big := job.Request{Rows: 1, Filename: strings.Repeat("f", 32<<10)}
+	var key string
+	for i := range 100 {
+		key = fmt.Sprintf("key-%d", i)
+		if _, _, err = st.Create(t.Context(), job.New(big, "alice", time.Now().UTC()), key); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, job.ErrStorageFull) {
+		t.Fatalf("creates on a full disk: %v, want ErrStorageFull", err)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	j := job.New(big, "alice", time.Now().UTC())
+	got, created, err := st.Create(t.Context(), j, key)
+	if err != nil || !created || got.Code != j.Code {
+		t.Fatalf("the retry with key %s once there is room: %s created=%v %v; want the new job", key, got.Code, created, err)
 	}
 }
