@@ -6,6 +6,7 @@ package store_test
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -37,6 +38,36 @@ var contractMore = []struct {
 		for i := range want {
 			if got[i].Code != want[i] {
 				t.Errorf("unfinished[%d] = %s, want %s (oldest first)", i, got[i].Code, want[i])
+			}
+		}
+	}},
+	// Covers and kills store.go:258-260 (compareStrings, which no test
+	// reached): jobs created in the same instant (a burst of creates) are
+	// listed in one order, the same on every call and every store, so a
+	// page reload never reshuffles them. Both stores break the tie by code,
+	// descending; the test asserts that order, since "stable" alone would
+	// let a comparator that calls some codes equal pass by chance.
+	{"jobs created in the same instant are listed in a stable order", func(t *testing.T, st store.Store) {
+		at := time.Now().UTC().Truncate(time.Millisecond) // Redis scores are milliseconds
+		var codes []string
+		for range 5 {
+			j := job.New(job.Request{Rows: 1}, "alice", at)
+			if _, _, err := st.Create(t.Context(), j, ""); err != nil {
+				t.Fatal(err)
+			}
+			codes = append(codes, j.Code)
+		}
+		slices.Sort(codes)
+		slices.Reverse(codes)
+		for range 3 {
+			got, err := st.List(t.Context(), "alice")
+			if err != nil || len(got) != len(codes) {
+				t.Fatalf("list: %d jobs, %v", len(got), err)
+			}
+			for i := range codes {
+				if got[i].Code != codes[i] {
+					t.Fatalf("list[%d] = %s, want %s: ties ordered by code, descending", i, got[i].Code, codes[i])
+				}
 			}
 		}
 	}},
