@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"os"
 	"strings"
@@ -292,4 +293,92 @@ func TestTheLastAllowedDeliveryOfAJobStillRunsIt(t *testing.T) {
 	r := newRedisReplica(t, srv.URL(), t.TempDir(), 200*time.Millisecond)
 	seen := watchAll(t, r.store, j.Code)
 	checkRun(t, seen, 100)
+}
+
+// Kills redisqueue.go:54 and redisqueue.go:55 (the ClaimIdle default,
+// 30 s, lost for a zero option): a replica whose queue is opened without a
+// ClaimIdle still runs its jobs.
+func TestAQueueOpenedWithoutAClaimIdleRunsJobs(t *testing.T) {
+	srv := redistest.Start(t)
+	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Close() }()
+	q, err := worker.NewRedisQueue(t.Context(), st.Client(), worker.RedisQueueOptions{Prefix: st.Prefix()}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := worker.New(st, worker.Config{Workers: 1, QueueSize: 10, FilesDir: t.TempDir(), ProgressInterval: 50 * time.Millisecond, Retention: time.Hour, Durable: true, Queue: q}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	j := job.New(job.Request{Rows: 100, DurationMs: 100}, "", time.Now().UTC())
+	if _, _, err := st.Create(t.Context(), j, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.Submit(j.Code); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan []job.Job, 1)
+	go func() { done <- watchAll(t, st, j.Code) }()
+	select {
+	case seen := <-done:
+		checkRun(t, seen, 100)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the job did not finish within 20 s")
+	}
+}
+
+// Kills redisqueue.go:94 (>= MaxLen as >): the shared queue holds MaxLen
+// jobs, and the next create is refused as a full queue (429).
+func TestTheSharedQueueRefusesJobsPastMaxLen(t *testing.T) {
+	srv := redistest.Start(t)
+	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Close() }()
+	q, err := worker.NewRedisQueue(t.Context(), st.Client(), worker.RedisQueueOptions{Prefix: st.Prefix(), MaxLen: 2}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []error{nil, nil, job.ErrQueueFull} {
+		if err := q.Push(t.Context(), job.New(job.Request{Rows: 1}, "", time.Now()).Code); !errors.Is(err, want) {
+			t.Fatalf("push %d into a queue of 2: %v, want %v", i+1, err, want)
+		}
+	}
+}
+
+// Covers and kills redisqueue.go:110 and :113 (Depth, which no worker
+// test read): the queue's depth counts the jobs waiting for a worker, not
+// those being generated.
+func TestTheSharedQueuesDepthCountsOnlyWaitingJobs(t *testing.T) {
+	srv := redistest.Start(t)
+	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Close() }()
+	q, err := worker.NewRedisQueue(t.Context(), st.Client(), worker.RedisQueueOptions{Prefix: st.Prefix(), ClaimIdle: time.Minute}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := q.Depth(); d != 0 {
+		t.Fatalf("depth of an empty queue: %d", d)
+	}
+	for range 3 {
+		if err := q.Push(t.Context(), job.New(job.Request{Rows: 1}, "", time.Now()).Code); err != nil {
+			t.Fatal(err)
+		}
+	}
+	task, err := q.Pop(t.Context()) // one is taken by a worker
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer task.Done()
+	if d := q.Depth(); d != 2 {
+		t.Errorf("depth with 3 queued and 1 taken: %d, want 2", d)
+	}
 }
