@@ -81,6 +81,40 @@ vulncheck: $(GOVULNCHECK) $(VULNDB)/index/db.json ## govulncheck on every Go mod
 	go run ./scripts/vulndb check -govulncheck $(GOVULNCHECK) -db $(VULNDB) -accept scripts/vulndb/accepted.txt $(GO_MODULES)
 	cd client && npm audit --omit=dev
 
+# Mutation testing (RELIABILITY.md, "Mutation testing"): gremlins mutates
+# each core package and runs that package's tests against every mutant, one
+# package and one mutant at a time (the machine is shared), without -race.
+# Long (about an hour in all), so not in `make test`. One package:
+# make mutation MUTATION_PKGS=bff:internal/relay
+GREMLINS := $(TOOLS)/gremlins
+GREMLINS_VERSION := v0.6.0
+MUTATION_PKGS ?= bff:internal/relay bff:internal/session bff:internal/stream backend:internal/store backend:internal/worker
+MUTATION_OUT ?= $(CURDIR)/.tools/mutation
+# A mutant's tests may take this many times the package's first (covered) test run.
+MUTATION_TIMEOUT_COEFFICIENT ?= 5
+# gremlins works (and the tests make their temporary dirs) under this.
+MUTATION_TMP = $(MUTATION_OUT)/tmp
+# A mutant that crashes a test binary skips its cleanups: the store's tests
+# then leave their tmpfs mounts (root only) in MUTATION_TMP.
+MUTATION_UNMOUNT = awk 'index($$2, "$(MUTATION_TMP)/") == 1 {print $$2}' /proc/mounts | xargs -r umount -l
+
+.PHONY: mutation
+
+$(GREMLINS):
+	GOBIN=$(TOOLS) go install github.com/go-gremlins/gremlins/cmd/gremlins@$(GREMLINS_VERSION)
+
+mutation: $(GREMLINS) ## mutation testing of the core Go packages (gremlins; long, not in make test): JSON reports and logs in MUTATION_OUT
+	@command -v redis-server >/dev/null || { echo "make mutation: redis-server is needed (the store and worker tests run on it)"; exit 1; }
+	@mkdir -p $(MUTATION_OUT) $(MUTATION_TMP)
+	@set -o pipefail; for p in $(MUTATION_PKGS); do \
+		mod=$${p%%:*}; dir=$${p#*:}; name=$$(basename $$dir); \
+		echo "== $$mod/$$dir -> $(MUTATION_OUT)/$$name.json"; \
+		(cd $$mod && CI=true GOWORK=off TMPDIR=$(MUTATION_TMP) $(GREMLINS) unleash --workers 1 \
+			--timeout-coefficient $(MUTATION_TIMEOUT_COEFFICIENT) \
+			-o $(MUTATION_OUT)/$$name.json ./$$dir) | tee $(MUTATION_OUT)/$$name.log || exit 1; \
+		$(MUTATION_UNMOUNT); \
+	done
+
 SOAK_DURATION ?= 10m
 SOAK_TIMEOUT  ?= 30m
 

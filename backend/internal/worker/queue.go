@@ -56,7 +56,16 @@ func (q chanQueue) Pop(ctx context.Context) (*Task, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case code := <-q:
-		return &Task{Code: code, Deliveries: 1, Done: func() {}, Release: func() {}}, nil
+		// Release puts the job back (a worker that took it as the pool
+		// closed hands it back), so Close fails it or Resume finds it.
+		// There is room: Submit stops before a closing pool's workers do.
+		release := func() {
+			select {
+			case q <- code:
+			default:
+			}
+		}
+		return &Task{Code: code, Deliveries: 1, Done: func() {}, Release: release}, nil
 	}
 }
 
