@@ -272,31 +272,33 @@ func TestTheIdleTimeoutKeepsTheBackendClientsTransport(t *testing.T) {
 	}
 }
 
-// Kills idle.go:64 (both mutants of the read that restarts the idle
-// clock): a backend that keeps sending is never taken for a silent one,
+// Kills idle.go:64:7 (the negation: the read that restarts the idle
+// clock never does): a backend that keeps sending is never taken for a silent one,
 // however long its stream lasts.
 func TestAStreamThatKeepsSendingIsNotTakenForASilentOne(t *testing.T) {
 	b := newScriptedBackend(t)
-	h, _ := newTestHub(t, b, Config{IdleTimeout: 100 * time.Millisecond})
+	h, _ := newTestHub(t, b, Config{IdleTimeout: 600 * time.Millisecond})
 	s := h.Subscribe("o", "c", 0, nil)
 	defer s.Close()
-	b.scripts <- func(w http.ResponseWriter) { // 500 ms of events 20 ms apart
+	const events = 24
+	b.scripts <- func(w http.ResponseWriter) { // 1.4 s of events 60 ms apart: over twice the idle timeout
 		w.Header().Set("Content-Type", "text/event-stream")
-		tick := time.NewTicker(20 * time.Millisecond)
+		tick := time.NewTicker(60 * time.Millisecond)
 		defer tick.Stop()
-		for seq := 1; seq < 25; seq++ {
+		for seq := 1; seq < events; seq++ {
 			_, _ = w.Write([]byte(snapshot(seq, "IN_PROGRESS")))
 			w.(http.Flusher).Flush()
 			<-tick.C
 		}
-		_, _ = w.Write([]byte(snapshot(25, "COMPLETED")))
+		_, _ = w.Write([]byte(snapshot(events, "COMPLETED")))
 	}
+	b.scripts <- stream(snapshot(events, "COMPLETED")) // for a reconnect, so a failure does not hang
 	evs := drainAll(t, s)
 	if opens := len(b.opens); opens != 1 {
 		t.Errorf("%d connections to the backend, want 1: it never went quiet", opens)
 	}
-	if last := evs[len(evs)-1]; last.Seq != 25 || !last.End {
-		t.Errorf("ended on %+v, want seq 25 COMPLETED", last)
+	if last := evs[len(evs)-1]; last.Seq != events || !last.End {
+		t.Errorf("ended on %+v, want seq %d COMPLETED", last, events)
 	}
 }
 

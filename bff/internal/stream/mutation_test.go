@@ -1,3 +1,5 @@
+//go:build unix
+
 package stream_test
 
 // Tests added from mutation testing (make mutation, RELIABILITY.md): each
@@ -5,9 +7,13 @@ package stream_test
 // the stream sees, on loopback connections like the rest.
 
 import (
+	"bufio"
 	"io"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,23 +41,24 @@ func TestDataWithLineBreaksAtItsEdgesIsFramedLineByLine(t *testing.T) {
 // stream gets a heartbeat about one interval after its last write, not
 // several intervals late and not at every tick of the janitor.
 func TestHeartbeatsComeAboutOneIntervalApart(t *testing.T) {
-	const heartbeat = 200 * time.Millisecond
+	const heartbeat, pings = 200 * time.Millisecond, 4
 	_, url, opened := server(t, stream.Config{Heartbeat: heartbeat})
+	start := time.Now() // before the stream opens: the bounds below are measured from here
 	conn, br := dial(t, url)
 	<-opened
-	var at []time.Time
-	for range 4 {
+	for range pings {
 		if got := readBlock(t, conn, br); got != ": ping\n" {
 			t.Fatalf("got %q, want a heartbeat", got)
 		}
-		at = append(at, time.Now())
 	}
-	for i := 1; i < len(at); i++ {
-		// The janitor looks every quarter of the interval: a ping comes
-		// between one and one and a quarter intervals after the last write.
-		if gap := at[i].Sub(at[i-1]); gap < 3*heartbeat/4 || gap > 5*heartbeat/2 {
-			t.Errorf("heartbeats %v apart, want about %v", gap, heartbeat)
-		}
+	// The janitor looks every quarter of the interval, so ping k is written
+	// between k intervals (less the tick the stream's clock may lag) and
+	// k and a quarter intervals after the stream opened. A reader can only
+	// be late, so the lower bound is exact; the upper one has a second of
+	// slack for a loaded machine.
+	took := time.Since(start)
+	if low, high := pings*heartbeat-heartbeat/4, pings*heartbeat*5/4+time.Second; took < low || took > high {
+		t.Errorf("%d heartbeats took %v, want between %v and %v (one about every %v)", pings, took, low, high, heartbeat)
 	}
 }
 
@@ -109,9 +116,33 @@ func TestWithoutAWriteTimeoutABrowserThatFallsBehindGetsEverything(t *testing.T)
 		src.out = stream.AppendEvent(src.out, string(rune('a'+i%26)), big)
 	}
 	url := serve(t, pool, func() stream.Source { return src })
-	conn, br := dial(t, url)
-	// 16 MiB is more than the loopback socket buffers hold: the pool's
-	// writer fills them and leaves the rest to a stalled write.
+	// A browser with a small receive window (no autotuning): the 16 MiB are
+	// far more than the socket buffers hold, so the pool's writer fills
+	// them and leaves the rest to a stalled write, whoever reads how fast.
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8<<10)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	conn, err := d.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	if _, err := io.WriteString(conn, "GET /events HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("head: %v %v", resp, err)
+	}
+	if got := readBlock(t, conn, br); got != "retry: 1500\n" {
+		t.Fatalf("first block %q, want the retry field", got)
+	}
 	select {
 	case <-src.taken:
 	case <-time.After(10 * time.Second):
