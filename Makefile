@@ -95,7 +95,8 @@ MUTATION_TIMEOUT_COEFFICIENT ?= 5
 # gremlins works (and the tests make their temporary dirs) under this.
 MUTATION_TMP = $(MUTATION_OUT)/tmp
 # A mutant that crashes a test binary skips its cleanups: the store's tests
-# then leave their tmpfs mounts (root only) in MUTATION_TMP.
+# then leave their tmpfs mounts (root only) in MUTATION_TMP, which gremlins
+# cannot remove.
 MUTATION_UNMOUNT = awk 'index($$2, "$(MUTATION_TMP)/") == 1 {print $$2}' /proc/mounts | xargs -r umount -l
 
 .PHONY: mutation
@@ -112,7 +113,7 @@ mutation: $(GREMLINS) ## mutation testing of the core Go packages (gremlins; lon
 		(cd $$mod && CI=true GOWORK=off TMPDIR=$(MUTATION_TMP) $(GREMLINS) unleash --workers 1 \
 			--timeout-coefficient $(MUTATION_TIMEOUT_COEFFICIENT) \
 			-o $(MUTATION_OUT)/$$name.json ./$$dir) | tee $(MUTATION_OUT)/$$name.log || exit 1; \
-		$(MUTATION_UNMOUNT); \
+		$(MUTATION_UNMOUNT); rm -rf $(MUTATION_TMP)/gremlins-*; \
 	done
 
 SOAK_DURATION ?= 10m

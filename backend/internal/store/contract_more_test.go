@@ -41,8 +41,8 @@ var contractMore = []struct {
 			}
 		}
 	}},
-	// Covers and kills store.go:258-260 (compareStrings, which no test
-	// reached): jobs created in the same instant (a burst of creates) are
+	// Runs compareStrings (store.go:256), which no test reached, and kills
+	// the mutants of its return -1 (store.go:259): jobs created in the same instant (a burst of creates) are
 	// listed in one order, the same on every call and every store, so a
 	// page reload never reshuffles them. Both stores break the tie by code,
 	// descending; the test asserts that order, since "stable" alone would
