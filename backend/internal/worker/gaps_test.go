@@ -52,7 +52,12 @@ func TestAJobStoredButNeverQueuedIsQueuedByTheReconcilerAndFinishes(t *testing.T
 	}
 }
 
-func TestAJobThatTookDownEveryReplicaFailsInsteadOfTheNextOne(t *testing.T) {
+// deliveredAndDied stores a short job whose queue entry n replicas took in
+// turn and died with (one read it, the next ones claimed it from the
+// dead), and returns the Redis and the job, for a live replica to take
+// next.
+func deliveredAndDied(t *testing.T, n int) (*redistest.Server, job.Job) {
+	t.Helper()
 	srv := redistest.Start(t)
 	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
 	if err != nil {
@@ -70,19 +75,22 @@ func TestAJobThatTookDownEveryReplicaFailsInsteadOfTheNextOne(t *testing.T) {
 	if err := q.Push(t.Context(), j.Code); err != nil {
 		t.Fatal(err)
 	}
-	// MaxDeliveries replicas took it in turn and died with it: one read it,
-	// the next ones claimed it from the dead.
 	stream := st.Prefix() + "queue"
 	msgs, err := st.Client().XReadGroup(t.Context(), &redis.XReadGroupArgs{Group: "workers", Consumer: "dead-0", Streams: []string{stream, ">"}, Count: 1}).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := msgs[0].Messages[0].ID
-	for i := 1; i < worker.MaxDeliveries; i++ {
+	for i := 1; i < n; i++ {
 		if err := st.Client().XClaim(t.Context(), &redis.XClaimArgs{Stream: stream, Group: "workers", Consumer: "dead", MinIdle: 0, Messages: []string{id}}).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return srv, j
+}
+
+func TestAJobThatTookDownEveryReplicaFailsInsteadOfTheNextOne(t *testing.T) {
+	srv, j := deliveredAndDied(t, worker.MaxDeliveries)
 
 	r := newRedisReplica(t, srv.URL(), t.TempDir(), 200*time.Millisecond)
 	seen := watchAll(t, r.store, j.Code)

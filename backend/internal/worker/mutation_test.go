@@ -17,8 +17,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/exportstream/exportstream/backend/internal/job"
 	"github.com/exportstream/exportstream/backend/internal/redistest"
 	"github.com/exportstream/exportstream/backend/internal/store"
@@ -228,22 +226,7 @@ func TestTheLogStaysQuietWhenNothingWentWrong(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			st := store.NewMemory()
 			var logs syncBuffer
-			pool, err := worker.New(st, worker.Config{Workers: 1, QueueSize: 2, FilesDir: t.TempDir(), ProgressInterval: 100 * time.Millisecond, Retention: time.Hour},
-				slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var codes []string
-			for range 2 { // one running, one queued
-				j := job.New(job.Request{Rows: 1000, DurationMs: 10_000}, "", time.Now())
-				_, _, _ = st.Create(t.Context(), j, "")
-				if err := pool.Submit(j.Code); err != nil {
-					t.Fatal(err)
-				}
-				codes = append(codes, j.Code)
-			}
-			time.Sleep(time.Second) // fake time: the first one is running
-			pool.Close()
+			codes := shutDownRunningAndQueued(t, st, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})))
 			for _, code := range codes {
 				if j, _ := st.Get(t.Context(), code); j.Status != job.StatusFailed || j.Error == nil || j.Error.Code != "INTERRUPTED" {
 					t.Errorf("after the shutdown %s is %s %+v, want FAILED INTERRUPTED", code, j.Status, j.Error)
@@ -260,36 +243,9 @@ func TestTheLogStaysQuietWhenNothingWentWrong(t *testing.T) {
 // MaxDeliveries workers in turn; the last of them still runs it to its
 // end instead of failing it as a crasher.
 func TestTheLastAllowedDeliveryOfAJobStillRunsIt(t *testing.T) {
-	srv := redistest.Start(t)
-	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.Close() }()
-	j := job.New(job.Request{Rows: 100, DurationMs: 100}, "", time.Now().UTC())
-	if _, _, err := st.Create(t.Context(), j, ""); err != nil {
-		t.Fatal(err)
-	}
-	q, err := worker.NewRedisQueue(t.Context(), st.Client(), worker.RedisQueueOptions{Prefix: st.Prefix()}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := q.Push(t.Context(), j.Code); err != nil {
-		t.Fatal(err)
-	}
 	// MaxDeliveries-1 replicas took it in turn and died with it; the next
 	// one to take it is the last allowed.
-	stream := st.Prefix() + "queue"
-	msgs, err := st.Client().XReadGroup(t.Context(), &redis.XReadGroupArgs{Group: "workers", Consumer: "dead-0", Streams: []string{stream, ">"}, Count: 1}).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := msgs[0].Messages[0].ID
-	for i := 1; i < worker.MaxDeliveries-1; i++ {
-		if err := st.Client().XClaim(t.Context(), &redis.XClaimArgs{Stream: stream, Group: "workers", Consumer: "dead", MinIdle: 0, Messages: []string{id}}).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	srv, j := deliveredAndDied(t, worker.MaxDeliveries-1)
 	r := newRedisReplica(t, srv.URL(), t.TempDir(), 200*time.Millisecond)
 	seen := watchAll(t, r.store, j.Code)
 	checkRun(t, seen, 100)
