@@ -83,7 +83,8 @@ vulncheck: $(GOVULNCHECK) $(VULNDB)/index/db.json ## govulncheck on every Go mod
 
 # Mutation testing (RELIABILITY.md, "Mutation testing"): gremlins mutates
 # each core package and runs that package's tests against every mutant, one
-# package and one mutant at a time (the machine is shared), without -race.
+# package and one mutant at a time (the machine is shared), without -race,
+# -count=1 (a test that reads Redis or the clock must not come from the cache).
 # Long (about an hour in all), so not in `make test`. One package:
 # make mutation MUTATION_PKGS=bff:internal/relay
 GREMLINS := $(TOOLS)/gremlins
@@ -110,7 +111,7 @@ mutation: $(GREMLINS) ## mutation testing of the core Go packages (gremlins; lon
 	@set -o pipefail; for p in $(MUTATION_PKGS); do \
 		mod=$${p%%:*}; dir=$${p#*:}; name=$$(basename $$dir); \
 		echo "== $$mod/$$dir -> $(MUTATION_OUT)/$$name.json"; \
-		(cd $$mod && CI=true GOWORK=off TMPDIR=$(MUTATION_TMP) $(GREMLINS) unleash --workers 1 \
+		(cd $$mod && CI=true GOWORK=off GOFLAGS=-count=1 TMPDIR=$(MUTATION_TMP) $(GREMLINS) unleash --workers 1 \
 			--timeout-coefficient $(MUTATION_TIMEOUT_COEFFICIENT) \
 			-o $(MUTATION_OUT)/$$name.json ./$$dir) | tee $(MUTATION_OUT)/$$name.log || exit 1; \
 		$(MUTATION_UNMOUNT); rm -rf $(MUTATION_TMP)/gremlins-*; \
