@@ -15,6 +15,7 @@ type Metrics struct {
 	eventsRelayed     prometheus.Counter
 	snapshotsDropped  prometheus.Counter
 	slowDisconnects   prometheus.Counter
+	streamStalls      prometheus.Counter
 }
 
 // NewMetrics registers the BFF's series on a registry of their own.
@@ -43,7 +44,10 @@ func NewMetrics() *Metrics {
 	m.slowDisconnects = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "exportstream_bff_slow_disconnects_total", Help: "Browser streams cut off because writes stayed blocked past the write timeout.",
 	})
-	m.Registry.MustRegister(m.upstreamsOpened, m.upstreamsActive, m.upstreamConnects, m.subscribersActive, m.eventsRelayed, m.snapshotsDropped, m.slowDisconnects,
+	m.streamStalls = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "exportstream_bff_stream_stalls_total", Help: "Stream writes that found a browser's socket full and waited for it (a slow reader or network).",
+	})
+	m.Registry.MustRegister(m.streamStalls, m.upstreamsOpened, m.upstreamsActive, m.upstreamConnects, m.subscribersActive, m.eventsRelayed, m.snapshotsDropped, m.slowDisconnects,
 		// go_goroutines, process_open_fds, process_resident_memory_bytes…:
 		// what the soak and hostile-client tests watch for leaks.
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

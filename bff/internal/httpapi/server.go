@@ -87,6 +87,7 @@ func New(cfg Config) (*Server, error) {
 	pool, err := stream.NewPool(stream.Config{
 		Heartbeat: cfg.Heartbeat, WriteTimeout: cfg.WriteTimeout, Logger: cfg.Logger,
 		SlowDisconnect: cfg.Metrics.slowDisconnects.Inc,
+		Stalled:        cfg.Metrics.streamStalls.Inc,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stream pool: %w", err)

@@ -11,8 +11,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -157,5 +159,25 @@ func TestWithoutAWriteTimeoutABrowserThatFallsBehindGetsEverything(t *testing.T)
 	}
 	if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
 		t.Fatalf("after the last event: %d bytes, %v; want the end of the stream", len(rest), err)
+	}
+}
+
+// A browser that keeps reading is written by the writers directly, never
+// through the stalled path's goroutine and blocking write (which would
+// deliver the same bytes, one goroutine per stream later).
+func TestABrowserThatKeepsReadingNeverStalls(t *testing.T) {
+	var stalls atomic.Int64
+	_, url, opened := server(t, stream.Config{Heartbeat: time.Minute, WriteTimeout: 10 * time.Second, Stalled: func() { stalls.Add(1) }})
+	conn, br := dial(t, url)
+	f := <-opened
+	data := strings.Repeat("x", 1000)
+	for i := range 200 {
+		f.send(strconv.Itoa(i), data, false)
+		if got := readBlock(t, conn, br); !strings.Contains(got, "id: "+strconv.Itoa(i)+"\n") {
+			t.Fatalf("event %d: got %q", i, got)
+		}
+	}
+	if n := stalls.Load(); n != 0 {
+		t.Errorf("%d of 200 writes to a reading browser stalled, want 0", n)
 	}
 }

@@ -48,6 +48,10 @@ type Config struct {
 	Logger  *slog.Logger
 	// SlowDisconnect, if set, counts streams closed by the write timeout.
 	SlowDisconnect func()
+	// Stalled, if set, counts writes that found the browser's socket full
+	// and went to a goroutine to wait for it: the slow path, which a
+	// browser that keeps reading never takes.
+	Stalled func()
 }
 
 // ErrClosed is returned by Open once the pool is closing; the response
@@ -319,6 +323,9 @@ func (s *Stream) flush(w *writer) {
 	case err != nil:
 		s.close()
 	case n < len(buf):
+		if s.p.cfg.Stalled != nil {
+			s.p.cfg.Stalled()
+		}
 		s.pending = append([]byte(nil), buf[n:]...)
 		s.stalled.Store(true)
 		s.p.stalls.Add(1)
