@@ -338,3 +338,33 @@ func TestTheSharedQueuesDepthCountsOnlyWaitingJobs(t *testing.T) {
 		t.Errorf("depth with 3 queued and 1 taken: %d, want 2", d)
 	}
 }
+
+// Kills pool.go:153 (RemoveFile's not-exist check negated): a FAILED or
+// CANCELLED export has no file, and retention deleting it is no error.
+func TestRetentionDeletesExportsWithoutAFileWithoutAnError(t *testing.T) {
+	st := store.NewMemory()
+	pool, err := worker.New(st, worker.Config{Workers: 1, QueueSize: 1, FilesDir: t.TempDir(), Retention: time.Hour}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	then := time.Now().UTC().Add(-2 * time.Hour)
+	var codes []string
+	for _, status := range []job.Status{job.StatusFailed, job.StatusCancelled} {
+		j := job.New(job.Request{Rows: 1}, "", then)
+		j.Status = status
+		if _, _, err := st.Create(t.Context(), j, ""); err != nil {
+			t.Fatal(err)
+		}
+		codes = append(codes, j.Code)
+	}
+	n, err := pool.Sweep(t.Context(), time.Now())
+	if err != nil || n != 2 {
+		t.Fatalf("sweep: %d deleted, %v; want 2 and no error", n, err)
+	}
+	for _, code := range codes {
+		if _, err := st.Get(t.Context(), code); err == nil {
+			t.Errorf("%s outlived its retention", code)
+		}
+	}
+}
