@@ -274,3 +274,39 @@ func TestADeadReplicasJobsBehindManyLiveOnesAreAllTakenOver(t *testing.T) {
 		t.Errorf("%d entries left on the dead consumer", len(left))
 	}
 }
+
+// Kills redisqueue.go:97 (the XADD's error dropped): a Redis that is full
+// (maxmemory reached, noeviction) still answers reads, so the queue's
+// length check passes; queueing must then report that it failed rather
+// than answer as if the job were queued.
+func TestQueueingIntoAFullRedisIsAnError(t *testing.T) {
+	srv := redistest.Start(t)
+	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Close() }()
+	q, err := worker.NewRedisQueue(t.Context(), st.Client(), worker.RedisQueueOptions{Prefix: st.Prefix(), MaxLen: 100}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Push(t.Context(), "before"); err != nil {
+		t.Fatalf("queueing with room: %v", err)
+	}
+	rdb := st.Client()
+	if err := rdb.ConfigSet(t.Context(), "maxmemory-policy", "noeviction").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.ConfigSet(t.Context(), "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = rdb.ConfigSet(context.Background(), "maxmemory", "0").Err() }()
+	err = q.Push(t.Context(), "after")
+	if err == nil {
+		t.Fatal("queueing into a full Redis answered as if the job were queued")
+	}
+	if n, _ := rdb.XLen(t.Context(), st.Prefix()+"queue").Result(); n != 1 {
+		t.Errorf("the queue holds %d entries, want the 1 from before", n)
+	}
+	t.Logf("a full Redis: %v", err)
+}
