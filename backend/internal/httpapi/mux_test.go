@@ -585,7 +585,9 @@ func TestTheMultiplexedStreamNeedsTheServiceToken(t *testing.T) {
 
 func TestAQuietMultiplexedStreamGetsHeartbeats(t *testing.T) {
 	b := newBackend(t, func(h *httpapi.Config, _ *worker.Config) { h.Heartbeat = 50 * time.Millisecond })
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, b.url+"/v1/events", nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second) // no heartbeat: fail, not hang
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.url+"/v1/events", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
