@@ -78,7 +78,6 @@ type Hub struct {
 
 	subscriptions atomic.Int64 // over every stream
 	pending       atomic.Int64 // envelopes waiting for their stream's writer
-	followers     atomic.Int64 // subscription goroutines running
 }
 
 // New returns an empty Hub.

@@ -150,7 +150,6 @@ func (s *Stream) subscribe(code, owner string, after int64) error {
 	sub := &subscription{cancel: cancel}
 	s.subs[code] = sub
 	s.wg.Add(1)
-	s.hub.followers.Add(1)
 	go s.follow(ctx, sub, code, owner, after)
 	return nil
 }
@@ -223,7 +222,6 @@ func (s *Stream) offer(sub *subscription, env envelope.Envelope) bool {
 // store.Follow and leaves each snapshot, then the end, for the writer.
 func (s *Stream) follow(ctx context.Context, sub *subscription, code, owner string, after int64) {
 	defer s.wg.Done()
-	defer s.hub.followers.Add(-1)
 	defer sub.cancel()
 	terminalSent := false
 	jobCode, err := job.ParseCode(code)

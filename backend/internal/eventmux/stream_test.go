@@ -91,9 +91,9 @@ func TestPendingKeepsTheLatestPerCodeInTheOrderCodesBecamePending(t *testing.T) 
 			t.Fatalf("%d pending for 2 subscriptions", n)
 		}
 	}
-	settled(t, h, "a's latest pending", func() bool {
-		got := s.peek(a)
-		return got.ID != nil && *got.ID == "501"
+	settled(t, h, "a's and b's latest pending", func() bool {
+		ga, gb := s.peek(a), s.peek(b)
+		return ga.ID != nil && *ga.ID == "501" && gb.ID != nil && *gb.ID == "501"
 	})
 	if _, err := st.Update(t.Context(), a, func(j *job.Job) error { j.Status = job.StatusCancelled; return nil }); err != nil {
 		t.Fatal(err)

@@ -432,6 +432,7 @@ func TestSubscribingAgainReplacesTheSubscriptionWithTheNewSeq(t *testing.T) {
 	if n := b.api.Mux.Subscriptions(); n != 1 {
 		t.Errorf("%d subscriptions after three PUTs of one code, want 1", n)
 	}
+	eventually(t, "one goroutine: the replaced subscriptions' have ended", func() bool { return muxGoroutines() == 1 })
 	next := progress(t, b.store, j.Code, 20)
 	if e := m.next(t); envID(t, e) != next.Seq {
 		t.Errorf("after a change: %s, want %d", show(e), next.Seq)
@@ -450,6 +451,7 @@ func TestUnsubscribingStopsOneCodesEventsWhileAnothersGoOn(t *testing.T) {
 
 	unsubscribe(t, b.url, m.id, gone.Code)
 	unsubscribe(t, b.url, m.id, storedJob(t, b.store, "alice").Code) // never subscribed: 204 too
+	eventually(t, "one goroutine: the unsubscribed code's has ended", func() bool { return muxGoroutines() == 1 })
 	var envs []envelope.Envelope
 	for p := 1; p <= 5; p++ {
 		progress(t, b.store, gone.Code, p)
