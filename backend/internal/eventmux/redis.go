@@ -111,33 +111,54 @@ func (s *Stream) listen(ctx context.Context) error {
 		_ = ps.Close()
 		return store.RedisError("subscribe event stream channel", err)
 	}
-	s.pubsub = ps
+	s.pubsub, s.received = ps, make(chan struct{})
 	s.wg.Add(1)
 	go s.receive()
 	return nil
 }
 
+// receive applies the calls of the stream's channel. It reads with a
+// context of its own, not the stream's: Close ends it by unsubscribing,
+// and it reads on until Redis confirms, so that once Close has returned
+// no PUBLISH counts the stream as a receiver.
 func (s *Stream) receive() {
 	defer s.wg.Done()
+	defer close(s.received)
 	for {
-		msg, err := s.pubsub.Receive(s.ctx)
-		if s.ctx.Err() != nil {
-			return // closed
-		}
+		msg, err := s.pubsub.Receive(context.Background())
 		if err != nil {
-			s.fail(store.RedisError("receive subscription calls", err))
+			if s.ctx.Err() == nil {
+				s.fail(store.RedisError("receive subscription calls", err))
+			}
 			return
 		}
 		switch m := msg.(type) {
 		case *redis.Message:
 			s.apply(m.Payload)
 		case *redis.Subscription:
+			if m.Kind == "unsubscribe" {
+				return // Close's
+			}
 			// go-redis subscribed again after losing the connection:
 			// calls published meanwhile are lost.
 			s.fail(fmt.Errorf("event stream channel resubscribed (%s): calls may have been lost", m.Kind))
 			return
 		}
 	}
+}
+
+// unlisten unsubscribes the stream's channel and waits (a bounded time)
+// for Redis to confirm, then closes the channel's connection.
+func (s *Stream) unlisten() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.hub.cfg.AnswerTimeout)
+	defer cancel()
+	if err := s.pubsub.Unsubscribe(ctx, s.hub.channel(s.id)); err == nil {
+		select {
+		case <-s.received:
+		case <-ctx.Done():
+		}
+	}
+	_ = s.pubsub.Close() // ends receive if it still reads
 }
 
 // apply runs one call on the stream and answers it if asked to.
@@ -167,14 +188,16 @@ func (s *Stream) apply(payload string) {
 	case errors.Is(err, ErrStreamNotFound):
 		answer = answerNotFound
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.hub.cfg.AnswerTimeout)
+	// Not the stream's context: a call that arrives while it closes gets
+	// its not_found at once.
+	ctx, cancel := context.WithTimeout(context.Background(), s.hub.cfg.AnswerTimeout)
 	defer cancel()
 	_, perr := s.hub.cfg.Redis.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.LPush(ctx, c.Answer, answer)
 		p.PExpire(ctx, c.Answer, answerTTL)
 		return nil
 	})
-	if perr != nil && s.ctx.Err() == nil {
+	if perr != nil {
 		s.hub.log.Warn("event stream: answer a subscription call", "stream", s.id, "code", c.Code, "err", perr)
 	}
 }

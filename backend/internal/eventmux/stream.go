@@ -27,7 +27,11 @@ type Stream struct {
 	cancel context.CancelCauseFunc
 	ready  chan struct{} // holds a token when something became pending
 	wg     sync.WaitGroup
-	pubsub *redis.PubSub // its channel, in Redis mode
+
+	// Redis mode: its channel, and receive's end (once Redis confirmed
+	// the unsubscription, or the channel failed).
+	pubsub   *redis.PubSub
+	received chan struct{}
 
 	mu      sync.Mutex
 	closed  bool
@@ -91,15 +95,15 @@ func (s *Stream) Take(into []envelope.Envelope) []envelope.Envelope {
 }
 
 // Close ends the stream: its subscriptions' goroutines (and, in Redis
-// mode, its channel's) have all returned when Close does.
+// mode, its channel's) have all returned when Close does, and no call
+// reaches it any more (404).
 func (s *Stream) Close() {
-	s.hub.remove(s.id)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return
 	}
-	s.closed = true
+	s.closed = true // calls still arriving answer ErrStreamNotFound
 	s.hub.subscriptions.Add(-int64(len(s.subs)))
 	s.hub.pending.Add(-int64(len(s.pending)))
 	clear(s.subs)
@@ -109,9 +113,10 @@ func (s *Stream) Close() {
 	s.mu.Unlock()
 	s.cancel(errClosed)
 	if s.pubsub != nil {
-		_ = s.pubsub.Close() // ends receive's wait
+		s.unlisten()
 	}
 	s.wg.Wait()
+	s.hub.remove(s.id)
 }
 
 // fail ends the stream because it cannot go on; its caller reconnects and
