@@ -41,7 +41,11 @@ const (
 // reader's last event id, an empty one resets it; an event without a data
 // field is not dispatched, one with an empty data field is.
 type Envelope struct {
-	Code string `json:"code"`
+	// Owner and Code name the subscription: subscriptions are per owner
+	// and code, so two owners' calls for one code never share one (nor
+	// does one replace the other's).
+	Owner string `json:"owner"`
+	Code  string `json:"code"`
 	// ID is the event's id field; nil: the event had none.
 	ID *string `json:"id,omitempty"`
 	// Event is the event's type; empty for an unnamed event ("message").
@@ -54,16 +58,16 @@ type Envelope struct {
 
 // Snapshot is the envelope of a job snapshot as the backend sends it: the
 // job's seq as id, its JSON as data, and EndDone when it is terminal.
-func Snapshot(code, id, data string, terminal bool) Envelope {
-	e := Envelope{Code: code, ID: &id, Data: &data}
+func Snapshot(owner, code, id, data string, terminal bool) Envelope {
+	e := Envelope{Owner: owner, Code: code, ID: &id, Data: &data}
 	if terminal {
 		e.End = EndDone
 	}
 	return e
 }
 
-// Ended is the envelope that ends code's stream on its own (no event).
-func Ended(code, why string) Envelope { return Envelope{Code: code, End: why} }
+// Ended is the envelope that ends owner's code's stream on its own (no event).
+func Ended(owner, code, why string) Envelope { return Envelope{Owner: owner, Code: code, End: why} }
 
 // ErrInvalid is wrapped by every error Encode and Decode return for an
 // envelope that breaks the rules of Validate.
@@ -75,8 +79,8 @@ var ErrInvalid = errors.New("invalid envelope")
 // such an id), no carriage return in Data (a reader splits lines at it).
 func (e Envelope) Validate() error {
 	switch {
-	case e.Code == "":
-		return fmt.Errorf("%w: no code", ErrInvalid)
+	case e.Code == "" || e.Owner == "":
+		return fmt.Errorf("%w: no owner or code", ErrInvalid)
 	case e.End != "" && e.End != EndDone && e.End != EndNotFound:
 		return fmt.Errorf("%w: end %q is neither %q nor %q", ErrInvalid, e.End, EndDone, EndNotFound)
 	case e.End == EndNotFound && (e.ID != nil || e.Event != "" || e.Data != nil):

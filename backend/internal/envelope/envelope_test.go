@@ -19,14 +19,14 @@ func TestTheBackendsEnvelopesAreTheDocumentedBytes(t *testing.T) {
 		env  envelope.Envelope
 		want string
 	}{
-		{"a snapshot", envelope.Snapshot(code, "7", `{"seq":7}`, false),
-			`{"code":"` + code + `","id":"7","data":"{\"seq\":7}"}`},
-		{"a terminal snapshot", envelope.Snapshot(code, "9", `{"seq":9}`, true),
-			`{"code":"` + code + `","id":"9","data":"{\"seq\":9}","end":"done"}`},
-		{"the end alone", envelope.Ended(code, envelope.EndDone), `{"code":"` + code + `","end":"done"}`},
-		{"not found", envelope.Ended("nope", envelope.EndNotFound), `{"code":"nope","end":"not_found"}`},
-		{"another service's named event with an id reset and empty data", envelope.Envelope{Code: "c", ID: str(""), Event: "note", Data: str("")},
-			`{"code":"c","id":"","event":"note","data":""}`},
+		{"a snapshot", envelope.Snapshot("o1", code, "7", `{"seq":7}`, false),
+			`{"owner":"o1","code":"` + code + `","id":"7","data":"{\"seq\":7}"}`},
+		{"a terminal snapshot", envelope.Snapshot("o1", code, "9", `{"seq":9}`, true),
+			`{"owner":"o1","code":"` + code + `","id":"9","data":"{\"seq\":9}","end":"done"}`},
+		{"the end alone", envelope.Ended("o1", code, envelope.EndDone), `{"owner":"o1","code":"` + code + `","end":"done"}`},
+		{"not found", envelope.Ended("o1", "nope", envelope.EndNotFound), `{"owner":"o1","code":"nope","end":"not_found"}`},
+		{"another service's named event with an id reset and empty data", envelope.Envelope{Owner: "o", Code: "c", ID: str(""), Event: "note", Data: str("")},
+			`{"owner":"o","code":"c","id":"","event":"note","data":""}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -43,15 +43,15 @@ func TestTheBackendsEnvelopesAreTheDocumentedBytes(t *testing.T) {
 }
 
 func TestAbsentAndEmptyFieldsStayApart(t *testing.T) {
-	absent, err := envelope.Decode([]byte(`{"code":"c"}`))
+	absent, err := envelope.Decode([]byte(`{"owner":"o","code":"c"}`))
 	if err != nil || absent.ID != nil || absent.Data != nil {
 		t.Errorf("no id, no data: %+v %v", absent, err)
 	}
-	empty, err := envelope.Decode([]byte(`{"code":"c","id":"","data":""}`))
+	empty, err := envelope.Decode([]byte(`{"owner":"o","code":"c","id":"","data":""}`))
 	if err != nil || empty.ID == nil || *empty.ID != "" || empty.Data == nil || *empty.Data != "" {
 		t.Errorf("empty id and data: %+v %v", empty, err)
 	}
-	multi, err := envelope.Decode([]byte(`{"code":"c","data":"a\nb","future":1}`))
+	multi, err := envelope.Decode([]byte(`{"owner":"o","code":"c","data":"a\nb","future":1}`))
 	if err != nil || *multi.Data != "a\nb" {
 		t.Errorf("two data lines and an unknown field: %+v %v", multi, err)
 	}
@@ -59,19 +59,20 @@ func TestAbsentAndEmptyFieldsStayApart(t *testing.T) {
 
 func TestInvalidEnvelopesAreRefused(t *testing.T) {
 	for name, in := range map[string]string{
-		"not JSON":                       `{"code":`,
+		"not JSON":                       `{"owner":"o","code":`,
 		"not an object":                  `["c"]`,
 		"null":                           `null`,
 		"no code":                        `{"id":"1","data":"x"}`,
-		"an empty code":                  `{"code":""}`,
-		"a code that is not a string":    `{"code":7}`,
-		"an unknown end":                 `{"code":"c","end":"gone"}`,
-		"not_found with data":            `{"code":"c","end":"not_found","data":"{\"owner\":\"alice\"}"}`,
-		"not_found with an id":           `{"code":"c","end":"not_found","id":"3"}`,
-		"an id with a line break":        `{"code":"c","id":"1\nretry: 1"}`,
-		"an id with NUL":                 `{"code":"c","id":"1\u0000"}`,
-		"an event type with a line feed": `{"code":"c","event":"a\ndata: x"}`,
-		"data with a carriage return":    `{"code":"c","data":"a\rb"}`,
+		"an empty code":                  `{"owner":"o","code":""}`,
+		"no owner":                       `{"code":"c"}`,
+		"a code that is not a string":    `{"owner":"o","code":7}`,
+		"an unknown end":                 `{"owner":"o","code":"c","end":"gone"}`,
+		"not_found with data":            `{"owner":"o","code":"c","end":"not_found","data":"{\"owner\":\"alice\"}"}`,
+		"not_found with an id":           `{"owner":"o","code":"c","end":"not_found","id":"3"}`,
+		"an id with a line break":        `{"owner":"o","code":"c","id":"1\nretry: 1"}`,
+		"an id with NUL":                 `{"owner":"o","code":"c","id":"1\u0000"}`,
+		"an event type with a line feed": `{"owner":"o","code":"c","event":"a\ndata: x"}`,
+		"data with a carriage return":    `{"owner":"o","code":"c","data":"a\rb"}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			if e, err := envelope.Decode([]byte(in)); !errors.Is(err, envelope.ErrInvalid) {
@@ -79,7 +80,7 @@ func TestInvalidEnvelopesAreRefused(t *testing.T) {
 			}
 		})
 	}
-	if _, err := (envelope.Envelope{Code: "c", End: envelope.EndNotFound, Data: str("secret")}).Encode(); !errors.Is(err, envelope.ErrInvalid) {
+	if _, err := (envelope.Envelope{Owner: "o", Code: "c", End: envelope.EndNotFound, Data: str("secret")}).Encode(); !errors.Is(err, envelope.ErrInvalid) {
 		t.Errorf("Encode of not_found with data: %v, want ErrInvalid", err)
 	}
 }
@@ -88,13 +89,13 @@ func TestInvalidEnvelopesAreRefused(t *testing.T) {
 // or returns an envelope that encodes to one line and decodes back to itself.
 func FuzzDecode(f *testing.F) {
 	for _, seed := range []string{
-		`{"code":"` + code + `","id":"7","data":"{\"seq\":7}"}`,
-		`{"code":"` + code + `","id":"9","data":"{}","end":"done"}`,
-		`{"code":"c","end":"done"}`, `{"code":"c","end":"not_found"}`,
-		`{"code":"c","id":"","event":"note","data":""}`,
-		`{"code":"c","data":"a\nb\u2028"}`, `{"code":"c","id":null,"data":null}`,
-		`{"code":"c","end":"not_found","data":"x"}`, `{"code":"c","id":"1\r"}`,
-		`{"code":"c","code":"d"}`, `{"code":"\xff"}`, `[]`, `null`, ``, `{`,
+		`{"owner":"o","code":"` + code + `","id":"7","data":"{\"seq\":7}"}`,
+		`{"owner":"o","code":"` + code + `","id":"9","data":"{}","end":"done"}`,
+		`{"owner":"o","code":"c","end":"done"}`, `{"owner":"o","code":"c","end":"not_found"}`,
+		`{"owner":"o","code":"c","id":"","event":"note","data":""}`,
+		`{"owner":"o","code":"c","data":"a\nb\u2028"}`, `{"owner":"o","code":"c","id":null,"data":null}`,
+		`{"owner":"o","code":"c","end":"not_found","data":"x"}`, `{"owner":"o","code":"c","id":"1\r"}`,
+		`{"owner":"o","code":"c","code":"d"}`, `{"code":"c"}`, `{"owner":"o","code":"\xff"}`, `[]`, `null`, ``, `{`,
 	} {
 		f.Add([]byte(seed))
 	}

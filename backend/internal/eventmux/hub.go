@@ -113,7 +113,8 @@ func (h *Hub) Open(ctx context.Context, encode Encoder) (*Stream, error) {
 }
 
 // Subscribe adds code to the stream for owner from seq after (the last
-// seq the caller has), replacing the code's subscription if it has one.
+// seq the caller has), replacing owner's subscription of the code if it
+// has one (another owner's of the same code is another subscription).
 // What becomes of it (snapshots, or an end) comes on the stream.
 func (h *Hub) Subscribe(ctx context.Context, stream, code, owner string, after int64) error {
 	if h.cfg.Redis != nil {
@@ -126,17 +127,18 @@ func (h *Hub) Subscribe(ctx context.Context, stream, code, owner string, after i
 	return s.subscribe(code, owner, after)
 }
 
-// Unsubscribe removes code from the stream; no event of it follows,
-// unless it was already written. A code not subscribed is no error.
-func (h *Hub) Unsubscribe(ctx context.Context, stream, code string) error {
+// Unsubscribe removes owner's code from the stream; no event of it
+// follows, unless it was already written. A code not subscribed is no
+// error.
+func (h *Hub) Unsubscribe(ctx context.Context, stream, code, owner string) error {
 	if h.cfg.Redis != nil {
-		return h.publish(ctx, stream, call{Op: opDelete, Code: code})
+		return h.publish(ctx, stream, call{Op: opDelete, Code: code, Owner: owner})
 	}
 	s, err := h.local(stream)
 	if err != nil {
 		return err
 	}
-	return s.unsubscribe(code)
+	return s.unsubscribe(code, owner)
 }
 
 func (h *Hub) local(id string) (*Stream, error) {

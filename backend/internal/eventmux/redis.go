@@ -173,7 +173,7 @@ func (s *Stream) apply(payload string) {
 	case opPut:
 		err = s.subscribe(c.Code, c.Owner, c.After)
 	case opDelete:
-		err = s.unsubscribe(c.Code)
+		err = s.unsubscribe(c.Code, c.Owner)
 	default:
 		s.hub.log.Warn("event stream: unknown subscription call", "stream", s.id, "op", c.Op)
 		return

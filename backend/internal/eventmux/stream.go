@@ -35,11 +35,17 @@ type Stream struct {
 
 	mu      sync.Mutex
 	closed  bool
-	subs    map[string]*subscription // by code as subscribed
-	pending map[string]*list.Element // by code: its element of order
+	subs    map[subKey]*subscription // by owner and code as subscribed
+	pending map[subKey]*list.Element // its element of order
 	order   list.List                // of envelope.Envelope, by first becoming pending
 	ending  int                      // pending ends: their subscription is gone but they count against the bound
 }
+
+// subKey names a subscription: one owner's calls for a code never meet
+// another owner's for the same code.
+type subKey struct{ owner, code string }
+
+func keyOf(env envelope.Envelope) subKey { return subKey{env.Owner, env.Code} }
 
 // subscription is one code's goroutine, told to stop by cancel.
 type subscription struct {
@@ -59,7 +65,7 @@ func newStream(h *Hub, id string, encode Encoder) *Stream {
 	return &Stream{
 		id: id, hub: h, encode: encode, ctx: ctx, cancel: cancel,
 		ready: make(chan struct{}, 1),
-		subs:  make(map[string]*subscription), pending: make(map[string]*list.Element),
+		subs:  make(map[subKey]*subscription), pending: make(map[subKey]*list.Element),
 	}
 }
 
@@ -137,10 +143,11 @@ func (s *Stream) subscribe(code, owner string, after int64) error {
 	if s.closed {
 		return ErrStreamNotFound
 	}
-	old, replacing := s.subs[code]
+	k := subKey{owner, code}
+	old, replacing := s.subs[k]
 	if !replacing {
 		held := len(s.subs) + s.ending
-		if s.pendingEnd(code) {
+		if s.pendingEnd(k) {
 			held-- // dropped below
 		}
 		if held >= s.hub.cfg.MaxSubscriptions {
@@ -150,39 +157,40 @@ func (s *Stream) subscribe(code, owner string, after int64) error {
 	} else {
 		old.cancel()
 	}
-	s.dropLocked(code)
+	s.dropLocked(k)
 	ctx, cancel := context.WithCancel(s.ctx)
 	sub := &subscription{cancel: cancel}
-	s.subs[code] = sub
+	s.subs[k] = sub
 	s.wg.Add(1)
 	go s.follow(ctx, sub, code, owner, after)
 	return nil
 }
 
-// unsubscribe stops following code and drops what it left unsent.
-func (s *Stream) unsubscribe(code string) error {
+// unsubscribe stops following owner's code and drops what it left unsent.
+func (s *Stream) unsubscribe(code, owner string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return ErrStreamNotFound
 	}
-	if sub, ok := s.subs[code]; ok {
+	k := subKey{owner, code}
+	if sub, ok := s.subs[k]; ok {
 		sub.cancel()
-		delete(s.subs, code)
+		delete(s.subs, k)
 		s.hub.subscriptions.Add(-1)
 	}
-	s.dropLocked(code)
+	s.dropLocked(k)
 	return nil
 }
 
-func (s *Stream) pendingEnd(code string) bool {
-	el, ok := s.pending[code]
+func (s *Stream) pendingEnd(k subKey) bool {
+	el, ok := s.pending[k]
 	return ok && el.Value.(envelope.Envelope).End != ""
 }
 
-// dropLocked removes code's pending envelope, if any; s.mu is held.
-func (s *Stream) dropLocked(code string) {
-	el, ok := s.pending[code]
+// dropLocked removes k's pending envelope, if any; s.mu is held.
+func (s *Stream) dropLocked(k subKey) {
+	el, ok := s.pending[k]
 	if !ok {
 		return
 	}
@@ -190,7 +198,7 @@ func (s *Stream) dropLocked(code string) {
 		s.ending--
 	}
 	s.order.Remove(el)
-	delete(s.pending, code)
+	delete(s.pending, k)
 	s.hub.pending.Add(-1)
 }
 
@@ -200,20 +208,21 @@ func (s *Stream) dropLocked(code string) {
 func (s *Stream) offer(sub *subscription, env envelope.Envelope) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.subs[env.Code] != sub {
+	k := keyOf(env)
+	if s.closed || s.subs[k] != sub {
 		return false
 	}
 	if env.End != "" {
-		delete(s.subs, env.Code)
+		delete(s.subs, k)
 		s.hub.subscriptions.Add(-1)
 		s.ending++
 	}
 	// An unsent envelope of code is sub's own (subscribe dropped any
 	// other), and not an end (sub would be gone): latest wins.
-	if el, ok := s.pending[env.Code]; ok {
+	if el, ok := s.pending[k]; ok {
 		el.Value = env
 	} else {
-		s.pending[env.Code] = s.order.PushBack(env)
+		s.pending[k] = s.order.PushBack(env)
 		s.hub.pending.Add(1)
 	}
 	select {
@@ -236,7 +245,7 @@ func (s *Stream) follow(ctx context.Context, sub *subscription, code, owner stri
 			if err != nil {
 				return err
 			}
-			env := envelope.Snapshot(code, strconv.FormatInt(snap.Seq, 10), string(data), snap.Status.Terminal())
+			env := envelope.Snapshot(owner, code, strconv.FormatInt(snap.Seq, 10), string(data), snap.Status.Terminal())
 			if !s.offer(sub, env) {
 				return errSuperseded
 			}
@@ -247,10 +256,10 @@ func (s *Stream) follow(ctx context.Context, sub *subscription, code, owner stri
 	switch {
 	case err == nil && !terminalSent:
 		// The job ended at or before after: the caller has its last snapshot.
-		s.offer(sub, envelope.Ended(code, envelope.EndDone))
+		s.offer(sub, envelope.Ended(owner, code, envelope.EndDone))
 	case err == nil:
 	case errors.Is(err, job.ErrNotFound), errors.Is(err, job.ErrInvalidCode):
-		s.offer(sub, envelope.Ended(code, envelope.EndNotFound))
+		s.offer(sub, envelope.Ended(owner, code, envelope.EndNotFound))
 	case errors.Is(err, errSuperseded), ctx.Err() != nil:
 		// Unsubscribed, replaced, or the stream ended.
 	default:

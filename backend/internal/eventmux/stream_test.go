@@ -92,13 +92,13 @@ func TestPendingKeepsTheLatestPerCodeInTheOrderCodesBecamePending(t *testing.T) 
 		}
 	}
 	settled(t, h, "a's and b's latest pending", func() bool {
-		ga, gb := s.peek(a), s.peek(b)
+		ga, gb := s.peek("o", a), s.peek("o", b)
 		return ga.ID != nil && *ga.ID == "501" && gb.ID != nil && *gb.ID == "501"
 	})
 	if _, err := st.Update(t.Context(), a, func(j *job.Job) error { j.Status = job.StatusCancelled; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	settled(t, h, "a's end pending", func() bool { return s.peek(a).End == envelope.EndDone })
+	settled(t, h, "a's end pending", func() bool { return s.peek("o", a).End == envelope.EndDone })
 	got := s.Take(nil)
 	if len(got) != 2 || got[0].Code != a || got[1].Code != b {
 		t.Fatalf("taken %v; want a then b, as they became pending", got)
@@ -111,11 +111,11 @@ func TestPendingKeepsTheLatestPerCodeInTheOrderCodesBecamePending(t *testing.T) 
 	}
 }
 
-// peek is code's pending envelope, or none.
-func (s *Stream) peek(code string) envelope.Envelope {
+// peek is owner's code's pending envelope, or none.
+func (s *Stream) peek(owner, code string) envelope.Envelope {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if el, ok := s.pending[code]; ok {
+	if el, ok := s.pending[subKey{owner, code}]; ok {
 		return el.Value.(envelope.Envelope)
 	}
 	return envelope.Envelope{}

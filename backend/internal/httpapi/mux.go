@@ -118,6 +118,11 @@ func (s *Server) writeEnvelopes(sess *sse.Session, batch []envelope.Envelope) er
 
 // subscriptionCode is the :code of a subscription call, bounded.
 func subscriptionCode(c *gin.Context) (string, error) {
+	if ownerOf(c) == "" {
+		// Subscriptions are per owner and code: without an owner no
+		// envelope could say whose it is.
+		return "", &apiError{http.StatusBadRequest, "INVALID_OWNER", "X-Export-Owner is required to subscribe"}
+	}
 	code := c.Param("code")
 	if len(code) > maxSubscriptionCode {
 		return "", &apiError{http.StatusBadRequest, "INVALID_CODE", fmt.Sprintf("a subscribed code is at most %d bytes", maxSubscriptionCode)}
@@ -148,7 +153,7 @@ func (s *Server) unsubscribe(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	if err := s.Mux.Unsubscribe(c, c.Param("stream"), code); err != nil {
+	if err := s.Mux.Unsubscribe(c, c.Param("stream"), code, ownerOf(c)); err != nil {
 		s.writeError(c, fmt.Errorf("unsubscribe: %w", err))
 		return
 	}

@@ -60,7 +60,7 @@ func TestOnRedisSubscriptionCallsToAnyReplicaReachTheStreamWhereItIs(t *testing.
 	m.until(t, func(e envelope.Envelope) bool { return e.Code == gone.Code && envID(t, e) == moved.Seq })
 
 	// A DELETE through B, right after the PUT it follows, applies after it.
-	unsubscribe(t, b.url, m.id, gone.Code)
+	unsubscribe(t, b.url, m.id, gone.Code, "alice")
 	var envs []envelope.Envelope
 	for p := 1; p <= 3; p++ {
 		progress(t, b.store, gone.Code, 10+p)
@@ -113,7 +113,7 @@ func TestOnRedisTheStreamsReplicaAnswersItsBound(t *testing.T) {
 		t.Errorf("a second subscription through B: %d %s, want 429 TOO_MANY_SUBSCRIPTIONS", r.StatusCode, e.Error.Code)
 	}
 	subscribe(t, b.url, m.id, one.Code, "o", 1) // a replacement fits
-	unsubscribe(t, b.url, m.id, one.Code)
+	unsubscribe(t, b.url, m.id, one.Code, "o")
 	subscribe(t, b.url, m.id, two.Code, "o", 0)
 }
 

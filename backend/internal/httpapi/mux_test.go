@@ -219,9 +219,9 @@ func subscribe(t *testing.T, base, stream, code, owner string, after int64) {
 	}
 }
 
-func unsubscribe(t *testing.T, base, stream, code string) {
+func unsubscribe(t *testing.T, base, stream, code, owner string) {
 	t.Helper()
-	if r := subscriptionCall(t, "DELETE", base, stream, code, "", "", nil); r.StatusCode != http.StatusNoContent {
+	if r := subscriptionCall(t, "DELETE", base, stream, code, owner, "", nil); r.StatusCode != http.StatusNoContent {
 		t.Fatalf("DELETE %s: %d, want 204", code, r.StatusCode)
 	}
 }
@@ -449,8 +449,8 @@ func TestUnsubscribingStopsOneCodesEventsWhileAnothersGoOn(t *testing.T) {
 	seen := map[string]bool{}
 	m.until(t, func(e envelope.Envelope) bool { seen[e.Code] = true; return len(seen) == 2 })
 
-	unsubscribe(t, b.url, m.id, gone.Code)
-	unsubscribe(t, b.url, m.id, storedJob(t, b.store, "alice").Code) // never subscribed: 204 too
+	unsubscribe(t, b.url, m.id, gone.Code, "alice")
+	unsubscribe(t, b.url, m.id, storedJob(t, b.store, "alice").Code, "alice") // never subscribed: 204 too
 	eventually(t, "one goroutine: the unsubscribed code's has ended", func() bool { return muxGoroutines() == 1 })
 	var envs []envelope.Envelope
 	for p := 1; p <= 5; p++ {
@@ -500,6 +500,32 @@ func TestAnotherOwnersUnknownOrMalformedCodeEndsNotFoundWithNoneOfItsData(t *tes
 	r := call(t, "PUT", b.url+"/v1/events/"+m.id+"/subscriptions/"+strings.Repeat("x", 129), "", owner("mallory"), &e)
 	if r.StatusCode != http.StatusBadRequest || e.Error.Code != "INVALID_CODE" {
 		t.Errorf("a code over 128 bytes: %d %s, want 400 INVALID_CODE", r.StatusCode, e.Error.Code)
+	}
+}
+
+// Subscriptions are per owner and code: another owner subscribing (or
+// unsubscribing) the same code on the same stream neither replaces nor
+// ends the owner's, and every envelope says whose it is.
+func TestAnotherOwnersCallForTheSameCodeLeavesTheOwnersSubscriptionAlone(t *testing.T) {
+	b := newBackend(t)
+	j := storedJob(t, b.store, "alice")
+	m := openMux(t, b.url, muxOptions{})
+	subscribe(t, b.url, m.id, j.Code, "alice", 0)
+	if e := m.next(t); e.Owner != "alice" || envID(t, e) != 1 {
+		t.Fatalf("alice's first: %s", show(e))
+	}
+	subscribe(t, b.url, m.id, j.Code, "mallory", 0)
+	if e := m.next(t); e.Owner != "mallory" || e.End != envelope.EndNotFound || e.Data != nil {
+		t.Fatalf("mallory's: %s; want mallory's not_found", show(e))
+	}
+	unsubscribe(t, b.url, m.id, j.Code, "mallory")
+	moved := progress(t, b.store, j.Code, 10)
+	if e := m.next(t); e.Owner != "alice" || envID(t, e) != moved.Seq {
+		t.Fatalf("after mallory's calls: %s; want alice's seq %d", show(e), moved.Seq)
+	}
+	var e struct{ Error struct{ Code string } }
+	if r := call(t, "PUT", b.url+"/v1/events/"+m.id+"/subscriptions/"+j.Code, "", nil, &e); r.StatusCode != http.StatusBadRequest || e.Error.Code != "INVALID_OWNER" {
+		t.Errorf("a subscription without an owner: %d %s, want 400 INVALID_OWNER", r.StatusCode, e.Error.Code)
 	}
 }
 
@@ -556,7 +582,7 @@ func TestAStreamPastItsSubscriptionBoundAnswers429(t *testing.T) {
 		t.Fatalf("a third subscription: %d %s; want 429 TOO_MANY_SUBSCRIPTIONS with Retry-After", r.StatusCode, e.Error.Code)
 	}
 	subscribe(t, b.url, m.id, two.Code, "o", 1) // replacing one is no new one
-	unsubscribe(t, b.url, m.id, one.Code)
+	unsubscribe(t, b.url, m.id, one.Code, "o")
 	subscribe(t, b.url, m.id, three.Code, "o", 0)
 	seen := map[string]bool{}
 	m.until(t, func(e envelope.Envelope) bool { seen[e.Code] = true; return seen[three.Code] })
