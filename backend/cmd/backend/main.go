@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/exportstream/exportstream/backend/internal/eventmux"
 	"github.com/exportstream/exportstream/backend/internal/httpapi"
 	"github.com/exportstream/exportstream/backend/internal/store"
 	"github.com/exportstream/exportstream/backend/internal/worker"
@@ -53,6 +54,7 @@ type config struct {
 	redisURL          string
 	claimIdle         time.Duration
 	diskReserve       int
+	maxSubscriptions  int
 }
 
 func parseFlags(args []string, stdout io.Writer) (config, error) {
@@ -81,6 +83,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.StringVar(&c.redisURL, "redis-url", e.str("REDIS_URL", ""), "redis://… : share jobs, events and work with other replicas through Redis; DATA_DIR must then be a directory they all share (REDIS_URL)")
 	fs.DurationVar(&c.claimIdle, "claim-idle", e.duration("REDIS_CLAIM_IDLE", 30*time.Second), "with Redis: a running export whose replica is silent this long is taken over by another (REDIS_CLAIM_IDLE)")
 	fs.IntVar(&c.diskReserve, "disk-reserve", e.integer("DISK_RESERVE", 4<<20), "bytes of the data directory's disk kept in reserve: given up when the disk fills so running exports can still be marked FAILED; creates get 507 until it can be written back; 0 for none (DISK_RESERVE)")
+	fs.IntVar(&c.maxSubscriptions, "max-subscriptions-per-stream", e.integer("MAX_SUBSCRIPTIONS_PER_STREAM", eventmux.DefaultMaxSubscriptions), "codes one multiplexed event stream (GET /v1/events) may have subscribed before more get 429 (MAX_SUBSCRIPTIONS_PER_STREAM)")
 	if err := errors.Join(e.errs...); err != nil {
 		return c, err
 	}
@@ -90,8 +93,8 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	switch {
 	case c.diskReserve < 0:
 		return c, errors.New("-disk-reserve must not be negative")
-	case c.workers < 1 || c.queueSize < 1:
-		return c, errors.New("-workers and -queue-size must be at least 1")
+	case c.workers < 1 || c.queueSize < 1 || c.maxSubscriptions < 1:
+		return c, errors.New("-workers, -queue-size and -max-subscriptions-per-stream must be at least 1")
 	case c.retention <= 0 || c.progressInterval < 0 || c.heartbeat <= 0 || c.retry <= 0:
 		return c, errors.New("-retention, -heartbeat and -retry must be positive")
 	}
@@ -141,6 +144,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	api := httpapi.New(httpapi.Config{
 		Store: st, Pool: pool, Logger: log, Heartbeat: cfg.heartbeat, Retry: cfg.retry,
 		ServiceToken: cfg.serviceToken, MaxActivePerOwner: cfg.maxActivePerOwner,
+		Mux: eventHub(st, cfg, log),
 	})
 	api.Register(generation)
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/exportstream/exportstream/backend/internal/eventmux"
 	"github.com/exportstream/exportstream/backend/internal/store"
 	"github.com/exportstream/exportstream/backend/internal/worker"
 )
@@ -73,6 +74,16 @@ func sharedQueue(ctx context.Context, st store.Store, cfg config, log *slog.Logg
 	}
 	log.Info("scaled out on Redis: shared store, events and work queue", "claimIdle", cfg.claimIdle, "filesDir", filepath.Join(cfg.dataDir, "files"))
 	return q, nil
+}
+
+// eventHub keeps the multiplexed event streams; scaled out on Redis, their
+// subscription calls travel between replicas on Redis channels.
+func eventHub(st store.Store, cfg config, log *slog.Logger) *eventmux.Hub {
+	mc := eventmux.Config{Store: st, Logger: log, MaxSubscriptions: cfg.maxSubscriptions}
+	if rs, ok := st.(*store.Redis); ok {
+		mc.Redis, mc.Prefix = rs.Client(), rs.Prefix()
+	}
+	return eventmux.New(mc)
 }
 
 // redisLogger sends go-redis's own messages (a failed dial, once per

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/exportstream/exportstream/backend/internal/eventmux"
 	"github.com/exportstream/exportstream/backend/internal/job"
 )
 
@@ -74,6 +75,12 @@ func (s *Server) toAPIError(err error) *apiError {
 		return &apiError{http.StatusInsufficientStorage, "INSUFFICIENT_STORAGE", job.ErrStorageFull.Error()}
 	case errors.Is(err, job.ErrStorageReadOnly):
 		return &apiError{http.StatusServiceUnavailable, "STORAGE_READ_ONLY", job.ErrStorageReadOnly.Error()}
+	case errors.Is(err, eventmux.ErrStreamNotFound):
+		return &apiError{http.StatusNotFound, "STREAM_NOT_FOUND", eventmux.ErrStreamNotFound.Error()}
+	case errors.Is(err, eventmux.ErrTooManySubscriptions):
+		return &apiError{http.StatusTooManyRequests, "TOO_MANY_SUBSCRIPTIONS", eventmux.ErrTooManySubscriptions.Error()}
+	case errors.Is(err, eventmux.ErrNoAnswer):
+		return &apiError{http.StatusServiceUnavailable, "STREAM_UNAVAILABLE", eventmux.ErrNoAnswer.Error()}
 	case errors.Is(err, job.ErrUnavailable):
 		return &apiError{http.StatusServiceUnavailable, "UNAVAILABLE", err.Error()}
 	}

@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -9,6 +11,9 @@ import (
 
 	"github.com/gin-gonic/gin"
 	sse "github.com/tmaxmax/go-sse"
+
+	"github.com/exportstream/exportstream/backend/internal/job"
+	"github.com/exportstream/exportstream/backend/internal/store"
 )
 
 // events streams a job's snapshots over SSE.
@@ -16,7 +21,7 @@ import (
 // It uses go-sse's Session and Message rather than its Server/Provider: a
 // job stream is one topic with one writer (the store), snapshot semantics
 // (a watcher re-reads the latest job, so a slow reader skips progress but
-// never the terminal event) and an end, which store.Watch gives directly.
+// never the terminal event) and an end, which store.Follow gives directly.
 func (s *Server) events(c *gin.Context) {
 	j, err := s.lookup(c)
 	if err != nil {
@@ -48,53 +53,74 @@ func (s *Server) events(c *gin.Context) {
 	}
 	heartbeat := time.NewTimer(s.Heartbeat)
 	defer heartbeat.Stop()
-	for {
-		snap, changed, err := s.Store.Watch(ctx, j.Code)
-		if err != nil {
-			s.log.Warn("event stream ended: job vanished", "code", j.Code, "err", err)
-			return
-		}
-		if snap.Seq > lastID {
-			data, err := json.Marshal(present(snap, prefix))
-			if err != nil {
-				s.log.Error("encode event", "code", j.Code, "err", err)
-				return
+	// Waiting for the job's next change is where the stream is quiet:
+	// heartbeats go out there, and draining ends the stream there.
+	wait := func(ctx context.Context, changed <-chan struct{}) error {
+		for {
+			select {
+			case <-changed:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-s.closing:
+				return errDraining
+			case <-heartbeat.C:
+				if err := sendPing(sess); err != nil {
+					return err
+				}
+				heartbeat.Reset(s.Heartbeat)
 			}
-			msg := &sse.Message{ID: sse.ID(strconv.FormatInt(snap.Seq, 10))}
-			msg.AppendData(string(data))
-			if err := send(sess, msg); err != nil {
-				return
-			}
-			s.metrics.eventsSent.Inc()
-			lastID = snap.Seq
-			heartbeat.Reset(s.Heartbeat)
-		}
-		if snap.Status.Terminal() {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.closing:
-			return
-		case <-changed:
-		case <-heartbeat.C:
-			ping := &sse.Message{}
-			ping.AppendComment("ping")
-			if err := send(sess, ping); err != nil {
-				return
-			}
-			heartbeat.Reset(s.Heartbeat)
 		}
 	}
+	err = store.Follow(ctx, s.Store, j.Code, j.Owner, lastID, wait, func(snap job.Job) error {
+		data, err := snapshotData(snap, prefix)
+		if err != nil {
+			return err
+		}
+		msg := &sse.Message{ID: sse.ID(strconv.FormatInt(snap.Seq, 10))}
+		msg.AppendData(string(data))
+		if err := send(sess, msg); err != nil {
+			return err
+		}
+		s.metrics.eventsSent.Inc()
+		heartbeat.Reset(s.Heartbeat)
+		return nil
+	})
+	if errors.Is(err, job.ErrNotFound) {
+		s.log.Warn("event stream ended: job vanished", "code", j.Code)
+	} else if err != nil && ctx.Err() == nil && !errors.Is(err, errDraining) && !errors.Is(err, errSend) {
+		s.log.Warn("event stream ended", "code", j.Code, "err", err)
+	}
+}
+
+// errDraining ends a stream when the server drains (CloseStreams).
+var errDraining = errors.New("server is draining")
+
+// errSend marks a failed write to the client: it has gone, nothing to log.
+var errSend = errors.New("client gone")
+
+// snapshotData is the data field of a job's event, on every stream: the
+// job JSON with its caller-relative parts (file.url) under prefix.
+func snapshotData(j job.Job, prefix string) ([]byte, error) {
+	data, err := json.Marshal(present(j, prefix))
+	if err != nil {
+		return nil, fmt.Errorf("encode event of %s: %w", j.Code, err)
+	}
+	return data, nil
+}
+
+func sendPing(sess *sse.Session) error {
+	ping := &sse.Message{}
+	ping.AppendComment("ping")
+	return send(sess, ping)
 }
 
 func send(sess *sse.Session, m *sse.Message) error {
 	if err := sess.Send(m); err != nil {
-		return fmt.Errorf("send event: %w", err)
+		return fmt.Errorf("send event: %w (%w)", errSend, err)
 	}
 	if err := sess.Flush(); err != nil {
-		return fmt.Errorf("flush event: %w", err)
+		return fmt.Errorf("flush event: %w (%w)", errSend, err)
 	}
 	return nil
 }

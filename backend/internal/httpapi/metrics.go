@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/exportstream/exportstream/backend/internal/eventmux"
 	"github.com/exportstream/exportstream/backend/internal/job"
 	"github.com/exportstream/exportstream/backend/internal/store"
 	"github.com/exportstream/exportstream/backend/internal/worker"
@@ -24,7 +25,7 @@ type metrics struct {
 
 var statuses = []job.Status{job.StatusPending, job.StatusInProgress, job.StatusCompleted, job.StatusFailed, job.StatusCancelled}
 
-func newMetrics(st store.Store, pool *worker.Pool) *metrics {
+func newMetrics(st store.Store, pool *worker.Pool, mux *eventmux.Hub) *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
 		streamsOpened: prometheus.NewCounter(prometheus.CounterOpts{
@@ -47,6 +48,18 @@ func newMetrics(st store.Store, pool *worker.Pool) *metrics {
 			Name: "exportstream_backend_queue_depth",
 			Help: "Accepted exports waiting for a worker.",
 		}, func() float64 { return float64(pool.QueueDepth()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "exportstream_backend_mux_streams_open",
+			Help: "Multiplexed event streams (GET /v1/events) open on this replica.",
+		}, func() float64 { return float64(mux.Streams()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "exportstream_backend_mux_subscriptions_active",
+			Help: "Subscriptions held by this replica's multiplexed event streams.",
+		}, func() float64 { return float64(mux.Subscriptions()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "exportstream_backend_mux_pending_events",
+			Help: "Events of multiplexed streams waiting for a slow reader (at most one per subscription).",
+		}, func() float64 { return float64(mux.Pending()) }),
 	)
 	return m
 }

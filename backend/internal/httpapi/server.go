@@ -22,6 +22,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/exportstream/exportstream/backend/internal/eventmux"
 	"github.com/exportstream/exportstream/backend/internal/job"
 	"github.com/exportstream/exportstream/backend/internal/store"
 	"github.com/exportstream/exportstream/backend/internal/worker"
@@ -43,6 +44,9 @@ type Config struct {
 	ServiceToken string
 	// MaxActivePerOwner caps an owner's unfinished jobs (429 past it); 0: no cap.
 	MaxActivePerOwner int
+	// Mux keeps the multiplexed event streams (GET /v1/events); nil: an
+	// embedded one on Store with the default bound.
+	Mux *eventmux.Hub
 }
 
 // Server serves the export API.
@@ -60,8 +64,11 @@ type Server struct {
 // New returns the backend's HTTP handler.
 func New(cfg Config) *Server {
 	gin.SetMode(gin.ReleaseMode)
+	if cfg.Mux == nil {
+		cfg.Mux = eventmux.New(eventmux.Config{Store: cfg.Store, Logger: cfg.Logger})
+	}
 	s := &Server{Config: cfg, log: cfg.Logger, closing: make(chan struct{})}
-	s.metrics = newMetrics(cfg.Store, cfg.Pool)
+	s.metrics = newMetrics(cfg.Store, cfg.Pool, cfg.Mux)
 	r := gin.New()
 	r.Use(s.logRequests, gin.CustomRecoveryWithWriter(io.Discard, s.recovered))
 	r.HandleMethodNotAllowed = true
@@ -82,6 +89,12 @@ func New(cfg Config) *Server {
 	v1.DELETE("/:code", s.delete)
 	v1.GET("/:code/events", s.events)
 	v1.GET("/:code/file", s.file)
+
+	// The multiplexed stream is the caller's; the owner comes per subscription.
+	mux := r.Group("/v1/events", s.authorize)
+	mux.GET("", s.muxEvents)
+	mux.PUT("/:stream/subscriptions/:code", s.owner, s.subscribe)
+	mux.DELETE("/:stream/subscriptions/:code", s.owner, s.unsubscribe)
 	s.router = r
 	return s
 }

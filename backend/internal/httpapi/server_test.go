@@ -52,7 +52,7 @@ func newBackend(t *testing.T, opts ...backendOption) *testBackend {
 	for _, o := range opts {
 		o(&hcfg, &wcfg)
 	}
-	pool, err := worker.New(st, wcfg, log)
+	pool, err := worker.New(hcfg.Store, wcfg, log) // an option may have set the store
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func newBackend(t *testing.T, opts ...backendOption) *testBackend {
 		srv.Close()
 		pool.Close()
 	})
-	return &testBackend{url: srv.URL, store: st, pool: pool, api: api}
+	return &testBackend{url: srv.URL, store: hcfg.Store, pool: pool, api: api}
 }
 
 func createExport(t *testing.T, base, body string) (job.Job, *http.Response) {
