@@ -519,6 +519,7 @@ func TestAProgressTickCostsAFractionOfACommit(t *testing.T) {
 		db := dbOf(st)
 		code := startRunning(t, st).Code
 		before := committedWrites(t, db)
+		const ticks = 200 // one fsync each
 		for r := range ticks {
 			if _, err := st.Update(t.Context(), code, toRows(r+1)); err != nil {
 				t.Fatal(err)
