@@ -102,7 +102,7 @@ type persister interface {
 	// putJob writes j with the seq ceiling of its entry (see the package doc).
 	putJob(j job.Job, key string, ceiling int64) error
 	// putCheckpoints writes the snapshots in one commit, skipping any job
-	// deleted or stored at a seq at least as high meanwhile.
+	// deleted or stored at a higher seq meanwhile.
 	putCheckpoints(cps []checkpoint) error
 	createJob(j job.Job, key string, k idemKey) error
 	deleteJob(code string, tomb *tombstone) error
