@@ -45,6 +45,7 @@ type config struct {
 	maxActivePerOwner int
 	retention         time.Duration
 	progressInterval  time.Duration
+	progressCkpt      time.Duration
 	heartbeat         time.Duration
 	retry             time.Duration
 	serviceToken      string
@@ -74,6 +75,7 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.IntVar(&c.maxActivePerOwner, "max-active-per-owner", e.integer("MAX_ACTIVE_PER_OWNER", 100), "unfinished exports one owner may have before creates get 429; 0 for no cap (MAX_ACTIVE_PER_OWNER)")
 	fs.DurationVar(&c.retention, "retention", e.duration("RETENTION", time.Hour), "how long finished exports and their files are kept (RETENTION)")
 	fs.DurationVar(&c.progressInterval, "progress-interval", e.duration("PROGRESS_INTERVAL", 100*time.Millisecond), "at most one progress event of a job per this much of its schedule (PROGRESS_INTERVAL)")
+	fs.DurationVar(&c.progressCkpt, "progress-checkpoint", e.duration("PROGRESS_CHECKPOINT", store.DefaultProgressCheckpoint), "embedded store: progress events are sent at once and written to disk this often (a crash loses at most this much progress; seqs still never repeat); 0: each written before it is sent (PROGRESS_CHECKPOINT)")
 	fs.DurationVar(&c.heartbeat, "heartbeat", e.duration("HEARTBEAT_INTERVAL", 15*time.Second), "silence before a ': ping' comment on event streams (HEARTBEAT_INTERVAL)")
 	fs.DurationVar(&c.retry, "retry", e.duration("SSE_RETRY", 2*time.Second), "reconnect delay advertised to EventSource clients (SSE_RETRY)")
 	fs.StringVar(&c.serviceToken, "service-token", e.str("SERVICE_TOKEN", ""), "when set, required as 'Authorization: Bearer …' on every /v1 call (SERVICE_TOKEN)")
@@ -93,6 +95,8 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	switch {
 	case c.diskReserve < 0:
 		return c, errors.New("-disk-reserve must not be negative")
+	case c.progressCkpt < 0:
+		return c, errors.New("-progress-checkpoint must not be negative")
 	case c.workers < 1 || c.queueSize < 1 || c.maxSubscriptions < 1:
 		return c, errors.New("-workers, -queue-size and -max-subscriptions-per-stream must be at least 1")
 	case c.retention <= 0 || c.progressInterval < 0 || c.heartbeat <= 0 || c.retry <= 0:
@@ -180,7 +184,7 @@ func openStore(cfg config) (store.Store, string, func(), error) {
 		}
 		return store.NewMemory(), dir, func() { _ = os.RemoveAll(dir) }, nil
 	}
-	st, err := store.Open(cfg.dataDir, store.WithDiskReserve(int64(cfg.diskReserve)))
+	st, err := store.Open(cfg.dataDir, store.WithDiskReserve(int64(cfg.diskReserve)), store.WithProgressCheckpoint(cfg.progressCkpt))
 	if err != nil {
 		return nil, "", nil, err
 	}

@@ -25,6 +25,9 @@ type record struct {
 	Request job.Request `json:"request"`
 	Owner   string      `json:"owner"`
 	Key     string      `json:"key,omitempty"`
+	// SeqCeiling bounds the seqs that may have been published of this
+	// job while it ran (bbolt only; see the package doc).
+	SeqCeiling int64 `json:"seqCeiling,omitempty"`
 }
 
 type boltDisk struct {
@@ -36,7 +39,10 @@ type boltDisk struct {
 // Option configures Open.
 type Option func(*options)
 
-type options struct{ diskReserve int64 }
+type options struct {
+	diskReserve        int64
+	progressCheckpoint time.Duration
+}
 
 // WithDiskReserve keeps bytes of the data directory's disk in reserve (a
 // file of that size, ReserveFile): when the disk fills, it is given up so
@@ -45,6 +51,15 @@ type options struct{ diskReserve int64 }
 // again are free. 0 (the default): no reserve, no check.
 func WithDiskReserve(bytes int64) Option { return func(o *options) { o.diskReserve = bytes } }
 
+// WithProgressCheckpoint sets how often progress ticks, published before
+// they are written, are checkpointed to disk (DefaultProgressCheckpoint
+// unless set). A crash loses at most this much of a running job's
+// progress; the job resumes from its last checkpoint. 0 or less: every
+// change is written before it is seen, progress ticks too.
+func WithProgressCheckpoint(every time.Duration) Option {
+	return func(o *options) { o.progressCheckpoint = every }
+}
+
 // ReserveFile is the name of the disk reserve in the data directory.
 const ReserveFile = "disk-reserve"
 
@@ -52,7 +67,7 @@ const ReserveFile = "disk-reserve"
 // job, key and tombstone into memory. A full or read-only disk is reported
 // as job.ErrStorageFull or job.ErrStorageReadOnly.
 func Open(dir string, opts ...Option) (Store, error) {
-	var o options
+	o := options{progressCheckpoint: DefaultProgressCheckpoint}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -70,6 +85,9 @@ func Open(dir string, opts ...Option) (Store, error) {
 		return nil, fmt.Errorf("open store: %w", StorageError(err))
 	}
 	disk.commits = newGroupCommitter(db)
+	if o.progressCheckpoint > 0 {
+		s.progress = newCheckpointer(o.progressCheckpoint, disk.putCheckpoints, s.snapshot)
+	}
 	// No room for the reserve: start anyway. Reads and downloads work;
 	// creates get job.ErrStorageFull until there is room.
 	_ = disk.reserve.roomForNew()
@@ -99,7 +117,12 @@ func (s *jobs) load(db *bolt.DB) error {
 				return fmt.Errorf("job %s: %w", k, err)
 			}
 			r.Job.Request, r.Job.Owner = r.Request, r.Owner
-			s.entries[string(k)] = &entry{job: r.Job, key: r.Key, changed: make(chan struct{})}
+			if !r.Job.Status.Terminal() && r.SeqCeiling > r.Job.Seq {
+				// Ticks up to the ceiling may have been seen but not
+				// written: the snapshot on disk is now newer than all.
+				r.Job.Seq = r.SeqCeiling + 1
+			}
+			s.entries[string(k)] = &entry{job: r.Job, key: r.Key, changed: make(chan struct{}), ceiling: r.SeqCeiling}
 			s.count(&r.Job, 1)
 			return nil
 		})
@@ -128,14 +151,14 @@ func (s *jobs) load(db *bolt.DB) error {
 	})
 }
 
-func encodeRecord(j job.Job, key string) ([]byte, error) {
-	return json.Marshal(record{Job: j, Request: j.Request, Owner: j.Owner, Key: key})
+func encodeRecord(j job.Job, key string, ceiling int64) ([]byte, error) {
+	return json.Marshal(record{Job: j, Request: j.Request, Owner: j.Owner, Key: key, SeqCeiling: ceiling})
 }
 
 // putJob writes one job. The group commit lets concurrent changes of many
 // jobs share one transaction and one fsync.
-func (d *boltDisk) putJob(j job.Job, key string) error {
-	v, err := encodeRecord(j, key)
+func (d *boltDisk) putJob(j job.Job, key string, ceiling int64) error {
+	v, err := encodeRecord(j, key, ceiling)
 	if err != nil {
 		return err
 	}
@@ -146,8 +169,53 @@ func (d *boltDisk) putJob(j job.Job, key string) error {
 	})
 }
 
+// putCheckpoints writes the progress snapshots in one change of the group
+// commit. A job deleted since, or stored since at a higher seq (a durable
+// change that went first), is left as it is: a checkpoint never brings a
+// job back nor takes one back in time. (At the same seq the snapshot is
+// the same; only the ceiling may differ, lowered at close.) Unlike putJob
+// it never gives up the disk reserve: that room is for running jobs to
+// fail.
+func (d *boltDisk) putCheckpoints(cps []checkpoint) error {
+	values := make([][]byte, len(cps))
+	for i, c := range cps {
+		v, err := encodeRecord(c.job, c.key, c.ceiling)
+		if err != nil {
+			return err
+		}
+		values[i] = v
+	}
+	return StorageError(d.commits.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketJobs)
+		for i, c := range cps {
+			if storedSeq, ok := seqOf(b.Get([]byte(c.job.Code))); !ok || storedSeq > c.job.Seq {
+				continue
+			}
+			if err := b.Put([]byte(c.job.Code), values[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+}
+
+// seqOf reads the seq of a stored record; ok is false if there is none.
+// An unreadable record reads as seq 0, so a checkpoint replaces it.
+func seqOf(v []byte) (seq int64, ok bool) {
+	if v == nil {
+		return 0, false
+	}
+	var r struct {
+		Job struct {
+			Seq int64 `json:"seq"`
+		} `json:"job"`
+	}
+	_ = json.Unmarshal(v, &r)
+	return r.Job.Seq, true
+}
+
 func (d *boltDisk) createJob(j job.Job, key string, k idemKey) error {
-	v, err := encodeRecord(j, key)
+	v, err := encodeRecord(j, key, 0)
 	if err != nil {
 		return err
 	}

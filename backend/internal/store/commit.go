@@ -26,8 +26,10 @@ type change struct {
 // one fsync, then answers them all. There is no delay: a lone change
 // commits at once, and under load the changes that arrive while one group
 // commits make up the next. Each caller returns only once its change is on
-// disk, so "durable before visible" (and before a 202) holds as it did
-// with one transaction per change.
+// disk, so "durable before visible" (and before a 202) holds, as it did
+// with one transaction per change, for every change the store writes
+// before it publishes it: all but progress ticks (see the package doc),
+// which a checkpoint writes later, many jobs in one change.
 //
 // It replaces bbolt's DB.Batch, which waits up to MaxBatchDelay (10 ms)
 // for a batch to fill: under a closed loop of N clients that wait was most

@@ -34,6 +34,11 @@ import (
 //
 // Every change is one Lua script, so a change, its indexes, its counters
 // and its notification are atomic; Update is a compare-and-set on seq.
+// Progress ticks included, every change is written before it is
+// published: unlike the embedded store, which can publish a tick from
+// memory and checkpoint it later, here the other replicas read the
+// snapshot they relay from Redis, so a tick not yet written is one they
+// could not see (and seqs carry no ceiling: 0 in the record).
 //
 // Watch is a pub/sub notification plus a re-read, not a replay: events are
 // snapshots, so a watcher only ever needs the latest job, which is stored.
@@ -358,7 +363,7 @@ return 1
 func (s *Redis) idemMember(owner, key string) string { return keyID(owner, key) }
 
 func (s *Redis) Create(ctx context.Context, j job.Job, key string) (job.Job, bool, error) {
-	data, err := encodeRecord(j, key)
+	data, err := encodeRecord(j, key, 0)
 	if err != nil {
 		return job.Job{}, false, fmt.Errorf("create %s: %w", j.Code, err)
 	}
@@ -438,7 +443,7 @@ func (s *Redis) Update(ctx context.Context, code string, change func(*job.Job) e
 		}
 		next.Seq = cur.Seq + 1
 		next.UpdatedAt = s.now().UTC()
-		data, err := encodeRecord(next, key)
+		data, err := encodeRecord(next, key, 0)
 		if err != nil {
 			return cur, fmt.Errorf("update %s: %w", code, err)
 		}

@@ -1,11 +1,50 @@
 // Package store keeps jobs, their idempotency keys and the tombstones of
 // expired files, and tells watchers when a job changes.
 //
-// One implementation serves two modes: durable (Open: every change is
-// written to an embedded bbolt database in the data directory before anyone
-// sees it, so a client never sees a seq that a crash could take back) and
-// in-memory (NewMemory: for tests and throwaway demos). All jobs are also
-// held in memory, which serves reads and watches.
+// One implementation serves two modes: durable (Open: an embedded bbolt
+// database in the data directory) and in-memory (NewMemory: for tests and
+// throwaway demos). All jobs are also held in memory, which serves reads
+// and watches. The Redis store (redis.go) keeps the same contract for
+// several replicas.
+//
+// # What the durable store writes before anyone sees it
+//
+// A change that matters after a crash is durable before visible: a create,
+// every status change (PENDING → IN_PROGRESS and every terminal one), a
+// deletion, and any change that touches more than progress and rowsDone.
+// Update returns, and watchers are woken, only once it is committed and
+// fsynced, so a client never sees a state that a crash could take back.
+//
+// A progress tick (IN_PROGRESS → IN_PROGRESS, changing only progress and
+// rowsDone) is published at once and written later: every
+// WithProgressCheckpoint interval (DefaultProgressCheckpoint) the latest
+// snapshot of each job with unwritten progress goes to disk in one group
+// commit, Close writes what is left, and a durable change of the job
+// writes its latest state anyway. So with many jobs running, a tick does
+// not wait for an fsync. Nothing a restart relies on for correctness is
+// in a tick: a restarted backend resumes the unfinished jobs (their status
+// is durable) and the generator rewrites the file from its first row (rows
+// are deterministic), reading rowsDone only to pace the rest. A crash may
+// lose the ticks of the last interval: the resumed job goes on from its
+// last checkpoint, and its progress may step back, with a higher seq.
+//
+// Seqs stay strictly increasing across a crash (a hi/lo reservation): each
+// write of an IN_PROGRESS job, a durable change or a checkpoint, stores a
+// seq ceiling, its seq + seqBlock (64). A tick is published before it is
+// written only while its seq is at most the ceiling known to be on disk
+// (raised in memory once the write that carries it has committed); the
+// tick that would pass it is written first, with a new ceiling. So a tick
+// waits for the disk, for one commit, only when its job ticked seqBlock
+// times since its last write: at most one tick in seqBlock, and none for
+// a job ticking fewer than seqBlock times per checkpoint interval (the
+// generator's ten a second are far below). On load, an unfinished job
+// whose ceiling is above its stored seq is given seq ceiling+1: above
+// every seq that can have been published, and equal to none of them, so
+// no seq ever names two different snapshots. Close lowers each running
+// job's ceiling to its seq once everything is written (nothing above it
+// was published), so a clean restart continues the seqs without a jump.
+// A checkpoint never overwrites a newer stored state or a deleted job: it
+// compares with the stored seq inside its transaction.
 package store
 
 import (
@@ -60,7 +99,11 @@ type Store interface {
 
 // persister writes changes durably; nil in memory mode.
 type persister interface {
-	putJob(j job.Job, key string) error
+	// putJob writes j with the seq ceiling of its entry (see the package doc).
+	putJob(j job.Job, key string, ceiling int64) error
+	// putCheckpoints writes the snapshots in one commit, skipping any job
+	// deleted or stored at a higher seq meanwhile.
+	putCheckpoints(cps []checkpoint) error
 	createJob(j job.Job, key string, k idemKey) error
 	deleteJob(code string, tomb *tombstone) error
 	sweep(cutoff time.Time) error
@@ -72,6 +115,13 @@ type entry struct {
 	job     job.Job
 	key     string // the idempotency key it was created with, if any
 	changed chan struct{}
+	// ceiling is the highest seq the disk has reserved for this job: a
+	// progress tick up to it may be seen before it is written (durable
+	// store only; see the package doc).
+	ceiling int64
+	// dirty: job holds progress not yet written; the entry is then in the
+	// checkpointer's set, or in the batch it is writing.
+	dirty bool
 }
 
 type idemKey struct {
@@ -87,8 +137,9 @@ type tombstone struct {
 
 // jobs is the Store; see the package doc.
 type jobs struct {
-	disk persister
-	now  func() time.Time
+	disk     persister
+	progress *checkpointer // nil: every change is durable before visible
+	now      func() time.Time
 
 	mu      sync.Mutex
 	entries map[string]*entry
@@ -222,11 +273,17 @@ func (s *jobs) Update(_ context.Context, code string, change func(*job.Job) erro
 	}
 	next.Seq = e.job.Seq + 1
 	next.UpdatedAt = s.now().UTC()
-	// Durable before visible: a watcher never sees a seq a crash could undo.
-	if s.disk != nil {
-		if err := s.disk.putJob(next, e.key); err != nil {
+	if s.disk != nil && !s.publishUnwritten(code, e, next) {
+		// Durable before visible: a watcher never sees a state a crash
+		// could take back.
+		ceiling := e.ceiling
+		if s.progress != nil && next.Status == job.StatusInProgress {
+			ceiling = max(ceiling, next.Seq+seqBlock)
+		}
+		if err := s.disk.putJob(next, e.key, ceiling); err != nil {
 			return e.job, fmt.Errorf("update %s: %w", code, err)
 		}
+		e.ceiling, e.dirty = ceiling, false // the latest is on disk
 	}
 	if next.Status != e.job.Status {
 		s.mu.Lock()
@@ -300,6 +357,10 @@ func (s *jobs) remove(code string, tomb *tombstone) error {
 		s.gone[code] = *tomb
 	}
 	s.mu.Unlock()
+	if e.dirty {
+		s.progress.forget(code)
+		e.dirty = false
+	}
 	close(e.changed)
 	e.changed = nil
 	return nil
@@ -388,9 +449,14 @@ func (s *jobs) Stats(context.Context) (map[job.Status]int, map[string]int, error
 	return maps.Clone(s.byStatus), maps.Clone(s.active), nil
 }
 
+// Close writes the progress not yet on disk, then closes the database.
 func (s *jobs) Close() error {
-	if s.disk != nil {
-		return s.disk.close()
+	var err error
+	if s.progress != nil {
+		err = s.progress.close()
 	}
-	return nil
+	if s.disk != nil {
+		err = errors.Join(err, s.disk.close())
+	}
+	return err
 }

@@ -4,9 +4,12 @@
 // job.AppendRow) in chunks paced over the requested duration, reporting
 // progress through the store, and renames the file into place only when it
 // is complete, so a reader never sees half a file. Progress reports are
-// checkpoints: a job interrupted by a crash or a shutdown resumes from its
-// last reported row (the rows before it are rewritten at once, since they
-// are deterministic), so progress and seq never go back.
+// checkpoints: a job interrupted by a shutdown resumes from its last
+// reported row (the rows before it are rewritten at once, since they are
+// deterministic). After a crash it resumes from the last report the store
+// had written, which with the embedded store may be a checkpoint interval
+// behind (see package store): its progress may step back then, its seq
+// never. The file is right either way: it is always written from row 0.
 package worker
 
 import (
