@@ -86,3 +86,23 @@ func TestRedisStatsSayWhenTheyCannotBeRead(t *testing.T) {
 		t.Errorf("stats with Redis away: %v, %v; want job.ErrStoreUnavailable, not empty counts", active, err)
 	}
 }
+
+// Kills redis.go:470 (a failed read settled as if it had read seq 1): a
+// watch of a job that is not there leaves no waiter behind, even while
+// its caller's context lives on.
+func TestARedisWatchOfAMissingJobLeavesNoWaiter(t *testing.T) {
+	srv := redistest.Start(t)
+	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Close() }()
+	for range 10 {
+		if _, _, err := st.Watch(t.Context(), job.New(job.Request{Rows: 1}, "o", time.Now()).Code); !errors.Is(err, job.ErrNotFound) {
+			t.Fatalf("watch of a missing job: %v, want not found", err)
+		}
+	}
+	if n := st.Watchers(); n != 0 {
+		t.Errorf("%d waiters left by watches that failed, want 0", n)
+	}
+}
