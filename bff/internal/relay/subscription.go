@@ -2,13 +2,13 @@ package relay
 
 import "sync"
 
-// Subscription is one browser stream's view of an upstream. Its queue is
-// bounded: since every event is a whole snapshot, when a slow reader falls
-// behind the oldest progress snapshots are dropped, never the final one
-// (it is always the last in the queue).
+// Subscription is one browser stream's view of a relayed job. Its queue
+// is bounded: since every event is a whole snapshot, when a slow reader
+// falls behind the oldest progress snapshots are dropped, never the final
+// one (it is always the last in the queue).
 type Subscription struct {
 	hub   *Hub
-	up    *upstream
+	t     *topic
 	after int64 // only events with a greater Seq are delivered
 
 	mu     sync.Mutex
@@ -20,7 +20,7 @@ type Subscription struct {
 }
 
 // Code is the job this subscription follows.
-func (s *Subscription) Code() string { return s.up.code }
+func (s *Subscription) Code() string { return s.t.key.code }
 
 // Ready is signalled when Drain has something new to return; it is nil
 // for a subscription made with a notify function.
@@ -50,7 +50,8 @@ func (s *Subscription) Notify(f func()) {
 	}
 }
 
-// Close unsubscribes; the upstream closes when its last subscriber leaves.
+// Close unsubscribes; the job is unsubscribed upstream when its last
+// subscriber leaves (after the linger).
 func (s *Subscription) Close() { s.hub.unsubscribe(s) }
 
 func (s *Subscription) push(ev Event) {
