@@ -1,0 +1,55 @@
+package relay
+
+import (
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/exportstream/exportstream/bff/internal/relay/relaytest"
+)
+
+// subscribedOn reports whether owner's code is subscribed on the open
+// stream, as the hub sees it.
+func subscribedOn(h *Hub, owner, code string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := h.topics[topicKey{owner, code}]
+	return t != nil && h.stream != "" && t.on == h.gen
+}
+
+// Locks sized to the work: a topic's fan-out holds only that topic's lock,
+// so while it is slow (here a Notify that blocks, which stands for a long
+// fan-out) other jobs are still subscribed. Under one hub-wide lock held
+// while pushing to subscribers, Subscribe would wait for it.
+func TestABlockedFanOutDoesNotHoldUpSubscribingAnotherJob(t *testing.T) {
+	b := relaytest.New(t)
+	h, _ := newHub(t, b, Config{})
+	slow := h.Subscribe("o", "slow", 0, nil)
+	defer slow.Close()
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	slow.Notify(func() { once.Do(func() { close(entered); <-release }) })
+	conn := b.NextStream(t)
+	b.NextCall(t)
+	conn.Envelope(relaytest.Snapshot("o", "slow", 1, "IN_PROGRESS"))
+	select {
+	case <-entered:
+	case <-time.After(wait):
+		t.Fatal("the fan-out never reached the subscriber")
+	}
+	defer close(release) // before the hub's Close (a cleanup): it waits for the reader
+
+	subscribed := make(chan *Subscription, 1)
+	go func() { subscribed <- h.Subscribe("o", "other", 0, nil) }()
+	select {
+	case s := <-subscribed:
+		defer s.Close()
+	case <-time.After(wait):
+		t.Fatal("Subscribe for another job waited for a blocked fan-out")
+	}
+	if c := b.NextCall(t); c.Method != http.MethodPut || c.Code != "other" {
+		t.Fatalf("call %v, want PUT other", c)
+	}
+	waitSubscribed(t, h, "o", "other") // its PUT completes while the fan-out is blocked
+}
