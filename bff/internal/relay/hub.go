@@ -90,8 +90,8 @@ type Hub struct {
 
 	// mu guards the topic map, the stream's identity and every topic's
 	// control state (the fields above topic.mu). It is never held while
-	// events are pushed to subscribers: a topic's fan-out takes only its
-	// own lock, so topics do not wait for each other.
+	// a topic's lock is taken: a topic's fan-out holds only its own lock,
+	// so neither other topics nor subscribing and leaving wait for it.
 	mu     sync.Mutex
 	topics map[topicKey]*topic
 	stream string // the open stream's id; "" while there is none
@@ -106,6 +106,7 @@ type topic struct {
 	key topicKey
 
 	// Guarded by Hub.mu.
+	n      int    // subscribers; counted here, not from subs, so Hub.mu never waits for mu
 	want   bool   // it has subscribers, or lingers
 	on     uint64 // the gen of the stream it is subscribed on; 0: none
 	busy   bool   // a call for it is in flight: one at a time keeps them in order
@@ -156,6 +157,7 @@ func (h *Hub) Subscribe(owner, code string, after int64, notify func()) *Subscri
 		h.topics[k] = t
 		h.stats.TopicOpened()
 	}
+	t.n++
 	if t.linger != nil {
 		t.linger.Stop()
 		t.linger = nil
@@ -198,13 +200,13 @@ func (h *Hub) Close() {
 
 func (h *Hub) unsubscribe(s *Subscription) {
 	t := s.t
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	t.mu.Lock()
 	delete(t.subs, s)
-	left := len(t.subs)
 	t.mu.Unlock()
-	if left > 0 || t.gone || t.ended {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t.n--
+	if t.n > 0 || t.gone || t.ended {
 		return
 	}
 	if h.cfg.Linger <= 0 {
@@ -221,10 +223,7 @@ func (h *Hub) lingered(t *topic) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	t.linger = nil
-	t.mu.Lock()
-	left := len(t.subs)
-	t.mu.Unlock()
-	if left == 0 && !t.gone {
+	if t.n == 0 && !t.gone {
 		t.want = false
 		h.settleLocked(t)
 	}

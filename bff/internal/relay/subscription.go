@@ -1,6 +1,9 @@
 package relay
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // Subscription is one browser stream's view of a relayed job. Its queue
 // is bounded: since every event is a whole snapshot, when a slow reader
@@ -10,6 +13,7 @@ type Subscription struct {
 	hub   *Hub
 	t     *topic
 	after int64 // only events with a greater Seq are delivered
+	left  atomic.Bool
 
 	mu     sync.Mutex
 	queue  []Event
@@ -51,8 +55,12 @@ func (s *Subscription) Notify(f func()) {
 }
 
 // Close unsubscribes; the job is unsubscribed upstream when its last
-// subscriber leaves (after the linger).
-func (s *Subscription) Close() { s.hub.unsubscribe(s) }
+// subscriber leaves (after the linger). Closing again does nothing.
+func (s *Subscription) Close() {
+	if !s.left.Swap(true) {
+		s.hub.unsubscribe(s)
+	}
+}
 
 func (s *Subscription) push(ev Event) {
 	if ev.Seq > 0 && ev.Seq <= s.after {
