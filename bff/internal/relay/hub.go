@@ -150,13 +150,22 @@ func NewHub(src Upstream, cfg Config, stats Stats, log *slog.Logger) *Hub {
 // channel (see Notify).
 func (h *Hub) Subscribe(owner, code string, after int64, notify func()) *Subscription {
 	k := topicKey{owner, code}
+	s := &Subscription{hub: h, after: after, notify: notify}
+	if notify == nil {
+		s.ready = make(chan struct{}, 1)
+	}
 	h.mu.Lock()
 	t := h.topics[k]
-	if t == nil {
-		t = &topic{key: k, subs: make(map[*Subscription]struct{})}
+	fresh := t == nil
+	if fresh {
+		// The first subscriber is in the topic before anyone can see it,
+		// so it gets every event the subscription brings, not only the
+		// latest.
+		t = &topic{key: k, subs: map[*Subscription]struct{}{s: {}}}
 		h.topics[k] = t
 		h.stats.TopicOpened()
 	}
+	s.t = t
 	t.n++
 	if t.linger != nil {
 		t.linger.Stop()
@@ -165,11 +174,10 @@ func (h *Hub) Subscribe(owner, code string, after int64, notify func()) *Subscri
 	t.want = true
 	h.settleLocked(t)
 	h.mu.Unlock()
-
-	s := &Subscription{hub: h, t: t, after: after, notify: notify}
-	if notify == nil {
-		s.ready = make(chan struct{}, 1)
+	if fresh {
+		return s
 	}
+
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.latest != nil {

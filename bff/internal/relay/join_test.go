@@ -40,6 +40,35 @@ func TestASubscriberJoiningAsTheLastOneLeavesKeepsTheJobFollowed(t *testing.T) {
 	}
 }
 
+// The first subscriber of a job gets every event its subscription brings
+// (the backend answers a PUT with what it has at once), not only the
+// latest: it is in the topic before the PUT can go out. A data-less event
+// followed by one with data tells: the latest alone is the second. The
+// window is short, so the test tries many jobs.
+func TestTheFirstSubscriberGetsEveryEventItsSubscriptionBrings(t *testing.T) {
+	const tries = 5000
+	b := relaytest.New(t)
+	h, _ := newHub(t, b, Config{})
+	conn := b.NextStream(t)
+	b.Answer(func(c Call) int {
+		if c.Method == http.MethodPut {
+			conn.Envelope(relaytest.Envelope{Owner: c.Owner, Code: c.Code, Event: "hello", ID: new("1")}, relaytest.Snapshot(c.Owner, c.Code, 2, "COMPLETED"))
+		}
+		return http.StatusNoContent
+	})
+	missed := 0
+	for i := range tries {
+		s := h.Subscribe("o", fmt.Sprintf("c%d", i), 0, nil)
+		if evs := drainAll(t, s); len(evs) != 2 {
+			missed++
+		}
+		s.Close()
+	}
+	if missed > 0 {
+		t.Errorf("%d of %d first subscribers missed events their subscription brought", missed, tries)
+	}
+}
+
 // Subscribers are counted, so closing one twice must count it once: the
 // others stay subscribed.
 func TestClosingASubscriptionTwiceLeavesTheOthersSubscribed(t *testing.T) {
