@@ -376,31 +376,31 @@ func TestEndDoneAloneEndsTheSubscriptionWithNothing(t *testing.T) {
 }
 
 // A browser that reconnects with the last id after the job ended, while
-// another tab still holds the ended stream, gets its end (whether it joins
-// the ended topic or subscribes afresh and the backend says nothing newer
-// will come), not a hang on the finished one.
-func TestAReconnectAfterTheJobEndedGetsItsEnd(t *testing.T) {
+// the ended topic is still in the hub (its PUT still in flight), joins it
+// and gets its end, not a hang on the finished topic. (When the topic is
+// gone it subscribes afresh: TestEndDoneAloneEndsTheSubscriptionWithNothing.)
+func TestAReconnectToAJobThatJustEndedGetsItsEnd(t *testing.T) {
 	b := relaytest.New(t)
+	release := make(chan struct{})
+	b.Answer(func(Call) int { <-release; return http.StatusNoContent })
 	h, _ := newHub(t, b, Config{})
-	var conn atomic.Pointer[relaytest.Conn]
-	var puts atomic.Int32
-	b.Answer(func(c Call) int {
-		if puts.Add(1) > 1 {
-			conn.Load().Envelope(relaytest.Ended(c.Owner, c.Code, "done"))
-		}
-		return http.StatusNoContent
-	})
+	defer close(release)
 	tab := h.Subscribe("o", "c", 0, nil)
 	defer tab.Close() // still open below, as a tab that has not read its end yet
-	conn.Store(b.NextStream(t))
-	b.NextCall(t)
-	conn.Load().Envelope(relaytest.Snapshot("o", "c", 1, "FAILED"))
+	conn := b.NextStream(t)
+	b.NextCall(t) // held: the topic stays in the hub after it ends
+	conn.Envelope(relaytest.Snapshot("o", "c", 1, "FAILED"))
 	waitEnded(t, tab)
 
 	again := h.Subscribe("o", "c", 1, nil)
 	defer again.Close()
 	if evs := drainAll(t, again); len(evs) != 0 {
 		t.Errorf("a reconnect with the last id got %+v, want the end and nothing else", evs)
+	}
+	late := h.Subscribe("o", "c", 0, nil)
+	defer late.Close()
+	if evs := drainAll(t, late); len(evs) != 1 || evs[0].Seq != 1 || !evs[0].End {
+		t.Errorf("a new subscriber got %+v, want the final snapshot and the end", evs)
 	}
 }
 
