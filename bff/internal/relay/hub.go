@@ -576,10 +576,13 @@ func (h *Hub) call(t *topic) {
 		h.settleLocked(t)
 	case err == nil && status == http.StatusNotFound:
 		// The stream is gone (the backend restarted, or a replica took
-		// over): reconnecting subscribes everything again.
+		// over): reconnecting subscribes everything again. While it is
+		// still the hub's stream, t is settled when the drop is, not sent
+		// again on a stream the backend does not know.
 		t.on = 0
-		if gen == h.gen && h.drop != nil {
+		if gen == h.gen && h.stream != "" && h.drop != nil {
 			h.drop()
+			break
 		}
 		h.settleLocked(t)
 	case err == nil && (status == http.StatusUnauthorized || status == http.StatusBadRequest):

@@ -210,6 +210,15 @@ func TestASubscriptionAnswered404ReconnectsTheStreamAndSubscribesEveryJobAgain(t
 	if want := map[string]int64{"live": 3, "late": 0}; !reflect.DeepEqual(again, want) {
 		t.Errorf("subscribed again from %v, want %v", again, want)
 	}
+	var onFirst []Call
+	for _, c := range b.Calls() {
+		if c.Stream == first.ID {
+			onFirst = append(onFirst, c)
+		}
+	}
+	if len(onFirst) != 2 {
+		t.Errorf("calls on the stream the backend lost: %v, want only live's PUT and the one answered 404", onFirst)
+	}
 	second.Envelope(relaytest.Snapshot("o", "late", 1, "COMPLETED"), relaytest.Snapshot("o", "live", 4, "COMPLETED"))
 	if evs := drainAll(t, late); !reflect.DeepEqual(seqs(evs), []int64{1}) {
 		t.Errorf("late got %v, want 1", seqs(evs))
