@@ -53,7 +53,6 @@ type config struct {
 	upstreamIdle         time.Duration
 	writeTimeout         time.Duration
 	responseWriteTimeout time.Duration
-	coalesce             bool
 	shutdownTimeout      time.Duration
 	readHeaderTimeout    time.Duration
 	multiplexResync      time.Duration
@@ -84,7 +83,6 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.DurationVar(&c.linger, "linger", e.duration("UPSTREAM_LINGER", 5*time.Second), "how long an upstream stays open after its last browser left (UPSTREAM_LINGER)")
 	fs.DurationVar(&c.writeTimeout, "write-timeout", e.duration("STREAM_WRITE_TIMEOUT", 10*time.Second), "a browser whose stream writes block this long is disconnected (STREAM_WRITE_TIMEOUT)")
 	fs.DurationVar(&c.responseWriteTimeout, "response-write-timeout", e.duration("RESPONSE_WRITE_TIMEOUT", 30*time.Second), "a browser whose write of a response other than an event stream (a download, a list) blocks this long is cut off, and the backend request behind it cancelled; each write gets it anew, so a slow download that keeps moving is not cut; 0 turns it off (RESPONSE_WRITE_TIMEOUT)")
-	fs.BoolVar(&c.coalesce, "coalesce", true, "share one upstream per job among browsers; false is the seed's design, for benchmarks only")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", e.duration("SHUTDOWN_TIMEOUT", 10*time.Second), "time given to requests to finish on shutdown (SHUTDOWN_TIMEOUT)")
 	fs.DurationVar(&c.multiplexResync, "multiplex-resync", e.duration("MULTIPLEX_RESYNC", 10*time.Second), "how often an open /api/events stream re-lists its session's jobs, to join those created through another BFF instance; 0 turns it off (MULTIPLEX_RESYNC)")
 	fs.DurationVar(&c.readHeaderTimeout, "read-header-timeout", e.duration("READ_HEADER_TIMEOUT", 10*time.Second), "a client must send a request's headers within this, or it is cut off (slowloris) (READ_HEADER_TIMEOUT)")
@@ -138,7 +136,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		Buffer:      64,
 		Linger:      cfg.linger,
 		IdleTimeout: cfg.upstreamIdle,
-		NoCoalesce:  !cfg.coalesce,
 	}, metrics, log)
 	defer hub.Close()
 	api, err := httpapi.New(httpapi.Config{
@@ -164,7 +161,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	// -response-write-timeout per write). Slow headers are bounded.
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: cfg.readHeaderTimeout, IdleTimeout: 2 * time.Minute}
 	srv.RegisterOnShutdown(api.CloseStreams)
-	log.Info("bff listening", "addr", ln.Addr().String(), "backend", cfg.backendURL, "staticDir", cfg.staticDir, "coalesce", cfg.coalesce)
+	log.Info("bff listening", "addr", ln.Addr().String(), "backend", cfg.backendURL, "staticDir", cfg.staticDir)
 	return serve(ctx, srv, ln, cfg.shutdownTimeout)
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -62,14 +63,30 @@ func (c *Client) Do(ctx context.Context, method, path, owner string, body io.Rea
 	return resp, nil
 }
 
-// EventsRequest is the request for owner's job code event stream; the
-// relay sends it (again, with Last-Event-ID, after a drop).
-func (c *Client) EventsRequest(ctx context.Context, owner, code string) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base.String()+"/v1/exports/"+url.PathEscape(code)+"/events", nil)
+// StreamRequest is the request for the backend's multiplexed event
+// stream, on which the relay subscribes jobs (docs/multiplexed-stream.md).
+func (c *Client) StreamRequest(ctx context.Context) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base.String()+"/v1/events", nil)
 	if err != nil {
-		return nil, fmt.Errorf("backend events request: %w", err)
+		return nil, fmt.Errorf("backend stream request: %w", err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	c.setHeaders(req.Header, "")
+	return req, nil
+}
+
+// SubscriptionRequest subscribes (PUT) owner's job code on the stream,
+// from after, or unsubscribes it (DELETE).
+func (c *Client) SubscriptionRequest(ctx context.Context, method, stream, owner, code string, after int64) (*http.Request, error) {
+	path := "/v1/events/" + url.PathEscape(stream) + "/subscriptions/" + url.PathEscape(code)
+	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("backend subscription request: %w", err)
 	}
 	c.setHeaders(req.Header, owner)
+	if after > 0 {
+		req.Header.Set("Last-Event-ID", strconv.FormatInt(after, 10))
+	}
 	return req, nil
 }
 

@@ -84,7 +84,7 @@ func (j *jobStream) Fill(buf []byte) ([]byte, bool) {
 
 func (j *jobStream) append(buf []byte, evs []relay.Event) []byte {
 	for _, ev := range evs {
-		buf = stream.AppendEvent(buf, ev.ID, ev.Data)
+		buf = stream.AppendFrame(buf, stream.Frame{Type: ev.Type, ID: ev.ID, HasID: ev.HasID, Data: ev.Data, HasData: ev.HasData})
 	}
 	j.s.Metrics.eventsRelayed.Add(float64(len(evs)))
 	return buf

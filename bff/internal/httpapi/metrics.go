@@ -8,9 +8,10 @@ import (
 // Metrics are the BFF's Prometheus series; they also implement relay.Stats.
 type Metrics struct {
 	Registry          *prometheus.Registry
-	upstreamsOpened   prometheus.Counter
-	upstreamsActive   prometheus.Gauge
+	jobsRelayed       prometheus.Counter
+	jobsActive        prometheus.Gauge
 	upstreamConnects  prometheus.Counter
+	upstreamsOpen     prometheus.Gauge
 	subscribersActive prometheus.Gauge
 	eventsRelayed     prometheus.Counter
 	snapshotsDropped  prometheus.Counter
@@ -22,14 +23,17 @@ type Metrics struct {
 func NewMetrics() *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
-		upstreamsOpened: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "exportstream_bff_upstreams_opened_total", Help: "Relayed jobs: one upstream per job code, however many subscribers.",
+		jobsRelayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "exportstream_bff_relayed_jobs_total", Help: "Jobs subscribed on the backend's stream: one per session and code, however many browser streams follow it.",
 		}),
-		upstreamsActive: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "exportstream_bff_upstreams_active", Help: "Job codes relayed now.",
+		jobsActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "exportstream_bff_relayed_jobs_active", Help: "Jobs relayed now.",
 		}),
 		upstreamConnects: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "exportstream_bff_upstream_connections_total", Help: "Backend event-stream connections made; past one per upstream, they are reconnects.",
+			Name: "exportstream_bff_upstream_connections_total", Help: "Connections made to the backend's multiplexed event stream; past the first, they are reconnects.",
+		}),
+		upstreamsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "exportstream_bff_upstream_connections_open", Help: "Connections open to the backend's multiplexed event stream: 1 while it is reachable, whatever the number of users.",
 		}),
 		subscribersActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "exportstream_bff_subscribers_active", Help: "Browser event streams open now.",
@@ -47,21 +51,24 @@ func NewMetrics() *Metrics {
 	m.streamStalls = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "exportstream_bff_stream_stalls_total", Help: "Stream writes that found a browser's socket full and waited for it (a slow reader or network).",
 	})
-	m.Registry.MustRegister(m.streamStalls, m.upstreamsOpened, m.upstreamsActive, m.upstreamConnects, m.subscribersActive, m.eventsRelayed, m.snapshotsDropped, m.slowDisconnects,
+	m.Registry.MustRegister(m.streamStalls, m.jobsRelayed, m.jobsActive, m.upstreamConnects, m.upstreamsOpen, m.subscribersActive, m.eventsRelayed, m.snapshotsDropped, m.slowDisconnects,
 		// go_goroutines, process_open_fds, process_resident_memory_bytes…:
 		// what the soak and hostile-client tests watch for leaks.
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
-// UpstreamOpened implements relay.Stats.
-func (m *Metrics) UpstreamOpened() { m.upstreamsOpened.Inc(); m.upstreamsActive.Inc() }
+// TopicOpened implements relay.Stats.
+func (m *Metrics) TopicOpened() { m.jobsRelayed.Inc(); m.jobsActive.Inc() }
 
-// UpstreamClosed implements relay.Stats.
-func (m *Metrics) UpstreamClosed() { m.upstreamsActive.Dec() }
+// TopicClosed implements relay.Stats.
+func (m *Metrics) TopicClosed() { m.jobsActive.Dec() }
 
 // SnapshotDropped implements relay.Stats.
 func (m *Metrics) SnapshotDropped() { m.snapshotsDropped.Inc() }
 
 // UpstreamConnected implements relay.Stats.
-func (m *Metrics) UpstreamConnected() { m.upstreamConnects.Inc() }
+func (m *Metrics) UpstreamConnected() { m.upstreamConnects.Inc(); m.upstreamsOpen.Inc() }
+
+// UpstreamDisconnected implements relay.Stats.
+func (m *Metrics) UpstreamDisconnected() { m.upstreamsOpen.Dec() }

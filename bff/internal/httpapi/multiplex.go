@@ -106,7 +106,7 @@ func (m *sessionStream) Fill(buf []byte) ([]byte, bool) {
 	for code, sub := range m.subs {
 		evs, ended := sub.Drain()
 		for _, ev := range evs {
-			if ev.Seq > 0 && ev.Seq <= m.sent[code] {
+			if !ev.HasData || (ev.Seq > 0 && ev.Seq <= m.sent[code]) {
 				continue
 			}
 			id := ""

@@ -22,45 +22,53 @@ import (
 	"github.com/exportstream/exportstream/bff/internal/backend"
 	"github.com/exportstream/exportstream/bff/internal/httpapi"
 	"github.com/exportstream/exportstream/bff/internal/relay"
+	"github.com/exportstream/exportstream/bff/internal/relay/relaytest"
 	"github.com/exportstream/exportstream/bff/internal/session"
 )
 
-// scriptedBackend stands in for the backend's event streams: the first
-// request for a code gets that code's scripted bytes, written in the given
-// pieces; later requests (the relay reconnecting) wait until cancelled.
+// scriptedBackend stands in for the backend's multiplexed stream: when the
+// relay subscribes a scripted code, that code's envelopes are sent on the
+// stream, then the end of its stream (end "done", alone).
 type scriptedBackend struct {
-	mu     sync.Mutex
-	bodies map[string][]string
-	srv    *httptest.Server
+	*relaytest.Backend
+	conn *relaytest.Conn
+
+	mu      sync.Mutex
+	scripts map[string][]relaytest.Envelope
 }
 
-func newScriptedBackend(t *testing.T) *scriptedBackend {
+// startScriptedBFF starts the fake backend and a BFF in front of it.
+func startScriptedBFF(t *testing.T, opts ...func(*relay.Config, *httpapi.Config)) (*scriptedBackend, string) {
 	t.Helper()
-	b := &scriptedBackend{bodies: make(map[string][]string)}
-	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		code := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v1/exports/"), "/events")
+	b := &scriptedBackend{Backend: relaytest.New(t), scripts: make(map[string][]relaytest.Envelope)}
+	be, err := backend.New(b.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bff := startBFFOn(t, be, opts...)
+	b.conn = b.NextStream(t)
+	b.Answer(func(c relaytest.Call) int {
 		b.mu.Lock()
-		pieces, ok := b.bodies[code]
-		delete(b.bodies, code)
+		envs, ok := b.scripts[c.Code]
 		b.mu.Unlock()
-		if !ok {
-			<-r.Context().Done()
-			return
+		if ok && c.Method == http.MethodPut {
+			out := make([]relaytest.Envelope, 0, len(envs)+1)
+			for _, e := range envs {
+				e.Owner, e.Code = c.Owner, c.Code
+				out = append(out, e)
+			}
+			b.conn.Envelope(append(out, relaytest.Ended(c.Owner, c.Code, "done"))...)
 		}
-		w.Header().Set("Content-Type", "text/event-stream")
-		for _, p := range pieces {
-			_, _ = io.WriteString(w, p)
-			w.(http.Flusher).Flush()
-		}
-	}))
-	t.Cleanup(b.srv.Close)
-	return b
+		return http.StatusNoContent
+	})
+	return b, bff
 }
 
-func (b *scriptedBackend) script(code string, pieces ...string) {
+// script sets what the backend sends for code (owner and code filled in).
+func (b *scriptedBackend) script(code string, envs ...relaytest.Envelope) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.bodies[code] = pieces
+	b.scripts[code] = envs
 }
 
 // browserCookie is a valid session cookie for the test BFFs.
@@ -73,30 +81,6 @@ func browserCookie(t *testing.T) *http.Cookie {
 	rec := httptest.NewRecorder()
 	m.Issue(rec)
 	return rec.Result().Cookies()[0]
-}
-
-// upstreamEvents is what a spec-following parser (go-sse's) makes of the
-// backend's bytes, less the data-less blocks the relay does not forward.
-func upstreamEvents(body string) []string {
-	var out []string
-	for ev, err := range sse.Read(strings.NewReader(body), &sse.ReadConfig{MaxEventSize: 1 << 20}) {
-		if err != nil {
-			break
-		}
-		if ev.Data != "" {
-			out = append(out, ev.LastEventID+"|"+ev.Data)
-		}
-	}
-	return out
-}
-
-func startScriptedBFF(t *testing.T, b *scriptedBackend, opts ...func(*relay.Config, *httpapi.Config)) string {
-	t.Helper()
-	be, err := backend.New(b.srv.URL, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return startBFFOn(t, be, opts...)
 }
 
 func startBFFOn(t *testing.T, be *backend.Client, opts ...func(*relay.Config, *httpapi.Config)) string {
@@ -162,81 +146,159 @@ func openRelayed(t *testing.T, bff, code string, cookie *http.Cookie, timeout ti
 	return resp
 }
 
-// readRelayed reads n events of code through the BFF.
-func readRelayed(t *testing.T, bff, code string, cookie *http.Cookie, n int) []string {
+// readRelayed reads code's whole stream through the BFF: the relay ends
+// it after the backend's end of the code.
+func readRelayed(t *testing.T, bff, code string, cookie *http.Cookie) string {
 	t.Helper()
 	resp := openRelayed(t, bff, code, cookie, 10*time.Second)
 	defer func() { _ = resp.Body.Close() }()
-	var got []string
-	for ev, err := range sse.Read(resp.Body, &sse.ReadConfig{MaxEventSize: 1 << 20}) {
-		if err != nil {
-			t.Fatalf("read relayed stream after %d events: %v", len(got), err)
-		}
-		got = append(got, ev.LastEventID+"|"+ev.Data)
-		if len(got) == n {
-			break
-		}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the BFF answered %d", resp.StatusCode)
 	}
-	return got
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read the relayed stream: %v", err)
+	}
+	return string(body)
 }
 
+// goSSEEvents is what go-sse's reader makes of an event stream, as
+// "type|lastEventID|data". It yields blocks without data too (as
+// data ""), so it cannot tell "data:" from no data field: browserEvents can.
+func goSSEEvents(body string) []string {
+	var out []string
+	for ev, err := range sse.Read(strings.NewReader(body), &sse.ReadConfig{MaxEventSize: 1 << 20}) {
+		if err != nil {
+			return append(out, "error: "+err.Error())
+		}
+		out = append(out, ev.Type+"|"+ev.LastEventID+"|"+ev.Data)
+	}
+	return out
+}
+
+// browserEvents is what a browser's EventSource dispatches reading an
+// event stream, by the WHATWG algorithm ("interpret an event stream"), as
+// "type|lastEventId|data": a block with no data field is not dispatched,
+// though its id still sets lastEventId; "data:" with nothing after it is
+// dispatched with data "".
+func browserEvents(body string) []string {
+	var out []string
+	var data strings.Builder
+	typ, lastID, idBuf := "", "", ""
+	body = strings.TrimPrefix(body, "\ufeff")
+	for {
+		i := strings.IndexAny(body, "\r\n")
+		if i < 0 {
+			return out // the stream ended: an incomplete event is not dispatched
+		}
+		line := body[:i]
+		if body[i] == '\r' && i+1 < len(body) && body[i+1] == '\n' {
+			i++
+		}
+		body = body[i+1:]
+		if line == "" {
+			lastID = idBuf
+			if data.Len() > 0 {
+				t := typ
+				if t == "" {
+					t = "message"
+				}
+				out = append(out, t+"|"+lastID+"|"+strings.TrimSuffix(data.String(), "\n"))
+			}
+			data.Reset()
+			typ = ""
+			continue
+		}
+		name, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch name {
+		case "event":
+			typ = value
+		case "data":
+			data.WriteString(value)
+			data.WriteByte('\n')
+		case "id":
+			if !strings.Contains(value, "\x00") {
+				idBuf = value
+			}
+		}
+	}
+}
+
+// env is an envelope's job event; nil: no such field.
+func env(typ string, id, data *string) relaytest.Envelope {
+	return relaytest.Envelope{Event: typ, ID: id, Data: data}
+}
+
+// TestTheRelayIsTransparentOnTheWire: a browser reading a job's stream
+// through the BFF dispatches exactly what it would reading the backend's
+// own stream of the job (GET /v1/exports/{code}/events), given the same
+// events on the backend's multiplexed stream. Each case is the backend's
+// per-job bytes and the same events as envelopes; both go-sse's reader and
+// the WHATWG algorithm read the two streams alike.
 func TestTheRelayIsTransparentOnTheWire(t *testing.T) {
 	long := strings.Repeat("x", 200_000)
+	hundred := strings.TrimSuffix(strings.Repeat("l\n", 100), "\n")
 	tests := []struct {
 		name   string
-		pieces []string
-		want   []string // what the browser must see, as "id|data"
+		direct string               // the backend's per-job stream
+		mux    []relaytest.Envelope // the same events on its multiplexed stream
+		want   []string             // what a browser dispatches, as "type|lastEventId|data"
 	}{
-		{"LF line endings", []string{"id: 1\ndata: a\n\n"}, []string{"1|a"}},
-		{"CRLF line endings", []string{"id: 1\r\ndata: a\r\n\r\n"}, []string{"1|a"}},
-		{"CR line endings", []string{"id: 1\rdata: a\r\r"}, []string{"1|a"}},
-		{"mixed line endings", []string{"id: 1\r\ndata: a\rdata: b\n\n"}, []string{"1|a\nb"}},
-		{"multi-line data", []string{"id: 2\ndata: line one\ndata: line two\ndata: three\n\n"}, []string{"2|line one\nline two\nthree"}},
-		{"data without the space", []string{"id: 1\ndata:x\n\n"}, []string{"1|x"}},
-		{"data with two leading spaces keeps one", []string{"id: 1\ndata:  x\n\n"}, []string{"1| x"}},
-		{"data that is only spaces", []string{"id: 1\ndata:    \n\n"}, []string{"1|   "}},
-		{"a colon inside data", []string{"id: 1\ndata: a:b: c\n\n"}, []string{"1|a:b: c"}},
-		{"comments are the relay's own", []string{": hello\nid: 1\n: more\ndata: a\n\n"}, []string{"1|a"}},
-		{"an unknown field is ignored", []string{"id: 1\nfoo: bar\ndata: a\n\n"}, []string{"1|a"}},
-		{"a field without a colon", []string{"id: 1\ndata\ndata: x\n\n"}, []string{"1|\nx"}},
-		{"retry with junk is ignored", []string{"retry: soon\nid: 1\ndata: a\n\n"}, []string{"1|a"}},
-		{"an id containing NUL is ignored", []string{"id: 1\ndata: a\n\nid: 2\x003\ndata: b\n\n"}, []string{"1|a", "1|b"}},
-		{"an id carries over to the next event", []string{"id: 5\ndata: a\n\ndata: b\n\n"}, []string{"5|a", "5|b"}},
-		{"a byte order mark first", []string{"\ufeffid: 1\ndata: a\n\n"}, []string{"1|a"}},
-		{"leading blank lines", []string{"\n\n\nid: 1\ndata: a\n\n"}, []string{"1|a"}},
-		{"unicode", []string{"id: 1\ndata: 日本語 ✓ émoji 🚀\n\n"}, []string{"1|日本語 ✓ émoji 🚀"}},
-		{"JSON with escapes", []string{"id: 1\ndata: {\"s\":\"\\u00e9\\n\\\"q\\\"\"}\n\n"}, []string{`1|{"s":"\u00e9\n\"q\""}`}},
-		{"a very long line", []string{"id: 1\ndata: " + long + "\n\n"}, []string{"1|" + long}},
-		{"a hundred data lines", []string{"id: 1\n" + strings.Repeat("data: l\n", 100) + "\n"}, []string{"1|" + strings.TrimSuffix(strings.Repeat("l\n", 100), "\n")}},
-		{"several events in one write", []string{"id: 1\ndata: a\n\nid: 2\ndata: b\n\nid: 3\ndata: c\n\n"}, []string{"1|a", "2|b", "3|c"}},
-		{"an event split across writes", []string{"id: 1\nda", "ta: a", "b\n", "\n"}, []string{"1|ab"}},
-		{"a CRLF split between writes", []string{"id: 1\r", "\ndata: a\r", "\n\r", "\n"}, []string{"1|a"}},
-		{"an event type is dropped, the data kept", []string{"id: 1\nevent: progress\ndata: a\n\n"}, []string{"1|a"}},
-		{"ids that are not numbers pass unchanged", []string{"id: abc\ndata: a\n\n"}, []string{"abc|a"}},
-		{"a data-less block is not an event", []string{"id: 1\n\nid: 2\ndata: a\n\n"}, []string{"2|a"}},
+		{"a snapshot", "id: 1\ndata: {\"status\":\"PENDING\"}\n\n", []relaytest.Envelope{env("", new("1"), new(`{"status":"PENDING"}`))}, []string{`message|1|{"status":"PENDING"}`}},
+		{"an event type", "event: progress\nid: 2\ndata: a\n\n", []relaytest.Envelope{env("progress", new("2"), new("a"))}, []string{"progress|2|a"}},
+		{"data with an empty value", "id: 3\ndata:\n\n", []relaytest.Envelope{env("", new("3"), new(""))}, []string{"message|3|"}},
+		{"data with only the space", "id: 3\ndata: \n\n", []relaytest.Envelope{env("", new("3"), new(""))}, []string{"message|3|"}},
+		{"a data line without colon", "id: 4\ndata\n\n", []relaytest.Envelope{env("", new("4"), new(""))}, []string{"message|4|"}},
+		{"an id reset", "id: 5\ndata: a\n\nid:\ndata: b\n\n", []relaytest.Envelope{env("", new("5"), new("a")), env("", new(""), new("b"))}, []string{"message|5|a", "message||b"}},
+		{"an id reset with the space", "id: 5\ndata: a\n\nid: \ndata: b\n\n", []relaytest.Envelope{env("", new("5"), new("a")), env("", new(""), new("b"))}, []string{"message|5|a", "message||b"}},
+		{"an event with no data is not dispatched, its id counts", "id: 6\n\ndata: a\n\n", []relaytest.Envelope{env("", new("6"), nil), env("", nil, new("a"))}, []string{"message|6|a"}},
+		{"a type with no data is not dispatched and does not stick", "event: x\n\ndata: a\n\n", []relaytest.Envelope{env("x", nil, nil), env("", nil, new("a"))}, []string{"message||a"}},
+		{"a type and an id with no data", "event: x\nid: 9\n\ndata: z\n\n", []relaytest.Envelope{env("x", new("9"), nil), env("", nil, new("z"))}, []string{"message|9|z"}},
+		{"a type, an id reset and empty data together", "id: 1\ndata: a\n\nevent: reset\nid:\ndata:\n\n", []relaytest.Envelope{env("", new("1"), new("a")), env("reset", new(""), new(""))}, []string{"message|1|a", "reset||"}},
+		{"an id carries over to the next event", "id: 7\ndata: a\n\ndata: b\n\n", []relaytest.Envelope{env("", new("7"), new("a")), env("", nil, new("b"))}, []string{"message|7|a", "message|7|b"}},
+		{"multi-line data", "id: 8\ndata: line one\ndata: line two\ndata: three\n\n", []relaytest.Envelope{env("", new("8"), new("line one\nline two\nthree"))}, []string{"message|8|line one\nline two\nthree"}},
+		{"multi-line data with empty lines", "id: 8\ndata:\ndata: a\ndata:\ndata:\n\n", []relaytest.Envelope{env("", new("8"), new("\na\n\n"))}, []string{"message|8|\na\n\n"}},
+		{"data with two leading spaces keeps one", "id: 1\ndata:  x\n\n", []relaytest.Envelope{env("", new("1"), new(" x"))}, []string{"message|1| x"}},
+		{"data that is only spaces", "id: 1\ndata:    \n\n", []relaytest.Envelope{env("", new("1"), new("   "))}, []string{"message|1|   "}},
+		{"a colon inside data", "id: 1\ndata: a:b: c\n\n", []relaytest.Envelope{env("", new("1"), new("a:b: c"))}, []string{"message|1|a:b: c"}},
+		{"an id containing NUL is ignored", "id: 1\ndata: a\n\nid: 2\x003\ndata: b\n\n", []relaytest.Envelope{env("", new("1"), new("a")), env("", new("2\x003"), new("b"))}, []string{"message|1|a", "message|1|b"}},
+		{"ids that are not numbers pass unchanged", "id: abc\ndata: a\n\n", []relaytest.Envelope{env("", new("abc"), new("a"))}, []string{"message|abc|a"}},
+		{"unicode", "id: 1\ndata: 日本語 ✓ émoji 🚀\n\n", []relaytest.Envelope{env("", new("1"), new("日本語 ✓ émoji 🚀"))}, []string{"message|1|日本語 ✓ émoji 🚀"}},
+		{"JSON with escapes", "id: 1\ndata: {\"s\":\"\\u00e9\\n\\\"q\\\"\"}\n\n", []relaytest.Envelope{env("", new("1"), new(`{"s":"\u00e9\n\"q\""}`))}, []string{`message|1|{"s":"\u00e9\n\"q\""}`}},
+		{"a very long line", "id: 1\ndata: " + long + "\n\n", []relaytest.Envelope{env("", new("1"), new(long))}, []string{"message|1|" + long}},
+		{"a hundred data lines", "id: 1\n" + strings.Repeat("data: l\n", 100) + "\n", []relaytest.Envelope{env("", new("1"), new(hundred))}, []string{"message|1|" + hundred}},
+		{"several events", "id: 1\ndata: a\n\nid: 2\ndata: b\n\nid: 3\ndata: c\n\n", []relaytest.Envelope{env("", new("1"), new("a")), env("", new("2"), new("b")), env("", new("3"), new("c"))}, []string{"message|1|a", "message|2|b", "message|3|c"}},
+		// The backend's own framing, which a browser reads alike.
+		{"CRLF line endings", "id: 1\r\ndata: a\r\n\r\n", []relaytest.Envelope{env("", new("1"), new("a"))}, []string{"message|1|a"}},
+		{"CR line endings", "id: 1\rdata: a\r\r", []relaytest.Envelope{env("", new("1"), new("a"))}, []string{"message|1|a"}},
+		{"mixed line endings", "id: 1\r\ndata: a\rdata: b\n\n", []relaytest.Envelope{env("", new("1"), new("a\nb"))}, []string{"message|1|a\nb"}},
+		{"a byte order mark and comments", "\ufeff: hello\nid: 1\n: more\ndata: a\n\n", []relaytest.Envelope{env("", new("1"), new("a"))}, []string{"message|1|a"}},
+		{"unknown fields and retry with junk", "retry: soon\nfoo: bar\nid: 1\ndata: a\n\n", []relaytest.Envelope{env("", new("1"), new("a"))}, []string{"message|1|a"}},
 	}
-	b := newScriptedBackend(t)
-	bff := startScriptedBFF(t, b)
+	b, bff := startScriptedBFF(t)
 	cookie := browserCookie(t)
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			// The oracle is a spec-following parser reading the same bytes.
-			if oracle := upstreamEvents(strings.Join(tt.pieces, "")); fmt.Sprint(oracle) != fmt.Sprint(tt.want) {
-				t.Fatalf("the case is wrong: a parser reads %q, the case expects %q", oracle, tt.want)
+			if got := browserEvents(tt.direct); fmt.Sprintf("%q", got) != fmt.Sprintf("%q", tt.want) {
+				t.Fatalf("the case is wrong: a browser reads %q from the backend, the case expects %q", got, tt.want)
 			}
 			code := fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
-			b.script(code, tt.pieces...)
-			if got := readRelayed(t, bff, code, cookie, len(tt.want)); fmt.Sprint(got) != fmt.Sprint(tt.want) {
-				t.Errorf("through the BFF: %q\nwant %q", got, tt.want)
+			b.script(code, tt.mux...)
+			relayed := readRelayed(t, bff, code, cookie)
+			if got, want := browserEvents(relayed), browserEvents(tt.direct); fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
+				t.Errorf("a browser dispatches through the BFF %q\nreading the backend: %q\nthe BFF sent %q", got, want, relayed)
+			}
+			if got, want := goSSEEvents(relayed), goSSEEvents(tt.direct); fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
+				t.Errorf("go-sse reads through the BFF %q\nreading the backend: %q\nthe BFF sent %q", got, want, relayed)
 			}
 		})
 	}
 }
 
 func TestABrowserThatStopsReadingIsCutOffWithoutSlowingTheOthers(t *testing.T) {
-	b := newScriptedBackend(t)
 	logs := &signalingHandler{msgs: make(chan string, 16)}
-	bff := startScriptedBFF(t, b, func(_ *relay.Config, h *httpapi.Config) {
+	b, bff := startScriptedBFF(t, func(_ *relay.Config, h *httpapi.Config) {
 		h.WriteTimeout = 300 * time.Millisecond
 		h.Logger = slog.New(logs)
 	})
@@ -244,12 +306,11 @@ func TestABrowserThatStopsReadingIsCutOffWithoutSlowingTheOthers(t *testing.T) {
 	code := "00000000-0000-4000-8000-00000000abcd"
 	// Big events fill the stuck browser's socket buffers; the last one ends the job.
 	big := strings.Repeat("z", 600_000)
-	var pieces []string
+	var envs []relaytest.Envelope
 	for seq := 1; seq <= 12; seq++ {
-		pieces = append(pieces, fmt.Sprintf("id: %d\ndata: {\"status\":\"IN_PROGRESS\",\"pad\":%q}\n\n", seq, big))
+		envs = append(envs, env("", new(fmt.Sprint(seq)), new(fmt.Sprintf(`{"status":"IN_PROGRESS","pad":%q}`, big))))
 	}
-	pieces = append(pieces, "id: 13\ndata: {\"status\":\"COMPLETED\"}\n\n")
-	b.script(code, strings.Join(pieces, ""))
+	b.script(code, append(envs, env("", new("13"), new(`{"status":"COMPLETED"}`)))...)
 
 	// The stuck browser sends its request and never reads; a small receive
 	// buffer makes the BFF's writes block after a few megabytes.

@@ -1,39 +1,115 @@
 package relay
 
 import (
-	"net/http"
+	"encoding/json"
+	"strings"
 	"testing"
 	"time"
+
+	sse "github.com/tmaxmax/go-sse"
+
+	"github.com/exportstream/exportstream/bff/internal/relay/relaytest"
 )
 
-// FuzzUpstreamBytes: whatever bytes the backend sends, the relay neither
-// crashes nor hangs, relays only events with data, and ends its
-// subscribers with a final event once the backend stops knowing the job.
+// fuzzSubscribers are the jobs FuzzUpstreamBytes follows: one code of two
+// owners, and another code of the first.
+var fuzzSubscribers = []topicKey{{"o1", "c1"}, {"o2", "c1"}, {"o1", "c2"}}
+
+// sentEvents is what the backend's bytes address to each job: the events
+// of the envelopes that name it, and whether one says it is not found.
+// It reads the bytes as the hub does (go-sse, encoding/json), so it is no
+// oracle of parsing, only of where each event may go.
+func sentEvents(body string) (map[topicKey][]Event, map[topicKey]bool) {
+	events, notFound := make(map[topicKey][]Event), make(map[topicKey]bool)
+	for ev, err := range sse.Read(strings.NewReader(body), &sse.ReadConfig{MaxEventSize: 1 << 20}) {
+		if err != nil {
+			break
+		}
+		var e envelope
+		if ev.Type != "" || json.Unmarshal([]byte(ev.Data), &e) != nil {
+			continue
+		}
+		k := topicKey{e.Owner, e.Code}
+		if e.End == endNotFound {
+			notFound[k] = true
+		}
+		if jev, ok := e.event(); ok {
+			events[k] = append(events[k], jev)
+		}
+	}
+	return events, notFound
+}
+
+// FuzzUpstreamBytes: whatever bytes follow a valid `stream` event on the
+// backend's stream, the hub neither crashes nor hangs, and a subscriber
+// gets only events addressed to its own owner and code (or the relay's
+// NOT_FOUND when the backend said so for it).
 func FuzzUpstreamBytes(f *testing.F) {
 	for _, seed := range []string{
-		snapshot(1, "IN_PROGRESS") + snapshot(2, "COMPLETED"),
-		"id: 1\r\ndata: {\"status\":\"FAILED\"}\r\n\r\n",
+		relaytest.Encode(relaytest.Snapshot("o1", "c1", 1, "IN_PROGRESS"), relaytest.Snapshot("o2", "c1", 2, "COMPLETED"), relaytest.Ended("o1", "c2", "not_found")),
+		"data: {\"owner\":\"o1\",\"code\":\"c1\",\"id\":\"\",\"event\":\"x\",\"data\":\"\"}\r\n\r\n",
+		"data: {\"owner\":\"o1\",\"code\":\"c1\",\"OWNER\":\"o2\",\"id\":null,\"data\":null,\"end\":\"done\"}\n\n",
+		"data: {\"owner\":\"o1\",\"code\":\"c1\",\"end\":\"later\"}\n\ndata: [1,2]\n\ndata: \"s\"\n\n",
+		"event: stream\ndata: {\"stream\":\"other\"}\n\n" + relaytest.Encode(relaytest.Snapshot("o1", "c2", 3, "IN_PROGRESS")),
+		"event: stream\ndata: {}\n\n",
 		"\ufeffdata\ndata: x\n\n", ": only a comment\n\n", "id: \x00\nretry: -1\n\n",
-		"data: {\"status\":", "event: x\nid: 99999999999999999999\ndata: y\n\n",
+		"data: {\"owner\":\"o1\",\"code\":", "data: {\"owner\":\"o1\",\"code\":\"c1\",\"id\":\"99999999999999999999\",\"data\":\"y\"}\n\n",
 	} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
-		b := newScriptedBackend(t)
-		// A junk id can make every reconnection fail; GiveUp still ends it.
-		h, _ := newTestHub(t, b, Config{GiveUp: 200 * time.Millisecond})
-		s := h.Subscribe("o", "c", 0, nil)
-		defer s.Close()
-		b.scripts <- stream(body)
-		b.scripts <- status(http.StatusNotFound) // if the body did not end the job
-		evs := drainAll(t, s)
-		if len(evs) == 0 || !evs[len(evs)-1].End {
-			t.Fatalf("subscription ended without a final event: %+v", evs)
+		b := relaytest.New(t)
+		h, _ := newHub(t, b, Config{Buffer: 1 << 12})
+		subs := make(map[topicKey]*Subscription)
+		for _, k := range fuzzSubscribers {
+			subs[k] = h.Subscribe(k.owner, k.code, 0, nil)
 		}
-		for _, ev := range evs {
-			if ev.Data == "" {
-				t.Fatalf("relayed an event without data: %+v", ev)
+		sentinel := h.Subscribe("z", "sentinel", 0, nil)
+		conn := b.NextStream(t)
+		for range len(subs) + 1 {
+			b.NextCall(t)
+		}
+		conn.Send(body)
+		// A blank line ends whatever the body left open; then the
+		// sentinel's end says the hub read all of it, unless the body
+		// made it hang up.
+		conn.Send("\n\n" + relaytest.Encode(relaytest.Ended("z", "sentinel", "done")))
+		deadline := time.After(wait)
+		for read := false; !read; {
+			select {
+			case <-sentinel.Ready():
+				_, read = sentinel.Drain()
+			case <-conn.Done():
+				read = true
+			case <-deadline:
+				t.Fatal("the hub neither read the body nor hung up")
+			}
+		}
+		h.Close()
+
+		sent, notFound := sentEvents(body + "\n\n") // as the hub read it
+		for k, s := range subs {
+			evs, _ := s.Drain()
+			for _, ev := range evs {
+				if ev.ErrCode != "" {
+					if ev.ErrCode != "NOT_FOUND" || !notFound[k] {
+						t.Errorf("%v got ERROR %s: %+v", k, ev.ErrCode, ev)
+					}
+					continue
+				}
+				if !containsEvent(sent[k], ev) {
+					t.Errorf("%v got an event not addressed to it: %+v", k, ev)
+				}
 			}
 		}
 	})
+}
+
+func containsEvent(evs []Event, ev Event) bool {
+	for _, e := range evs {
+		if e == ev {
+			return true
+		}
+	}
+	return false
 }

@@ -1,125 +1,80 @@
-// Package relay fans job events out from the backend to browsers: one
-// upstream event stream per job, shared by every subscriber of that job,
-// opened on the first subscriber and closed when the job ends or a short
-// linger after the last subscriber leaves (so a page reload does not churn
-// the upstream).
+// Package relay carries job events from the backend to browsers over one
+// multiplexed upstream: a single event stream from the backend
+// (GET /v1/events, docs/multiplexed-stream.md) on which the hub subscribes
+// and unsubscribes jobs as browsers come and go. Upstream connections do
+// not grow with users: every browser stream of every session shares it.
 //
-// Upstreams are read with go-sse's Client: it resumes with Last-Event-ID
-// after a drop, honours the backend's retry: field and backs off with
-// jitter. The hub adds what a relay needs on top: giving up (ERROR) when
-// the backend stays away past a deadline or says 404, and fan-out with
-// bounded, latest-wins queues.
+// A relayed job is a topic, keyed by owner (the session) and code: the
+// backend checks ownership per subscription, so a session never joins
+// another's. A topic is subscribed on the backend while it has
+// subscribers (and a short linger after the last leaves, so a page reload
+// does not churn it). After a drop the hub reconnects with jittered
+// exponential backoff and subscribes every topic again from the last seq
+// it received, so browsers see no gap and no duplicate. A topic that stays
+// unsubscribed longer than GiveUp (the backend unreachable, failing or
+// overloaded) ends in an ERROR event, as does one the backend does not know.
 package relay
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
 	sse "github.com/tmaxmax/go-sse"
 )
 
-// Upstream builds the backend request for a job's event stream; the hub
-// sends it (and resends it, with Last-Event-ID) through HTTP.
+// Upstream is how the hub reaches the backend.
 type Upstream interface {
-	EventsRequest(ctx context.Context, owner, code string) (*http.Request, error)
+	// StreamRequest is the request for the multiplexed event stream.
+	StreamRequest(ctx context.Context) (*http.Request, error)
+	// SubscriptionRequest subscribes (PUT, from after) or unsubscribes
+	// (DELETE) owner's job code on the stream.
+	SubscriptionRequest(ctx context.Context, method, stream, owner, code string, after int64) (*http.Request, error)
 	HTTPClient() *http.Client
-}
-
-// Errors the response validator gives for answers retrying cannot change.
-var (
-	errNotFound     = errors.New("the backend does not know this export")
-	errNoContent    = errors.New("the backend has nothing newer")
-	errUnauthorized = errors.New("the backend rejected the service token")
-)
-
-// statusError is an answer retrying may change: a 5xx, a 429.
-type statusError struct{ status int }
-
-func (e *statusError) Error() string { return fmt.Sprintf("the backend answered %d", e.status) }
-
-// upstreamAnswer reads the status of an answer to an events request: nil
-// for a stream, one of the errors above, or a *statusError.
-func upstreamAnswer(status int) error {
-	switch status {
-	case http.StatusOK:
-		return nil
-	case http.StatusNotFound:
-		return errNotFound
-	case http.StatusNoContent:
-		return errNoContent
-	case http.StatusUnauthorized:
-		return errUnauthorized
-	}
-	return &statusError{status}
-}
-
-// statusErrorClient returns c with a retryable answer (a *statusError)
-// turned into a failed round trip. go-sse backs off exponentially after a
-// failed connection, but counts any response its validator accepts as a
-// successful one and resets its backoff to the initial interval: a
-// degraded backend would be retried at full speed until the give-up.
-func statusErrorClient(c *http.Client) *http.Client {
-	cc := *c
-	base := c.Transport
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	cc.Transport = transportFunc(func(r *http.Request) (*http.Response, error) {
-		resp, err := base.RoundTrip(r)
-		if err != nil {
-			return nil, err
-		}
-		var retryable *statusError
-		// A redirect is left to the client to follow.
-		if resp.StatusCode >= 400 && errors.As(upstreamAnswer(resp.StatusCode), &retryable) {
-			// Read a little of the error body so the connection can be reused.
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-			_ = resp.Body.Close()
-			return nil, retryable
-		}
-		return resp, nil
-	})
-	return &cc
 }
 
 // Config tunes the hub.
 type Config struct {
-	// GiveUp is how long the backend may stay unreachable (refusing,
-	// dropping or answering 5xx) before subscribers get an ERROR event.
+	// GiveUp is how long a job may stay unsubscribed (the backend
+	// refusing, dropping, failing) before its subscribers get an ERROR.
 	GiveUp time.Duration
 	// MinBackoff and MaxBackoff bound the jittered exponential delay
-	// between reconnection attempts, after a failed connection and a 5xx
-	// alike (a retry: from the backend replaces MinBackoff).
+	// before reconnecting the stream and before retrying a failed
+	// subscription call.
 	MinBackoff, MaxBackoff time.Duration
 	// Buffer is the most events queued for one subscriber.
 	Buffer int
-	// Linger keeps an upstream open this long after its last subscriber
+	// Linger keeps a job subscribed this long after its last subscriber
 	// leaves, for the page reload that comes right back.
 	Linger time.Duration
-	// NoCoalesce gives every subscriber an upstream of its own: the seed's
-	// design, kept only so benchmarks can compare against it.
-	NoCoalesce bool
-	// IdleTimeout reconnects an upstream that sent nothing for this long;
+	// IdleTimeout reconnects a stream that sent nothing for this long;
 	// set it to a few backend heartbeat intervals. 0: never.
 	IdleTimeout time.Duration
+	// Calls is how many subscription calls may be in flight at once
+	// (a reconnect subscribes every job again). Default 8.
+	Calls int
 }
 
 // Stats receives the hub's counts (metrics).
 type Stats interface {
-	UpstreamOpened()
-	UpstreamClosed()
+	TopicOpened()
+	TopicClosed()
 	UpstreamConnected()
+	UpstreamDisconnected()
 	SnapshotDropped()
 }
 
-// Hub owns the upstreams and their goroutines; Close ends them all.
+// callTimeout bounds one subscription call.
+const callTimeout = 10 * time.Second
+
+// Hub owns the upstream, its topics and their goroutines; Close ends them.
 type Hub struct {
 	src   Upstream
 	cfg   Config
@@ -130,246 +85,558 @@ type Hub struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// mu guards upstreams and every upstream's subscribers, linger timer
-	// and latest event, so a joining subscriber never misses nor repeats one.
-	mu        sync.Mutex
-	upstreams map[string]*upstream
-	unique    int // key suffix when not coalescing
+	streamClient *http.Client // src's, with the idle timeout
+	kick         chan struct{}
 
-	httpClient *http.Client // src's, with the idle timeout and retryable answers as errors
+	// mu guards the topic map, the stream's identity and every topic's
+	// control state (the fields above topic.mu). It is never held while
+	// a topic's lock is taken: a topic's fan-out holds only its own lock,
+	// so neither other topics nor subscribing and leaving wait for it.
+	mu     sync.Mutex
+	topics map[topicKey]*topic
+	stream string // the open stream's id; "" while there is none
+	gen    uint64 // counts streams opened: a topic subscribed on an older one is not subscribed
+	drop   context.CancelFunc
+	queue  []*topic // topics whose subscription on the backend is to change
 }
 
-type upstream struct {
-	key, owner, code string
-	cancel           context.CancelFunc
-	subs             map[*Subscription]struct{}
-	latest           *Event
-	linger           *time.Timer
+type topicKey struct{ owner, code string }
+
+type topic struct {
+	key topicKey
+
+	// Guarded by Hub.mu.
+	n      int    // subscribers; counted here, not from subs, so Hub.mu never waits for mu
+	want   bool   // it has subscribers, or lingers
+	on     uint64 // the gen of the stream it is subscribed on; 0: none
+	busy   bool   // a call for it is in flight: one at a time keeps them in order
+	queued bool
+	ended  bool // its stream is over; it leaves the map when no call is in flight
+	gone   bool // out of the map
+	fails  int  // failed calls in a row, for the backoff
+	linger *time.Timer
+	giveUp *time.Timer
+
+	mu     sync.Mutex
+	subs   map[*Subscription]struct{}
+	latest *Event // the last event with data, for subscribers who join
+	seq    int64  // the highest seq received: where a resubscription starts
+	closed bool
 }
 
-// NewHub returns a hub reading upstreams from src.
+// NewHub returns a hub relaying from src. It connects at once.
 func NewHub(src Upstream, cfg Config, stats Stats, log *slog.Logger) *Hub {
-	ctx, cancel := context.WithCancel(context.Background())
-	return &Hub{
-		src: src, cfg: cfg, stats: stats, log: log, ctx: ctx, cancel: cancel, upstreams: make(map[string]*upstream),
-		httpClient: statusErrorClient(idleTimeoutClient(src.HTTPClient(), cfg.IdleTimeout)),
+	if cfg.Calls <= 0 {
+		cfg.Calls = 8
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &Hub{
+		src: src, cfg: cfg, stats: stats, log: log, ctx: ctx, cancel: cancel,
+		streamClient: idleTimeoutClient(src.HTTPClient(), cfg.IdleTimeout),
+		kick:         make(chan struct{}, 1),
+		topics:       make(map[topicKey]*topic),
+	}
+	h.wg.Add(1 + cfg.Calls)
+	go h.run()
+	for range cfg.Calls {
+		go h.caller()
+	}
+	return h
 }
 
-// Subscribe joins the upstream of owner's job code, opening it if needed.
-// Upstreams are keyed by owner too: the backend checks ownership when one
-// opens, so a session can never join another session's stream. Only
-// events with a seq greater than after are delivered; the latest one known
-// is queued at once. notify, if not nil, is called instead of signalling
-// the subscription's Ready channel (see Notify).
+// Subscribe follows owner's job code. Only events with a seq greater than
+// after are delivered; the latest one known is queued at once. notify, if
+// not nil, is called instead of signalling the subscription's Ready
+// channel (see Notify).
 func (h *Hub) Subscribe(owner, code string, after int64, notify func()) *Subscription {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	key := owner + "\x00" + code
-	if h.cfg.NoCoalesce {
-		h.unique++
-		key += "\x00" + strconv.Itoa(h.unique)
-	}
-	up := h.upstreams[key]
-	if up == nil {
-		ctx, cancel := context.WithCancel(h.ctx)
-		up = &upstream{key: key, owner: owner, code: code, cancel: cancel, subs: make(map[*Subscription]struct{})}
-		h.upstreams[key] = up
-		h.stats.UpstreamOpened()
-		h.wg.Add(1)
-		go h.run(ctx, up)
-	}
-	if up.linger != nil {
-		up.linger.Stop()
-		up.linger = nil
-	}
-	s := &Subscription{hub: h, up: up, after: after, notify: notify}
+	k := topicKey{owner, code}
+	s := &Subscription{hub: h, after: after, notify: notify}
 	if notify == nil {
 		s.ready = make(chan struct{}, 1)
 	}
-	up.subs[s] = struct{}{}
-	if up.latest != nil {
-		s.push(*up.latest)
+	h.mu.Lock()
+	t := h.topics[k]
+	fresh := t == nil
+	if fresh {
+		// The first subscriber is in the topic before anyone can see it,
+		// so it gets every event the subscription brings, not only the
+		// latest.
+		t = &topic{key: k, subs: map[*Subscription]struct{}{s: {}}}
+		h.topics[k] = t
+		h.stats.TopicOpened()
 	}
+	s.t = t
+	t.n++
+	if t.linger != nil {
+		t.linger.Stop()
+		t.linger = nil
+	}
+	t.want = true
+	h.settleLocked(t)
+	h.mu.Unlock()
+	if fresh {
+		return s
+	}
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.latest != nil {
+		s.push(*t.latest)
+	}
+	if t.closed {
+		s.end()
+		return s
+	}
+	t.subs[s] = struct{}{}
 	return s
 }
 
-// Close ends every upstream and waits for their goroutines.
+// Close ends the upstream, every topic and every goroutine.
 func (h *Hub) Close() {
-	h.mu.Lock()
-	for _, up := range h.upstreams {
-		if up.linger != nil {
-			up.linger.Stop()
-		}
-	}
-	h.mu.Unlock()
 	h.cancel()
 	h.wg.Wait()
+	h.mu.Lock()
+	topics := make([]*topic, 0, len(h.topics))
+	for _, t := range h.topics {
+		topics = append(topics, t)
+	}
+	h.mu.Unlock()
+	for _, t := range topics {
+		h.end(t, nil)
+	}
 }
 
 func (h *Hub) unsubscribe(s *Subscription) {
+	t := s.t
+	t.mu.Lock()
+	delete(t.subs, s)
+	t.mu.Unlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	up := s.up
-	delete(up.subs, s)
-	if len(up.subs) > 0 || h.upstreams[up.key] != up {
+	t.n--
+	if t.n > 0 || t.gone || t.ended {
 		return
 	}
-	if h.cfg.Linger <= 0 || h.cfg.NoCoalesce {
-		delete(h.upstreams, up.key)
-		up.cancel()
+	if h.cfg.Linger <= 0 {
+		t.want = false
+		h.settleLocked(t)
 		return
 	}
-	up.linger = time.AfterFunc(h.cfg.Linger, func() {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		if len(up.subs) == 0 && h.upstreams[up.key] == up {
-			delete(h.upstreams, up.key)
-			up.cancel()
+	if t.linger == nil {
+		t.linger = time.AfterFunc(h.cfg.Linger, func() { h.lingered(t) })
+	}
+}
+
+func (h *Hub) lingered(t *topic) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t.linger = nil
+	if t.n == 0 && !t.gone {
+		t.want = false
+		h.settleLocked(t)
+	}
+}
+
+// settleLocked moves t toward what it should be: subscribed on the open
+// stream while wanted, unsubscribed and out of the map otherwise. h.mu is
+// held.
+func (h *Hub) settleLocked(t *topic) {
+	if t.gone || t.busy {
+		return // the call in flight settles it when it returns
+	}
+	live := h.stream != "" && t.on == h.gen
+	switch {
+	case t.ended, !t.want && !live:
+		h.removeLocked(t)
+	case t.want && !live:
+		if t.giveUp == nil {
+			t.giveUp = time.AfterFunc(h.cfg.GiveUp, func() { h.expired(t) })
 		}
-	})
-}
-
-func (h *Hub) broadcast(up *upstream, ev Event) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	up.latest = &ev
-	for s := range up.subs {
-		s.push(ev)
+		if h.stream != "" {
+			h.enqueueLocked(t)
+		}
+	case !t.want && live:
+		h.enqueueLocked(t) // to unsubscribe
 	}
 }
 
-// finish detaches up from the hub and ends its subscriptions.
-func (h *Hub) finish(up *upstream) {
+func (h *Hub) removeLocked(t *topic) {
+	t.gone = true
+	if t.linger != nil {
+		t.linger.Stop()
+	}
+	if t.giveUp != nil {
+		t.giveUp.Stop()
+	}
+	if h.topics[t.key] == t {
+		delete(h.topics, t.key)
+		h.stats.TopicClosed()
+	}
+}
+
+func (h *Hub) enqueueLocked(t *topic) {
+	if t.queued {
+		return
+	}
+	t.queued = true
+	h.queue = append(h.queue, t)
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
+// expired ends t if it is still not subscribed GiveUp after it began to wait.
+func (h *Hub) expired(t *topic) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.upstreams[up.key] == up {
-		delete(h.upstreams, up.key)
+	live := h.stream != "" && t.on == h.gen
+	pending := t.want && !live && !t.ended && !t.gone
+	t.giveUp = nil
+	h.mu.Unlock()
+	if !pending {
+		return
 	}
-	if up.linger != nil {
-		up.linger.Stop()
+	h.log.Warn("the backend did not take a subscription in time, giving up", "code", t.key.code, "after", h.cfg.GiveUp)
+	h.end(t, new(unavailable(t.key.code)))
+}
+
+func unavailable(code string) Event {
+	return errorEvent(code, "UPSTREAM_UNAVAILABLE", "the export service cannot be reached; try again later")
+}
+
+// end closes t's stream after ev (if not nil) and detaches it.
+func (h *Hub) end(t *topic, ev *Event) {
+	h.mu.Lock()
+	if t.ended {
+		h.mu.Unlock()
+		return
 	}
-	for s := range up.subs {
+	t.ended = true
+	t.want = false
+	h.settleLocked(t)
+	h.mu.Unlock()
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ev != nil {
+		t.latest = ev
+		for s := range t.subs {
+			s.push(*ev)
+		}
+	}
+	t.closed = true
+	for s := range t.subs {
 		s.end()
 	}
 }
 
-// run follows one upstream until the job ends, its last subscriber leaves
-// (ctx is cancelled), the backend says it does not know the job, or the
-// backend stays away longer than GiveUp.
-func (h *Hub) run(ctx context.Context, up *upstream) {
-	defer h.wg.Done()
-	defer h.stats.UpstreamClosed()
-	defer h.finish(up)
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
-	req, err := h.src.EventsRequest(ctx, up.owner, up.code)
+// deliver routes one event of the stream to its topic.
+func (h *Hub) deliver(data string) {
+	e, err := parseEnvelope(data)
 	if err != nil {
-		h.log.Error("build upstream request", "code", up.code, "err", err)
-		h.broadcast(up, errorEvent(up.code, "UPSTREAM_UNAVAILABLE", "the export service cannot be reached; try again later"))
+		h.log.Warn("skipping an event of the backend's stream", "err", err)
 		return
 	}
-
-	var (
-		mu        sync.Mutex // the callbacks run on the Connect goroutine; Connect returns after them
-		ended     bool
-		gaveUp    bool
-		downSince time.Time
-		lastErr   error
-		// deadline ends an outage GiveUp after it began. A timer, not a
-		// look at the next delay in OnRetry: backed off, that delay can be
-		// seconds, and the ERROR must come neither before GiveUp nor long
-		// after it.
-		deadline *time.Timer
-	)
-	defer func() {
-		mu.Lock()
-		defer mu.Unlock()
-		downSince = time.Time{} // an expire already under way does nothing
-		if deadline != nil {
-			deadline.Stop()
-		}
-	}()
-	expire := func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if downSince.IsZero() || time.Since(downSince) < h.cfg.GiveUp {
-			return // reachable again since the timer was set
-		}
-		gaveUp = true
-		h.log.Warn("upstream unreachable, giving up", "code", up.code, "err", lastErr, "after", time.Since(downSince))
-		stop()
+	h.mu.Lock()
+	t := h.topics[topicKey{e.Owner, e.Code}]
+	h.mu.Unlock()
+	if t == nil {
+		return // unsubscribed meanwhile
 	}
-	client := &sse.Client{
-		HTTPClient: h.httpClient,
-		ResponseValidator: func(r *http.Response) error {
-			// Retryable answers never get here: statusErrorClient made
-			// them failed connections, so they are backed off.
-			if err := upstreamAnswer(r.StatusCode); err != nil {
-				return err
-			}
-			h.stats.UpstreamConnected()
-			mu.Lock()
-			downSince = time.Time{} // reachable again: the give-up clock restarts
-			mu.Unlock()
-			return nil
-		},
-		Backoff: sse.Backoff{
-			InitialInterval: h.cfg.MinBackoff,
-			Multiplier:      2,
-			Jitter:          0.5,
-			MaxInterval:     h.cfg.MaxBackoff,
-		},
-		OnRetry: func(err error, next time.Duration) {
-			mu.Lock()
-			defer mu.Unlock()
-			lastErr = err
-			if downSince.IsZero() {
-				downSince = time.Now()
-				if deadline == nil {
-					deadline = time.AfterFunc(h.cfg.GiveUp, expire)
-				} else {
-					deadline.Reset(h.cfg.GiveUp)
-				}
-			}
-			h.log.Debug("upstream dropped, reconnecting", "code", up.code, "err", err, "in", next)
-		},
-	}
-	conn := client.NewConnection(req)
-	conn.Buffer(nil, 1<<20)
-	conn.SubscribeToAll(func(ev sse.Event) {
-		if ev.Data == "" {
-			// go-sse also reports a block holding only retry: or id: as an
-			// event; jobs always have data, so there is nothing to relay.
-			return
-		}
-		e := newUpstreamEvent(ev.LastEventID, ev.Data)
-		mu.Lock()
-		downSince = time.Time{}
-		ended = ended || e.End
-		mu.Unlock()
-		h.broadcast(up, e)
-		if e.End {
-			stop() // the job is over: do not reconnect
-		}
-	})
-	err = conn.Connect()
-
-	mu.Lock()
-	defer mu.Unlock()
-	switch {
-	case ended:
-	case errors.Is(err, errNotFound):
-		h.broadcast(up, errorEvent(up.code, "NOT_FOUND", "export not found"))
-	case errors.Is(err, errUnauthorized):
-		h.log.Error("the backend rejected the service token; check SERVICE_TOKEN on both", "code", up.code)
-		h.broadcast(up, errorEvent(up.code, "UPSTREAM_UNAVAILABLE", "the export service cannot be reached; try again later"))
-	case gaveUp:
-		h.broadcast(up, errorEvent(up.code, "UPSTREAM_UNAVAILABLE", "the export service cannot be reached; try again later"))
-	case errors.Is(err, errNoContent), ctx.Err() != nil:
-		// Nothing newer will come, or the last subscriber left.
-	default:
-		h.log.Error("upstream ended", "code", up.code, "err", err)
-		h.broadcast(up, errorEvent(up.code, "UPSTREAM_UNAVAILABLE", "the export service cannot be reached; try again later"))
+	switch ev, ok := e.event(); {
+	case e.End == endNotFound:
+		h.end(t, new(errorEvent(e.Code, "NOT_FOUND", "export not found")))
+	case !ok && e.End == endDone:
+		h.end(t, nil) // nothing newer than what the subscribers have
+	case ev.End:
+		h.end(t, &ev)
+	case ok:
+		t.publish(ev)
 	}
 }
+
+// publish fans ev out to t's subscribers under t's lock only.
+func (t *topic) publish(ev Event) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return
+	}
+	if ev.Seq > t.seq {
+		t.seq = ev.Seq
+	}
+	if ev.HasData {
+		t.latest = &ev
+	}
+	for s := range t.subs {
+		s.push(ev)
+	}
+}
+
+// run keeps the stream open until the hub closes, reconnecting with
+// jittered exponential backoff.
+func (h *Hub) run() {
+	defer h.wg.Done()
+	b := backoff{min: h.cfg.MinBackoff, max: h.cfg.MaxBackoff}
+	for {
+		opened, err := h.connect()
+		h.disconnected()
+		if h.ctx.Err() != nil {
+			return
+		}
+		if opened {
+			b.reset()
+		}
+		wait := b.next()
+		h.log.Debug("backend stream ended, reconnecting", "err", err, "in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-h.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// parseStreamID reads the stream's id from its first event.
+func parseStreamID(data string) (string, error) {
+	var v struct {
+		Stream string `json:"stream"`
+	}
+	if err := json.Unmarshal([]byte(data), &v); err != nil || v.Stream == "" {
+		return "", fmt.Errorf("%w: %q", errNoStreamID, data)
+	}
+	return v.Stream, nil
+}
+
+// Errors a stream connection ends with.
+var (
+	errUnauthorized = errors.New("the backend rejected the service token; check SERVICE_TOKEN on both")
+	errNoStreamID   = errors.New("the backend's stream did not say its id")
+)
+
+// connect reads one stream connection until it ends; opened reports
+// whether the backend said the stream's id (it was usable).
+func (h *Hub) connect() (opened bool, err error) {
+	ctx, drop := context.WithCancel(h.ctx)
+	defer drop()
+	h.mu.Lock()
+	h.drop = drop
+	h.mu.Unlock()
+
+	req, err := h.src.StreamRequest(ctx)
+	if err != nil {
+		return false, fmt.Errorf("build the stream request: %w", err)
+	}
+	resp, err := h.streamClient.Do(req)
+	if err != nil {
+		return false, fmt.Errorf("connect the backend's stream: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		if resp.StatusCode == http.StatusUnauthorized {
+			h.log.Error(errUnauthorized.Error())
+			return false, errUnauthorized
+		}
+		return false, fmt.Errorf("the backend's stream answered %d", resp.StatusCode)
+	}
+	h.stats.UpstreamConnected()
+	defer h.stats.UpstreamDisconnected()
+	for ev, err := range sse.Read(resp.Body, &sse.ReadConfig{MaxEventSize: 1 << 20}) {
+		if err != nil {
+			return opened, fmt.Errorf("read the backend's stream: %w", err)
+		}
+		switch ev.Type {
+		case "stream":
+			id, err := parseStreamID(ev.Data)
+			if err != nil {
+				return opened, err
+			}
+			opened = true
+			h.opened(id)
+		case "":
+			if !opened {
+				return false, errNoStreamID
+			}
+			h.deliver(ev.Data)
+		}
+		// Other event types are for later versions: skipped.
+	}
+	return opened, errors.New("the backend's stream ended")
+}
+
+// opened records a new stream and subscribes every wanted topic on it.
+func (h *Hub) opened(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stream = id
+	h.gen++
+	for _, t := range h.topics {
+		t.fails = 0
+		h.settleLocked(t)
+	}
+}
+
+// disconnected starts every topic's give-up clock.
+func (h *Hub) disconnected() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stream == "" {
+		return
+	}
+	h.stream = ""
+	h.drop = nil
+	for _, t := range h.topics {
+		h.settleLocked(t)
+	}
+}
+
+// caller makes subscription calls for queued topics until the hub closes.
+func (h *Hub) caller() {
+	defer h.wg.Done()
+	for {
+		t := h.next()
+		if t == nil {
+			return
+		}
+		h.call(t)
+	}
+}
+
+// next waits for a queued topic; nil when the hub closes.
+func (h *Hub) next() *topic {
+	for {
+		h.mu.Lock()
+		if len(h.queue) > 0 {
+			t := h.queue[0]
+			h.queue[0] = nil
+			h.queue = h.queue[1:]
+			more := len(h.queue) > 0
+			h.mu.Unlock()
+			if more {
+				select { // pass the kick on to another caller
+				case h.kick <- struct{}{}:
+				default:
+				}
+			}
+			return t
+		}
+		h.mu.Unlock()
+		select {
+		case <-h.ctx.Done():
+			return nil
+		case <-h.kick:
+		}
+	}
+}
+
+// call subscribes or unsubscribes t on the open stream, as it needs.
+func (h *Hub) call(t *topic) {
+	h.mu.Lock()
+	t.queued = false
+	live := h.stream != "" && t.on == h.gen
+	method := ""
+	switch {
+	case t.gone || t.busy || h.stream == "":
+	case t.want && !live:
+		method = http.MethodPut
+	case !t.want && live:
+		method = http.MethodDelete
+	}
+	if method == "" {
+		h.mu.Unlock()
+		return
+	}
+	stream, gen := h.stream, h.gen
+	t.busy = true
+	h.mu.Unlock()
+
+	t.mu.Lock()
+	after := t.seq
+	t.mu.Unlock()
+	status, err := h.send(method, stream, t.key, after)
+
+	h.mu.Lock()
+	t.busy = false
+	refused := false
+	switch {
+	case err == nil && status == http.StatusNoContent:
+		t.fails = 0
+		if method == http.MethodPut {
+			t.on = gen
+			if t.giveUp != nil {
+				t.giveUp.Stop()
+				t.giveUp = nil
+			}
+		} else {
+			t.on = 0
+		}
+		h.settleLocked(t)
+	case err == nil && status == http.StatusNotFound:
+		// The stream is gone (the backend restarted, or a replica took
+		// over): reconnecting subscribes everything again. While it is
+		// still the hub's stream, t is settled when the drop is, not sent
+		// again on a stream the backend does not know.
+		t.on = 0
+		if gen == h.gen && h.stream != "" && h.drop != nil {
+			h.drop()
+			break
+		}
+		h.settleLocked(t)
+	case err == nil && (status == http.StatusUnauthorized || status == http.StatusBadRequest):
+		refused = true
+	default: // unreachable, 5xx, 429: try again later
+		t.fails++
+		b := backoff{min: h.cfg.MinBackoff, max: h.cfg.MaxBackoff, n: t.fails - 1}
+		wait := b.next()
+		h.log.Debug("a subscription call failed, retrying", "code", t.key.code, "status", status, "err", err, "in", wait)
+		time.AfterFunc(wait, func() {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			h.settleLocked(t)
+		})
+	}
+	h.mu.Unlock()
+	if refused {
+		h.log.Error("the backend refused a subscription", "code", t.key.code, "status", status)
+		h.end(t, new(unavailable(t.key.code)))
+	}
+}
+
+// send makes one subscription call and returns the backend's status.
+func (h *Hub) send(method, stream string, k topicKey, after int64) (int, error) {
+	ctx, cancel := context.WithTimeout(h.ctx, callTimeout)
+	defer cancel()
+	req, err := h.src.SubscriptionRequest(ctx, method, stream, k.owner, k.code, after)
+	if err != nil {
+		return 0, fmt.Errorf("build a subscription request: %w", err)
+	}
+	resp, err := h.src.HTTPClient().Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("subscription call: %w", err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	_ = resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// backoff is a jittered exponential delay: the n-th is drawn from
+// [d/2, d] with d = min·2ⁿ, capped at max.
+type backoff struct {
+	min, max time.Duration
+	n        int
+}
+
+func (b *backoff) next() time.Duration {
+	d := b.min
+	for i := 0; i < b.n && d < b.max; i++ {
+		d *= 2
+	}
+	d = min(d, b.max)
+	b.n++
+	return d/2 + rand.N(d/2+1)
+}
+
+func (b *backoff) reset() { b.n = 0 }

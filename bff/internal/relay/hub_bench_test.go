@@ -3,10 +3,12 @@ package relay
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -23,21 +25,35 @@ const benchJob = `{"code":"6f1c0b1e-4b7a-4c55-9c1e-3f0a8d2b7c11","status":"IN_PR
 	`"rowsDone":4200,"rowsTotal":10000,"seq":43,"createdAt":"2026-01-02T03:04:05.123456789Z",` +
 	`"updatedAt":"2026-01-02T03:04:09.987654321Z"}`
 
+const (
+	benchOwner = "8d1f3c2a-5b6e-4f70-9a81-b2c3d4e5f607"
+	benchCode  = "6f1c0b1e-4b7a-4c55-9c1e-3f0a8d2b7c11"
+)
+
+// benchFrame is the job's event seq on the multiplexed stream.
 func benchFrame(seq int) string {
-	return fmt.Sprintf("id: %d\ndata: %s\n\n", seq, benchJob)
+	env, _ := json.Marshal(struct {
+		Owner string `json:"owner"`
+		Code  string `json:"code"`
+		ID    string `json:"id"`
+		Data  string `json:"data"`
+	}{benchOwner, benchCode, fmt.Sprint(seq), benchJob})
+	return "data: " + string(env) + "\n\n"
 }
 
 type benchStats struct{}
 
-func (benchStats) UpstreamOpened()    {}
-func (benchStats) UpstreamClosed()    {}
-func (benchStats) UpstreamConnected() {}
-func (benchStats) SnapshotDropped()   {}
+func (benchStats) TopicOpened()          {}
+func (benchStats) TopicClosed()          {}
+func (benchStats) UpstreamConnected()    {}
+func (benchStats) UpstreamDisconnected() {}
+func (benchStats) SnapshotDropped()      {}
 
-// pipeUpstream is a backend whose one event stream is an in-memory pipe:
-// the benchmark writes SSE frames into it and the hub's real upstream
-// reader (go-sse's client) parses and fans them out. No sockets, so the
-// figures are the relay's own cost.
+// pipeUpstream is a backend whose multiplexed stream is an in-memory
+// pipe and whose subscription calls all answer 204: the benchmark writes
+// frames into the pipe and the hub's real reader (go-sse's parser, the
+// envelope decoder) routes and fans them out. No sockets, so the figures
+// are the relay's own cost.
 type pipeUpstream struct {
 	pr *io.PipeReader
 	pw *io.PipeWriter
@@ -52,12 +68,19 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-func (p *pipeUpstream) EventsRequest(ctx context.Context, _, code string) (*http.Request, error) {
-	return http.NewRequestWithContext(ctx, http.MethodGet, "http://backend.invalid/v1/exports/"+code+"/events", nil)
+func (p *pipeUpstream) StreamRequest(ctx context.Context) (*http.Request, error) {
+	return http.NewRequestWithContext(ctx, http.MethodGet, "http://backend.invalid/v1/events", nil)
+}
+
+func (p *pipeUpstream) SubscriptionRequest(ctx context.Context, method, stream, _, code string, _ int64) (*http.Request, error) {
+	return http.NewRequestWithContext(ctx, method, "http://backend.invalid/v1/events/"+url.PathEscape(stream)+"/subscriptions/"+url.PathEscape(code), nil)
 }
 
 func (p *pipeUpstream) HTTPClient() *http.Client {
 	return &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.Method != http.MethodGet {
+			return &http.Response{StatusCode: http.StatusNoContent, Body: http.NoBody, Request: r}, nil
+		}
 		return &http.Response{
 			StatusCode: http.StatusOK,
 			Header:     http.Header{"Content-Type": {"text/event-stream"}},
@@ -67,7 +90,7 @@ func (p *pipeUpstream) HTTPClient() *http.Client {
 	})}
 }
 
-// fanOut is one hub, one upstream and n subscribers of it.
+// fanOut is one hub, its stream and n subscribers of one job.
 type fanOut struct {
 	hub  *Hub
 	up   *pipeUpstream
@@ -80,7 +103,7 @@ func newFanOut(tb testing.TB, n int) *fanOut {
 	f.hub = NewHub(f.up, Config{GiveUp: time.Minute, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond, Buffer: 64, Linger: 0},
 		benchStats{}, slog.New(slog.DiscardHandler))
 	for range n {
-		f.subs = append(f.subs, f.hub.Subscribe("owner", "6f1c0b1e-4b7a-4c55-9c1e-3f0a8d2b7c11", 0, nil))
+		f.subs = append(f.subs, f.hub.Subscribe(benchOwner, benchCode, 0, nil))
 	}
 	tb.Cleanup(func() {
 		for _, s := range f.subs {
@@ -89,6 +112,9 @@ func newFanOut(tb testing.TB, n int) *fanOut {
 		_ = f.up.pw.Close()
 		f.hub.Close()
 	})
+	if _, err := io.WriteString(f.up.pw, "retry: 10\n\nevent: stream\ndata: {\"stream\":\"s1\"}\n\n"); err != nil {
+		tb.Fatal(err)
+	}
 	return f
 }
 
@@ -117,14 +143,15 @@ func frames(n int) [][]byte {
 	return out
 }
 
-// BenchmarkHubFanOut: one upstream event parsed and delivered to 1, 100
-// and 10,000 subscribers of the same job (queue push + signal + drain).
+// BenchmarkHubFanOut: one event of the multiplexed stream parsed, routed
+// and delivered to 1, 100 and 10,000 subscribers of the same job (queue
+// push + signal + drain).
 func BenchmarkHubFanOut(b *testing.B) {
 	for _, n := range []int{1, 100, 10_000} {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
 			f := newFanOut(b, n)
 			fr := frames(b.N + 1)
-			f.deliver(b, fr[0]) // warm up: the upstream is connected
+			f.deliver(b, fr[0]) // warm up: the stream is read
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
@@ -136,8 +163,9 @@ func BenchmarkHubFanOut(b *testing.B) {
 	}
 }
 
-// BenchmarkUpstreamParse: the backend's SSE bytes to relay Events (go-sse's
-// parser, then reading seq and the terminal status for routing).
+// BenchmarkUpstreamParse: the multiplexed stream's bytes to relay Events
+// (go-sse's parser, then the envelope: owner and code for routing, the
+// job event's fields, its seq).
 func BenchmarkUpstreamParse(b *testing.B) {
 	const perOp = 100
 	var buf strings.Builder
@@ -153,8 +181,13 @@ func BenchmarkUpstreamParse(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			_ = newUpstreamEvent(ev.LastEventID, ev.Data)
-			n++
+			e, err := parseEnvelope(ev.Data)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, ok := e.event(); ok {
+				n++
+			}
 		}
 		if n != perOp {
 			b.Fatalf("parsed %d events, want %d", n, perOp)

@@ -1,71 +1,51 @@
 package relay
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
+	"reflect"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/exportstream/exportstream/bff/internal/backend"
+	"github.com/exportstream/exportstream/bff/internal/relay/relaytest"
 )
 
-// scriptedBackend is a loopback server that answers each event-stream
-// request with the next scripted response; the end-to-end behaviour with
-// the real backend is tested in the httpapi package.
-type scriptedBackend struct {
-	srv     *httptest.Server
-	scripts chan func(http.ResponseWriter)
-	opens   chan string // the Last-Event-ID of each request
+// The hub's tests run it against relaytest's scripted backend through the
+// real backend client, so the requests it builds are the ones tested; the
+// end-to-end behaviour with the real backend is tested in httpapi.
+
+type counts struct {
+	topicsOpened, topicsClosed, connected, disconnected, dropped atomic.Int32
 }
 
-func newScriptedBackend(t *testing.T) *scriptedBackend {
+func (c *counts) TopicOpened()          { c.topicsOpened.Add(1) }
+func (c *counts) TopicClosed()          { c.topicsClosed.Add(1) }
+func (c *counts) UpstreamConnected()    { c.connected.Add(1) }
+func (c *counts) UpstreamDisconnected() { c.disconnected.Add(1) }
+func (c *counts) SnapshotDropped()      { c.dropped.Add(1) }
+
+// upstreamOf is the real backend client of b.
+func upstreamOf(t testing.TB, b *relaytest.Backend) *backend.Client {
 	t.Helper()
-	b := &scriptedBackend{scripts: make(chan func(http.ResponseWriter), 16), opens: make(chan string, 16)}
-	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b.opens <- r.Header.Get("Last-Event-ID")
-		select {
-		case script := <-b.scripts:
-			script(w)
-		case <-r.Context().Done():
-		}
-	}))
-	t.Cleanup(b.srv.Close)
-	return b
-}
-
-func (b *scriptedBackend) EventsRequest(ctx context.Context, _, code string) (*http.Request, error) {
-	return http.NewRequestWithContext(ctx, http.MethodGet, b.srv.URL+"/events/"+code, nil)
-}
-
-func (b *scriptedBackend) HTTPClient() *http.Client { return b.srv.Client() }
-
-// stream answers with an event stream of body.
-func stream(body string) func(http.ResponseWriter) {
-	return func(w http.ResponseWriter) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		_, _ = w.Write([]byte(body))
+	be, err := backend.New(b.URL, "")
+	if err != nil {
+		t.Fatal(err)
 	}
+	return be
 }
 
-func status(code int) func(http.ResponseWriter) {
-	return func(w http.ResponseWriter) { w.WriteHeader(code) }
+// newHub starts a hub on b with cfg's zero fields set to quick test values.
+func newHub(t testing.TB, b *relaytest.Backend, cfg Config) (*Hub, *counts) {
+	t.Helper()
+	return newHubOn(t, upstreamOf(t, b), cfg, slog.New(slog.DiscardHandler))
 }
 
-func snapshot(seq int, status string) string {
-	return fmt.Sprintf("id: %d\ndata: {\"code\":\"c\",\"status\":%q,\"seq\":%d}\n\n", seq, status, seq)
-}
-
-type counts struct{ opened, dropped atomic.Int32 }
-
-func (c *counts) UpstreamOpened()  { c.opened.Add(1) }
-func (*counts) UpstreamClosed()    {}
-func (*counts) UpstreamConnected() {}
-func (c *counts) SnapshotDropped() { c.dropped.Add(1) }
-
-func newTestHub(t *testing.T, b *scriptedBackend, cfg Config) (*Hub, *counts) {
+func newHubOn(t testing.TB, up Upstream, cfg Config, log *slog.Logger) (*Hub, *counts) {
 	t.Helper()
 	if cfg.Buffer == 0 {
 		cfg.Buffer = 64
@@ -73,24 +53,50 @@ func newTestHub(t *testing.T, b *scriptedBackend, cfg Config) (*Hub, *counts) {
 	if cfg.GiveUp == 0 {
 		cfg.GiveUp = time.Minute
 	}
-	cfg.MinBackoff, cfg.MaxBackoff = time.Millisecond, 5*time.Millisecond
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff, cfg.MaxBackoff = time.Millisecond, 5*time.Millisecond
+	}
 	c := &counts{}
-	h := NewHub(b, cfg, c, slog.New(slog.DiscardHandler))
+	h := NewHub(up, cfg, c, log)
 	t.Cleanup(h.Close)
 	return h, c
 }
 
-// drainAll reads a subscription until it ends.
-func drainAll(t *testing.T, s *Subscription) []Event {
+const wait = 10 * time.Second // the most any test waits for what must happen
+
+// eventually polls cond until it holds or wait passes; it reports
+// whether it held.
+func eventually(cond func() bool) bool {
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(wait)
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			return cond()
+		}
+	}
+	return true
+}
+
+// next waits for s's next batch.
+func next(t testing.TB, s *Subscription) ([]Event, bool) {
+	t.Helper()
+	select {
+	case <-s.Ready():
+	case <-time.After(wait):
+		t.Fatalf("no event for %s within %v", s.Code(), wait)
+	}
+	return s.Drain()
+}
+
+// drainAll reads s until its stream is over.
+func drainAll(t testing.TB, s *Subscription) []Event {
 	t.Helper()
 	var all []Event
 	for {
-		select {
-		case <-s.Ready():
-		case <-time.After(10 * time.Second):
-			t.Fatal("subscription did not end")
-		}
-		evs, ended := s.Drain()
+		evs, ended := next(t, s)
 		all = append(all, evs...)
 		if ended {
 			return all
@@ -98,93 +104,124 @@ func drainAll(t *testing.T, s *Subscription) []Event {
 	}
 }
 
+// readN reads s until it has n events.
+func readN(t testing.TB, s *Subscription, n int) []Event {
+	t.Helper()
+	var all []Event
+	for len(all) < n {
+		evs, ended := next(t, s)
+		all = append(all, evs...)
+		if ended && len(all) < n {
+			t.Fatalf("%s ended after %d events, want %d: %+v", s.Code(), len(all), n, all)
+		}
+	}
+	return all
+}
+
 // waitEnded waits without draining, as a reader that never reads.
-func waitEnded(s *Subscription) {
-	for ended := false; !ended; {
-		<-s.Ready()
+func waitEnded(t testing.TB, s *Subscription) {
+	t.Helper()
+	for {
+		select {
+		case <-s.Ready():
+		case <-time.After(wait):
+			t.Fatalf("%s did not end within %v", s.Code(), wait)
+		}
 		s.mu.Lock()
-		ended = s.ended
+		ended := s.ended
 		s.mu.Unlock()
+		if ended {
+			return
+		}
 	}
 }
 
-func TestASlowSubscriberKeepsTheLatestSnapshotsAndAlwaysTheFinalOne(t *testing.T) {
-	b := newScriptedBackend(t)
-	h, c := newTestHub(t, b, Config{Buffer: 4})
-	s := h.Subscribe("o", "c", 0, nil)
-	defer s.Close()
-	var body strings.Builder
-	for seq := 1; seq < 50; seq++ {
-		body.WriteString(snapshot(seq, "IN_PROGRESS"))
-	}
-	body.WriteString(snapshot(50, "COMPLETED"))
-	b.scripts <- stream(body.String())
-
-	waitEnded(s)
-	evs, _ := s.Drain()
-	if len(evs) != 4 {
-		t.Errorf("a slow subscriber has %d queued events, want its buffer of 4", len(evs))
-	}
-	if last := evs[len(evs)-1]; last.Seq != 50 || !last.End {
-		t.Errorf("last event = %+v, want the final seq 50", last)
-	}
-	if got := c.dropped.Load(); got != 46 {
-		t.Errorf("%d snapshots counted as dropped, want 46", got)
+// callsBefore subscribes a job of its own as a barrier and returns the
+// calls the backend got before the barrier's PUT. With Config.Calls 1
+// calls go out one at a time in the order they were wanted, so a call
+// the hub wanted before the barrier is among them (if the stream was
+// open when the barrier subscribed: opening one wants calls in no order).
+func callsBefore(t testing.TB, h *Hub, b *relaytest.Backend) []Call {
+	t.Helper()
+	s := h.Subscribe("barrier", "barrier", 0, nil)
+	t.Cleanup(s.Close)
+	var before []Call
+	for {
+		c := b.NextCall(t)
+		if c.Owner == "barrier" && c.Code == "barrier" {
+			return before
+		}
+		before = append(before, c)
 	}
 }
 
-func TestAnUpstreamThatDropsIsResumedWithTheLastEventIDAfterTheBackendsRetry(t *testing.T) {
-	b := newScriptedBackend(t)
-	h, _ := newTestHub(t, b, Config{})
-	s := h.Subscribe("o", "c", 0, nil)
-	defer s.Close()
-	b.scripts <- stream("retry: 30\n\n" + snapshot(1, "PENDING") + snapshot(2, "IN_PROGRESS"))
-	b.scripts <- status(http.StatusServiceUnavailable) // a backend restarting
-	b.scripts <- stream(snapshot(3, "COMPLETED"))
-	start := time.Now()
-	evs := drainAll(t, s)
-	if first, second, third := <-b.opens, <-b.opens, <-b.opens; first != "" || second != "2" || third != "2" {
-		t.Errorf("opens with Last-Event-ID %q, %q, %q; want none, then 2 twice", first, second, third)
-	}
-	if len(evs) != 3 || evs[2].Seq != 3 {
-		t.Errorf("got %+v, want seqs 1, 2, 3 across the drop", evs)
-	}
-	if took := time.Since(start); took < 15*time.Millisecond {
-		t.Errorf("reconnected after %v, want the backend's retry: 30 ms (jittered by half at most)", took)
+// waitSubscribed waits until the hub has owner's code subscribed on the
+// open stream (its PUT answered), so what it does next is not deferred
+// behind that call.
+func waitSubscribed(t testing.TB, h *Hub, owner, code string) {
+	t.Helper()
+	if !eventually(func() bool { return subscribedOn(h, owner, code) }) {
+		t.Fatalf("%s/%s was not subscribed within %v", owner, code, wait)
 	}
 }
 
-func TestAnUpstreamThatStaysDownEndsInERROR(t *testing.T) {
-	b := newScriptedBackend(t)
-	h, _ := newTestHub(t, b, Config{GiveUp: 50 * time.Millisecond})
-	s := h.Subscribe("o", "c", 0, nil)
-	defer s.Close()
-	b.srv.Close() // nothing listens any more
-	evs := drainAll(t, s)
-	if len(evs) != 1 || evs[0].ErrorCode() != "UPSTREAM_UNAVAILABLE" || !evs[0].End {
-		t.Errorf("got %+v, want one final ERROR UPSTREAM_UNAVAILABLE", evs)
+// Call is relaytest's, for short signatures.
+type Call = relaytest.Call
+
+func seqs(evs []Event) []int64 {
+	out := make([]int64, len(evs))
+	for i, ev := range evs {
+		out[i] = ev.Seq
+	}
+	return out
+}
+
+func TestJobsOfManySessionsShareOneStreamAndBrowsersOfOneSessionOneSubscription(t *testing.T) {
+	const sessions, jobs, tabs = 20, 5, 3
+	b := relaytest.New(t)
+	h, _ := newHub(t, b, Config{Calls: 1})
+	for o := range sessions {
+		for c := range jobs {
+			for range tabs {
+				s := h.Subscribe(fmt.Sprintf("session-%d", o), fmt.Sprintf("job-%d-%d", o, c), 0, nil)
+				defer s.Close()
+			}
+		}
+	}
+	conn := b.NextStream(t)
+	var calls []Call
+	for range sessions * jobs {
+		calls = append(calls, b.NextCall(t))
+	}
+	// The stream opened after they subscribed: the barrier's PUT comes
+	// after every PUT the opening wanted.
+	calls = append(calls, callsBefore(t, h, b)...)
+	puts := make(map[string]int)
+	for _, c := range calls {
+		if c.Method != http.MethodPut || c.Stream != conn.ID || !strings.HasPrefix(c.Code, "job-"+strings.TrimPrefix(c.Owner, "session-")+"-") {
+			t.Errorf("unexpected call %v", c)
+		}
+		puts[c.Owner+"/"+c.Code]++
+	}
+	if len(calls) != sessions*jobs || len(puts) != sessions*jobs {
+		t.Errorf("%d calls for %d distinct jobs, want one PUT for each of the %d jobs (%d tabs each)", len(calls), len(puts), sessions*jobs, tabs)
+	}
+	if n := len(b.Attempts()); n != 1 {
+		t.Errorf("%d stream connections for %d sessions, want 1", n, sessions)
 	}
 }
 
-func TestAnUnknownJobEndsInERRORNotFoundAtOnce(t *testing.T) {
-	b := newScriptedBackend(t)
-	h, _ := newTestHub(t, b, Config{})
-	s := h.Subscribe("o", "c", 0, nil)
-	defer s.Close()
-	b.scripts <- status(http.StatusNotFound)
-	evs := drainAll(t, s)
-	if len(evs) != 1 || evs[0].ErrorCode() != "NOT_FOUND" || len(b.opens) != 1 {
-		t.Errorf("got %+v after %d opens, want one ERROR NOT_FOUND and no retry", evs, len(b.opens))
-	}
-}
-
-func TestALateSubscriberGetsTheLatestSnapshotAtOnceFromTheSameUpstream(t *testing.T) {
-	b := newScriptedBackend(t)
-	h, c := newTestHub(t, b, Config{})
+func TestALateSubscriberGetsTheLatestSnapshotAtOnceWithoutANewSubscription(t *testing.T) {
+	b := relaytest.New(t)
+	h, _ := newHub(t, b, Config{Calls: 1})
 	first := h.Subscribe("o", "c", 0, nil)
 	defer first.Close()
-	b.scripts <- stream(snapshot(7, "IN_PROGRESS"))
-	<-first.Ready()
+	conn := b.NextStream(t)
+	if c := b.NextCall(t); c.Method != http.MethodPut || c.Owner != "o" || c.Code != "c" || c.After != 0 {
+		t.Fatalf("first call %v, want PUT o/c from 0", c)
+	}
+	conn.Envelope(relaytest.Snapshot("o", "c", 7, "IN_PROGRESS"))
+	readN(t, first, 1)
 
 	late := h.Subscribe("o", "c", 0, nil)
 	defer late.Close()
@@ -192,58 +229,380 @@ func TestALateSubscriberGetsTheLatestSnapshotAtOnceFromTheSameUpstream(t *testin
 	if ended || len(evs) != 1 || evs[0].Seq != 7 {
 		t.Errorf("late subscriber got %+v (ended %v), want the snapshot seq 7 at once", evs, ended)
 	}
-	if n := c.opened.Load(); n != 1 {
-		t.Errorf("%d upstreams for two subscribers, want 1", n)
+	// Another owner's subscription to the same code is its own (the
+	// backend checks ownership per subscription): the barrier's PUT comes
+	// after it, and nothing came for the late subscriber.
+	other := h.Subscribe("someone-else", "c", 0, nil)
+	defer other.Close()
+	calls := callsBefore(t, h, b)
+	if len(calls) != 1 || calls[0].Owner != "someone-else" || calls[0].Method != http.MethodPut {
+		t.Errorf("calls after the late subscriber and another owner's: %v; want only the other owner's PUT", calls)
 	}
-	if other := h.Subscribe("someone-else", "c", 0, nil); other.up == first.up {
-		t.Error("another owner joined this owner's upstream")
-	} else {
-		other.Close()
+	if evs, _ := other.Drain(); len(evs) != 0 {
+		t.Errorf("another owner's subscriber got this owner's %+v", evs)
 	}
 }
 
-func TestAnUpstreamLingersAfterItsLastSubscriberForAReload(t *testing.T) {
-	b := newScriptedBackend(t)
-	h, c := newTestHub(t, b, Config{Linger: time.Hour})
+func TestAnEventForAnotherOwnersJobNeverReachesASubscriber(t *testing.T) {
+	b := relaytest.New(t)
+	h, _ := newHub(t, b, Config{})
+	mine := h.Subscribe("o", "c", 0, nil)
+	defer mine.Close()
+	conn := b.NextStream(t)
+	conn.Envelope(
+		relaytest.Snapshot("intruder", "c", 5, "IN_PROGRESS"),
+		relaytest.Snapshot("o", "other-code", 6, "IN_PROGRESS"),
+		relaytest.Ended("intruder", "c", "not_found"),
+		relaytest.Snapshot("o", "c", 1, "COMPLETED"),
+	)
+	if evs := drainAll(t, mine); !reflect.DeepEqual(seqs(evs), []int64{1}) || evs[0].ErrorCode() != "" {
+		t.Errorf("got %+v, want only its own seq 1", evs)
+	}
+}
+
+func TestTheLastSubscriberLeavingUnsubscribesOnlyAfterTheLingerAndOneComingBackSendsNothing(t *testing.T) {
+	const linger = 400 * time.Millisecond
+	b := relaytest.New(t)
+	h, _ := newHub(t, b, Config{Linger: linger})
 	s := h.Subscribe("o", "c", 0, nil)
+	conn := b.NextStream(t)
+	b.NextCall(t) // the PUT
+	conn.Envelope(relaytest.Snapshot("o", "c", 1, "IN_PROGRESS"))
+	readN(t, s, 1)
+
+	left := time.Now()
 	s.Close()
-	again := h.Subscribe("o", "c", 0, nil) // the reloaded page
-	defer again.Close()
-	if n := c.opened.Load(); n != 1 {
-		t.Errorf("%d upstreams across a reload within the linger, want 1", n)
+	back := h.Subscribe("o", "c", 0, nil) // the reloaded page, within the linger
+	if evs, _ := back.Drain(); len(evs) != 1 || evs[0].Seq != 1 {
+		t.Errorf("the page back within the linger got %+v, want the snapshot at once", evs)
+	}
+	<-time.After(linger / 2) // part of the scenario: it stays a while, then leaves for good
+	leftAgain := time.Now()
+	back.Close()
+
+	c := b.NextCall(t)
+	if c.Method != http.MethodDelete || c.Owner != "o" || c.Code != "c" || c.Stream != conn.ID {
+		t.Fatalf("the call after the page came back and left is %v, want DELETE o/c (nothing for coming back)", c)
+	}
+	if took := c.At.Sub(leftAgain); took < linger {
+		t.Errorf("DELETE %v after the last subscriber left (%v after the first left), want the linger %v to pass first", took, c.At.Sub(left), linger)
 	}
 }
 
-func TestWithoutCoalescingEverySubscriberHasItsOwnUpstream(t *testing.T) {
-	b := newScriptedBackend(t)
-	h, c := newTestHub(t, b, Config{NoCoalesce: true})
-	for range 3 {
-		defer h.Subscribe("o", "c", 0, nil).Close()
+func TestTheSubscriptionOutlivesAnyButTheLastSubscriber(t *testing.T) {
+	b := relaytest.New(t)
+	h, c := newHub(t, b, Config{Calls: 1})
+	first := h.Subscribe("o", "c", 0, nil)
+	second := h.Subscribe("o", "c", 0, nil)
+	conn := b.NextStream(t)
+	b.NextCall(t)
+	waitSubscribed(t, h, "o", "c")
+	conn.Envelope(relaytest.Snapshot("o", "c", 1, "IN_PROGRESS"))
+	readN(t, first, 1)
+	first.Close()
+	conn.Envelope(relaytest.Snapshot("o", "c", 2, "IN_PROGRESS"))
+	if evs := readN(t, second, 2); evs[1].Seq != 2 {
+		t.Errorf("the remaining subscriber got %+v, want seqs 1 and 2", evs)
 	}
-	if n := c.opened.Load(); n != 3 {
-		t.Errorf("%d upstreams for 3 subscribers without coalescing, want 3", n)
+	if calls := callsBefore(t, h, b); len(calls) != 0 {
+		t.Errorf("calls while a subscriber remains: %v, want none", calls)
+	}
+	second.Close()
+	if call := b.NextCall(t); call.Method != http.MethodDelete || call.Code != "c" {
+		t.Errorf("after the last subscriber left: %v, want DELETE o/c", call)
+	}
+	if !eventually(func() bool { return c.topicsClosed.Load() == 1 }) {
+		n := c.topicsClosed.Load()
+		t.Errorf("%d topics closed after the DELETE, want 1", n)
 	}
 }
 
-func TestAStalledUpstreamIsNoticedByItsSilenceAndResumed(t *testing.T) {
-	b := newScriptedBackend(t)
-	h, _ := newTestHub(t, b, Config{IdleTimeout: 100 * time.Millisecond})
+func TestASlowSubscriberKeepsTheLatestSnapshotsAndAlwaysTheFinalOne(t *testing.T) {
+	b := relaytest.New(t)
+	h, c := newHub(t, b, Config{Buffer: 4})
 	s := h.Subscribe("o", "c", 0, nil)
 	defer s.Close()
-	silence := make(chan struct{})
-	t.Cleanup(func() { close(silence) })
-	b.scripts <- func(w http.ResponseWriter) { // one event, then silence on an open connection
-		w.Header().Set("Content-Type", "text/event-stream")
-		_, _ = w.Write([]byte(snapshot(1, "IN_PROGRESS")))
-		w.(http.Flusher).Flush()
-		<-silence
+	conn := b.NextStream(t)
+	b.NextCall(t)
+	var envs []relaytest.Envelope
+	for seq := int64(1); seq < 50; seq++ {
+		envs = append(envs, relaytest.Snapshot("o", "c", seq, "IN_PROGRESS"))
 	}
-	b.scripts <- stream(snapshot(2, "COMPLETED"))
+	conn.Envelope(append(envs, relaytest.Snapshot("o", "c", 50, "COMPLETED"))...)
+
+	waitEnded(t, s)
+	evs, _ := s.Drain()
+	if !reflect.DeepEqual(seqs(evs), []int64{47, 48, 49, 50}) {
+		t.Errorf("a slow subscriber has seqs %v queued, want its buffer of 4 ending with the final 50", seqs(evs))
+	}
+	if last := evs[len(evs)-1]; !last.End {
+		t.Errorf("last event %+v does not end the stream", last)
+	}
+	if got := c.dropped.Load(); got != 46 {
+		t.Errorf("%d snapshots counted as dropped, want 46", got)
+	}
+}
+
+func TestEndDoneEndsTheSubscriptionAfterTheTerminalEvent(t *testing.T) {
+	b := relaytest.New(t)
+	h, _ := newHub(t, b, Config{Calls: 1})
+	s := h.Subscribe("o", "c", 0, nil)
+	defer s.Close()
+	conn := b.NextStream(t)
+	b.NextCall(t)
+	waitSubscribed(t, h, "o", "c")
+	conn.Envelope(relaytest.Snapshot("o", "c", 1, "IN_PROGRESS"), relaytest.Snapshot("o", "c", 2, "COMPLETED"))
 	evs := drainAll(t, s)
-	if first, second := <-b.opens, <-b.opens; first != "" || second != "1" {
-		t.Errorf("opens with Last-Event-ID %q then %q, want none then 1", first, second)
+	if !reflect.DeepEqual(seqs(evs), []int64{1, 2}) || !evs[1].End || evs[0].End {
+		t.Errorf("got %+v, want seq 1 then the final 2", evs)
 	}
-	if len(evs) != 2 || evs[1].Seq != 2 {
-		t.Errorf("got %+v, want seq 1 then the final 2 after the silent connection was dropped", evs)
+	// The backend ended the subscription itself: no DELETE for it.
+	if calls := callsBefore(t, h, b); len(calls) != 0 {
+		t.Errorf("calls after the end: %v, want none", calls)
+	}
+}
+
+func TestEndDoneAloneEndsTheSubscriptionWithNothing(t *testing.T) {
+	b := relaytest.New(t)
+	h, _ := newHub(t, b, Config{})
+	s := h.Subscribe("o", "c", 4, nil) // a browser resuming from the job's last event
+	defer s.Close()
+	conn := b.NextStream(t)
+	b.NextCall(t)
+	conn.Envelope(relaytest.Ended("o", "c", "done"))
+	if evs := drainAll(t, s); len(evs) != 0 {
+		t.Errorf("got %+v, want the end and nothing else", evs)
+	}
+}
+
+// A browser that reconnects with the last id after the job ended, while
+// the ended topic is still in the hub (its PUT still in flight), joins it
+// and gets its end, not a hang on the finished topic. (When the topic is
+// gone it subscribes afresh: TestEndDoneAloneEndsTheSubscriptionWithNothing.)
+func TestAReconnectToAJobThatJustEndedGetsItsEnd(t *testing.T) {
+	b := relaytest.New(t)
+	release := make(chan struct{})
+	b.Answer(func(Call) int { <-release; return http.StatusNoContent })
+	h, _ := newHub(t, b, Config{})
+	defer close(release)
+	tab := h.Subscribe("o", "c", 0, nil)
+	defer tab.Close() // still open below, as a tab that has not read its end yet
+	conn := b.NextStream(t)
+	b.NextCall(t) // held: the topic stays in the hub after it ends
+	conn.Envelope(relaytest.Snapshot("o", "c", 1, "FAILED"))
+	waitEnded(t, tab)
+
+	again := h.Subscribe("o", "c", 1, nil)
+	defer again.Close()
+	if evs := drainAll(t, again); len(evs) != 0 {
+		t.Errorf("a reconnect with the last id got %+v, want the end and nothing else", evs)
+	}
+	late := h.Subscribe("o", "c", 0, nil)
+	defer late.Close()
+	if evs := drainAll(t, late); len(evs) != 1 || evs[0].Seq != 1 || !evs[0].End {
+		t.Errorf("a new subscriber got %+v, want the final snapshot and the end", evs)
+	}
+}
+
+func TestEndNotFoundEndsInERRORNotFound(t *testing.T) {
+	b := relaytest.New(t)
+	h, _ := newHub(t, b, Config{Calls: 1})
+	s := h.Subscribe("o", "c", 0, nil)
+	defer s.Close()
+	conn := b.NextStream(t)
+	b.NextCall(t)
+	waitSubscribed(t, h, "o", "c")
+	conn.Envelope(relaytest.Ended("o", "c", "not_found"))
+	evs := drainAll(t, s)
+	if len(evs) != 1 || evs[0].ErrorCode() != "NOT_FOUND" || !evs[0].End || !strings.Contains(evs[0].Data, `"code":"c","status":"ERROR"`) {
+		t.Errorf("got %+v, want one final ERROR NOT_FOUND for c", evs)
+	}
+	if calls := callsBefore(t, h, b); len(calls) != 0 {
+		t.Errorf("calls after not_found: %v, want no retry and no DELETE", calls)
+	}
+}
+
+// Kills the <= after as <: a browser resuming with Last-Event-ID: n does
+// not get event n again.
+func TestAResumingSubscriberDoesNotGetTheEventItHadAgain(t *testing.T) {
+	b := relaytest.New(t)
+	h, _ := newHub(t, b, Config{})
+	s := h.Subscribe("o", "c", 2, nil)
+	defer s.Close()
+	conn := b.NextStream(t)
+	b.NextCall(t)
+	conn.Envelope(relaytest.Snapshot("o", "c", 1, "IN_PROGRESS"), relaytest.Snapshot("o", "c", 2, "IN_PROGRESS"), relaytest.Snapshot("o", "c", 3, "COMPLETED"))
+	if evs := drainAll(t, s); !reflect.DeepEqual(seqs(evs), []int64{3}) {
+		t.Errorf("after Last-Event-ID 2 got seqs %v, want 3 only", seqs(evs))
+	}
+}
+
+func TestEventsReachTheSubscriberAsTheBackendSentThem(t *testing.T) {
+	job := `{"code":"c","status":"IN_PROGRESS","seq":3}`
+	tests := []struct {
+		name string
+		env  relaytest.Envelope // owner and code are filled in
+		want Event
+	}{
+		{"a snapshot", relaytest.Envelope{ID: new("3"), Data: new(job)}, Event{ID: "3", HasID: true, Data: job, HasData: true, Seq: 3}},
+		{"an event type", relaytest.Envelope{Event: "progress", ID: new("4"), Data: new("x")}, Event{Type: "progress", ID: "4", HasID: true, Data: "x", HasData: true, Seq: 4}},
+		{"no id field", relaytest.Envelope{Data: new("x")}, Event{Data: "x", HasData: true}},
+		{"an empty id, which resets it", relaytest.Envelope{ID: new(""), Data: new("x")}, Event{HasID: true, Data: "x", HasData: true}},
+		{"no data field", relaytest.Envelope{ID: new("5")}, Event{ID: "5", HasID: true, Seq: 5}},
+		{"empty data", relaytest.Envelope{ID: new("6"), Data: new("")}, Event{ID: "6", HasID: true, HasData: true, Seq: 6}},
+		{"a type alone", relaytest.Envelope{Event: "note"}, Event{Type: "note"}},
+		{"multi-line data", relaytest.Envelope{ID: new("7"), Data: new("one\ntwo\n\nfour")}, Event{ID: "7", HasID: true, Data: "one\ntwo\n\nfour", HasData: true, Seq: 7}},
+		{"an id that is not a number", relaytest.Envelope{ID: new("abc"), Data: new("x")}, Event{ID: "abc", HasID: true, Data: "x", HasData: true}},
+		{"the terminal event", relaytest.Envelope{ID: new("8"), Data: new("done"), End: "done"}, Event{ID: "8", HasID: true, Data: "done", HasData: true, Seq: 8, End: true}},
+	}
+	b := relaytest.New(t)
+	h, _ := newHub(t, b, Config{})
+	conn := b.NextStream(t)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code := fmt.Sprintf("c%d", i)
+			s := h.Subscribe("o", code, 0, nil)
+			defer s.Close()
+			b.NextCall(t)
+			env := tt.env
+			env.Owner, env.Code = "o", code
+			conn.Envelope(env, relaytest.Ended("o", code, "done"))
+			if got := drainAll(t, s); len(got) != 1 || got[0] != tt.want {
+				t.Errorf("got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTheHubReadsTheStreamInAnyLegalFraming(t *testing.T) {
+	tests := []struct {
+		name   string
+		pieces func(env string) []string // env: the envelope's JSON
+	}{
+		{"LF line endings", func(e string) []string { return []string{"data: " + e + "\n\n"} }},
+		{"CRLF line endings", func(e string) []string { return []string{"data: " + e + "\r\n\r\n"} }},
+		{"CR line endings", func(e string) []string { return []string{"data: " + e + "\r\r"} }},
+		{"data without the space", func(e string) []string { return []string{"data:" + e + "\n\n"} }},
+		{"the JSON over several data lines", func(e string) []string {
+			a, z, _ := strings.Cut(e, ",")
+			return []string{"data: " + a + ",\r\ndata: " + z + "\n\n"}
+		}},
+		{"comments and heartbeats around", func(e string) []string { return []string{": ping\n\n: hello\ndata: " + e + "\n: more\n\n"} }},
+		{"an unknown field", func(e string) []string { return []string{"foo: bar\ndata: " + e + "\n\n"} }},
+		{"retry with junk", func(e string) []string { return []string{"retry: soon\ndata: " + e + "\n\n"} }},
+		{"an id field of the stream itself is not the job's", func(e string) []string { return []string{"id: 99\ndata: " + e + "\n\n"} }},
+		{"leading blank lines", func(e string) []string { return []string{"\n\n\ndata: " + e + "\n\n"} }},
+		{"an event split across writes", func(e string) []string { return []string{"da", "ta: " + e[:5], e[5:] + "\n", "\n"} }},
+		{"a CRLF split between writes", func(e string) []string { return []string{"data: " + e + "\r", "\n\r", "\n"} }},
+		{"an event type of a later version is skipped", func(e string) []string {
+			return []string{"event: future\ndata: " + strings.Replace(e, `"data":"a"`, `"data":"not this"`, 1) + "\n\ndata: " + e + "\n\n"}
+		}},
+		{"a malformed envelope is skipped", func(e string) []string { return []string{"data: {\"owner\":\n\ndata: {}\n\ndata: " + e + "\n\n"} }},
+	}
+	b := relaytest.New(t)
+	h, _ := newHub(t, b, Config{})
+	conn := b.NextStream(t)
+	want := Event{ID: "1", HasID: true, Data: "a", HasData: true, Seq: 1}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code := fmt.Sprintf("c%d", i)
+			s := h.Subscribe("o", code, 0, nil)
+			defer s.Close()
+			b.NextCall(t)
+			env := fmt.Sprintf(`{"owner":"o","code":%q,"id":"1","data":"a"}`, code)
+			for _, p := range tt.pieces(env) {
+				conn.Send(p)
+			}
+			conn.Envelope(relaytest.Ended("o", code, "done"))
+			if got := drainAll(t, s); len(got) != 1 || got[0] != want {
+				t.Errorf("got %+v, want %+v", got, want)
+			}
+		})
+	}
+	if n := len(b.Attempts()); n != 1 {
+		t.Errorf("%d stream connections, want the one: no framing ends it", n)
+	}
+}
+
+// Notify calls at once if something is queued already, and otherwise not
+// until something comes.
+func TestNotifyIsCalledAtOnceOnlyWhenSomethingIsAlreadyQueued(t *testing.T) {
+	b := relaytest.New(t)
+	h, _ := newHub(t, b, Config{})
+	s := h.Subscribe("o", "c", 0, nil)
+	defer s.Close()
+	woken := make(chan struct{}, 16)
+	s.Notify(func() { woken <- struct{}{} })
+	if n := len(woken); n != 0 {
+		t.Fatalf("Notify called its function %d times with nothing queued, want 0", n)
+	}
+	conn := b.NextStream(t)
+	b.NextCall(t)
+	conn.Envelope(relaytest.Snapshot("o", "c", 1, "IN_PROGRESS"))
+	select {
+	case <-woken:
+	case <-time.After(wait):
+		t.Fatal("no notification for the first event")
+	}
+
+	late := h.Subscribe("o", "c", 0, nil) // gets the latest snapshot queued at once
+	defer late.Close()
+	lateWoken := make(chan struct{}, 16)
+	late.Notify(func() { lateWoken <- struct{}{} })
+	if n := len(lateWoken); n != 1 {
+		t.Errorf("Notify on a subscription with a snapshot queued called its function %d times, want 1 at once", n)
+	}
+}
+
+func TestClosingTheHubEndsEverythingAndLeavesNoGoroutine(t *testing.T) {
+	b := relaytest.New(t)
+	release := make(chan struct{})
+	b.Answer(func(c Call) int {
+		if c.Code == "held" {
+			<-release // a PUT still in flight when the hub closes
+		}
+		return http.StatusNoContent
+	})
+	be := upstreamOf(t, b)
+	before := runtime.NumGoroutine()
+
+	h := NewHub(be, Config{Buffer: 4, GiveUp: time.Minute, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Linger: time.Hour}, &counts{}, slog.New(slog.DiscardHandler))
+	t.Cleanup(h.Close) // if a check below stops the test first; Close twice is fine
+	open := h.Subscribe("o", "open", 0, nil)
+	lingering := h.Subscribe("o", "lingering", 0, nil)
+	held := h.Subscribe("o", "held", 0, nil)
+	conn := b.NextStream(t)
+	for range 3 {
+		b.NextCall(t)
+	}
+	conn.Envelope(relaytest.Snapshot("o", "open", 1, "IN_PROGRESS"), relaytest.Snapshot("o", "lingering", 1, "IN_PROGRESS"))
+	readN(t, open, 1)
+	readN(t, lingering, 1)
+	lingering.Close() // it lingers, with a timer
+
+	closed := make(chan struct{})
+	go func() { h.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(wait):
+		t.Fatal("Close did not return")
+	}
+	for _, s := range []*Subscription{open, held} {
+		if _, ended := s.Drain(); !ended {
+			t.Errorf("after Close the stream of %s is not over", s.Code())
+		}
+	}
+	select {
+	case <-conn.Done():
+	case <-time.After(wait):
+		t.Error("the stream connection is still open after Close")
+	}
+	close(release)
+	be.HTTPClient().CloseIdleConnections()
+
+	if !eventually(func() bool { return runtime.NumGoroutine() <= before }) {
+		n := runtime.NumGoroutine()
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines after Close, %d before the hub:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }

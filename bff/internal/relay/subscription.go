@@ -1,15 +1,19 @@
 package relay
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
-// Subscription is one browser stream's view of an upstream. Its queue is
-// bounded: since every event is a whole snapshot, when a slow reader falls
-// behind the oldest progress snapshots are dropped, never the final one
-// (it is always the last in the queue).
+// Subscription is one browser stream's view of a relayed job. Its queue
+// is bounded: since every event is a whole snapshot, when a slow reader
+// falls behind the oldest progress snapshots are dropped, never the final
+// one (it is always the last in the queue).
 type Subscription struct {
 	hub   *Hub
-	up    *upstream
+	t     *topic
 	after int64 // only events with a greater Seq are delivered
+	left  atomic.Bool
 
 	mu     sync.Mutex
 	queue  []Event
@@ -20,7 +24,7 @@ type Subscription struct {
 }
 
 // Code is the job this subscription follows.
-func (s *Subscription) Code() string { return s.up.code }
+func (s *Subscription) Code() string { return s.t.key.code }
 
 // Ready is signalled when Drain has something new to return; it is nil
 // for a subscription made with a notify function.
@@ -50,8 +54,13 @@ func (s *Subscription) Notify(f func()) {
 	}
 }
 
-// Close unsubscribes; the upstream closes when its last subscriber leaves.
-func (s *Subscription) Close() { s.hub.unsubscribe(s) }
+// Close unsubscribes; the job is unsubscribed upstream when its last
+// subscriber leaves (after the linger). Closing again does nothing.
+func (s *Subscription) Close() {
+	if !s.left.Swap(true) {
+		s.hub.unsubscribe(s)
+	}
+}
 
 func (s *Subscription) push(ev Event) {
 	if ev.Seq > 0 && ev.Seq <= s.after {

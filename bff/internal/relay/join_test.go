@@ -1,0 +1,88 @@
+package relay
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/exportstream/exportstream/bff/internal/relay/relaytest"
+)
+
+// A browser joining a job just as its last other subscriber leaves keeps
+// the job followed: the topic it joined stays the job's, wanted, so it
+// gets the job's events (and is subscribed when the stream comes). The
+// two meet in a window of a few instructions, so the test tries it many
+// times; under -race a hub that loses the joiner fails it nearly always.
+func TestASubscriberJoiningAsTheLastOneLeavesKeepsTheJobFollowed(t *testing.T) {
+	b := relaytest.New(t)
+	b.RefuseStreams(http.StatusServiceUnavailable) // no calls: only the hub's own bookkeeping
+	h, _ := newHub(t, b, Config{})
+	const tries = 20_000
+	lost := 0
+	for i := range tries {
+		code := fmt.Sprintf("c%d", i)
+		leaving := h.Subscribe("o", code, 0, nil)
+		var joining *Subscription
+		var wg sync.WaitGroup
+		wg.Go(func() { joining = h.Subscribe("o", code, 0, nil) })
+		wg.Go(leaving.Close)
+		wg.Wait()
+		h.mu.Lock()
+		if t := h.topics[topicKey{"o", code}]; t != joining.t || !t.want {
+			lost++
+		}
+		h.mu.Unlock()
+		joining.Close()
+	}
+	if lost > 0 {
+		t.Errorf("%d of %d subscribers joining as the last one left were left on a topic the hub dropped: no events, no end", lost, tries)
+	}
+}
+
+// The first subscriber of a job gets every event its subscription brings
+// (the backend answers a PUT with what it has at once), not only the
+// latest: it is in the topic before the PUT can go out. A data-less event
+// followed by one with data tells: the latest alone is the second. The
+// window is short, so the test tries many jobs.
+func TestTheFirstSubscriberGetsEveryEventItsSubscriptionBrings(t *testing.T) {
+	const tries = 5000
+	b := relaytest.New(t)
+	h, _ := newHub(t, b, Config{})
+	conn := b.NextStream(t)
+	b.Answer(func(c Call) int {
+		if c.Method == http.MethodPut {
+			conn.Envelope(relaytest.Envelope{Owner: c.Owner, Code: c.Code, Event: "hello", ID: new("1")}, relaytest.Snapshot(c.Owner, c.Code, 2, "COMPLETED"))
+		}
+		return http.StatusNoContent
+	})
+	missed := 0
+	for i := range tries {
+		s := h.Subscribe("o", fmt.Sprintf("c%d", i), 0, nil)
+		if evs := drainAll(t, s); len(evs) != 2 {
+			missed++
+		}
+		s.Close()
+	}
+	if missed > 0 {
+		t.Errorf("%d of %d first subscribers missed events their subscription brought", missed, tries)
+	}
+}
+
+// Subscribers are counted, so closing one twice must count it once: the
+// others stay subscribed.
+func TestClosingASubscriptionTwiceLeavesTheOthersSubscribed(t *testing.T) {
+	b := relaytest.New(t)
+	h, _ := newHub(t, b, Config{Calls: 1})
+	twice := h.Subscribe("o", "c", 0, nil)
+	other := h.Subscribe("o", "c", 0, nil)
+	defer other.Close()
+	b.NextStream(t)
+	b.NextCall(t)
+	waitSubscribed(t, h, "o", "c")
+	twice.Close()
+	twice.Close()
+	if calls := callsBefore(t, h, b); len(calls) != 0 {
+		t.Errorf("calls after one of two subscribers closed twice: %v, want none", calls)
+	}
+}
