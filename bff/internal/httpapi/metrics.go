@@ -15,6 +15,7 @@ type Metrics struct {
 	eventsRelayed     prometheus.Counter
 	snapshotsDropped  prometheus.Counter
 	slowDisconnects   prometheus.Counter
+	streamsMax        prometheus.Gauge
 }
 
 // NewMetrics registers the BFF's series on a registry of their own.
@@ -43,7 +44,10 @@ func NewMetrics() *Metrics {
 	m.slowDisconnects = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "exportstream_bff_slow_disconnects_total", Help: "Browser streams cut off because writes stayed blocked past the write timeout.",
 	})
-	m.Registry.MustRegister(m.upstreamsOpened, m.upstreamsActive, m.upstreamConnects, m.subscribersActive, m.eventsRelayed, m.snapshotsDropped, m.slowDisconnects,
+	m.streamsMax = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "exportstream_bff_streams_max", Help: "Browser event streams this process admits before 503: MAX_STREAMS, or what its open-file limit allows.",
+	})
+	m.Registry.MustRegister(m.streamsMax, m.upstreamsOpened, m.upstreamsActive, m.upstreamConnects, m.subscribersActive, m.eventsRelayed, m.snapshotsDropped, m.slowDisconnects,
 		// go_goroutines, process_open_fds, process_resident_memory_bytes…:
 		// what the soak and hostile-client tests watch for leaks.
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
