@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -410,3 +411,109 @@ func connsTo(t *testing.T, pid int, port string) int {
 }
 
 func portOf(url string) string { return url[strings.LastIndex(url, ":")+1:] }
+
+// startWithFileLimit runs the BFF under an open-file limit of files (soft
+// and hard: the Go runtime raises the soft one to the hard one).
+func startWithFileLimit(t *testing.T, files int, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		testenv.Missing(t, "prlimit (util-linux), to run the BFF under a low open-file limit: %v", err)
+	}
+	lim := fmt.Sprintf("--nofile=%d:%d", files, files)
+	return startCmd(t, exec.Command(prlimit, append([]string{lim, bin["bff"]}, args...)...), "bff")
+}
+
+func TestAtItsOpenFileLimitTheBFFAnswersEveryStreamPastItsBudget503AtOnceAndStillServesOtherRequests(t *testing.T) {
+	const files, browsers = 300, 400
+	_, backend := start(t, "backend", "-addr", "127.0.0.1:0", "-memory")
+	bff, url := startWithFileLimit(t, files, "-addr", "127.0.0.1:0", "-backend-url", backend, "-session-secret", strings.Repeat("s", 32))
+	budget := int(metric(t, url, "exportstream_bff_streams_max"))
+	if budget <= 0 || budget >= files {
+		t.Fatalf("streams_max = %d under a limit of %d files", budget, files)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+
+	// Each browser its own session and one /api/events stream, as users
+	// are; more browsers than the process has files.
+	type answer struct {
+		resp *http.Response
+		key  string
+		took time.Duration
+	}
+	answers := make([]answer, browsers)
+	var wg sync.WaitGroup
+	for i := range browsers {
+		wg.Go(func() {
+			jar, _ := cookiejar.New(nil)
+			c := &http.Client{Jar: jar, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			t.Cleanup(c.CloseIdleConnections)
+			start := time.Now()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/api/events", nil)
+			resp, err := c.Do(req)
+			a := answer{took: time.Since(start)}
+			switch {
+			case err != nil:
+				a.key = "error: " + err.Error()
+			case resp.StatusCode == http.StatusOK:
+				a.resp, a.key = resp, "200"
+			default:
+				var e struct{ Error struct{ Code string } }
+				_ = json.NewDecoder(resp.Body).Decode(&e)
+				_ = resp.Body.Close()
+				a.key = fmt.Sprintf("%d %s", resp.StatusCode, e.Error.Code)
+				if resp.Header.Get("Retry-After") != "" {
+					a.key += " Retry-After"
+				}
+			}
+			answers[i] = a
+		})
+	}
+	wg.Wait()
+	count := map[string]int{}
+	var slowest time.Duration
+	var open []*http.Response
+	for _, a := range answers {
+		count[a.key]++
+		slowest = max(slowest, a.took)
+		if a.resp != nil {
+			open = append(open, a.resp)
+		}
+	}
+	defer closeAll(open)
+	t.Logf("%d browsers, %d files, a budget of %d streams: %v; slowest answer %v", browsers, files, budget, count, slowest)
+	for k := range count {
+		if k != "200" && k != "503 TOO_MANY_STREAMS Retry-After" && k != "503 TOO_MANY_CONNECTIONS Retry-After" {
+			t.Errorf("%d × %q: every browser past the budget must get a 503 with Retry-After", count[k], k)
+		}
+	}
+	if len(open) != budget {
+		t.Errorf("%d streams open, want the budget, %d", len(open), budget)
+	}
+	if slowest > 10*time.Second {
+		t.Errorf("the slowest answer took %v: a browser past the budget waited instead of being refused", slowest)
+	}
+
+	// Full of streams, the server still answers other requests: a health
+	// check and a create from a browser whose connection is its stream.
+	if resp, err := http.Get(url + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz with every stream taken: %v %v", resp, err)
+	} else {
+		_ = resp.Body.Close()
+	}
+	if n := openFDs(t, bff.Process.Pid); n > files {
+		t.Errorf("the BFF holds %d files under a limit of %d", n, files)
+	}
+
+	// A stream closed frees a place for the next browser.
+	_ = open[0].Body.Close()
+	open = open[1:]
+	metricReaches(t, url, "exportstream_bff_subscribers_active", float64(budget-1))
+	c := newBrowser(t, url)
+	o, r := openStreams(t, ctx, c, url, 1)
+	defer closeAll(o)
+	if len(o) != 1 {
+		t.Errorf("a stream after one closed: %v", r)
+	}
+}

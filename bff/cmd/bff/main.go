@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/exportstream/exportstream/bff/internal/backend"
+	"github.com/exportstream/exportstream/bff/internal/connlimit"
 	"github.com/exportstream/exportstream/bff/internal/httpapi"
 	"github.com/exportstream/exportstream/bff/internal/relay"
 	"github.com/exportstream/exportstream/bff/internal/session"
@@ -34,6 +35,17 @@ func main() {
 	}
 }
 
+// The open-file budget (connlimit.Budget): files the process keeps for
+// itself besides its backend connections and refusals (stdio, listener,
+// epoll sets, the runtime's cgroup files: 13 idle), and connections kept
+// from event streams for other requests. At this machine's 20,000 files
+// and 32 backend connections: 19,936 connections, of which 19,904 may be
+// streams.
+const (
+	ownFiles       = 16
+	streamHeadroom = 32
+)
+
 type config struct {
 	addr                 string
 	backendURL           string
@@ -44,6 +56,7 @@ type config struct {
 	allowedOrigins       string
 	maxStreamsPerSession int
 	maxStreams           int
+	backendConns         int
 	createRate           float64
 	createBurst          int
 	heartbeat            time.Duration
@@ -73,7 +86,8 @@ func parseFlags(args []string, stdout io.Writer) (config, error) {
 	fs.BoolVar(&c.cookieSecure, "cookie-secure", e.boolean("COOKIE_SECURE", false), "mark the session cookie Secure (behind HTTPS) (COOKIE_SECURE)")
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", e.str("ALLOWED_ORIGINS", ""), "comma-separated origins, besides the BFF's own, that may change exports and get CORS (ALLOWED_ORIGINS)")
 	fs.IntVar(&c.maxStreamsPerSession, "max-streams-per-session", e.integer("MAX_STREAMS_PER_SESSION", 20), "open event streams per session before 429 (MAX_STREAMS_PER_SESSION)")
-	fs.IntVar(&c.maxStreams, "max-streams", e.integer("MAX_STREAMS", 15000), "open event streams in all before 503 (MAX_STREAMS)")
+	fs.IntVar(&c.maxStreams, "max-streams", e.integer("MAX_STREAMS", 0), "open event streams in all before 503; 0: as many as the open-file limit allows, less headroom for other requests (MAX_STREAMS)")
+	fs.IntVar(&c.backendConns, "backend-max-conns", e.integer("BACKEND_MAX_CONNS", backend.DefaultMaxConns), "connections to the backend at most (its event stream, API calls, downloads); each is a file taken from the streams' budget (BACKEND_MAX_CONNS)")
 	fs.Float64Var(&c.createRate, "create-rate", e.float("CREATE_RATE", 5), "exports a session may start per second, sustained; 0 for no limit (CREATE_RATE)")
 	fs.IntVar(&c.createBurst, "create-burst", e.integer("CREATE_BURST", 20), "exports a session may start at once (CREATE_BURST)")
 	fs.DurationVar(&c.heartbeat, "heartbeat", e.duration("HEARTBEAT_INTERVAL", 15*time.Second), "silence before a ': ping' comment on event streams (HEARTBEAT_INTERVAL)")
@@ -115,7 +129,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	log := newLogger(stdout, cfg.logLevel)
 
-	be, err := backend.New(cfg.backendURL, cfg.serviceToken)
+	be, err := backend.NewLimited(cfg.backendURL, cfg.serviceToken, cfg.backendConns)
 	if err != nil {
 		return err
 	}
@@ -128,6 +142,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	files, err := connlimit.FileLimit()
+	if err != nil {
+		return err
+	}
+	conns, streams := connlimit.Budget(files, ownFiles+cfg.backendConns+connlimit.Refusing, streamHeadroom, cfg.maxStreams)
+	log.Info("open-file budget", "files", files, "connections", conns, "streams", streams)
 	metrics := httpapi.NewMetrics()
 	hub := relay.NewHub(be, relay.Config{
 		GiveUp:      cfg.giveUp,
@@ -143,7 +163,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		StaticDir: cfg.staticDir, Heartbeat: cfg.heartbeat, Retry: cfg.retry, WriteTimeout: cfg.writeTimeout,
 		ResponseWriteTimeout: cfg.responseWriteTimeout,
 		AllowedOrigins:       splitList(cfg.allowedOrigins),
-		MaxStreamsPerSession: cfg.maxStreamsPerSession, MaxStreams: cfg.maxStreams,
+		MaxStreamsPerSession: cfg.maxStreamsPerSession, MaxStreams: streams,
 		CreateRate: cfg.createRate, CreateBurst: cfg.createBurst,
 		MultiplexResync: cfg.multiplexResync,
 	})
@@ -156,13 +176,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	// Past the open-file budget a connection is answered 503 at once
+	// rather than left waiting in the backlog.
+	lim := connlimit.NewListener(ln, conns)
+	defer func() { _ = lim.Close() }()
 	// No WriteTimeout: it would cut event streams and long downloads (the
 	// streams bound each write themselves, other responses get
 	// -response-write-timeout per write). Slow headers are bounded.
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: cfg.readHeaderTimeout, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: cfg.readHeaderTimeout, IdleTimeout: 2 * time.Minute, ConnContext: connlimit.ConnContext}
 	srv.RegisterOnShutdown(api.CloseStreams)
 	log.Info("bff listening", "addr", ln.Addr().String(), "backend", cfg.backendURL, "staticDir", cfg.staticDir)
-	return serve(ctx, srv, ln, cfg.shutdownTimeout)
+	return serve(ctx, srv, lim, cfg.shutdownTimeout)
 }
 
 func splitList(s string) []string {

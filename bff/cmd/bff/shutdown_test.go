@@ -53,6 +53,12 @@ func startEnv(t *testing.T, env []string, name string, args ...string) (*exec.Cm
 	t.Helper()
 	cmd := exec.Command(bin[name], args...)
 	cmd.Env = append(os.Environ(), env...)
+	return startCmd(t, cmd, name)
+}
+
+// startCmd starts cmd and returns its listen address once it logs it.
+func startCmd(t *testing.T, cmd *exec.Cmd, name string) (*exec.Cmd, string) {
+	t.Helper()
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

@@ -26,9 +26,20 @@ type Client struct {
 	token string
 }
 
+// DefaultMaxConns is New's bound on connections to the backend.
+const DefaultMaxConns = 32
+
 // New returns a client of the backend at baseURL that authenticates with
-// serviceToken when it is set.
+// serviceToken when it is set, with at most DefaultMaxConns connections.
 func New(baseURL, serviceToken string) (*Client, error) {
+	return NewLimited(baseURL, serviceToken, DefaultMaxConns)
+}
+
+// NewLimited is New with at most maxConns connections (so that they fit
+// the open-file budget beside the browsers'): one carries the multiplexed
+// event stream, the others creates, lists, subscription calls and
+// downloads; a request past them waits for one to free.
+func NewLimited(baseURL, serviceToken string, maxConns int) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("backend url %q must be an absolute http(s) URL", baseURL)
@@ -37,7 +48,8 @@ func New(baseURL, serviceToken string) (*Client, error) {
 	t := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConnsPerHost:   256,
+		MaxConnsPerHost:       maxConns,
+		MaxIdleConnsPerHost:   maxConns,
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: 15 * time.Second,
 	}

@@ -27,5 +27,8 @@ func writeError(c *gin.Context, e *apiError) {
 	if e.Status == http.StatusBadGateway || e.Status == http.StatusServiceUnavailable {
 		c.Header("Retry-After", "5")
 	}
+	if e == errServerBusy || e == errServerFull {
+		c.Header("Connection", "close")
+	}
 	c.AbortWithStatusJSON(e.Status, gin.H{"error": e})
 }

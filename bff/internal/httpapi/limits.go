@@ -2,13 +2,22 @@ package httpapi
 
 import (
 	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/exportstream/exportstream/bff/internal/connlimit"
 	"sync"
 	"time"
 )
 
 var (
 	errTooManyStreams = &apiError{http.StatusTooManyRequests, "TOO_MANY_STREAMS", "this session has too many open event streams; use /api/events"}
-	errServerBusy     = &apiError{http.StatusServiceUnavailable, "TOO_MANY_STREAMS", "this server has too many open event streams; try again later"}
+	// errServerBusy also closes the connection: an idle one kept by a
+	// browser that cannot stream here would hold a file to no use.
+	errServerBusy = &apiError{http.StatusServiceUnavailable, "TOO_MANY_STREAMS", "this server has too many open event streams; try again later"}
+	// errServerFull answers a request on a connection past the open-file
+	// budget (connlimit), and closes it.
+	errServerFull = &apiError{http.StatusServiceUnavailable, "TOO_MANY_CONNECTIONS", "this server has no room for another connection; try again later"}
 )
 
 // streamLimits counts open event streams per session and in all.
@@ -94,5 +103,13 @@ func (r *rateLimiter) forgetFull(now time.Time) {
 		if b.tokens+now.Sub(b.at).Seconds()*r.rate >= r.burst {
 			delete(r.buckets, k)
 		}
+	}
+}
+
+// refuseOverBudget answers every request on a connection past the
+// open-file budget 503 at once.
+func refuseOverBudget(c *gin.Context) {
+	if connlimit.OverBudget(c.Request.Context()) {
+		writeError(c, errServerFull)
 	}
 }

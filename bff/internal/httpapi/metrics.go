@@ -17,6 +17,7 @@ type Metrics struct {
 	snapshotsDropped  prometheus.Counter
 	slowDisconnects   prometheus.Counter
 	streamStalls      prometheus.Counter
+	streamsMax        prometheus.Gauge
 }
 
 // NewMetrics registers the BFF's series on a registry of their own.
@@ -51,7 +52,10 @@ func NewMetrics() *Metrics {
 	m.streamStalls = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "exportstream_bff_stream_stalls_total", Help: "Stream writes that found a browser's socket full and waited for it (a slow reader or network).",
 	})
-	m.Registry.MustRegister(m.streamStalls, m.jobsRelayed, m.jobsActive, m.upstreamConnects, m.upstreamsOpen, m.subscribersActive, m.eventsRelayed, m.snapshotsDropped, m.slowDisconnects,
+	m.streamsMax = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "exportstream_bff_streams_max", Help: "Browser event streams this process admits before 503: MAX_STREAMS, or what its open-file limit allows.",
+	})
+	m.Registry.MustRegister(m.streamStalls, m.streamsMax, m.jobsRelayed, m.jobsActive, m.upstreamConnects, m.upstreamsOpen, m.subscribersActive, m.eventsRelayed, m.snapshotsDropped, m.slowDisconnects,
 		// go_goroutines, process_open_fds, process_resident_memory_bytes…:
 		// what the soak and hostile-client tests watch for leaks.
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

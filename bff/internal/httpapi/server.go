@@ -103,11 +103,12 @@ func New(cfg Config) (*Server, error) {
 		closing: make(chan struct{}),
 		stop:    stop,
 	}
+	cfg.Metrics.streamsMax.Set(float64(cfg.MaxStreams))
 	if cfg.MultiplexResync > 0 {
 		s.loops.Go(func() { s.resyncs.run(ctx, cfg.MultiplexResync) })
 	}
 	r := gin.New()
-	r.Use(gin.CustomRecoveryWithWriter(io.Discard, s.recovered), s.boundWrites, securityHeaders, s.cors, s.loadSession)
+	r.Use(refuseOverBudget, gin.CustomRecoveryWithWriter(io.Discard, s.recovered), s.boundWrites, securityHeaders, s.cors, s.loadSession)
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.ready)
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Metrics.Registry, promhttp.HandlerOpts{})))
