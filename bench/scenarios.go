@@ -446,9 +446,6 @@ func scenarioRelay(ctx context.Context, e *env) (*Scenario, error) {
 	}
 	variants := []variant{
 		{"BFF (this project)", func() (*server, error) { return e.bff(ctx, "relay-bff", be.url) }, kindBFF},
-		{"BFF -coalesce=false (seed design)", func() (*server, error) {
-			return e.bff(ctx, "relay-bff-nocoalesce", be.url, "-coalesce=false")
-		}, kindBFF},
 		{"Express relay (seed)", func() (*server, error) { return e.express(ctx, "relay-express", be.url) }, kindExpress},
 		{"backend direct", nil, kindBackend},
 	}

@@ -85,7 +85,7 @@ const (
 // ActiveGauges are the metrics that must read 0 once every client left.
 var ActiveGauges = []string{
 	"exportstream_bff_subscribers_active",
-	"exportstream_bff_upstreams_active",
+	"exportstream_bff_relayed_jobs_active",
 	"exportstream_backend_event_streams_active",
 }
 
