@@ -77,6 +77,8 @@ type Hub struct {
 	streams map[string]*Stream
 
 	subscriptions atomic.Int64 // over every stream
+	subscribed    atomic.Int64 // subscriptions started, replacements included
+	opened        atomic.Int64 // streams opened
 	pending       atomic.Int64 // envelopes waiting for their stream's writer
 }
 
@@ -106,6 +108,7 @@ func (h *Hub) Open(ctx context.Context, encode Encoder) (*Stream, error) {
 			return nil, err
 		}
 	}
+	h.opened.Add(1)
 	h.mu.Lock()
 	h.streams[s.id] = s
 	h.mu.Unlock()
@@ -163,6 +166,12 @@ func (h *Hub) Streams() int {
 	defer h.mu.Unlock()
 	return len(h.streams)
 }
+
+// Subscribed is how many subscriptions this replica's streams started.
+func (h *Hub) Subscribed() int64 { return h.subscribed.Load() }
+
+// Opened is how many streams this replica opened.
+func (h *Hub) Opened() int64 { return h.opened.Load() }
 
 // Subscriptions is how many subscriptions this replica's streams hold.
 func (h *Hub) Subscriptions() int { return int(h.subscriptions.Load()) }

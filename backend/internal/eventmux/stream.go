@@ -161,6 +161,7 @@ func (s *Stream) subscribe(code, owner string, after int64) error {
 	ctx, cancel := context.WithCancel(s.ctx)
 	sub := &subscription{cancel: cancel}
 	s.subs[k] = sub
+	s.hub.subscribed.Add(1)
 	s.wg.Add(1)
 	go s.follow(ctx, sub, code, owner, after)
 	return nil

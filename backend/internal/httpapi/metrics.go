@@ -52,6 +52,14 @@ func newMetrics(st store.Store, pool *worker.Pool, mux *eventmux.Hub) *metrics {
 			Name: "exportstream_backend_mux_streams_open",
 			Help: "Multiplexed event streams (GET /v1/events) open on this replica.",
 		}, func() float64 { return float64(mux.Streams()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "exportstream_backend_mux_streams_opened_total",
+			Help: "Multiplexed event streams opened on this replica.",
+		}, func() float64 { return float64(mux.Opened()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "exportstream_backend_mux_subscribed_total",
+			Help: "Subscriptions started on this replica's multiplexed streams (a replacement counts).",
+		}, func() float64 { return float64(mux.Subscribed()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "exportstream_backend_mux_subscriptions_active",
 			Help: "Subscriptions held by this replica's multiplexed event streams.",

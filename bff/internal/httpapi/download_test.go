@@ -33,7 +33,11 @@ type fileBackend struct {
 func newFileBackend(t *testing.T, size int) *fileBackend {
 	t.Helper()
 	b := &fileBackend{file: bytes.Repeat([]byte("0123456789abcdef"), size/16), closed: make(chan struct{}, 16), ended: make(chan error, 16)}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/file") {
+			http.NotFound(w, r) // the relay's event stream: none here
+			return
+		}
 		w.Header().Set("Content-Type", "text/csv")
 		w.Header().Set("Content-Length", strconv.Itoa(len(b.file)))
 		_, err := w.Write(b.file)

@@ -14,6 +14,14 @@ import (
 // fault-injecting proxy and a BFF in front of the proxy.
 func behindFaults(t *testing.T) (*faultproxy.Proxy, string) {
 	t.Helper()
+	return behindFaultsIdle(t, 400*time.Millisecond)
+}
+
+// behindFaultsIdle is behindFaults with the relay's idle timeout: a
+// stream silent this long (the backend heartbeats every 100 ms) is taken
+// for a stalled link.
+func behindFaultsIdle(t *testing.T, idle time.Duration) (*faultproxy.Proxy, string) {
+	t.Helper()
 	be := startBackend(t, "-heartbeat", "100ms", "-progress-interval", "50ms", "-retry", "20ms")
 	p, err := faultproxy.New(strings.TrimPrefix(be.url, "http://"))
 	if err != nil {
@@ -21,7 +29,7 @@ func behindFaults(t *testing.T) (*faultproxy.Proxy, string) {
 	}
 	t.Cleanup(p.Close)
 	bff := startBFFWith(t, p.URL(), "", func(r *relay.Config, _ *httpapi.Config) {
-		r.GiveUp, r.IdleTimeout = 30*time.Second, 400*time.Millisecond
+		r.GiveUp, r.IdleTimeout = 30*time.Second, idle
 	})
 	return p, bff
 }
@@ -75,7 +83,11 @@ func TestAStalledLinkIsDetectedByMissingHeartbeatsAndResumed(t *testing.T) {
 }
 
 func TestHalfASecondOfLatencyOnlyDelaysEvents(t *testing.T) {
-	p, bff := behindFaults(t)
+	// The idle timeout above the latency, as deployed (45 s against a
+	// 15 s heartbeat): each chunk the proxy passes on comes 500 ms after
+	// the last, and a relay that took that for a stalled link would never
+	// get its subscriptions made between two reconnects.
+	p, bff := behindFaultsIdle(t, 2*time.Second)
 	j := create(t, bff, `{"rows":500,"durationMs":500}`)
 	p.SetLatency(500 * time.Millisecond)
 	endsCompletedInOrder(t, openStream(t, bff+"/api/exports/"+j.Code+"/events", nil).rest(t))

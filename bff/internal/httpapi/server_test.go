@@ -89,8 +89,21 @@ func startBackend(t *testing.T, args ...string) *backendProc {
 	return nil
 }
 
-// streamsOpened reads the backend's own count of event streams it served.
-func (b *backendProc) streamsOpened(t *testing.T) int {
+// upstream is what the backend counted of the BFF's upstream: its
+// per-job event streams, multiplexed streams and subscriptions started.
+type upstream struct{ perJob, mux, subscribed int }
+
+func (b *backendProc) upstream(t *testing.T) upstream {
+	t.Helper()
+	return upstream{
+		b.counter(t, "exportstream_backend_event_streams_opened_total"),
+		b.counter(t, "exportstream_backend_mux_streams_opened_total"),
+		b.counter(t, "exportstream_backend_mux_subscribed_total"),
+	}
+}
+
+// counter reads one of the backend's own counters.
+func (b *backendProc) counter(t *testing.T, name string) int {
 	t.Helper()
 	resp, err := http.Get(b.url + "/metrics")
 	if err != nil {
@@ -98,9 +111,9 @@ func (b *backendProc) streamsOpened(t *testing.T) int {
 	}
 	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^exportstream_backend_event_streams_opened_total (\d+)$`).FindSubmatch(body)
+	m := regexp.MustCompile(`(?m)^` + name + ` (\d+)$`).FindSubmatch(body)
 	if m == nil {
-		t.Fatalf("no stream counter in backend metrics:\n%s", body)
+		t.Fatalf("no %s in backend metrics:\n%s", name, body)
 	}
 	n, _ := strconv.Atoi(string(m[1]))
 	return n
@@ -242,7 +255,7 @@ func (s *stream) rest(t *testing.T) []event {
 	return evs
 }
 
-func TestThreeBrowsersOnOneExportShareOneBackendStreamAndSeeTheSameEvents(t *testing.T) {
+func TestThreeBrowsersOnOneExportShareOneSubscriptionAndSeeTheSameEvents(t *testing.T) {
 	be := startBackend(t)
 	bff := startBFF(t, be.url, 5*time.Second)
 	j := create(t, bff, `{"rows":4000,"durationMs":1500}`)
@@ -262,8 +275,9 @@ func TestThreeBrowsersOnOneExportShareOneBackendStreamAndSeeTheSameEvents(t *tes
 	}
 	wg.Wait()
 
-	if n := be.streamsOpened(t); n != 1 {
-		t.Fatalf("backend served %d event streams for 3 browsers on one export, want 1", n)
+	// One stream for everything, one subscription for the three.
+	if u := be.upstream(t); u != (upstream{0, 1, 1}) {
+		t.Fatalf("the backend served %+v for 3 browsers on one export, want one multiplexed stream with one subscription", u)
 	}
 	joinedAll := max(firsts[0].job.Seq, firsts[1].job.Seq, firsts[2].job.Seq)
 	var reference []string

@@ -265,12 +265,12 @@ func TestOneStreamPerTabCarriesEveryExportOfTheSession(t *testing.T) {
 			t.Errorf("export %s never reached COMPLETED on the tab's stream", j.Code)
 		}
 	}
-	if n := be.streamsOpened(t); n != 2 {
-		t.Errorf("the backend served %d event streams, want 2 (one per running export)", n)
+	if u := be.upstream(t); u != (upstream{0, 1, 2}) {
+		t.Errorf("the backend served %+v, want one multiplexed stream with 2 subscriptions (one per running export)", u)
 	}
 }
 
-func TestNSubscribersOnMExportsMakeExactlyMBackendStreams(t *testing.T) {
+func TestNSubscribersOnMExportsMakeOneBackendStreamWithMSubscriptions(t *testing.T) {
 	be := startBackend(t)
 	bff := startBFF(t, be.url, 5*time.Second)
 	const exports, perExport = 4, 5
@@ -288,8 +288,8 @@ func TestNSubscribersOnMExportsMakeExactlyMBackendStreams(t *testing.T) {
 			t.Fatalf("a subscriber did not end COMPLETED: %v", evs)
 		}
 	}
-	if n := be.streamsOpened(t); n != exports {
-		t.Errorf("%d subscribers on %d exports made %d backend streams, want %d", exports*perExport, exports, n, exports)
+	if u := be.upstream(t); u != (upstream{0, 1, exports}) {
+		t.Errorf("%d subscribers on %d exports made %+v upstream, want one multiplexed stream with %d subscriptions", exports*perExport, exports, u, exports)
 	}
 }
 
