@@ -34,14 +34,11 @@ func (s *Server) events(c *gin.Context) {
 		c.Status(http.StatusNoContent)
 		return
 	}
-	sess, err := sse.Upgrade(c.Writer, c.Request)
+	sess, err := upgrade(c)
 	if err != nil {
-		s.writeError(c, fmt.Errorf("upgrade: %w", err))
+		s.writeError(c, err)
 		return
 	}
-	h := c.Writer.Header()
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
 	s.metrics.streamsOpened.Inc()
 	s.metrics.streamsActive.Inc()
 	defer s.metrics.streamsActive.Dec()
@@ -113,6 +110,19 @@ func sendPing(sess *sse.Session) error {
 	ping := &sse.Message{}
 	ping.AppendComment("ping")
 	return send(sess, ping)
+}
+
+// upgrade starts an event stream with the headers every one carries
+// (docs: "Events on the wire"): no caching, no proxy buffering.
+func upgrade(c *gin.Context) (*sse.Session, error) {
+	sess, err := sse.Upgrade(c.Writer, c.Request)
+	if err != nil {
+		return nil, fmt.Errorf("upgrade: %w", err)
+	}
+	h := c.Writer.Header()
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	return sess, nil
 }
 
 func send(sess *sse.Session, m *sse.Message) error {

@@ -39,14 +39,11 @@ func (s *Server) muxEvents(c *gin.Context) {
 		return
 	}
 	defer stream.Close()
-	sess, err := sse.Upgrade(c.Writer, c.Request)
+	sess, err := upgrade(c)
 	if err != nil {
-		s.writeError(c, fmt.Errorf("upgrade: %w", err))
+		s.writeError(c, err)
 		return
 	}
-	h := c.Writer.Header()
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
 
 	opened, err := json.Marshal(envelope.Opened{Stream: stream.ID()})
 	if err != nil {
