@@ -35,9 +35,10 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
   });
 
   /**
-   * The backends' own count of the event streams they have served (Prometheus), summed
-   * over the replicas when scaled out. Undefined against an external stack, whose
-   * backend is not reachable.
+   * The backends' own count of the job streams they have served (Prometheus): per-job
+   * event streams plus subscriptions started on the BFF's multiplexed stream, summed over
+   * the replicas when scaled out. Undefined against an external stack, whose backend is
+   * not reachable.
    */
   async function backendStreamsOpened(): Promise<number | undefined> {
     if (servers.backendUrls.length === 0) return undefined;
@@ -47,9 +48,12 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
 
   async function backendStreamsOpenedOn(backendUrl: string): Promise<number> {
     const text = await (await fetch(`${backendUrl}/metrics`)).text();
-    const match = /^exportstream_backend_event_streams_opened_total (\d+)$/m.exec(text);
-    if (!match?.[1]) throw new Error(`no stream counter in the backend's metrics:\n${text}`);
-    return Number(match[1]);
+    const counter = (name: string): number => {
+      const match = new RegExp(`^${name} (\\d+)$`, "m").exec(text);
+      if (!match?.[1]) throw new Error(`no ${name} in the backend's metrics:\n${text}`);
+      return Number(match[1]);
+    };
+    return counter("exportstream_backend_event_streams_opened_total") + counter("exportstream_backend_mux_subscribed_total");
   }
 
   /** A fresh session (cookie jar) and client per test. */
@@ -115,7 +119,7 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
     await Promise.all(finished);
 
     expect(eventSources.constructed).toEqual([`${servers.bffUrl}/api/exports/${code}/events`]);
-    // Measured where it matters: the backend served one event stream for all three.
+    // Measured where it matters: the backend served the job once for all three.
     const backendStreamsAfter = await backendStreamsOpened();
     if (backendStreamsBefore !== undefined && backendStreamsAfter !== undefined) {
       expect(backendStreamsAfter - backendStreamsBefore).toBe(1);

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -31,7 +32,7 @@ func (s *Server) events(c *gin.Context, code string) {
 		writeError(c, e)
 		return
 	}
-	src := &jobStream{s: s, sid: sid, sub: s.Hub.Subscribe(sid, code, after, nil)}
+	src := &jobStream{s: s, sid: sid, sub: s.Hub.Subscribe(sid, code, after, nil), lastID: c.GetHeader("Last-Event-ID")}
 	s.Metrics.subscribersActive.Inc()
 	opened := false
 	defer func() {
@@ -69,10 +70,18 @@ func (s *Server) events(c *gin.Context, code string) {
 
 // jobStream is one browser's stream of one job: the subscription's events
 // as the backend sent them, ids unchanged.
+//
+// Every event with data carries the id a spec-following reader would give
+// it, the last id set (or the Last-Event-ID the browser came back with),
+// even when the backend's event had no id field: a browser dispatches the
+// same, and readers that forget an id between events (the eventsource npm
+// package resets it on an event without one, and drops an id sent without
+// data) get it right too.
 type jobStream struct {
-	s   *Server
-	sid string
-	sub *relay.Subscription
+	s      *Server
+	sid    string
+	sub    *relay.Subscription
+	lastID string // only the stream pool's one writer at a time touches it
 }
 
 func (j *jobStream) Start(wake func()) { j.sub.Notify(wake) }
@@ -84,7 +93,10 @@ func (j *jobStream) Fill(buf []byte) ([]byte, bool) {
 
 func (j *jobStream) append(buf []byte, evs []relay.Event) []byte {
 	for _, ev := range evs {
-		buf = stream.AppendFrame(buf, stream.Frame{Type: ev.Type, ID: ev.ID, HasID: ev.HasID, Data: ev.Data, HasData: ev.HasData})
+		if ev.HasID && !strings.ContainsRune(ev.ID, 0) { // an id with NUL is ignored
+			j.lastID = ev.ID
+		}
+		buf = stream.AppendFrame(buf, stream.Frame{Type: ev.Type, ID: j.lastID, HasID: ev.HasID || ev.HasData, Data: ev.Data, HasData: ev.HasData})
 	}
 	j.s.Metrics.eventsRelayed.Add(float64(len(evs)))
 	return buf
