@@ -38,7 +38,6 @@ const muxPaths = "/v1/events"
 // backend, and the documented responses the cases produced.
 type spec struct {
 	doc       *openapi3.T
-	router    routers.Router
 	exercised map[string]bool // "operationId status"
 }
 
