@@ -316,7 +316,8 @@ say "created $code; subscribing"
 follow "$work/events2" "$code" &
 follower=$!
 for _ in $(seq 100); do
-  p=$(field "$work/events2" 'j.progress' 2>/dev/null || true)
+  p=$(field "$work/events2" 'j.progress ?? JSON.stringify(j)' 2>/dev/null || true)
+  [[ $p =~ ^[0-9]+$ ]] || [[ -z $p ]] || fail "the stream's last event has no progress: $p"
   [[ -n $p && $p -ge 10 ]] && break
   sleep 0.1
 done
@@ -326,7 +327,10 @@ for id in $("${compose[@]}" ps -q bff); do
   [[ $(metric exportstream_bff_subscribers_active "$id") == 1 ]] && doomed_bff=$id
 done
 [[ -n $doomed_bff ]] || fail "no BFF has the subscriber's stream"
-doomed_backend=$("${compose[@]}" ps -q backend | head -1)
+# sed reads every line: with head, compose could write its second line to a
+# closed pipe and exit 255, which pipefail and set -e made this script's
+# silent exit (a CI run failed so).
+doomed_backend=$("${compose[@]}" ps -q backend | sed -n 1p)
 say "at $p %: docker kill -s KILL a backend and the BFF with the stream"
 docker kill -s KILL "$doomed_backend" "$doomed_bff" >/dev/null || fail "docker kill"
 # The stream ends with its BFF: curl fails, or exits 0 when nginx reads the
