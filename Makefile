@@ -140,13 +140,14 @@ chaos-short: build-go ## two fixed seeds of the campaign, 20 s of faults each, o
 bench/baselines/node_modules/.package-lock.json: bench/baselines/package-lock.json
 	cd bench/baselines && npm ci --no-audit --no-fund
 
-BENCH_DEPS := build-go bench/baselines/node_modules/.package-lock.json
+BENCH_DEPS := build-go
+BENCH_RUNS ?= 3 bench/baselines/node_modules/.package-lock.json
 
 bench: $(BENCH_DEPS) ## short benchmarks (≤ 3 min): bench/results/<date>.json and latency-cdf.svg (see BENCHMARKS.md)
 	go run ./bench -size short -out bench/results
 
-bench-full: $(BENCH_DEPS) ## the full sizes of issue 8 (19,900 idle streams in one BFF, 50,000 in three, 1,000×10 spread, 10,000 fan-out, 1/2/4 replicas) and the Go micro-benchmarks ×6
-	go run ./bench -size full -out bench/results
+bench-full: $(BENCH_DEPS) ## the full sizes, 3 runs with the variants' order alternated (19,900 idle users in one BFF, 50,000 in three, spread 1,000×10/s and 10,000×1/s, 10,000 fan-out, 1/2/4 replicas) and the Go micro-benchmarks ×6
+	go run ./bench -size full -runs $(BENCH_RUNS) -out bench/results
 	cd bff && go test -run='^$$' -bench=. -benchmem -count=6 ./internal/relay/ ./internal/stream/ | tee ../bench/results/relay-microbench.txt
 	cd backend && go test -run='^$$' -bench=. -benchmem -count=6 ./internal/httpapi/ ./internal/store/ | tee ../bench/results/backend-microbench.txt
 

@@ -178,6 +178,7 @@ type delivery struct {
 	seq       int64
 	updatedAt int64 // unix ns, the backend's clock
 	latencyUs int32 // receipt − updatedAt
+	received  int64 // unix ns, the subscriber's clock (same machine)
 	terminal  bool
 }
 
@@ -283,7 +284,7 @@ func subscribe(ctx context.Context, c *http.Client, t target, j job, o watchOpts
 // parseDelivery reads seq, updatedAt and status out of a job JSON without
 // a full decode: the load generator shares the machine with the servers.
 func parseDelivery(data string, now time.Time) delivery {
-	var d delivery
+	d := delivery{received: now.UnixNano()}
 	if v := jsonField(data, `"updatedAt":"`, '"'); v != "" {
 		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
 			d.updatedAt = t.UnixNano()

@@ -2,14 +2,18 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,20 +34,24 @@ type idleResult struct {
 	FirstError string `json:"firstError,omitempty"`
 }
 
-// idleWorker is the child process: it opens n raw HTTP/1.1 streams (no
-// client library: the load generator must stay small), prints READY, holds
-// them for hold, then prints its result as JSON and exits.
+// idleWorker is the child process: it opens one raw HTTP/1.1 stream (no
+// client library: the load generator must stay small) per line of its
+// streams file, prints READY, holds them for hold, then prints its result
+// as JSON and exits.
 func idleWorker(args []string) error {
 	fs := flag.NewFlagSet("idle-worker", flag.ContinueOnError)
 	addr := fs.String("addr", "", "127.0.0.1:port")
-	path := fs.String("path", "", "the stream's path")
-	header := fs.String("header", "", "one extra request header line")
-	n := fs.Int("n", 0, "streams")
+	file := fs.String("streams", "", "a file of streams, one per line: the path, a tab, one extra request header line (or none)")
 	hold := fs.Duration("hold", 10*time.Second, "how long to hold them")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *n > perWorker {
+	b, err := os.ReadFile(*file)
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) > perWorker {
 		return fmt.Errorf("at most %d streams per worker", perWorker)
 	}
 	var res idleResult
@@ -54,12 +62,13 @@ func idleWorker(args []string) error {
 	var open sync.WaitGroup
 	var readers sync.WaitGroup
 	sem := make(chan struct{}, 128)
-	req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n", *path, *addr)
-	if *header != "" {
-		req += *header + "\r\n"
-	}
-	req += "\r\n"
-	for range *n {
+	for _, line := range lines {
+		path, header, _ := strings.Cut(line, "\t")
+		req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n", path, *addr)
+		if header != "" {
+			req += header + "\r\n"
+		}
+		req += "\r\n"
 		sem <- struct{}{}
 		open.Add(1)
 		go func() {
@@ -112,8 +121,8 @@ func idleWorker(args []string) error {
 	readers.Wait()
 	res.EndedEarly = int(endedEarly.Load())
 	res.Bytes = bytesIn.Load()
-	b, _ := json.Marshal(res)
-	fmt.Printf("DONE %s\n", b)
+	out, _ := json.Marshal(res)
+	fmt.Printf("DONE %s\n", out)
 	return nil
 }
 
@@ -159,14 +168,15 @@ func readHead(conn net.Conn, req string) (net.Conn, error) {
 	return conn, nil
 }
 
-// scenarioIdle: idle streams with heartbeats on, held by one server
-// process; RSS per stream = (RSS with every stream open − RSS before) / n.
+// scenarioIdle: the best case, labelled so: idle streams of ONE session
+// on ONE export, held by one server process; RSS per stream = (RSS with
+// every stream open − RSS before) / n. The real shape is scenarioUsers.
 func scenarioIdle(ctx context.Context, e *env) (*Scenario, error) {
 	sz := e.size.idle
 	s := &Scenario{
-		Name: "idle streams, heartbeats on",
-		Setup: fmt.Sprintf("streams of one 1-hour job (one progress event per 36 s) held for %s with a 5 s heartbeat, opened by load-generator child processes of ≤ %d raw connections each; "+
-			"RSS/stream = (the server's RSS with every stream open − its RSS before) / streams.", sz.hold, perWorker),
+		Name: "idle streams, best case: one session, one export",
+		Setup: fmt.Sprintf("streams of one 1-hour job of one session (one progress event per 36 s) held for %s with a 5 s heartbeat, opened by load-generator child processes of ≤ %d raw connections each; "+
+			"RSS/stream = (the server's RSS with every stream open − its RSS before) / streams. A shape owner scoping makes rare (every stream one browser's tab of one session): the real shape is the idle users scenario.", sz.hold, perWorker),
 		Columns:  []string{"streams", "opened", "failed", "ended early", "RSS/stream KiB", "server RSS MiB", "server FDs", "CPU % (idle)"},
 		Baseline: "BFF (this project)",
 	}
@@ -176,65 +186,307 @@ func scenarioIdle(ctx context.Context, e *env) (*Scenario, error) {
 	}
 	defer be.stop()
 	type variant struct {
+		name string
+		n    int
+		kind kind
+	}
+	variants := []variant{{"BFF (this project)", sz.bff, kindBFF}, {"backend direct (net/http + gin)", sz.backend, kindBackend}}
+	if e.node && sz.express > 0 {
+		variants = append(variants, variant{"Express relay (seed)", sz.express, kindExpress})
+	}
+	c := newHTTPClient(nil)
+	for _, v := range ordered(e, variants) {
+		t := target{kind: v.kind, url: be.url, backend: be.url}
+		srv := be
+		switch v.kind {
+		case kindBFF:
+			if srv, err = e.bff(ctx, "idle-bff", be.url, "-heartbeat", "5s"); err != nil {
+				return nil, err
+			}
+		case kindExpress:
+			if srv, err = e.express(ctx, "idle-express", be.url); err != nil {
+				return nil, err
+			}
+		}
+		t.url = srv.url
+		j, err := create(ctx, c, t, createReq{Rows: 100, DurationMs: 3_600_000}, "")
+		if err != nil {
+			if srv != be {
+				srv.stop()
+			}
+			return nil, err
+		}
+		header := ""
+		if j.cookie != "" && v.kind == kindBFF {
+			header = "Cookie: " + j.cookie
+		}
+		line := strings.TrimPrefix(eventsURL(t, j.code), t.url) + "\t" + header
+		before, _ := sampleProc(srv.pid())
+		var peak procSample
+		res, usages, err := runIdle(ctx, []idleGroup{{srv, repeat(line, v.n)}}, sz.hold, func() {
+			time.Sleep(2 * time.Second) // let the server settle (GC) before reading its RSS
+			peak, _ = sampleProc(srv.pid())
+			if v.kind == kindBFF {
+				grabProfile(fmt.Sprintf("idle-%d-heap.pprof", v.n), "heap", 30*time.Second)
+				grabProfile(fmt.Sprintf("idle-%d-goroutine.txt", v.n), "goroutine?debug=1", 30*time.Second)
+			}
+		})
+		if srv != be {
+			srv.stop()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", v.name, err)
+		}
+		row := &Row{Target: v.name, Metrics: map[string]float64{
+			"streams":        float64(v.n),
+			"opened":         float64(res.Opened),
+			"failed":         float64(res.Failed),
+			"ended early":    float64(res.EndedEarly),
+			"RSS/stream KiB": float64(peak.rssKiB-before.rssKiB) / float64(max(res.Opened, 1)),
+			"server RSS MiB": float64(peak.rssKiB) / 1024,
+			"server FDs":     float64(peak.fds),
+			"CPU % (idle)":   usages[srv.name].CPUPercent,
+		}, Usage: usages}
+		if res.FirstError != "" {
+			row.Notes = append(row.Notes, "first error: "+res.FirstError)
+		}
+		s.Rows = append(s.Rows, row)
+		logf("  %s: %d/%d open, %.1f KiB/stream, %d ended early", v.name, res.Opened, v.n, row.Metrics["RSS/stream KiB"], res.EndedEarly)
+	}
+	return s, nil
+}
+
+func repeat(line string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = line
+	}
+	return out
+}
+
+// scenarioUsers: the real shape of idle load: N users, each its own
+// session and its own export (held PENDING behind one long job), each
+// with one open stream. Memory per user is the growth of the relays' and
+// the backend's RSS from before the first export to every stream open:
+// the export's record included, as a user costs it.
+func scenarioUsers(ctx context.Context, e *env) (*Scenario, error) {
+	sz := e.size.users
+	s := &Scenario{
+		Name: "idle users: each its own session, export and stream",
+		Setup: fmt.Sprintf("N users, each creating one export in a session of its own (held PENDING behind one long job on a 1-worker backend, in memory) and holding one stream of it for %s with a 5 s heartbeat, "+
+			"opened by load-generator child processes of ≤ %d raw connections each. KiB/user = RSS growth ÷ users, from before the first export to every stream open (the export's record included; \"of which creates\" is the growth by the time every export is created, before any stream); "+
+			"FDs/user = the relays' open files ÷ users; backend conns = TCP connections established to the backend with every stream open; upstream streams = event streams the backend had open then. "+
+			"Fresh processes for each row.", sz.hold, perWorker),
+		Columns: []string{"users", "opened", "failed", "ended early", "relay KiB/user", "backend KiB/user", "total KiB/user", "of which creates KiB/user",
+			"relay FDs/user", "relay FDs (largest)", "backend conns", "upstream streams", "CPU % (idle)"},
+		Baseline: "BFF (this project)",
+	}
+	type variant struct {
 		name  string
 		n     int
 		kind  kind
 		procs int
 	}
-	variants := []variant{{"BFF (this project)", sz.bff, kindBFF, 1}, {"backend direct (net/http + gin)", sz.backend, kindBackend, 1}}
+	variants := []variant{{"BFF (this project)", sz.bff, kindBFF, 1}}
 	if sz.bffs3 > 0 {
-		// A process may hold 20,000 files: past 19,900 streams, several BFFs.
 		variants = append(variants, variant{"BFF × 3 processes", sz.bffs3, kindBFF, 3})
 	}
+	variants = append(variants, variant{"backend direct (no relay)", sz.backend, kindBackend, 0})
 	if e.node && sz.express > 0 {
-		variants = append(variants, variant{"Express relay (seed)", sz.express, kindExpress, 1})
+		variants = append(variants, variant{"Express relay (seed baseline: one upstream per user)", sz.express, kindExpress, 1})
 	}
-	c := newHTTPClient(nil)
-	for _, v := range variants {
-		var srvs []*server
-		t := target{kind: v.kind, url: be.url, backend: be.url}
-		switch v.kind {
-		case kindBFF:
-			for i := range v.procs {
-				srv, err := e.bff(ctx, fmt.Sprintf("idle-bff-%d", i), be.url, "-heartbeat", "5s")
-				if err != nil {
-					stopAll(srvs)
-					return nil, err
-				}
-				srvs = append(srvs, srv)
-			}
-		case kindExpress:
-			srv, err := e.express(ctx, "idle-express", be.url)
-			if err != nil {
-				return nil, err
-			}
-			srvs = append(srvs, srv)
-		default:
-			srvs = append(srvs, be)
-		}
-		t.url = srvs[0].url
-		j, err := create(ctx, c, t, createReq{Rows: 100, DurationMs: 3_600_000}, "")
-		if err != nil {
-			stopAll(srvs)
-			return nil, err
-		}
-		header := ""
-		if j.cookie != "" && v.kind == kindBFF {
-			header = "Cookie: " + j.cookie // every BFF reads it: they share the session secret
-		}
-		time.Sleep(500 * time.Millisecond)
-		row, err := runIdle(ctx, srvs, strings.TrimPrefix(eventsURL(t, j.code), t.url), header, v.n, sz.hold)
-		if v.kind != kindBackend {
-			stopAll(srvs)
-		}
+	for _, v := range ordered(e, variants) {
+		row, err := usersVariant(ctx, e, v.kind, v.procs, v.n, sz.hold)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", v.name, err)
 		}
 		row.Target = v.name
 		s.Rows = append(s.Rows, row)
-		logf("  %s: %0.f/%d open, %.1f KiB/stream, %0.f ended early", v.name, row.Metrics["opened"], v.n, row.Metrics["RSS/stream KiB"], row.Metrics["ended early"])
+		m := row.Metrics
+		logf("  %s: %0.f/%d open, %.1f KiB/user (relay %.1f + backend %.1f), %.0f backend conns, %0.f ended early",
+			v.name, m["opened"], v.n, m["total KiB/user"], m["relay KiB/user"], m["backend KiB/user"], m["backend conns"], m["ended early"])
 	}
 	return s, nil
+}
+
+// usersVariant runs n idle users against fresh processes: a backend and
+// procs relays of kind (none for kindBackend).
+func usersVariant(ctx context.Context, e *env, k kind, procs, n int, hold time.Duration) (*Row, error) {
+	be, err := e.backendProfiled(ctx, "users-backend", true, 1, "-heartbeat", "5s")
+	if err != nil {
+		return nil, err
+	}
+	defer be.stop()
+	var relays []*server
+	defer func() { stopAll(relays) }()
+	for i := range procs {
+		var srv *server
+		if k == kindExpress {
+			srv, err = e.express(ctx, "users-express", be.url)
+		} else {
+			srv, err = e.bff(ctx, fmt.Sprintf("users-bff-%d", i), be.url, "-heartbeat", "5s")
+		}
+		if err != nil {
+			return nil, err
+		}
+		relays = append(relays, srv)
+	}
+	all := append([]*server{be}, relays...)
+	before := make(map[string]procSample, len(all))
+	for _, srv := range all {
+		before[srv.name], _ = sampleProc(srv.pid())
+	}
+	c := newHTTPClient(nil)
+	// The one job the worker takes: every user's export waits behind it.
+	bt := target{kind: kindBackend, url: be.url, backend: be.url}
+	blocker, err := create(ctx, c, bt, createReq{Rows: 100, DurationMs: 3_600_000}, "")
+	if err != nil {
+		return nil, fmt.Errorf("blocker: %w", err)
+	}
+	defer cancelJobs(context.WithoutCancel(ctx), c, be.url, []job{blocker})
+
+	// n users, each its own session (no cookie sent) through relay i mod procs.
+	groups := make([]idleGroup, max(len(relays), 1))
+	for i := range groups {
+		groups[i].srv = be
+		if len(relays) > 0 {
+			groups[i].srv = relays[i]
+		}
+	}
+	lines := make([]string, n)
+	var firstErr error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i := range n {
+		t := target{kind: k, url: groups[i%len(groups)].srv.url, backend: be.url}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			j, err := create(ctx, c, t, createReq{Rows: 100, DurationMs: 60_000}, "")
+			if err != nil {
+				mu.Lock()
+				firstErr = cmp.Or(firstErr, err)
+				mu.Unlock()
+				return
+			}
+			header := ""
+			switch {
+			case k == kindBFF:
+				header = "Cookie: " + j.cookie
+			case k == kindBackend && j.owner != "":
+				header = "X-Export-Owner: " + j.owner
+			}
+			lines[i] = strings.TrimPrefix(eventsURL(t, j.code), t.url) + "\t" + header
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, fmt.Errorf("creating the users' exports: %w", firstErr)
+	}
+	c.CloseIdleConnections()    // the streams get every descriptor the relays have
+	time.Sleep(2 * time.Second) // let the servers settle (GC) before reading their RSS
+	created := map[string]procSample{}
+	for _, srv := range all {
+		created[srv.name], _ = sampleProc(srv.pid())
+	}
+	for i, l := range lines {
+		g := &groups[i%len(groups)]
+		g.streams = append(g.streams, l)
+	}
+
+	peak := map[string]procSample{}
+	var conns int
+	var upstreams float64
+	res, usages, err := runIdle(ctx, groups, hold, func() {
+		time.Sleep(2 * time.Second) // let the servers settle (GC) before reading their RSS
+		for _, srv := range all {
+			peak[srv.name], _ = sampleProc(srv.pid())
+		}
+		conns = establishedTo(be.url)
+		// With BENCH_*_PPROF: where a user's memory goes.
+		tag := fmt.Sprintf("users-%d-%d", n, procs)
+		grabProfileFrom(backendPprofAddr, tag+"-backend-heap.pprof", "heap", 30*time.Second)
+		grabProfileFrom(backendPprofAddr, tag+"-backend-goroutine.txt", "goroutine?debug=1", 30*time.Second)
+		if procs == 1 && k == kindBFF {
+			grabProfile(tag+"-bff-heap.pprof", "heap", 30*time.Second)
+			grabProfile(tag+"-bff-goroutine.txt", "goroutine?debug=1", 30*time.Second)
+		}
+		upstreams = upstreamsOpen(newHTTPClient(nil), be.url)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var relayGrew, relayFDs, relayMaxFDs int64
+	cpu := 0.0
+	for _, srv := range relays {
+		relayGrew += peak[srv.name].rssKiB - before[srv.name].rssKiB
+		relayFDs += int64(peak[srv.name].fds)
+		relayMaxFDs = max(relayMaxFDs, int64(peak[srv.name].fds))
+		cpu += usages[srv.name].CPUPercent
+	}
+	beGrew := peak[be.name].rssKiB - before[be.name].rssKiB
+	var relayCreated int64
+	for _, srv := range relays {
+		relayCreated += created[srv.name].rssKiB - before[srv.name].rssKiB
+	}
+	users := float64(max(res.Opened, 1))
+	m := map[string]float64{
+		"users":                     float64(n),
+		"opened":                    float64(res.Opened),
+		"failed":                    float64(res.Failed),
+		"ended early":               float64(res.EndedEarly),
+		"relay KiB/user":            math.NaN(),
+		"backend KiB/user":          float64(beGrew) / users,
+		"total KiB/user":            float64(relayGrew+beGrew) / users,
+		"of which creates KiB/user": float64(relayCreated+created[be.name].rssKiB-before[be.name].rssKiB) / users,
+		"relay FDs/user":            math.NaN(),
+		"backend conns":             float64(conns),
+		"upstream streams":          upstreams,
+		"CPU % (idle)":              cpu + usages[be.name].CPUPercent,
+	}
+	if len(relays) > 0 {
+		m["relay KiB/user"] = float64(relayGrew) / users
+		m["relay FDs/user"] = float64(relayFDs) / users
+		m["relay FDs (largest)"] = float64(relayMaxFDs)
+	}
+	row := &Row{Metrics: m, Usage: usages}
+	if len(relays) > 1 {
+		row.Notes = append(row.Notes, fmt.Sprintf("%d relay processes: their RSS growth and open files summed", len(relays)))
+	}
+	if res.FirstError != "" {
+		row.Notes = append(row.Notes, "first error: "+res.FirstError)
+	}
+	return row, nil
+}
+
+// establishedTo counts the TCP connections established to url's port on
+// loopback (the kernel's table: every process of this machine).
+func establishedTo(url string) int {
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		return -1
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return -1
+	}
+	want := fmt.Sprintf(":%04X", p)
+	n := 0
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(table)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(l)
+			// local address, remote address, state (01 = ESTABLISHED)
+			if len(f) > 3 && strings.HasSuffix(f[1], want) && f[3] == "01" {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func stopAll(srvs []*server) {
@@ -249,9 +501,8 @@ type idleChild struct {
 	lines chan string
 }
 
-func startIdleWorker(ctx context.Context, self, addr, path, header string, n int, hold time.Duration) (idleChild, error) {
-	cmd := exec.CommandContext(ctx, self, "idle-worker", "-addr", addr, "-path", path, "-header", header,
-		"-n", fmt.Sprint(n), "-hold", hold.String())
+func startIdleWorker(ctx context.Context, self, addr, streamsFile string, hold time.Duration) (idleChild, error) {
+	cmd := exec.CommandContext(ctx, self, "idle-worker", "-addr", addr, "-streams", streamsFile, "-hold", hold.String())
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
@@ -266,18 +517,27 @@ func startIdleWorker(ctx context.Context, self, addr, path, header string, n int
 	return k, nil
 }
 
-// runIdle spreads n streams evenly over srvs, holds them, and reports the
-// servers' RSS per stream (all of them together) and the largest one's
-// descriptors.
-func runIdle(ctx context.Context, srvs []*server, path, header string, n int, hold time.Duration) (*Row, error) {
+// idleGroup is the streams one server gets: each a path, a tab and one
+// extra request header line (or none).
+type idleGroup struct {
+	srv     *server
+	streams []string
+}
+
+// runIdle opens every group's streams on its server from child processes
+// (≤ perWorker each), calls atPeak once all are open, holds them for hold,
+// and returns what the children saw and the servers' usage over the hold.
+func runIdle(ctx context.Context, groups []idleGroup, hold time.Duration, atPeak func()) (idleResult, map[string]usage, error) {
+	var total idleResult
 	self, err := os.Executable()
 	if err != nil {
-		return nil, err
+		return total, nil, err
 	}
-	before := make([]procSample, len(srvs))
-	for i, srv := range srvs {
-		before[i], _ = sampleProc(srv.pid())
+	dir, err := os.MkdirTemp("", "exportstream-idle-")
+	if err != nil {
+		return total, nil, err
 	}
+	defer func() { _ = os.RemoveAll(dir) }()
 	var kids []idleChild
 	defer func() {
 		for _, k := range kids {
@@ -285,21 +545,18 @@ func runIdle(ctx context.Context, srvs []*server, path, header string, n int, ho
 			_ = k.cmd.Wait()
 		}
 	}()
-	for si, srv := range srvs {
-		ns := n / len(srvs)
-		if si < n%len(srvs) {
-			ns++
-		}
-		addr := strings.TrimPrefix(srv.url, "http://")
-		workers := (ns + perWorker - 1) / perWorker
-		for w := range workers {
-			count := ns / workers
-			if w < ns%workers {
-				count++
+	var srvs []*server
+	for gi, g := range groups {
+		srvs = append(srvs, g.srv)
+		addr := strings.TrimPrefix(g.srv.url, "http://")
+		for w, chunk := range chunks(g.streams, perWorker) {
+			f := filepath.Join(dir, fmt.Sprintf("streams-%d-%d", gi, w))
+			if err := os.WriteFile(f, []byte(strings.Join(chunk, "\n")+"\n"), 0o600); err != nil {
+				return total, nil, err
 			}
-			kid, err := startIdleWorker(ctx, self, addr, path, header, count, hold)
+			kid, err := startIdleWorker(ctx, self, addr, f, hold)
 			if err != nil {
-				return nil, err
+				return total, nil, err
 			}
 			kids = append(kids, kid)
 		}
@@ -321,61 +578,37 @@ func runIdle(ctx context.Context, srvs []*server, path, header string, n int, ho
 	}
 	for _, k := range kids {
 		if _, err := next(k, "READY"); err != nil {
-			return nil, err
+			return total, nil, err
 		}
 	}
-	time.Sleep(2 * time.Second) // let the servers settle (GC) before reading their RSS
-	var grew, rss int64
-	fds := 0
-	for i, srv := range srvs {
-		open, _ := sampleProc(srv.pid())
-		grew += open.rssKiB - before[i].rssKiB
-		rss += open.rssKiB
-		fds = max(fds, open.fds)
-	}
-	if len(srvs) == 1 && strings.HasPrefix(srvs[0].name, "idle-bff") {
-		grabProfile(fmt.Sprintf("idle-%d-heap.pprof", n), "heap", 30*time.Second)
-		grabProfile(fmt.Sprintf("idle-%d-goroutine.txt", n), "goroutine?debug=1", 30*time.Second)
-	}
+	atPeak()
 	mon := watch(time.Second, srvs...)
-	var total idleResult
 	for _, k := range kids {
 		rest, err := next(k, "DONE")
 		if err != nil {
-			return nil, err
+			mon.stop()
+			return total, nil, err
 		}
 		var r idleResult
 		if err := json.Unmarshal([]byte(rest), &r); err != nil {
-			return nil, err
+			mon.stop()
+			return total, nil, err
 		}
 		total.Opened += r.Opened
 		total.Failed += r.Failed
 		total.EndedEarly += r.EndedEarly
 		total.Bytes += r.Bytes
-		if total.FirstError == "" {
-			total.FirstError = r.FirstError
-		}
+		total.FirstError = cmp.Or(total.FirstError, r.FirstError)
 	}
-	usages := mon.stop()
-	cpu := 0.0
-	for _, u := range usages {
-		cpu += u.CPUPercent
+	return total, mon.stop(), nil
+}
+
+// chunks splits s into about-equal runs of at most size.
+func chunks(s []string, size int) [][]string {
+	n := (len(s) + size - 1) / size
+	out := make([][]string, 0, n)
+	for i := range n {
+		out = append(out, s[i*len(s)/n:(i+1)*len(s)/n])
 	}
-	row := &Row{Metrics: map[string]float64{
-		"streams":        float64(n),
-		"opened":         float64(total.Opened),
-		"failed":         float64(total.Failed),
-		"ended early":    float64(total.EndedEarly),
-		"RSS/stream KiB": float64(grew) / float64(max(total.Opened, 1)),
-		"server RSS MiB": float64(rss) / 1024,
-		"server FDs":     float64(fds),
-		"CPU % (idle)":   cpu,
-	}, Usage: usages}
-	if len(srvs) > 1 {
-		row.Notes = append(row.Notes, fmt.Sprintf("%d processes: RSS and CPU are their sum, FDs the largest one's", len(srvs)))
-	}
-	if total.FirstError != "" {
-		row.Notes = append(row.Notes, "first error: "+total.FirstError)
-	}
-	return row, nil
+	return out
 }

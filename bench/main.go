@@ -37,12 +37,16 @@ type sizes struct {
 	fanout struct {
 		subs, rows, durationMs int
 	}
-	spread   struct{ jobs, subs, rows, durationMs int }
+	spread   []spreadShape
 	overhead struct{ jobs, rows, durationMs int }
 	polling  struct{ exports, rows, durationMs int }
 	idle     struct {
 		bff, backend, express int
-		bffs3                 int // streams over 3 BFF processes (one holds ≤ 19,900)
+		hold                  time.Duration
+	}
+	users struct {
+		bff, backend, express int
+		bffs3                 int // users over 3 BFF processes (one holds ≤ 19,900)
 		hold                  time.Duration
 	}
 	create struct {
@@ -59,32 +63,38 @@ func sizeOf(name string) (sizes, error) {
 	case "smoke":
 		s.relay.jobs, s.relay.subs, s.relay.rows, s.relay.durationMs = 2, 5, 20, 1000
 		s.fanout.subs, s.fanout.rows, s.fanout.durationMs = 20, 10, 1000
-		s.spread.jobs, s.spread.subs, s.spread.rows, s.spread.durationMs = 4, 3, 5, 1000
+		s.spread = []spreadShape{{4, 1, 10, 1000}, {4, 3, 5, 1000}}
 		s.overhead.jobs, s.overhead.rows, s.overhead.durationMs = 1, 10, 1000
 		s.polling.exports, s.polling.rows, s.polling.durationMs = 3, 10, 500
 		s.idle.bff, s.idle.backend, s.idle.express, s.idle.hold = 50, 50, 20, time.Second
-		s.idle.bffs3 = 30
+		s.users.bff, s.users.backend, s.users.express, s.users.bffs3, s.users.hold = 50, 50, 20, 30, time.Second
 		s.create.clients, s.create.duration = 4, 500*time.Millisecond
 		s.floor.sockets, s.floor.rounds = 50, 5
 		s.slow.readers, s.slow.stalled, s.slow.rows, s.slow.durationMs = 18, 2, 10, 1000
 	case "short":
 		s.relay.jobs, s.relay.subs, s.relay.rows, s.relay.durationMs = 10, 100, 100, 8000
 		s.fanout.subs, s.fanout.rows, s.fanout.durationMs = 10_000, 100, 10_000
-		s.spread.jobs, s.spread.subs, s.spread.rows, s.spread.durationMs = 200, 10, 50, 10_000
+		s.spread = []spreadShape{{300, 1, 50, 5000}, {3000, 1, 10, 10_000}, {200, 10, 50, 10_000}}
 		s.overhead.jobs, s.overhead.rows, s.overhead.durationMs = 1, 100, 10_000
 		s.polling.exports, s.polling.rows, s.polling.durationMs = 20, 100, 8000
 		s.idle.bff, s.idle.backend, s.idle.express, s.idle.hold = 5000, 5000, 2000, 10*time.Second
+		s.users.bff, s.users.backend, s.users.express, s.users.hold = 5000, 5000, 2000, 10*time.Second
 		s.create.clients, s.create.duration = 32, 3*time.Second
 		s.floor.sockets, s.floor.rounds = 5000, 20
 		s.slow.readers, s.slow.stalled, s.slow.rows, s.slow.durationMs = 1800, 200, 100, 6000
 	case "full":
 		s.relay.jobs, s.relay.subs, s.relay.rows, s.relay.durationMs = 10, 100, 100, 10_000
 		s.fanout.subs, s.fanout.rows, s.fanout.durationMs = 10_000, 100, 10_000
-		s.spread.jobs, s.spread.subs, s.spread.rows, s.spread.durationMs = 1000, 10, 100, 20_000
+		// The real shape (each user its own session and export) at 10/s and
+		// 1/s, then issue 8's 1,000 jobs × 10 subscribers at 5/s.
+		s.spread = []spreadShape{{1000, 1, 100, 10_000}, {10_000, 1, 20, 20_000}, {1000, 10, 100, 20_000}}
 		s.overhead.jobs, s.overhead.rows, s.overhead.durationMs = 3, 100, 20_000
 		s.polling.exports, s.polling.rows, s.polling.durationMs = 100, 100, 60_000
-		s.idle.bff, s.idle.backend, s.idle.express, s.idle.hold = 19_900, 10_000, 9_000, 60*time.Second
-		s.idle.bffs3 = 50_000
+		s.idle.bff, s.idle.backend, s.idle.express, s.idle.hold = 19_900, 10_000, 9_000, 30*time.Second
+		// One BFF holds 19,900 users (one descriptor each against 20,000);
+		// the seed's relay 9,000 (two each: the browser's and its upstream).
+		s.users.bff, s.users.backend, s.users.express, s.users.hold = 19_900, 10_000, 9_000, 30*time.Second
+		s.users.bffs3 = 50_000
 		s.create.clients, s.create.duration = 64, 10*time.Second
 		s.floor.sockets, s.floor.rounds = 9000, 50
 		s.slow.readers, s.slow.stalled, s.slow.rows, s.slow.durationMs = 9000, 1000, 100, 20_000 // 5 events/s: below the fan-out's saturation, so the p99s compare the never-readers, not the machine's queueing
@@ -102,6 +112,7 @@ var allScenarios = []struct {
 	{"relay", scenarioRelay},
 	{"overhead", scenarioOverhead},
 	{"polling", scenarioPolling},
+	{"users", scenarioUsers},
 	{"idle", scenarioIdle},
 	{"fanout", scenarioFanOut},
 	{"spread", scenarioSpread},
@@ -127,6 +138,13 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "plain-server" {
+		if err := plainServer(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "plain-server:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:]); err != nil {
@@ -141,8 +159,9 @@ func run(ctx context.Context, args []string) error {
 	binDir := fs.String("bin", "bin", "directory of the backend and bff binaries (make build-go)")
 	out := fs.String("out", "bench/results", "directory for <date>.json, <date>.md and latency-cdf.svg")
 	baselines := fs.String("baselines", "bench/baselines", "the Express baseline (needs npm ci there)")
-	only := fs.String("scenarios", "", "comma-separated subset of: relay,overhead,polling,idle,fanout,spread,create,floor,slow,replicas")
+	only := fs.String("scenarios", "", "comma-separated subset of: relay,overhead,polling,users,idle,fanout,spread,create,floor,slow,replicas")
 	fs.BoolVar(&quiet, "q", false, "no progress lines")
+	runs := fs.Int("runs", 1, "run every scenario this many times, reversing the order of its variants on every other run; the tables show medians and the spread")
 	selfProfile := fs.String("cpuprofile", "", "write the load generator's own CPU profile here (it shares the cores with the servers)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -196,24 +215,40 @@ func run(ctx context.Context, args []string) error {
 	began := time.Now()
 	want := strings.Split(*only, ",")
 	var failed []string
+	res.Runs = max(*runs, 1)
+	perScenario := map[string][]*Scenario{}
+	for run := range res.Runs {
+		e.reverse = run%2 == 1
+		var this []*Scenario
+		for _, sc := range allScenarios {
+			if *only != "" && !slices.Contains(want, sc.name) {
+				continue
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			logf("%s, run %d/%d (load %s)…", sc.name, run+1, res.Runs, loadAvg())
+			t0 := time.Now()
+			s, err := sc.run(ctx, e)
+			if err != nil {
+				failed = append(failed, fmt.Sprintf("%s, run %d: %v", sc.name, run+1, err))
+				logf("  FAILED: %v (logs in %s)", err, tmp)
+				continue
+			}
+			logf("  %.1f s", time.Since(t0).Seconds())
+			this = append(this, s)
+			perScenario[sc.name] = append(perScenario[sc.name], s)
+		}
+		if res.Runs > 1 {
+			res.EachRun = append(res.EachRun, this)
+		}
+	}
 	for _, sc := range allScenarios {
-		if *only != "" && !slices.Contains(want, sc.name) {
-			continue
+		if runs := perScenario[sc.name]; len(runs) > 0 {
+			s := mergeRuns(runs)
+			judge(s)
+			res.Scenarios = append(res.Scenarios, s)
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		logf("%s (load %s)…", sc.name, loadAvg())
-		t0 := time.Now()
-		s, err := sc.run(ctx, e)
-		if err != nil {
-			failed = append(failed, fmt.Sprintf("%s: %v", sc.name, err))
-			logf("  FAILED: %v (logs in %s)", err, tmp)
-			continue
-		}
-		logf("  %.1f s", time.Since(t0).Seconds())
-		judge(s)
-		res.Scenarios = append(res.Scenarios, s)
 	}
 	res.LoadEnd = loadAvg()
 	res.Seconds = time.Since(began).Seconds()

@@ -66,12 +66,15 @@ func start(ctx context.Context, name, logDir, health string, env []string, argv 
 	}
 	s := &server{name: name, url: "http://" + addr, cmd: cmd, log: logf}
 	deadline := time.Now().Add(20 * time.Second)
+	// No keep-alive: an idle connection of the harness would count as one
+	// of the server's (the users scenario counts the backend's).
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
 	for time.Now().Before(deadline) {
 		if ctx.Err() != nil {
 			s.stop()
 			return nil, ctx.Err()
 		}
-		resp, err := http.Get(s.url + health)
+		resp, err := hc.Get(s.url + health)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			_ = resp.Body.Close()

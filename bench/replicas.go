@@ -23,9 +23,9 @@ import (
 // The replicas scenario (issue 10): the scaled-out stack, redis-server + N
 // backends on it + N BFFs (BFF i in front of backend i, one session
 // secret), for N = 1, 2, 4. Each job is created through the next BFF in
-// its own session; its subscribers are spread over the BFFs, so every BFF
-// holds one upstream per job it has subscribers for (jobs × min(N,
-// subscribers) in all). Same gating as the other delivery scenarios: the
+// its own session; its subscribers are spread over the BFFs. Every BFF
+// holds one multiplexed upstream to its backend, whatever the jobs: N in
+// all. Same gating as the other delivery scenarios: the
 // measured jobs wait PENDING behind blocker jobs until every subscriber is
 // connected, so every one of their events is measured.
 
@@ -117,11 +117,11 @@ func scenarioReplicas(ctx context.Context, e *env) (*Scenario, error) {
 			"(BFF i in front of backend i, one session secret), on this one machine. %d jobs × %d subscribers, %d rows over %d ms (%s per job); "+
 			"job k is created through BFF k mod N in its own session, its subscribers are spread over the BFFs round-robin. "+
 			"Latency = receipt − the job's updatedAt (set by whichever replica generated it; same clock). "+
-			"upstream conns = event streams the backends opened (expected: jobs × min(N, subscribers per job)). "+
+			"upstream conns = event streams the backends had open with every subscriber connected (expected: one per BFF). "+
 			"CPU µs/delivery: all BFFs together, and every server process (BFFs, backends, Redis) together; "+
 			"CPU %% = of one core, mean per BFF or backend replica over the run; the load generator (this process) shares the same %d cores.",
 			sz.jobs, sz.subs, sz.rows, sz.duration, eventRate(sz.rows, sz.duration), runtime.NumCPU()),
-		Columns: []string{"p50 ms", "p99 ms", "max ms", "deliveries/s", "upstream conns", "expected upstreams",
+		Columns: []string{"p50 ms", "p99 ms", "max ms", "received/s", "upstream conns", "expected upstreams",
 			"BFF CPU µs/delivery", "all CPU µs/delivery", "CPU % per BFF", "CPU % per backend", "Redis CPU %", "load gen CPU %", "errors", "reconnects"},
 		Baseline: "1 replica",
 		curves:   map[string]latencies{},
@@ -137,7 +137,7 @@ func scenarioReplicas(ctx context.Context, e *env) (*Scenario, error) {
 		return s, nil
 	}
 	upstreamsHeld := true
-	for _, n := range sz.counts {
+	for _, n := range ordered(e, sz.counts) {
 		name := fmt.Sprintf("%d replicas", n)
 		if n == 1 {
 			name = "1 replica"
@@ -153,7 +153,7 @@ func scenarioReplicas(ctx context.Context, e *env) (*Scenario, error) {
 		if m["upstream conns"] != m["expected upstreams"] {
 			upstreamsHeld = false
 		}
-		logf("  %s: p50 %.2f ms p99 %.2f ms, %.0f deliveries/s, %v upstreams, %v errors", name, m["p50 ms"], m["p99 ms"], m["deliveries/s"], m["upstream conns"], m["errors"])
+		logf("  %s: p50 %.2f ms p99 %.2f ms, %.0f deliveries/s, %v upstreams, %v errors", name, m["p50 ms"], m["p99 ms"], m["received/s"], m["upstream conns"], m["errors"])
 	}
 	verdict := "one upstream per job per BFF holding subscribers of it, at every N: "
 	if upstreamsHeld {
@@ -208,10 +208,6 @@ func runReplicas(ctx context.Context, e *env, n int, sz replicaSizes) (*Row, lat
 	}
 
 	c := newHTTPClient(nil)
-	streamsBefore := 0.0
-	for _, be := range backends {
-		streamsBefore += metric(c, be.url, streamsOpened)
-	}
 	// Blockers on the shared queue, taken first (it is FIFO) by every
 	// worker. A replica learns that a job it runs was cancelled through
 	// another only at the job's next progress report, i.e. its next whole
@@ -282,15 +278,15 @@ func runReplicas(ctx context.Context, e *env, n int, sz replicaSizes) (*Row, lat
 	case <-time.After(deadline):
 	case <-ctx.Done():
 	}
+	upstreams := 0.0 // with every subscriber connected
+	for _, be := range backends {
+		upstreams += upstreamsOpen(c, be.url)
+	}
 	cancelAll(ctx, c, backends, blockers)
 	wg.Wait()
 	use := mon.stop()
 	selfEnd, _ := sampleProc(os.Getpid())
 
-	upstreams := -streamsBefore
-	for _, be := range backends {
-		upstreams += metric(c, be.url, streamsOpened)
-	}
 	t0 := allAt.Load()
 	if t0 == 0 {
 		t0 = time.Now().UnixNano()
@@ -311,19 +307,19 @@ func runReplicas(ctx context.Context, e *env, n int, sz replicaSizes) (*Row, lat
 				continue
 			}
 			lat = append(lat, d.latencyUs)
-			first, last = min(first, d.updatedAt), max(last, d.updatedAt)
+			first, last = min(first, d.received), max(last, d.received)
 		}
 	}
 	lat = lat.sorted()
 	m := map[string]float64{
 		"p50 ms": lat.pct(50), "p99 ms": lat.pct(99), "max ms": lat.pct(100),
-		"deliveries": float64(len(lat)), "deliveries/s": math.NaN(),
-		"upstream conns": upstreams, "expected upstreams": float64(sz.jobs * min(n, sz.subs)),
+		"deliveries": float64(len(lat)), "received/s": math.NaN(),
+		"upstream conns": upstreams, "expected upstreams": float64(n),
 		"errors": float64(errs), "reconnects": float64(reconnects),
 		"BFF CPU µs/delivery": math.NaN(), "all CPU µs/delivery": math.NaN(),
 	}
 	if last > first {
-		m["deliveries/s"] = float64(len(lat)) / (float64(last-first) / 1e9)
+		m["received/s"] = float64(len(lat)) / (float64(last-first) / 1e9)
 	}
 	var bffCPU, allCPU, bffPct, bePct float64
 	for _, p := range procs {

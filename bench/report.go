@@ -45,6 +45,9 @@ type Row struct {
 	Metrics map[string]float64 `json:"metrics"`
 	Notes   []string           `json:"notes,omitempty"`
 	Usage   map[string]usage   `json:"usage,omitempty"`
+	// Spread: the lowest and highest of each metric over the runs, when
+	// Metrics holds their medians (-runs).
+	Spread map[string][2]float64 `json:"spread,omitempty"`
 }
 
 // MarshalJSON writes a metric that could not be measured (NaN, ±Inf) as
@@ -73,6 +76,7 @@ type Scenario struct {
 	Baseline string   `json:"baseline,omitempty"`
 	Rows     []*Row   `json:"rows"`
 	Verdicts []string `json:"verdicts,omitempty"`
+	Runs     int      `json:"runs,omitempty"` // > 1: rows hold medians over this many runs
 	// curves: target → sorted latencies (µs), for the CDF plot; not in JSON.
 	curves map[string]latencies
 }
@@ -85,7 +89,10 @@ type Results struct {
 	LoadStart string      `json:"loadAvgStart"`
 	LoadEnd   string      `json:"loadAvgEnd"`
 	Seconds   float64     `json:"seconds"`
+	Runs      int         `json:"runs"`
 	Scenarios []*Scenario `json:"scenarios"`
+	// EachRun: every run's own figures, in the order run (-runs > 1).
+	EachRun [][]*Scenario `json:"eachRun,omitempty"`
 }
 
 func fmtNum(v float64) string {
@@ -108,6 +115,9 @@ func fmtNum(v float64) string {
 func (r *Results) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Run %s, size %s, %s; load average %s at start, %s at end; %.0f s.\n\n", r.Date, r.Size, r.Machine, r.LoadStart, r.LoadEnd, r.Seconds)
+	if r.Runs > 1 {
+		fmt.Fprintf(&b, "Every scenario ran %d times, the order of its variants reversed on every other run; each figure is the median over the runs, with the lowest and highest in brackets.\n\n", r.Runs)
+	}
 	for _, s := range r.Scenarios {
 		fmt.Fprintf(&b, "### %s\n\n%s\n\n", s.Name, s.Setup)
 		fmt.Fprintf(&b, "| target | %s |\n|---|%s\n", strings.Join(s.Columns, " | "), strings.Repeat("---|", len(s.Columns)))
@@ -126,6 +136,9 @@ func (r *Results) markdown() string {
 					continue
 				}
 				cell := fmtNum(v)
+				if sp, ok := row.Spread[c]; ok && sp[0] != sp[1] {
+					cell += fmt.Sprintf(" [%s–%s]", fmtNum(sp[0]), fmtNum(sp[1]))
+				}
 				if base != nil && row != base {
 					if bv, ok := base.Metrics[c]; ok && bv != 0 && !math.IsNaN(bv) && !math.IsNaN(v) {
 						cell += fmt.Sprintf(" (×%s)", fmtNum(v/bv))

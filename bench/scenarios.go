@@ -26,6 +26,7 @@ type env struct {
 	baselineDir               string
 	node                      bool // node and the baseline's node_modules are there
 	size                      sizes
+	reverse                   bool // run the variants of each comparison in reverse order (ordered)
 }
 
 const sessionSecret = "bench-session-secret-0123456789abcdef"
@@ -79,17 +80,42 @@ func metric(c *http.Client, url, name string) float64 {
 	return math.NaN()
 }
 
-const streamsOpened = "exportstream_backend_event_streams_opened_total"
+// upstreamsOpen is how many event streams the backend has open: its
+// per-job streams (a browser reading it directly, the seed's relay, one
+// each) and its multiplexed ones (the BFF's upstream, one per BFF).
+func upstreamsOpen(c *http.Client, url string) float64 {
+	return metric(c, url, "exportstream_backend_event_streams_active") +
+		metric(c, url, "exportstream_backend_mux_streams_open")
+}
 
-// eventRate is how often a job of rows over durationMs reports progress:
-// the backend writes it in chunks of ≥ 50 ms and reports a chunk when its
-// deadline is one -progress-interval (100 ms by default) after the last
-// reported one's and the whole percent moved.
+// eventRate is how often a job of rows over durationMs reports progress.
 func eventRate(rows, durationMs int) string {
+	_, interval := progressEvents(rows, durationMs)
+	return fmt.Sprintf("≈%.0f events/s", float64(time.Second)/float64(interval))
+}
+
+// progressEvents is how many progress events a job of rows over
+// durationMs makes and how far apart: the backend writes it in chunks of
+// ≥ 50 ms and reports a chunk when its deadline is one -progress-interval
+// (100 ms by default) after the last reported one's and the whole percent
+// moved.
+func progressEvents(rows, durationMs int) (int, time.Duration) {
 	chunks := min(max(durationMs/50, rows/50_000, 1), rows)
 	chunkMs := float64(durationMs) / float64(chunks)
 	per := max(math.Ceil(100/chunkMs), math.Ceil(float64(chunks)/100), 1) // chunks per event
-	return fmt.Sprintf("≈%.0f events/s", 1000/(per*chunkMs))
+	interval := time.Duration(per * chunkMs * float64(time.Millisecond))
+	return max(int(float64(durationMs)/(per*chunkMs)), 1), interval
+}
+
+// ordered is vs, reversed on the runs that alternate the order (-runs):
+// whichever variant runs first meets a cooler machine.
+func ordered[T any](e *env, vs []T) []T {
+	if !e.reverse {
+		return vs
+	}
+	r := slices.Clone(vs)
+	slices.Reverse(r)
+	return r
 }
 
 // relayStagger spreads the relay's jobs evenly over one progress interval.
@@ -118,6 +144,9 @@ type phase struct {
 	// stagger spaces the blockers' cancellations, so the measured jobs
 	// start this far apart instead of ticking together.
 	stagger time.Duration
+	// plain: t is the floor server (plain.go): nothing is created, its
+	// streams start when every subscriber is connected.
+	plain bool
 }
 
 const gateTimeout = 90 * time.Second
@@ -181,9 +210,9 @@ type phaseResult struct {
 	errors         int
 	reconnects     int
 	unfinished     int
-	upstreams      float64 // backend event streams opened during the phase
-	seconds        float64 // first measured event → last
-	steadyRate     float64 // deliveries per second, the median whole second between the first and the last
+	upstreams      float64 // backend event streams open with every subscriber connected
+	seconds        float64 // first measured receipt → last
+	steadyRate     float64 // deliveries received per second, the median whole second between the first receipt and the last
 	usage          map[string]usage
 	connectSeconds float64
 	loadgenCPU     float64 // seconds of CPU the harness itself used (it shares the cores)
@@ -194,7 +223,6 @@ type phaseResult struct {
 // the deadline passes.
 func (p phase) run(ctx context.Context) (phaseResult, error) {
 	c := newHTTPClient(nil)
-	before := metric(c, p.backend.url, streamsOpened)
 	blockers, err := p.blockers(ctx, c)
 	if err != nil {
 		return phaseResult{}, err
@@ -207,6 +235,11 @@ func (p phase) run(ctx context.Context) (phaseResult, error) {
 		var firstErr error
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, 32)
+		if p.plain {
+			for i := range jobs {
+				jobs[i].code = fmt.Sprintf("plain-%d", i)
+			}
+		}
 		if p.sameOwner && p.t.kind == kindBFF {
 			j, err := create(ctx, c, p.t, p.req, "")
 			if err != nil {
@@ -263,6 +296,8 @@ func (p phase) run(ctx context.Context) (phaseResult, error) {
 	if p.gated {
 		deadline += gateTimeout
 	}
+	subCtx, cancelSubs := context.WithCancel(ctx)
+	defer cancelSubs()
 	var wg sync.WaitGroup
 	for i := range n {
 		j := jobs[i%p.jobs]
@@ -278,7 +313,7 @@ func (p phase) run(ctx context.Context) (phaseResult, error) {
 				}
 			}
 			defer release()
-			results[i] = subscribe(ctx, newSharedClient(), p.t, j, watchOpts{
+			results[i] = subscribe(subCtx, newSharedClient(), p.t, j, watchOpts{
 				maxConns: 5, deadline: deadline,
 				connected: func() {
 					release()
@@ -296,16 +331,24 @@ func (p phase) run(ctx context.Context) (phaseResult, error) {
 	case <-ctx.Done():
 	}
 	connectSeconds := time.Since(startConnect).Seconds()
+	upstreams := upstreamsOpen(c, p.backend.url) // every subscriber connected
 	releaseBlockers(ctx, c, p.backend.url, blockers, p.stagger)
+	if p.plain {
+		if err := releasePlain(ctx, c, p.t.url); err != nil {
+			cancelSubs()
+			wg.Wait()
+			return phaseResult{}, err
+		}
+	}
 	wg.Wait()
 	res := phaseResult{usage: mon.stop(), connectSeconds: connectSeconds, perSubMin: math.MaxInt, loadgenCPU: (cpuSelf() - cpu0).Seconds()}
-	res.upstreams = metric(c, p.backend.url, streamsOpened) - before
+	res.upstreams = upstreams
 	t0 := allAt.Load()
 	if t0 == 0 {
 		t0 = time.Now().UnixNano() // not everyone connected: measure nothing, count errors
 	}
 	var lat latencies
-	var emitted []int64 // updatedAt of each measured delivery
+	var received []int64 // receipt time of each measured delivery
 	first, last := int64(math.MaxInt64), int64(0)
 	for _, r := range results {
 		if r.err != nil {
@@ -322,8 +365,8 @@ func (p phase) run(ctx context.Context) (phaseResult, error) {
 			}
 			got++
 			lat = append(lat, d.latencyUs)
-			emitted = append(emitted, d.updatedAt)
-			first, last = min(first, d.updatedAt), max(last, d.updatedAt)
+			received = append(received, d.received)
+			first, last = min(first, d.received), max(last, d.received)
 		}
 		res.perSubMin, res.perSubMax = min(res.perSubMin, got), max(res.perSubMax, got)
 	}
@@ -332,17 +375,20 @@ func (p phase) run(ctx context.Context) (phaseResult, error) {
 	if last > first {
 		res.seconds = float64(last-first) / 1e9
 	}
-	res.steadyRate = steadyRate(emitted, first)
+	res.steadyRate = steadyRate(received, first)
 	return res, nil
 }
 
-// steadyRate is the median of the deliveries emitted in each whole second
-// after first, leaving out the last, partial one: the rate held while
-// every job runs, which the mean over first → last dilutes with the
-// ramps of jobs starting and ending a little apart.
-func steadyRate(emitted []int64, first int64) float64 {
+// steadyRate is the median of the deliveries received in each whole
+// second after first, leaving out the last, partial one: the rate held
+// while every job runs, which the mean over first → last dilutes with the
+// ramps of jobs starting and ending a little apart. Binned by receipt, not
+// emission: a relay that falls behind shows a lower rate here, where
+// emission times would show the offered rate for every event that arrives
+// in the end.
+func steadyRate(received []int64, first int64) float64 {
 	var perSecond []int
-	for _, t := range emitted {
+	for _, t := range received {
 		s := int((t - first) / int64(time.Second))
 		for len(perSecond) <= s {
 			perSecond = append(perSecond, 0)
@@ -380,7 +426,7 @@ func (r phaseResult) row(name string, relay, backend *server) *Row {
 		"p99 ms":          r.lat.pct(99),
 		"max ms":          r.lat.pct(100),
 		"deliveries":      float64(r.deliveries),
-		"deliveries/s":    math.NaN(),
+		"received/s":      math.NaN(),
 		"upstream conns":  r.upstreams,
 		"errors":          float64(r.errors),
 		"reconnects":      float64(r.reconnects),
@@ -393,9 +439,9 @@ func (r phaseResult) row(name string, relay, backend *server) *Row {
 		"loadgen CPU s":   r.loadgenCPU,
 	}
 	if r.seconds > 0 {
-		m["deliveries/s"] = float64(r.deliveries) / r.seconds
+		m["received/s"] = float64(r.deliveries) / r.seconds
 	}
-	m["steady deliveries/s"] = r.steadyRate
+	m["steady received/s"] = r.steadyRate
 	proc := backend
 	if relay != nil {
 		proc = relay
@@ -429,7 +475,7 @@ func scenarioRelay(ctx context.Context, e *env) (*Scenario, error) {
 			"latency = receipt − the job's updatedAt (backend clock, same machine), only events emitted after every subscriber was connected. "+
 			"CPU µs/delivery = the relay process's CPU (the backend's for \"backend direct\") / deliveries.",
 			sz.jobs*sz.subs, sz.jobs, sz.subs, sz.rows, sz.durationMs, eventRate(sz.rows, sz.durationMs), relayStagger(sz.durationMs, sz.jobs)),
-		Columns:  []string{"p50 ms", "p99 ms", "max ms", "deliveries/s", "upstream conns", "CPU µs/delivery", "relay RSS MiB", "errors", "reconnects"},
+		Columns:  []string{"p50 ms", "p99 ms", "max ms", "received/s", "upstream conns", "CPU µs/delivery", "relay RSS MiB", "errors", "reconnects"},
 		Baseline: "BFF (this project)",
 		curves:   map[string]latencies{},
 	}
@@ -449,7 +495,7 @@ func scenarioRelay(ctx context.Context, e *env) (*Scenario, error) {
 		{"Express relay (seed)", func() (*server, error) { return e.express(ctx, "relay-express", be.url) }, kindExpress},
 		{"backend direct", nil, kindBackend},
 	}
-	for _, v := range variants {
+	for _, v := range ordered(e, variants) {
 		if v.kind == kindExpress && !e.node {
 			s.Verdicts = append(s.Verdicts, "Express baseline skipped: node or bench/baselines/node_modules missing")
 			continue
@@ -483,7 +529,7 @@ func scenarioFanOut(ctx context.Context, e *env) (*Scenario, error) {
 		Name: "fan-out: subscribers on one job, 10 events/s",
 		Setup: fmt.Sprintf("%d subscribers of one job (one session), %d rows over %d ms (%s); latency as above.",
 			sz.subs, sz.rows, sz.durationMs, eventRate(sz.rows, sz.durationMs)),
-		Columns: []string{"p50 ms", "p99 ms", "max ms", "deliveries/s", "events/sub min", "events/sub max", "upstream conns", "CPU µs/delivery", "relay CPU s", "loadgen CPU s", "relay RSS MiB", "errors", "connect s"},
+		Columns: []string{"p50 ms", "p99 ms", "max ms", "received/s", "events/sub min", "events/sub max", "upstream conns", "CPU µs/delivery", "relay CPU s", "loadgen CPU s", "relay RSS MiB", "errors", "connect s"},
 		curves:  map[string]latencies{},
 	}
 	be, err := e.backend(ctx, "fanout-backend", 1)
@@ -510,40 +556,87 @@ func scenarioFanOut(ctx context.Context, e *env) (*Scenario, error) {
 	return s, nil
 }
 
-// scenarioSpread: many jobs × 10 subscribers, 5 events/s each.
+// spreadShape is one load of the spread scenario: jobs, each its own
+// session, each watched by subs streams.
+type spreadShape struct{ jobs, subs, rows, durationMs int }
+
+func (sh spreadShape) name() string {
+	if sh.subs == 1 {
+		return fmt.Sprintf("%d users × 1 export, %s", sh.jobs, eventRate(sh.rows, sh.durationMs))
+	}
+	return fmt.Sprintf("%d exports × %d subscribers, %s", sh.jobs, sh.subs, eventRate(sh.rows, sh.durationMs))
+}
+
+// scenarioSpread: many jobs, each its own session, through the BFF; for
+// the real shape (one stream per user) the same load on the plain Go
+// server, the floor of this machine.
 func scenarioSpread(ctx context.Context, e *env) (*Scenario, error) {
-	sz := e.size.spread
 	s := &Scenario{
-		Name: "spread: many jobs × 10 subscribers, 5 events/s each",
-		Setup: fmt.Sprintf("%d jobs × %d subscribers (each job its own session), %d rows over %d ms (%s per job). "+
-			"deliveries/s = all of them / first emitted → last; steady = the median whole second in between (the jobs start and end a little apart).",
-			sz.jobs, sz.subs, sz.rows, sz.durationMs, eventRate(sz.rows, sz.durationMs)),
-		Columns: []string{"p50 ms", "p99 ms", "max ms", "deliveries/s", "steady deliveries/s", "upstream conns", "CPU µs/delivery", "relay CPU s", "backend CPU s", "loadgen CPU s", "relay RSS MiB", "errors", "connect s"},
+		Name: "spread: many users, each its own session and export",
+		Setup: "each job created in its own BFF session and watched through the BFF by its subscribers (1 for the real shape). " +
+			"floor: the same number of streams at the same rate from a plain net/http SSE server (bench plain-server: snapshots from memory, no store, no relay), read by the same subscribers. " +
+			"received/s = deliveries / first receipt → last; steady = the median whole second between, binned by receipt time.",
+		Columns: []string{"p50 ms", "p99 ms", "max ms", "received/s", "steady received/s", "events/sub min", "events/sub max", "upstream conns", "CPU µs/delivery", "relay CPU s", "backend CPU s", "loadgen CPU s", "relay RSS MiB", "errors", "connect s"},
 		curves:  map[string]latencies{},
 	}
-	be, err := e.backendProfiled(ctx, "spread-backend", true, sz.jobs)
+	type variant struct {
+		shape spreadShape
+		floor bool
+	}
+	var variants []variant
+	for _, sh := range e.size.spread {
+		variants = append(variants, variant{sh, false})
+		if sh.subs == 1 {
+			variants = append(variants, variant{sh, true})
+		}
+	}
+	for _, v := range ordered(e, variants) {
+		name := "BFF, " + v.shape.name()
+		if v.floor {
+			name = "floor: plain Go server, " + v.shape.name()
+		}
+		res, relay, be, err := spreadPhase(ctx, e, v.shape, v.floor)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		s.Rows = append(s.Rows, res.row(name, relay, be))
+		s.curves[name] = res.lat
+		logf("  %s: p50 %.2f ms p99 %.2f ms, %.0f received/s, %d errors", name, res.lat.pct(50), res.lat.pct(99), s.Rows[len(s.Rows)-1].Metrics["received/s"], res.errors)
+	}
+	return s, nil
+}
+
+// spreadPhase runs one shape on fresh processes: the backend and the BFF,
+// or the floor server alone.
+func spreadPhase(ctx context.Context, e *env, sh spreadShape, floor bool) (phaseResult, *server, *server, error) {
+	req := createReq{Rows: sh.rows, DurationMs: sh.durationMs}
+	if floor {
+		events, interval := progressEvents(sh.rows, sh.durationMs)
+		srv, err := e.plain(ctx, "spread-floor", events, interval)
+		if err != nil {
+			return phaseResult{}, nil, nil, err
+		}
+		defer srv.stop()
+		t := target{name: "floor", kind: kindBackend, url: srv.url, backend: srv.url}
+		res, err := phase{t: t, jobs: sh.jobs, subsPerJob: sh.subs, req: req, monitor: []*server{srv}, backend: srv, plain: true}.run(ctx)
+		return res, nil, srv, err
+	}
+	be, err := e.backendProfiled(ctx, "spread-backend", true, sh.jobs)
 	if err != nil {
-		return nil, err
+		return phaseResult{}, nil, nil, err
 	}
 	defer be.stop()
-	// With BENCH_BACKEND_PPROF: the backend's CPU while 1,000 jobs generate.
-	go grabProfileFrom(backendPprofAddr, "spread-backend-cpu.pprof", fmt.Sprintf("profile?seconds=%d", sz.durationMs/1000), time.Minute)
+	// With BENCH_BACKEND_PPROF: the backend's CPU while the jobs generate.
+	go grabProfileFrom(backendPprofAddr, fmt.Sprintf("spread-%d-backend-cpu.pprof", sh.jobs), fmt.Sprintf("profile?seconds=%d", sh.durationMs/1000), time.Minute)
 	bff, err := e.bff(ctx, "spread-bff", be.url)
 	if err != nil {
-		return nil, err
+		return phaseResult{}, nil, nil, err
 	}
 	defer bff.stop()
 	t := target{name: "BFF", kind: kindBFF, url: bff.url, backend: be.url}
-	res, err := phase{t: t, jobs: sz.jobs, subsPerJob: sz.subs, req: createReq{Rows: sz.rows, DurationMs: sz.durationMs},
+	res, err := phase{t: t, jobs: sh.jobs, subsPerJob: sh.subs, req: req,
 		monitor: []*server{be, bff}, relay: bff, backend: be, gated: true}.run(ctx)
-	if err != nil {
-		return nil, err
-	}
-	name := fmt.Sprintf("BFF, %d×%d", sz.jobs, sz.subs)
-	s.Rows = append(s.Rows, res.row(name, bff, be))
-	s.curves[name] = res.lat
-	logf("  %s: p50 %.2f ms p99 %.2f ms, %.0f deliveries/s, %d errors", name, res.lat.pct(50), res.lat.pct(99), s.Rows[0].Metrics["deliveries/s"], res.errors)
-	return s, nil
+	return res, bff, be, err
 }
 
 // scenarioOverhead: one subscriber through the BFF and one on the backend
@@ -654,7 +747,7 @@ func scenarioPolling(ctx context.Context, e *env) (*Scenario, error) {
 	}
 	defer bff.stop()
 	t := target{kind: kindBFF, url: bff.url, backend: be.url}
-	for _, mode := range []string{"SSE (this project)", "polling every 2 s"} {
+	for _, mode := range ordered(e, []string{"SSE (this project)", "polling every 2 s"}) {
 		w := &wire{}
 		c := newHTTPClient(w)
 		mon := watch(250*time.Millisecond, be, bff)

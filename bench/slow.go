@@ -25,10 +25,11 @@ func scenarioSlow(ctx context.Context, e *env) (*Scenario, error) {
 		Baseline: "readers alone",
 		curves:   map[string]latencies{},
 	}
-	for _, v := range []struct {
+	type variant struct {
 		name    string
 		stalled int
-	}{{"readers alone", 0}, {fmt.Sprintf("readers + %d never reading", sz.stalled), sz.stalled}} {
+	}
+	for _, v := range ordered(e, []variant{{"readers alone", 0}, {fmt.Sprintf("readers + %d never reading", sz.stalled), sz.stalled}}) {
 		row, lat, err := slowPhase(ctx, e, sz.readers, v.stalled, createReq{Rows: sz.rows, DurationMs: sz.durationMs})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", v.name, err)
