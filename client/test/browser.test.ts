@@ -8,13 +8,11 @@
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
 import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { clientDir, inCI, missingPrerequisites, reportMissing, startServers } from "./servers.js";
+import { clientDir, inCI, launchChromium, missingForBrowser, reportMissing, startServers } from "./servers.js";
 import type { Servers } from "./servers.js";
 
-const chromiumPath = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
 // The README's picture is refreshed with UPDATE_SCREENSHOT=1 (make screenshot); other
 // runs write next to the test results so a test run leaves the work tree clean.
 const screenshotPath =
@@ -23,9 +21,7 @@ const screenshotPath =
     : join(clientDir, "test-results", "demo.png");
 const missing = reportMissing(
   "browser tests (Chromium + real backend + BFF)",
-  missingPrerequisites([chromiumPath]).map((item) =>
-    item === chromiumPath ? `Chromium at ${chromiumPath} (apt-get install chromium, or set CHROMIUM_PATH)` : item,
-  ),
+  missingForBrowser(),
 );
 
 if (missing !== undefined) {
@@ -58,18 +54,7 @@ describe.skipIf(missing !== undefined)("demo page in Chromium", () => {
       // so that a page reopening a finished stream would show within a second.
       env: { WORKERS: "16", SSE_RETRY: `${SSE_RETRY_MS}ms` },
     });
-    browser = await chromium.launch({
-      executablePath: chromiumPath,
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {

@@ -21,6 +21,8 @@ import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import type { Browser } from "playwright-core";
 
 export const clientDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 export const binDir = resolve(process.env["EXPORTSTREAM_BIN_DIR"] ?? join(clientDir, "..", "bin"));
@@ -429,4 +431,30 @@ function findOnPath(name: string): string | undefined {
     }
   }
   return undefined;
+}
+
+/** Debian's Chromium, or CHROMIUM_PATH: the browser tests drive it with playwright-core. */
+export const chromiumPath = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
+
+/** missingPrerequisites with Chromium, saying how to get it. */
+export function missingForBrowser(): string[] {
+  return missingPrerequisites([chromiumPath]).map((item) =>
+    item === chromiumPath ? `Chromium at ${chromiumPath} (apt-get install chromium, or set CHROMIUM_PATH)` : item,
+  );
+}
+
+/** Chromium as every browser test runs it: headless, no sandbox (root), nothing fetched from the network. */
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: chromiumPath,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
 }

@@ -7,21 +7,15 @@
  * (transparency.test.ts). Where the two disagreed, the WHATWG spec — Chromium — would
  * be the expectation; on this table they agree.
  */
-import { chromium } from "playwright-core";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { externalBffUrl, inCI, missingPrerequisites, reportMissing } from "./servers.js";
+import { externalBffUrl, inCI, launchChromium, missingForBrowser, reportMissing } from "./servers.js";
 import { cases, codeOf, eventTypes, startScriptedBff } from "./transparency-cases.js";
 import type { ScriptedBff } from "./transparency-cases.js";
 
-const chromiumPath = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
 const missing = reportMissing(
   "transparency tests in Chromium (real BFF binary)",
-  externalBffUrl
-    ? []
-    : missingPrerequisites([chromiumPath]).map((item) =>
-        item === chromiumPath ? `Chromium at ${chromiumPath} (apt-get install chromium, or set CHROMIUM_PATH)` : item,
-      ),
+  externalBffUrl ? [] : missingForBrowser(),
 );
 if (missing !== undefined) {
   describe("transparency in Chromium: prerequisites", () => {
@@ -70,19 +64,7 @@ describe.skipIf(missing !== undefined || externalBffUrl !== undefined)("the BFF 
 
   beforeAll(async () => {
     scripted = await startScriptedBff();
-    browser = await chromium.launch({
-      executablePath: chromiumPath,
-      // As browser.test.ts launches it.
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    browser = await launchChromium();
     context = await browser.newContext();
     page = await context.newPage();
     page.on("pageerror", (error) => pageErrors.push(error.message));
