@@ -148,9 +148,7 @@ func startScaledStack(t *testing.T) *scaledStack {
 // of a stack has the same session secret, so any serves any browser.
 func (s *scaledStack) startBFF(t *testing.T, extra ...string) (*exec.Cmd, string) {
 	t.Helper()
-	args := append([]string{"-addr", "127.0.0.1:0", "-backend-url", s.lbURL,
-		"-session-secret", strings.Repeat("s", 32), "-upstream-giveup", "60s", "-create-burst", "100"}, extra...)
-	return startProcess(t, buildBFF(t), args...)
+	return startBFF(t, s.lbURL, append([]string{"-upstream-giveup", "60s", "-create-burst", "100"}, extra...)...)
 }
 
 // replica starts one more backend on the stack's Redis and files directory.
