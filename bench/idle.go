@@ -32,6 +32,8 @@ type idleResult struct {
 	EndedEarly int    `json:"endedEarly"`
 	Bytes      int64  `json:"bytes"`
 	FirstError string `json:"firstError,omitempty"`
+	// OpenSeconds: from starting the children to every stream open (or failed).
+	OpenSeconds float64 `json:"-"`
 }
 
 // idleWorker is the child process: it opens one raw HTTP/1.1 stream (no
@@ -275,10 +277,10 @@ func scenarioUsers(ctx context.Context, e *env) (*Scenario, error) {
 		Name: "idle users: each its own session, export and stream",
 		Setup: fmt.Sprintf("N users, each creating one export in a session of its own (held PENDING behind one long job on a 1-worker backend, in memory) and holding one stream of it for %s with a 5 s heartbeat, "+
 			"opened by load-generator child processes of ≤ %d raw connections each. KiB/user = RSS growth ÷ users, from before the first export to every stream open (the export's record included; \"of which creates\" is the growth by the time every export is created, before any stream); "+
-			"FDs/user = the relays' open files ÷ users; backend conns = TCP connections established to the backend with every stream open; upstream streams = event streams the backend had open then. "+
+			"FDs/user = the relays' open files ÷ users; backend conns = TCP connections established to the backend with every stream open; upstream streams = event streams the backend had open then; streams opened/s = users ÷ the time from the first stream request to the last stream open. "+
 			"Fresh processes for each row.", sz.hold, perWorker),
 		Columns: []string{"users", "opened", "failed", "ended early", "relay KiB/user", "backend KiB/user", "total KiB/user", "of which creates KiB/user",
-			"relay FDs/user", "relay FDs (largest)", "backend conns", "upstream streams", "CPU % (idle)"},
+			"relay FDs/user", "relay FDs (largest)", "backend conns", "upstream streams", "streams opened/s", "CPU % (idle)"},
 		Baseline: "BFF (this project)",
 	}
 	type variant struct {
@@ -444,6 +446,7 @@ func usersVariant(ctx context.Context, e *env, k kind, procs, n int, hold time.D
 		"backend conns":             float64(conns),
 		"upstream streams":          upstreams,
 		"CPU % (idle)":              cpu + usages[be.name].CPUPercent,
+		"streams opened/s":          float64(res.Opened) / res.OpenSeconds,
 	}
 	if len(relays) > 0 {
 		m["relay KiB/user"] = float64(relayGrew) / users
@@ -546,6 +549,7 @@ func runIdle(ctx context.Context, groups []idleGroup, hold time.Duration, atPeak
 		}
 	}()
 	var srvs []*server
+	began := time.Now()
 	for gi, g := range groups {
 		srvs = append(srvs, g.srv)
 		addr := strings.TrimPrefix(g.srv.url, "http://")
@@ -581,6 +585,7 @@ func runIdle(ctx context.Context, groups []idleGroup, hold time.Duration, atPeak
 			return total, nil, err
 		}
 	}
+	total.OpenSeconds = time.Since(began).Seconds()
 	atPeak()
 	mon := watch(time.Second, srvs...)
 	for _, k := range kids {

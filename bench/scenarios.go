@@ -633,6 +633,8 @@ func spreadPhase(ctx context.Context, e *env, sh spreadShape, floor bool) (phase
 		return phaseResult{}, nil, nil, err
 	}
 	defer bff.stop()
+	// With BENCH_BFF_PPROF: the BFF's CPU while it relays.
+	go grabProfile(fmt.Sprintf("spread-%d-bff-cpu.pprof", sh.jobs), fmt.Sprintf("profile?seconds=%d", sh.durationMs/1000), time.Minute)
 	t := target{name: "BFF", kind: kindBFF, url: bff.url, backend: be.url}
 	res, err := phase{t: t, jobs: sh.jobs, subsPerJob: sh.subs, req: req,
 		monitor: []*server{be, bff}, relay: bff, backend: be, gated: true}.run(ctx)
