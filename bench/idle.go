@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -277,10 +278,10 @@ func scenarioUsers(ctx context.Context, e *env) (*Scenario, error) {
 		Name: "idle users: each its own session, export and stream",
 		Setup: fmt.Sprintf("N users, each creating one export in a session of its own (held PENDING behind one long job on a 1-worker backend, in memory) and holding one stream of it for %s with a 5 s heartbeat, "+
 			"opened by load-generator child processes of ≤ %d raw connections each. KiB/user = RSS growth ÷ users, from before the first export to every stream open (the export's record included; \"of which creates\" is the growth by the time every export is created, before any stream); "+
-			"FDs/user = the relays' open files ÷ users; backend conns = TCP connections established to the backend with every stream open; upstream streams = event streams the backend had open then; streams opened/s = users ÷ the time from the first stream request to the last stream open. "+
+			"FDs/user = the relays' open files ÷ users; backend conns = TCP connections established to the backend with every stream open; upstream streams = event streams the backend had open then; streams opened/s = users ÷ the time from the first stream request to the last stream open; the backend's goroutines, stack and heap in use per user are Go's own figures (its /metrics), their growth over the same span. "+
 			"Fresh processes for each row.", sz.hold, perWorker),
 		Columns: []string{"users", "opened", "failed", "ended early", "relay KiB/user", "backend KiB/user", "total KiB/user", "of which creates KiB/user",
-			"relay FDs/user", "relay FDs (largest)", "backend conns", "upstream streams", "streams opened/s", "CPU % (idle)"},
+			"relay FDs/user", "relay FDs (largest)", "backend conns", "upstream streams", "streams opened/s", "backend goroutines/user", "backend stack KiB/user", "backend heap KiB/user", "CPU % (idle)"},
 		Baseline: "BFF (this project)",
 	}
 	type variant struct {
@@ -339,6 +340,8 @@ func usersVariant(ctx context.Context, e *env, k kind, procs, n int, hold time.D
 		before[srv.name], _ = sampleProc(srv.pid())
 	}
 	c := newHTTPClient(nil)
+	beStack0, beHeap0, beGoroutines0 := goMemory(c, be.url)
+	c.CloseIdleConnections()
 	// The one job the worker takes: every user's export waits behind it.
 	bt := target{kind: kindBackend, url: be.url, backend: be.url}
 	blocker, err := create(ctx, c, bt, createReq{Rows: 100, DurationMs: 3_600_000}, "")
@@ -399,7 +402,7 @@ func usersVariant(ctx context.Context, e *env, k kind, procs, n int, hold time.D
 
 	peak := map[string]procSample{}
 	var conns int
-	var upstreams float64
+	var upstreams, beStack, beHeap, beGoroutines float64
 	res, usages, err := runIdle(ctx, groups, hold, func() {
 		time.Sleep(2 * time.Second) // let the servers settle (GC) before reading their RSS
 		for _, srv := range all {
@@ -414,7 +417,10 @@ func usersVariant(ctx context.Context, e *env, k kind, procs, n int, hold time.D
 			grabProfile(tag+"-bff-heap.pprof", "heap", 30*time.Second)
 			grabProfile(tag+"-bff-goroutine.txt", "goroutine?debug=1", 30*time.Second)
 		}
-		upstreams = upstreamsOpen(newHTTPClient(nil), be.url)
+		mc := newHTTPClient(nil)
+		upstreams = upstreamsOpen(mc, be.url)
+		beStack, beHeap, beGoroutines = goMemory(mc, be.url)
+		mc.CloseIdleConnections()
 	})
 	if err != nil {
 		return nil, err
@@ -447,6 +453,10 @@ func usersVariant(ctx context.Context, e *env, k kind, procs, n int, hold time.D
 		"upstream streams":          upstreams,
 		"CPU % (idle)":              cpu + usages[be.name].CPUPercent,
 		"streams opened/s":          float64(res.Opened) / res.OpenSeconds,
+		// Where the backend's share of a user goes (Go's own figures).
+		"backend stack KiB/user":  (beStack - beStack0) / 1024 / users,
+		"backend heap KiB/user":   (beHeap - beHeap0) / 1024 / users,
+		"backend goroutines/user": (beGoroutines - beGoroutines0) / users,
 	}
 	if len(relays) > 0 {
 		m["relay KiB/user"] = float64(relayGrew) / users
@@ -461,6 +471,12 @@ func usersVariant(ctx context.Context, e *env, k kind, procs, n int, hold time.D
 		row.Notes = append(row.Notes, "first error: "+res.FirstError)
 	}
 	return row, nil
+}
+
+// goMemory reads a Go server's stack and heap in use and its goroutines
+// from its /metrics.
+func goMemory(c *http.Client, url string) (stack, heap, goroutines float64) {
+	return metric(c, url, "go_memstats_stack_inuse_bytes"), metric(c, url, "go_memstats_heap_inuse_bytes"), metric(c, url, "go_goroutines")
 }
 
 // establishedTo counts the TCP connections established to url's port on

@@ -118,9 +118,9 @@ func ordered[T any](e *env, vs []T) []T {
 	return r
 }
 
-// relayStagger spreads the relay's jobs evenly over one progress interval.
-func relayStagger(durationMs, jobs int) time.Duration {
-	interval := max(time.Duration(durationMs)*time.Millisecond/100, 100*time.Millisecond)
+// relayStagger spreads jobs' starts evenly over one progress interval.
+func relayStagger(rows, durationMs, jobs int) time.Duration {
+	_, interval := progressEvents(rows, durationMs)
 	return interval / time.Duration(max(jobs, 1))
 }
 
@@ -474,7 +474,7 @@ func scenarioRelay(ctx context.Context, e *env) (*Scenario, error) {
 		Setup: fmt.Sprintf("%d subscribers on %d codes (%d each), jobs of %d rows over %d ms (%s), started %s apart as independent exports would be; "+
 			"latency = receipt − the job's updatedAt (backend clock, same machine), only events emitted after every subscriber was connected. "+
 			"CPU µs/delivery = the relay process's CPU (the backend's for \"backend direct\") / deliveries.",
-			sz.jobs*sz.subs, sz.jobs, sz.subs, sz.rows, sz.durationMs, eventRate(sz.rows, sz.durationMs), relayStagger(sz.durationMs, sz.jobs)),
+			sz.jobs*sz.subs, sz.jobs, sz.subs, sz.rows, sz.durationMs, eventRate(sz.rows, sz.durationMs), relayStagger(sz.rows, sz.durationMs, sz.jobs)),
 		Columns:  []string{"p50 ms", "p99 ms", "max ms", "received/s", "upstream conns", "CPU µs/delivery", "relay RSS MiB", "errors", "reconnects"},
 		Baseline: "BFF (this project)",
 		curves:   map[string]latencies{},
@@ -510,7 +510,7 @@ func scenarioRelay(ctx context.Context, e *env) (*Scenario, error) {
 			t.url = relay.url
 		}
 		res, err := phase{t: t, jobs: sz.jobs, subsPerJob: sz.subs, req: req, sameOwner: true,
-			monitor: []*server{be, relay}, relay: relay, backend: be, gated: true, stagger: relayStagger(sz.durationMs, sz.jobs)}.run(ctx)
+			monitor: []*server{be, relay}, relay: relay, backend: be, gated: true, stagger: relayStagger(sz.rows, sz.durationMs, sz.jobs)}.run(ctx)
 		relay.stop()
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", v.name, err)
@@ -573,29 +573,27 @@ func (sh spreadShape) name() string {
 func scenarioSpread(ctx context.Context, e *env) (*Scenario, error) {
 	s := &Scenario{
 		Name: "spread: many users, each its own session and export",
-		Setup: "each job created in its own BFF session and watched through the BFF by its subscribers (1 for the real shape). " +
-			"floor: the same number of streams at the same rate from a plain net/http SSE server (bench plain-server: snapshots from memory, no store, no relay), read by the same subscribers. " +
+		Setup: "each job created in its own BFF session and watched through the BFF by its subscribers (1 for the real shape); the jobs start a progress interval ÷ jobs apart, as independent exports do. " +
+			"backend direct: the same jobs read on the backend's per-job streams (no relay). " +
+			"floor: the same number of streams at the same rate from a plain net/http SSE server (bench plain-server: snapshots from memory, no store, no relay, each stream starting at a random point of one interval), read by the same subscribers. " +
 			"received/s = deliveries / first receipt → last; steady = the median whole second between, binned by receipt time.",
 		Columns: []string{"p50 ms", "p99 ms", "max ms", "received/s", "steady received/s", "events/sub min", "events/sub max", "upstream conns", "CPU µs/delivery", "relay CPU s", "backend CPU s", "loadgen CPU s", "relay RSS MiB", "errors", "connect s"},
 		curves:  map[string]latencies{},
 	}
 	type variant struct {
 		shape spreadShape
-		floor bool
+		via   spreadVia
 	}
 	var variants []variant
 	for _, sh := range e.size.spread {
-		variants = append(variants, variant{sh, false})
+		variants = append(variants, variant{sh, viaBFF})
 		if sh.subs == 1 {
-			variants = append(variants, variant{sh, true})
+			variants = append(variants, variant{sh, viaBackend}, variant{sh, viaFloor})
 		}
 	}
 	for _, v := range ordered(e, variants) {
-		name := "BFF, " + v.shape.name()
-		if v.floor {
-			name = "floor: plain Go server, " + v.shape.name()
-		}
-		res, relay, be, err := spreadPhase(ctx, e, v.shape, v.floor)
+		name := []string{"BFF, ", "backend direct, ", "floor: plain Go server, "}[v.via] + v.shape.name()
+		res, relay, be, err := spreadPhase(ctx, e, v.shape, v.via)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
@@ -606,11 +604,21 @@ func scenarioSpread(ctx context.Context, e *env) (*Scenario, error) {
 	return s, nil
 }
 
-// spreadPhase runs one shape on fresh processes: the backend and the BFF,
-// or the floor server alone.
-func spreadPhase(ctx context.Context, e *env, sh spreadShape, floor bool) (phaseResult, *server, *server, error) {
+// spreadVia is what the spread's subscribers read.
+type spreadVia int
+
+const (
+	viaBFF     spreadVia = iota // the BFF in front of the backend
+	viaBackend                  // the backend's per-job streams directly
+	viaFloor                    // the plain Go server
+)
+
+// spreadPhase runs one shape on fresh processes. The jobs start a
+// progress interval ÷ jobs apart, as independent exports do: the floor
+// server starts its streams at random points of one interval.
+func spreadPhase(ctx context.Context, e *env, sh spreadShape, via spreadVia) (phaseResult, *server, *server, error) {
 	req := createReq{Rows: sh.rows, DurationMs: sh.durationMs}
-	if floor {
+	if via == viaFloor {
 		events, interval := progressEvents(sh.rows, sh.durationMs)
 		srv, err := e.plain(ctx, "spread-floor", events, interval)
 		if err != nil {
@@ -627,7 +635,14 @@ func spreadPhase(ctx context.Context, e *env, sh spreadShape, floor bool) (phase
 	}
 	defer be.stop()
 	// With BENCH_BACKEND_PPROF: the backend's CPU while the jobs generate.
-	go grabProfileFrom(backendPprofAddr, fmt.Sprintf("spread-%d-backend-cpu.pprof", sh.jobs), fmt.Sprintf("profile?seconds=%d", sh.durationMs/1000), time.Minute)
+	go grabProfileFrom(backendPprofAddr, fmt.Sprintf("spread-%d-%d-backend-cpu.pprof", sh.jobs, via), fmt.Sprintf("profile?seconds=%d", sh.durationMs/1000), time.Minute)
+	p := phase{jobs: sh.jobs, subsPerJob: sh.subs, req: req, backend: be, monitor: []*server{be}, gated: true,
+		stagger: relayStagger(sh.rows, sh.durationMs, sh.jobs)}
+	if via == viaBackend {
+		p.t = target{name: "backend", kind: kindBackend, url: be.url, backend: be.url}
+		res, err := p.run(ctx)
+		return res, nil, be, err
+	}
 	bff, err := e.bff(ctx, "spread-bff", be.url)
 	if err != nil {
 		return phaseResult{}, nil, nil, err
@@ -635,9 +650,9 @@ func spreadPhase(ctx context.Context, e *env, sh spreadShape, floor bool) (phase
 	defer bff.stop()
 	// With BENCH_BFF_PPROF: the BFF's CPU while it relays.
 	go grabProfile(fmt.Sprintf("spread-%d-bff-cpu.pprof", sh.jobs), fmt.Sprintf("profile?seconds=%d", sh.durationMs/1000), time.Minute)
-	t := target{name: "BFF", kind: kindBFF, url: bff.url, backend: be.url}
-	res, err := phase{t: t, jobs: sh.jobs, subsPerJob: sh.subs, req: req,
-		monitor: []*server{be, bff}, relay: bff, backend: be, gated: true}.run(ctx)
+	p.t = target{name: "BFF", kind: kindBFF, url: bff.url, backend: be.url}
+	p.monitor, p.relay = append(p.monitor, bff), bff
+	res, err := p.run(ctx)
 	return res, bff, be, err
 }
 
