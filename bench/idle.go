@@ -278,7 +278,7 @@ func scenarioUsers(ctx context.Context, e *env) (*Scenario, error) {
 		Name: "idle users: each its own session, export and stream",
 		Setup: fmt.Sprintf("N users, each creating one export in a session of its own (held PENDING behind one long job on a 1-worker backend, in memory) and holding one stream of it for %s with a 5 s heartbeat, "+
 			"opened by load-generator child processes of ≤ %d raw connections each. KiB/user = RSS growth ÷ users, from before the first export to every stream open (the export's record included; \"of which creates\" is the growth by the time every export is created, before any stream); "+
-			"FDs/user = the relays' open files ÷ users; backend conns = TCP connections established to the backend with every stream open; upstream streams = event streams the backend had open then; streams opened/s = users ÷ the time from the first stream request to the last stream open; the backend's goroutines, stack and heap in use per user are Go's own figures (its /metrics), their growth over the same span. "+
+			"FDs/user = the relays' open files ÷ users; backend conns = TCP connections the relays (without one: the browsers) had established to the backend with every stream open; upstream streams = event streams the backend had open then; streams opened/s = users ÷ the time from the first stream request to the last stream open; the backend's goroutines, stack and heap in use per user are Go's own figures (its /metrics), their growth over the same span. "+
 			"Fresh processes for each row.", sz.hold, perWorker),
 		Columns: []string{"users", "opened", "failed", "ended early", "relay KiB/user", "backend KiB/user", "total KiB/user", "of which creates KiB/user",
 			"relay FDs/user", "relay FDs (largest)", "backend conns", "upstream streams", "streams opened/s", "backend goroutines/user", "backend stack KiB/user", "backend heap KiB/user", "CPU % (idle)"},
@@ -408,7 +408,11 @@ func usersVariant(ctx context.Context, e *env, k kind, procs, n int, hold time.D
 		for _, srv := range all {
 			peak[srv.name], _ = sampleProc(srv.pid())
 		}
-		conns = establishedTo(be.url)
+		var pids []int // the relays', or (none) every process's: the browsers'
+		for _, r := range relays {
+			pids = append(pids, r.pid())
+		}
+		conns = connectionsTo(be.url, pids...)
 		// With BENCH_*_PPROF: where a user's memory goes.
 		tag := fmt.Sprintf("users-%d-%d", n, procs)
 		grabProfileFrom(backendPprofAddr, tag+"-backend-heap.pprof", "heap", 30*time.Second)
@@ -479,9 +483,10 @@ func goMemory(c *http.Client, url string) (stack, heap, goroutines float64) {
 	return metric(c, url, "go_memstats_stack_inuse_bytes"), metric(c, url, "go_memstats_heap_inuse_bytes"), metric(c, url, "go_goroutines")
 }
 
-// establishedTo counts the TCP connections established to url's port on
-// loopback (the kernel's table: every process of this machine).
-func establishedTo(url string) int {
+// connectionsTo counts the TCP connections the processes pids have
+// established to url's port: their sockets (/proc/<pid>/fd) matched
+// against the kernel's table by inode; every process's when pids is empty.
+func connectionsTo(url string, pids ...int) int {
 	_, port, err := net.SplitHostPort(strings.TrimPrefix(url, "http://"))
 	if err != nil {
 		return -1
@@ -489,6 +494,21 @@ func establishedTo(url string) int {
 	p, err := strconv.Atoi(port)
 	if err != nil {
 		return -1
+	}
+	inodes := map[string]bool{}
+	for _, pid := range pids {
+		dir := fmt.Sprintf("/proc/%d/fd", pid)
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return -1
+		}
+		for _, e := range entries {
+			if l, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil {
+				if inode, ok := strings.CutPrefix(l, "socket:["); ok {
+					inodes[strings.TrimSuffix(inode, "]")] = true
+				}
+			}
+		}
 	}
 	want := fmt.Sprintf(":%04X", p)
 	n := 0
@@ -499,8 +519,8 @@ func establishedTo(url string) int {
 		}
 		for _, l := range strings.Split(string(b), "\n")[1:] {
 			f := strings.Fields(l)
-			// local address, remote address, state (01 = ESTABLISHED)
-			if len(f) > 3 && strings.HasSuffix(f[1], want) && f[3] == "01" {
+			// remote address, state (01 = ESTABLISHED), inode
+			if len(f) > 9 && strings.HasSuffix(f[2], want) && f[3] == "01" && (len(pids) == 0 || inodes[f[9]]) {
 				n++
 			}
 		}

@@ -155,7 +155,7 @@ func scenarioReplicas(ctx context.Context, e *env) (*Scenario, error) {
 		}
 		logf("  %s: p50 %.2f ms p99 %.2f ms, %.0f deliveries/s, %v upstreams, %v errors", name, m["p50 ms"], m["p99 ms"], m["received/s"], m["upstream conns"], m["errors"])
 	}
-	verdict := "one upstream per job per BFF holding subscribers of it, at every N: "
+	verdict := "one multiplexed upstream per BFF, at every N: "
 	if upstreamsHeld {
 		verdict += "met"
 	} else {

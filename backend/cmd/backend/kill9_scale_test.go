@@ -413,15 +413,16 @@ func kill9AndRestart(t *testing.T, proc *exec.Cmd, url string, args func(addr st
 	return restarted, killed
 }
 
-// The full size for a backend crash: 100 exports generating at
-// once, each watched by ten streams (nine per-job, one multiplexed), 1,000
-// in all.
-func TestKill9OfTheBackendUnder100JobsAnd1000SubscribersLosesNothing(t *testing.T) {
-	needFileDescriptors(t, 4096) // 1,000 streams: one socket each in this process and in the BFF
-	load := killLoad{jobs: 100, perJob: 9, multiplex: 1, rows: 2000, durationMs: 8000}
+// killSingleBackend runs load through the real BFF on one backend (its
+// own data directory, a worker per export), and once every export is
+// generating calls beforeKill, kills the backend with SIGKILL, restarts it
+// on the same address and directory, and checks that every stream went on
+// to one COMPLETED; it returns the backend's URL.
+func killSingleBackend(t *testing.T, load killLoad, progressInterval string, beforeKill func(backendURL string)) string {
+	t.Helper()
 	dir := t.TempDir()
 	backendArgs := func(addr string) []string {
-		return []string{"-addr", addr, "-data-dir", dir, "-workers", strconv.Itoa(load.jobs), "-progress-interval", "250ms"}
+		return []string{"-addr", addr, "-data-dir", dir, "-workers", strconv.Itoa(load.jobs), "-progress-interval", progressInterval}
 	}
 	backend, backendURL := startProcess(t, binary, backendArgs("127.0.0.1:0")...)
 	_, bffURL := startBFF(t, backendURL)
@@ -431,9 +432,19 @@ func TestKill9OfTheBackendUnder100JobsAnd1000SubscribersLosesNothing(t *testing.
 	if n := backendJobs(t, backendURL, "IN_PROGRESS"); n != float64(load.jobs) {
 		t.Fatalf("%v exports IN_PROGRESS before the kill, want %d (the exports are too short for this machine?)", n, load.jobs)
 	}
+	beforeKill(backendURL)
 	_, killed := kill9AndRestart(t, backend, backendURL, backendArgs)
 	run.finish(t, killed, 45*time.Second)
 	checkAllCompleted(t, backendURL, load.jobs)
+	return backendURL
+}
+
+// The full size for a backend crash: 100 exports generating at
+// once, each watched by ten streams (nine per-job, one multiplexed), 1,000
+// in all.
+func TestKill9OfTheBackendUnder100JobsAnd1000SubscribersLosesNothing(t *testing.T) {
+	needFileDescriptors(t, 4096) // 1,000 streams: one socket each in this process and in the BFF
+	killSingleBackend(t, killLoad{jobs: 100, perJob: 9, multiplex: 1, rows: 2000, durationMs: 8000}, "250ms", func(string) {})
 }
 
 // One code per session, 1,000 sessions: 1,000 codes subscribed on the BFF's
@@ -448,31 +459,17 @@ func TestKill9OfTheBackendUnder100JobsAnd1000SubscribersLosesNothing(t *testing.
 // tells a resubscription from the stream's seq from one from 0.
 func TestKill9OfTheBackendWith1000CodesOnTheBFFsOneUpstreamResumesEveryStreamFromItsSeq(t *testing.T) {
 	needFileDescriptors(t, 4096) // 1,000 streams here and in the BFF; 1,000 files being written in the backend
-	load := killLoad{jobs: 1000, perJob: 1, rows: 400, durationMs: 15000}
-	dir := t.TempDir()
-	backendArgs := func(addr string) []string {
-		return []string{"-addr", addr, "-data-dir", dir, "-workers", strconv.Itoa(load.jobs), "-progress-interval", "1s"}
-	}
-	backend, backendURL := startProcess(t, binary, backendArgs("127.0.0.1:0")...)
-	_, bffURL := startBFF(t, backendURL)
-	run := load.start(t, bffURL)
-	run.underWay(t, 30*time.Second)
-
-	// Every export generating, every code subscribed, all on one stream.
-	if n := backendJobs(t, backendURL, "IN_PROGRESS"); n != float64(load.jobs) {
-		t.Fatalf("%v exports IN_PROGRESS before the kill, want %d (the exports are too short for this machine?)", n, load.jobs)
-	}
-	checkMetric(t, backendURL, "exportstream_backend_mux_streams_open", 1)
-	checkMetric(t, backendURL, "exportstream_backend_mux_subscriptions_active", float64(load.jobs))
-
-	_, killed := kill9AndRestart(t, backend, backendURL, backendArgs)
-	run.finish(t, killed, 40*time.Second)
-	checkAllCompleted(t, backendURL, load.jobs)
+	const codes = 1000
+	backendURL := killSingleBackend(t, killLoad{jobs: codes, perJob: 1, rows: 400, durationMs: 15000}, "1s", func(backendURL string) {
+		// Every code subscribed, all on one stream.
+		checkMetric(t, backendURL, "exportstream_backend_mux_streams_open", 1)
+		checkMetric(t, backendURL, "exportstream_backend_mux_subscriptions_active", codes)
+	})
 	// The BFF came back with one stream, opened once, and subscribed every
 	// code on it once.
 	checkMetric(t, backendURL, "exportstream_backend_mux_streams_open", 1)
 	checkMetric(t, backendURL, "exportstream_backend_mux_streams_opened_total", 1)
-	checkMetric(t, backendURL, "exportstream_backend_mux_subscribed_total", float64(load.jobs))
+	checkMetric(t, backendURL, "exportstream_backend_mux_subscribed_total", codes)
 }
 
 // The same in Redis mode, with the upstream and the jobs on different
