@@ -143,7 +143,7 @@ bench/baselines/node_modules/.package-lock.json: bench/baselines/package-lock.js
 BENCH_DEPS := build-go
 BENCH_RUNS ?= 3 bench/baselines/node_modules/.package-lock.json
 
-bench: $(BENCH_DEPS) ## short benchmarks (≤ 3 min): bench/results/<date>.json and latency-cdf.svg (see BENCHMARKS.md)
+bench: $(BENCH_DEPS) ## short benchmarks, one run (~5 min): bench/results/<date>.json and latency-cdf.svg (see BENCHMARKS.md)
 	go run ./bench -size short -out bench/results
 
 bench-full: $(BENCH_DEPS) ## the full sizes, 3 runs with the variants' order alternated (19,900 idle users in one BFF, 50,000 in three, spread 1,000×10/s and 10,000×1/s, 10,000 fan-out, 1/2/4 replicas) and the Go micro-benchmarks ×6

@@ -1,11 +1,14 @@
 // Command bench is exportstream's load generator and benchmark harness: it
 // starts the real backend and BFF binaries (and the seed's Express relay,
-// the baseline in baselines/), runs the scenarios of issue 8 against them
-// on loopback, samples their RSS and CPU from /proc, and writes the
-// results as JSON, a Markdown table per scenario and a latency CDF (SVG).
+// the baseline in baselines/, and a plain Go SSE server as the floor),
+// runs the scenarios against them on loopback, samples their RSS and CPU
+// from /proc, and writes the results as JSON, a Markdown table per
+// scenario and a latency CDF (SVG). With -runs N every scenario runs N
+// times, its variants' order reversed on every other run, and the tables
+// show medians with the lowest and highest.
 //
-//	go run ./bench -size short   # make bench
-//	go run ./bench -size full    # make bench-full
+//	go run ./bench -size short            # make bench
+//	go run ./bench -size full -runs 3     # make bench-full
 //	go run ./bench -size smoke   # make bench-smoke: seconds, keeps the harness from rotting
 //
 // Only 127.0.0.0/8 is ever dialled; connections come from 127.0.0.2–201 in
@@ -155,7 +158,7 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	size := fs.String("size", "short", "smoke, short (make bench, ≤ 3 min) or full (make bench-full)")
+	size := fs.String("size", "short", "smoke, short (make bench, ~5 min) or full (make bench-full, ~16 min a run)")
 	binDir := fs.String("bin", "bin", "directory of the backend and bff binaries (make build-go)")
 	out := fs.String("out", "bench/results", "directory for <date>.json, <date>.md and latency-cdf.svg")
 	baselines := fs.String("baselines", "bench/baselines", "the Express baseline (needs npm ci there)")

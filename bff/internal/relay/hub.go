@@ -355,11 +355,14 @@ func (h *Hub) deliver(data string) {
 	}
 }
 
-// publish fans ev out to t's subscribers under t's lock only.
+// publish fans ev out to t's subscribers under t's lock only. An event
+// whose seq is not above the highest relayed is one the topic has had: a
+// resubscription that races an event already on the wire brings the
+// current snapshot again. It is dropped, so no browser sees a seq twice.
 func (t *topic) publish(ev Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed {
+	if t.closed || ev.Seq > 0 && ev.Seq <= t.seq {
 		return
 	}
 	if ev.Seq > t.seq {

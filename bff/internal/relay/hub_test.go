@@ -437,6 +437,26 @@ func TestAResumingSubscriberDoesNotGetTheEventItHadAgain(t *testing.T) {
 	}
 }
 
+// A resubscription that races an event already on the wire gets the
+// current snapshot again from the backend (its seq is above the seq the
+// call was made from): the topic relays it once. Found by the fault
+// campaign (seed 1, topology A: "seq 3 after 3" on one connection).
+func TestASnapshotTheBackendSendsTwiceReachesTheSubscriberOnce(t *testing.T) {
+	b := relaytest.New(t)
+	h, _ := newHub(t, b, Config{Calls: 1})
+	s := h.Subscribe("o", "c", 0, nil)
+	defer s.Close()
+	conn := b.NextStream(t)
+	b.NextCall(t)
+	waitSubscribed(t, h, "o", "c")
+	conn.Envelope(relaytest.Snapshot("o", "c", 2, "IN_PROGRESS"), relaytest.Snapshot("o", "c", 3, "IN_PROGRESS"),
+		relaytest.Snapshot("o", "c", 3, "IN_PROGRESS"), relaytest.Snapshot("o", "c", 2, "IN_PROGRESS"),
+		relaytest.Snapshot("o", "c", 4, "COMPLETED"))
+	if evs := drainAll(t, s); !reflect.DeepEqual(seqs(evs), []int64{2, 3, 4}) {
+		t.Errorf("got seqs %v, want 2, 3, 4 once each", seqs(evs))
+	}
+}
+
 func TestEventsReachTheSubscriberAsTheBackendSentThem(t *testing.T) {
 	job := `{"code":"c","status":"IN_PROGRESS","seq":3}`
 	tests := []struct {
