@@ -444,7 +444,7 @@ func killSingleBackend(t *testing.T, load killLoad, progressInterval string, bef
 // in all.
 func TestKill9OfTheBackendUnder100JobsAnd1000SubscribersLosesNothing(t *testing.T) {
 	needFileDescriptors(t, 4096) // 1,000 streams: one socket each in this process and in the BFF
-	killSingleBackend(t, killLoad{jobs: 100, perJob: 9, multiplex: 1, rows: 2000, durationMs: 8000}, "250ms", func(string) {})
+	killSingleBackend(t, killLoad{jobs: 100, perJob: 9, multiplex: 1, rows: 2000, durationMs: 15000}, "250ms", func(string) {})
 }
 
 // One code per session, 1,000 sessions: 1,000 codes subscribed on the BFF's
