@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -226,7 +227,7 @@ func scenarioIdle(ctx context.Context, e *env) (*Scenario, error) {
 		line := strings.TrimPrefix(eventsURL(t, j.code), t.url) + "\t" + header
 		before, _ := sampleProc(srv.pid())
 		var peak procSample
-		res, usages, err := runIdle(ctx, []idleGroup{{srv, repeat(line, v.n)}}, sz.hold, func() {
+		res, usages, err := runIdle(ctx, []idleGroup{{srv, slices.Repeat([]string{line}, v.n)}}, sz.hold, func() {
 			time.Sleep(2 * time.Second) // let the server settle (GC) before reading its RSS
 			peak, _ = sampleProc(srv.pid())
 			if v.kind == kindBFF {
@@ -257,14 +258,6 @@ func scenarioIdle(ctx context.Context, e *env) (*Scenario, error) {
 		logf("  %s: %d/%d open, %.1f KiB/stream, %d ended early", v.name, res.Opened, v.n, row.Metrics["RSS/stream KiB"], res.EndedEarly)
 	}
 	return s, nil
-}
-
-func repeat(line string, n int) []string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = line
-	}
-	return out
 }
 
 // scenarioUsers: the real shape of idle load: N users, each its own
