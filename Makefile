@@ -140,8 +140,8 @@ chaos-short: build-go ## two fixed seeds of the campaign, 20 s of faults each, o
 bench/baselines/node_modules/.package-lock.json: bench/baselines/package-lock.json
 	cd bench/baselines && npm ci --no-audit --no-fund
 
-BENCH_DEPS := build-go
-BENCH_RUNS ?= 3 bench/baselines/node_modules/.package-lock.json
+BENCH_DEPS := build-go bench/baselines/node_modules/.package-lock.json
+BENCH_RUNS ?= 3
 
 bench: $(BENCH_DEPS) ## short benchmarks, one run (~5 min): bench/results/<date>.json and latency-cdf.svg (see BENCHMARKS.md)
 	go run ./bench -size short -out bench/results

@@ -291,8 +291,16 @@ func scenarioUsers(ctx context.Context, e *env) (*Scenario, error) {
 	if e.node && sz.express > 0 {
 		variants = append(variants, variant{"Express relay (seed baseline: one upstream per user)", sz.express, kindExpress, 1})
 	}
+	const floor = "floor: a plain net/http SSE server (no store, no session, no relay)"
+	variants = append(variants, variant{floor, sz.bff, kindBackend, -1})
 	for _, v := range ordered(e, variants) {
-		row, err := usersVariant(ctx, e, v.kind, v.procs, v.n, sz.hold)
+		var row *Row
+		var err error
+		if v.name == floor {
+			row, err = usersFloor(ctx, e, v.n, sz.hold)
+		} else {
+			row, err = usersVariant(ctx, e, v.kind, v.procs, v.n, sz.hold)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", v.name, err)
 		}
@@ -303,6 +311,47 @@ func scenarioUsers(ctx context.Context, e *env) (*Scenario, error) {
 			v.name, m["opened"], v.n, m["total KiB/user"], m["relay KiB/user"], m["backend KiB/user"], m["backend conns"], m["ended early"])
 	}
 	return s, nil
+}
+
+// usersFloor holds n idle streams on the plain server (bench
+// plain-server, never released): what one Go process pays per open SSE
+// stream of net/http, the floor under a relay's share of a user.
+func usersFloor(ctx context.Context, e *env, n int, hold time.Duration) (*Row, error) {
+	srv, err := e.plain(ctx, "users-plain", 1, time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.stop()
+	before, _ := sampleProc(srv.pid())
+	g := idleGroup{srv: srv, streams: make([]string, n)}
+	for i := range g.streams {
+		g.streams[i] = fmt.Sprintf("/v1/exports/%08d-0000-4000-8000-000000000000/events\t", i)
+	}
+	var peak procSample
+	res, usages, err := runIdle(ctx, []idleGroup{g}, hold, func() {
+		time.Sleep(2 * time.Second) // let the server settle (GC) before reading its RSS
+		peak, _ = sampleProc(srv.pid())
+	})
+	if err != nil {
+		return nil, err
+	}
+	users := float64(max(res.Opened, 1))
+	m := map[string]float64{
+		"users":            float64(n),
+		"opened":           float64(res.Opened),
+		"failed":           float64(res.Failed),
+		"ended early":      float64(res.EndedEarly),
+		"relay KiB/user":   float64(peak.rssKiB-before.rssKiB) / users,
+		"total KiB/user":   float64(peak.rssKiB-before.rssKiB) / users,
+		"relay FDs/user":   float64(peak.fds) / users,
+		"CPU % (idle)":     usages[srv.name].CPUPercent,
+		"streams opened/s": float64(res.Opened) / res.OpenSeconds,
+	}
+	row := &Row{Metrics: m, Usage: usages}
+	if res.FirstError != "" {
+		row.Notes = append(row.Notes, "first error: "+res.FirstError)
+	}
+	return row, nil
 }
 
 // usersVariant runs n idle users against fresh processes: a backend and

@@ -4,8 +4,11 @@
 // each with an owner and the last seq it has, and the stream carries every
 // subscribed code's events, each in an envelope (package envelope).
 //
-// Each subscription is one goroutine running store.Follow, the loop the
-// per-job stream runs too. It never waits for the reader: it leaves its
+// A subscription has no goroutine while it waits: the store wakes it at
+// its job's next change (store.WatchNotify), and a goroutine runs only
+// while it reads the job, keeping store.Follow's contract (the loop the
+// per-job stream runs). So an idle subscription costs a few hundred bytes,
+// not a goroutine's stack. It never waits for the reader: it leaves its
 // latest envelope in the stream's pending set, one per code, which the
 // writer takes in the order the codes first became pending. A newer
 // snapshot replaces an unsent one; nothing replaces an end, since nothing

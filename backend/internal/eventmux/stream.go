@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -12,7 +14,6 @@ import (
 
 	"github.com/exportstream/exportstream/backend/internal/envelope"
 	"github.com/exportstream/exportstream/backend/internal/job"
-	"github.com/exportstream/exportstream/backend/internal/store"
 )
 
 // Stream is one open multiplexed stream: its subscriptions and the
@@ -22,11 +23,11 @@ type Stream struct {
 	hub    *Hub
 	encode Encoder
 
-	// ctx is every subscription's parent: Close, or a failure, cancels it.
+	// ctx bounds every subscription's reads: Close, or a failure, cancels it.
 	ctx    context.Context
 	cancel context.CancelCauseFunc
-	ready  chan struct{} // holds a token when something became pending
-	wg     sync.WaitGroup
+	ready  chan struct{}  // holds a token when something became pending
+	wg     sync.WaitGroup // subscriptions' reads, and receive in Redis mode
 
 	// Redis mode: its channel, and receive's end (once Redis confirmed
 	// the unsubscription, or the channel failed).
@@ -47,18 +48,8 @@ type subKey struct{ owner, code string }
 
 func keyOf(env envelope.Envelope) subKey { return subKey{env.Owner, env.Code} }
 
-// subscription is one code's goroutine, told to stop by cancel.
-type subscription struct {
-	cancel context.CancelFunc
-}
-
-var (
-	// errClosed is the cause of a stream's end by Close.
-	errClosed = errors.New("event stream closed")
-	// errSuperseded stops a subscription's goroutine whose subscription
-	// was replaced or removed.
-	errSuperseded = errors.New("subscription superseded")
-)
+// errClosed is the cause of a stream's end by Close.
+var errClosed = errors.New("event stream closed")
 
 func newStream(h *Hub, id string, encode Encoder) *Stream {
 	ctx, cancel := context.WithCancelCause(context.Background())
@@ -100,9 +91,9 @@ func (s *Stream) Take(into []envelope.Envelope) []envelope.Envelope {
 	return into
 }
 
-// Close ends the stream: its subscriptions' goroutines (and, in Redis
-// mode, its channel's) have all returned when Close does, and no call
-// reaches it any more (404).
+// Close ends the stream: the store wakes none of its subscriptions any
+// more, their reads (and, in Redis mode, its channel's goroutine) have
+// returned when Close does, and no call reaches it any more (404).
 func (s *Stream) Close() {
 	s.mu.Lock()
 	if s.closed {
@@ -110,6 +101,7 @@ func (s *Stream) Close() {
 		return
 	}
 	s.closed = true // calls still arriving answer ErrStreamNotFound
+	subs := slices.Collect(maps.Values(s.subs))
 	s.hub.subscriptions.Add(-int64(len(s.subs)))
 	s.hub.pending.Add(-int64(len(s.pending)))
 	clear(s.subs)
@@ -118,9 +110,14 @@ func (s *Stream) Close() {
 	s.ending = 0
 	s.mu.Unlock()
 	s.cancel(errClosed)
+	for _, sub := range subs {
+		sub.unwatch()
+	}
 	if s.pubsub != nil {
 		s.unlisten()
 	}
+	// No Wake can start a read now (each was unwatched, and a read in
+	// progress finds the stream closed and unwatches itself).
 	s.wg.Wait()
 	s.hub.remove(s.id)
 }
@@ -155,15 +152,14 @@ func (s *Stream) subscribe(code, owner string, after int64) error {
 		}
 		s.hub.subscriptions.Add(1)
 	} else {
-		old.cancel()
+		old.unwatch()
 	}
 	s.dropLocked(k)
-	ctx, cancel := context.WithCancel(s.ctx)
-	sub := &subscription{cancel: cancel}
+	sub := &subscription{s: s, code: code, stored: storedCode(code), owner: owner, after: after, running: true}
 	s.subs[k] = sub
 	s.hub.subscribed.Add(1)
 	s.wg.Add(1)
-	go s.follow(ctx, sub, code, owner, after)
+	go sub.run()
 	return nil
 }
 
@@ -176,7 +172,7 @@ func (s *Stream) unsubscribe(code, owner string) error {
 	}
 	k := subKey{owner, code}
 	if sub, ok := s.subs[k]; ok {
-		sub.cancel()
+		sub.unwatch()
 		delete(s.subs, k)
 		s.hub.subscriptions.Add(-1)
 	}
@@ -233,37 +229,133 @@ func (s *Stream) offer(sub *subscription, env envelope.Envelope) bool {
 	return true
 }
 
-// follow is a subscription's goroutine: it follows the job with
-// store.Follow and leaves each snapshot, then the end, for the writer.
-func (s *Stream) follow(ctx context.Context, sub *subscription, code, owner string, after int64) {
-	defer s.wg.Done()
-	defer sub.cancel()
-	terminalSent := false
-	jobCode, err := job.ParseCode(code)
-	if err == nil {
-		err = store.Follow(ctx, s.hub.cfg.Store, jobCode, owner, after, nil, func(snap job.Job) error {
-			data, err := s.encode(snap)
-			if err != nil {
-				return err
-			}
-			env := envelope.Snapshot(owner, code, strconv.FormatInt(snap.Seq, 10), string(data), snap.Status.Terminal())
-			if !s.offer(sub, env) {
-				return errSuperseded
-			}
-			terminalSent = env.End != ""
-			return nil
-		})
+// subscribed reports whether sub is still its code's subscription.
+func (s *Stream) subscribed(sub *subscription) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.closed && s.subs[subKey{sub.owner, sub.code}] == sub
+}
+
+// subscription is one owner's code on a stream. It has no goroutine of
+// its own while it waits: the store wakes it at the job's next change
+// (store.WatchNotify), and a goroutine runs only while it reads the job
+// and leaves the snapshot for the writer. So an idle subscription costs
+// a few hundred bytes, not a goroutine's stack.
+type subscription struct {
+	s           *Stream
+	code, owner string // as subscribed
+	stored      string // code as the store has it; "" if it is no job code
+	after       int64  // the last seq left for the writer; only run uses it
+
+	mu      sync.Mutex
+	running bool // run is reading
+	again   bool // woken while reading: read once more
+}
+
+// Wake is the store's notification of a change: read the job again, in a
+// goroutine unless one is reading now. It runs with the store's locks held.
+func (sub *subscription) Wake() {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if sub.running {
+		sub.again = true
+		return
 	}
+	sub.running = true
+	sub.s.wg.Add(1)
+	go sub.run()
+}
+
+// run reads until the subscription needs no read (it waits for the store,
+// or it ended).
+func (sub *subscription) run() {
+	defer sub.s.wg.Done()
+	for {
+		done := sub.read()
+		sub.mu.Lock()
+		if done || !sub.again {
+			sub.running = false
+			sub.mu.Unlock()
+			return
+		}
+		sub.again = false
+		sub.mu.Unlock()
+	}
+}
+
+// unwatch stops the store's notifications; the subscription is no longer
+// its code's, or its stream is closed.
+func (sub *subscription) unwatch() {
+	if sub.stored != "" {
+		sub.s.hub.cfg.Store.Unwatch(sub.stored, sub)
+	}
+}
+
+// storedCode is code as the store has it (job.ParseCode's canonical form),
+// or "" if code is no job code.
+func storedCode(code string) string {
+	canonical, err := job.ParseCode(code)
 	switch {
-	case err == nil && !terminalSent:
-		// The job ended at or before after: the caller has its last snapshot.
-		s.offer(sub, envelope.Ended(owner, code, envelope.EndDone))
-	case err == nil:
-	case errors.Is(err, job.ErrNotFound), errors.Is(err, job.ErrInvalidCode):
-		s.offer(sub, envelope.Ended(owner, code, envelope.EndNotFound))
-	case errors.Is(err, errSuperseded), ctx.Err() != nil:
-		// Unsubscribed, replaced, or the stream ended.
-	default:
-		s.fail(fmt.Errorf("follow %s: %w", code, err))
+	case err != nil:
+		return ""
+	case canonical == code:
+		return code // no second copy
 	}
+	return canonical
+}
+
+// read reads the job and leaves a snapshot newer than after (or the end)
+// for the writer. Unless the job ended, the store wakes sub at its next
+// change; done reports that it will not (ended, or no longer subscribed).
+//
+// It keeps store.Follow's contract, which the per-job stream runs: the
+// current snapshot at once, then the latest after each change, the
+// terminal one always; never another owner's data.
+func (sub *subscription) read() (done bool) {
+	s := sub.s
+	if sub.stored == "" {
+		s.offer(sub, envelope.Ended(sub.owner, sub.code, envelope.EndNotFound))
+		return true
+	}
+	snap, err := s.hub.cfg.Store.WatchNotify(s.ctx, sub.stored, sub)
+	switch {
+	case errors.Is(err, job.ErrNotFound):
+		s.offer(sub, envelope.Ended(sub.owner, sub.code, envelope.EndNotFound))
+		return true
+	case err != nil:
+		s.fail(fmt.Errorf("follow %s: %w", sub.code, err)) // nothing if the stream ended
+		return true
+	}
+	ends := snap.Owner != sub.owner || snap.Status.Terminal()
+	if ends {
+		sub.unwatch()
+	}
+	var env envelope.Envelope
+	switch {
+	case snap.Owner != sub.owner:
+		env = envelope.Ended(sub.owner, sub.code, envelope.EndNotFound)
+	case snap.Seq > sub.after:
+		data, err := s.encode(snap)
+		if err != nil {
+			sub.unwatch()
+			s.fail(fmt.Errorf("follow %s: %w", sub.code, err))
+			return true
+		}
+		env = envelope.Snapshot(sub.owner, sub.code, strconv.FormatInt(snap.Seq, 10), string(data), snap.Status.Terminal())
+		sub.after = snap.Seq
+	case ends:
+		// The job ended at or before after: the caller has its last snapshot.
+		env = envelope.Ended(sub.owner, sub.code, envelope.EndDone)
+	default:
+		if !s.subscribed(sub) {
+			sub.unwatch()
+			return true
+		}
+		return false
+	}
+	if !s.offer(sub, env) {
+		sub.unwatch()
+		return true
+	}
+	return ends
 }

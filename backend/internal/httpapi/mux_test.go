@@ -282,7 +282,7 @@ func envJob(t *testing.T, e envelope.Envelope) job.Job {
 }
 
 // muxGoroutines counts the goroutines running eventmux code: streams'
-// subscriptions and channel listeners.
+// subscriptions while they read the store, and channel listeners.
 func muxGoroutines() int {
 	var b bytes.Buffer
 	_ = pprof.Lookup("goroutine").WriteTo(&b, 2)
@@ -432,7 +432,9 @@ func TestSubscribingAgainReplacesTheSubscriptionWithTheNewSeq(t *testing.T) {
 	if n := b.api.Mux.Subscriptions(); n != 1 {
 		t.Errorf("%d subscriptions after three PUTs of one code, want 1", n)
 	}
-	eventually(t, "one goroutine: the replaced subscriptions' have ended", func() bool { return muxGoroutines() == 1 })
+	eventually(t, "one watch in the store and no goroutine: the replaced subscriptions' have ended", func() bool {
+		return b.store.watching() == 1 && muxGoroutines() == 0
+	})
 	next := progress(t, b.store, j.Code, 20)
 	if e := m.next(t); envID(t, e) != next.Seq {
 		t.Errorf("after a change: %s, want %d", show(e), next.Seq)
@@ -451,7 +453,9 @@ func TestUnsubscribingStopsOneCodesEventsWhileAnothersGoOn(t *testing.T) {
 
 	unsubscribe(t, b.url, m.id, gone.Code, "alice")
 	unsubscribe(t, b.url, m.id, storedJob(t, b.store, "alice").Code, "alice") // never subscribed: 204 too
-	eventually(t, "one goroutine: the unsubscribed code's has ended", func() bool { return muxGoroutines() == 1 })
+	eventually(t, "one watch in the store and no goroutine: the unsubscribed code's has ended", func() bool {
+		return b.store.watching() == 1 && muxGoroutines() == 0
+	})
 	var envs []envelope.Envelope
 	for p := 1; p <= 5; p++ {
 		progress(t, b.store, gone.Code, p)
@@ -564,7 +568,7 @@ func TestSubscriptionCallsForAStreamThatIsNotOpenAre404(t *testing.T) {
 			}
 		}
 	}
-	eventually(t, "no eventmux goroutine left", func() bool { return muxGoroutines() == 0 })
+	eventually(t, "no eventmux goroutine and no watch left", func() bool { return muxGoroutines() == 0 && b.store.watching() == 0 })
 	if n := b.api.Mux.Subscriptions(); n != 0 {
 		t.Errorf("%d subscriptions left after the stream closed", n)
 	}

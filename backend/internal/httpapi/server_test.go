@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,7 +29,7 @@ import (
 // testBackend is the real backend handler on a loopback socket.
 type testBackend struct {
 	url   string
-	store store.Store
+	store *watchedStore
 	pool  *worker.Pool
 	api   *httpapi.Server
 }
@@ -52,7 +53,9 @@ func newBackend(t *testing.T, opts ...backendOption) *testBackend {
 	for _, o := range opts {
 		o(&hcfg, &wcfg)
 	}
-	pool, err := worker.New(hcfg.Store, wcfg, log) // an option may have set the store
+	watched := &watchedStore{Store: hcfg.Store, wakers: map[store.Waker]*countedWaker{}} // an option may have set the store
+	hcfg.Store = watched
+	pool, err := worker.New(hcfg.Store, wcfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +68,64 @@ func newBackend(t *testing.T, opts ...backendOption) *testBackend {
 		srv.Close()
 		pool.Close()
 	})
-	return &testBackend{url: srv.URL, store: hcfg.Store, pool: pool, api: api}
+	return &testBackend{url: srv.URL, store: watched, pool: pool, api: api}
+}
+
+// watchedStore is a real store that counts the wakers registered with it
+// (by WatchNotify, until woken or unwatched): what subscriptions leave
+// behind in the store.
+type watchedStore struct {
+	store.Store
+	mu     sync.Mutex
+	wakers map[store.Waker]*countedWaker
+}
+
+// countedWaker is what the wrapped store wakes for w.
+type countedWaker struct {
+	s *watchedStore
+	w store.Waker
+}
+
+func (c *countedWaker) Wake() {
+	c.s.mu.Lock()
+	if c.s.wakers[c.w] == c {
+		delete(c.s.wakers, c.w)
+	}
+	c.s.mu.Unlock()
+	c.w.Wake()
+}
+
+func (s *watchedStore) WatchNotify(ctx context.Context, code string, w store.Waker) (job.Job, error) {
+	c := &countedWaker{s: s, w: w}
+	s.mu.Lock()
+	s.wakers[w] = c
+	s.mu.Unlock()
+	j, err := s.Store.WatchNotify(ctx, code, c)
+	if err != nil {
+		s.mu.Lock()
+		if s.wakers[w] == c {
+			delete(s.wakers, w)
+		}
+		s.mu.Unlock()
+	}
+	return j, err
+}
+
+func (s *watchedStore) Unwatch(code string, w store.Waker) {
+	s.mu.Lock()
+	c, ok := s.wakers[w]
+	delete(s.wakers, w)
+	s.mu.Unlock()
+	if ok {
+		s.Store.Unwatch(code, c)
+	}
+}
+
+// watching is how many wakers the store holds.
+func (s *watchedStore) watching() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.wakers)
 }
 
 func createExport(t *testing.T, base, body string) (job.Job, *http.Response) {

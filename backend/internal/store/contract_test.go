@@ -180,6 +180,51 @@ var contract = []struct {
 		}
 		waitClosed(t, changed, "after a deletion")
 	}},
+	{"watch notify wakes once at the next change of its job, at deletion, and never after unwatch", func(t *testing.T, st store.Store) {
+		a := job.New(job.Request{Rows: 100}, "", time.Now().UTC())
+		b := job.New(job.Request{Rows: 100}, "", time.Now().UTC())
+		_, _, _ = st.Create(t.Context(), a, "")
+		_, _, _ = st.Create(t.Context(), b, "")
+		// watchA watches a from its current snapshot, which must be seq.
+		watchA := func(seq int64) *countingWaker {
+			t.Helper()
+			w := newCountingWaker()
+			snap, err := st.WatchNotify(t.Context(), a.Code, w)
+			if err != nil || snap.Seq != seq {
+				t.Fatalf("watch notify: seq %d, %v; want seq %d", snap.Seq, err, seq)
+			}
+			return w
+		}
+		first := watchA(1)
+		// Another job's change does not wake it (b's own waker, woken
+		// after, shows the notification has been through).
+		other := newCountingWaker()
+		_, _ = st.WatchNotify(t.Context(), b.Code, other)
+		_, _ = st.Update(t.Context(), b.Code, setProgress(5))
+		other.wait(t, "after b's update")
+		if n := first.count.Load(); n != 0 {
+			t.Fatalf("woken %d times by another job's change", n)
+		}
+		_, _ = st.Update(t.Context(), a.Code, setProgress(5))
+		first.wait(t, "after an update")
+		// Once: the next change wakes a later watcher, not the first again.
+		second := watchA(2)
+		unwatched := watchA(2)
+		st.Unwatch(a.Code, unwatched)
+		_, _ = st.Update(t.Context(), a.Code, setProgress(6))
+		second.wait(t, "after the second update")
+		if n, m := first.count.Load(), unwatched.count.Load(); n != 1 || m != 0 {
+			t.Errorf("woken %d times (want 1) and after unwatch %d (want 0)", n, m)
+		}
+		deleted := watchA(3)
+		if err := st.Delete(t.Context(), a.Code); err != nil {
+			t.Fatal(err)
+		}
+		deleted.wait(t, "after a deletion")
+		if _, err := st.WatchNotify(t.Context(), a.Code, newCountingWaker()); !errors.Is(err, job.ErrNotFound) {
+			t.Errorf("watch notify of a deleted job: %v, want not found", err)
+		}
+	}},
 	{"list returns only the owner's jobs, newest first", func(t *testing.T, st store.Store) {
 		base := time.Now().UTC()
 		var want []string
@@ -295,6 +340,24 @@ var contract = []struct {
 			t.Error("the tombstone outlived another retention period")
 		}
 	}},
+}
+
+// countingWaker counts its wakes and signals each.
+type countingWaker struct {
+	count atomic.Int64
+	woken chan struct{}
+}
+
+func newCountingWaker() *countingWaker { return &countingWaker{woken: make(chan struct{}, 100)} }
+
+func (w *countingWaker) Wake() {
+	w.count.Add(1)
+	w.woken <- struct{}{}
+}
+
+func (w *countingWaker) wait(t *testing.T, when string) {
+	t.Helper()
+	waitClosed(t, w.woken, when)
 }
 
 func waitClosed(t *testing.T, ch <-chan struct{}, when string) {

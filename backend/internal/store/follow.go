@@ -8,8 +8,9 @@ import (
 	"github.com/exportstream/exportstream/backend/internal/job"
 )
 
-// Follow is the one loop that follows a job for an event stream: the
-// per-job stream and every subscription of the multiplexed stream run it.
+// Follow is the loop that follows a job for a per-job event stream. A
+// subscription of the multiplexed stream keeps the same contract without
+// a goroutine of its own, with WatchNotify (package eventmux).
 //
 // It calls yield with each snapshot of owner's job code whose seq is
 // greater than after, in seq order: the current snapshot at once, then the

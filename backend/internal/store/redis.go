@@ -132,22 +132,29 @@ func (s *Redis) listen() {
 	}
 }
 
-// waiter is one Watch call's channel. Until the watcher has read the job
-// (seq < 0) it records the highest seq notified meanwhile, so a
-// notification older than its snapshot (the create's, say) does not wake
-// it, and a newer one that raced the read is not lost.
+// waiter is one Watch call's channel, or one WatchNotify call's Waker.
+// Until the watcher has read the job (seq < 0) it records the highest seq
+// notified meanwhile, so a notification older than its snapshot (the
+// create's, say) does not wake it, and a newer one that raced the read is
+// not lost.
 type waiter struct {
 	seq, seen int64
-	ch        chan struct{}
-	// stop ends the watch of the watcher's context that drops w when the
-	// watcher stops watching: a stream that ends (or watched a job that
-	// will never change again) leaves nothing behind.
+	ch        chan struct{} // Watch's
+	waker     Waker         // WatchNotify's
+	// stop ends the watch of a Watch caller's context that drops w when
+	// the watcher stops watching: a stream that ends (or watched a job
+	// that will never change again) leaves nothing behind. A Waker's
+	// watcher calls Unwatch instead.
 	stop func() bool
 }
 
-// closeLocked closes w's channel and ends its context watch; s.mu is held.
+// closeLocked wakes w's watcher and ends its context watch; s.mu is held.
 func (w *waiter) closeLocked() {
-	close(w.ch)
+	if w.waker != nil {
+		w.waker.Wake()
+	} else {
+		close(w.ch)
+	}
 	if w.stop != nil {
 		w.stop()
 	}
@@ -188,8 +195,12 @@ func (s *Redis) wakeAll() {
 	}
 }
 
-func (s *Redis) register(code string) *waiter {
-	w := &waiter{seq: -1, ch: make(chan struct{})}
+// register adds a waiter for code: waker's, or with a channel if nil.
+func (s *Redis) register(code string, waker Waker) *waiter {
+	w := &waiter{seq: -1, waker: waker}
+	if waker == nil {
+		w.ch = make(chan struct{})
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.waiters[code] = append(s.waiters[code], w)
@@ -207,11 +218,13 @@ func (s *Redis) settle(ctx context.Context, code string, w *waiter, seq int64) {
 	}
 	if seq >= 0 && w.seen <= seq {
 		w.seq = seq
-		w.stop = context.AfterFunc(ctx, func() { s.drop(code, w) })
+		if w.waker == nil {
+			w.stop = context.AfterFunc(ctx, func() { s.drop(code, w) })
+		}
 		return
 	}
 	if seq >= 0 {
-		close(w.ch)
+		w.closeLocked()
 	}
 	s.removeLocked(code, w)
 }
@@ -223,6 +236,15 @@ func (s *Redis) drop(code string, w *waiter) {
 	if slices.Contains(s.waiters[code], w) {
 		close(w.ch)
 		s.removeLocked(code, w)
+	}
+}
+
+func (s *Redis) Unwatch(code string, waker Waker) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ws := s.waiters[code]
+	if i := slices.IndexFunc(ws, func(w *waiter) bool { return w.waker == waker }); i >= 0 {
+		s.removeLocked(code, ws[i])
 	}
 }
 
@@ -469,7 +491,7 @@ func (s *Redis) Update(ctx context.Context, code string, change func(*job.Job) e
 // Watch registers for notifications before reading, so a change between
 // the read and the wait is never missed.
 func (s *Redis) Watch(ctx context.Context, code string) (job.Job, <-chan struct{}, error) {
-	w := s.register(code)
+	w := s.register(code, nil)
 	j, err := s.Get(ctx, code)
 	if err != nil {
 		s.settle(ctx, code, w, -1)
@@ -477,6 +499,18 @@ func (s *Redis) Watch(ctx context.Context, code string) (job.Job, <-chan struct{
 	}
 	s.settle(ctx, code, w, j.Seq)
 	return j, w.ch, nil
+}
+
+// WatchNotify registers before reading, as Watch does.
+func (s *Redis) WatchNotify(ctx context.Context, code string, waker Waker) (job.Job, error) {
+	w := s.register(code, waker)
+	j, err := s.Get(ctx, code)
+	if err != nil {
+		s.settle(ctx, code, w, -1)
+		return job.Job{}, err
+	}
+	s.settle(ctx, code, w, j.Seq)
+	return j, nil
 }
 
 // load reads the jobs of codes, skipping those deleted meanwhile.

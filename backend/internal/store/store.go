@@ -74,6 +74,13 @@ type Store interface {
 	// next change (or deletion). Watchers re-read after it closes, so a slow
 	// watcher skips intermediate snapshots but never the last one.
 	Watch(ctx context.Context, code string) (job.Job, <-chan struct{}, error)
+	// WatchNotify is Watch for a watcher without a goroutine of its own:
+	// it returns the current snapshot and calls w.Wake once at the job's
+	// next change (or deletion), unless Unwatch(code, w) comes first. On
+	// an error nothing is registered.
+	WatchNotify(ctx context.Context, code string, w Waker) (job.Job, error)
+	// Unwatch cancels w's WatchNotify of code, if it has not woken yet.
+	Unwatch(code string, w Waker)
 	// List returns owner's jobs, newest first.
 	List(ctx context.Context, owner string) ([]job.Job, error)
 	// Delete removes a job. Its idempotency key stays until it expires
@@ -97,6 +104,12 @@ type Store interface {
 	Close() error
 }
 
+// Waker is what WatchNotify wakes. Wake runs with the store's locks held:
+// it must return at once and not call the store.
+type Waker interface {
+	Wake()
+}
+
 // persister writes changes durably; nil in memory mode.
 type persister interface {
 	// putJob writes j with the seq ceiling of its entry (see the package doc).
@@ -115,6 +128,7 @@ type entry struct {
 	job     job.Job
 	key     string // the idempotency key it was created with, if any
 	changed chan struct{}
+	wakers  []Waker // WatchNotify's, woken with changed
 	// ceiling is the highest seq the disk has reserved for this job: a
 	// progress tick up to it may be seen before it is written (durable
 	// store only; see the package doc).
@@ -292,9 +306,19 @@ func (s *jobs) Update(_ context.Context, code string, change func(*job.Job) erro
 		s.mu.Unlock()
 	}
 	e.job = next
-	close(e.changed)
+	e.wake()
 	e.changed = make(chan struct{})
 	return next, nil
+}
+
+// wake tells e's watchers that it changed; e.mu is held.
+func (e *entry) wake() {
+	close(e.changed)
+	for _, w := range e.wakers {
+		w.Wake()
+	}
+	clear(e.wakers)
+	e.wakers = e.wakers[:0]
 }
 
 func (s *jobs) Watch(_ context.Context, code string) (job.Job, <-chan struct{}, error) {
@@ -304,6 +328,30 @@ func (s *jobs) Watch(_ context.Context, code string) (job.Job, <-chan struct{}, 
 	}
 	defer e.mu.Unlock()
 	return e.job, e.changed, nil
+}
+
+func (s *jobs) WatchNotify(_ context.Context, code string, w Waker) (job.Job, error) {
+	e, err := s.lock(code)
+	if err != nil {
+		return job.Job{}, err
+	}
+	defer e.mu.Unlock()
+	e.wakers = append(e.wakers, w)
+	return e.job, nil
+}
+
+func (s *jobs) Unwatch(code string, w Waker) {
+	s.mu.Lock()
+	e, ok := s.entries[code]
+	s.mu.Unlock()
+	if !ok {
+		return // deleted: its watchers were woken
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if i := slices.Index(e.wakers, w); i >= 0 {
+		e.wakers = slices.Delete(e.wakers, i, i+1)
+	}
 }
 
 func (s *jobs) List(_ context.Context, owner string) ([]job.Job, error) {
@@ -361,7 +409,7 @@ func (s *jobs) remove(code string, tomb *tombstone) error {
 		s.progress.forget(code)
 		e.dirty = false
 	}
-	close(e.changed)
+	e.wake()
 	e.changed = nil
 	return nil
 }
