@@ -103,7 +103,7 @@ func floorWrites(ctx context.Context, sockets, rounds, size int, reading bool) (
 	// One locked thread, so its CPU clock counts the writes and nothing else.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	cpu0, all0, t0 := cpuThread(), cpuSelf(), time.Now()
+	cpu0, all0, t0 := cpuThread(), selfCPU(), time.Now()
 	for range rounds {
 		for _, rc := range raws {
 			err := rc.Write(func(fd uintptr) bool {
@@ -133,7 +133,7 @@ func floorWrites(ctx context.Context, sockets, rounds, size int, reading bool) (
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		m["readers' CPU µs/write"] = float64((cpuSelf() - all0 - cpu).Nanoseconds()) / 1e3 / n
+		m["readers' CPU µs/write"] = float64((selfCPU() - all0 - cpu).Nanoseconds()) / 1e3 / n
 	}
 	return m, nil
 }
@@ -143,10 +143,4 @@ func cpuThread() time.Duration {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
 	return time.Duration(ts.Nano())
-}
-
-func cpuSelf() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

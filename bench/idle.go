@@ -450,11 +450,7 @@ func usersVariant(ctx context.Context, e *env, k kind, procs, n int, hold time.D
 		for _, srv := range all {
 			peak[srv.name], _ = sampleProc(srv.pid())
 		}
-		var pids []int // the relays', or (none) every process's: the browsers'
-		for _, r := range relays {
-			pids = append(pids, r.pid())
-		}
-		conns = connectionsTo(be.url, pids...)
+		conns = connectionsTo(be.url, relays)
 		// With BENCH_*_PPROF: where a user's memory goes.
 		tag := fmt.Sprintf("users-%d-%d", n, procs)
 		grabProfileFrom(backendPprofAddr, tag+"-backend-heap.pprof", "heap", 30*time.Second)
@@ -525,21 +521,24 @@ func goMemory(c *http.Client, url string) (stack, heap, goroutines float64) {
 	return metric(c, url, "go_memstats_stack_inuse_bytes"), metric(c, url, "go_memstats_heap_inuse_bytes"), metric(c, url, "go_goroutines")
 }
 
-// connectionsTo counts the TCP connections the processes pids have
-// established to url's port: their sockets (/proc/<pid>/fd) matched
-// against the kernel's table by inode; every process's when pids is empty.
-func connectionsTo(url string, pids ...int) int {
-	_, port, err := net.SplitHostPort(strings.TrimPrefix(url, "http://"))
-	if err != nil {
-		return -1
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil {
+// connectionsTo counts the TCP connections established to the server at
+// url (127.0.0.1:port): those the relays opened, their sockets
+// (/proc/<pid>/fd) matched against the kernel's table by inode, or with no
+// relays every process's (the browsers'). A socket counts only if its peer
+// is url's address and it was not accepted on the relays' or url's own
+// port: a browser's ephemeral port can equal the backend's port number.
+func connectionsTo(url string, relays []*server) int {
+	backend, ok := procNetAddr(url)
+	if !ok {
 		return -1
 	}
 	inodes := map[string]bool{}
-	for _, pid := range pids {
-		dir := fmt.Sprintf("/proc/%d/fd", pid)
+	accepted := map[string]bool{} // the relays' own listening addresses
+	for _, r := range relays {
+		if a, ok := procNetAddr(r.url); ok {
+			accepted[a] = true
+		}
+		dir := fmt.Sprintf("/proc/%d/fd", r.pid())
 		entries, err := os.ReadDir(dir)
 		if err != nil {
 			return -1
@@ -552,22 +551,36 @@ func connectionsTo(url string, pids ...int) int {
 			}
 		}
 	}
-	want := fmt.Sprintf(":%04X", p)
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return -1
+	}
 	n := 0
-	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		b, err := os.ReadFile(table)
-		if err != nil {
+	for _, l := range strings.Split(string(b), "\n")[1:] {
+		// local address, remote address, state (01 = ESTABLISHED), …, inode
+		f := strings.Fields(l)
+		if len(f) <= 9 || f[3] != "01" {
 			continue
 		}
-		for _, l := range strings.Split(string(b), "\n")[1:] {
-			f := strings.Fields(l)
-			// remote address, state (01 = ESTABLISHED), inode
-			if len(f) > 9 && strings.HasSuffix(f[2], want) && f[3] == "01" && (len(pids) == 0 || inodes[f[9]]) {
-				n++
-			}
+		if f[2] == backend && f[1] != backend && !accepted[f[1]] && (len(relays) == 0 || inodes[f[9]]) {
+			n++
 		}
 	}
 	return n
+}
+
+// procNetAddr is url's host:port as /proc/net/tcp writes it (hex, the
+// IPv4 address in host byte order), for 127.0.0.1 URLs.
+func procNetAddr(url string) (string, bool) {
+	host, port, err := net.SplitHostPort(strings.TrimPrefix(url, "http://"))
+	if err != nil || host != "127.0.0.1" {
+		return "", false
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return "", false
+	}
+	return fmt.Sprintf("0100007F:%04X", p), true
 }
 
 func stopAll(srvs []*server) {

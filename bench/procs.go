@@ -113,6 +113,9 @@ type procSample struct {
 	rssKiB  int64
 	cpuTick int64 // utime + stime, in clock ticks
 	fds     int
+	// waited is how long its threads have been runnable but waiting for
+	// a core (schedstat's run delay, summed over the threads alive now).
+	waited time.Duration
 }
 
 // clockTicks is USER_HZ; 100 on every Linux this runs on.
@@ -148,7 +151,43 @@ func sampleProc(pid int) (procSample, error) {
 	if ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err == nil {
 		s.fds = len(ents)
 	}
+	s.waited = runDelay(pid)
 	return s, nil
+}
+
+// runDelay sums the run delay of pid's threads: the time each spent
+// runnable, waiting for a core (/proc/<pid>/task/<tid>/schedstat, 2nd field, ns).
+func runDelay(pid int) time.Duration {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var sum int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) >= 2 {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			sum += n
+		}
+	}
+	return time.Duration(sum)
+}
+
+// cpuPressure is the kernel's "some" CPU pressure so far: the time during
+// which at least one runnable thread waited for a core (/proc/pressure/cpu).
+// ok is false without PSI.
+func cpuPressure() (time.Duration, bool) {
+	b, err := os.ReadFile("/proc/pressure/cpu")
+	if err != nil {
+		return 0, false
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if v, found := strings.CutPrefix(f, "total="); found {
+			us, err := strconv.ParseInt(v, 10, 64)
+			return time.Duration(us) * time.Microsecond, err == nil
+		}
+	}
+	return 0, false
 }
 
 // monitor samples processes every interval until stopped, keeping the
@@ -209,6 +248,8 @@ type usage struct {
 	RSSPeakKiB  int64   `json:"rssPeakKiB"`
 	RSSEndKiB   int64   `json:"rssEndKiB"`
 	FDsEnd      int     `json:"fdsEnd"`
+	// WaitedMsPerS: how long its threads waited for a core, per second.
+	WaitedMsPerS float64 `json:"waitedMsPerS"`
 }
 
 func (m *monitor) stop() map[string]usage {
@@ -224,6 +265,7 @@ func (m *monitor) stop() map[string]usage {
 		u := usage{CPUSeconds: cpu, RSSStartKiB: f.rssKiB, RSSPeakKiB: m.peak[name], RSSEndKiB: l.rssKiB, FDsEnd: l.fds}
 		if wall > 0 {
 			u.CPUPercent = 100 * cpu / wall
+			u.WaitedMsPerS = float64((l.waited - f.waited).Milliseconds()) / wall
 		}
 		out[name] = u
 	}

@@ -216,6 +216,9 @@ type phaseResult struct {
 	usage          map[string]usage
 	connectSeconds float64
 	loadgenCPU     float64 // seconds of CPU the harness itself used (it shares the cores)
+	// pressure: the share of the phase (%) during which some runnable
+	// thread of the machine waited for a core (PSI); NaN without PSI.
+	pressure float64
 }
 
 // run creates the jobs, connects every subscriber (at most 256 connecting
@@ -284,7 +287,9 @@ func (p phase) run(ctx context.Context) (phaseResult, error) {
 	}
 
 	n := p.jobs * p.subsPerJob
-	cpu0 := cpuSelf()
+	cpu0 := selfCPU()
+	pressure0, psi := cpuPressure()
+	began := time.Now()
 	mon := watch(250*time.Millisecond, p.monitor...)
 	startConnect := time.Now()
 	var connected atomic.Int64
@@ -341,7 +346,10 @@ func (p phase) run(ctx context.Context) (phaseResult, error) {
 		}
 	}
 	wg.Wait()
-	res := phaseResult{usage: mon.stop(), connectSeconds: connectSeconds, perSubMin: math.MaxInt, loadgenCPU: (cpuSelf() - cpu0).Seconds()}
+	res := phaseResult{usage: mon.stop(), connectSeconds: connectSeconds, perSubMin: math.MaxInt, loadgenCPU: (selfCPU() - cpu0).Seconds(), pressure: math.NaN()}
+	if pressure1, ok := cpuPressure(); ok && psi {
+		res.pressure = 100 * (pressure1 - pressure0).Seconds() / time.Since(began).Seconds()
+	}
 	res.upstreams = upstreams
 	t0 := allAt.Load()
 	if t0 == 0 {
@@ -437,6 +445,7 @@ func (r phaseResult) row(name string, relay, backend *server) *Row {
 		"CPU µs/delivery": math.NaN(),
 		"relay RSS MiB":   math.NaN(),
 		"loadgen CPU s":   r.loadgenCPU,
+		"CPU pressure %":  r.pressure,
 	}
 	if r.seconds > 0 {
 		m["received/s"] = float64(r.deliveries) / r.seconds
@@ -456,6 +465,12 @@ func (r phaseResult) row(name string, relay, backend *server) *Row {
 	}
 	if u, ok := r.usage[backend.name]; ok && relay != nil {
 		m["backend CPU s"] = u.CPUSeconds
+	}
+	if u, ok := r.usage[proc.name]; ok {
+		m["relay waited ms/s"] = u.WaitedMsPerS
+	}
+	if u, ok := r.usage[backend.name]; ok && relay != nil {
+		m["backend waited ms/s"] = u.WaitedMsPerS
 	}
 	row := &Row{Target: name, Metrics: m, Usage: r.usage}
 	if r.unfinished > 0 {
@@ -576,9 +591,11 @@ func scenarioSpread(ctx context.Context, e *env) (*Scenario, error) {
 		Setup: "each job created in its own BFF session and watched through the BFF by its subscribers (1 for the real shape); the jobs start a progress interval ÷ jobs apart, as independent exports do. " +
 			"backend direct: the same jobs read on the backend's per-job streams (no relay). " +
 			"floor: the same number of streams at the same rate from a plain net/http SSE server (bench plain-server: snapshots from memory, no store, no relay, each stream starting at a random point of one interval), read by the same subscribers. " +
-			"received/s = deliveries / first receipt → last; steady = the median whole second between, binned by receipt time.",
-		Columns: []string{"p50 ms", "p99 ms", "max ms", "received/s", "steady received/s", "events/sub min", "events/sub max", "upstream conns", "CPU µs/delivery", "relay CPU s", "backend CPU s", "loadgen CPU s", "relay RSS MiB", "errors", "connect s"},
-		curves:  map[string]latencies{},
+			"received/s = deliveries / first receipt → last; steady = the median whole second between, binned by receipt time. " +
+			"CPU pressure = the share of the phase during which some runnable thread of the machine waited for a core (the kernel's PSI); waited ms/s = how long a process's threads together were runnable but without a core, per second (schedstat run delay): the queueing that two shared cores add to each delivery.",
+		Columns: []string{"p50 ms", "p99 ms", "max ms", "received/s", "steady received/s", "events/sub min", "events/sub max", "upstream conns", "CPU µs/delivery", "relay CPU s", "backend CPU s", "loadgen CPU s",
+			"CPU pressure %", "relay waited ms/s", "backend waited ms/s", "relay RSS MiB", "errors", "connect s"},
+		curves: map[string]latencies{},
 	}
 	type variant struct {
 		shape spreadShape
