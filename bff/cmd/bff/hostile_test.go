@@ -383,7 +383,9 @@ func TestDownloadsAbandonedMidwayLeakNothingInTheBFFOrTheBackend(t *testing.T) {
 
 // connsTo counts pid's established TCP connections to port on 127.0.0.1
 // (its keep-alive pool to the backend, say), from /proc/net/tcp and the
-// socket inodes among its fds.
+// socket inodes among its fds. A connection pid accepted on one of its
+// own listening ports never counts, even when its peer's ephemeral port
+// happens to be port.
 func connsTo(t *testing.T, pid int, port string) int {
 	t.Helper()
 	p, _ := strconv.Atoi(port)
@@ -391,19 +393,30 @@ func connsTo(t *testing.T, pid int, port string) int {
 	if err != nil {
 		testenv.Missing(t, "/proc, to count a process's connections: %v", err)
 	}
-	inodes := map[string]bool{}
-	for _, line := range strings.Split(string(table), "\n")[1:] {
-		f := strings.Fields(line)
-		// f[2] remote address:port in hex, f[3] state (01 established), f[9] inode
-		if len(f) > 9 && f[3] == "01" && strings.HasSuffix(f[2], fmt.Sprintf(":%04X", p)) {
-			inodes[f[9]] = true
+	mine := map[string]bool{} // pid's socket inodes
+	entries, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, e := range entries {
+		if link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())); err == nil {
+			if inode, ok := strings.CutPrefix(link, "socket:["); ok {
+				mine[strings.TrimSuffix(inode, "]")] = true
+			}
 		}
 	}
-	entries, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	// f[1] local and f[2] remote address:port in hex, f[3] state (01
+	// established, 0A listening), f[9] inode.
+	var rows [][]string
+	listening := map[string]bool{} // pid's listening ports
+	for _, line := range strings.Split(string(table), "\n")[1:] {
+		if f := strings.Fields(line); len(f) > 9 && mine[f[9]] {
+			rows = append(rows, f)
+			if f[3] == "0A" {
+				listening[f[1][strings.IndexByte(f[1], ':'):]] = true
+			}
+		}
+	}
 	n := 0
-	for _, e := range entries {
-		if link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())); err == nil &&
-			strings.HasPrefix(link, "socket:[") && inodes[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] {
+	for _, f := range rows {
+		if f[3] == "01" && f[2] == fmt.Sprintf("0100007F:%04X", p) && !listening[f[1][strings.IndexByte(f[1], ':'):]] {
 			n++
 		}
 	}
