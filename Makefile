@@ -57,6 +57,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s; make test runs them for
 	cd backend && for f in $(BACKEND_FUZZ); do go test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) ./internal/httpapi/ || exit 1; done
 	cd backend && go test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./internal/envelope/
 	cd bff && go test -run='^$$' -fuzz='^FuzzUpstreamBytes$$' -fuzztime=$(FUZZTIME) ./internal/relay/
+	cd bff && go test -run='^$$' -fuzz='^FuzzScanEnvelope$$' -fuzztime=$(FUZZTIME) ./internal/relay/
 	cd bff && go test -run='^$$' -fuzz='^FuzzAppendEvent$$' -fuzztime=$(FUZZTIME) ./internal/stream/
 
 fuzz-short:

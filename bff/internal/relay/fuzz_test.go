@@ -2,6 +2,8 @@ package relay
 
 import (
 	"encoding/json"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -112,4 +114,66 @@ func containsEvent(evs []Event, ev Event) bool {
 		}
 	}
 	return false
+}
+
+// FuzzScanEnvelope: wherever the fast envelope reader accepts data,
+// encoding/json reads the same envelope from it.
+func FuzzScanEnvelope(f *testing.F) {
+	for _, seed := range []string{
+		`{"owner":"o1","code":"c1","id":"3","data":"{\"code\":\"c1\",\"status\":\"IN_PROGRESS\"}"}`,
+		`{"owner":"o","code":"c","end":"not_found"}`, ` { "owner" : "o" , "code" : "c" , "id" : "" , "event" : "x" , "data" : "" } `,
+		`{"owner":"o","code":"c","data":"a\nb\\c\/d\te\"f\rg\bh\fi"}`, `{"owner":"é","code":"c\u00e9"}`, `{"Owner":"o","code":"c"}`,
+		`{"owner":"o","owner":"p","code":"c"}`, `{"owner":null,"code":"c"}`, `{"owner":"o","code":"c","extra":1}`, `{}`, `{"owner":"o",}`,
+		"{\"owner\":\"\xff\",\"code\":\"c\"}", `{"owner":"o","code":"c"} x`, `[1]`, `"s"`,
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data string) {
+		fast, ok := scanEnvelope(data)
+		if !ok {
+			return
+		}
+		var want envelope
+		if err := json.Unmarshal([]byte(data), &want); err != nil {
+			t.Fatalf("scanEnvelope accepted %q, encoding/json refuses it: %v", data, err)
+		}
+		if show(fast) != show(want) {
+			t.Fatalf("%q: scanEnvelope %s, encoding/json %s", data, show(fast), show(want))
+		}
+	})
+}
+
+// show prints an envelope with its pointers' values (nil apart from "").
+func show(e envelope) string {
+	deref := func(p *string) string {
+		if p == nil {
+			return "<nil>"
+		}
+		return strconv.Quote(*p)
+	}
+	return fmt.Sprintf("{owner %q code %q id %s event %q data %s end %q}", e.Owner, e.Code, deref(e.ID), e.Event, deref(e.Data), e.End)
+}
+
+// TestEnvelopesAsTheBackendWritesThemTakeTheFastPath: json.Marshal's
+// envelopes (the backend's encoding), job JSON with quotes, line breaks
+// and non-ASCII in its data, read without encoding/json.
+func TestEnvelopesAsTheBackendWritesThemTakeTheFastPath(t *testing.T) {
+	data := "{\"code\":\"c1\",\"status\":\"FAILED\",\"error\":{\"message\":\"a\\nb \\\"quoted\\\" é\"}}"
+	for _, e := range []relaytest.Envelope{
+		relaytest.Snapshot("o1", "c1", 7, "IN_PROGRESS"),
+		relaytest.Snapshot("o1", "c1", 8, "COMPLETED"),
+		relaytest.Ended("o1", "c2", "not_found"),
+		{Owner: "o1", Code: "c1", ID: new(string), Event: "named", Data: &data},
+	} {
+		b, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := scanEnvelope(string(b))
+		var want envelope
+		_ = json.Unmarshal(b, &want)
+		if !ok || show(got) != show(want) {
+			t.Errorf("%s: fast path %v, %s; want %s", b, ok, show(got), show(want))
+		}
+	}
 }
