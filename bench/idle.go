@@ -336,22 +336,32 @@ func usersFloor(ctx context.Context, e *env, n int, hold time.Duration) (*Row, e
 		return nil, err
 	}
 	users := float64(max(res.Opened, 1))
-	m := map[string]float64{
+	m := idleMetrics(n, res)
+	m["relay KiB/user"] = float64(peak.rssKiB-before.rssKiB) / users
+	m["total KiB/user"] = m["relay KiB/user"]
+	m["relay FDs/user"] = float64(peak.fds) / users
+	m["CPU % (idle)"] = usages[srv.name].CPUPercent
+	return idleRow(m, usages, res), nil
+}
+
+// idleMetrics starts the metrics of an idle users row: what every variant reports.
+func idleMetrics(n int, res idleResult) map[string]float64 {
+	return map[string]float64{
 		"users":            float64(n),
 		"opened":           float64(res.Opened),
 		"failed":           float64(res.Failed),
 		"ended early":      float64(res.EndedEarly),
-		"relay KiB/user":   float64(peak.rssKiB-before.rssKiB) / users,
-		"total KiB/user":   float64(peak.rssKiB-before.rssKiB) / users,
-		"relay FDs/user":   float64(peak.fds) / users,
-		"CPU % (idle)":     usages[srv.name].CPUPercent,
 		"streams opened/s": float64(res.Opened) / res.OpenSeconds,
 	}
+}
+
+// idleRow is the row of m, with the first error as a note.
+func idleRow(m map[string]float64, usages map[string]usage, res idleResult) *Row {
 	row := &Row{Metrics: m, Usage: usages}
 	if res.FirstError != "" {
 		row.Notes = append(row.Notes, "first error: "+res.FirstError)
 	}
-	return row, nil
+	return row
 }
 
 // usersVariant runs n idle users against fresh processes: a backend and
@@ -481,36 +491,26 @@ func usersVariant(ctx context.Context, e *env, k kind, procs, n int, hold time.D
 		relayCreated += created[srv.name].rssKiB - before[srv.name].rssKiB
 	}
 	users := float64(max(res.Opened, 1))
-	m := map[string]float64{
-		"users":                     float64(n),
-		"opened":                    float64(res.Opened),
-		"failed":                    float64(res.Failed),
-		"ended early":               float64(res.EndedEarly),
-		"relay KiB/user":            math.NaN(),
-		"backend KiB/user":          float64(beGrew) / users,
-		"total KiB/user":            float64(relayGrew+beGrew) / users,
-		"of which creates KiB/user": float64(relayCreated+created[be.name].rssKiB-before[be.name].rssKiB) / users,
-		"relay FDs/user":            math.NaN(),
-		"backend conns":             float64(conns),
-		"upstream streams":          upstreams,
-		"CPU % (idle)":              cpu + usages[be.name].CPUPercent,
-		"streams opened/s":          float64(res.Opened) / res.OpenSeconds,
-		// Where the backend's share of a user goes (Go's own figures).
-		"backend stack KiB/user":  (beStack - beStack0) / 1024 / users,
-		"backend heap KiB/user":   (beHeap - beHeap0) / 1024 / users,
-		"backend goroutines/user": (beGoroutines - beGoroutines0) / users,
-	}
+	m := idleMetrics(n, res)
+	m["relay KiB/user"], m["relay FDs/user"] = math.NaN(), math.NaN()
+	m["backend KiB/user"] = float64(beGrew) / users
+	m["total KiB/user"] = float64(relayGrew+beGrew) / users
+	m["of which creates KiB/user"] = float64(relayCreated+created[be.name].rssKiB-before[be.name].rssKiB) / users
+	m["backend conns"] = float64(conns)
+	m["upstream streams"] = upstreams
+	m["CPU % (idle)"] = cpu + usages[be.name].CPUPercent
+	// Where the backend's share of a user goes (Go's own figures).
+	m["backend stack KiB/user"] = (beStack - beStack0) / 1024 / users
+	m["backend heap KiB/user"] = (beHeap - beHeap0) / 1024 / users
+	m["backend goroutines/user"] = (beGoroutines - beGoroutines0) / users
 	if len(relays) > 0 {
 		m["relay KiB/user"] = float64(relayGrew) / users
 		m["relay FDs/user"] = float64(relayFDs) / users
 		m["relay FDs (largest)"] = float64(relayMaxFDs)
 	}
-	row := &Row{Metrics: m, Usage: usages}
+	row := idleRow(m, usages, res)
 	if len(relays) > 1 {
-		row.Notes = append(row.Notes, fmt.Sprintf("%d relay processes: their RSS growth and open files summed", len(relays)))
-	}
-	if res.FirstError != "" {
-		row.Notes = append(row.Notes, "first error: "+res.FirstError)
+		row.Notes = append([]string{fmt.Sprintf("%d relay processes: their RSS growth and open files summed", len(relays))}, row.Notes...)
 	}
 	return row, nil
 }
