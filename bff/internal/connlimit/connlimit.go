@@ -70,11 +70,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		if l.open.Add(1) <= l.max {
-			return &conn{Conn: c, release: func() { l.open.Add(-1) }}, nil
+			return &conn{Conn: c, l: l}, nil
 		}
 		l.open.Add(-1)
 		if l.refusalSlot() {
-			over := &conn{Conn: c, release: func() { <-l.refusals }, over: time.Now().Add(refuseTimeout)}
+			over := &conn{Conn: c, l: l, over: time.Now().Add(refuseTimeout)}
 			_ = c.SetDeadline(over.over)
 			return over, nil
 		}
@@ -119,17 +119,22 @@ func OverBudget(ctx context.Context) bool {
 	return over
 }
 
-// conn gives its slot back when closed.
+// conn gives its slot back when closed: its place in the limit, or its
+// refusing slot if it is past the limit.
 type conn struct {
 	net.Conn
-	release func()
-	closed  atomic.Bool
-	over    time.Time // past the limit: its deadline, which the server may not extend
+	l      *Listener
+	closed atomic.Bool
+	over   time.Time // past the limit: its deadline, which the server may not extend
 }
 
 func (c *conn) Close() error {
 	if c.closed.CompareAndSwap(false, true) {
-		c.release()
+		if c.over.IsZero() {
+			c.l.open.Add(-1)
+		} else {
+			<-c.l.refusals
+		}
 	}
 	return c.Conn.Close()
 }

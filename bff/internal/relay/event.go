@@ -102,9 +102,12 @@ func scanEnvelope(s string) (e envelope, ok bool) {
 		case "code":
 			e.Code, bit = val, 2
 		case "id":
-			e.ID, bit = &val, 4
+			// Kept with the event (a topic's latest): a copy, not a
+			// slice pinning the whole envelope.
+			id := strings.Clone(val)
+			e.ID, bit = &id, 4
 		case "event":
-			e.Event, bit = val, 8
+			e.Event, bit = strings.Clone(val), 8
 		case "data":
 			e.Data, bit = &val, 16
 		case "end":

@@ -118,9 +118,9 @@ type topic struct {
 	giveUp *time.Timer
 
 	mu     sync.Mutex
-	subs   map[*Subscription]struct{}
-	latest *Event // the last event with data, for subscribers who join
-	seq    int64  // the highest seq received: where a resubscription starts
+	subs   []*Subscription // each at its slot: one slice, no map per topic
+	latest *Event          // the last event with data, for subscribers who join
+	seq    int64           // the highest seq received: where a resubscription starts
 	closed bool
 }
 
@@ -150,7 +150,7 @@ func NewHub(src Upstream, cfg Config, stats Stats, log *slog.Logger) *Hub {
 // channel (see Notify).
 func (h *Hub) Subscribe(owner, code string, after int64, notify func()) *Subscription {
 	k := topicKey{owner, code}
-	s := &Subscription{hub: h, after: after, notify: notify}
+	s := &Subscription{hub: h, after: after, notify: notify, slot: -1}
 	if notify == nil {
 		s.ready = make(chan struct{}, 1)
 	}
@@ -161,7 +161,8 @@ func (h *Hub) Subscribe(owner, code string, after int64, notify func()) *Subscri
 		// The first subscriber is in the topic before anyone can see it,
 		// so it gets every event the subscription brings, not only the
 		// latest.
-		t = &topic{key: k, subs: map[*Subscription]struct{}{s: {}}}
+		t = &topic{key: k, subs: []*Subscription{s}}
+		s.slot = 0
 		h.topics[k] = t
 		h.stats.TopicOpened()
 	}
@@ -187,7 +188,8 @@ func (h *Hub) Subscribe(owner, code string, after int64, notify func()) *Subscri
 		s.end()
 		return s
 	}
-	t.subs[s] = struct{}{}
+	s.slot = len(t.subs)
+	t.subs = append(t.subs, s)
 	return s
 }
 
@@ -209,7 +211,7 @@ func (h *Hub) Close() {
 func (h *Hub) unsubscribe(s *Subscription) {
 	t := s.t
 	t.mu.Lock()
-	delete(t.subs, s)
+	t.remove(s)
 	t.mu.Unlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -320,14 +322,28 @@ func (h *Hub) end(t *topic, ev *Event) {
 	defer t.mu.Unlock()
 	if ev != nil {
 		t.latest = ev
-		for s := range t.subs {
+		for _, s := range t.subs {
 			s.push(*ev)
 		}
 	}
 	t.closed = true
-	for s := range t.subs {
+	for _, s := range t.subs {
 		s.end()
 	}
+}
+
+// remove takes s out of t.subs, moving the last one to its slot; t.mu is held.
+func (t *topic) remove(s *Subscription) {
+	i := s.slot
+	if i < 0 || i >= len(t.subs) || t.subs[i] != s {
+		return // never added (the topic had ended)
+	}
+	last := len(t.subs) - 1
+	t.subs[i] = t.subs[last]
+	t.subs[i].slot = i
+	t.subs[last] = nil
+	t.subs = t.subs[:last]
+	s.slot = -1
 }
 
 // deliver routes one event of the stream to its topic.
@@ -371,7 +387,7 @@ func (t *topic) publish(ev Event) {
 	if ev.HasData {
 		t.latest = &ev
 	}
-	for s := range t.subs {
+	for _, s := range t.subs {
 		s.push(ev)
 	}
 }

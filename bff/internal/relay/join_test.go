@@ -86,3 +86,39 @@ func TestClosingASubscriptionTwiceLeavesTheOthersSubscribed(t *testing.T) {
 		t.Errorf("calls after one of two subscribers closed twice: %v, want none", calls)
 	}
 }
+
+// Subscribers that leave, in an order that moves the others within the
+// topic, get nothing more; those that stay get every event.
+func TestSubscribersLeavingInAnyOrderGetNothingMoreAndTheOthersEverything(t *testing.T) {
+	b := relaytest.New(t)
+	h, _ := newHub(t, b, Config{Calls: 1})
+	var subs []*Subscription
+	for range 5 {
+		subs = append(subs, h.Subscribe("o", "c", 0, nil))
+	}
+	conn := b.NextStream(t)
+	b.NextCall(t)
+	waitSubscribed(t, h, "o", "c")
+	conn.Envelope(relaytest.Snapshot("o", "c", 1, "IN_PROGRESS"))
+	for _, s := range subs {
+		readN(t, s, 1)
+	}
+	// The first leaves (the last takes its place), then the one that moved,
+	// then one from the middle.
+	left := []*Subscription{subs[0], subs[4], subs[2]}
+	for _, s := range left {
+		s.Close()
+	}
+	conn.Envelope(relaytest.Snapshot("o", "c", 2, "IN_PROGRESS"))
+	for _, s := range []*Subscription{subs[1], subs[3]} {
+		if evs := readN(t, s, 1); evs[0].Seq != 2 {
+			t.Errorf("a subscriber that stayed got %+v, want seq 2", evs)
+		}
+	}
+	// Seq 2 has reached the topic (the others have it): nothing for those that left.
+	for i, s := range left {
+		if evs, _ := s.Drain(); len(evs) != 0 {
+			t.Errorf("subscriber %d got %+v after it left", i, evs)
+		}
+	}
+}

@@ -13,6 +13,7 @@ type Subscription struct {
 	hub   *Hub
 	t     *topic
 	after int64 // only events with a greater Seq are delivered
+	slot  int   // its index in t.subs, -1 when not there; guarded by t.mu
 	left  atomic.Bool
 
 	mu     sync.Mutex
@@ -27,8 +28,12 @@ type Subscription struct {
 func (s *Subscription) Code() string { return s.t.key.code }
 
 // Ready is signalled when Drain has something new to return; it is nil
-// for a subscription made with a notify function.
-func (s *Subscription) Ready() <-chan struct{} { return s.ready }
+// for a subscription made with a notify function, or once Notify set one.
+func (s *Subscription) Ready() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ready
+}
 
 // Drain returns the queued events and whether the stream is over (nothing
 // will follow them). The slice is valid until the next Drain: the two
@@ -47,6 +52,7 @@ func (s *Subscription) Drain() ([]Event, bool) {
 func (s *Subscription) Notify(f func()) {
 	s.mu.Lock()
 	s.notify = f
+	s.ready = nil // no longer signalled: let it go
 	pending := len(s.queue) > 0 || s.ended
 	s.mu.Unlock()
 	if pending {
@@ -72,26 +78,26 @@ func (s *Subscription) push(ev Event) {
 		s.hub.stats.SnapshotDropped()
 	}
 	s.queue = append(s.queue, ev)
-	notify := s.notify
+	notify, ready := s.notify, s.ready
 	s.mu.Unlock()
-	s.signal(notify)
+	signal(notify, ready)
 }
 
 func (s *Subscription) end() {
 	s.mu.Lock()
 	s.ended = true
-	notify := s.notify
+	notify, ready := s.notify, s.ready
 	s.mu.Unlock()
-	s.signal(notify)
+	signal(notify, ready)
 }
 
-func (s *Subscription) signal(notify func()) {
+func signal(notify func(), ready chan struct{}) {
 	if notify != nil {
 		notify()
 		return
 	}
 	select {
-	case s.ready <- struct{}{}:
+	case ready <- struct{}{}:
 	default:
 	}
 }
