@@ -205,10 +205,10 @@ func (s *Stream) dropLocked(k subKey) {
 func (s *Stream) offer(sub *subscription, env envelope.Envelope) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := keyOf(env)
-	if s.closed || s.subs[k] != sub {
+	if !s.currentLocked(sub) {
 		return false
 	}
+	k := keyOf(env)
 	if env.End != "" {
 		delete(s.subs, k)
 		s.hub.subscriptions.Add(-1)
@@ -233,6 +233,11 @@ func (s *Stream) offer(sub *subscription, env envelope.Envelope) bool {
 func (s *Stream) subscribed(sub *subscription) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.currentLocked(sub)
+}
+
+// currentLocked is subscribed with s.mu held.
+func (s *Stream) currentLocked(sub *subscription) bool {
 	return !s.closed && s.subs[subKey{sub.owner, sub.code}] == sub
 }
 

@@ -165,6 +165,20 @@ func waitSubscribed(t testing.TB, h *Hub, owner, code string) {
 	}
 }
 
+// subscribedToC starts a hub with one subscriber of o's job c from the
+// start, subscribed on the backend's stream, whose connection it returns.
+func subscribedToC(t *testing.T) (*relaytest.Backend, *Hub, *Subscription, *relaytest.Conn) {
+	t.Helper()
+	b := relaytest.New(t)
+	h, _ := newHub(t, b, Config{Calls: 1})
+	s := h.Subscribe("o", "c", 0, nil)
+	t.Cleanup(s.Close)
+	conn := b.NextStream(t)
+	b.NextCall(t)
+	waitSubscribed(t, h, "o", "c")
+	return b, h, s, conn
+}
+
 // Call is relaytest's, for short signatures.
 type Call = relaytest.Call
 
@@ -344,13 +358,7 @@ func TestASlowSubscriberKeepsTheLatestSnapshotsAndAlwaysTheFinalOne(t *testing.T
 }
 
 func TestEndDoneEndsTheSubscriptionAfterTheTerminalEvent(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{Calls: 1})
-	s := h.Subscribe("o", "c", 0, nil)
-	defer s.Close()
-	conn := b.NextStream(t)
-	b.NextCall(t)
-	waitSubscribed(t, h, "o", "c")
+	b, h, s, conn := subscribedToC(t)
 	conn.Envelope(relaytest.Snapshot("o", "c", 1, "IN_PROGRESS"), relaytest.Snapshot("o", "c", 2, "COMPLETED"))
 	evs := drainAll(t, s)
 	if !reflect.DeepEqual(seqs(evs), []int64{1, 2}) || !evs[1].End || evs[0].End {
@@ -405,13 +413,7 @@ func TestAReconnectToAJobThatJustEndedGetsItsEnd(t *testing.T) {
 }
 
 func TestEndNotFoundEndsInERRORNotFound(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{Calls: 1})
-	s := h.Subscribe("o", "c", 0, nil)
-	defer s.Close()
-	conn := b.NextStream(t)
-	b.NextCall(t)
-	waitSubscribed(t, h, "o", "c")
+	b, h, s, conn := subscribedToC(t)
 	conn.Envelope(relaytest.Ended("o", "c", "not_found"))
 	evs := drainAll(t, s)
 	if len(evs) != 1 || evs[0].ErrorCode() != "NOT_FOUND" || !evs[0].End || !strings.Contains(evs[0].Data, `"code":"c","status":"ERROR"`) {
@@ -442,13 +444,7 @@ func TestAResumingSubscriberDoesNotGetTheEventItHadAgain(t *testing.T) {
 // call was made from): the topic relays it once. Found by the fault
 // campaign (seed 1, topology A: "seq 3 after 3" on one connection).
 func TestASnapshotTheBackendSendsTwiceReachesTheSubscriberOnce(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{Calls: 1})
-	s := h.Subscribe("o", "c", 0, nil)
-	defer s.Close()
-	conn := b.NextStream(t)
-	b.NextCall(t)
-	waitSubscribed(t, h, "o", "c")
+	_, _, s, conn := subscribedToC(t)
 	conn.Envelope(relaytest.Snapshot("o", "c", 2, "IN_PROGRESS"), relaytest.Snapshot("o", "c", 3, "IN_PROGRESS"),
 		relaytest.Snapshot("o", "c", 3, "IN_PROGRESS"), relaytest.Snapshot("o", "c", 2, "IN_PROGRESS"),
 		relaytest.Snapshot("o", "c", 4, "COMPLETED"))
