@@ -55,7 +55,7 @@ const soakGOGC = "25"
 
 type soakStats struct {
 	creates, rejected, cancels, deletes, lists                          atomic.Int64
-	streams, multiplexed, events, downloads, abandoned                  atomic.Int64
+	streams, multiplexed, events, downloads, abandoned, expired         atomic.Int64
 	violations                                                          atomic.Int64
 	firstViolation                                                      atomic.Value
 	refusedGone, refusedSessionLimit, refusedServerLimit                atomic.Int64
@@ -104,7 +104,10 @@ type soakJob struct {
 	Status   string
 	Seq      int64
 	RowsDone int `json:"rowsDone"`
-	File     *struct{ URL, SHA256 string }
+	File     *struct {
+		URL, SHA256 string
+		ExpiresAt   time.Time `json:"expiresAt"`
+	}
 }
 
 func terminal(status string) bool {
@@ -267,10 +270,15 @@ func (s *soak) act(run context.Context, r *rand.Rand) {
 			return
 		}
 		defer func() { _ = file.Body.Close() }()
-		if file.StatusCode != http.StatusOK {
-			if file.StatusCode != http.StatusNotFound { // deleted meanwhile
-				s.stats.unexpectedStatus("download", file.StatusCode)
-			}
+		switch {
+		case file.StatusCode == http.StatusOK:
+		case file.StatusCode == http.StatusNotFound: // deleted meanwhile
+			return
+		case file.StatusCode == http.StatusGone && !time.Now().Before(j.File.ExpiresAt): // swept meanwhile
+			s.stats.expired.Add(1)
+			return
+		default:
+			s.stats.unexpectedStatus("download", file.StatusCode)
 			return
 		}
 		if r.IntN(2) == 0 {
@@ -505,9 +513,9 @@ func TestSoak(t *testing.T) {
 	t.Logf("quiet point 2 (end): bff %+v, backend %+v", bff2, be2)
 
 	st := s.stats
-	t.Logf("load: %d creates (%d refused by rate/active caps), %d cancels, %d deletes, %d lists, %d per-job streams (%d to a terminal event, %d left early), %d tab streams, %d events, %d downloads verified, %d abandoned midway, streams refused: %d 404 (job gone), %d 429 (session's limit), %d 503 (server's limit); %d transport errors",
+	t.Logf("load: %d creates (%d refused by rate/active caps), %d cancels, %d deletes, %d lists, %d per-job streams (%d to a terminal event, %d left early), %d tab streams, %d events, %d downloads verified, %d abandoned midway, %d expired (410) between snapshot and download, streams refused: %d 404 (job gone), %d 429 (session's limit), %d 503 (server's limit); %d transport errors",
 		st.creates.Load(), st.rejected.Load(), st.cancels.Load(), st.deletes.Load(), st.lists.Load(), st.streams.Load(), st.streamsEndedOnTerminal.Load(), st.streamsEndedByClient.Load(),
-		st.multiplexed.Load(), st.events.Load(), st.downloads.Load(), st.abandoned.Load(), st.refusedGone.Load(), st.refusedSessionLimit.Load(), st.refusedServerLimit.Load(), st.errors.Load())
+		st.multiplexed.Load(), st.events.Load(), st.downloads.Load(), st.abandoned.Load(), st.expired.Load(), st.refusedGone.Load(), st.refusedSessionLimit.Load(), st.refusedServerLimit.Load(), st.errors.Load())
 	if n := st.errors.Load(); n > 0 {
 		t.Errorf("%d transport errors (requests or streams broken by the server or the network, not by the soak); last: %v", n, st.lastError.Load())
 	}
