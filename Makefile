@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-GO_MODULES := backend bff bench chaos scripts/vulndb
+GO_MODULES := backend bff bench chaos internal scripts/vulndb
 TOOLS      := $(CURDIR)/.tools/bin
 GOLANGCI   := $(TOOLS)/golangci-lint
 GOLANGCI_VERSION := v2.15.0
@@ -16,7 +16,7 @@ VULNDB := $(CURDIR)/.tools/vulndb/$(VULNDB_VERSION)
 FUZZTIME ?= 30s
 SLOW_FUZZTIME ?= $(FUZZTIME)
 
-.PHONY: chaos chaos-short vulncheck soak soak-short bench bench-full bench-smoke screenshot fuzz fuzz-short help build build-go build-client demo test test-go test-client check-compose test-compose test-compose-scale lint deps-test up down clean
+.PHONY: docs chaos chaos-short vulncheck soak soak-short bench bench-full bench-smoke screenshot fuzz fuzz-short help build build-go build-client demo test test-go test-client check-compose test-compose test-compose-scale lint deps-test up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -45,6 +45,10 @@ test-go: ## Go tests with the race detector, both modules
 
 test-client: build ## TypeScript unit, integration (real binaries; again on Redis + 2 backends + 2 BFFs) and browser (Chromium) tests
 	cd client && EXPORTSTREAM_BIN_DIR=$(CURDIR)/bin npm test
+
+docs: ## rewrite docs/configuration.md from the services' -help
+	cd backend && UPDATE_DOCS=1 go test -count=1 -run '^TestConfigurationDocIsTheHelpOutput$$' ./internal/config/
+	cd bff && UPDATE_DOCS=1 go test -count=1 -run '^TestConfigurationDocIsTheHelpOutput$$' ./internal/config/
 
 screenshot: build ## refresh docs/demo.png from the browser test
 	cd client && UPDATE_SCREENSHOT=1 EXPORTSTREAM_BIN_DIR=$(CURDIR)/bin npx vitest run --project browser

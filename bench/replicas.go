@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/exportstream/exportstream/bench/internal/testenv"
+	"github.com/exportstream/exportstream/internal/testenv"
 )
 
 // The replicas scenario (issue 10): the scaled-out stack, redis-server + N

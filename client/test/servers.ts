@@ -34,7 +34,7 @@ export const demoDir = join(clientDir, "dist", "demo");
  * True when running in CI, where a missing prerequisite is a failure, not a skip. CI is
  * on when the environment variable CI is exactly "true" (what GitHub Actions, GitLab CI
  * and .ci/run set); any other value, "1" included, is not CI. The Go tests apply the
- * same rule (backend/internal/testenv, whose test checks this line).
+ * same rule (internal/testenv, whose test checks this line).
  */
 export const inCI = process.env["CI"] === "true";
 

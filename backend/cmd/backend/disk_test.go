@@ -20,7 +20,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/exportstream/exportstream/backend/internal/job"
-	"github.com/exportstream/exportstream/backend/internal/testenv"
+	"github.com/exportstream/exportstream/internal/testenv"
 )
 
 // The data directory on a disk of its own: a tmpfs of a few MiB that the

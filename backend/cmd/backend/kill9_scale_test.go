@@ -25,7 +25,7 @@ import (
 
 	"github.com/exportstream/exportstream/backend/internal/job"
 	"github.com/exportstream/exportstream/backend/internal/redistest"
-	"github.com/exportstream/exportstream/backend/internal/testenv"
+	"github.com/exportstream/exportstream/internal/testenv"
 )
 
 // The backend killed with SIGKILL under browsers that watch their exports

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/exportstream/exportstream/backend/internal/testenv"
+	"github.com/exportstream/exportstream/internal/testenv"
 )
 
 // Server is one redis-server process; Stop and Start keep its port and

@@ -13,7 +13,7 @@ import (
 
 	"github.com/exportstream/exportstream/backend/internal/job"
 	"github.com/exportstream/exportstream/backend/internal/store"
-	"github.com/exportstream/exportstream/backend/internal/testenv"
+	"github.com/exportstream/exportstream/internal/testenv"
 )
 
 // smallDisk mounts a tmpfs of size bytes for the test (root only; skips

@@ -21,7 +21,7 @@ import (
 
 	sse "github.com/tmaxmax/go-sse"
 
-	"github.com/exportstream/exportstream/bff/internal/testenv"
+	"github.com/exportstream/exportstream/internal/testenv"
 )
 
 // Hostile clients against the real binaries: one session opening 1,000

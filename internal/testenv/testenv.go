@@ -5,12 +5,8 @@
 //
 // CI is on when the environment variable CI is exactly "true" (what GitHub
 // Actions, GitLab CI and .ci/run set); any other value, "1" included, is
-// not CI. The TypeScript tests apply the same rule (inCI in
-// client/test/servers.ts).
-//
-// The backend, bff and bench modules each hold this file, identical
-// (TestTheRuleIsTheSameEverywhere in backend/internal/testenv checks it):
-// they share no module to import it from.
+// not CI. The TypeScript tests apply the same rule (inCI in client/test;
+// TestTheTypeScriptTestsApplyTheSameRule checks it).
 package testenv
 
 import (

@@ -1,0 +1,65 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/exportstream/exportstream/internal/usagedoc"
+)
+
+// help is -help's output with none of the settings' variables set, so that
+// it shows the defaults.
+func help(t *testing.T) string {
+	t.Helper()
+	var out bytes.Buffer
+	if _, err := Parse([]string{"-help"}, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-help: %v, want flag.ErrHelp", err)
+	}
+	keys := usagedoc.Keys(out.String())
+	if len(keys) < 10 {
+		t.Fatalf("-help names %d environment variables: %q", len(keys), out.String())
+	}
+	for _, k := range keys {
+		t.Setenv(k, "") // restored after the test
+		_ = os.Unsetenv(k)
+	}
+	out.Reset()
+	_, _ = Parse([]string{"-help"}, &out)
+	return out.String()
+}
+
+func TestConfigurationDocIsTheHelpOutput(t *testing.T) {
+	usagedoc.Check(t, "../../../docs/configuration.md", "## backend", help(t))
+}
+
+func TestEnvironmentIsTheDefaultAndFlagsWin(t *testing.T) {
+	t.Setenv("RETENTION", "2m")
+	t.Setenv("BACKEND_ADDR", "127.0.0.1:9")
+	t.Setenv("DATA_DIR", "") // set and empty: in memory
+	c, err := Parse([]string{"-addr", "127.0.0.1:7"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Retention != 2*time.Minute || c.Addr != "127.0.0.1:7" || c.DataDir != "" || c.Workers < 1 {
+		t.Errorf("got retention %v, addr %q, data dir %q, workers %d; want 2m from RETENTION, the flag's addr, the empty DATA_DIR, one worker per CPU", c.Retention, c.Addr, c.DataDir, c.Workers)
+	}
+}
+
+func TestMalformedEnvironmentAndValuesAreErrors(t *testing.T) {
+	t.Setenv("WORKERS", "many")
+	t.Setenv("RETENTION", "1 hour")
+	_, err := Parse(nil, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), `WORKERS="many": not an integer`) || !strings.Contains(err.Error(), `RETENTION="1 hour": not a duration`) {
+		t.Errorf("got %v; want both variables named", err)
+	}
+	t.Setenv("WORKERS", "")
+	t.Setenv("RETENTION", "")
+	if _, err := Parse([]string{"-disk-reserve", "-1"}, &bytes.Buffer{}); err == nil {
+		t.Error("a negative -disk-reserve was accepted")
+	}
+}

@@ -1,0 +1,99 @@
+// Package config is the BFF's settings: flags, each with an environment
+// variable as its default (docs/configuration.md lists them, generated from
+// -help).
+package config
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/exportstream/exportstream/bff/internal/backend"
+	"github.com/exportstream/exportstream/internal/service"
+)
+
+// Config is what the BFF runs with.
+type Config struct {
+	Addr                 string
+	BackendURL           string
+	ServiceToken         string
+	StaticDir            string
+	SessionSecret        string
+	CookieSecure         bool
+	AllowedOrigins       string
+	MaxStreamsPerSession int
+	MaxStreams           int
+	BackendConns         int
+	CreateRate           float64
+	CreateBurst          int
+	Heartbeat            time.Duration
+	Retry                time.Duration
+	GiveUp               time.Duration
+	Linger               time.Duration
+	UpstreamIdle         time.Duration
+	WriteTimeout         time.Duration
+	ResponseWriteTimeout time.Duration
+	ShutdownTimeout      time.Duration
+	ReadHeaderTimeout    time.Duration
+	MultiplexResync      time.Duration
+	LogLevel             slog.Level
+	Healthcheck          bool
+}
+
+// Parse reads the flags in args, over the environment; -help prints the
+// usage to w and returns an error matching flag.ErrHelp.
+func Parse(args []string, w io.Writer) (Config, error) {
+	var c Config
+	f := service.NewFlags("bff", w)
+	f.String(&c.Addr, "addr", "BFF_ADDR", ":8080", "listen address")
+	f.String(&c.BackendURL, "backend-url", "BACKEND_URL", "http://localhost:8081", "base URL of the export backend")
+	f.String(&c.ServiceToken, "service-token", "SERVICE_TOKEN", "", "shared secret sent to the backend as 'Authorization: Bearer …'")
+	f.String(&c.StaticDir, "static-dir", "STATIC_DIR", "client/dist/demo", "directory of the built demo page served at /")
+	f.String(&c.SessionSecret, "session-secret", "SESSION_SECRET", "", "at least 32 bytes signing session cookies; empty: random, sessions end with the process")
+	f.Bool(&c.CookieSecure, "cookie-secure", "COOKIE_SECURE", false, "mark the session cookie Secure (behind HTTPS)")
+	f.String(&c.AllowedOrigins, "allowed-origins", "ALLOWED_ORIGINS", "", "comma-separated origins, besides the BFF's own, that may change exports and get CORS")
+	f.Int(&c.MaxStreamsPerSession, "max-streams-per-session", "MAX_STREAMS_PER_SESSION", 20, "open event streams per session before 429")
+	f.Int(&c.MaxStreams, "max-streams", "MAX_STREAMS", 0, "open event streams in all before 503; 0: as many as the open-file limit allows, less headroom for other requests")
+	f.Int(&c.BackendConns, "backend-max-conns", "BACKEND_MAX_CONNS", backend.DefaultMaxConns, "connections to the backend at most (its event stream, API calls, downloads); each is a file taken from the streams' budget")
+	f.Float(&c.CreateRate, "create-rate", "CREATE_RATE", 5, "exports a session may start per second, sustained; 0 for no limit")
+	f.Int(&c.CreateBurst, "create-burst", "CREATE_BURST", 20, "exports a session may start at once")
+	f.Duration(&c.Heartbeat, "heartbeat", "HEARTBEAT_INTERVAL", 15*time.Second, "silence before a ': ping' comment on event streams")
+	f.Duration(&c.Retry, "retry", "SSE_RETRY", 2*time.Second, "base reconnect delay advertised to browsers, jittered up to +50%")
+	f.Duration(&c.GiveUp, "upstream-giveup", "UPSTREAM_GIVEUP", 30*time.Second, "how long the backend may be unreachable before browsers get ERROR")
+	f.Duration(&c.UpstreamIdle, "upstream-idle-timeout", "UPSTREAM_IDLE_TIMEOUT", 45*time.Second, "reconnect an upstream that sent nothing (not even a heartbeat) this long; keep it above the backend's heartbeat")
+	f.Duration(&c.Linger, "linger", "UPSTREAM_LINGER", 5*time.Second, "how long an upstream stays open after its last browser left")
+	f.Duration(&c.WriteTimeout, "write-timeout", "STREAM_WRITE_TIMEOUT", 10*time.Second, "a browser whose stream writes block this long is disconnected")
+	f.Duration(&c.ResponseWriteTimeout, "response-write-timeout", "RESPONSE_WRITE_TIMEOUT", 30*time.Second, "a browser whose write of a response other than an event stream (a download, a list) blocks this long is cut off, and the backend request behind it cancelled; each write gets it anew, so a slow download that keeps moving is not cut; 0 turns it off")
+	f.Duration(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 10*time.Second, "time given to requests to finish on shutdown")
+	f.Duration(&c.MultiplexResync, "multiplex-resync", "MULTIPLEX_RESYNC", 10*time.Second, "how often an open /api/events stream re-lists its session's jobs, to join those created through another BFF instance; 0 turns it off")
+	f.Duration(&c.ReadHeaderTimeout, "read-header-timeout", "READ_HEADER_TIMEOUT", 10*time.Second, "a client must send a request's headers within this, or it is cut off (slowloris)")
+	if err := f.Parse(args); err != nil {
+		return c, err
+	}
+	c.LogLevel, c.Healthcheck = f.LogLevel, f.Healthcheck
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	if c.Heartbeat <= 0 || c.Retry <= 0 || c.GiveUp <= 0 || c.ReadHeaderTimeout <= 0 {
+		return errors.New("-heartbeat, -retry, -upstream-giveup and -read-header-timeout must be positive")
+	}
+	if c.ResponseWriteTimeout < 0 {
+		return errors.New("-response-write-timeout must not be negative")
+	}
+	return nil
+}
+
+// Origins is -allowed-origins as a list, without empty entries or trailing
+// slashes.
+func (c Config) Origins() []string {
+	var out []string
+	for _, part := range strings.Split(c.AllowedOrigins, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, strings.TrimSuffix(part, "/"))
+		}
+	}
+	return out
+}

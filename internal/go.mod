@@ -1,0 +1,3 @@
+module github.com/exportstream/exportstream/internal
+
+go 1.26.0
