@@ -14,10 +14,10 @@ import (
 // These tests hold the writer's side still (nobody Takes) to see what a
 // stream keeps for a reader that does not read.
 
-func openStream(t *testing.T, max int) (*Hub, *Stream, store.Store) {
+func openStream(t *testing.T, limit int) (*Hub, *Stream, store.Store) {
 	t.Helper()
 	st := store.NewMemory()
-	h := New(Config{Store: st, MaxSubscriptions: max})
+	h := New(Config{Store: st, MaxSubscriptions: limit})
 	s, err := h.Open(t.Context(), func(j job.Job) ([]byte, error) { return json.Marshal(j) })
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +35,7 @@ func created(t *testing.T, st store.Store) string {
 	return j.Code
 }
 
-func settled(t *testing.T, h *Hub, what string, cond func() bool) {
+func settled(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -51,14 +51,14 @@ func TestEndsNotYetWrittenCountAgainstTheBound(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	settled(t, h, "both ended", func() bool { return h.Subscriptions() == 0 && h.Pending() == 2 })
+	settled(t, "both ended", func() bool { return h.Subscriptions() == 0 && h.Pending() == 2 })
 	if err := s.subscribe("not-a-code-3", "o", 0); !errors.Is(err, ErrTooManySubscriptions) {
 		t.Fatalf("a third code with two ends unwritten: %v, want ErrTooManySubscriptions", err)
 	}
 	if err := s.subscribe("not-a-code-1", "o", 0); err != nil {
 		t.Errorf("again a code whose end is unwritten (it replaces it): %v", err)
 	}
-	settled(t, h, "it ended again", func() bool { return h.Pending() == 2 && h.Subscriptions() == 0 })
+	settled(t, "it ended again", func() bool { return h.Pending() == 2 && h.Subscriptions() == 0 })
 	if got := s.Take(nil); len(got) != 2 || got[0].Code != "not-a-code-2" || got[1].Code != "not-a-code-1" {
 		t.Errorf("taken %v", got)
 	}
@@ -73,11 +73,11 @@ func TestPendingKeepsTheLatestPerCodeInTheOrderCodesBecamePending(t *testing.T) 
 	if err := s.subscribe(a, "o", 0); err != nil {
 		t.Fatal(err)
 	}
-	settled(t, h, "a's snapshot pending", func() bool { return h.Pending() == 1 })
+	settled(t, "a's snapshot pending", func() bool { return h.Pending() == 1 })
 	if err := s.subscribe(b, "o", 0); err != nil {
 		t.Fatal(err)
 	}
-	settled(t, h, "b's snapshot pending", func() bool { return h.Pending() == 2 })
+	settled(t, "b's snapshot pending", func() bool { return h.Pending() == 2 })
 	var last job.Job
 	for p := range 500 {
 		for _, code := range []string{b, a} {
@@ -91,14 +91,14 @@ func TestPendingKeepsTheLatestPerCodeInTheOrderCodesBecamePending(t *testing.T) 
 			t.Fatalf("%d pending for 2 subscriptions", n)
 		}
 	}
-	settled(t, h, "a's and b's latest pending", func() bool {
+	settled(t, "a's and b's latest pending", func() bool {
 		ga, gb := s.peek("o", a), s.peek("o", b)
 		return ga.ID != nil && *ga.ID == "501" && gb.ID != nil && *gb.ID == "501"
 	})
 	if _, err := st.Update(t.Context(), a, func(j *job.Job) error { j.Status = job.StatusCancelled; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	settled(t, h, "a's end pending", func() bool { return s.peek("o", a).End == envelope.EndDone })
+	settled(t, "a's end pending", func() bool { return s.peek("o", a).End == envelope.EndDone })
 	got := s.Take(nil)
 	if len(got) != 2 || got[0].Code != a || got[1].Code != b {
 		t.Fatalf("taken %v; want a then b, as they became pending", got)

@@ -239,6 +239,7 @@ func (s *Redis) drop(code string, w *waiter) {
 	}
 }
 
+// Unwatch implements Store.Unwatch.
 func (s *Redis) Unwatch(code string, waker Waker) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -384,6 +385,7 @@ return 1
 
 func (s *Redis) idemMember(owner, key string) string { return keyID(owner, key) }
 
+// Create implements Store.Create.
 func (s *Redis) Create(ctx context.Context, j job.Job, key string) (job.Job, bool, error) {
 	data, err := encodeRecord(j, key, 0)
 	if err != nil {
@@ -442,6 +444,7 @@ func decodeRecord(code, data string) (job.Job, string, error) {
 	return r.Job, r.Key, nil
 }
 
+// Get implements Store.Get.
 func (s *Redis) Get(ctx context.Context, code string) (job.Job, error) {
 	j, _, err := s.read(ctx, code)
 	return j, err
@@ -543,6 +546,7 @@ func (s *Redis) load(ctx context.Context, codes []string) ([]job.Job, error) {
 	return out, nil
 }
 
+// List implements Store.List.
 func (s *Redis) List(ctx context.Context, owner string) ([]job.Job, error) {
 	codes, err := s.rdb.ZRange(ctx, s.k("owner", owner), 0, -1).Result()
 	if err != nil {
@@ -562,6 +566,7 @@ func (s *Redis) List(ctx context.Context, owner string) ([]job.Job, error) {
 	return out, nil
 }
 
+// Delete implements Store.Delete.
 func (s *Redis) Delete(ctx context.Context, code string) error {
 	return s.remove(ctx, code, nil)
 }
@@ -604,6 +609,7 @@ func (s *Redis) remove(ctx context.Context, code string, tomb *tombstone) error 
 	return fmt.Errorf("delete %s: %d concurrent changes won in a row", code, maxCASAttempts)
 }
 
+// Expired implements Store.Expired.
 func (s *Redis) Expired(ctx context.Context, code string) (string, bool, error) {
 	v, err := s.rdb.Get(ctx, s.k("gone", code)).Result()
 	if errors.Is(err, redis.Nil) {
@@ -673,6 +679,7 @@ func (s *Redis) Sweep(ctx context.Context, now time.Time, retention time.Duratio
 	return deleted, errors.Join(errs...)
 }
 
+// Unfinished implements Store.Unfinished.
 func (s *Redis) Unfinished(ctx context.Context) ([]job.Job, error) {
 	codes, err := s.rdb.ZRange(ctx, s.k("unfinished"), 0, -1).Result()
 	if err != nil {
@@ -716,6 +723,7 @@ func (s *Redis) Stats(ctx context.Context) (map[job.Status]int, map[string]int, 
 	return byStatus, active, nil
 }
 
+// Close implements Store.Close.
 func (s *Redis) Close() error {
 	close(s.done)
 	err := s.pubsub.Close()

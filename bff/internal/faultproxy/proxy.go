@@ -1,6 +1,6 @@
 // Package faultproxy is a TCP proxy for tests that injects network faults
 // between the BFF and the backend: added latency, connections reset after
-// a number of bytes, stalls that forward nothing, and refused connections.
+// a number of bytes, stalls that forward nothing, cut connections.
 // It listens on loopback only and stops with its test.
 package faultproxy
 
@@ -21,7 +21,6 @@ type Proxy struct {
 	latency time.Duration
 	resetAt int64 // cut each new connection after this many bytes back (0: never)
 	stalled bool
-	refuse  bool
 	conns   map[net.Conn]struct{}
 	wg      sync.WaitGroup
 
@@ -54,9 +53,6 @@ func (p *Proxy) ResetAfter(n int64) { p.set(func() { p.resetAt = n }) }
 // Stall makes open and new connections forward nothing until Stall(false).
 func (p *Proxy) Stall(on bool) { p.set(func() { p.stalled = on }) }
 
-// Refuse closes new connections at once, as a stopped backend would.
-func (p *Proxy) Refuse(on bool) { p.set(func() { p.refuse = on }) }
-
 // CutAll resets every open connection.
 func (p *Proxy) CutAll() {
 	p.mu.Lock()
@@ -79,10 +75,16 @@ func (p *Proxy) set(f func()) {
 	f()
 }
 
-func (p *Proxy) snapshot() (time.Duration, int64, bool, bool) {
+// faults is what the proxy does to traffic at one moment.
+type faults struct {
+	latency time.Duration
+	stalled bool
+}
+
+func (p *Proxy) current() faults {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.latency, p.resetAt, p.stalled, p.refuse
+	return faults{p.latency, p.stalled}
 }
 
 func (p *Proxy) accept() {
@@ -91,10 +93,6 @@ func (p *Proxy) accept() {
 		c, err := p.ln.Accept()
 		if err != nil {
 			return
-		}
-		if _, _, _, refuse := p.snapshot(); refuse {
-			reset(c)
-			continue
 		}
 		up, err := net.Dial("tcp", p.target)
 		if err != nil {
@@ -133,12 +131,12 @@ func (p *Proxy) pipe(dst, src net.Conn, limit int64) {
 		n, err := src.Read(buf)
 		chunk := buf[:n]
 		for len(chunk) > 0 {
-			latency, _, stalled, _ := p.snapshot()
-			if stalled {
+			f := p.current()
+			if f.stalled {
 				time.Sleep(10 * time.Millisecond) // a stalled link: hold the bytes
 				continue
 			}
-			time.Sleep(latency)
+			time.Sleep(f.latency)
 			if limit > 0 && sent+int64(len(chunk)) >= limit {
 				_, _ = dst.Write(chunk[:limit-sent])
 				return

@@ -155,13 +155,13 @@ func callsBefore(t testing.TB, h *Hub, b *relaytest.Backend) []Call {
 	}
 }
 
-// waitSubscribed waits until the hub has owner's code subscribed on the
+// waitSubscribed waits until the hub has o's code subscribed on the
 // open stream (its PUT answered), so what it does next is not deferred
 // behind that call.
-func waitSubscribed(t testing.TB, h *Hub, owner, code string) {
+func waitSubscribed(t testing.TB, h *Hub, code string) {
 	t.Helper()
-	if !eventually(func() bool { return subscribedOn(h, owner, code) }) {
-		t.Fatalf("%s/%s was not subscribed within %v", owner, code, wait)
+	if !eventually(func() bool { return subscribedOn(h, "o", code) }) {
+		t.Fatalf("o/%s was not subscribed within %v", code, wait)
 	}
 }
 
@@ -175,7 +175,7 @@ func subscribedToC(t *testing.T) (*relaytest.Backend, *Hub, *Subscription, *rela
 	t.Cleanup(s.Close)
 	conn := b.NextStream(t)
 	b.NextCall(t)
-	waitSubscribed(t, h, "o", "c")
+	waitSubscribed(t, h, "c")
 	return b, h, s, conn
 }
 
@@ -310,7 +310,7 @@ func TestTheSubscriptionOutlivesAnyButTheLastSubscriber(t *testing.T) {
 	second := h.Subscribe("o", "c", 0, nil)
 	conn := b.NextStream(t)
 	b.NextCall(t)
-	waitSubscribed(t, h, "o", "c")
+	waitSubscribed(t, h, "c")
 	conn.Envelope(relaytest.Snapshot("o", "c", 1, "IN_PROGRESS"))
 	readN(t, first, 1)
 	first.Close()

@@ -53,7 +53,7 @@ func TestABlockedFanOutDoesNotHoldUpSubscribingAnotherJob(t *testing.T) {
 	if c := b.NextCall(t); c.Method != http.MethodPut || c.Code != "other" {
 		t.Fatalf("call %v, want PUT other", c)
 	}
-	waitSubscribed(t, h, "o", "other") // its PUT completes while the fan-out is blocked
+	waitSubscribed(t, h, "other") // its PUT completes while the fan-out is blocked
 }
 
 // blockedIn reports whether a goroutine waits for a lock inside fn.

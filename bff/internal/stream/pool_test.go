@@ -84,7 +84,7 @@ func server(t *testing.T, cfg stream.Config) (*stream.Pool, string, chan *feed) 
 
 // serve streams every request from a new source of pool.
 func serve(tb testing.TB, pool *stream.Pool, newSource func() stream.Source) string {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if err := pool.Open(w, stream.Head(w.Header(), 1500*time.Millisecond), newSource()); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		}
