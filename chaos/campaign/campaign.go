@@ -112,7 +112,7 @@ func (c *campaign) runSeeds(ctx context.Context) ([]Result, error) {
 	// An interruption stops before the next seed; Run reports it after the
 	// table of those run.
 	for i := 0; i < len(seeds) && ctx.Err() == nil; i++ {
-		r, ran, err := c.runSeed(ctx, seeds[i])
+		r, ran, err := c.trySeed(ctx, seeds[i])
 		if err != nil {
 			return nil, err
 		}
@@ -129,9 +129,9 @@ func (c *campaign) runSeeds(ctx context.Context) ([]Result, error) {
 	return results, nil
 }
 
-// runSeed runs one seed on its topology; false when it was skipped
+// trySeed runs one seed on its topology; false when it was skipped
 // (passed before, or topology A without redis-server outside CI).
-func (c *campaign) runSeed(ctx context.Context, seed uint64) (Result, bool, error) {
+func (c *campaign) trySeed(ctx context.Context, seed uint64) (Result, bool, error) {
 	cfg := c.cfg
 	topo := cfg.Topology
 	if topo == "" {
