@@ -222,6 +222,25 @@ func (b *browser) markDeleted(code string) {
 	}
 }
 
+// reserve counts one more of what n counts (one of b's counters, under
+// b.mu), unless limit are already under way; false then.
+func (b *browser) reserve(n *int, limit int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if *n >= limit {
+		return false
+	}
+	*n++
+	return true
+}
+
+// release counts one less of what n counts.
+func (b *browser) release(n *int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	*n--
+}
+
 // pick returns one of the browser's jobs that match, chosen by x ∈ [0, 1).
 func (b *browser) pick(x float64, match func(*known) bool) (string, known, bool) {
 	b.mu.Lock()

@@ -1,3 +1,11 @@
+// Package campaign is exportstream's fault campaign (chaos/README.md). A
+// seed fixes a topology, a workload and a fault schedule: RunSeed starts the
+// real backend and BFF binaries (and Redis) behind fault proxies, runs the
+// seed's simulated browsers while the Injector applies the schedule, heals
+// everything and records what every client saw in a History; Check judges
+// that history alone, rule by rule, so the checker is tested on histories
+// without running anything. Run runs many seeds, appends their Results and
+// shrinks a failing schedule to a minimal one.
 package campaign
 
 import (
@@ -56,74 +64,127 @@ func Run(ctx context.Context, cfg Config) error {
 			_ = os.Remove(bins.BFF)
 		}
 	}()
-	passed := map[string]bool{}
-	if cfg.Results != "" && !cfg.RerunPassed && cfg.Keep == nil {
-		prev, err := LoadResults(cfg.Results)
-		if err != nil {
-			return err
-		}
-		for _, r := range prev {
-			if r.Passed && r.Error == "" {
-				passed[resultKey(r.Seed, r.Topology, r.DurationSeconds, r.ScheduleHash)] = true
-			}
-		}
+	passed, err := passedSeeds(cfg)
+	if err != nil {
+		return err
 	}
 	_, redisErr := exec.LookPath("redis-server")
-	commit := gitCommit(cfg.Repo)
-	var results []Result
-	failed := 0
-	for _, seed := range cfg.Seeds {
-		if ctx.Err() != nil {
-			break
-		}
-		topo := cfg.Topology
-		if topo == "" {
-			topo = ForSeed(seed)
-		}
-		hash := ScheduleHash(Schedule(seed, topo, cfg.Duration))
-		if passed[resultKey(seed, topo, cfg.Duration.Seconds(), hash)] {
-			cfg.Log.Info("seed already passed (results file): skipped", "seed", seed, "topology", string(topo))
-			continue
-		}
-		if topo == TopologyA && redisErr != nil {
-			msg := "MISSING COMPONENT: redis-server (apt-get install redis-server); topology A seeds NOT run"
-			if cfg.CI {
-				return errors.New("CI=true: " + msg)
-			}
-			cfg.Log.Warn(strings.Repeat("!", 20) + " " + msg)
-			continue
-		}
-		r := runOne(ctx, cfg, RunConfig{Seed: seed, Topology: topo, Duration: cfg.Duration, Keep: cfg.Keep, Bin: bins,
-			WorkDir: work, RequireDisk: cfg.CI, KeepRun: cfg.KeepRuns, Log: cfg.Log})
-		r.Commit, r.ScheduleHash = commit, hash
-		if !r.Passed || r.Error != "" {
-			failed++
-		}
-		results = append(results, r)
-		if cfg.Results != "" && ctx.Err() == nil {
-			if err := AppendResult(cfg.Results, r); err != nil {
-				return err
-			}
-		}
+	c := &campaign{cfg: cfg, bins: bins, work: work, passed: passed, redisErr: redisErr, commit: gitCommit(cfg.Repo)}
+	results, err := c.runSeeds(ctx)
+	if err != nil {
+		return err
 	}
 	_, _ = fmt.Fprintln(cfg.Out)
 	PrintTable(cfg.Out, results)
-	if cfg.Summary != "" && cfg.Results != "" {
-		all, err := LoadResults(cfg.Results)
-		if err != nil {
-			return err
-		}
-		if err := WriteSummary(cfg.Summary, all); err != nil {
-			return err
-		}
+	if err := summarize(cfg); err != nil {
+		return err
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("campaign interrupted: %w", ctx.Err())
+	}
+	failed := 0
+	for _, r := range results {
+		if !r.ok() {
+			failed++
+		}
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d seeds failed", failed, len(results))
 	}
 	return nil
+}
+
+// campaign is what every seed of one Run shares.
+type campaign struct {
+	cfg      Config
+	bins     Binaries
+	work     string          // parent of the runs' directories
+	passed   map[string]bool // resultKey of the seeds the results file has passed
+	redisErr error           // why topology A cannot run here, if it cannot
+	commit   string
+}
+
+// runSeeds runs every seed not already passed, appending each result to
+// the results file as it comes. An error stops the campaign.
+func (c *campaign) runSeeds(ctx context.Context) ([]Result, error) {
+	var results []Result
+	seeds := c.cfg.Seeds
+	// An interruption stops before the next seed; Run reports it after the
+	// table of those run.
+	for i := 0; i < len(seeds) && ctx.Err() == nil; i++ {
+		r, ran, err := c.trySeed(ctx, seeds[i])
+		if err != nil {
+			return nil, err
+		}
+		if !ran {
+			continue
+		}
+		results = append(results, r)
+		if c.cfg.Results != "" && ctx.Err() == nil {
+			if err := AppendResult(c.cfg.Results, r); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return results, nil
+}
+
+// trySeed runs one seed on its topology; false when it was skipped
+// (passed before, or topology A without redis-server outside CI).
+func (c *campaign) trySeed(ctx context.Context, seed uint64) (Result, bool, error) {
+	cfg := c.cfg
+	topo := cfg.Topology
+	if topo == "" {
+		topo = ForSeed(seed)
+	}
+	hash := ScheduleHash(Schedule(seed, topo, cfg.Duration))
+	if c.passed[resultKey(seed, topo, cfg.Duration.Seconds(), hash)] {
+		cfg.Log.Info("seed already passed (results file): skipped", "seed", seed, "topology", string(topo))
+		return Result{}, false, nil
+	}
+	if topo == TopologyA && c.redisErr != nil {
+		msg := "MISSING COMPONENT: redis-server (apt-get install redis-server); topology A seeds NOT run"
+		if cfg.CI {
+			return Result{}, false, errors.New("CI=true: " + msg)
+		}
+		cfg.Log.Warn(strings.Repeat("!", 20) + " " + msg)
+		return Result{}, false, nil
+	}
+	r := runOne(ctx, cfg, RunConfig{Seed: seed, Topology: topo, Duration: cfg.Duration, Keep: cfg.Keep, Bin: c.bins,
+		WorkDir: c.work, RequireDisk: cfg.CI, KeepRun: cfg.KeepRuns, Log: cfg.Log})
+	r.Commit, r.ScheduleHash = c.commit, hash
+	return r, true, nil
+}
+
+// passedSeeds are the resultKeys of the seeds the results file has passed,
+// which the campaign skips (none when it reruns them or replays -keep).
+func passedSeeds(cfg Config) (map[string]bool, error) {
+	passed := map[string]bool{}
+	if cfg.Results == "" || cfg.RerunPassed || cfg.Keep != nil {
+		return passed, nil
+	}
+	prev, err := LoadResults(cfg.Results)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range prev {
+		if r.ok() {
+			passed[resultKey(r.Seed, r.Topology, r.DurationSeconds, r.ScheduleHash)] = true
+		}
+	}
+	return passed, nil
+}
+
+// summarize rewrites the Markdown summary from the whole results file.
+func summarize(cfg Config) error {
+	if cfg.Summary == "" || cfg.Results == "" {
+		return nil
+	}
+	all, err := LoadResults(cfg.Results)
+	if err != nil {
+		return err
+	}
+	return WriteSummary(cfg.Summary, all)
 }
 
 func keptIn(dir string) string {

@@ -192,12 +192,46 @@ func (c *checker) deletedBy(code string, t time.Time) bool {
 // the end that it was never told about are no more than its keys whose
 // answers were all lost or ambiguous (each may have made one job).
 func (c *checker) idempotency() {
-	type keyState struct {
-		browser   int
-		codes     []string
-		accepted  bool
-		ambiguous bool
+	keys, order := c.createKeys()
+	ambiguous := map[int]int{}
+	for _, key := range order {
+		k := keys[key]
+		if len(k.codes) > 1 {
+			c.flag(RuleIdemTwoJobs, k.codes[0], k.browser, "key %s made %d jobs: %s", key, len(k.codes), strings.Join(k.codes, ", "))
+		}
+		if k.ambiguous && !k.accepted {
+			ambiguous[k.browser]++
+		}
 	}
+	lists := c.finalLists()
+	browsers := map[int]bool{}
+	for _, b := range c.accepted {
+		browsers[b] = true
+	}
+	for _, key := range order {
+		browsers[keys[key].browser] = true
+	}
+	for _, b := range sortedKeys(browsers) {
+		if l := lists[b]; l == nil {
+			c.flag(RuleFinalUnreachable, "", b, "the session's jobs could not be listed after the faults ended")
+		} else {
+			c.sessionJobs(b, l, ambiguous[b])
+		}
+	}
+}
+
+// keyState is what the creates sent with one Idempotency-Key were told.
+type keyState struct {
+	browser   int
+	codes     []string // the codes its 2xx answers named
+	accepted  bool
+	ambiguous bool
+}
+
+// createKeys gathers the creates by key, keys in the order first sent, and
+// flags a 409 IDEMPOTENCY_KEY_REUSED (the workload never changes a key's
+// body).
+func (c *checker) createKeys() (map[string]*keyState, []string) {
 	keys := map[string]*keyState{}
 	var order []string
 	for i := range c.h.Ops {
@@ -223,16 +257,11 @@ func (c *checker) idempotency() {
 			k.ambiguous = true
 		}
 	}
-	ambiguous := map[int]int{}
-	for _, key := range order {
-		k := keys[key]
-		if len(k.codes) > 1 {
-			c.flag(RuleIdemTwoJobs, k.codes[0], k.browser, "key %s made %d jobs: %s", key, len(k.codes), strings.Join(k.codes, ", "))
-		}
-		if k.ambiguous && !k.accepted {
-			ambiguous[k.browser]++
-		}
-	}
+	return keys, order
+}
+
+// finalLists are each browser's last answered list after the faults.
+func (c *checker) finalLists() map[int]*Op {
 	lists := map[int]*Op{}
 	for i := range c.h.Ops {
 		o := &c.h.Ops[i]
@@ -242,34 +271,26 @@ func (c *checker) idempotency() {
 			}
 		}
 	}
-	browsers := map[int]bool{}
-	for _, b := range c.accepted {
-		browsers[b] = true
+	return lists
+}
+
+// sessionJobs judges the jobs browser b's session holds at the end (its
+// final list l) that no create answered with: no more of them than its
+// ambiguous keys, each terminal.
+func (c *checker) sessionJobs(b int, l *Op, ambiguous int) {
+	var unknown []string
+	for _, j := range l.Jobs {
+		if _, ok := c.accepted[j.Code]; ok {
+			continue // accepted ones are judged by their final GET
+		}
+		unknown = append(unknown, j.Code)
+		if !j.Terminal() {
+			c.flag(RuleNotTerminal, j.Code, b, "a job the session was never told about (an ambiguous create's) is still %s after the faults ended", j.Status)
+		}
 	}
-	for _, key := range order {
-		browsers[keys[key].browser] = true
-	}
-	for _, b := range sortedKeys(browsers) {
-		l := lists[b]
-		if l == nil {
-			c.flag(RuleFinalUnreachable, "", b, "the session's jobs could not be listed after the faults ended")
-			continue
-		}
-		var unknown []string
-		for _, j := range l.Jobs {
-			if _, ok := c.accepted[j.Code]; !ok {
-				unknown = append(unknown, j.Code)
-			}
-			if !j.Terminal() {
-				if _, ok := c.accepted[j.Code]; !ok { // accepted ones are judged by their final GET
-					c.flag(RuleNotTerminal, j.Code, b, "a job the session was never told about (an ambiguous create's) is still %s after the faults ended", j.Status)
-				}
-			}
-		}
-		if len(unknown) > ambiguous[b] {
-			c.flag(RuleIdemExtraJob, "", b, "the session holds %d jobs no create answered with (%s) but only %d keys whose answers were lost",
-				len(unknown), strings.Join(unknown, ", "), ambiguous[b])
-		}
+	if len(unknown) > ambiguous {
+		c.flag(RuleIdemExtraJob, "", b, "the session holds %d jobs no create answered with (%s) but only %d keys whose answers were lost",
+			len(unknown), strings.Join(unknown, ", "), ambiguous)
 	}
 }
 
@@ -301,28 +322,7 @@ func (c *checker) consistency() {
 	for _, code := range sortedKeys(c.obs) {
 		list := c.obs[code]
 		b := c.accepted[code]
-		bySeq := map[int64]obs{}
-		var terminals []obs
-		for _, o := range list {
-			if p, ok := bySeq[o.job.Seq]; ok {
-				if p.job.Status != o.job.Status || p.job.Progress != o.job.Progress || p.job.RowsDone != o.job.RowsDone {
-					c.flag(RuleSeqConflict, code, b, "seq %d is %s %d%% (%s) and %s %d%% (%s)", o.job.Seq,
-						p.job.Status, p.job.Progress, p.from, o.job.Status, o.job.Progress, o.from)
-				}
-			} else {
-				bySeq[o.job.Seq] = o
-			}
-			if o.job.Terminal() && !slices.ContainsFunc(terminals, func(t obs) bool { return t.job.Seq == o.job.Seq && t.job.Status == o.job.Status }) {
-				terminals = append(terminals, o)
-			}
-			if o.job.File != nil {
-				want := c.files.get(code, o.job.RowsTotal)
-				if o.job.Status != StatusCompleted || o.job.File.SHA256 != SHA256Hex(want) || o.job.File.Size != int64(len(want)) {
-					c.flag(RuleAnnouncedFile, code, b, "%s announces %s size %d sha256 %s; %d rows make size %d sha256 %s",
-						o.from, o.job.Status, o.job.File.Size, o.job.File.SHA256, o.job.RowsTotal, len(want), SHA256Hex(want))
-				}
-			}
-		}
+		terminals := c.snapshots(code, b, list)
 		if len(terminals) > 1 {
 			var s []string
 			for _, t := range terminals {
@@ -330,15 +330,52 @@ func (c *checker) consistency() {
 			}
 			c.flag(RuleTwoTerminalStates, code, b, "%s", strings.Join(s, "; "))
 		} else if len(terminals) == 1 {
-			t := terminals[0]
-			for _, o := range list {
-				if o.job.Seq > t.job.Seq {
-					c.flag(RuleChangedAfterTerminal, code, b, "%s at seq %d (%s) after %s at seq %d (%s)", o.job.Status, o.job.Seq, o.from, t.job.Status, t.job.Seq, t.from)
-					break
-				}
-			}
+			c.afterTerminal(code, b, list, terminals[0])
 		}
 		c.realTime(code, b, list)
+	}
+}
+
+// snapshots flags two different snapshots of one seq and a wrongly
+// announced file, and returns the distinct terminal snapshots (by seq and
+// status) in the order seen.
+func (c *checker) snapshots(code string, b int, list []obs) []obs {
+	bySeq := map[int64]obs{}
+	var terminals []obs
+	for _, o := range list {
+		if p, ok := bySeq[o.job.Seq]; !ok {
+			bySeq[o.job.Seq] = o
+		} else if p.job.Status != o.job.Status || p.job.Progress != o.job.Progress || p.job.RowsDone != o.job.RowsDone {
+			c.flag(RuleSeqConflict, code, b, "seq %d is %s %d%% (%s) and %s %d%% (%s)", o.job.Seq,
+				p.job.Status, p.job.Progress, p.from, o.job.Status, o.job.Progress, o.from)
+		}
+		if o.job.Terminal() && !slices.ContainsFunc(terminals, func(t obs) bool { return t.job.Seq == o.job.Seq && t.job.Status == o.job.Status }) {
+			terminals = append(terminals, o)
+		}
+		if o.job.File != nil {
+			c.announcedFile(code, b, o)
+		}
+	}
+	return terminals
+}
+
+// announcedFile: a snapshot announces a file only when COMPLETED, and the
+// file the job's code and rows make.
+func (c *checker) announcedFile(code string, b int, o obs) {
+	want := c.files.get(code, o.job.RowsTotal)
+	if o.job.Status != StatusCompleted || o.job.File.SHA256 != SHA256Hex(want) || o.job.File.Size != int64(len(want)) {
+		c.flag(RuleAnnouncedFile, code, b, "%s announces %s size %d sha256 %s; %d rows make size %d sha256 %s",
+			o.from, o.job.Status, o.job.File.Size, o.job.File.SHA256, o.job.RowsTotal, len(want), SHA256Hex(want))
+	}
+}
+
+// afterTerminal flags the first snapshot with a seq past the terminal one.
+func (c *checker) afterTerminal(code string, b int, list []obs, t obs) {
+	for _, o := range list {
+		if o.job.Seq > t.job.Seq {
+			c.flag(RuleChangedAfterTerminal, code, b, "%s at seq %d (%s) after %s at seq %d (%s)", o.job.Status, o.job.Seq, o.from, t.job.Status, t.job.Seq, t.from)
+			return
+		}
 	}
 }
 
@@ -378,76 +415,109 @@ func (c *checker) subscribers() {
 	}
 }
 
+// subReport flags a subscriber's violations, each rule once per code.
+type subReport struct {
+	c        *checker
+	s        *Subscriber
+	prefix   string // before the detail; takes the subscriber's ID
+	reported map[string]bool
+}
+
+func (c *checker) reportFor(s *Subscriber, prefix string) subReport {
+	return subReport{c: c, s: s, prefix: prefix, reported: map[string]bool{}}
+}
+
+func (r *subReport) once(rule, code, format string, args ...any) {
+	if !r.reported[rule+code] {
+		r.reported[rule+code] = true
+		r.c.flag(rule, code, r.s.Browser, r.prefix+format, append([]any{r.s.ID}, args...)...)
+	}
+}
+
+// afterTerminalRule is the rule an event after a terminal one breaks.
+func afterTerminalRule(e Event) string {
+	if e.Job.Terminal() {
+		return RuleTerminalTwice
+	}
+	return RuleEventAfterTerminal
+}
+
 // jobSub: a per-job stream, across its reconnections, has ids = seq
 // strictly increasing, one terminal event at most and nothing after it,
 // ends after the terminal event, and sees it if it stayed to the end.
 func (c *checker) jobSub(s *Subscriber) {
-	var (
-		prev        int64 = -1
-		terminal    *Event
-		reported    = map[string]bool{}
-		notFoundAt  time.Time
-		sawNotFound bool
-	)
-	once := func(rule, format string, args ...any) {
-		if !reported[rule] {
-			reported[rule] = true
-			c.flag(rule, s.Code, s.Browser, "subscriber %d: "+format, append([]any{s.ID}, args...)...)
-		}
-	}
+	st := &jobStream{subReport: c.reportFor(s, "subscriber %d: "), prev: -1}
 	for _, cn := range s.Conns {
 		if cn.Status == http.StatusNotFound {
 			// When the answer came: a DELETE sent while the request was
 			// on its way may have been served first.
-			sawNotFound, notFoundAt = true, cn.End
+			st.sawNotFound, st.notFoundAt = true, cn.End
 		}
 		for _, e := range cn.Events {
-			if e.Job.Code != s.Code {
-				once("wrong-code", "an event of %s on the stream of %s", e.Job.Code, s.Code)
-				continue
-			}
-			if e.Job.Status == StatusError {
-				if e.Job.Error != nil && e.Job.Error.Code == "NOT_FOUND" {
-					sawNotFound, notFoundAt = true, e.At
-				}
-				continue
-			}
-			if e.ID != strconv.FormatInt(e.Job.Seq, 10) {
-				once(RuleIDMismatch, "event id %q carries seq %d", e.ID, e.Job.Seq)
-			}
-			if terminal != nil {
-				if e.Job.Terminal() {
-					once(RuleTerminalTwice, "%s at seq %d after %s at seq %d", e.Job.Status, e.Job.Seq, terminal.Job.Status, terminal.Job.Seq)
-				} else {
-					once(RuleEventAfterTerminal, "%s at seq %d after %s at seq %d", e.Job.Status, e.Job.Seq, terminal.Job.Status, terminal.Job.Seq)
-				}
-			}
-			if e.Job.Seq <= prev {
-				once(RuleIDNotIncreasing, "seq %d after %d (Last-Event-ID sent on this connection: %q)", e.Job.Seq, prev, cn.LastEventID)
-			}
-			prev = max(prev, e.Job.Seq)
-			if e.Job.Terminal() && terminal == nil {
-				terminal = &e
-			}
+			st.event(e, cn.LastEventID)
 		}
 	}
-	if sawNotFound && !c.deletedBy(s.Code, notFoundAt) {
-		if _, accepted := c.accepted[s.Code]; accepted {
-			once(RuleSpuriousNotFound, "told NOT_FOUND at %s though the job was accepted and not deleted", notFoundAt.Format(time.TimeOnly))
+	st.end()
+}
+
+// jobStream is what the checker has read so far of a per-job subscriber.
+type jobStream struct {
+	subReport
+	prev        int64 // the highest seq seen
+	terminal    *Event
+	notFoundAt  time.Time
+	sawNotFound bool
+}
+
+// event reads one event of a connection opened with lastEventID.
+func (st *jobStream) event(e Event, lastEventID string) {
+	code := st.s.Code
+	if e.Job.Code != code {
+		st.once("wrong-code", code, "an event of %s on the stream of %s", e.Job.Code, code)
+		return
+	}
+	if e.Job.Status == StatusError {
+		if e.Job.Error != nil && e.Job.Error.Code == "NOT_FOUND" {
+			st.sawNotFound, st.notFoundAt = true, e.At
+		}
+		return
+	}
+	if e.ID != strconv.FormatInt(e.Job.Seq, 10) {
+		st.once(RuleIDMismatch, code, "event id %q carries seq %d", e.ID, e.Job.Seq)
+	}
+	if t := st.terminal; t != nil {
+		st.once(afterTerminalRule(e), code, "%s at seq %d after %s at seq %d", e.Job.Status, e.Job.Seq, t.Job.Status, t.Job.Seq)
+	}
+	if e.Job.Seq <= st.prev {
+		st.once(RuleIDNotIncreasing, code, "seq %d after %d (Last-Event-ID sent on this connection: %q)", e.Job.Seq, st.prev, lastEventID)
+	}
+	st.prev = max(st.prev, e.Job.Seq)
+	if e.Job.Terminal() && st.terminal == nil {
+		st.terminal = &e
+	}
+}
+
+// end judges the NOT_FOUND the stream was told and how it ended.
+func (st *jobStream) end() {
+	c, code := st.c, st.s.Code
+	if st.sawNotFound && !c.deletedBy(code, st.notFoundAt) {
+		if _, accepted := c.accepted[code]; accepted {
+			st.once(RuleSpuriousNotFound, code, "told NOT_FOUND at %s though the job was accepted and not deleted", st.notFoundAt.Format(time.TimeOnly))
 		}
 	}
-	switch s.EndReason {
+	switch st.s.EndReason {
 	case EndNoContent:
-		if terminal == nil {
-			once(RuleNoContentEarly, "204 No Content on a reconnect with Last-Event-ID %d though no terminal event came", prev)
+		if st.terminal == nil {
+			st.once(RuleNoContentEarly, code, "204 No Content on a reconnect with Last-Event-ID %d though no terminal event came", st.prev)
 		}
 	case EndTerminalOpen:
-		once(RuleOpenAfterTerminal, "the response stayed open after the terminal event")
+		st.once(RuleOpenAfterTerminal, code, "the response stayed open after the terminal event")
 	case EndDeadline:
-		if terminal == nil {
-			if f := c.final[s.Code]; f != nil && f.Job != nil && f.Job.Terminal() {
-				once(RuleMissedTerminal, "followed to the end (last seq %d) but never got %s (seq %d)", prev, f.Job.Status, f.Job.Seq)
-			}
+		if st.terminal != nil {
+			return
+		}
+		if f := c.final[code]; f != nil && f.Job != nil && f.Job.Terminal() {
+			st.once(RuleMissedTerminal, code, "followed to the end (last seq %d) but never got %s (seq %d)", st.prev, f.Job.Status, f.Job.Seq)
 		}
 	}
 }
@@ -457,68 +527,82 @@ func (c *checker) jobSub(s *Subscriber) {
 // across reconnects a code's seq never goes back. A tab open to the end
 // sees the terminal state of each of its session's jobs.
 func (c *checker) multiplexSub(s *Subscriber) {
-	reported := map[string]bool{}
-	once := func(rule, code, format string, args ...any) {
-		if !reported[rule+code] {
-			reported[rule+code] = true
-			c.flag(rule, code, s.Browser, "multiplexed subscriber %d: "+format, append([]any{s.ID}, args...)...)
-		}
-	}
-	highest := map[string]int64{}
-	sawTerminal := map[string]bool{}
-	errored := map[string]bool{}
+	st := &tabStream{subReport: c.reportFor(s, "multiplexed subscriber %d: "),
+		highest: map[string]int64{}, sawTerminal: map[string]bool{}, errored: map[string]bool{}}
 	for _, cn := range s.Conns {
-		prev := map[string]int64{}
-		term := map[string]*Event{}
-		for _, e := range cn.Events {
-			code := e.Job.Code
-			if e.Job.Status == StatusError {
-				errored[code] = true
-				if e.Job.Error != nil && e.Job.Error.Code == "NOT_FOUND" && !c.deletedBy(code, e.At) {
-					if _, ok := c.accepted[code]; ok {
-						once(RuleSpuriousNotFound, code, "ERROR NOT_FOUND at %s though the job was accepted and not deleted", e.At.Format(time.TimeOnly))
-					}
-				}
-				continue
-			}
-			if e.ID != code+":"+strconv.FormatInt(e.Job.Seq, 10) {
-				once(RuleIDMismatch, code, "event id %q carries %s:%d", e.ID, code, e.Job.Seq)
-			}
-			if t := term[code]; t != nil {
-				if e.Job.Terminal() {
-					once(RuleTerminalTwice, code, "%s at seq %d after %s at seq %d on one connection", e.Job.Status, e.Job.Seq, t.Job.Status, t.Job.Seq)
-				} else {
-					once(RuleEventAfterTerminal, code, "%s at seq %d after %s at seq %d on one connection", e.Job.Status, e.Job.Seq, t.Job.Status, t.Job.Seq)
-				}
-			}
-			if p, ok := prev[code]; ok && e.Job.Seq <= p {
-				once(RuleIDNotIncreasing, code, "seq %d after %d on one connection", e.Job.Seq, p)
-			}
-			if h, ok := highest[code]; ok && e.Job.Seq < h {
-				once(RuleStreamRegress, code, "seq %d after a reconnect, %d seen before", e.Job.Seq, h)
-			}
-			prev[code] = max(prev[code], e.Job.Seq)
-			highest[code] = max(highest[code], e.Job.Seq)
-			if e.Job.Terminal() {
-				sawTerminal[code] = true
-				if term[code] == nil {
-					term[code] = &e
-				}
+		st.conn(cn)
+	}
+	if s.EndReason == EndDeadline {
+		st.missedTerminals()
+	}
+}
+
+// tabStream is what the checker has read so far of an /api/events
+// subscriber, by code.
+type tabStream struct {
+	subReport
+	highest     map[string]int64 // across reconnects
+	sawTerminal map[string]bool
+	errored     map[string]bool // an ERROR event ended the code
+}
+
+// conn reads one connection's events.
+func (st *tabStream) conn(cn Conn) {
+	prev := map[string]int64{}
+	term := map[string]*Event{}
+	for _, e := range cn.Events {
+		code := e.Job.Code
+		if e.Job.Status == StatusError {
+			st.errorEvent(e)
+			continue
+		}
+		if e.ID != code+":"+strconv.FormatInt(e.Job.Seq, 10) {
+			st.once(RuleIDMismatch, code, "event id %q carries %s:%d", e.ID, code, e.Job.Seq)
+		}
+		if t := term[code]; t != nil {
+			st.once(afterTerminalRule(e), code, "%s at seq %d after %s at seq %d on one connection", e.Job.Status, e.Job.Seq, t.Job.Status, t.Job.Seq)
+		}
+		if p, ok := prev[code]; ok && e.Job.Seq <= p {
+			st.once(RuleIDNotIncreasing, code, "seq %d after %d on one connection", e.Job.Seq, p)
+		}
+		if h, ok := st.highest[code]; ok && e.Job.Seq < h {
+			st.once(RuleStreamRegress, code, "seq %d after a reconnect, %d seen before", e.Job.Seq, h)
+		}
+		prev[code] = max(prev[code], e.Job.Seq)
+		st.highest[code] = max(st.highest[code], e.Job.Seq)
+		if e.Job.Terminal() {
+			st.sawTerminal[code] = true
+			if term[code] == nil {
+				term[code] = &e
 			}
 		}
 	}
-	if s.EndReason != EndDeadline {
+}
+
+func (st *tabStream) errorEvent(e Event) {
+	code := e.Job.Code
+	st.errored[code] = true
+	if e.Job.Error == nil || e.Job.Error.Code != "NOT_FOUND" || st.c.deletedBy(code, e.At) {
 		return
 	}
+	if _, ok := st.c.accepted[code]; ok {
+		st.once(RuleSpuriousNotFound, code, "ERROR NOT_FOUND at %s though the job was accepted and not deleted", e.At.Format(time.TimeOnly))
+	}
+}
+
+// missedTerminals: a tab open to the end saw the terminal state of each of
+// its session's jobs that was not deleted.
+func (st *tabStream) missedTerminals() {
+	c := st.c
 	for _, code := range sortedKeys(c.accepted) {
-		if c.accepted[code] != s.Browser || sawTerminal[code] || errored[code] {
+		if c.accepted[code] != st.s.Browser || st.sawTerminal[code] || st.errored[code] {
 			continue
 		}
 		if _, deleted := c.deleted[code]; deleted {
 			continue
 		}
 		if f := c.final[code]; f != nil && f.Job != nil && f.Job.Terminal() {
-			once(RuleMissedTerminal, code, "open to the end but never got %s (seq %d); last seq seen %d", f.Job.Status, f.Job.Seq, highest[code])
+			st.once(RuleMissedTerminal, code, "open to the end but never got %s (seq %d); last seq seen %d", f.Job.Status, f.Job.Seq, st.highest[code])
 		}
 	}
 }
@@ -528,18 +612,8 @@ func (c *checker) multiplexSub(s *Subscriber) {
 // deleted; after the faults every COMPLETED file downloads whole and by
 // Range.
 func (c *checker) downloads() {
-	type finalOK struct{ full, ranged bool }
-	finals := map[string]*finalOK{}
-	completedAt := map[string]time.Time{}
-	for code, list := range c.obs {
-		for _, o := range list {
-			if o.job.Status == StatusCompleted {
-				if t, ok := completedAt[code]; !ok || o.end.Before(t) {
-					completedAt[code] = o.end
-				}
-			}
-		}
-	}
+	completedAt := c.completedAt()
+	finals := map[string]*verifiedDownloads{}
 	for i := range c.h.Ops {
 		o := &c.h.Ops[i]
 		if o.Kind != OpDownload && o.Kind != OpFinalDownload {
@@ -553,18 +627,47 @@ func (c *checker) downloads() {
 			}
 		}
 		if o.Kind == OpFinalDownload && ok {
-			f := finals[o.Code]
-			if f == nil {
-				f = &finalOK{}
-				finals[o.Code] = f
+			if finals[o.Code] == nil {
+				finals[o.Code] = &verifiedDownloads{}
 			}
-			if o.Range == nil {
-				f.full = true
-			} else {
-				f.ranged = true
+			finals[o.Code].add(o)
+		}
+	}
+	c.finalDownloads(finals)
+}
+
+// verifiedDownloads are the kinds of download of one file that verified.
+type verifiedDownloads struct{ full, ranged bool }
+
+func (v *verifiedDownloads) add(o *Op) {
+	if o.Range == nil {
+		v.full = true
+	} else {
+		v.ranged = true
+	}
+}
+
+// completedAt is, by code, when a snapshot first showed the job COMPLETED
+// (the earliest end of a read or event that saw it).
+func (c *checker) completedAt() map[string]time.Time {
+	at := map[string]time.Time{}
+	for code, list := range c.obs {
+		for _, o := range list {
+			if o.job.Status != StatusCompleted {
+				continue
+			}
+			if t, ok := at[code]; !ok || o.end.Before(t) {
+				at[code] = o.end
 			}
 		}
 	}
+	return at
+}
+
+// finalDownloads flags each job COMPLETED after the faults, and not
+// deleted, whose file was not downloaded and verified both whole and by
+// Range (finals).
+func (c *checker) finalDownloads(finals map[string]*verifiedDownloads) {
 	for _, code := range sortedKeys(c.final) {
 		fg := c.final[code]
 		if fg.Job == nil || fg.Job.Status != StatusCompleted {
@@ -574,15 +677,20 @@ func (c *checker) downloads() {
 			continue
 		}
 		if f := finals[code]; f == nil || !f.full || !f.ranged {
-			var last string
-			for i := range c.h.Ops {
-				if o := &c.h.Ops[i]; o.Kind == OpFinalDownload && o.Code == code {
-					last = strings.TrimSpace(fmt.Sprintf("%d %s %s", o.Status, o.ErrCode, o.Err))
-				}
-			}
-			c.flag(RuleFinalDownload, code, fg.Browser, "COMPLETED after the faults, but no verified whole and ranged download (last answer: %s)", last)
+			c.flag(RuleFinalDownload, code, fg.Browser, "COMPLETED after the faults, but no verified whole and ranged download (last answer: %s)", c.lastFinalDownload(code))
 		}
 	}
+}
+
+// lastFinalDownload is the answer to the last final download of code.
+func (c *checker) lastFinalDownload(code string) string {
+	var last string
+	for i := range c.h.Ops {
+		if o := &c.h.Ops[i]; o.Kind == OpFinalDownload && o.Code == code {
+			last = strings.TrimSpace(fmt.Sprintf("%d %s %s", o.Status, o.ErrCode, o.Err))
+		}
+	}
+	return last
 }
 
 // download judges one download; true when it verified.

@@ -182,8 +182,8 @@ func findOp(h *History, kind, code string, status int) *Op {
 
 func TestEachRuleFlagsTheHistoryThatBreaksIt(t *testing.T) {
 	cases := []struct {
-		rule   string
-		break_ func(h *History)
+		rule    string
+		breakIt func(h *History)
 	}{
 		{RuleIdemTwoJobs, func(h *History) {
 			h.Ops = append(h.Ops, Op{Kind: OpCreate, Browser: 1, Key: "k2", Attempt: 2, Start: at(450), End: at(460), Status: 200, Job: jp(job(codeE, StatusPending, 1, 0))})
@@ -294,7 +294,7 @@ func TestEachRuleFlagsTheHistoryThatBreaksIt(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.rule, func(t *testing.T) {
 			h := legal()
-			c.break_(h)
+			c.breakIt(h)
 			got := rules(Check(h))
 			if !slices.Contains(got, c.rule) {
 				t.Errorf("want %s among the violations, got %v", c.rule, got)

@@ -126,33 +126,63 @@ func AppendResult(path string, r Result) error {
 	return nil
 }
 
+// ok reports a seed that ran and passed.
+func (r Result) ok() bool { return r.Passed && r.Error == "" }
+
+// verdictWords are how a table writes a result: passed, could not run
+// (before the error), failed (before the violations by rule).
+type verdictWords struct{ pass, err, fail string }
+
+var (
+	tableWords    = verdictWords{pass: "PASS", err: "ERROR: ", fail: "FAIL "}
+	markdownWords = verdictWords{pass: "pass", err: "error: ", fail: "**FAIL** "}
+)
+
+func (r Result) verdict(w verdictWords) string {
+	switch {
+	case r.Error != "":
+		return w.err + r.Error
+	case !r.Passed:
+		return w.fail + compact(r.Violations)
+	}
+	return w.pass
+}
+
+// tally sums results.
+type tally struct {
+	faults, ops, subs, violations map[string]int
+	events, passed                int
+	topologies                    map[Topology]int
+}
+
+func newTally() *tally {
+	return &tally{faults: map[string]int{}, ops: map[string]int{}, subs: map[string]int{}, violations: map[string]int{}, topologies: map[Topology]int{}}
+}
+
+func (t *tally) add(r Result) {
+	addAll(t.faults, r.Faults)
+	addAll(t.ops, r.Ops)
+	addAll(t.subs, r.Subscribers)
+	addAll(t.violations, r.Violations)
+	t.events += r.Events
+	t.topologies[r.Topology]++
+	if r.ok() {
+		t.passed++
+	}
+}
+
 // PrintTable writes one row per result and a total.
 func PrintTable(w io.Writer, rs []Result) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	_, _ = fmt.Fprintln(tw, "seed\ttopo\tfaults\tops\tsubs\tevents\tviolations\tresult\telapsed")
-	var tot Result
-	tot.Faults, tot.Ops, tot.Subscribers, tot.Violations = map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}
-	passed := 0
+	tot := newTally()
 	for _, r := range rs {
-		res := "PASS"
-		switch {
-		case r.Error != "":
-			res = "ERROR: " + r.Error
-		case !r.Passed:
-			res = "FAIL " + compact(r.Violations)
-		default:
-			passed++
-		}
-		_, _ = fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%.0fs\n", r.Seed, r.Topology, sum(r.Faults), sum(r.Ops), sum(r.Subscribers), r.Events, sum(r.Violations), res, r.ElapsedSeconds)
-		addAll(tot.Faults, r.Faults)
-		addAll(tot.Ops, r.Ops)
-		addAll(tot.Subscribers, r.Subscribers)
-		addAll(tot.Violations, r.Violations)
-		tot.Events += r.Events
+		_, _ = fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%.0fs\n", r.Seed, r.Topology, sum(r.Faults), sum(r.Ops), sum(r.Subscribers), r.Events, sum(r.Violations), r.verdict(tableWords), r.ElapsedSeconds)
+		tot.add(r)
 	}
-	_, _ = fmt.Fprintf(tw, "total\t%d seeds\t%d\t%d\t%d\t%d\t%d\t%d passed\t\n", len(rs), sum(tot.Faults), sum(tot.Ops), sum(tot.Subscribers), tot.Events, sum(tot.Violations), passed)
+	_, _ = fmt.Fprintf(tw, "total\t%d seeds\t%d\t%d\t%d\t%d\t%d\t%d passed\t\n", len(rs), sum(tot.faults), sum(tot.ops), sum(tot.subs), tot.events, sum(tot.violations), tot.passed)
 	_ = tw.Flush()
-	_, _ = fmt.Fprintf(w, "faults by kind: %s\nops by kind: %s\nviolations by rule: %s\n", compact(tot.Faults), compact(tot.Ops), compact(tot.Violations))
+	_, _ = fmt.Fprintf(w, "faults by kind: %s\nops by kind: %s\nviolations by rule: %s\n", compact(tot.faults), compact(tot.ops), compact(tot.violations))
 }
 
 // WriteSummary writes a Markdown summary of every result in the file, for
@@ -162,36 +192,19 @@ func WriteSummary(path string, rs []Result) error {
 	b.WriteString("# Fault campaign results\n\n")
 	b.WriteString("Written by `make chaos` (`go run ./chaos`) from `chaos/results/results.jsonl`; one line per seed run there.\n")
 	b.WriteString("How the campaign works and what each rule means: `chaos/README.md`.\n\n")
-	faults, ops, viol, subs := map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}
-	events, passed := 0, 0
-	topo := map[Topology]int{}
+	tot := newTally()
 	for _, r := range rs {
-		addAll(faults, r.Faults)
-		addAll(ops, r.Ops)
-		addAll(viol, r.Violations)
-		addAll(subs, r.Subscribers)
-		events += r.Events
-		topo[r.Topology]++
-		if r.Passed && r.Error == "" {
-			passed++
-		}
+		tot.add(r)
 	}
-	fmt.Fprintf(&b, "| | |\n|---|---|\n| seed runs | %d (topology A: %d, B: %d), %d passed |\n", len(rs), topo[TopologyA], topo[TopologyB], passed)
-	fmt.Fprintf(&b, "| faults injected | %d: %s |\n", sum(faults), compact(faults))
-	fmt.Fprintf(&b, "| operations checked | %d: %s |\n", sum(ops), compact(ops))
-	fmt.Fprintf(&b, "| subscribers | %d: %s; %d events checked |\n", sum(subs), compact(subs), events)
-	fmt.Fprintf(&b, "| violations | %d: %s |\n\n", sum(viol), compact(viol))
+	fmt.Fprintf(&b, "| | |\n|---|---|\n| seed runs | %d (topology A: %d, B: %d), %d passed |\n", len(rs), tot.topologies[TopologyA], tot.topologies[TopologyB], tot.passed)
+	fmt.Fprintf(&b, "| faults injected | %d: %s |\n", sum(tot.faults), compact(tot.faults))
+	fmt.Fprintf(&b, "| operations checked | %d: %s |\n", sum(tot.ops), compact(tot.ops))
+	fmt.Fprintf(&b, "| subscribers | %d: %s; %d events checked |\n", sum(tot.subs), compact(tot.subs), tot.events)
+	fmt.Fprintf(&b, "| violations | %d: %s |\n\n", sum(tot.violations), compact(tot.violations))
 	b.WriteString("## Runs\n\n| seed | topology | faults s | time | commit | faults | ops | events | result |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
-		res := "pass"
-		switch {
-		case r.Error != "":
-			res = "error: " + r.Error
-		case !r.Passed:
-			res = "**FAIL** " + compact(r.Violations)
-		}
 		fmt.Fprintf(&b, "| %d | %s | %.0f | %s | %s | %d | %d | %d | %s |\n", r.Seed, r.Topology, r.DurationSeconds,
-			r.Time.UTC().Format("2006-01-02 15:04"), r.Commit, sum(r.Faults), sum(r.Ops), r.Events, res)
+			r.Time.UTC().Format("2006-01-02 15:04"), r.Commit, sum(r.Faults), sum(r.Ops), r.Events, r.verdict(markdownWords))
 	}
 	var failing []Result
 	for _, r := range rs {

@@ -70,13 +70,9 @@ func RunSeed(ctx context.Context, cfg RunConfig) (*Outcome, error) {
 	}
 	defer stack.Close()
 
-	base := map[string]ProcSample{}
-	for _, p := range stack.goProcs() {
-		s, err := sample(ctx, p)
-		if err != nil {
-			return nil, fmt.Errorf("baseline: %w", err)
-		}
-		base[p.name] = s
+	base, err := baselines(ctx, stack)
+	if err != nil {
+		return nil, err
 	}
 
 	rec := NewRecorder(cfg.Seed, cfg.Topology)
@@ -98,6 +94,41 @@ func RunSeed(ctx context.Context, cfg RunConfig) (*Outcome, error) {
 	w.FinalDownloads(ctx, final)
 	w.Close()
 
+	procs := checkProcs(ctx, stack, base, healErrs)
+	rec.Update(func(h *History) { h.Procs = procs })
+	stack.Close()
+
+	h := rec.History()
+	out := &Outcome{History: h, Violations: Check(h), Schedule: schedule, Dir: dir, Elapsed: time.Since(began)}
+	if ctx.Err() != nil {
+		return out, fmt.Errorf("run interrupted: %w", ctx.Err())
+	}
+	if out.Failed() || cfg.KeepRun {
+		writeHistory(dir, h)
+	} else {
+		_ = os.RemoveAll(dir)
+		out.Dir = ""
+	}
+	return out, nil
+}
+
+// baselines samples every Go process, ready and idle, before the workload.
+func baselines(ctx context.Context, stack *Stack) (map[string]ProcSample, error) {
+	base := map[string]ProcSample{}
+	for _, p := range stack.goProcs() {
+		s, err := sample(ctx, p)
+		if err != nil {
+			return nil, fmt.Errorf("baseline: %w", err)
+		}
+		base[p.name] = s
+	}
+	return base, nil
+}
+
+// checkProcs reads every process after the heal: whether it came back,
+// crashed or panicked, and each survivor's final sample against its
+// baseline.
+func checkProcs(ctx context.Context, stack *Stack, base map[string]ProcSample, healErrs map[string]error) []ProcCheck {
 	var procs []ProcCheck
 	for _, p := range stack.goProcs() {
 		pc := ProcCheck{Name: p.name, Survivor: !p.everKilled(), Healed: healErrs[p.name] == nil, Base: base[p.name],
@@ -106,19 +137,7 @@ func RunSeed(ctx context.Context, cfg RunConfig) (*Outcome, error) {
 			pc.HealErr = err.Error()
 		}
 		if pc.Survivor && pc.Healed {
-			// Poll until back within the tolerance (the BFF's upstreams
-			// linger a second after their last browser) or the bound.
-			_ = waitFor(ctx, quietBound, func() error {
-				s, err := sample(ctx, p)
-				if err != nil {
-					return err
-				}
-				pc.Final = s
-				if probs := LeakProblems(p.name, pc.Base, s); len(probs) > 0 {
-					return fmt.Errorf("%v", probs)
-				}
-				return nil
-			})
+			pc.Final = quietSample(ctx, p, pc.Base)
 		}
 		procs = append(procs, pc)
 	}
@@ -129,21 +148,31 @@ func RunSeed(ctx context.Context, cfg RunConfig) (*Outcome, error) {
 		}
 		procs = append(procs, pc)
 	}
-	rec.Update(func(h *History) { h.Procs = procs })
-	stack.Close()
+	return procs
+}
 
-	h := rec.History()
-	out := &Outcome{History: h, Violations: Check(h), Schedule: schedule, Dir: dir, Elapsed: time.Since(began)}
-	if ctx.Err() != nil {
-		return out, fmt.Errorf("run interrupted: %w", ctx.Err())
-	}
-	if out.Failed() || cfg.KeepRun {
-		if b, err := json.MarshalIndent(h, "", " "); err == nil {
-			_ = os.WriteFile(filepath.Join(dir, "history.json"), b, 0o600)
+// quietSample polls a survivor until it is back within the tolerance of
+// its baseline (the BFF's upstreams linger a second after their last
+// browser) or quietBound passes, and returns its last sample.
+func quietSample(ctx context.Context, p *proc, base ProcSample) ProcSample {
+	var final ProcSample
+	_ = waitFor(ctx, quietBound, func() error {
+		s, err := sample(ctx, p)
+		if err != nil {
+			return err
 		}
-	} else {
-		_ = os.RemoveAll(dir)
-		out.Dir = ""
+		final = s
+		if probs := LeakProblems(p.name, base, s); len(probs) > 0 {
+			return fmt.Errorf("%v", probs)
+		}
+		return nil
+	})
+	return final
+}
+
+// writeHistory keeps the history the checker judged beside the run's logs.
+func writeHistory(dir string, h *History) {
+	if b, err := json.MarshalIndent(h, "", " "); err == nil {
+		_ = os.WriteFile(filepath.Join(dir, "history.json"), b, 0o600)
 	}
-	return out, nil
 }

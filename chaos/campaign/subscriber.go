@@ -118,86 +118,110 @@ func pause(ctx context.Context, d time.Duration) bool {
 func (b *browser) followJob(ctx context.Context, s *Subscriber, o subOpts) {
 	s.Start = time.Now()
 	defer func() { s.End = time.Now() }()
-	var (
-		lastID   string
-		seen     int
-		reloaded bool
-	)
+	f := &jobFollower{b: b, o: o}
 	for range maxReconnections {
 		if ctx.Err() != nil {
 			s.EndReason = EndDeadline
 			return
 		}
-		connCtx, cancel := context.WithCancel(ctx)
-		var (
-			terminal, errored, abandoned, reload bool
-			openAfter                            atomic.Bool
-			grace                                *time.Timer
-		)
-		cn := Conn{}
-		b.stream(connCtx, "/api/exports/"+s.Code+"/events", lastID, &cn, func(e Event) bool {
-			b.observe(&e.Job)
-			if e.Job.Status == StatusError {
-				errored = true
-				return true
-			}
-			if terminal {
-				return false // recorded: the checker flags anything after the terminal event
-			}
-			lastID = e.ID
-			seen++
-			if e.Job.Terminal() {
-				terminal = true
-				grace = time.AfterFunc(terminalGrace, func() { openAfter.Store(true); cancel() })
-				return false // read on: the server must end the response itself
-			}
-			if o.abandonAfter > 0 && seen >= o.abandonAfter {
-				abandoned = true
-				return true
-			}
-			if o.reloadAfter > 0 && seen >= o.reloadAfter && !reloaded {
-				reloaded, reload = true, true
-				return true
-			}
-			return false
-		})
-		if grace != nil {
-			grace.Stop()
-		}
-		cancel()
-		if reload {
-			cn.EndReason = "reload"
-		}
+		cn, c := f.connect(ctx, s.Code)
 		s.Conns = append(s.Conns, cn)
-		switch {
-		case terminal && openAfter.Load():
-			s.EndReason = EndTerminalOpen
-			return
-		case terminal:
-			s.EndReason = EndTerminal
-			return
-		case errored:
-			s.EndReason = EndErrorEvent
-			return
-		case abandoned:
-			s.EndReason = EndAbandoned
-			return
-		case cn.Status == http.StatusNoContent:
-			s.EndReason = EndNoContent
-			return
-		case cn.Status == http.StatusNotFound:
-			s.EndReason = EndNotFound
-			return
-		case cn.Status >= 400 && cn.Status < 500:
-			s.EndReason = EndRefused
+		if reason := c.endReason(cn); reason != "" {
+			s.EndReason = reason
 			return
 		}
-		if !reload && !pause(ctx, reconnectDelay+rand.N(reconnectDelay/2)) {
+		if !c.reload && !pause(ctx, reconnectDelay+rand.N(reconnectDelay/2)) {
 			s.EndReason = EndDeadline
 			return
 		}
 	}
 	s.EndReason = EndDeadline
+}
+
+// jobFollower is a per-job EventSource's state across its connections.
+type jobFollower struct {
+	b        *browser
+	o        subOpts
+	lastID   string // sent as Last-Event-ID on the next connection
+	seen     int    // events received, on every connection
+	reloaded bool   // dropped once to resume (o.reloadAfter)
+}
+
+// jobConn is what one connection of a jobFollower ended on.
+type jobConn struct {
+	f      *jobFollower
+	cancel context.CancelFunc // ends the connection
+
+	terminal, errored, abandoned, reload bool
+	openAfter                            atomic.Bool // the response outlived terminalGrace after the terminal event
+	grace                                *time.Timer
+}
+
+// connect opens one connection on code's events and reads it to its end.
+func (f *jobFollower) connect(ctx context.Context, code string) (Conn, *jobConn) {
+	connCtx, cancel := context.WithCancel(ctx)
+	c := &jobConn{f: f, cancel: cancel}
+	cn := Conn{}
+	f.b.stream(connCtx, "/api/exports/"+code+"/events", f.lastID, &cn, c.handle)
+	if c.grace != nil {
+		c.grace.Stop()
+	}
+	cancel()
+	if c.reload {
+		cn.EndReason = "reload"
+	}
+	return cn, c
+}
+
+// handle takes one event; true closes the connection.
+func (c *jobConn) handle(e Event) bool {
+	f := c.f
+	f.b.observe(&e.Job)
+	if e.Job.Status == StatusError {
+		c.errored = true
+		return true
+	}
+	if c.terminal {
+		return false // recorded: the checker flags anything after the terminal event
+	}
+	f.lastID = e.ID
+	f.seen++
+	if e.Job.Terminal() {
+		c.terminal = true
+		c.grace = time.AfterFunc(terminalGrace, func() { c.openAfter.Store(true); c.cancel() })
+		return false // read on: the server must end the response itself
+	}
+	if f.o.abandonAfter > 0 && f.seen >= f.o.abandonAfter {
+		c.abandoned = true
+		return true
+	}
+	if f.o.reloadAfter > 0 && f.seen >= f.o.reloadAfter && !f.reloaded {
+		f.reloaded, c.reload = true, true
+		return true
+	}
+	return false
+}
+
+// endReason is why the subscriber ends after this connection, or "" when
+// it reconnects.
+func (c *jobConn) endReason(cn Conn) string {
+	switch {
+	case c.terminal && c.openAfter.Load():
+		return EndTerminalOpen
+	case c.terminal:
+		return EndTerminal
+	case c.errored:
+		return EndErrorEvent
+	case c.abandoned:
+		return EndAbandoned
+	case cn.Status == http.StatusNoContent:
+		return EndNoContent
+	case cn.Status == http.StatusNotFound:
+		return EndNotFound
+	case cn.Status >= 400 && cn.Status < 500:
+		return EndRefused
+	}
+	return ""
 }
 
 // multiplexed is an open /api/events subscriber the workload can tell, at

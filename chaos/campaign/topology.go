@@ -90,82 +90,111 @@ type Stack struct {
 	disk       *disk
 }
 
-// StartStack starts the topology and waits until every BFF is ready.
-func StartStack(ctx context.Context, cfg StackConfig) (s *Stack, err error) {
-	s = &Stack{cfg: cfg}
-	defer func() {
-		if err != nil {
-			s.Close()
-			s = nil
-		}
-	}()
-	logs := filepath.Join(cfg.Dir, "logs")
-	if err := os.MkdirAll(logs, 0o700); err != nil {
-		return nil, fmt.Errorf("logs dir: %w", err)
+// StartStack starts the topology and waits until every BFF is ready. On
+// failure it stops whatever it had started.
+func StartStack(ctx context.Context, cfg StackConfig) (*Stack, error) {
+	s := &Stack{cfg: cfg}
+	if err := s.start(ctx); err != nil {
+		s.Close()
+		return nil, err
 	}
-	s.disk, err = mountDisk(filepath.Join(cfg.Dir, "data"), cfg.Log)
+	return s, nil
+}
+
+func (s *Stack) start(ctx context.Context) error {
+	cfg := s.cfg
+	if err := os.MkdirAll(s.logDir(), 0o700); err != nil {
+		return fmt.Errorf("logs dir: %w", err)
+	}
+	d, err := mountDisk(filepath.Join(cfg.Dir, "data"), cfg.Log)
+	if err != nil {
+		return err
+	}
+	s.disk = d
+	if !s.disk.mounted && cfg.RequireDisk {
+		return errors.New("CI=true: the disk-full fault needs a tmpfs, and mounting one failed (needs root or CAP_SYS_ADMIN)")
+	}
+	nb, nf := processTargets(cfg.Topology)
+	if cfg.Topology == TopologyA {
+		if err := s.startRedis(ctx); err != nil {
+			return err
+		}
+	}
+	if err := s.startBackends(ctx, nb); err != nil {
+		return err
+	}
+	return s.startBFFs(ctx, nf)
+}
+
+func (s *Stack) logDir() string { return filepath.Join(s.cfg.Dir, "logs") }
+
+// newProc prepares a process on a free port, which replaces {port} in
+// argv; it logs to its own file.
+func (s *Stack) newProc(name string, argv, env []string) (*proc, error) {
+	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	if !s.disk.mounted && cfg.RequireDisk {
-		return nil, errors.New("CI=true: the disk-full fault needs a tmpfs, and mounting one failed (needs root or CAP_SYS_ADMIN)")
+	for i := range argv {
+		argv[i] = strings.ReplaceAll(argv[i], "{port}", strconv.Itoa(port))
 	}
-	nb, nf := processTargets(cfg.Topology)
-	newProc := func(name string, argv, env []string) (*proc, error) {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		for i := range argv {
-			argv[i] = strings.ReplaceAll(argv[i], "{port}", strconv.Itoa(port))
-		}
-		return &proc{name: name, argv: argv, env: env, port: port, logPath: filepath.Join(logs, name+".log")}, nil
+	return &proc{name: name, argv: argv, env: env, port: port, logPath: filepath.Join(s.logDir(), name+".log")}, nil
+}
+
+func (s *Stack) startRedis(ctx context.Context) error {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return fmt.Errorf("topology A needs redis-server: %w", err)
 	}
-	if cfg.Topology == TopologyA {
-		bin, err := exec.LookPath("redis-server")
-		if err != nil {
-			return nil, fmt.Errorf("topology A needs redis-server: %w", err)
-		}
-		redisDir := filepath.Join(cfg.Dir, "redis")
-		if err := os.MkdirAll(redisDir, 0o700); err != nil {
-			return nil, fmt.Errorf("redis dir: %w", err)
-		}
-		// AOF fsynced at every write, no RDB: what docker-compose.scale.yml
-		// runs and the README's "durable before visible" assumes.
-		s.redis, err = newProc("redis", []string{bin, "--port", "{port}", "--bind", "127.0.0.1", "--save", "",
-			"--appendonly", "yes", "--appendfsync", "always", "--dir", redisDir, "--daemonize", "no", "--loglevel", "warning"}, nil)
-		if err != nil {
-			return nil, err
-		}
-		s.redis.ready = redisReady(s.redis.addr())
-		if err := s.redis.start(ctx); err != nil {
-			return nil, err
-		}
+	redisDir := filepath.Join(s.cfg.Dir, "redis")
+	if err := os.MkdirAll(redisDir, 0o700); err != nil {
+		return fmt.Errorf("redis dir: %w", err)
 	}
-	for i := 1; i <= nb; i++ {
+	// AOF fsynced at every write, no RDB: what docker-compose.scale.yml
+	// runs and the README's "durable before visible" assumes.
+	s.redis, err = s.newProc("redis", []string{bin, "--port", "{port}", "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "yes", "--appendfsync", "always", "--dir", redisDir, "--daemonize", "no", "--loglevel", "warning"}, nil)
+	if err != nil {
+		return err
+	}
+	s.redis.ready = redisReady(s.redis.addr())
+	return s.redis.start(ctx)
+}
+
+// startBackends starts n backends (on Redis through their own links in
+// topology A) and waits until each is ready.
+func (s *Stack) startBackends(ctx context.Context, n int) error {
+	for i := 1; i <= n; i++ {
 		env := []string{"DATA_DIR=" + s.disk.dir, "WORKERS=" + workers, "SSE_RETRY=" + backendRetry,
 			"HEARTBEAT_INTERVAL=" + heartbeat, "LOG_LEVEL=warn", "SHUTDOWN_TIMEOUT=3s"}
-		if cfg.Topology == TopologyA {
+		if s.cfg.Topology == TopologyA {
 			l, err := NewProxy(fmt.Sprintf("redislink-%d", i), s.redis.addr())
 			if err != nil {
-				return nil, err
+				return err
 			}
 			s.redisLinks = append(s.redisLinks, l)
 			env = append(env, "REDIS_URL=redis://"+l.Addr()+"/0", "REDIS_CLAIM_IDLE="+claimIdle)
 		}
-		p, err := newProc(fmt.Sprintf("backend-%d", i), []string{cfg.Bin.Backend, "-addr", "127.0.0.1:{port}"}, env)
+		p, err := s.newProc(fmt.Sprintf("backend-%d", i), []string{s.cfg.Bin.Backend, "-addr", "127.0.0.1:{port}"}, env)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		p.ready = httpReady(p.url() + "/readyz")
 		s.backends = append(s.backends, p)
 	}
 	for _, p := range s.backends {
 		if err := p.start(ctx); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	for i := 1; i <= nf; i++ {
+	return nil
+}
+
+// startBFFs starts n BFFs, each through its own link to the backends, and
+// waits until each is ready.
+func (s *Stack) startBFFs(ctx context.Context, n int) error {
+	nb := len(s.backends)
+	for i := 1; i <= n; i++ {
 		// BFF i reaches the backends starting with backend i, in turn.
 		var targets []string
 		for j := range nb {
@@ -173,25 +202,25 @@ func StartStack(ctx context.Context, cfg StackConfig) (s *Stack, err error) {
 		}
 		l, err := NewProxy(fmt.Sprintf("bfflink-%d", i), targets...)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		s.bffLinks = append(s.bffLinks, l)
-		p, err := newProc(fmt.Sprintf("bff-%d", i), []string{cfg.Bin.BFF, "-addr", "127.0.0.1:{port}"}, []string{
+		p, err := s.newProc(fmt.Sprintf("bff-%d", i), []string{s.cfg.Bin.BFF, "-addr", "127.0.0.1:{port}"}, []string{
 			"BACKEND_URL=http://" + l.Addr(), "SESSION_SECRET=" + sessionSecret, "SSE_RETRY=" + bffRetry,
 			"HEARTBEAT_INTERVAL=" + heartbeat, "UPSTREAM_IDLE_TIMEOUT=" + upstreamIdle, "UPSTREAM_GIVEUP=" + upstreamGiveUp,
 			"UPSTREAM_LINGER=" + upstreamLinger, "MULTIPLEX_RESYNC=" + multiplexResync, "CREATE_RATE=10",
-			"LOG_LEVEL=warn", "SHUTDOWN_TIMEOUT=3s", "STATIC_DIR=" + cfg.Dir,
+			"LOG_LEVEL=warn", "SHUTDOWN_TIMEOUT=3s", "STATIC_DIR=" + s.cfg.Dir,
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		p.ready = httpReady(p.url() + "/readyz")
 		s.bffs = append(s.bffs, p)
 		if err := p.start(ctx); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return s, nil
+	return nil
 }
 
 // BFFURLs are the BFFs' base URLs, which browsers use in turn.

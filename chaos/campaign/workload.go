@@ -99,88 +99,129 @@ func pickAction(rng *rand.Rand) action {
 	return actIdle
 }
 
+// actions is one browser's action loop: it starts the session, then draws
+// and starts actions until ctx ends (or maxActions), and waits for the
+// requests it started.
 func (w *Workload) actions(ctx context.Context, b *browser, rng *rand.Rand) {
 	// Requests under way when the phase ends finish (each is bounded by
 	// opTimeout): cutting them would only make their outcome ambiguous.
 	opCtx := context.WithoutCancel(ctx)
-	// The first call starts the session (sets the cookie), so the
-	// browser's concurrent requests share it.
-	for range 20 {
-		if op := b.call(opCtx, OpList, http.MethodGet, "/api/exports", "", nil, nil); op.Status == http.StatusOK {
-			w.rec.Op(op)
-			break
-		} else {
-			w.rec.Op(op)
-		}
-		if !pause(ctx, 500*time.Millisecond) {
-			return
-		}
+	if !w.startSession(ctx, opCtx, b) {
+		return
 	}
-	// Creates run beside the other actions (a page does not freeze while
-	// one is retried), at most maxCreates at once; the other requests too,
-	// at most maxRequests at once (a page with a few tabs). What each does
-	// is drawn here, in order, so the seed replays the same choices.
-	var creates, requests sync.WaitGroup
-	defer creates.Wait()
-	defer requests.Wait()
-	slots := make(chan struct{}, maxRequests)
-	async := func(f func()) {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		requests.Go(func() {
-			defer func() { <-slots }()
-			f()
-		})
-	}
+	a := &actor{w: w, b: b, rng: rng, slots: make(chan struct{}, maxRequests)}
+	defer a.creates.Wait()
+	defer a.requests.Wait()
 	for n := 0; n < maxActions && ctx.Err() == nil; n++ {
-		switch pickAction(rng) {
-		case actCreate:
-			w.create(ctx, b, rng, n, &creates)
-		case actFollow:
-			o := drawSubOpts(rng)
-			code, _, ok := b.pick(rng.Float64(), func(k *known) bool { return !k.deleted })
-			if ok {
-				w.follow(b, o, code)
-			}
-		case actTab:
-			w.tab(b, rng)
-		case actCancel:
-			x := rng.Float64()
-			code, _, ok := b.pick(x, func(k *known) bool { return !k.deleted && !isTerminal(k.status) })
-			if !ok {
-				code, _, ok = b.pick(x, func(k *known) bool { return !k.deleted })
-			}
-			if ok {
-				async(func() { w.cancel(opCtx, b, code) })
-			}
-		case actGet:
-			if code, _, ok := b.pick(rng.Float64(), func(k *known) bool { return !k.deleted }); ok {
-				async(func() {
-					op := b.call(opCtx, OpGet, http.MethodGet, "/api/exports/"+code, code, nil, nil)
-					b.observe(op.Job)
-					w.rec.Op(op)
-				})
-			}
-		case actList:
-			async(func() { w.rec.Op(b.call(opCtx, OpList, http.MethodGet, "/api/exports", "", nil, nil)) })
-		case actDownload:
-			x, ranged, r1, r2 := rng.Float64(), rng.IntN(2) == 0, rng.Float64(), rng.Float64()
-			code, k, ok := b.pick(x, func(k *known) bool { return !k.deleted && k.status == StatusCompleted && k.file != nil })
-			if ok {
-				var r *ByteRange
-				if ranged {
-					r = randomRange(k.file.Size, r1, r2)
-				}
-				async(func() { w.rec.Op(b.download(opCtx, OpDownload, code, k.rows, r)) })
-			}
-		case actIdle:
-			pause(ctx, time.Duration(200+rng.IntN(1300))*time.Millisecond)
-		}
+		a.act(ctx, opCtx, pickAction(rng), n)
 		pause(ctx, time.Duration(50+rng.IntN(250))*time.Millisecond)
 	}
+}
+
+// startSession lists the browser's jobs until one answers (at most 20
+// tries): the first call sets the session cookie, so the browser's
+// concurrent requests share it. False when ctx ended first.
+func (w *Workload) startSession(ctx, opCtx context.Context, b *browser) bool {
+	for range 20 {
+		op := b.call(opCtx, OpList, http.MethodGet, "/api/exports", "", nil, nil)
+		w.rec.Op(op)
+		if op.Status == http.StatusOK {
+			return true
+		}
+		if !pause(ctx, 500*time.Millisecond) {
+			return false
+		}
+	}
+	return true
+}
+
+// actor runs one browser's actions. Creates run beside the other actions
+// (a page does not freeze while one is retried), at most maxCreates at
+// once; the other requests too, at most maxRequests at once (a page with a
+// few tabs). What each does is drawn in act, in order, so the seed replays
+// the same choices.
+type actor struct {
+	w                 *Workload
+	b                 *browser
+	rng               *rand.Rand
+	creates, requests sync.WaitGroup
+	slots             chan struct{} // one per request under way
+}
+
+// async runs f once a request slot is free; not at all if ctx ends first.
+func (a *actor) async(ctx context.Context, f func()) {
+	select {
+	case a.slots <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	a.requests.Go(func() {
+		defer func() { <-a.slots }()
+		f()
+	})
+}
+
+// act draws the choices of action act (the n-th) and starts it; requests
+// run on opCtx.
+func (a *actor) act(ctx, opCtx context.Context, act action, n int) {
+	w, b, rng := a.w, a.b, a.rng
+	notDeleted := func(k *known) bool { return !k.deleted }
+	switch act {
+	case actCreate:
+		w.create(ctx, b, rng, n, &a.creates)
+	case actFollow:
+		o := drawSubOpts(rng)
+		if code, _, ok := b.pick(rng.Float64(), notDeleted); ok {
+			w.follow(b, o, code)
+		}
+	case actTab:
+		w.tab(b, rng)
+	case actCancel:
+		a.cancel(ctx, opCtx)
+	case actGet:
+		if code, _, ok := b.pick(rng.Float64(), notDeleted); ok {
+			a.async(ctx, func() {
+				op := b.call(opCtx, OpGet, http.MethodGet, "/api/exports/"+code, code, nil, nil)
+				b.observe(op.Job)
+				w.rec.Op(op)
+			})
+		}
+	case actList:
+		a.async(ctx, func() { w.rec.Op(b.call(opCtx, OpList, http.MethodGet, "/api/exports", "", nil, nil)) })
+	case actDownload:
+		a.download(ctx, opCtx)
+	case actIdle:
+		pause(ctx, time.Duration(200+rng.IntN(1300))*time.Millisecond)
+	}
+}
+
+// cancel DELETEs one of the browser's jobs, preferably one still running.
+func (a *actor) cancel(ctx, opCtx context.Context) {
+	b := a.b
+	x := a.rng.Float64()
+	code, _, ok := b.pick(x, func(k *known) bool { return !k.deleted && !isTerminal(k.status) })
+	if !ok {
+		code, _, ok = b.pick(x, func(k *known) bool { return !k.deleted })
+	}
+	if ok {
+		a.async(ctx, func() { a.w.cancel(opCtx, b, code) })
+	}
+}
+
+// download GETs the file of one of the browser's COMPLETED jobs, half the
+// time by a random Range.
+func (a *actor) download(ctx, opCtx context.Context) {
+	b, rng := a.b, a.rng
+	x, ranged, r1, r2 := rng.Float64(), rng.IntN(2) == 0, rng.Float64(), rng.Float64()
+	code, k, ok := b.pick(x, func(k *known) bool { return !k.deleted && k.status == StatusCompleted && k.file != nil })
+	if !ok {
+		return
+	}
+	var r *ByteRange
+	if ranged {
+		r = randomRange(k.file.Size, r1, r2)
+	}
+	a.async(ctx, func() { a.w.rec.Op(b.download(opCtx, OpDownload, code, k.rows, r)) })
 }
 
 func isTerminal(status string) bool {
@@ -207,20 +248,12 @@ func (w *Workload) create(ctx context.Context, b *browser, rng *rand.Rand, n int
 	}
 	follow := rng.IntN(100) < 70
 	o := drawSubOpts(rng)
-	b.mu.Lock()
-	if b.creating >= maxCreates {
-		b.mu.Unlock()
+	if !b.reserve(&b.creating, maxCreates) {
 		return
 	}
-	b.creating++
-	b.mu.Unlock()
 	key := fmt.Sprintf("chaos-%d-b%d-%d", w.seed, b.id, n)
 	creates.Go(func() {
-		defer func() {
-			b.mu.Lock()
-			b.creating--
-			b.mu.Unlock()
-		}()
+		defer b.release(&b.creating)
 		w.createWithRetries(ctx, b, key, body, func(code string) {
 			if follow {
 				w.follow(b, o, code)
@@ -280,20 +313,12 @@ func drawSubOpts(rng *rand.Rand) subOpts {
 
 // follow starts a per-job subscriber.
 func (w *Workload) follow(b *browser, o subOpts, code string) {
-	b.mu.Lock()
-	if b.subsJob >= maxJobSubs {
-		b.mu.Unlock()
+	if !b.reserve(&b.subsJob, maxJobSubs) {
 		return
 	}
-	b.subsJob++
-	b.mu.Unlock()
 	s := &Subscriber{ID: int(w.nextSub.Add(1)), Browser: b.id, Kind: SubJob, Code: code}
 	w.subs.Go(func() {
-		defer func() {
-			b.mu.Lock()
-			b.subsJob--
-			b.mu.Unlock()
-		}()
+		defer b.release(&b.subsJob)
 		b.followJob(w.subCtx, s, o)
 		w.rec.Sub(s)
 	})
@@ -305,24 +330,16 @@ func (w *Workload) tab(b *browser, rng *rand.Rand) {
 	if rng.IntN(2) == 0 {
 		o.abandonIn = time.Duration(3000+rng.IntN(17000)) * time.Millisecond
 	}
-	b.mu.Lock()
-	if b.subsAll >= maxTabs {
-		b.mu.Unlock()
+	if !b.reserve(&b.subsAll, maxTabs) {
 		return
 	}
-	b.subsAll++
-	b.mu.Unlock()
 	m := &multiplexed{want: make(chan map[string]bool, 1)}
 	w.mu.Lock()
 	w.tabs[b.id] = append(w.tabs[b.id], m)
 	w.mu.Unlock()
 	s := &Subscriber{ID: int(w.nextSub.Add(1)), Browser: b.id, Kind: SubMultiplex}
 	w.subs.Go(func() {
-		defer func() {
-			b.mu.Lock()
-			b.subsAll--
-			b.mu.Unlock()
-		}()
+		defer b.release(&b.subsAll)
 		b.followAll(w.subCtx, s, o, m)
 		w.rec.Sub(s)
 	})

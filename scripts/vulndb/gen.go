@@ -139,7 +139,6 @@ type vuln struct {
 // generate writes the database for the OSV files in osvDir to out, every
 // entry modified at the given time, and returns how many entries it holds.
 func generate(osvDir, out string, modified time.Time) (int, error) {
-	modified = modified.UTC()
 	files, err := filepath.Glob(filepath.Join(osvDir, "*.json"))
 	if err != nil {
 		return 0, err
@@ -147,76 +146,20 @@ func generate(osvDir, out string, modified time.Time) (int, error) {
 	if len(files) == 0 {
 		return 0, fmt.Errorf("no OSV entries in %s", osvDir)
 	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return 0, err
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(out), filepath.Base(out)+".tmp-")
+	tmp, err := tempDatabase(out)
 	if err != nil {
 		return 0, err
 	}
 	defer func() { _ = os.RemoveAll(tmp) }() // on failure; after the rename there is nothing left
-	for _, d := range []string{"index", "ID"} {
-		if err := os.Mkdir(filepath.Join(tmp, d), 0o755); err != nil {
-			return 0, err
-		}
-	}
-
-	modules := map[string]*moduleMeta{}
-	var vulns []vuln
+	db := &database{dir: tmp, modified: modified.UTC(), modules: map[string]*moduleMeta{}}
 	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return 0, err
-		}
-		var e entry
-		var raw map[string]json.RawMessage
-		if err := json.Unmarshal(b, &e); err != nil {
-			return 0, fmt.Errorf("%s: %w", f, err)
-		}
-		if err := json.Unmarshal(b, &raw); err != nil {
-			return 0, fmt.Errorf("%s: %w", f, err)
-		}
-		if e.ID == "" || filepath.Base(f) != e.ID+".json" {
-			return 0, fmt.Errorf("%s: entry id %q does not match the file name", f, e.ID)
-		}
-		raw["modified"], _ = json.Marshal(modified)
-		if e.Published.IsZero() {
-			raw["published"] = raw["modified"]
-		}
-		if err := writeJSON(filepath.Join(tmp, "ID", e.ID+".json"), raw); err != nil {
-			return 0, err
-		}
-		vulns = append(vulns, vuln{ID: e.ID, Modified: modified, Aliases: e.Aliases})
-		for _, a := range e.Affected {
-			path := a.Package.Name
-			if path == "" {
-				return 0, fmt.Errorf("%s: an affected package without a name", f)
-			}
-			if modules[path] == nil {
-				modules[path] = &moduleMeta{Path: path, Vulns: []moduleVuln{}}
-			}
-			modules[path].Vulns = append(modules[path].Vulns,
-				moduleVuln{ID: e.ID, Modified: modified, Fixed: latestFixed(a.Ranges)})
-		}
-	}
-
-	index := make([]*moduleMeta, 0, len(modules))
-	for _, m := range modules {
-		slices.SortStableFunc(m.Vulns, func(a, b moduleVuln) int { return strings.Compare(a.ID, b.ID) })
-		index = append(index, m)
-	}
-	slices.SortFunc(index, func(a, b *moduleMeta) int { return strings.Compare(a.Path, b.Path) })
-	slices.SortFunc(vulns, func(a, b vuln) int { return strings.Compare(a.ID, b.ID) })
-	for name, v := range map[string]any{
-		"db.json":      map[string]time.Time{"modified": modified},
-		"modules.json": index,
-		"vulns.json":   vulns,
-	} {
-		if err := writeJSON(filepath.Join(tmp, "index", name), v); err != nil {
+		if err := db.add(f); err != nil {
 			return 0, err
 		}
 	}
-
+	if err := db.writeIndex(); err != nil {
+		return 0, err
+	}
 	if err := os.RemoveAll(out); err != nil {
 		return 0, err
 	}
@@ -224,6 +167,94 @@ func generate(osvDir, out string, modified time.Time) (int, error) {
 		return 0, err
 	}
 	return len(files), nil
+}
+
+// tempDatabase makes an empty database directory (index/ and ID/) beside
+// out, to be renamed into place once written.
+func tempDatabase(out string) (string, error) {
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(out), filepath.Base(out)+".tmp-")
+	if err != nil {
+		return "", err
+	}
+	for _, d := range []string{"index", "ID"} {
+		if err := os.Mkdir(filepath.Join(tmp, d), 0o755); err != nil {
+			_ = os.RemoveAll(tmp)
+			return "", err
+		}
+	}
+	return tmp, nil
+}
+
+// database is a database being written to dir: the entries are written as
+// they are added, the indexes they make at the end.
+type database struct {
+	dir      string
+	modified time.Time // every entry's
+	modules  map[string]*moduleMeta
+	vulns    []vuln
+}
+
+// add writes the OSV entry in file f, with its modified time, and indexes it.
+func (db *database) add(f string) error {
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return err
+	}
+	var e entry
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &e); err != nil {
+		return fmt.Errorf("%s: %w", f, err)
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return fmt.Errorf("%s: %w", f, err)
+	}
+	if e.ID == "" || filepath.Base(f) != e.ID+".json" {
+		return fmt.Errorf("%s: entry id %q does not match the file name", f, e.ID)
+	}
+	raw["modified"], _ = json.Marshal(db.modified)
+	if e.Published.IsZero() {
+		raw["published"] = raw["modified"]
+	}
+	if err := writeJSON(filepath.Join(db.dir, "ID", e.ID+".json"), raw); err != nil {
+		return err
+	}
+	db.vulns = append(db.vulns, vuln{ID: e.ID, Modified: db.modified, Aliases: e.Aliases})
+	for _, a := range e.Affected {
+		path := a.Package.Name
+		if path == "" {
+			return fmt.Errorf("%s: an affected package without a name", f)
+		}
+		if db.modules[path] == nil {
+			db.modules[path] = &moduleMeta{Path: path, Vulns: []moduleVuln{}}
+		}
+		db.modules[path].Vulns = append(db.modules[path].Vulns,
+			moduleVuln{ID: e.ID, Modified: db.modified, Fixed: latestFixed(a.Ranges)})
+	}
+	return nil
+}
+
+// writeIndex writes index/db.json, modules.json and vulns.json, sorted.
+func (db *database) writeIndex() error {
+	index := make([]*moduleMeta, 0, len(db.modules))
+	for _, m := range db.modules {
+		slices.SortStableFunc(m.Vulns, func(a, b moduleVuln) int { return strings.Compare(a.ID, b.ID) })
+		index = append(index, m)
+	}
+	slices.SortFunc(index, func(a, b *moduleMeta) int { return strings.Compare(a.Path, b.Path) })
+	slices.SortFunc(db.vulns, func(a, b vuln) int { return strings.Compare(a.ID, b.ID) })
+	for name, v := range map[string]any{
+		"db.json":      map[string]time.Time{"modified": db.modified},
+		"modules.json": index,
+		"vulns.json":   db.vulns,
+	} {
+		if err := writeJSON(filepath.Join(db.dir, "index", name), v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // latestFixed is the version from which no later version is affected, with no
