@@ -3,7 +3,7 @@ import { isJobShape, isRecord, parseJSON } from "./json.js";
 import type { ErrorBody, ExportRequest, Job } from "./types.js";
 
 /** The part of a fetch Response the client reads. */
-export interface FetchResponseLike {
+interface FetchResponseLike {
   readonly ok: boolean;
   readonly status: number;
   readonly statusText: string;
@@ -27,7 +27,7 @@ export type FetchLike = (url: string, init: FetchInitLike) => Promise<FetchRespo
  * {@link ExportError}: non-2xx responses carry the server's `{"error":{code,message}}`.
  * A 204 resolves with `undefined`.
  */
-export async function requestJSON(
+async function requestJSON(
   fetchImpl: FetchLike,
   url: string,
   init: FetchInitLike,

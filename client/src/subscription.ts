@@ -188,4 +188,4 @@ export function guard(call: () => void): void {
   }
 }
 
-export function noop(): void {}
+function noop(): void {}

@@ -11,7 +11,7 @@
 import { EventSource } from "eventsource";
 import { createServer } from "node:http";
 import type { Server, ServerResponse } from "node:http";
-import { expect } from "vitest";
+import { beforeEach, expect } from "vitest";
 import { createExportClient } from "../src/index.js";
 import type {
   EventSourceConstructorLike,
@@ -101,6 +101,11 @@ export class FakeEventSource implements EventSourceLike {
   }
 }
 
+// Every test of a file that uses the fakes starts with no EventSource recorded.
+beforeEach(() => {
+  FakeEventSource.reset();
+});
+
 /** The only open EventSource; fails the test when there is not exactly one. */
 export function onlySource(): FakeEventSource {
   const open = FakeEventSource.open();
@@ -145,11 +150,6 @@ export function completed(seq: number, code = CODE): Job {
       expiresAt: "2026-11-25T10:00:00Z",
     },
   });
-}
-
-/** The BFF's ERROR event for `code`. */
-export function errorFor(code: string, errorCode: string, message: string): StreamErrorEvent {
-  return { code, status: "ERROR", error: { code: errorCode, message } };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -220,6 +220,23 @@ export function recorder(): Recorder {
     listener: (event) => events.push(event),
     seqs: () => events.flatMap((event) => (event.type === "snapshot" ? [event.job.seq] : [])),
   };
+}
+
+/**
+ * A client (as {@link fakeClient} makes it) with a recording listener subscribed to each
+ * of `codes`, in order, and the one EventSource that opened for them.
+ */
+export function subscribed<const Codes extends readonly string[]>(
+  codes: Codes,
+  options: { mode?: StreamMode; fetch?: FetchLike | undefined } = {},
+): { client: ExportClient; source: FakeEventSource; recorders: { -readonly [K in keyof Codes]: Recorder } } {
+  const client = fakeClient(options);
+  const recorders = codes.map((code) => {
+    const each = recorder();
+    client.subscribe(code, each.listener);
+    return each;
+  });
+  return { client, source: onlySource(), recorders: recorders as { -readonly [K in keyof Codes]: Recorder } };
 }
 
 /** Lets queued microtasks (late-joiner snapshots) run. */

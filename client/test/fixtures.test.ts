@@ -1,15 +1,11 @@
 import { readdirSync } from "node:fs";
-import { beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createExportClient, ExportError, isTerminalStatus } from "../src/index.js";
 import type { ExportEvent } from "../src/index.js";
 import { FakeEventSource, fakeClient, fakeFetch, flush, wire } from "./fakes.js";
 
 // docs/fixtures is shared with the Go types and docs/openapi.yaml; see `wire` in fakes.ts.
 // The compile-time half of this check is fixtures.test-d.ts.
-
-beforeEach(() => {
-  FakeEventSource.reset();
-});
 
 describe("docs/fixtures", () => {
   it("are all loaded by fakes.ts, one per job status", () => {

@@ -2,11 +2,11 @@
  * The `multiplex` mode: one EventSource on /api/events for the whole client, its events
  * dispatched by code through the same subscription Map as per-job mode.
  */
-import { beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { registryOf } from "../src/client.js";
 import { ExportError } from "../src/index.js";
 import type { ExportClient, FetchLike } from "../src/index.js";
-import { CODE, FakeEventSource, OTHER_CODE, catchingUncaught, completed, fakeClient, flush, job, onlySource, recorder, routedFetch } from "./fakes.js";
+import { CODE, FakeEventSource, OTHER_CODE, catchingUncaught, completed, fakeClient, flush, job, onlySource, recorder, routedFetch, subscribed } from "./fakes.js";
 
 const EVENTS_URL = "http://bff.test/api/events";
 
@@ -15,16 +15,9 @@ function newClient(fetch?: FetchLike): ExportClient {
   return fakeClient({ mode: "multiplex", fetch });
 }
 
-beforeEach(() => {
-  FakeEventSource.reset();
-});
-
 describe("multiplex: one EventSource for the whole client", () => {
   it("opens one EventSource on /api/events for subscribes to many codes", () => {
-    const client = newClient();
-    client.subscribe(CODE, () => {});
-    client.subscribe(OTHER_CODE, () => {});
-    client.subscribe(CODE, () => {});
+    const { client } = subscribed([CODE, OTHER_CODE, CODE], { mode: "multiplex" });
 
     expect(FakeEventSource.instances.map((source) => source.url)).toEqual([EVENTS_URL]);
     expect(client.stats().subscribed).toEqual([CODE, OTHER_CODE]);
@@ -32,12 +25,7 @@ describe("multiplex: one EventSource for the whole client", () => {
   });
 
   it("dispatches each event to the listeners of its code only", () => {
-    const client = newClient();
-    const a = recorder();
-    const b = recorder();
-    client.subscribe(CODE, a.listener);
-    client.subscribe(OTHER_CODE, b.listener);
-    const source = onlySource();
+    const { source, recorders: [a, b] } = subscribed([CODE, OTHER_CODE], { mode: "multiplex" });
 
     source.emit(job({ seq: 1 }));
     source.emit(job({ code: OTHER_CODE, seq: 7 }));
@@ -94,15 +82,6 @@ describe("multiplex: one EventSource for the whole client", () => {
     await flush();
     expect(FakeEventSource.instances).toHaveLength(1);
     expect(onlySource().closed).toBe(false);
-  });
-
-  it("reopens the EventSource for a subscribe after it was closed", async () => {
-    const client = newClient();
-    client.subscribe(CODE, () => {})();
-    await flush();
-    client.subscribe(CODE, () => {});
-    expect(FakeEventSource.instances).toHaveLength(2);
-    expect(FakeEventSource.instances[0]!.closed).toBe(true);
   });
 });
 
@@ -183,10 +162,7 @@ describe("multiplex: snapshots of jobs nobody subscribed to yet", () => {
   });
 
   it("ignores snapshots not newer than the last one seen for that code (a reconnect replays them)", () => {
-    const client = newClient();
-    const a = recorder();
-    client.subscribe(CODE, a.listener);
-    const source = onlySource();
+    const { client, source, recorders: [a] } = subscribed([CODE], { mode: "multiplex" });
     source.emit(job({ seq: 1 }));
     source.emit(job({ seq: 2 }));
     source.drop();
@@ -199,12 +175,7 @@ describe("multiplex: snapshots of jobs nobody subscribed to yet", () => {
   });
 
   it("ends only the code of an ERROR event and forgets its snapshot", () => {
-    const client = newClient();
-    const a = recorder();
-    const b = recorder();
-    client.subscribe(CODE, a.listener);
-    client.subscribe(OTHER_CODE, b.listener);
-    const source = onlySource();
+    const { client, source, recorders: [a, b] } = subscribed([CODE, OTHER_CODE], { mode: "multiplex" });
     source.emit(job({ seq: 1 }));
 
     source.emit({ code: CODE, status: "ERROR", error: { code: "UPSTREAM_UNAVAILABLE", message: "backend gone" } });

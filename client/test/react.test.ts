@@ -6,7 +6,7 @@
 import { act, cleanup, render, screen } from "@testing-library/react";
 import { StrictMode, createElement } from "react";
 import type { ReactNode } from "react";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import type { ExportClient } from "../src/index.js";
 import { ExportClientProvider, useExport, useExports } from "../src/react.js";
 import { CODE, FakeEventSource, OTHER_CODE, completed, fakeClient, flush, job, routedFetch } from "./fakes.js";
@@ -27,9 +27,6 @@ function mount(client: ExportClient, children: ReactNode, strict = false) {
   return render(strict ? h(StrictMode, null, tree) : tree);
 }
 
-beforeEach(() => {
-  FakeEventSource.reset();
-});
 afterEach(() => {
   cleanup();
 });

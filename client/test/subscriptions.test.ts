@@ -1,18 +1,11 @@
-import { beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ExportError } from "../src/index.js";
 import type { Job } from "../src/index.js";
-import { CODE, FakeEventSource, OTHER_CODE, catchingUncaught, completed, fakeClient, flush, job, onlySource, recorder } from "./fakes.js";
-
-beforeEach(() => {
-  FakeEventSource.reset();
-});
+import { CODE, FakeEventSource, OTHER_CODE, catchingUncaught, completed, fakeClient, flush, job, onlySource, recorder, subscribed } from "./fakes.js";
 
 describe("subscribe: one stream per code", () => {
   it("opens exactly one EventSource for three subscribes to the same code", () => {
-    const client = fakeClient();
-    client.subscribe(CODE, () => {});
-    client.subscribe(CODE, () => {});
-    client.subscribe(CODE, () => {});
+    const { client } = subscribed([CODE, CODE, CODE]);
 
     expect(FakeEventSource.instances).toHaveLength(1);
     expect(FakeEventSource.instances[0]!.url).toBe(`http://bff.test/api/exports/${CODE}/events`);
@@ -32,12 +25,7 @@ describe("subscribe: one stream per code", () => {
   });
 
   it("delivers every snapshot once, in order, to every listener", () => {
-    const client = fakeClient();
-    const a = recorder();
-    const b = recorder();
-    client.subscribe(CODE, a.listener);
-    client.subscribe(CODE, b.listener);
-    const source = onlySource();
+    const { source, recorders: [a, b] } = subscribed([CODE, CODE]);
 
     source.emit(job({ seq: 1, status: "PENDING" }));
     source.emit(job({ seq: 2, progress: 10 }));
@@ -96,12 +84,7 @@ describe("subscribe: how a subscription ends", () => {
   it.each(["COMPLETED", "FAILED", "CANCELLED"] as const)(
     "%s reaches every listener, then closes the EventSource and deletes the entry",
     (status) => {
-      const client = fakeClient();
-      const a = recorder();
-      const b = recorder();
-      client.subscribe(CODE, a.listener);
-      client.subscribe(CODE, b.listener);
-      const source = onlySource();
+      const { client, source, recorders: [a, b] } = subscribed([CODE, CODE]);
       source.emit(job({ seq: 1 }));
 
       const terminal: Job =
@@ -118,10 +101,7 @@ describe("subscribe: how a subscription ends", () => {
   );
 
   it("turns an ERROR event into an ExportError with the server's code, then closes and deletes", () => {
-    const client = fakeClient();
-    const a = recorder();
-    client.subscribe(CODE, a.listener);
-    const source = onlySource();
+    const { client, source, recorders: [a] } = subscribed([CODE]);
     source.emit(job({ seq: 1 }));
 
     source.emit({ code: CODE, status: "ERROR", error: { code: "UPSTREAM_UNAVAILABLE", message: "backend gone" } });
@@ -137,10 +117,7 @@ describe("subscribe: how a subscription ends", () => {
   });
 
   it("keeps the subscription through a transient drop (the EventSource reconnects by itself)", () => {
-    const client = fakeClient();
-    const a = recorder();
-    client.subscribe(CODE, a.listener);
-    const source = onlySource();
+    const { client, source, recorders: [a] } = subscribed([CODE]);
     source.emit(job({ seq: 1 }));
 
     source.drop();
@@ -152,12 +129,7 @@ describe("subscribe: how a subscription ends", () => {
   });
 
   it("notifies listeners of a fatal error (closed without a terminal event) and deletes the entry", () => {
-    const client = fakeClient();
-    const a = recorder();
-    const b = recorder();
-    client.subscribe(CODE, a.listener);
-    client.subscribe(CODE, b.listener);
-    const source = onlySource();
+    const { client, source, recorders: [a, b] } = subscribed([CODE, CODE]);
 
     source.fail(404);
 
@@ -258,8 +230,8 @@ describe("subscribe: how a subscription ends", () => {
     expect(fresh.seqs()).toEqual([1]);
   });
 
-  it("opens a new EventSource for a subscribe after the last listener left", async () => {
-    const client = fakeClient();
+  it.each(["per-job", "multiplex"] as const)("opens a new EventSource for a subscribe after the last listener left (%s)", async (mode) => {
+    const client = fakeClient({ mode });
     client.subscribe(CODE, () => {})();
     await flush();
     client.subscribe(CODE, () => {});
@@ -398,10 +370,7 @@ describe("subscribe: connection state and onError", () => {
 
 describe("subscribe: defensive parsing", () => {
   it("ignores events whose seq is not newer than the last one seen", () => {
-    const client = fakeClient();
-    const a = recorder();
-    client.subscribe(CODE, a.listener);
-    const source = onlySource();
+    const { source, recorders: [a] } = subscribed([CODE]);
 
     source.emit(job({ seq: 1 }));
     source.emit(job({ seq: 3 }));
@@ -413,10 +382,7 @@ describe("subscribe: defensive parsing", () => {
   });
 
   it("ignores malformed events and events of another code", () => {
-    const client = fakeClient();
-    const a = recorder();
-    client.subscribe(CODE, a.listener);
-    const source = onlySource();
+    const { source, recorders: [a] } = subscribed([CODE]);
 
     source.emitRaw("not json");
     source.emitRaw(JSON.stringify({ code: CODE, status: "SLEEPING", seq: 1, progress: 0 }));
