@@ -80,7 +80,7 @@ export interface RequestOptions {
 }
 
 /** Where the BFF is and how to reach it. */
-export interface ApiOptions {
+interface ApiOptions {
   /** Origin (and optional path prefix) of the BFF, without a trailing slash. */
   readonly baseUrl: string;
   readonly credentials: "omit" | "same-origin" | "include";
