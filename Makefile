@@ -79,6 +79,7 @@ lint: $(GOLANGCI) ## gofmt, go vet, golangci-lint, GOWORK=off + CGO_ENABLED=0 bu
 	go vet $(addprefix ./,$(addsuffix /...,$(GO_MODULES)))
 	@for m in $(GO_MODULES); do (cd $$m && $(GOLANGCI) run ./... && GOWORK=off CGO_ENABLED=0 go build -o /dev/null ./...) || exit 1; done
 	cd client && npm run typecheck
+	cd client && npm run knip
 
 $(GOVULNCHECK):
 	GOBIN=$(TOOLS) go install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION)

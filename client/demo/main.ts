@@ -5,16 +5,7 @@
  * Plain DOM on top of the library; `fetch` and `EventSource` are injected, instrumented.
  */
 import { createExportClient, ExportError } from "../src/index.js";
-import type {
-  ConnectionState,
-  EventSourceConstructorLike,
-  EventSourceInitLike,
-  ExportClient,
-  ExportRequest,
-  FetchLike,
-  Job,
-  StreamMode,
-} from "../src/index.js";
+import type { ConnectionState, ExportClient, ExportRequest, FetchLike, Job, StreamMode } from "../src/index.js";
 
 type PageMode = StreamMode | "polling";
 const MODES: readonly PageMode[] = ["per-job", "multiplex", "polling"];
@@ -57,7 +48,7 @@ const countingFetch: FetchLike = async (url, init) => {
 
 /** The browser's EventSource, counting each (re)connection and the bytes of each event. */
 class CountingEventSource extends EventSource {
-  constructor(url: string | URL, init?: EventSourceInitLike) {
+  constructor(url: string | URL, init?: EventSourceInit) {
     super(url, init);
     counters.requests += 1;
     liveSources.add(this);
@@ -90,16 +81,8 @@ function resetCounters(): void {
 // Clients: one per SSE mode; polling uses the per-job client's plain GET.
 
 const clients: Record<StreamMode, ExportClient> = {
-  "per-job": createExportClient({
-    mode: "per-job",
-    fetch: countingFetch,
-    EventSource: CountingEventSource as EventSourceConstructorLike,
-  }),
-  multiplex: createExportClient({
-    mode: "multiplex",
-    fetch: countingFetch,
-    EventSource: CountingEventSource as EventSourceConstructorLike,
-  }),
+  "per-job": createExportClient({ mode: "per-job", fetch: countingFetch, EventSource: CountingEventSource }),
+  multiplex: createExportClient({ mode: "multiplex", fetch: countingFetch, EventSource: CountingEventSource }),
 };
 
 let mode: PageMode = readMode();
@@ -120,55 +103,70 @@ function watch(code: string, callbacks: WatchCallbacks): () => void {
       { onConnection: callbacks.connection },
     );
   }
-  // What SSE replaces: ask again every 2 s until the export has ended.
   callbacks.connection("polling");
-  let stopped = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const poll = async (): Promise<void> => {
+  const poller = new Poller(code, callbacks);
+  return () => poller.stop();
+}
+
+/** What SSE replaces: asks for one export every 2 s until it has ended (or is gone). */
+class Poller {
+  readonly #code: string;
+  readonly #callbacks: WatchCallbacks;
+  #stopped = false;
+  #timer: ReturnType<typeof setTimeout>;
+
+  constructor(code: string, callbacks: WatchCallbacks) {
+    this.#code = code;
+    this.#callbacks = callbacks;
+    this.#timer = this.#schedule();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+  }
+
+  #schedule(): ReturnType<typeof setTimeout> {
+    return setTimeout(() => void this.#poll(), POLL_INTERVAL_MS);
+  }
+
+  async #poll(): Promise<void> {
     try {
-      const job = await api().get(code);
-      if (stopped) return;
-      callbacks.job(job);
-      if (job.status === "COMPLETED" || job.status === "FAILED" || job.status === "CANCELLED") return;
+      const job = await api().get(this.#code);
+      if (this.#stopped) return;
+      this.#callbacks.job(job);
+      if (isEnded(job)) return;
     } catch (error) {
-      if (stopped) return;
+      if (this.#stopped) return;
       if (error instanceof ExportError && error.status === 404) {
-        callbacks.error(error);
+        this.#callbacks.error(error);
         return;
       }
     }
-    timer = setTimeout(() => void poll(), POLL_INTERVAL_MS);
-  };
-  timer = setTimeout(() => void poll(), POLL_INTERVAL_MS);
-  return () => {
-    stopped = true;
-    clearTimeout(timer);
-  };
+    this.#timer = this.#schedule();
+  }
 }
 
 // ---------------------------------------------------------------------------------------
 // The page.
 
 const form = element<HTMLFormElement>("#export-form");
-const rowsInput = element<HTMLInputElement>("#rows");
-const durationInput = element<HTMLInputElement>("#duration");
-const failAtInput = element<HTMLInputElement>("#fail-at");
-const autoDownload = element<HTMLInputElement>("#auto-download");
-const startButton = element<HTMLButtonElement>('[data-testid="start-button"]');
-const burstButton = element<HTMLButtonElement>('[data-testid="burst-button"]');
-const formError = element<HTMLParagraphElement>('[data-testid="form-error"]');
-const list = element<HTMLOListElement>('[data-testid="export-list"]');
-const emptyState = element<HTMLParagraphElement>('[data-testid="empty-state"]');
+const [rowsInput, durationInput, failAtInput, autoDownload] = ["#rows", "#duration", "#fail-at", "#auto-download"].map(
+  (selector) => element<HTMLInputElement>(selector),
+) as [HTMLInputElement, HTMLInputElement, HTMLInputElement, HTMLInputElement];
+const [startButton, burstButton] = ["start-button", "burst-button"].map((id) => byTestId<HTMLButtonElement>(id)) as [
+  HTMLButtonElement,
+  HTMLButtonElement,
+];
+const formError = byTestId<HTMLParagraphElement>("form-error");
+const list = byTestId<HTMLOListElement>("export-list");
+const emptyState = byTestId<HTMLParagraphElement>("empty-state");
 const itemTemplate = element<HTMLTemplateElement>("#export-item-template");
-const modeNote = element<HTMLParagraphElement>('[data-testid="mode-note"]');
-const stat = {
-  requests: element<HTMLElement>('[data-testid="stat-requests"]'),
-  bytes: element<HTMLElement>('[data-testid="stat-bytes"]'),
-  connections: element<HTMLElement>('[data-testid="stat-connections"]'),
-  waiting: element<HTMLElement>('[data-testid="stat-waiting"]'),
-  delay: element<HTMLElement>('[data-testid="stat-delay"]'),
-  delayNote: element<HTMLElement>('[data-testid="stat-delay-note"]'),
-};
+const modeNote = byTestId<HTMLParagraphElement>("mode-note");
+/** The counters' cells: stat-requests, stat-bytes, … */
+const stat = Object.fromEntries(
+  (["requests", "bytes", "connections", "waiting", "delay", "delay-note"] as const).map((name) => [name, byTestId(`stat-${name}`)]),
+) as Record<"requests" | "bytes" | "connections" | "waiting" | "delay" | "delay-note", HTMLElement>;
 
 const numberFormat = new Intl.NumberFormat("en-US");
 const views = new Map<string, ExportView>();
@@ -277,12 +275,12 @@ function renderCounters(): void {
   const { delays } = counters;
   if (delays.length === 0) {
     stat.delay.textContent = "–";
-    stat.delayNote.textContent = "server finished → page shows it";
+    stat["delay-note"].textContent = "server finished → page shows it";
   } else {
     const last = delays.at(-1) ?? 0;
     const average = delays.reduce((sum, each) => sum + each, 0) / delays.length;
     stat.delay.textContent = formatMs(last);
-    stat.delayNote.textContent = `last · avg ${formatMs(average)} over ${delays.length}`;
+    stat["delay-note"].textContent = `last · avg ${formatMs(average)} over ${delays.length}`;
   }
   document.body.dataset["requests"] = String(counters.requests);
   document.body.dataset["openConnections"] = String(open + counters.inflight);
@@ -326,6 +324,11 @@ class ExportView {
     this.#cancel = part(this.root, "cancel-button") as HTMLButtonElement;
     this.#cancel.addEventListener("click", () => void this.#cancelOrRemove());
     this.#paint(job);
+  }
+
+  /** The newest snapshot this item shows. */
+  get job(): Job {
+    return this.#job;
   }
 
   follow(): void {
@@ -391,7 +394,7 @@ class ExportView {
       const name = span("file", job.file.name);
       name.title = `SHA-256 ${job.file.sha256}`;
       const link = document.createElement("a");
-      link.href = api().fileUrl(job);
+      link.href = job.file.url; // same origin: the page is served by the BFF
       link.download = job.file.name;
       link.textContent = "Download";
       link.dataset["testid"] = "download-link";
@@ -436,10 +439,10 @@ class ExportView {
  */
 const spotlight = new (class Spotlight {
   code: string | undefined;
-  readonly #root = element<HTMLElement>('[data-testid="spotlight"]');
-  readonly #code = element<HTMLElement>('[data-testid="spotlight-code"]');
-  readonly #status = element<HTMLElement>('[data-testid="spotlight-status"]');
-  readonly #meter = element<HTMLElement>('[data-testid="spotlight-progress"]');
+  readonly #root = byTestId("spotlight");
+  readonly #code = byTestId("spotlight-code");
+  readonly #status = byTestId("spotlight-status");
+  readonly #meter = byTestId("spotlight-progress");
   #stop: (() => void) | undefined;
   #seq = -1;
 
@@ -450,14 +453,14 @@ const spotlight = new (class Spotlight {
     this.#root.hidden = code === undefined;
     if (code === undefined) return;
     this.#code.textContent = code.slice(0, 8);
-    const known = api().known(code);
+    // The list item of the code holds its newest snapshot: no request, no stream.
+    const known = views.get(code)?.job;
     if (known) this.#paint(known);
     if (known && isEnded(known)) return;
     if (mode === "polling") {
       // Polling has no sharing to show: mirror the list item instead of polling twice.
       const timer = setInterval(() => {
-        const view = views.get(code);
-        const job = view ? api().known(code) : undefined;
+        const job = views.get(code)?.job;
         if (job) this.#paint(job);
       }, 250);
       this.#stop = () => clearInterval(timer);
@@ -530,6 +533,10 @@ function span(className: string, text: string): HTMLSpanElement {
 
 function part(root: HTMLElement, testId: string): HTMLElement {
   return root.querySelector(`[data-testid="${testId}"]`) as HTMLElement;
+}
+
+function byTestId<T extends HTMLElement = HTMLElement>(testId: string): T {
+  return element<T>(`[data-testid="${testId}"]`);
 }
 
 function element<T extends Element>(selector: string): T {

@@ -1,11 +1,12 @@
-import { ExportError } from "./errors.js";
-import { isRecord, requestJSON } from "./http.js";
-import type { FetchInitLike, FetchLike } from "./http.js";
-import { isJobShape, perJobTransport, sharedTransport } from "./stream.js";
-import type { EventSourceConstructorLike, PerJobTransport, SharedTransport } from "./stream.js";
+import { clickDownload } from "./download.js";
+import { ExportsApi, SessionGate } from "./http.js";
+import type { FetchLike, RequestOptions } from "./http.js";
+import { perJobTransport, sharedTransport } from "./stream.js";
+import type { EventSourceConstructorLike } from "./stream.js";
+import type { ExportListener, SubscribeOptions, Unsubscribe } from "./subscription.js";
 import { SubscriptionRegistry } from "./subscriptions.js";
-import type { ExportListener, JobObservation, SubscribeOptions, Unsubscribe } from "./subscriptions.js";
 import type { ExportRequest, Job } from "./types.js";
+import { waitForCompletion } from "./wait.js";
 
 /**
  * How the client listens.
@@ -33,8 +34,17 @@ export interface ExportClientOptions {
   readonly credentials?: "omit" | "same-origin" | "include";
 }
 
-export interface RequestOptions {
-  readonly signal?: AbortSignal;
+/** What {@link ExportClient.stats} reports: the client's streams right now. */
+interface ExportClientStats {
+  /** The mode the client was created with. */
+  readonly mode: StreamMode;
+  /**
+   * Codes subscribed (one entry per code, whatever the listener count). In per-job mode
+   * each has its own EventSource; in multiplex mode they share one.
+   */
+  readonly subscribed: string[];
+  /** EventSources open. */
+  readonly connections: number;
 }
 
 export interface ExportClient {
@@ -57,266 +67,126 @@ export interface ExportClient {
    */
   subscribe(code: string, listener: ExportListener, options?: SubscribeOptions): Unsubscribe;
   /**
-   * Every newer snapshot of any job the client learns about (from start, get, list,
-   * cancel and every stream), and `removed` when a finished export was deleted. It
-   * opens no stream by itself; the session list of a UI is built on it.
-   */
-  observe(observer: (observation: JobObservation) => void): Unsubscribe;
-  /** The latest snapshot the client knows of `code`, without a request. */
-  known(code: string): Job | undefined;
-  /** The mode this client was created with. */
-  readonly mode: StreamMode;
-  /**
    * Resolves with the COMPLETED job; rejects with an {@link ExportError} when the job
    * ends FAILED or CANCELLED, the stream fails, or `signal` aborts.
    */
   waitFor(code: string, options?: RequestOptions): Promise<Job>;
-  /** Absolute-or-same-origin URL of a completed job's file. */
-  fileUrl(job: Job): string;
   /**
    * Downloads a COMPLETED job's file in the current tab (a temporary `<a download>`
    * click: no new window, no blob in memory; the BFF answers with
-   * `Content-Disposition: attachment`). Browser only.
+   * `Content-Disposition: attachment`). Browser only. Throws `NOT_READY` for a job
+   * without a file.
    */
   download(job: Job): void;
-  /**
-   * Codes subscribed right now (one entry per code, whatever the listener count). In
-   * per-job mode each has its own EventSource; in multiplex mode they share one.
-   */
-  openStreams(): string[];
-  /** How many EventSources the client holds open right now. */
-  openConnections(): number;
+  /** The mode, the codes subscribed and the EventSources open, right now. */
+  stats(): ExportClientStats;
 }
 
 /** Creates a client for the exportstream BFF. */
 export function createExportClient(options: ExportClientOptions = {}): ExportClient {
-  const baseUrl = (options.baseUrl ?? "").replace(/\/+$/, "");
-  const credentials = options.credentials ?? "same-origin";
-  const fetchImpl: FetchLike =
-    options.fetch ??
-    ((url, init) => {
-      if (typeof globalThis.fetch !== "function") {
-        throw new TypeError("no fetch available: pass one to createExportClient({ fetch })");
-      }
-      return globalThis.fetch(url, init);
-    });
-  const exportsUrl = `${baseUrl}/api/exports`;
-  const exportUrl = (code: string): string => `${exportsUrl}/${encodeURIComponent(code)}`;
+  return new Client(options);
+}
 
-  const mode: StreamMode = options.mode ?? "per-job";
-  if (mode !== "per-job" && mode !== "multiplex") {
-    throw new TypeError(`unknown mode ${String(mode)}: use "per-job" or "multiplex"`);
-  }
-  // Resolved on first use, so a client can be created where streams are not (SSR, Node).
-  const transportOptions = () => ({
-    EventSource: options.EventSource ?? defaultEventSource(),
-    withCredentials: credentials === "include",
-  });
-  const subscriptions = new SubscriptionRegistry(
-    mode === "per-job"
-      ? {
-          mode,
-          transport: lazyPerJob(() =>
-            perJobTransport({ ...transportOptions(), eventsUrl: (code) => `${exportUrl(code)}/events` }),
-          ),
-        }
-      : {
-          mode,
-          transport: lazyShared(() => sharedTransport({ ...transportOptions(), url: `${baseUrl}/api/events` })),
-          seed: (code) => job(exportUrl(code), init("GET", undefined)),
-        },
-  );
+/** The subscription registry of a client made by {@link createExportClient}, for the React binding. */
+export function registryOf(client: ExportClient): SubscriptionRegistry {
+  return Client.registryOf(client);
+}
 
-  let sessionEstablished = false;
-  let firstStart: Promise<Job> | undefined;
-
-  function init(method: string, requestOptions: RequestOptions | undefined): FetchInitLike {
-    const result: FetchInitLike = { method, headers: { Accept: "application/json" }, credentials };
-    if (requestOptions?.signal) result.signal = requestOptions.signal;
-    return result;
+/**
+ * Every snapshot the HTTP calls return is also remembered by the registry, so a later
+ * subscribe starts from it and a subscription of the same code hears of it.
+ */
+class Client implements ExportClient {
+  static registryOf(client: ExportClient): SubscriptionRegistry {
+    if (!(client instanceof Client)) throw new TypeError("not a client made by createExportClient()");
+    return client.#registry;
   }
 
-  async function job(url: string, requestInit: FetchInitLike): Promise<Job> {
-    const body = await requestJSON(fetchImpl, url, requestInit);
-    if (!isJobShape(body)) {
-      throw new ExportError("BAD_RESPONSE", `${requestInit.method} ${url}: not a job`, {
-        status: 200,
-      });
+  readonly #registry: SubscriptionRegistry;
+  readonly #mode: StreamMode;
+  readonly #api: ExportsApi;
+  readonly #session = new SessionGate();
+
+  constructor(options: ExportClientOptions) {
+    const mode = options.mode ?? "per-job";
+    if (mode !== "per-job" && mode !== "multiplex") {
+      throw new TypeError(`unknown mode ${String(mode)}: use "per-job" or "multiplex"`);
     }
-    return body as Job;
+    const baseUrl = (options.baseUrl ?? "").replace(/\/+$/, "");
+    const credentials = options.credentials ?? "same-origin";
+    this.#mode = mode;
+    this.#api = new ExportsApi({ baseUrl, credentials, fetch: options.fetch ?? globalFetch });
+    const transport = {
+      EventSource: () => options.EventSource ?? globalEventSource(),
+      withCredentials: credentials === "include",
+    };
+    this.#registry = new SubscriptionRegistry(
+      mode === "per-job"
+        ? { mode, transport: perJobTransport({ ...transport, eventsUrl: (code) => `${this.#api.exportUrl(code)}/events` }) }
+        : {
+            mode,
+            transport: sharedTransport({ ...transport, url: `${baseUrl}/api/events` }),
+            seed: (code) => this.#api.get(code, undefined),
+          },
+    );
   }
 
-  function fileUrl(target: Job): string {
-    if (!target.file) {
-      throw new ExportError("NOT_READY", `export ${target.code} has no file (${target.status})`, {
-        status: target.status,
-        job: target,
-      });
-    }
-    const { url } = target.file;
-    return /^[a-z][a-z\d+.-]*:/i.test(url) ? url : `${baseUrl}${url}`;
+  start(request: ExportRequest, options?: RequestOptions): Promise<Job> {
+    return this.#session.run(async () => this.#learnt(await this.#api.create(request, options)));
   }
 
-  return {
-    mode,
+  async get(code: string, options?: RequestOptions): Promise<Job> {
+    return this.#learnt(await this.#api.get(code, options));
+  }
 
-    async start(request, requestOptions) {
-      const requestInit = init("POST", requestOptions);
-      requestInit.headers["Content-Type"] = "application/json";
-      requestInit.body = JSON.stringify(request);
-      const post = async (): Promise<Job> => learnt(await job(exportsUrl, requestInit));
-      // The BFF creates the session (its cookie) on the first POST. Cookie-less POSTs
-      // sent at once would each get a session of their own, so until one POST of this
-      // client succeeded, the next ones wait for it.
-      if (sessionEstablished) return post();
-      if (firstStart) {
-        await firstStart.catch(() => {});
-        return post();
-      }
-      firstStart = post();
-      try {
-        const created = await firstStart;
-        sessionEstablished = true;
-        return created;
-      } finally {
-        firstStart = undefined;
-      }
-    },
+  async list(options?: RequestOptions): Promise<Job[]> {
+    const jobs = await this.#api.list(options);
+    // Oldest first, so the registry's bound drops the oldest.
+    for (const job of [...jobs].reverse()) this.#registry.remember(job);
+    return jobs;
+  }
 
-    async get(code, requestOptions) {
-      return learnt(await job(exportUrl(code), init("GET", requestOptions)));
-    },
+  async cancel(code: string, options?: RequestOptions): Promise<Job | undefined> {
+    const cancelled = await this.#api.delete(code, options);
+    if (cancelled) return this.#learnt(cancelled);
+    this.#registry.known.forget(code);
+    return undefined;
+  }
 
-    async list(requestOptions) {
-      const requestInit = init("GET", requestOptions);
-      const body = await requestJSON(fetchImpl, exportsUrl, requestInit);
-      const exports = isRecord(body) ? body["exports"] : undefined;
-      if (!Array.isArray(exports) || !exports.every(isJobShape)) {
-        throw new ExportError("BAD_RESPONSE", `GET ${exportsUrl}: not a list of exports`, { status: 200 });
-      }
-      const jobs = exports as Job[];
-      for (const each of [...jobs].reverse()) subscriptions.remember(each);
-      return jobs;
-    },
+  subscribe(code: string, listener: ExportListener, options?: SubscribeOptions): Unsubscribe {
+    return this.#registry.subscribe(code, listener, options);
+  }
 
-    async cancel(code, requestOptions) {
-      const url = exportUrl(code);
-      const requestInit = init("DELETE", requestOptions);
-      const body = await requestJSON(fetchImpl, url, requestInit);
-      if (body === undefined) {
-        subscriptions.forget(code);
-        return undefined;
-      }
-      if (!isJobShape(body)) {
-        throw new ExportError("BAD_RESPONSE", `DELETE ${url}: not a job`, { status: 200 });
-      }
-      return learnt(body as Job);
-    },
+  waitFor(code: string, options?: RequestOptions): Promise<Job> {
+    return waitForCompletion((each, listener) => this.#registry.subscribe(each, listener), code, options?.signal);
+  }
 
-    subscribe(code, listener, subscribeOptions) {
-      return subscriptions.subscribe(code, listener, subscribeOptions);
-    },
+  download(job: Job): void {
+    clickDownload(this.#api.fileUrl(job), job.file?.name ?? "");
+  }
 
-    observe(observer) {
-      return subscriptions.observe(observer);
-    },
+  stats(): ExportClientStats {
+    return {
+      mode: this.#mode,
+      subscribed: this.#registry.openCodes(),
+      connections: this.#registry.openConnections(),
+    };
+  }
 
-    known(code) {
-      return subscriptions.known(code);
-    },
-
-    waitFor(code, requestOptions) {
-      const signal = requestOptions?.signal;
-      return new Promise<Job>((resolve, reject) => {
-        if (signal?.aborted) {
-          reject(aborted(code, signal));
-          return;
-        }
-        let settled = false;
-        const settle = (outcome: () => void): void => {
-          if (settled) return;
-          settled = true;
-          signal?.removeEventListener("abort", onAbort);
-          unsubscribe();
-          outcome();
-        };
-        const onAbort = (): void => {
-          if (signal) settle(() => reject(aborted(code, signal)));
-        };
-        // Subscribed before the abort listener, so a synchronous throw (no EventSource)
-        // leaves nothing behind.
-        const unsubscribe = subscriptions.subscribe(code, (event) => {
-          if (event.type === "error") {
-            settle(() => reject(event.error));
-            return;
-          }
-          const { job: snapshot } = event;
-          if (snapshot.status === "COMPLETED") settle(() => resolve(snapshot));
-          else if (snapshot.status === "FAILED" || snapshot.status === "CANCELLED") {
-            settle(() => reject(ExportError.fromJob(snapshot)));
-          }
-        });
-        signal?.addEventListener("abort", onAbort, { once: true });
-      });
-    },
-
-    fileUrl,
-
-    download(target) {
-      const href = fileUrl(target);
-      const doc = (globalThis as { document?: DocumentLike }).document;
-      if (!doc) throw new TypeError("download() needs a browser document");
-      const anchor = doc.createElement("a");
-      anchor.href = href;
-      // A hint only: the BFF's Content-Disposition names the file; cross-origin ignores it.
-      anchor.download = target.file?.name ?? "";
-      anchor.rel = "noopener";
-      anchor.style.display = "none";
-      doc.body.append(anchor);
-      try {
-        anchor.click();
-      } finally {
-        anchor.remove();
-      }
-    },
-
-    openStreams() {
-      return subscriptions.openCodes();
-    },
-
-    openConnections() {
-      if (mode === "multiplex") return subscriptions.sharedOpen() ? 1 : 0;
-      return subscriptions.openCodes().length;
-    },
-  };
-
-  function learnt(snapshot: Job): Job {
-    subscriptions.remember(snapshot);
-    return snapshot;
+  #learnt(job: Job): Job {
+    this.#registry.remember(job);
+    return job;
   }
 }
 
-/** The DOM the download needs, typed here so the library does not require lib.dom. */
-interface DocumentLike {
-  createElement(tag: "a"): {
-    href: string;
-    download: string;
-    rel: string;
-    style: { display: string };
-    click(): void;
-    remove(): void;
-  };
-  body: { append(node: unknown): void };
-}
+const globalFetch: FetchLike = (url, init) => {
+  if (typeof globalThis.fetch !== "function") {
+    throw new TypeError("no fetch available: pass one to createExportClient({ fetch })");
+  }
+  return globalThis.fetch(url, init);
+};
 
-function aborted(code: string, signal: AbortSignal): ExportError {
-  return new ExportError("ABORTED", `waiting for export ${code} aborted`, {
-    status: 0,
-    cause: signal.reason,
-  });
-}
-
-function defaultEventSource(): EventSourceConstructorLike {
+function globalEventSource(): EventSourceConstructorLike {
   const candidate = (globalThis as { EventSource?: EventSourceConstructorLike }).EventSource;
   if (!candidate) {
     throw new TypeError(
@@ -325,24 +195,4 @@ function defaultEventSource(): EventSourceConstructorLike {
     );
   }
   return candidate;
-}
-
-function lazyPerJob(create: () => PerJobTransport): PerJobTransport {
-  let transport: PerJobTransport | undefined;
-  return {
-    open(code, sink) {
-      transport ??= create();
-      return transport.open(code, sink);
-    },
-  };
-}
-
-function lazyShared(create: () => SharedTransport): SharedTransport {
-  let transport: SharedTransport | undefined;
-  return {
-    connect(sink) {
-      transport ??= create();
-      return transport.connect(sink);
-    },
-  };
 }

@@ -1,19 +1,5 @@
 import type { ErrorBody, ExportStatus, Job } from "./types.js";
 
-/**
- * Error codes the client produces itself, when no server code is available. Server
- * codes (NOT_FOUND, VALIDATION_FAILED, GENERATION_FAILED, …) are passed through as is.
- */
-export type ClientErrorCode =
-  /** The request or wait was aborted through its AbortSignal. */
-  | "ABORTED"
-  /** fetch itself failed (network down, CORS, DNS…): there is no HTTP response. */
-  | "NETWORK_ERROR"
-  /** The server answered something that is not the documented JSON. */
-  | "BAD_RESPONSE"
-  /** The event stream closed for good without a terminal event (e.g. HTTP 404 on connect). */
-  | "STREAM_CLOSED";
-
 export interface ExportErrorOptions {
   /** HTTP status of the failed response, the job status, or 0 when there was no response. */
   readonly status: number | ExportStatus;
@@ -24,7 +10,14 @@ export interface ExportErrorOptions {
 
 /**
  * The one error class of the client. `code` is the server's error code when the server
- * sent one (e.g. `NOT_FOUND`, `GENERATION_FAILED`), otherwise a {@link ClientErrorCode}.
+ * sent one (e.g. `NOT_FOUND`, `GENERATION_FAILED`), otherwise the client's own:
+ * - `ABORTED`: the request or wait was aborted through its AbortSignal;
+ * - `NETWORK_ERROR`: fetch itself failed (network down, CORS, DNS…), no HTTP response;
+ * - `BAD_RESPONSE`: the server answered something that is not the documented JSON;
+ * - `STREAM_CLOSED`: the event stream closed for good without a terminal event (e.g.
+ *   HTTP 404 on connect);
+ * - `NOT_READY`: download() of a job that has no file.
+ *
  * `status` is the HTTP status for a failed request, the job status (`FAILED`,
  * `CANCELLED`, `ERROR`) for a job or stream that ended badly, and `0` when there was no
  * response at all (network error, abort).

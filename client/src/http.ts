@@ -1,8 +1,9 @@
 import { ExportError } from "./errors.js";
-import type { ErrorBody } from "./types.js";
+import { isJobShape, isRecord, parseJSON } from "./json.js";
+import type { ErrorBody, ExportRequest, Job } from "./types.js";
 
 /** The part of a fetch Response the client reads. */
-export interface FetchResponseLike {
+interface FetchResponseLike {
   readonly ok: boolean;
   readonly status: number;
   readonly statusText: string;
@@ -26,7 +27,7 @@ export type FetchLike = (url: string, init: FetchInitLike) => Promise<FetchRespo
  * {@link ExportError}: non-2xx responses carry the server's `{"error":{code,message}}`.
  * A 204 resolves with `undefined`.
  */
-export async function requestJSON(
+async function requestJSON(
   fetchImpl: FetchLike,
   url: string,
   init: FetchInitLike,
@@ -67,14 +68,6 @@ export async function requestJSON(
   return body;
 }
 
-export function parseJSON(text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
-  }
-}
-
 function errorBodyOf(body: unknown): ErrorBody | undefined {
   if (!isRecord(body) || !isRecord(body["error"])) return undefined;
   const { code, message } = body["error"];
@@ -82,6 +75,115 @@ function errorBodyOf(body: unknown): ErrorBody | undefined {
   return { code, message: typeof message === "string" ? message : code };
 }
 
-export function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
+export interface RequestOptions {
+  readonly signal?: AbortSignal;
+}
+
+/** Where the BFF is and how to reach it. */
+interface ApiOptions {
+  /** Origin (and optional path prefix) of the BFF, without a trailing slash. */
+  readonly baseUrl: string;
+  readonly credentials: "omit" | "same-origin" | "include";
+  readonly fetch: FetchLike;
+}
+
+/**
+ * The BFF's JSON endpoints under `{baseUrl}/api/exports`: every answer is checked to be
+ * a job (or a list of them) before a caller sees it.
+ */
+export class ExportsApi {
+  readonly #options: ApiOptions;
+  readonly #exportsUrl: string;
+
+  constructor(options: ApiOptions) {
+    this.#options = options;
+    this.#exportsUrl = `${options.baseUrl}/api/exports`;
+  }
+
+  /** `POST /api/exports`. */
+  create(request: ExportRequest, options: RequestOptions | undefined): Promise<Job> {
+    const init = this.#init("POST", options);
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(request);
+    return this.#job(this.#exportsUrl, init);
+  }
+
+  /** `GET /api/exports/{code}`. */
+  get(code: string, options: RequestOptions | undefined): Promise<Job> {
+    return this.#job(this.exportUrl(code), this.#init("GET", options));
+  }
+
+  /** `GET /api/exports`: newest first. */
+  async list(options: RequestOptions | undefined): Promise<Job[]> {
+    const body = await requestJSON(this.#options.fetch, this.#exportsUrl, this.#init("GET", options));
+    const exports = isRecord(body) ? body["exports"] : undefined;
+    if (!Array.isArray(exports) || !exports.every(isJobShape)) {
+      throw new ExportError("BAD_RESPONSE", `GET ${this.#exportsUrl}: not a list of exports`, { status: 200 });
+    }
+    return exports as Job[];
+  }
+
+  /** `DELETE /api/exports/{code}`: the CANCELLED job, or undefined (204: it was deleted). */
+  async delete(code: string, options: RequestOptions | undefined): Promise<Job | undefined> {
+    const url = this.exportUrl(code);
+    const body = await requestJSON(this.#options.fetch, url, this.#init("DELETE", options));
+    if (body === undefined) return undefined;
+    if (!isJobShape(body)) throw new ExportError("BAD_RESPONSE", `DELETE ${url}: not a job`, { status: 200 });
+    return body as Job;
+  }
+
+  exportUrl(code: string): string {
+    return `${this.#exportsUrl}/${encodeURIComponent(code)}`;
+  }
+
+  /** The URL of a COMPLETED job's file: the job's own if absolute, else on the BFF. */
+  fileUrl(job: Job): string {
+    if (!job.file) {
+      throw new ExportError("NOT_READY", `export ${job.code} has no file (${job.status})`, {
+        status: job.status,
+        job,
+      });
+    }
+    const { url } = job.file;
+    return /^[a-z][a-z\d+.-]*:/i.test(url) ? url : `${this.#options.baseUrl}${url}`;
+  }
+
+  #init(method: string, options: RequestOptions | undefined): FetchInitLike {
+    const init: FetchInitLike = { method, headers: { Accept: "application/json" }, credentials: this.#options.credentials };
+    if (options?.signal) init.signal = options.signal;
+    return init;
+  }
+
+  async #job(url: string, init: FetchInitLike): Promise<Job> {
+    const body = await requestJSON(this.#options.fetch, url, init);
+    if (!isJobShape(body)) throw new ExportError("BAD_RESPONSE", `${init.method} ${url}: not a job`, { status: 200 });
+    return body as Job;
+  }
+}
+
+/**
+ * The BFF creates the session (its cookie) on the first POST. Cookie-less POSTs sent at
+ * once would each get a session of their own, so until one POST through this gate has
+ * succeeded, the next ones wait for the one under way.
+ */
+export class SessionGate {
+  #established = false;
+  #first: Promise<unknown> | undefined;
+
+  async run<T>(post: () => Promise<T>): Promise<T> {
+    if (this.#established) return post();
+    if (this.#first) {
+      await this.#first.catch(() => {});
+      return post();
+    }
+    const first = post();
+    this.#first = first;
+    try {
+      const result = await first;
+      this.#established = true;
+      return result;
+    } finally {
+      this.#first = undefined;
+    }
+  }
 }

@@ -9,16 +9,17 @@
  */
 import { createContext, createElement, useContext, useMemo, useSyncExternalStore } from "react";
 import type { ReactElement, ReactNode } from "react";
+import { registryOf } from "./client.js";
 import type { ExportClient } from "./client.js";
 import { ExportError } from "./errors.js";
 import type { ConnectionState } from "./stream.js";
-import type { Unsubscribe } from "./subscriptions.js";
+import type { Unsubscribe } from "./subscription.js";
 import { isTerminalStatus } from "./types.js";
 import type { ExportStatus, Job } from "./types.js";
 
 const ExportClientContext = createContext<ExportClient | null>(null);
 
-export interface ExportClientProviderProps {
+interface ExportClientProviderProps {
   readonly client: ExportClient;
   readonly children?: ReactNode;
 }
@@ -65,40 +66,49 @@ const EMPTY: ExportState = {
  */
 export function useExport(code: string | null | undefined): ExportState {
   const client = useExportClient();
-  const store = useMemo(() => exportStore(client, code), [client, code]);
+  const store = useMemo(() => new ExportStore(client, code), [client, code]);
   return useSyncExternalStore(store.subscribe, store.getSnapshot, store.getSnapshot);
 }
 
+/** What useSyncExternalStore reads; both are bound, as it calls them unbound. */
 interface Store<T> {
-  subscribe(onChange: () => void): () => void;
-  getSnapshot(): T;
+  readonly subscribe: (onChange: () => void) => () => void;
+  readonly getSnapshot: () => T;
 }
 
-function exportStore(client: ExportClient, code: string | null | undefined): Store<ExportState> {
-  const known = code ? client.known(code) : undefined;
-  let state: ExportState = known ? fromJob(known, undefined) : EMPTY;
-  return {
-    subscribe(onChange) {
-      // A finished job never changes: nothing to follow.
-      if (!code || (state.job && isTerminalStatus(state.job.status))) return noop;
-      return client.subscribe(
-        code,
-        (event) => {
-          state =
-            event.type === "snapshot"
-              ? fromJob(event.job, state.connection)
-              : { ...state, status: "ERROR", error: event.error };
-          onChange();
-        },
-        {
-          onConnection: (connection) => {
-            state = { ...state, connection };
-            onChange();
-          },
-        },
-      );
-    },
-    getSnapshot: () => state,
+/** One code's {@link ExportState}, kept by one subscription while React listens. */
+class ExportStore implements Store<ExportState> {
+  readonly #client: ExportClient;
+  readonly #code: string | null | undefined;
+  #state: ExportState;
+
+  constructor(client: ExportClient, code: string | null | undefined) {
+    this.#client = client;
+    this.#code = code;
+    const known = code ? registryOf(client).known.get(code) : undefined;
+    this.#state = known ? fromJob(known, undefined) : EMPTY;
+  }
+
+  readonly getSnapshot = (): ExportState => this.#state;
+
+  readonly subscribe = (onChange: () => void): Unsubscribe => {
+    const code = this.#code;
+    // A finished job never changes: nothing to follow.
+    if (!code || (this.#state.job && isTerminalStatus(this.#state.job.status))) return noop;
+    const update = (state: ExportState): void => {
+      this.#state = state;
+      onChange();
+    };
+    return this.#client.subscribe(
+      code,
+      (event) =>
+        update(
+          event.type === "snapshot"
+            ? fromJob(event.job, this.#state.connection)
+            : { ...this.#state, status: "ERROR", error: event.error },
+        ),
+      { onConnection: (connection) => update({ ...this.#state, connection }) },
+    );
   };
 }
 
@@ -137,115 +147,120 @@ export function useExports(): ExportsState {
   return useSyncExternalStore(store.subscribe, store.getSnapshot, store.getSnapshot);
 }
 
-const sessionStores = new WeakMap<ExportClient, Store<ExportsState>>();
+const sessionStores = new WeakMap<ExportClient, SessionStore>();
 
-function sessionStore(client: ExportClient): Store<ExportsState> {
+function sessionStore(client: ExportClient): SessionStore {
   let store = sessionStores.get(client);
   if (!store) {
-    store = createSessionStore(client);
+    store = new SessionStore(client);
     sessionStores.set(client, store);
   }
   return store;
 }
 
-function createSessionStore(client: ExportClient): Store<ExportsState> {
-  const jobs = new Map<string, Job>();
-  const watching = new Map<string, Unsubscribe>();
-  const onChanges = new Set<() => void>();
-  let unobserve: Unsubscribe | undefined;
-  let teardownQueued = false;
-  let generation = 0;
+/**
+ * The session list of one client. While React listens it observes every job the client
+ * learns of and subscribes every unfinished one (their updates arrive through the
+ * observation); one microtask after the last listener left, it lets go of all of it, so
+ * StrictMode's unmount + remount keeps everything.
+ */
+class SessionStore implements Store<ExportsState> {
+  readonly #client: ExportClient;
+  readonly #jobs = new Map<string, Job>();
+  readonly #watching = new Map<string, Unsubscribe>();
+  readonly #onChanges = new Set<() => void>();
+  #unobserve: Unsubscribe | undefined;
+  #teardownQueued = false;
+  /** Counts list requests, so only the answer to the latest one is used. */
+  #generation = 0;
+  #state: ExportsState;
 
-  const refresh = (): void => {
-    const current = ++generation;
-    client.list().then(
+  constructor(client: ExportClient) {
+    this.#client = client;
+    this.#state = { exports: [], loading: true, error: undefined, refresh: () => this.#refresh() };
+  }
+
+  readonly getSnapshot = (): ExportsState => this.#state;
+
+  readonly subscribe = (onChange: () => void): Unsubscribe => {
+    this.#onChanges.add(onChange);
+    if (!this.#unobserve) this.#setUp();
+    this.#syncWatches();
+    return () => {
+      this.#onChanges.delete(onChange);
+      if (this.#onChanges.size > 0 || this.#teardownQueued) return;
+      this.#teardownQueued = true;
+      queueMicrotask(() => {
+        this.#teardownQueued = false;
+        if (this.#onChanges.size === 0) this.#tearDown();
+      });
+    };
+  };
+
+  #refresh(): void {
+    const current = ++this.#generation;
+    this.#client.list().then(
       (list) => {
-        if (current !== generation) return;
+        if (current !== this.#generation) return;
         const listed = new Set(list.map((each) => each.code));
-        for (const code of jobs.keys()) if (!listed.has(code)) jobs.delete(code);
-        for (const each of list) put(each);
-        publish({ loading: false, error: undefined });
+        for (const code of this.#jobs.keys()) if (!listed.has(code)) this.#jobs.delete(code);
+        for (const each of list) this.#put(each);
+        this.#publish({ loading: false, error: undefined });
       },
       (error: unknown) => {
-        if (current !== generation) return;
-        publish({
+        if (current !== this.#generation) return;
+        this.#publish({
           loading: false,
           error: error instanceof ExportError ? error : new ExportError("NETWORK_ERROR", String(error), { status: 0 }),
         });
       },
     );
-  };
-
-  let state: ExportsState = { exports: [], loading: true, error: undefined, refresh };
-
-  function put(job: Job): void {
-    const had = jobs.get(job.code);
-    if (had && had.seq >= job.seq) return;
-    jobs.set(job.code, job);
   }
 
-  function publish(patch: Partial<ExportsState>): void {
-    const exports = [...jobs.values()].sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0));
-    state = { ...state, ...patch, exports };
-    syncWatches();
-    for (const onChange of [...onChanges]) onChange();
+  /** Keeps `job` unless a snapshot at least as new is there; true when kept. */
+  #put(job: Job): boolean {
+    const had = this.#jobs.get(job.code);
+    if (had && had.seq >= job.seq) return false;
+    this.#jobs.set(job.code, job);
+    return true;
+  }
+
+  #publish(patch: Partial<ExportsState>): void {
+    const exports = [...this.#jobs.values()].sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0));
+    this.#state = { ...this.#state, ...patch, exports };
+    this.#syncWatches();
+    for (const onChange of [...this.#onChanges]) onChange();
   }
 
   /** Subscribes every unfinished export (updates arrive through observe). */
-  function syncWatches(): void {
-    if (onChanges.size === 0) return;
-    for (const job of jobs.values()) {
-      if (isTerminalStatus(job.status) || watching.has(job.code)) continue;
+  #syncWatches(): void {
+    if (this.#onChanges.size === 0) return;
+    for (const job of this.#jobs.values()) {
+      if (isTerminalStatus(job.status) || this.#watching.has(job.code)) continue;
       const { code } = job;
-      watching.set(
-        code,
-        client.subscribe(code, (event) => {
-          if (event.type === "error" || isTerminalStatus(event.job.status)) watching.delete(code);
-        }),
-      );
+      const stop = this.#client.subscribe(code, (event) => {
+        if (event.type === "error" || isTerminalStatus(event.job.status)) this.#watching.delete(code);
+      });
+      this.#watching.set(code, stop);
     }
   }
 
-  function setUp(): void {
-    unobserve = client.observe((observation) => {
-      if (observation.type === "removed") {
-        if (!jobs.delete(observation.code)) return;
-      } else {
-        const had = jobs.get(observation.job.code);
-        if (had && had.seq >= observation.job.seq) return;
-        jobs.set(observation.job.code, observation.job);
-      }
-      publish({});
+  #setUp(): void {
+    this.#unobserve = registryOf(this.#client).known.observe((observation) => {
+      const changed =
+        observation.type === "removed" ? this.#jobs.delete(observation.code) : this.#put(observation.job);
+      if (changed) this.#publish({});
     });
-    refresh();
+    this.#refresh();
   }
 
-  function tearDown(): void {
-    unobserve?.();
-    unobserve = undefined;
-    for (const unsubscribe of watching.values()) unsubscribe();
-    watching.clear();
-    generation++;
+  #tearDown(): void {
+    this.#unobserve?.();
+    this.#unobserve = undefined;
+    for (const unsubscribe of this.#watching.values()) unsubscribe();
+    this.#watching.clear();
+    this.#generation++;
   }
-
-  return {
-    subscribe(onChange) {
-      onChanges.add(onChange);
-      if (!unobserve) setUp();
-      syncWatches();
-      return () => {
-        onChanges.delete(onChange);
-        if (onChanges.size > 0 || teardownQueued) return;
-        // One microtask later, so StrictMode's unmount + remount keeps everything.
-        teardownQueued = true;
-        queueMicrotask(() => {
-          teardownQueued = false;
-          if (onChanges.size === 0) tearDown();
-        });
-      };
-    },
-    getSnapshot: () => state,
-  };
 }
 
 function noop(): void {}

@@ -1,6 +1,6 @@
 import { ExportError } from "./errors.js";
-import { isRecord, parseJSON } from "./http.js";
-import type { ErrorBody, JobStatus, StreamEvent } from "./types.js";
+import { isJobShape, isRecord, parseJSON } from "./json.js";
+import type { ErrorBody, StreamEvent } from "./types.js";
 
 /**
  * A method-style signature is checked bivariantly, so implementations whose handlers
@@ -39,7 +39,7 @@ export type EventSourceConstructorLike = new (
 ) => EventSourceLike;
 
 /** WHATWG `EventSource.CLOSED`: the source gave up and will not reconnect. */
-export const EVENT_SOURCE_CLOSED = 2;
+const EVENT_SOURCE_CLOSED = 2;
 
 /**
  * The state of the connection behind a subscription: `connecting` until the response
@@ -73,8 +73,12 @@ export interface SharedTransport {
   connect(sink: StreamSink): () => void;
 }
 
-export interface TransportOptions {
-  readonly EventSource: EventSourceConstructorLike;
+interface TransportOptions {
+  /**
+   * The EventSource class, resolved at each open rather than up front, so a client can
+   * be created where there are no streams (SSR, Node without a polyfill).
+   */
+  readonly EventSource: () => EventSourceConstructorLike;
   readonly withCredentials: boolean;
 }
 
@@ -91,7 +95,8 @@ export function sharedTransport(options: TransportOptions & { readonly url: stri
 }
 
 function attach(options: TransportOptions, url: string, what: string, sink: StreamSink): () => void {
-  const source = new options.EventSource(
+  const EventSourceImpl = options.EventSource();
+  const source = new EventSourceImpl(
     url,
     options.withCredentials ? { withCredentials: true } : undefined,
   );
@@ -124,19 +129,11 @@ function attach(options: TransportOptions, url: string, what: string, sink: Stre
   };
 }
 
-const jobStatuses: ReadonlySet<string> = new Set<JobStatus>([
-  "PENDING",
-  "IN_PROGRESS",
-  "COMPLETED",
-  "FAILED",
-  "CANCELLED",
-]);
-
 /**
  * Parses one `data:` payload. Returns undefined for anything that is not a job snapshot
  * or an ERROR event, checking just enough for the client's own logic (code, status, seq).
  */
-export function parseStreamEvent(data: unknown): StreamEvent | undefined {
+function parseStreamEvent(data: unknown): StreamEvent | undefined {
   if (typeof data !== "string") return undefined;
   const value = parseJSON(data);
   if (!isRecord(value) || typeof value["code"] !== "string") return undefined;
@@ -155,20 +152,73 @@ export function parseStreamEvent(data: unknown): StreamEvent | undefined {
   return isJobShape(value) ? (value as unknown as StreamEvent) : undefined;
 }
 
-/** The fields the client relies on; the rest is passed through as the server sent it. */
-export function isJobShape(value: unknown): boolean {
-  return (
-    isRecord(value) &&
-    typeof value["code"] === "string" &&
-    typeof value["status"] === "string" &&
-    jobStatuses.has(value["status"]) &&
-    typeof value["seq"] === "number" &&
-    typeof value["progress"] === "number"
-  );
-}
-
 function httpStatusOf(event: StreamErrorLike): number | undefined {
   // The `eventsource` package reports the HTTP status of a failed connect as `code`.
   const code: unknown = (event as { code?: unknown }).code;
   return typeof code === "number" ? code : undefined;
 }
+
+/**
+ * The one connection of `multiplex` mode: opened on demand, closed one microtask after
+ * the caller said it may go (so a subscribe in the same tick keeps it), reopened by the
+ * next demand. Only the connection still current reaches `sink`: a closed one's late
+ * callbacks are dropped. On a fatal error it is gone, and the next demand opens anew.
+ */
+export class SharedStream {
+  readonly #transport: SharedTransport;
+  readonly #sink: StreamSink;
+  #connection: { stop: () => void; state: ConnectionState } | undefined;
+  #closeQueued = false;
+
+  constructor(transport: SharedTransport, sink: StreamSink) {
+    this.#transport = transport;
+    this.#sink = sink;
+  }
+
+  get open(): boolean {
+    return this.#connection !== undefined;
+  }
+
+  /** The state of the open connection (`connecting` when there is none yet). */
+  get state(): ConnectionState {
+    return this.#connection?.state ?? "connecting";
+  }
+
+  connect(): void {
+    if (this.#connection) return;
+    const connection = { stop: noop, state: "connecting" as ConnectionState };
+    const current = (): boolean => this.#connection === connection;
+    connection.stop = this.#transport.connect({
+      event: (event) => {
+        if (current()) this.#sink.event(event);
+      },
+      state: (state) => {
+        if (!current()) return;
+        connection.state = state;
+        this.#sink.state(state);
+      },
+      fatal: (error) => {
+        if (!current()) return;
+        this.#connection = undefined;
+        connection.stop();
+        this.#sink.fatal(error);
+      },
+    });
+    this.#connection = connection;
+  }
+
+  /** Closes the connection one microtask from now, unless `stillNeeded()` says otherwise then. */
+  release(stillNeeded: () => boolean): void {
+    if (this.#closeQueued || !this.#connection) return;
+    this.#closeQueued = true;
+    queueMicrotask(() => {
+      this.#closeQueued = false;
+      const connection = this.#connection;
+      if (stillNeeded() || !connection) return;
+      this.#connection = undefined;
+      connection.stop();
+    });
+  }
+}
+
+function noop(): void {}

@@ -6,14 +6,13 @@
  * backend holds, with nothing repeated or skipped. The Chromium side of the same fault
  * is in browser.test.ts.
  */
-import { createHash } from "node:crypto";
 import { EventSource } from "eventsource";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createExportClient } from "../src/index.js";
 import type { FetchLike, Job } from "../src/index.js";
-import { cookieFetch, countingEventSource } from "./node-env.js";
-import type { NodeFetch } from "./node-env.js";
-import { externalBffUrl, inCI, missingPrerequisites, reportMissing, startServers } from "./servers.js";
+import { cookieFetch, countingEventSource } from "./fakes.js";
+import type { NodeFetch } from "./fakes.js";
+import { externalBffUrl, fetchFile, inCI, missingPrerequisites, reportMissing, startServers } from "./servers.js";
 import type { Servers } from "./servers.js";
 
 const missing = externalBffUrl ? undefined : reportMissing("BFF restart tests (real backend + BFF)", missingPrerequisites());
@@ -172,9 +171,9 @@ describe.skipIf(missing !== undefined || externalBffUrl !== undefined)("a BFF ki
         // The library, in both modes, ends on the same terminal event.
         expect(perJobEnds[i]).toEqual(truth);
         expect(multiplexEnds[i]).toEqual(truth);
-        const response = await fetchImpl(perJob.fileUrl(truth));
+        const { response, sha256 } = await fetchFile(fetchImpl, servers.bffUrl, truth);
         expect(response.status).toBe(200);
-        expect(createHash("sha256").update(Buffer.from(await response.arrayBuffer())).digest("hex")).toBe(truth.file?.sha256);
+        expect(sha256).toBe(truth.file?.sha256);
       }
       // The library's EventSources reconnected themselves: none was constructed again.
       expect(perJobSources.constructed).toHaveLength(EXPORTS);

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
+import { registryOf } from "../src/client.js";
 import { createExportClient, ExportError } from "../src/index.js";
 import type { FetchLike } from "../src/index.js";
 import { CODE, completed, fakeFetch, job } from "./fakes.js";
@@ -86,17 +87,8 @@ describe("files", () => {
     delete globals.document;
   });
 
-  it("resolves a job's file URL against baseUrl", () => {
-    const client = createExportClient({ baseUrl: "http://bff.test" });
-    expect(client.fileUrl(completed(5))).toBe(`http://bff.test/api/exports/${CODE}/file`);
-    expect(createExportClient().fileUrl(completed(5))).toBe(`/api/exports/${CODE}/file`);
-  });
-
-  it("refuses the file of a job that is not COMPLETED", () => {
-    expect(() => createExportClient().fileUrl(job({ seq: 1 }))).toThrow(ExportError);
-  });
-
-  it("downloads in the same tab through a temporary <a download> click", () => {
+  /** A document whose <a> clicks are recorded. */
+  function fakeDocument(): { clicked: { href: string; download: string }[]; appended: unknown[]; removed(): number } {
     const clicked: { href: string; download: string }[] = [];
     const appended: unknown[] = [];
     let removed = 0;
@@ -114,12 +106,30 @@ describe("files", () => {
       },
       body: { append: (node: unknown) => appended.push(node) },
     };
+    return { clicked, appended, removed: () => removed };
+  }
+
+  it("downloads in the same tab through a temporary <a download> click", () => {
+    const document = fakeDocument();
 
     createExportClient({ baseUrl: "http://bff.test" }).download(completed(5));
 
-    expect(clicked).toEqual([{ href: `http://bff.test/api/exports/${CODE}/file`, download: "export.csv" }]);
-    expect(appended).toHaveLength(1);
-    expect(removed).toBe(1);
+    expect(document.clicked).toEqual([{ href: `http://bff.test/api/exports/${CODE}/file`, download: "export.csv" }]);
+    expect(document.appended).toHaveLength(1);
+    expect(document.removed()).toBe(1);
+  });
+
+  it("resolves a job's file URL against baseUrl (same origin by default)", () => {
+    const document = fakeDocument();
+    createExportClient().download(completed(5));
+    expect(document.clicked.map((click) => click.href)).toEqual([`/api/exports/${CODE}/file`]);
+  });
+
+  it("refuses the file of a job that is not COMPLETED", () => {
+    const document = fakeDocument();
+    expect(() => createExportClient().download(job({ seq: 1 }))).toThrow(ExportError);
+    expect(() => createExportClient().download(job({ seq: 1 }))).toThrow(expect.objectContaining({ code: "NOT_READY" }));
+    expect(document.clicked).toEqual([]);
   });
 
   it("explains that download() needs a browser", () => {
@@ -131,7 +141,7 @@ describe("defaults", () => {
   it("explains how to inject an EventSource when the platform has none", () => {
     const client = createExportClient();
     expect(() => client.subscribe(CODE, () => {})).toThrow(/eventsource/);
-    expect(client.openStreams()).toEqual([]);
+    expect(client.stats()).toEqual({ mode: "per-job", subscribed: [], connections: 0 });
   });
 });
 
@@ -155,7 +165,7 @@ describe("list and cancel", () => {
     await expect(client.cancel(CODE)).resolves.toEqual(cancelled);
     expect(requests[0]?.init.method).toBe("DELETE");
     expect(requests[0]?.url).toBe(`/api/exports/${CODE}`);
-    expect(client.known(CODE)).toEqual(cancelled);
+    expect(registryOf(client).known.get(CODE)).toEqual(cancelled);
   });
 
   it("resolves undefined when DELETE answers 204 (a finished export was deleted)", async () => {

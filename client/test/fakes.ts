@@ -1,14 +1,40 @@
+/**
+ * Every test double in one place, shared by the suites:
+ * - the client's world in a unit test: {@link FakeEventSource}, fetch doubles, job
+ *   snapshots, a client wired to them ({@link fakeClient}), a listener that records;
+ * - docs/fixtures, typed ({@link wire});
+ * - what Node lacks for the client against a real BFF: a cookie-keeping fetch and the
+ *   `eventsource` package, counting ({@link cookieFetch}, {@link countingEventSource});
+ * - a scripted backend that sends the BFF tricky SSE ({@link startScriptedBackend}).
+ * The real binaries are started by servers.ts.
+ */
+import { EventSource } from "eventsource";
+import { createServer } from "node:http";
+import type { Server, ServerResponse } from "node:http";
+import { beforeEach, expect } from "vitest";
+import { createExportClient } from "../src/index.js";
 import type {
-  EventSourceInitLike,
-  EventSourceLike,
-  FetchInitLike,
+  EventSourceConstructorLike,
+  ExportClient,
+  ExportEvent,
+  ExportStatus,
   FetchLike,
   Job,
   JobStatus,
-  StreamErrorEvent,
-  StreamErrorLike,
-  StreamMessageLike,
+  StreamMode,
 } from "../src/index.js";
+import type { FetchInitLike } from "../src/http.js";
+import type { EventSourceInitLike, EventSourceLike, StreamErrorLike, StreamMessageLike } from "../src/stream.js";
+import type { StreamErrorEvent } from "../src/types.js";
+import cancelledJSON from "../../docs/fixtures/job-cancelled.json" with { type: "json" };
+import completedJSON from "../../docs/fixtures/job-completed.json" with { type: "json" };
+import failedJSON from "../../docs/fixtures/job-failed.json" with { type: "json" };
+import inProgressJSON from "../../docs/fixtures/job-in-progress.json" with { type: "json" };
+import pendingJSON from "../../docs/fixtures/job-pending.json" with { type: "json" };
+import errorEventJSON from "../../docs/fixtures/error-event.json" with { type: "json" };
+
+// ---------------------------------------------------------------------------------------
+// EventSource
 
 /**
  * An EventSource double: records every instance, and lets a test push messages and
@@ -75,6 +101,21 @@ export class FakeEventSource implements EventSourceLike {
   }
 }
 
+// Every test of a file that uses the fakes starts with no EventSource recorded.
+beforeEach(() => {
+  FakeEventSource.reset();
+});
+
+/** The only open EventSource; fails the test when there is not exactly one. */
+export function onlySource(): FakeEventSource {
+  const open = FakeEventSource.open();
+  expect(open).toHaveLength(1);
+  return open[0]!;
+}
+
+// ---------------------------------------------------------------------------------------
+// Jobs
+
 export const CODE = "6f1c0b1e-4b7a-4c55-9c1e-3f0a8d2b7c11";
 export const OTHER_CODE = "0d9c2a44-1b1e-4f3b-8e2a-5c6d7e8f9a0b";
 
@@ -111,32 +152,96 @@ export function completed(seq: number, code = CODE): Job {
   });
 }
 
-/** Lets queued microtasks (late-joiner snapshots) run. */
-export function flush(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
-}
+// ---------------------------------------------------------------------------------------
+// fetch
 
 export interface RecordedRequest {
   readonly url: string;
   readonly init: FetchInitLike;
 }
 
-/** A fetch double that answers every request with one status and JSON body. */
-export function fakeFetch(
-  status: number,
-  body: unknown,
-): { fetch: FetchLike; requests: RecordedRequest[] } {
+type Answer = readonly [status: number, body?: unknown];
+
+/**
+ * A fetch double answering by `METHOD url`; anything else is a 404 NOT_FOUND. A string
+ * body is sent as it is, anything else as JSON.
+ */
+export function routedFetch(routes: Record<string, Answer>): { fetch: FetchLike; requests: RecordedRequest[] } {
+  return answeringFetch((url, init) => routes[`${init.method} ${url}`] ?? [404, { error: { code: "NOT_FOUND", message: "no such export" } }]);
+}
+
+/** A fetch double that answers every request with one status and body. */
+export function fakeFetch(status: number, body: unknown): { fetch: FetchLike; requests: RecordedRequest[] } {
+  return answeringFetch(() => [status, body]);
+}
+
+function answeringFetch(answer: (url: string, init: FetchInitLike) => Answer): { fetch: FetchLike; requests: RecordedRequest[] } {
   const requests: RecordedRequest[] = [];
   const fetch: FetchLike = (url, init) => {
     requests.push({ url, init });
-    return Promise.resolve({
-      ok: status >= 200 && status < 300,
-      status,
-      statusText: "",
-      text: () => Promise.resolve(typeof body === "string" ? body : JSON.stringify(body)),
-    });
+    const [status, body] = answer(url, init);
+    const text = body === undefined ? "" : typeof body === "string" ? body : JSON.stringify(body);
+    return Promise.resolve({ ok: status >= 200 && status < 300, status, statusText: "", text: () => Promise.resolve(text) });
   };
   return { fetch, requests };
+}
+
+/** A fetch that never answers: only the streams speak. */
+const silentFetch: FetchLike = () => new Promise(() => {});
+
+// ---------------------------------------------------------------------------------------
+// The client under test
+
+/**
+ * A client on http://bff.test with {@link FakeEventSource} and, unless given, a fetch
+ * that never answers (so in multiplex mode a seed GET stays silent).
+ */
+export function fakeClient(options: { mode?: StreamMode; fetch?: FetchLike | undefined } = {}): ExportClient {
+  return createExportClient({
+    baseUrl: "http://bff.test",
+    EventSource: FakeEventSource,
+    mode: options.mode ?? "per-job",
+    fetch: options.fetch ?? silentFetch,
+  });
+}
+
+/** A listener that keeps every event it gets. */
+export interface Recorder {
+  readonly events: ExportEvent[];
+  readonly listener: (event: ExportEvent) => void;
+  /** The seqs of the snapshots received, in order. */
+  seqs(): number[];
+}
+
+export function recorder(): Recorder {
+  const events: ExportEvent[] = [];
+  return {
+    events,
+    listener: (event) => events.push(event),
+    seqs: () => events.flatMap((event) => (event.type === "snapshot" ? [event.job.seq] : [])),
+  };
+}
+
+/**
+ * A client (as {@link fakeClient} makes it) with a recording listener subscribed to each
+ * of `codes`, in order, and the one EventSource that opened for them.
+ */
+export function subscribed<const Codes extends readonly string[]>(
+  codes: Codes,
+  options: { mode?: StreamMode; fetch?: FetchLike | undefined } = {},
+): { client: ExportClient; source: FakeEventSource; recorders: { -readonly [K in keyof Codes]: Recorder } } {
+  const client = fakeClient(options);
+  const recorders = codes.map((code) => {
+    const each = recorder();
+    client.subscribe(code, each.listener);
+    return each;
+  });
+  return { client, source: onlySource(), recorders: recorders as { -readonly [K in keyof Codes]: Recorder } };
+}
+
+/** Lets queued microtasks (late-joiner snapshots) run. */
+export function flush(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
 /**
@@ -161,20 +266,161 @@ export async function catchingUncaught(body: () => Promise<void>): Promise<unkno
   return thrown;
 }
 
-/** A fetch double answering by `METHOD url`; anything else is a 404 NOT_FOUND. */
-export function routedFetch(
-  routes: Record<string, readonly [status: number, body?: unknown]>,
-): { fetch: FetchLike; requests: RecordedRequest[] } {
-  const requests: RecordedRequest[] = [];
-  const fetch: FetchLike = (url, init) => {
-    requests.push({ url, init });
-    const [status, body] = routes[`${init.method} ${url}`] ?? [404, { error: { code: "NOT_FOUND", message: "no such export" } }];
-    return Promise.resolve({
-      ok: status >= 200 && status < 300,
-      status,
-      statusText: "",
-      text: () => Promise.resolve(body === undefined ? "" : JSON.stringify(body)),
-    });
+// ---------------------------------------------------------------------------------------
+// docs/fixtures
+
+/*
+ * The shared wire fixtures (docs/fixtures/*.json), typed. The Go types
+ * (backend/internal/job/fixtures_test.go), docs/openapi.yaml (the BFF's
+ * openapi_test.go) and the client's types (fixtures.test-d.ts) are all checked
+ * against these files, so none of them can rename or drop a field alone.
+ *
+ * A JSON import types `status` as `string`; `withStatus` checks it at run time
+ * and narrows it to its literal, so each fixture must be assignable to the
+ * client's types (`satisfies`), and fixtures.test-d.ts checks the keys both ways.
+ */
+
+/** T with its `status: string` narrowed to the literal S. */
+type WithStatus<T extends { status: string }, S extends ExportStatus> = Omit<T, "status"> & {
+  readonly status: S;
+};
+
+function withStatus<S extends ExportStatus>(status: S) {
+  return <T extends { status: string }>(fixture: T): WithStatus<T, S> => {
+    if (fixture.status !== status) throw new Error(`fixture has status ${fixture.status}, want ${status}`);
+    return fixture as unknown as WithStatus<T, S>; // checked just above
   };
-  return { fetch, requests };
+}
+
+/** Every fixture of docs/fixtures; `jobs` by file name. */
+export const wire = {
+  jobs: {
+    "job-pending.json": withStatus("PENDING")(pendingJSON) satisfies Job,
+    "job-in-progress.json": withStatus("IN_PROGRESS")(inProgressJSON) satisfies Job,
+    "job-completed.json": withStatus("COMPLETED")(completedJSON) satisfies Job,
+    "job-failed.json": withStatus("FAILED")(failedJSON) satisfies Job,
+    "job-cancelled.json": withStatus("CANCELLED")(cancelledJSON) satisfies Job,
+  },
+  errorEvent: withStatus("ERROR")(errorEventJSON) satisfies StreamErrorEvent,
+} as const;
+
+export type JobFixture = (typeof wire.jobs)[keyof typeof wire.jobs];
+
+// ---------------------------------------------------------------------------------------
+// Node against a real BFF
+
+export type NodeFetch = typeof globalThis.fetch;
+
+/**
+ * A fetch that remembers the cookies the server sets and sends them back: the BFF keeps
+ * the session in a cookie, and Node's fetch has no jar.
+ */
+export function cookieFetch(): NodeFetch {
+  const jar = new Map<string, string>();
+  return async (input, init) => {
+    const headers = new Headers(init?.headers);
+    if (jar.size > 0) {
+      headers.set("Cookie", [...jar].map(([name, value]) => `${name}=${value}`).join("; "));
+    }
+    const response = await fetch(input, { ...init, headers });
+    for (const cookie of response.headers.getSetCookie()) {
+      const pair = cookie.split(";", 1)[0] ?? "";
+      const eq = pair.indexOf("=");
+      if (eq > 0) jar.set(pair.slice(0, eq).trim(), pair.slice(eq + 1).trim());
+    }
+    return response;
+  };
+}
+
+export interface CountingEventSource {
+  readonly EventSource: EventSourceConstructorLike;
+  /** URLs of every EventSource constructed, in order. */
+  readonly constructed: string[];
+}
+
+/** The `eventsource` package's EventSource, counting constructions, sending `fetchImpl`'s cookies. */
+export function countingEventSource(fetchImpl: NodeFetch): CountingEventSource {
+  const constructed: string[] = [];
+  class Counting extends EventSource {
+    constructor(url: string, init?: EventSourceInitLike) {
+      super(url, { ...init, fetch: fetchImpl });
+      constructed.push(url);
+    }
+  }
+  return { EventSource: Counting, constructed };
+}
+
+// ---------------------------------------------------------------------------------------
+// A scripted backend
+
+/** A loopback HTTP server: its origin and how to close it (open connections too). */
+export interface Listening {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/** Starts `server` on a free port of 127.0.0.1. */
+export async function listen(server: Server): Promise<Listening> {
+  await new Promise<void>((listening) => server.listen(0, "127.0.0.1", listening));
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((closed) => server.close(closed));
+    },
+  };
+}
+
+/**
+ * The backend's bytes on its multiplexed stream for a subscribed job, in writes: the
+ * wire's oddities in its framing, the job's events in envelopes.
+ */
+export type Script = (owner: string, code: string) => string[];
+
+/** The i-th code of a scripted run (0: the create's). */
+export function codeOf(i: number): string {
+  return `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`;
+}
+
+export interface ScriptedBackend extends Listening {
+  /** What the backend sends for code when the BFF subscribes it (once), then the job's end. */
+  script(code: string, script: Script): void;
+}
+
+/**
+ * A backend that speaks only the multiplexed stream (docs/multiplexed-stream.md), with
+ * scripted bytes. A create (`POST`) is answered 202 with {@link codeOf}(0), which lets a
+ * reader get the BFF's session cookie. The BFF's stream stays open; a job's subscription
+ * (PUT) is answered 204 and its script written on the stream, then the job's end
+ * (`end: "done"`), which the BFF answers by ending the job's stream.
+ */
+export async function startScriptedBackend(): Promise<ScriptedBackend> {
+  const scripts = new Map<string, Script>();
+  const streams = new Set<ServerResponse>();
+  const backend = createServer((req, res) => {
+    const url = req.url ?? "";
+    if (req.method === "POST") {
+      res.writeHead(202, { "Content-Type": "application/json" }).end(`{"code":"${codeOf(0)}","status":"PENDING"}`);
+      return;
+    }
+    if (req.method === "GET" && url === "/v1/events") {
+      res.writeHead(200, { "Content-Type": "text/event-stream" });
+      res.write('\ufeffretry: soon\n\nevent: stream\ndata: {"stream":"s1"}\n\n');
+      streams.add(res);
+      res.on("close", () => streams.delete(res));
+      return;
+    }
+    const code = /^\/v1\/events\/s1\/subscriptions\/([^/]+)$/.exec(url)?.[1];
+    const owner = req.headers["x-export-owner"];
+    res.writeHead(code === undefined ? 404 : 204).end();
+    const script = code === undefined ? undefined : scripts.get(code);
+    if (req.method !== "PUT" || code === undefined || script === undefined || typeof owner !== "string") return;
+    scripts.delete(code);
+    const end = `data: ${JSON.stringify({ owner, code, end: "done" })}\n\n`;
+    for (const stream of streams) for (const piece of [...script(owner, code), end]) stream.write(piece);
+  });
+  const listening = await listen(backend);
+  return { ...listening, script: (code, script) => scripts.set(code, script) };
 }

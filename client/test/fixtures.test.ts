@@ -1,28 +1,23 @@
 import { readdirSync } from "node:fs";
-import { beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createExportClient, ExportError, isTerminalStatus } from "../src/index.js";
 import type { ExportEvent } from "../src/index.js";
-import { FakeEventSource, fakeFetch, flush } from "./fakes.js";
-import { errorEvent, jobFixtures } from "./fixtures.js";
+import { FakeEventSource, fakeClient, fakeFetch, flush, wire } from "./fakes.js";
 
-// docs/fixtures is shared with the Go types and docs/openapi.yaml; see fixtures.ts.
+// docs/fixtures is shared with the Go types and docs/openapi.yaml; see `wire` in fakes.ts.
 // The compile-time half of this check is fixtures.test-d.ts.
 
-beforeEach(() => {
-  FakeEventSource.reset();
-});
-
 describe("docs/fixtures", () => {
-  it("are all loaded by fixtures.ts, one per job status", () => {
+  it("are all loaded by fakes.ts, one per job status", () => {
     const files = readdirSync(new URL("../../docs/fixtures/", import.meta.url)).filter((f) => f.endsWith(".json"));
-    expect(files.sort()).toEqual([...Object.keys(jobFixtures), "error-event.json"].sort());
-    expect(Object.values(jobFixtures).map((job) => job.status).sort()).toEqual(
+    expect(files.sort()).toEqual([...Object.keys(wire.jobs), "error-event.json"].sort());
+    expect(Object.values(wire.jobs).map((job) => job.status).sort()).toEqual(
       ["CANCELLED", "COMPLETED", "FAILED", "IN_PROGRESS", "PENDING"],
     );
   });
 
-  it.each(Object.entries(jobFixtures))("%s comes out of an event stream unchanged", async (_, fixture) => {
-    const client = createExportClient({ baseUrl: "http://bff.test", EventSource: FakeEventSource });
+  it.each(Object.entries(wire.jobs))("%s comes out of an event stream unchanged", async (_, fixture) => {
+    const client = fakeClient();
     const events: ExportEvent[] = [];
     client.subscribe(fixture.code, (event) => events.push(event));
     FakeEventSource.instances[0]!.emitRaw(JSON.stringify(fixture));
@@ -30,19 +25,19 @@ describe("docs/fixtures", () => {
 
     expect(events).toEqual([{ type: "snapshot", job: fixture }]);
     // A terminal job ends its stream; the others keep it open.
-    expect(client.openStreams()).toEqual(isTerminalStatus(fixture.status) ? [] : [fixture.code]);
+    expect(client.stats().subscribed).toEqual(isTerminalStatus(fixture.status) ? [] : [fixture.code]);
   });
 
-  it.each(Object.entries(jobFixtures))("%s is returned by get() unchanged", async (_, fixture) => {
+  it.each(Object.entries(wire.jobs))("%s is returned by get() unchanged", async (_, fixture) => {
     const { fetch } = fakeFetch(200, fixture);
     await expect(createExportClient({ fetch }).get(fixture.code)).resolves.toEqual(fixture);
   });
 
   it("error-event.json ends the stream with an ExportError carrying its code", async () => {
-    const client = createExportClient({ baseUrl: "http://bff.test", EventSource: FakeEventSource });
+    const client = fakeClient();
     const events: ExportEvent[] = [];
-    client.subscribe(errorEvent.code, (event) => events.push(event));
-    FakeEventSource.instances[0]!.emitRaw(JSON.stringify(errorEvent));
+    client.subscribe(wire.errorEvent.code, (event) => events.push(event));
+    FakeEventSource.instances[0]!.emitRaw(JSON.stringify(wire.errorEvent));
     await flush();
 
     expect(events).toHaveLength(1);
@@ -50,8 +45,8 @@ describe("docs/fixtures", () => {
     expect(event?.type).toBe("error");
     if (event?.type !== "error") return;
     expect(event.error).toBeInstanceOf(ExportError);
-    expect(event.error).toMatchObject({ code: errorEvent.error.code, status: "ERROR" });
-    expect(event.error.message).toContain(errorEvent.error.message);
-    expect(client.openStreams()).toEqual([]);
+    expect(event.error).toMatchObject({ code: wire.errorEvent.error.code, status: "ERROR" });
+    expect(event.error.message).toContain(wire.errorEvent.error.message);
+    expect(client.stats().subscribed).toEqual([]);
   });
 });

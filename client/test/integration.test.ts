@@ -2,13 +2,12 @@
  * The client against the real backend and BFF binaries, in Node (the `eventsource`
  * package stands in for the browser's EventSource).
  */
-import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createExportClient, ExportError } from "../src/index.js";
 import type { ExportClient, ExportEvent, FetchLike, Job } from "../src/index.js";
-import { cookieFetch, countingEventSource } from "./node-env.js";
-import type { CountingEventSource, NodeFetch } from "./node-env.js";
-import { inCI, missingPrerequisites, replicas, reportMissing, scaledOut, startServers } from "./servers.js";
+import { cookieFetch, countingEventSource } from "./fakes.js";
+import type { CountingEventSource, NodeFetch } from "./fakes.js";
+import { fetchFile, inCI, missingPrerequisites, replicas, reportMissing, scaledOut, startServers } from "./servers.js";
 import type { Servers } from "./servers.js";
 
 const missing = reportMissing("integration tests (real backend + BFF)", missingPrerequisites());
@@ -79,9 +78,9 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
   }
 
   async function sha256Of(done: Job): Promise<string> {
-    const response = await fetchImpl(client.fileUrl(done));
+    const { response, sha256 } = await fetchFile(fetchImpl, servers.bffUrl, done);
     expect(response.status).toBe(200);
-    return createHash("sha256").update(Buffer.from(await response.arrayBuffer())).digest("hex");
+    return sha256;
   }
 
   it("starts an export and waitFor resolves COMPLETED with its file", async () => {
@@ -99,7 +98,7 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
     expect(done.file?.name).toMatch(/\.csv$/);
     expect(done.file?.size).toBeGreaterThan(0);
     expect(done.file?.sha256).toMatch(/^[0-9a-f]{64}$/);
-    expect(client.openStreams()).toEqual([]);
+    expect(client.stats().subscribed).toEqual([]);
   });
 
   it("shares one EventSource among three subscribers, who all see the same increasing sequence up to COMPLETED", async () => {
@@ -134,7 +133,7 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
     }
     expect(sequences[1]).toEqual(sequences[0]);
     expect(sequences[2]).toEqual(sequences[0]);
-    expect(client.openStreams()).toEqual([]);
+    expect(client.stats().subscribed).toEqual([]);
   });
 
   it("downloads a file whose SHA-256 is the job's file.sha256", async () => {
@@ -142,13 +141,12 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
     const { code } = await client.start({ rows: 2000, durationMs: 1500, filename: "report.csv" });
     const done = await client.waitFor(code);
 
-    const response = await fetchImpl(client.fileUrl(done));
+    const { response, bytes, sha256 } = await fetchFile(fetchImpl, servers.bffUrl, done);
     expect(response.status).toBe(200);
     expect(response.headers.get("content-disposition")).toMatch(/^attachment;/);
-    const bytes = Buffer.from(await response.arrayBuffer());
 
     expect(bytes.length).toBe(done.file?.size);
-    expect(createHash("sha256").update(bytes).digest("hex")).toBe(done.file?.sha256);
+    expect(sha256).toBe(done.file?.sha256);
   });
 
   it("rejects waitFor with an ExportError (status FAILED) when the generation fails at 50%", async () => {
@@ -191,7 +189,7 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
     const error = await client.waitFor("00000000-0000-4000-8000-000000000000").catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ExportError);
     expect((error as ExportError).status).toBe("ERROR");
-    expect(client.openStreams()).toEqual([]);
+    expect(client.stats().subscribed).toEqual([]);
   });
 
   it("cancels a running export: DELETE answers the CANCELLED job, waitFor rejects CANCELLED; a second DELETE deletes it (204)", async () => {
@@ -270,7 +268,7 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
         for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBeGreaterThan(seqs[i - 1]!);
       }
       await new Promise((r) => setTimeout(r, 0));
-      expect(client.openConnections()).toBe(0);
+      expect(client.stats().connections).toBe(0);
     });
 
     it("rejects waitFor with GENERATION_FAILED for fail-at, and with NOT_FOUND for another session's code", async () => {

@@ -2,61 +2,30 @@
  * The `multiplex` mode: one EventSource on /api/events for the whole client, its events
  * dispatched by code through the same subscription Map as per-job mode.
  */
-import { beforeEach, describe, expect, it } from "vitest";
-import { createExportClient, ExportError } from "../src/index.js";
-import type { ExportClient, ExportEvent, FetchLike } from "../src/index.js";
-import { CODE, FakeEventSource, OTHER_CODE, catchingUncaught, completed, flush, job, routedFetch } from "./fakes.js";
+import { describe, expect, it } from "vitest";
+import { registryOf } from "../src/client.js";
+import { ExportError } from "../src/index.js";
+import type { ExportClient, FetchLike } from "../src/index.js";
+import { CODE, FakeEventSource, OTHER_CODE, catchingUncaught, completed, fakeClient, flush, job, onlySource, recorder, routedFetch, subscribed } from "./fakes.js";
 
 const EVENTS_URL = "http://bff.test/api/events";
 
+/** A multiplex client; by default its seed GET never answers, so only the stream speaks. */
 function newClient(fetch?: FetchLike): ExportClient {
-  return createExportClient({
-    baseUrl: "http://bff.test",
-    EventSource: FakeEventSource,
-    mode: "multiplex",
-    // By default the seed GET never answers, so only the stream speaks.
-    fetch: fetch ?? (() => new Promise(() => {})),
-  });
+  return fakeClient({ mode: "multiplex", fetch });
 }
-
-function onlySource(): FakeEventSource {
-  const open = FakeEventSource.open();
-  expect(open).toHaveLength(1);
-  return open[0]!;
-}
-
-function recorder(): { events: ExportEvent[]; listener: (event: ExportEvent) => void; seqs(): number[] } {
-  const events: ExportEvent[] = [];
-  return {
-    events,
-    listener: (event) => events.push(event),
-    seqs: () => events.flatMap((event) => (event.type === "snapshot" ? [event.job.seq] : [])),
-  };
-}
-
-beforeEach(() => {
-  FakeEventSource.reset();
-});
 
 describe("multiplex: one EventSource for the whole client", () => {
   it("opens one EventSource on /api/events for subscribes to many codes", () => {
-    const client = newClient();
-    client.subscribe(CODE, () => {});
-    client.subscribe(OTHER_CODE, () => {});
-    client.subscribe(CODE, () => {});
+    const { client } = subscribed([CODE, OTHER_CODE, CODE], { mode: "multiplex" });
 
     expect(FakeEventSource.instances.map((source) => source.url)).toEqual([EVENTS_URL]);
-    expect(client.openStreams()).toEqual([CODE, OTHER_CODE]);
-    expect(client.openConnections()).toBe(1);
+    expect(client.stats().subscribed).toEqual([CODE, OTHER_CODE]);
+    expect(client.stats().connections).toBe(1);
   });
 
   it("dispatches each event to the listeners of its code only", () => {
-    const client = newClient();
-    const a = recorder();
-    const b = recorder();
-    client.subscribe(CODE, a.listener);
-    client.subscribe(OTHER_CODE, b.listener);
-    const source = onlySource();
+    const { source, recorders: [a, b] } = subscribed([CODE, OTHER_CODE], { mode: "multiplex" });
 
     source.emit(job({ seq: 1 }));
     source.emit(job({ code: OTHER_CODE, seq: 7 }));
@@ -76,7 +45,7 @@ describe("multiplex: one EventSource for the whole client", () => {
     source.emit(completed(3));
 
     expect(a.events.at(-1)).toEqual({ type: "snapshot", job: completed(3) });
-    expect(client.openStreams()).toEqual([OTHER_CODE]);
+    expect(client.stats().subscribed).toEqual([OTHER_CODE]);
     expect(source.closed).toBe(false);
   });
 
@@ -91,7 +60,7 @@ describe("multiplex: one EventSource for the whole client", () => {
 
     await flush();
     expect(source.closed).toBe(true);
-    expect(client.openConnections()).toBe(0);
+    expect(client.stats().connections).toBe(0);
   });
 
   it("keeps the one EventSource through a StrictMode-like subscribe, unsubscribe, subscribe in one tick", async () => {
@@ -113,15 +82,6 @@ describe("multiplex: one EventSource for the whole client", () => {
     await flush();
     expect(FakeEventSource.instances).toHaveLength(1);
     expect(onlySource().closed).toBe(false);
-  });
-
-  it("reopens the EventSource for a subscribe after it was closed", async () => {
-    const client = newClient();
-    client.subscribe(CODE, () => {})();
-    await flush();
-    client.subscribe(CODE, () => {});
-    expect(FakeEventSource.instances).toHaveLength(2);
-    expect(FakeEventSource.instances[0]!.closed).toBe(true);
   });
 });
 
@@ -155,7 +115,7 @@ describe("multiplex: snapshots of jobs nobody subscribed to yet", () => {
 
     expect(a.events).toEqual([{ type: "snapshot", job: completed(9) }]);
     expect(FakeEventSource.instances).toHaveLength(0);
-    expect(client.openStreams()).toEqual([]);
+    expect(client.stats().subscribed).toEqual([]);
   });
 
   it("seeds a code nothing is known of with one GET /api/exports/{code}", async () => {
@@ -198,14 +158,11 @@ describe("multiplex: snapshots of jobs nobody subscribed to yet", () => {
     const event = a.events[0]!;
     expect(event.type === "error" && event.error).toBeInstanceOf(ExportError);
     expect(event.type === "error" && event.error).toMatchObject({ code: "NOT_FOUND", status: 404 });
-    expect(client.openStreams()).toEqual([]);
+    expect(client.stats().subscribed).toEqual([]);
   });
 
   it("ignores snapshots not newer than the last one seen for that code (a reconnect replays them)", () => {
-    const client = newClient();
-    const a = recorder();
-    client.subscribe(CODE, a.listener);
-    const source = onlySource();
+    const { client, source, recorders: [a] } = subscribed([CODE], { mode: "multiplex" });
     source.emit(job({ seq: 1 }));
     source.emit(job({ seq: 2 }));
     source.drop();
@@ -214,23 +171,18 @@ describe("multiplex: snapshots of jobs nobody subscribed to yet", () => {
     source.emit(job({ seq: 3 }));
 
     expect(a.seqs()).toEqual([1, 2, 3]);
-    expect(client.known(CODE)?.seq).toBe(3);
+    expect(registryOf(client).known.get(CODE)?.seq).toBe(3);
   });
 
   it("ends only the code of an ERROR event and forgets its snapshot", () => {
-    const client = newClient();
-    const a = recorder();
-    const b = recorder();
-    client.subscribe(CODE, a.listener);
-    client.subscribe(OTHER_CODE, b.listener);
-    const source = onlySource();
+    const { client, source, recorders: [a, b] } = subscribed([CODE, OTHER_CODE], { mode: "multiplex" });
     source.emit(job({ seq: 1 }));
 
     source.emit({ code: CODE, status: "ERROR", error: { code: "UPSTREAM_UNAVAILABLE", message: "backend gone" } });
 
     expect(a.events.at(-1)).toMatchObject({ type: "error", error: { code: "UPSTREAM_UNAVAILABLE", status: "ERROR" } });
-    expect(client.openStreams()).toEqual([OTHER_CODE]);
-    expect(client.known(CODE)).toBeUndefined();
+    expect(client.stats().subscribed).toEqual([OTHER_CODE]);
+    expect(registryOf(client).known.get(CODE)).toBeUndefined();
     source.emit(job({ code: OTHER_CODE, seq: 1 }));
     expect(b.seqs()).toEqual([1]);
   });
@@ -248,8 +200,8 @@ describe("multiplex: snapshots of jobs nobody subscribed to yet", () => {
       expect(events).toHaveLength(1);
       expect(events[0]).toMatchObject({ type: "error", error: { code: "STREAM_CLOSED", status: "ERROR" } });
     }
-    expect(client.openStreams()).toEqual([]);
-    expect(client.openConnections()).toBe(0);
+    expect(client.stats().subscribed).toEqual([]);
+    expect(client.stats().connections).toBe(0);
     client.subscribe(CODE, () => {});
     expect(FakeEventSource.instances).toHaveLength(2);
   });
@@ -301,7 +253,7 @@ describe("observe: every job the client learns about", () => {
     });
     const client = newClient(fetch);
     const seen: string[] = [];
-    client.observe((observation) =>
+    registryOf(client).known.observe((observation) =>
       seen.push(observation.type === "snapshot" ? `${observation.job.code.slice(0, 4)}@${observation.job.seq}` : `removed ${observation.code.slice(0, 4)}`),
     );
 

@@ -6,22 +6,12 @@
 import { act, cleanup, render, screen } from "@testing-library/react";
 import { StrictMode, createElement } from "react";
 import type { ReactNode } from "react";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createExportClient } from "../src/index.js";
-import type { ExportClient, FetchLike } from "../src/index.js";
+import { afterEach, describe, expect, it } from "vitest";
+import type { ExportClient } from "../src/index.js";
 import { ExportClientProvider, useExport, useExports } from "../src/react.js";
-import { CODE, FakeEventSource, OTHER_CODE, completed, flush, job, routedFetch } from "./fakes.js";
+import { CODE, FakeEventSource, OTHER_CODE, completed, fakeClient, flush, job, routedFetch } from "./fakes.js";
 
 const h = createElement;
-
-function newClient(options: { mode?: "per-job" | "multiplex"; fetch?: FetchLike } = {}): ExportClient {
-  return createExportClient({
-    baseUrl: "http://bff.test",
-    EventSource: FakeEventSource,
-    mode: options.mode ?? "per-job",
-    fetch: options.fetch ?? (() => new Promise(() => {})),
-  });
-}
 
 function Row({ code, label }: { code: string; label: string }): ReactNode {
   const { status, progress, error, connection } = useExport(code);
@@ -37,16 +27,13 @@ function mount(client: ExportClient, children: ReactNode, strict = false) {
   return render(strict ? h(StrictMode, null, tree) : tree);
 }
 
-beforeEach(() => {
-  FakeEventSource.reset();
-});
 afterEach(() => {
   cleanup();
 });
 
 describe("useExport", () => {
   it("renders the export live: status, progress, connection, up to COMPLETED", async () => {
-    const client = newClient();
+    const client = fakeClient();
     mount(client, h(Row, { code: CODE, label: "row" }));
     expect(screen.getByTestId("row").textContent).toBe("unknown 0% -");
     await act(flush);
@@ -61,7 +48,7 @@ describe("useExport", () => {
   });
 
   it("opens one stream for two components watching one code, under StrictMode's double mount", async () => {
-    const client = newClient();
+    const client = fakeClient();
     const view = mount(client, [h(Row, { key: "a", code: CODE, label: "a" }), h(Row, { key: "b", code: CODE, label: "b" })], true);
     await act(flush);
 
@@ -73,11 +60,11 @@ describe("useExport", () => {
     view.unmount();
     await flush();
     expect(FakeEventSource.instances[0]!.closed).toBe(true);
-    expect(client.openStreams()).toEqual([]);
+    expect(client.stats().subscribed).toEqual([]);
   });
 
   it("shows the job's error for FAILED and the stream's for ERROR", async () => {
-    const client = newClient();
+    const client = fakeClient();
     mount(client, [h(Row, { key: "a", code: CODE, label: "a" }), h(Row, { key: "b", code: OTHER_CODE, label: "b" })]);
     await act(flush);
     const [first, second] = FakeEventSource.instances;
@@ -90,7 +77,7 @@ describe("useExport", () => {
 
   it("starts from the snapshot the client already knows, and opens no stream for a finished job", async () => {
     const { fetch } = routedFetch({ [`GET http://bff.test/api/exports/${CODE}`]: [200, completed(3)] });
-    const client = newClient({ fetch });
+    const client = fakeClient({ fetch });
     await client.get(CODE);
     mount(client, h(Row, { code: CODE, label: "row" }));
     await act(flush);
@@ -122,7 +109,7 @@ describe("useExports", () => {
 
   it("lists the session once (also under StrictMode), newest first, and keeps unfinished exports live on one multiplexed stream", async () => {
     const { fetch, requests } = routedFetch({ "GET http://bff.test/api/exports": [200, { exports: [newer, older] }] });
-    const client = newClient({ mode: "multiplex", fetch });
+    const client = fakeClient({ mode: "multiplex", fetch });
     mount(client, h(List), true);
     expect(screen.getByTestId("list").textContent).toBe("loading");
     await act(flush);
@@ -142,7 +129,7 @@ describe("useExports", () => {
       "POST http://bff.test/api/exports": [202, started],
       [`DELETE http://bff.test/api/exports/${OTHER_CODE}`]: [204],
     });
-    const client = newClient({ fetch });
+    const client = fakeClient({ fetch });
     mount(client, h(List));
     await act(flush);
     expect(screen.getByTestId("list").textContent).toBe("0d9c:COMPLETED:100");
@@ -158,7 +145,7 @@ describe("useExports", () => {
 
   it("shows the list request's error", async () => {
     const { fetch } = routedFetch({ "GET http://bff.test/api/exports": [502, { error: { code: "BACKEND_UNAVAILABLE", message: "down" } }] });
-    mount(newClient({ fetch }), h(List));
+    mount(fakeClient({ fetch }), h(List));
     await act(flush);
     expect(screen.getByTestId("list").textContent).toBe("BACKEND_UNAVAILABLE");
   });

@@ -13,7 +13,7 @@
  */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { Agent, createServer as createHttpServer, request as httpRequest } from "node:http";
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
@@ -22,13 +22,14 @@ import { tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { listen } from "./fakes.js";
 import type { Browser } from "playwright-core";
 
 export const clientDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-export const binDir = resolve(process.env["EXPORTSTREAM_BIN_DIR"] ?? join(clientDir, "..", "bin"));
-export const backendBin = join(binDir, "backend");
-export const bffBin = join(binDir, "bff");
-export const demoDir = join(clientDir, "dist", "demo");
+const binDir = resolve(process.env["EXPORTSTREAM_BIN_DIR"] ?? join(clientDir, "..", "bin"));
+const backendBin = join(binDir, "backend");
+const bffBin = join(binDir, "bff");
+const demoDir = join(clientDir, "dist", "demo");
 
 /**
  * True when running in CI, where a missing prerequisite is a failure, not a skip. CI is
@@ -54,7 +55,7 @@ export const replicas = externalBffUrl ? 1 : Math.max(1, Number.parseInt(process
 export const scaledOut = replicas > 1;
 
 /** redis-server on the PATH (the Debian package; scripts/install-test-deps.sh installs it). */
-export const redisServerBin = findOnPath("redis-server");
+const redisServerBin = findOnPath("redis-server");
 
 /** What is missing to run the end-to-end tests, as readable lines (empty: all there). */
 export function missingPrerequisites(extra: readonly string[] = []): string[] {
@@ -107,7 +108,7 @@ export interface Servers {
 }
 
 /** One request as the scaled-out balancer passed it on. */
-export interface Routed {
+interface Routed {
   readonly method: string;
   readonly path: string;
   /** Index of the BFF that got it, in start order. */
@@ -320,19 +321,18 @@ async function startBalancer(
     });
     req.pipe(upstream);
   });
-  await new Promise<void>((listening) => server.listen(0, "127.0.0.1", listening));
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : 0;
-  const close = async (): Promise<void> => {
-    server.closeAllConnections();
-    await new Promise((closed) => server.close(closed));
-    agent.destroy();
+  const { url, close } = await listen(server);
+  return {
+    url,
+    close: async () => {
+      await close();
+      agent.destroy();
+    },
   };
-  return { url: `http://127.0.0.1:${port}`, close };
 }
 
 /** A port that was free a moment ago on 127.0.0.1. */
-export function freePort(): Promise<number> {
+function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const server = createServer();
     server.once("error", reject);
@@ -434,7 +434,7 @@ function findOnPath(name: string): string | undefined {
 }
 
 /** Debian's Chromium, or CHROMIUM_PATH: the browser tests drive it with playwright-core. */
-export const chromiumPath = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
+const chromiumPath = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
 
 /** missingPrerequisites with Chromium, saying how to get it. */
 export function missingForBrowser(): string[] {
@@ -457,4 +457,16 @@ export function launchChromium(): Promise<Browser> {
       "--disable-sync",
     ],
   });
+}
+
+/** A job's file as the BFF serves it: the response and the SHA-256 of its bytes. */
+export async function fetchFile(
+  fetchImpl: typeof globalThis.fetch,
+  bffUrl: string,
+  job: { readonly file?: { readonly url: string } | undefined },
+): Promise<{ response: Response; bytes: Buffer; sha256: string }> {
+  if (!job.file) throw new Error("the job has no file");
+  const response = await fetchImpl(`${bffUrl}${job.file.url}`);
+  const bytes = Buffer.from(await response.arrayBuffer());
+  return { response, bytes, sha256: createHash("sha256").update(bytes).digest("hex") };
 }

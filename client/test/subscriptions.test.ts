@@ -1,47 +1,19 @@
-import { beforeEach, describe, expect, it } from "vitest";
-import { createExportClient, ExportError } from "../src/index.js";
-import type { ExportClient, ExportEvent, Job } from "../src/index.js";
-import { CODE, FakeEventSource, OTHER_CODE, catchingUncaught, completed, flush, job } from "./fakes.js";
-
-function newClient(): ExportClient {
-  return createExportClient({ baseUrl: "http://bff.test", EventSource: FakeEventSource });
-}
-
-/** The only open EventSource; fails the test when there is not exactly one. */
-function onlySource(): FakeEventSource {
-  const open = FakeEventSource.open();
-  expect(open).toHaveLength(1);
-  return open[0]!;
-}
-
-function recorder(): { events: ExportEvent[]; listener: (event: ExportEvent) => void; seqs(): number[] } {
-  const events: ExportEvent[] = [];
-  return {
-    events,
-    listener: (event) => events.push(event),
-    seqs: () => events.flatMap((event) => (event.type === "snapshot" ? [event.job.seq] : [])),
-  };
-}
-
-beforeEach(() => {
-  FakeEventSource.reset();
-});
-
+import { describe, expect, it } from "vitest";
+import { ExportError } from "../src/index.js";
+import type { Job } from "../src/index.js";
+import { CODE, FakeEventSource, OTHER_CODE, catchingUncaught, completed, fakeClient, flush, job, onlySource, recorder, subscribed } from "./fakes.js";
 
 describe("subscribe: one stream per code", () => {
   it("opens exactly one EventSource for three subscribes to the same code", () => {
-    const client = newClient();
-    client.subscribe(CODE, () => {});
-    client.subscribe(CODE, () => {});
-    client.subscribe(CODE, () => {});
+    const { client } = subscribed([CODE, CODE, CODE]);
 
     expect(FakeEventSource.instances).toHaveLength(1);
     expect(FakeEventSource.instances[0]!.url).toBe(`http://bff.test/api/exports/${CODE}/events`);
-    expect(client.openStreams()).toEqual([CODE]);
+    expect(client.stats().subscribed).toEqual([CODE]);
   });
 
   it("opens one EventSource per distinct code", () => {
-    const client = newClient();
+    const client = fakeClient();
     client.subscribe(CODE, () => {});
     client.subscribe(OTHER_CODE, () => {});
     client.subscribe(CODE, () => {});
@@ -53,12 +25,7 @@ describe("subscribe: one stream per code", () => {
   });
 
   it("delivers every snapshot once, in order, to every listener", () => {
-    const client = newClient();
-    const a = recorder();
-    const b = recorder();
-    client.subscribe(CODE, a.listener);
-    client.subscribe(CODE, b.listener);
-    const source = onlySource();
+    const { source, recorders: [a, b] } = subscribed([CODE, CODE]);
 
     source.emit(job({ seq: 1, status: "PENDING" }));
     source.emit(job({ seq: 2, progress: 10 }));
@@ -69,7 +36,7 @@ describe("subscribe: one stream per code", () => {
   });
 
   it("gives a late joiner the latest snapshot on the next microtask, not synchronously", async () => {
-    const client = newClient();
+    const client = fakeClient();
     client.subscribe(CODE, () => {});
     const source = onlySource();
     source.emit(job({ seq: 1, status: "PENDING" }));
@@ -85,7 +52,7 @@ describe("subscribe: one stream per code", () => {
   });
 
   it("does not give a late joiner the same snapshot twice when a newer one beats its microtask", async () => {
-    const client = newClient();
+    const client = fakeClient();
     client.subscribe(CODE, () => {});
     const source = onlySource();
     source.emit(job({ seq: 1 }));
@@ -99,7 +66,7 @@ describe("subscribe: one stream per code", () => {
   });
 
   it("gives a joiner nothing before the first snapshot, then the first snapshot", async () => {
-    const client = newClient();
+    const client = fakeClient();
     const first = recorder();
     const second = recorder();
     client.subscribe(CODE, first.listener);
@@ -117,12 +84,7 @@ describe("subscribe: how a subscription ends", () => {
   it.each(["COMPLETED", "FAILED", "CANCELLED"] as const)(
     "%s reaches every listener, then closes the EventSource and deletes the entry",
     (status) => {
-      const client = newClient();
-      const a = recorder();
-      const b = recorder();
-      client.subscribe(CODE, a.listener);
-      client.subscribe(CODE, b.listener);
-      const source = onlySource();
+      const { client, source, recorders: [a, b] } = subscribed([CODE, CODE]);
       source.emit(job({ seq: 1 }));
 
       const terminal: Job =
@@ -134,15 +96,12 @@ describe("subscribe: how a subscription ends", () => {
       expect(a.events.at(-1)).toEqual({ type: "snapshot", job: terminal });
       expect(b.events.at(-1)).toEqual({ type: "snapshot", job: terminal });
       expect(source.closed).toBe(true);
-      expect(client.openStreams()).toEqual([]);
+      expect(client.stats().subscribed).toEqual([]);
     },
   );
 
   it("turns an ERROR event into an ExportError with the server's code, then closes and deletes", () => {
-    const client = newClient();
-    const a = recorder();
-    client.subscribe(CODE, a.listener);
-    const source = onlySource();
+    const { client, source, recorders: [a] } = subscribed([CODE]);
     source.emit(job({ seq: 1 }));
 
     source.emit({ code: CODE, status: "ERROR", error: { code: "UPSTREAM_UNAVAILABLE", message: "backend gone" } });
@@ -154,14 +113,11 @@ describe("subscribe: how a subscription ends", () => {
     expect(error).toMatchObject({ code: "UPSTREAM_UNAVAILABLE", status: "ERROR" });
     expect(error?.message).toContain("backend gone");
     expect(source.closed).toBe(true);
-    expect(client.openStreams()).toEqual([]);
+    expect(client.stats().subscribed).toEqual([]);
   });
 
   it("keeps the subscription through a transient drop (the EventSource reconnects by itself)", () => {
-    const client = newClient();
-    const a = recorder();
-    client.subscribe(CODE, a.listener);
-    const source = onlySource();
+    const { client, source, recorders: [a] } = subscribed([CODE]);
     source.emit(job({ seq: 1 }));
 
     source.drop();
@@ -169,16 +125,11 @@ describe("subscribe: how a subscription ends", () => {
 
     expect(a.events.map((event) => event.type)).toEqual(["snapshot", "snapshot"]);
     expect(source.closed).toBe(false);
-    expect(client.openStreams()).toEqual([CODE]);
+    expect(client.stats().subscribed).toEqual([CODE]);
   });
 
   it("notifies listeners of a fatal error (closed without a terminal event) and deletes the entry", () => {
-    const client = newClient();
-    const a = recorder();
-    const b = recorder();
-    client.subscribe(CODE, a.listener);
-    client.subscribe(CODE, b.listener);
-    const source = onlySource();
+    const { client, source, recorders: [a, b] } = subscribed([CODE, CODE]);
 
     source.fail(404);
 
@@ -191,11 +142,11 @@ describe("subscribe: how a subscription ends", () => {
       expect(event.error).toMatchObject({ code: "STREAM_CLOSED", status: "ERROR" });
       expect(event.error.message).toContain("HTTP 404");
     }
-    expect(client.openStreams()).toEqual([]);
+    expect(client.stats().subscribed).toEqual([]);
   });
 
   it("closes the EventSource only when the last listener unsubscribes (reference counting)", async () => {
-    const client = newClient();
+    const client = fakeClient();
     const unsubscribeA = client.subscribe(CODE, () => {});
     const unsubscribeB = client.subscribe(CODE, () => {});
     const unsubscribeC = client.subscribe(CODE, () => {});
@@ -204,17 +155,17 @@ describe("subscribe: how a subscription ends", () => {
     unsubscribeA();
     unsubscribeB();
     expect(source.closed).toBe(false);
-    expect(client.openStreams()).toEqual([CODE]);
+    expect(client.stats().subscribed).toEqual([CODE]);
 
     unsubscribeC();
     // Closed one microtask later, so a subscribe in the same tick can still join it.
     await flush();
     expect(source.closed).toBe(true);
-    expect(client.openStreams()).toEqual([]);
+    expect(client.stats().subscribed).toEqual([]);
   });
 
   it("ignores a second call of the same unsubscribe instead of releasing another listener", () => {
-    const client = newClient();
+    const client = fakeClient();
     const unsubscribeA = client.subscribe(CODE, () => {});
     client.subscribe(CODE, () => {});
     const source = onlySource();
@@ -226,7 +177,7 @@ describe("subscribe: how a subscription ends", () => {
   });
 
   it("never calls a listener after it unsubscribed", async () => {
-    const client = newClient();
+    const client = fakeClient();
     const a = recorder();
     const unsubscribeA = client.subscribe(CODE, a.listener);
     client.subscribe(CODE, () => {});
@@ -249,7 +200,7 @@ describe("subscribe: how a subscription ends", () => {
   });
 
   it("never calls a listener unsubscribed by another listener during the same dispatch", () => {
-    const client = newClient();
+    const client = fakeClient();
     const b = recorder();
     let unsubscribeB = (): void => {};
     client.subscribe(CODE, () => unsubscribeB());
@@ -265,7 +216,7 @@ describe("subscribe: how a subscription ends", () => {
     ["an ERROR event", (source: FakeEventSource) => source.emit({ code: CODE, status: "ERROR", error: { code: "GONE", message: "gone" } })],
     ["a fatal error", (source: FakeEventSource) => source.fail()],
   ])("opens a new EventSource for a subscribe after %s deleted the entry", (_name, end) => {
-    const client = newClient();
+    const client = fakeClient();
     client.subscribe(CODE, () => {});
     end(onlySource());
 
@@ -279,8 +230,8 @@ describe("subscribe: how a subscription ends", () => {
     expect(fresh.seqs()).toEqual([1]);
   });
 
-  it("opens a new EventSource for a subscribe after the last listener left", async () => {
-    const client = newClient();
+  it.each(["per-job", "multiplex"] as const)("opens a new EventSource for a subscribe after the last listener left (%s)", async (mode) => {
+    const client = fakeClient({ mode });
     client.subscribe(CODE, () => {})();
     await flush();
     client.subscribe(CODE, () => {});
@@ -290,7 +241,7 @@ describe("subscribe: how a subscription ends", () => {
   });
 
   it("keeps one EventSource through a StrictMode-like subscribe, unsubscribe, subscribe in one tick", async () => {
-    const client = newClient();
+    const client = fakeClient();
     const a = recorder();
     client.subscribe(CODE, () => {})();
     client.subscribe(CODE, a.listener);
@@ -300,11 +251,11 @@ describe("subscribe: how a subscription ends", () => {
     const source = onlySource();
     source.emit(job({ seq: 1 }));
     expect(a.seqs()).toEqual([1]);
-    expect(client.openStreams()).toEqual([CODE]);
+    expect(client.stats().subscribed).toEqual([CODE]);
   });
 
   it("gives a listener that rejoins in the same tick the latest snapshot again", async () => {
-    const client = newClient();
+    const client = fakeClient();
     const first = recorder();
     const unsubscribe = client.subscribe(CODE, first.listener);
     onlySource().emit(job({ seq: 4, progress: 40 }));
@@ -319,7 +270,7 @@ describe("subscribe: how a subscription ends", () => {
 
   it("delivers to the other listeners when one listener throws, and rethrows that error outside", async () => {
     const thrown = await catchingUncaught(async () => {
-      const client = newClient();
+      const client = fakeClient();
       const a = recorder();
       const b = recorder();
       client.subscribe(CODE, a.listener);
@@ -338,7 +289,7 @@ describe("subscribe: how a subscription ends", () => {
   });
 
   it("does not let a stale unsubscribe touch a newer subscription of the same code", () => {
-    const client = newClient();
+    const client = fakeClient();
     const stale = client.subscribe(CODE, () => {});
     onlySource().emit(completed(1));
 
@@ -353,7 +304,7 @@ describe("subscribe: how a subscription ends", () => {
   });
 
   it("lets a listener subscribe again from its terminal callback, starting fresh", () => {
-    const client = newClient();
+    const client = fakeClient();
     const again = recorder();
     client.subscribe(CODE, (event) => {
       if (event.type === "snapshot" && event.job.status === "COMPLETED") {
@@ -370,7 +321,7 @@ describe("subscribe: how a subscription ends", () => {
 
 describe("subscribe: connection state and onError", () => {
   it("reports connecting, open, connecting on a drop, open again — to listeners that ask", async () => {
-    const client = newClient();
+    const client = fakeClient();
     const states: string[] = [];
     const plain = recorder();
     client.subscribe(CODE, plain.listener);
@@ -386,7 +337,7 @@ describe("subscribe: connection state and onError", () => {
   });
 
   it("gives a late joiner the current connection state on the next microtask", async () => {
-    const client = newClient();
+    const client = fakeClient();
     client.subscribe(CODE, () => {});
     onlySource().open();
     const states: string[] = [];
@@ -397,7 +348,7 @@ describe("subscribe: connection state and onError", () => {
   });
 
   it("calls onError with the ExportError after the listener's error event", () => {
-    const client = newClient();
+    const client = fakeClient();
     const order: string[] = [];
     client.subscribe(
       CODE,
@@ -409,7 +360,7 @@ describe("subscribe: connection state and onError", () => {
   });
 
   it("does not call onError for a terminal job (that is a snapshot, not a stream error)", () => {
-    const client = newClient();
+    const client = fakeClient();
     const errors: unknown[] = [];
     client.subscribe(CODE, () => {}, { onError: (error) => errors.push(error) });
     onlySource().emit(job({ seq: 1, status: "FAILED", error: { code: "GENERATION_FAILED", message: "x" } }));
@@ -419,10 +370,7 @@ describe("subscribe: connection state and onError", () => {
 
 describe("subscribe: defensive parsing", () => {
   it("ignores events whose seq is not newer than the last one seen", () => {
-    const client = newClient();
-    const a = recorder();
-    client.subscribe(CODE, a.listener);
-    const source = onlySource();
+    const { source, recorders: [a] } = subscribed([CODE]);
 
     source.emit(job({ seq: 1 }));
     source.emit(job({ seq: 3 }));
@@ -434,10 +382,7 @@ describe("subscribe: defensive parsing", () => {
   });
 
   it("ignores malformed events and events of another code", () => {
-    const client = newClient();
-    const a = recorder();
-    client.subscribe(CODE, a.listener);
-    const source = onlySource();
+    const { source, recorders: [a] } = subscribed([CODE]);
 
     source.emitRaw("not json");
     source.emitRaw(JSON.stringify({ code: CODE, status: "SLEEPING", seq: 1, progress: 0 }));
@@ -450,7 +395,7 @@ describe("subscribe: defensive parsing", () => {
 
 describe("waitFor", () => {
   it("resolves with the COMPLETED job and releases the stream", async () => {
-    const client = newClient();
+    const client = fakeClient();
     const done = client.waitFor(CODE);
     const source = onlySource();
     source.emit(job({ seq: 1 }));
@@ -461,7 +406,7 @@ describe("waitFor", () => {
   });
 
   it("rejects with an ExportError carrying the job's error when the job FAILED", async () => {
-    const client = newClient();
+    const client = fakeClient();
     const done = client.waitFor(CODE);
     const failed = job({ seq: 2, status: "FAILED", error: { code: "GENERATION_FAILED", message: "failed at 50%" } });
     onlySource().emit(failed);
@@ -472,7 +417,7 @@ describe("waitFor", () => {
   });
 
   it("rejects with status CANCELLED when the job was cancelled", async () => {
-    const client = newClient();
+    const client = fakeClient();
     const done = client.waitFor(CODE);
     onlySource().emit(job({ seq: 2, status: "CANCELLED" }));
 
@@ -480,7 +425,7 @@ describe("waitFor", () => {
   });
 
   it("rejects on the BFF's ERROR event", async () => {
-    const client = newClient();
+    const client = fakeClient();
     const done = client.waitFor(CODE);
     onlySource().emit({ code: CODE, status: "ERROR", error: { code: "NOT_FOUND", message: "job vanished" } });
 
@@ -488,7 +433,7 @@ describe("waitFor", () => {
   });
 
   it("rejects on a fatal stream error", async () => {
-    const client = newClient();
+    const client = fakeClient();
     const done = client.waitFor(CODE);
     onlySource().fail(404);
 
@@ -496,7 +441,7 @@ describe("waitFor", () => {
   });
 
   it("rejects with ABORTED when its signal aborts, and releases its listener", async () => {
-    const client = newClient();
+    const client = fakeClient();
     const controller = new AbortController();
     const done = client.waitFor(CODE, { signal: controller.signal });
     const source = onlySource();
@@ -511,13 +456,13 @@ describe("waitFor", () => {
   });
 
   it("rejects at once, without opening a stream, when the signal is already aborted", async () => {
-    const client = newClient();
+    const client = fakeClient();
     await expect(client.waitFor(CODE, { signal: AbortSignal.abort() })).rejects.toMatchObject({ code: "ABORTED" });
     expect(FakeEventSource.instances).toHaveLength(0);
   });
 
   it("shares the stream with subscribe and leaves it open for the other listeners", async () => {
-    const client = newClient();
+    const client = fakeClient();
     const a = recorder();
     client.subscribe(CODE, a.listener);
     const controller = new AbortController();

@@ -10,7 +10,8 @@
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { externalBffUrl, inCI, launchChromium, missingForBrowser, reportMissing } from "./servers.js";
-import { cases, codeOf, eventTypes, startScriptedBff } from "./transparency-cases.js";
+import { codeOf } from "./fakes.js";
+import { cases, eventTypes, startScriptedBff } from "./transparency-cases.js";
 import type { ScriptedBff } from "./transparency-cases.js";
 
 const missing = reportMissing(

@@ -1,18 +1,16 @@
 /**
- * The wire-transparency table and the scripted backend it runs on, shared by the readers
- * that read it through the real BFF binary: the `eventsource` npm client
- * (transparency.test.ts) and Chromium's own EventSource (transparency-browser.test.ts).
- * The Go side of the same table reads through the BFF with go-sse
- * (bff/internal/httpapi/transparency_test.go).
+ * The wire-transparency table, shared by the readers that read it through the real BFF
+ * binary: the `eventsource` npm client (transparency.test.ts) and Chromium's own
+ * EventSource (transparency-browser.test.ts). The Go side of the same table reads
+ * through the BFF with go-sse (bff/internal/httpapi/transparency_test.go).
  *
- * The scripted backend (a Node server) sends tricky SSE on its multiplexed stream
- * (docs/multiplexed-stream.md): when the BFF subscribes a job's code, the case's bytes,
- * then the end of the job's stream (`end: "done"`), which the BFF answers by ending the
- * job's stream: a reader reads until then, so an event too many shows as well as one
- * too few.
+ * The scripted backend (fakes.ts) sends a case's bytes on its multiplexed stream when
+ * the BFF subscribes the case's code, then the end of the job's stream, which the BFF
+ * answers by ending the job's stream: a reader reads until then, so an event too many
+ * shows as well as one too few.
  */
-import { createServer } from "node:http";
-import type { Server, ServerResponse } from "node:http";
+import { startScriptedBackend } from "./fakes.js";
+import type { Script } from "./fakes.js";
 import { startBffAgainst } from "./servers.js";
 import type { Servers } from "./servers.js";
 
@@ -22,10 +20,10 @@ import type { Servers } from "./servers.js";
  * wrong type, or one that should not be dispatched at all, is seen.
  */
 export const eventTypes = ["progress", "x", "reset"] as const;
-export type EventType = (typeof eventTypes)[number];
+type EventType = (typeof eventTypes)[number];
 
 /** One event as an EventSource dispatches it: [type, lastEventId, data]. */
-export type Dispatched = [type: "message" | EventType, lastEventId: string, data: string];
+type Dispatched = [type: "message" | EventType, lastEventId: string, data: string];
 
 /** A job's event as the envelope carries it; an absent field is no such field. */
 interface JobEvent {
@@ -38,12 +36,6 @@ interface JobEvent {
 function envelope(owner: string, code: string, fields: JobEvent): string {
   return JSON.stringify({ owner, code, ...fields });
 }
-
-/**
- * The backend's bytes on its multiplexed stream for the subscribed job, in writes: the
- * wire's oddities in its framing, the job's events in envelopes.
- */
-export type Script = (owner: string, code: string) => string[];
 
 /**
  * name, script, what a spec-following reader of the job's own stream dispatches. Every
@@ -137,11 +129,6 @@ export const cases: readonly Case[] = [
   ],
 ];
 
-/** The i-th code of a run (0: the create's). */
-export function codeOf(i: number): string {
-  return `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`;
-}
-
 /** The real BFF binary in front of the scripted backend. */
 export interface ScriptedBff {
   readonly bff: Servers;
@@ -153,57 +140,22 @@ export interface ScriptedBff {
   stop(): Promise<void>;
 }
 
-/**
- * Starts the scripted backend and the BFF in front of it. A create (`POST`) is answered
- * 202 with {@link codeOf}(0), which lets a reader get the BFF's session cookie.
- */
+/** Starts the scripted backend and the real BFF in front of it. */
 export async function startScriptedBff(): Promise<ScriptedBff> {
-  const scripts = new Map<string, Script>();
-  const streams = new Set<ServerResponse>();
-  // The BFF's multiplexed stream stays open; a job's subscription (PUT) is answered 204
-  // and its script written on the stream, then the job's end.
-  const backend: Server = createServer((req, res) => {
-    const url = req.url ?? "";
-    if (req.method === "POST") {
-      res.writeHead(202, { "Content-Type": "application/json" }).end(`{"code":"${codeOf(0)}","status":"PENDING"}`);
-      return;
-    }
-    if (req.method === "GET" && url === "/v1/events") {
-      res.writeHead(200, { "Content-Type": "text/event-stream" });
-      res.write('\ufeffretry: soon\n\nevent: stream\ndata: {"stream":"s1"}\n\n');
-      streams.add(res);
-      res.on("close", () => streams.delete(res));
-      return;
-    }
-    const code = /^\/v1\/events\/s1\/subscriptions\/([^/]+)$/.exec(url)?.[1];
-    const owner = req.headers["x-export-owner"];
-    res.writeHead(code === undefined ? 404 : 204).end();
-    const script = code === undefined ? undefined : scripts.get(code);
-    if (req.method !== "PUT" || code === undefined || script === undefined || typeof owner !== "string") return;
-    scripts.delete(code);
-    const end = `data: ${JSON.stringify({ owner, code, end: "done" })}\n\n`;
-    for (const stream of streams) for (const piece of [...script(owner, code), end]) stream.write(piece);
-  });
-  await new Promise<void>((done) => backend.listen(0, "127.0.0.1", done));
-  const address = backend.address();
-  const port = typeof address === "object" && address ? address.port : 0;
-  const stopBackend = async (): Promise<void> => {
-    backend.closeAllConnections();
-    await new Promise((done) => backend.close(done));
-  };
+  const backend = await startScriptedBackend();
   let bff: Servers;
   try {
-    bff = await startBffAgainst(`http://127.0.0.1:${port}`);
+    bff = await startBffAgainst(backend.url);
   } catch (error) {
-    await stopBackend();
+    await backend.close();
     throw error;
   }
   return {
     bff,
-    script: (code, script) => scripts.set(code, script),
+    script: (code, script) => backend.script(code, script),
     stop: async () => {
       await bff.stop();
-      await stopBackend();
+      await backend.close();
     },
   };
 }

@@ -8,11 +8,11 @@
  * (bff/internal/httpapi).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cookieFetch } from "./node-env.js";
-import type { NodeFetch } from "./node-env.js";
+import { codeOf, cookieFetch } from "./fakes.js";
+import type { NodeFetch } from "./fakes.js";
 import { EventSource } from "eventsource";
 import { externalBffUrl, inCI, missingPrerequisites, reportMissing } from "./servers.js";
-import { cases, codeOf, eventTypes, startScriptedBff } from "./transparency-cases.js";
+import { cases, eventTypes, startScriptedBff } from "./transparency-cases.js";
 import type { ScriptedBff } from "./transparency-cases.js";
 
 const missing = externalBffUrl ? [] : missingPrerequisites();

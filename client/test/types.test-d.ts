@@ -1,24 +1,44 @@
 import { EventSource as NodeEventSource } from "eventsource";
 import { describe, expectTypeOf, it } from "vitest";
+import * as api from "../src/index.js";
 import { createExportClient, ExportError, isTerminalStatus } from "../src/index.js";
 import type {
+  ConnectionState,
   EventSourceConstructorLike,
   ExportClient,
   ExportClientOptions,
   ExportEvent,
+  ExportListener,
   ExportRequest,
   ExportStatus,
   FetchLike,
   Job,
   JobStatus,
-  StreamEvent,
+  StreamMode,
   Unsubscribe,
 } from "../src/index.js";
+import * as reactApi from "../src/react.js";
 import { ExportClientProvider, useExport, useExportClient, useExports } from "../src/react.js";
 import type { ExportState, ExportsState } from "../src/react.js";
-import type { ConnectionState, ExportFile, JobObservation, StreamMode, SubscribeOptions } from "../src/index.js";
+import type { SubscribeOptions } from "../src/subscription.js";
+import type { ExportFile, StreamEvent } from "../src/types.js";
 
 describe("public API types", () => {
+  it("is narrow: the design's seven calls and stats(); three values and the hooks at the entry points", () => {
+    expectTypeOf<keyof ExportClient>().toEqualTypeOf<
+      "start" | "get" | "list" | "cancel" | "subscribe" | "waitFor" | "download" | "stats"
+    >();
+    expectTypeOf<ReturnType<ExportClient["stats"]>>().toEqualTypeOf<{
+      readonly mode: StreamMode;
+      readonly subscribed: string[];
+      readonly connections: number;
+    }>();
+    expectTypeOf<keyof typeof api>().toEqualTypeOf<"createExportClient" | "ExportError" | "isTerminalStatus">();
+    expectTypeOf<keyof typeof reactApi>().toEqualTypeOf<
+      "ExportClientProvider" | "useExportClient" | "useExport" | "useExports"
+    >();
+  });
+
   it("accepts the platform's and the eventsource package's implementations", () => {
     expectTypeOf(globalThis.EventSource).toMatchTypeOf<EventSourceConstructorLike>();
     expectTypeOf(NodeEventSource).toMatchTypeOf<EventSourceConstructorLike>();
@@ -69,10 +89,10 @@ describe("public API types", () => {
     if (isTerminalStatus(status)) expectTypeOf(status).toEqualTypeOf<"COMPLETED" | "FAILED" | "CANCELLED">();
   });
 
-  it("types the modes, list, cancel, observe and the subscribe options", () => {
+  it("types the modes, list, cancel and the subscribe options", () => {
     const client = createExportClient({ mode: "multiplex" });
     expectTypeOf<StreamMode>().toEqualTypeOf<"per-job" | "multiplex">();
-    expectTypeOf(client.mode).toEqualTypeOf<StreamMode>();
+    expectTypeOf(client.stats().mode).toEqualTypeOf<StreamMode>();
     // @ts-expect-error: polling is the demo's baseline, not a client mode
     createExportClient({ mode: "polling" });
     expectTypeOf(client.list).returns.toEqualTypeOf<Promise<Job[]>>();
@@ -80,7 +100,7 @@ describe("public API types", () => {
     expectTypeOf(client.subscribe).parameter(2).toEqualTypeOf<SubscribeOptions | undefined>();
     expectTypeOf<ConnectionState>().toEqualTypeOf<"connecting" | "open">();
     expectTypeOf<NonNullable<SubscribeOptions["onError"]>>().parameter(0).toEqualTypeOf<ExportError>();
-    expectTypeOf(client.observe).parameter(0).parameter(0).toEqualTypeOf<JobObservation>();
+    expectTypeOf(client.subscribe).parameter(1).toEqualTypeOf<ExportListener>();
     expectTypeOf<ExportFile["expiresAt"]>().toEqualTypeOf<string>();
   });
 
