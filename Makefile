@@ -16,7 +16,7 @@ VULNDB := $(CURDIR)/.tools/vulndb/$(VULNDB_VERSION)
 FUZZTIME ?= 30s
 SLOW_FUZZTIME ?= $(FUZZTIME)
 
-.PHONY: docs chaos chaos-short vulncheck soak soak-short bench bench-full bench-smoke screenshot fuzz fuzz-short help build build-go build-client demo test test-go test-client check-compose test-compose test-compose-scale lint deps-test up down clean
+.PHONY: check docs chaos chaos-short vulncheck soak soak-short bench bench-full bench-smoke screenshot fuzz fuzz-short help build build-go build-client demo test test-go test-client check-compose test-compose test-compose-scale lint deps-test up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -39,6 +39,12 @@ deps-test: ## install what the tests need (npm packages; Debian packages when ro
 	@scripts/install-test-deps.sh
 
 test: deps-test build lint vulncheck test-go fuzz-short bench-smoke soak-short chaos-short test-client check-compose test-compose test-compose-scale ## run every test (Go -race, TypeScript, browser, compose)
+
+# make check: every module's own tests (not the cross-binary ones, not
+# those marked testenv.Slow) beside the TypeScript unit tests.
+check: ## the fast inner loop (< 1 min): Go unit tests (-short) and TypeScript unit tests; make test is the full run
+	@set -e; go test -short -count=1 $$(go list $(addprefix ./,$(addsuffix /...,$(GO_MODULES))) | grep -v -e '/cmd/' -e '/e2e') & gopid=$$!; \
+	(cd client && npm run test:unit); wait $$gopid
 
 test-go: ## Go tests with the race detector, both modules
 	go test -race -count=1 $(addprefix ./,$(addsuffix /...,$(GO_MODULES)))
@@ -74,7 +80,7 @@ fuzz-short:
 $(GOLANGCI):
 	GOBIN=$(TOOLS) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
 
-lint: $(GOLANGCI) ## gofmt, go vet, golangci-lint, GOWORK=off + CGO_ENABLED=0 builds, tsc
+lint: $(GOLANGCI) ## gofmt, go vet, golangci-lint, GOWORK=off + CGO_ENABLED=0 builds, tsc, knip
 	@test -z "$$(gofmt -l $(GO_MODULES))" || { echo "gofmt needed:"; gofmt -l $(GO_MODULES); exit 1; }
 	go vet $(addprefix ./,$(addsuffix /...,$(GO_MODULES)))
 	@for m in $(GO_MODULES); do (cd $$m && $(GOLANGCI) run ./... && GOWORK=off CGO_ENABLED=0 go build -o /dev/null ./...) || exit 1; done

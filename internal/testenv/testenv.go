@@ -37,3 +37,13 @@ func Missing(t testing.TB, format string, args ...any) {
 	_, _ = fmt.Fprintf(loud, "\n%s\n%s\n%s\n", bar, msg, bar)
 	t.Skip(msg)
 }
+
+// Slow marks a test that spends seconds of real time (a give-up window, a
+// lock timeout, a heartbeat gap): `make check` runs the tests with -short
+// and skips it, `make test` runs it.
+func Slow(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("slow: -short (make check) skips it; make test runs it")
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/exportstream/exportstream/backend/internal/job"
 	"github.com/exportstream/exportstream/backend/internal/redistest"
 	"github.com/exportstream/exportstream/backend/internal/store"
+	"github.com/exportstream/exportstream/internal/testenv"
 )
 
 // reopen closes st and opens the durable store in dir again, as a restart.
@@ -105,6 +106,7 @@ func TestWhatRetentionDroppedStaysDroppedAfterARestart(t *testing.T) {
 // second backend started on a data directory in use gets an error instead
 // of hanging.
 func TestASecondOpenOfADataDirectoryInUseFailsInsteadOfHanging(t *testing.T) {
+	testenv.Slow(t)
 	dir := t.TempDir()
 	st, err := store.Open(dir)
 	if err != nil {

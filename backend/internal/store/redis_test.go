@@ -9,6 +9,7 @@ import (
 	"github.com/exportstream/exportstream/backend/internal/job"
 	"github.com/exportstream/exportstream/backend/internal/redistest"
 	"github.com/exportstream/exportstream/backend/internal/store"
+	"github.com/exportstream/exportstream/internal/testenv"
 )
 
 func TestRedisWatchersThatStopWatchingLeaveNothingBehind(t *testing.T) {
@@ -69,6 +70,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestRedisStatsSayWhenTheyCannotBeRead(t *testing.T) {
+	testenv.Slow(t)
 	srv := redistest.Start(t)
 	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/exportstream/exportstream/backend/internal/redistest"
 	"github.com/exportstream/exportstream/backend/internal/store"
 	"github.com/exportstream/exportstream/backend/internal/worker"
+	"github.com/exportstream/exportstream/internal/testenv"
 )
 
 // redisReplica is one backend replica's store, queue and pool on a shared
@@ -135,6 +136,7 @@ func TestAJobWhoseReplicaDiedIsTakenOverAfterClaimIdleFromItsCheckpoint(t *testi
 }
 
 func TestAWorkerWhoseJobWasTakenOverStopsAndOneTerminalEventFollows(t *testing.T) {
+	testenv.Slow(t)
 	srv := redistest.Start(t)
 	var logs syncBuffer
 	r := newLoggedRedisReplica(t, srv.URL(), t.TempDir(), 600*time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil)))
@@ -173,6 +175,7 @@ func TestAWorkerWhoseJobWasTakenOverStopsAndOneTerminalEventFollows(t *testing.T
 }
 
 func TestAReplicaShuttingDownHandsItsRunningJobToAnotherAtOnce(t *testing.T) {
+	testenv.Slow(t)
 	srv := redistest.Start(t)
 	files := t.TempDir()
 	leaving := newRedisReplica(t, srv.URL(), files, time.Minute)

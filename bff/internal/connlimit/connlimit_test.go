@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/exportstream/exportstream/bff/internal/connlimit"
+	"github.com/exportstream/exportstream/internal/testenv"
 )
 
 // serve runs an HTTP server on a limited loopback listener; /hold answers
@@ -123,6 +124,7 @@ func TestAConnectionPastTheLimitIsAnswered503AtOnceAndASlotFreedIsReused(t *test
 }
 
 func TestARefusedClientThatSendsNothingIsCutOffAndDoesNotBlockAccept(t *testing.T) {
+	testenv.Slow(t)
 	release := make(chan struct{})
 	defer close(release)
 	l, base := serve(t, 1, release)
