@@ -24,7 +24,7 @@ export default defineConfig({
         },
       },
       {
-        // The same suites scaled out (issue 10): redis-server, 2 backends on it, 2 BFFs
+        // The same suites scaled out: redis-server, 2 backends on it, 2 BFFs
         // with one session secret, and a balancer alternating each client's requests
         // and streams between the BFFs (test/servers.ts).
         test: {

@@ -3,7 +3,7 @@
  * and browser tests, and stops them afterwards.
  *
  * With `EXPORTSTREAM_SCALE=<n>` (n ≥ 2; the `integration-scaled` vitest project sets 2)
- * the same suites run scaled out, as issue 10 asks: a real `redis-server` on a free
+ * the same suites run scaled out: a real `redis-server` on a free
  * port, n backends on it sharing one files directory, n BFFs with one session secret
  * (BFF i talks to backend i), and a round-robin HTTP balancer in front of the BFFs
  * whose address is the `bffUrl` the tests use. The balancer alternates each session's

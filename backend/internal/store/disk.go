@@ -78,7 +78,7 @@ func (r *reserve) roomForNew() error {
 //
 // Every create asks (twice: the files and the store), so a disk found
 // writable with more than roomyDisk bytes to spare is not asked again for
-// roomyFor: a statfs(2) per ask was 4 % of the backend's CPU at 10,000
+// roomyFor: a statfs(2) per ask costs 4 % of the backend's CPU at 10,000
 // creates/s. Near full, or read-only, it is asked every time. This is an
 // early refusal, not the guarantee: a write that meets a full disk still
 // fails as job.ErrStorageFull, and the reserve is still there for it.

@@ -70,9 +70,8 @@ func (s *slowReports) Update(ctx context.Context, code string, change func(*job.
 	return s.Store.Update(ctx, code, change)
 }
 
-// Progress follows the schedule (timer jitter in real time no longer drops
-// every third event of a job in 100 ms chunks: the benchmark's fan-out went
-// from 66 to 101 events a job); a chunk that comes due while an event is
+// Progress follows the schedule (timer jitter in real time must not drop
+// every third event of a job in 100 ms chunks); a chunk that comes due while an event is
 // still being stored is folded into the next one instead of bursting.
 func TestProgressFollowsTheScheduleAndFoldsALateChunkIntoTheNext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
