@@ -342,7 +342,7 @@ func TestTheScheduleIsTheSeeds(t *testing.T) {
 	}
 }
 
-func TestExpectedFileMatchesTheREADMEsFormula(t *testing.T) {
+func TestExpectedFileMatchesTheDocumentedFormula(t *testing.T) {
 	// The backend's own fixture: docs/fixtures is shared by Go and TS tests,
 	// but any change to the formula shows here too.
 	got := string(ExpectedFile("6f1c0b1e-4b7a-4c55-9c1e-3f0a8d2b7c11", 2))

@@ -8,7 +8,7 @@ import (
 )
 
 // ExpectedFile is the CSV a job's file must hold, recomputed from its code
-// and row count as the README specifies: a header, then for row i = 1…rows,
+// and row count as docs/api.md (The file) specifies: a header, then for row i = 1…rows,
 // with h = FNV-1a-64 of "<code>:<i>", "i,<code>,item-<h%1000>,<h%100+1>,<h%1000000>".
 func ExpectedFile(code string, rows int) []byte {
 	b := make([]byte, 0, 40+rows*(len(code)+32))
