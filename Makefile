@@ -66,7 +66,7 @@ BACKEND_FUZZ := FuzzDecodeRequest FuzzContentDisposition FuzzParseLastEventID
 
 fuzz: ## run each fuzz target for FUZZTIME (default 30s); FuzzUpstreamBytes (a hub per input: slow) for SLOW_FUZZTIME
 	cd backend && for f in $(BACKEND_FUZZ); do go test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) ./internal/httpapi/ || exit 1; done
-	cd backend && go test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./internal/envelope/
+	cd internal && go test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./envelope/
 	cd bff && go test -run='^$$' -fuzz='^FuzzUpstreamBytes$$' -fuzztime=$(SLOW_FUZZTIME) ./internal/relay/
 	cd bff && go test -run='^$$' -fuzz='^FuzzScanEnvelope$$' -fuzztime=$(FUZZTIME) ./internal/relay/
 	cd bff && go test -run='^$$' -fuzz='^FuzzAppendEvent$$' -fuzztime=$(FUZZTIME) ./internal/stream/

@@ -12,8 +12,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/exportstream/exportstream/backend/internal/envelope"
 	"github.com/exportstream/exportstream/backend/internal/job"
+	"github.com/exportstream/exportstream/internal/envelope"
 )
 
 // Stream is one open multiplexed stream: its subscriptions and the

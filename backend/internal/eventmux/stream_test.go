@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/exportstream/exportstream/backend/internal/envelope"
 	"github.com/exportstream/exportstream/backend/internal/job"
 	"github.com/exportstream/exportstream/backend/internal/store"
+	"github.com/exportstream/exportstream/internal/envelope"
 )
 
 // These tests hold the writer's side still (nobody Takes) to see what a

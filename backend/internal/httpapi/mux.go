@@ -10,8 +10,8 @@ import (
 	"github.com/gin-gonic/gin"
 	sse "github.com/tmaxmax/go-sse"
 
-	"github.com/exportstream/exportstream/backend/internal/envelope"
 	"github.com/exportstream/exportstream/backend/internal/job"
+	"github.com/exportstream/exportstream/internal/envelope"
 )
 
 // The multiplexed event stream (GET /v1/events) and its subscription

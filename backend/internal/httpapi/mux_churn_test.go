@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/exportstream/exportstream/backend/internal/envelope"
 	"github.com/exportstream/exportstream/backend/internal/job"
+	"github.com/exportstream/exportstream/internal/envelope"
 )
 
 // TestTenThousandSubscriptionCallsOnOneStreamWhileEventsFlow: four callers

@@ -18,12 +18,12 @@ import (
 
 	sse "github.com/tmaxmax/go-sse"
 
-	"github.com/exportstream/exportstream/backend/internal/envelope"
 	"github.com/exportstream/exportstream/backend/internal/eventmux"
 	"github.com/exportstream/exportstream/backend/internal/httpapi"
 	"github.com/exportstream/exportstream/backend/internal/job"
 	"github.com/exportstream/exportstream/backend/internal/store"
 	"github.com/exportstream/exportstream/backend/internal/worker"
+	"github.com/exportstream/exportstream/internal/envelope"
 )
 
 // muxStream is an open GET /v1/events, read by go-sse's reader in the

@@ -19,11 +19,11 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 	sse "github.com/tmaxmax/go-sse"
 
-	"github.com/exportstream/exportstream/backend/internal/envelope"
 	"github.com/exportstream/exportstream/backend/internal/eventmux"
 	"github.com/exportstream/exportstream/backend/internal/httpapi"
 	"github.com/exportstream/exportstream/backend/internal/job"
 	"github.com/exportstream/exportstream/backend/internal/worker"
+	"github.com/exportstream/exportstream/internal/envelope"
 )
 
 // specPath is the API description shared with the BFF, whose TestOpenAPI

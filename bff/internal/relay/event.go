@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/exportstream/exportstream/internal/envelope"
 )
 
 // Event is one event of a job's stream as the backend sent it: its type,
@@ -25,42 +27,24 @@ type Event struct {
 	ErrCode string
 }
 
-// envelope is one event of the backend's multiplexed stream
-// (docs/multiplexed-stream.md): an event of owner's job code, or the end
-// of that code's stream.
-type envelope struct {
-	Owner string  `json:"owner"`
-	Code  string  `json:"code"`
-	ID    *string `json:"id"`
-	Event string  `json:"event"`
-	Data  *string `json:"data"`
-	End   string  `json:"end"`
-}
-
-// How a code's stream ends on the multiplexed stream.
-const (
-	endDone     = "done"      // after the job's last event, or nothing newer will come
-	endNotFound = "not_found" // no such job for this owner, or it was deleted
-)
-
 var errBadEnvelope = errors.New("malformed event on the backend's stream")
 
 // parseEnvelope reads one event of the backend's multiplexed stream.
-func parseEnvelope(data string) (envelope, error) {
+func parseEnvelope(data string) (envelope.Envelope, error) {
 	e, ok := scanEnvelope(data)
 	if !ok {
-		e = envelope{}
+		e = envelope.Envelope{}
 		if err := json.Unmarshal([]byte(data), &e); err != nil {
-			return envelope{}, fmt.Errorf("%w: %w", errBadEnvelope, err)
+			return envelope.Envelope{}, fmt.Errorf("%w: %w", errBadEnvelope, err)
 		}
 	}
 	if e.Code == "" || e.Owner == "" {
-		return envelope{}, fmt.Errorf("%w: no owner or code", errBadEnvelope)
+		return envelope.Envelope{}, fmt.Errorf("%w: no owner or code", errBadEnvelope)
 	}
 	switch e.End {
-	case "", endDone, endNotFound:
+	case "", envelope.EndDone, envelope.EndNotFound:
 	default:
-		return envelope{}, fmt.Errorf("%w: unknown end %q", errBadEnvelope, e.End)
+		return envelope.Envelope{}, fmt.Errorf("%w: unknown end %q", errBadEnvelope, e.End)
 	}
 	return e, nil
 }
@@ -72,7 +56,7 @@ func parseEnvelope(data string) (envelope, error) {
 // that is not a string, a key it does not know or in other case, a \u
 // escape, invalid UTF-8, bad JSON), which parseEnvelope leaves to
 // encoding/json; where ok is true the two agree (FuzzScanEnvelope).
-func scanEnvelope(s string) (e envelope, ok bool) {
+func scanEnvelope(s string) (e envelope.Envelope, ok bool) {
 	i := skipSpace(s, 0)
 	if i >= len(s) || s[i] != '{' {
 		return e, false
@@ -200,12 +184,12 @@ func skipSpace(s string, i int) int {
 	return i
 }
 
-// event is the job event an envelope carries, if it carries one.
-func (e envelope) event() (Event, bool) {
+// eventOf is the job event an envelope carries, if it carries one.
+func eventOf(e envelope.Envelope) (Event, bool) {
 	if e.ID == nil && e.Data == nil && e.Event == "" {
 		return Event{}, false
 	}
-	ev := Event{Type: e.Event, End: e.End == endDone}
+	ev := Event{Type: e.Event, End: e.End == envelope.EndDone}
 	if e.ID != nil {
 		ev.ID, ev.HasID = *e.ID, true
 		ev.Seq, _ = strconv.ParseInt(ev.ID, 10, 64)

@@ -11,6 +11,7 @@ import (
 	sse "github.com/tmaxmax/go-sse"
 
 	"github.com/exportstream/exportstream/bff/internal/relay/relaytest"
+	"github.com/exportstream/exportstream/internal/envelope"
 )
 
 // fuzzSubscribers are the jobs FuzzUpstreamBytes follows: one code of two
@@ -27,15 +28,15 @@ func sentEvents(body string) (map[topicKey][]Event, map[topicKey]bool) {
 		if err != nil {
 			break
 		}
-		var e envelope
+		var e envelope.Envelope
 		if ev.Type != "" || json.Unmarshal([]byte(ev.Data), &e) != nil {
 			continue
 		}
 		k := topicKey{e.Owner, e.Code}
-		if e.End == endNotFound {
+		if e.End == envelope.EndNotFound {
 			notFound[k] = true
 		}
-		if jev, ok := e.event(); ok {
+		if jev, ok := eventOf(e); ok {
 			events[k] = append(events[k], jev)
 		}
 	}
@@ -133,7 +134,7 @@ func FuzzScanEnvelope(f *testing.F) {
 		if !ok {
 			return
 		}
-		var want envelope
+		var want envelope.Envelope
 		if err := json.Unmarshal([]byte(data), &want); err != nil {
 			t.Fatalf("scanEnvelope accepted %q, encoding/json refuses it: %v", data, err)
 		}
@@ -144,7 +145,7 @@ func FuzzScanEnvelope(f *testing.F) {
 }
 
 // show prints an envelope with its pointers' values (nil apart from "").
-func show(e envelope) string {
+func show(e envelope.Envelope) string {
 	deref := func(p *string) string {
 		if p == nil {
 			return "<nil>"
@@ -170,7 +171,7 @@ func TestEnvelopesAsTheBackendWritesThemTakeTheFastPath(t *testing.T) {
 			t.Fatal(err)
 		}
 		got, ok := scanEnvelope(string(b))
-		var want envelope
+		var want envelope.Envelope
 		_ = json.Unmarshal(b, &want)
 		if !ok || show(got) != show(want) {
 			t.Errorf("%s: fast path %v, %s; want %s", b, ok, show(got), show(want))

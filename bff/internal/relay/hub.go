@@ -28,6 +28,8 @@ import (
 	"time"
 
 	sse "github.com/tmaxmax/go-sse"
+
+	"github.com/exportstream/exportstream/internal/envelope"
 )
 
 // Upstream is how the hub reaches the backend.
@@ -359,10 +361,10 @@ func (h *Hub) deliver(data string) {
 	if t == nil {
 		return // unsubscribed meanwhile
 	}
-	switch ev, ok := e.event(); {
-	case e.End == endNotFound:
+	switch ev, ok := eventOf(e); {
+	case e.End == envelope.EndNotFound:
 		h.end(t, new(errorEvent(e.Code, "NOT_FOUND", "export not found")))
-	case !ok && e.End == endDone:
+	case !ok && e.End == envelope.EndDone:
 		h.end(t, nil) // nothing newer than what the subscribers have
 	case ev.End:
 		h.end(t, &ev)

@@ -185,7 +185,7 @@ func BenchmarkUpstreamParse(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, ok := e.event(); ok {
+			if _, ok := eventOf(e); ok {
 				n++
 			}
 		}

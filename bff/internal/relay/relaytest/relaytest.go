@@ -22,6 +22,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/exportstream/exportstream/internal/envelope"
 )
 
 // Timeout bounds every wait of this package.
@@ -298,17 +300,9 @@ func (c *Conn) Drop() {
 // Done is closed when the connection is over: dropped, or the client hung up.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
-// Envelope is one event of the multiplexed stream: an event of owner's job
-// code, or the end of that code's stream. nil ID or Data: the job event
-// had no such field; new("") is the field with an empty value.
-type Envelope struct {
-	Owner string  `json:"owner"`
-	Code  string  `json:"code"`
-	ID    *string `json:"id,omitempty"`
-	Event string  `json:"event,omitempty"`
-	Data  *string `json:"data,omitempty"`
-	End   string  `json:"end,omitempty"` // "done" or "not_found"
-}
+// Envelope is one event of the multiplexed stream (the wire format's own
+// type): an event of owner's job code, or the end of that code's stream.
+type Envelope = envelope.Envelope
 
 // Encode returns envs as SSE events of the multiplexed stream.
 func Encode(envs ...Envelope) string {

@@ -6,7 +6,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/exportstream/exportstream/backend/internal/envelope"
+	"github.com/exportstream/exportstream/internal/envelope"
 )
 
 const code = "6f1c0b1e-4b7a-4c55-9c1e-3f0a8d2b7c11"

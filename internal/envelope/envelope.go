@@ -4,10 +4,11 @@
 // job's code with the event's fields and, when that code's stream is over,
 // why.
 //
-// It depends on nothing but the standard library, so that a service
-// relaying the stream (the BFF) can copy this file as it is. The envelope
-// is general, so such a relay can carry other job services' events as
-// well: any event type, an id reset (""), an event without data.
+// The backend writes it and the BFF reads it. It depends on nothing but
+// the standard library, so that another service relaying the stream can
+// copy this file as it is. The envelope is general, so such a relay can
+// carry other job services' events as well: any event type, an id reset
+// (""), an event without data.
 package envelope
 
 import (
