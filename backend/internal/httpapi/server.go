@@ -140,9 +140,9 @@ func (s *Server) logRequests(c *gin.Context) {
 		"status", c.Writer.Status(), "bytes", c.Writer.Size(), "took", time.Since(start), "code", c.Param("code"))
 }
 
+// recovered answers a panic as an unknown error: 500, logged by writeError.
 func (s *Server) recovered(c *gin.Context, err any) {
-	s.log.Error("panic serving request", "method", c.Request.Method, "path", c.Request.URL.Path, "panic", err)
-	s.writeError(c, fmt.Errorf("panic: %v", err))
+	s.writeError(c, fmt.Errorf("panic serving request: %v", err))
 }
 
 // authorize requires the shared service token when one is configured.
