@@ -86,17 +86,19 @@ func answerTo(err error) (errorRow, string) {
 //
 // Once a response has started (a relayed answer, a hijacked event stream)
 // its status is on the wire, so an error can no longer become one: it ends
-// the response and is logged at debug, a browser that went away being
-// routine.
+// the response and is logged at debug (a browser that went away is
+// routine), or at info when boundWrites cut off one that stopped reading.
 func (s *Server) handle(h func(c *gin.Context) error) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		err := h(c)
 		switch {
 		case err == nil:
-		case c.Writer.Written():
-			s.endResponse(c, err)
-		default:
+		case !c.Writer.Written():
 			s.writeError(c, err)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			s.Logger.Info("cut off a browser that stopped reading a response", "path", c.Request.URL.Path, "remote", c.Request.RemoteAddr)
+		default:
+			s.Logger.Debug("response ended early", "path", c.Request.URL.Path, "err", err)
 		}
 	}
 }
@@ -119,13 +121,4 @@ func (s *Server) writeError(c *gin.Context, err error) {
 		c.Header("Connection", "close")
 	}
 	c.AbortWithStatusJSON(row.status, gin.H{"error": apiError{Code: row.code, Message: message}})
-}
-
-// endResponse logs the error that ended a started response.
-func (s *Server) endResponse(c *gin.Context, err error) {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		s.Logger.Info("cut off a browser that stopped reading a response", "path", c.Request.URL.Path, "remote", c.Request.RemoteAddr)
-		return
-	}
-	s.Logger.Debug("response ended early", "path", c.Request.URL.Path, "err", err)
 }
