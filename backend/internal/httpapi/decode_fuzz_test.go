@@ -21,13 +21,12 @@ func FuzzDecodeRequest(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	s := &Server{}
 	f.Fuzz(func(t *testing.T, body string) {
 		r := httptest.NewRequest(http.MethodPost, "/v1/exports", strings.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
 		req, err := decodeRequest(httptest.NewRecorder(), r)
 		if err != nil {
-			if st := s.toAPIError(err).Status; st < 400 || st >= 500 {
+			if st := toAPIError(err).Status; st < 400 || st >= 500 {
 				t.Fatalf("body %q: error %v maps to %d, want a 4xx", body, err, st)
 			}
 			return

@@ -22,22 +22,22 @@ import (
 // job stream is one topic with one writer (the store), snapshot semantics
 // (a watcher re-reads the latest job, so a slow reader skips progress but
 // never the terminal event) and an end, which store.Follow gives directly.
-func (s *Server) events(c *gin.Context) {
+// Errors before the first event are answered; after it they end the stream
+// (handle).
+func (s *Server) events(c *gin.Context) error {
 	j, err := s.lookup(c)
 	if err != nil {
-		s.writeError(c, err)
-		return
+		return err
 	}
 	lastID := parseLastEventID(c.GetHeader("Last-Event-ID"))
 	if j.Status.Terminal() && lastID >= j.Seq {
 		// Nothing newer will ever come: 204 tells EventSource to stop.
 		c.Status(http.StatusNoContent)
-		return
+		return nil
 	}
 	sess, err := upgrade(c)
 	if err != nil {
-		s.writeError(c, err)
-		return
+		return err
 	}
 	s.metrics.streamsOpened.Inc()
 	s.metrics.streamsActive.Inc()
@@ -46,7 +46,7 @@ func (s *Server) events(c *gin.Context) {
 	ctx := c.Request.Context()
 	prefix := pathPrefix(c.Request)
 	if err := send(sess, &sse.Message{Retry: s.Retry}); err != nil {
-		return
+		return err
 	}
 	heartbeat := time.NewTimer(s.Heartbeat)
 	defer heartbeat.Stop()
@@ -83,11 +83,10 @@ func (s *Server) events(c *gin.Context) {
 		heartbeat.Reset(s.Heartbeat)
 		return nil
 	})
-	if errors.Is(err, job.ErrNotFound) {
-		s.log.Warn("event stream ended: job vanished", "code", j.Code)
-	} else if err != nil && ctx.Err() == nil && !errors.Is(err, errDraining) && !errors.Is(err, errSend) {
-		s.log.Warn("event stream ended", "code", j.Code, "err", err)
+	if err != nil {
+		return fmt.Errorf("follow export %s: %w", j.Code, err) // job.ErrNotFound: it vanished
 	}
+	return nil
 }
 
 // errDraining ends a stream when the server drains (CloseStreams).

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -25,34 +24,34 @@ const maxSubscriptionCode = 128
 
 // muxEvents serves one multiplexed stream until the client leaves, the
 // server drains or the stream fails.
-func (s *Server) muxEvents(c *gin.Context) {
+func (s *Server) muxEvents(c *gin.Context) error {
 	if s.draining.Load() {
-		s.writeError(c, job.ErrUnavailable)
-		return
+		return job.ErrUnavailable
 	}
 	prefix := pathPrefix(c.Request)
 	// In Redis mode Open has subscribed the stream's channel: calls made
 	// once the caller reads the stream's id reach it.
 	stream, err := s.Mux.Open(c, func(j job.Job) ([]byte, error) { return snapshotData(j, prefix) })
 	if err != nil {
-		s.writeError(c, fmt.Errorf("open event stream: %w", err))
-		return
+		return fmt.Errorf("open event stream: %w", err)
 	}
 	defer stream.Close()
 	sess, err := upgrade(c)
 	if err != nil {
-		s.writeError(c, err)
-		return
+		return err
 	}
 
 	opened, err := json.Marshal(envelope.Opened{Stream: stream.ID()})
 	if err != nil {
-		return
+		return fmt.Errorf("encode the opened event: %w", err)
 	}
 	first := &sse.Message{Type: sse.Type(envelope.StreamEvent)}
 	first.AppendData(string(opened))
-	if send(sess, &sse.Message{Retry: s.Retry}) != nil || send(sess, first) != nil {
-		return
+	if err := send(sess, &sse.Message{Retry: s.Retry}); err != nil {
+		return err
+	}
+	if err := send(sess, first); err != nil {
+		return err
 	}
 	s.log.Debug("event stream opened", "stream", stream.ID())
 
@@ -63,14 +62,14 @@ func (s *Server) muxEvents(c *gin.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-s.closing:
-			return
+			return nil
 		case <-stream.Done():
-			return // eventmux logged why
+			return nil // eventmux logged why
 		case <-heartbeat.C:
-			if sendPing(sess) != nil {
-				return
+			if err := sendPing(sess); err != nil {
+				return err
 			}
 			heartbeat.Reset(s.Heartbeat)
 		case <-stream.Ready():
@@ -79,10 +78,7 @@ func (s *Server) muxEvents(c *gin.Context) {
 				continue
 			}
 			if err := s.writeEnvelopes(sess, batch); err != nil {
-				if !errors.Is(err, errSend) {
-					s.log.Error("event stream", "stream", stream.ID(), "err", err)
-				}
-				return
+				return fmt.Errorf("event stream %s: %w", stream.ID(), err)
 			}
 			clear(batch) // let the sent data go before the next batch
 			heartbeat.Reset(s.Heartbeat)
@@ -129,30 +125,28 @@ func subscriptionCode(c *gin.Context) (string, error) {
 
 // subscribe (PUT) adds or replaces a code on a stream; what becomes of it
 // comes on the stream.
-func (s *Server) subscribe(c *gin.Context) {
+func (s *Server) subscribe(c *gin.Context) error {
 	code, err := subscriptionCode(c)
 	if err != nil {
-		s.writeError(c, err)
-		return
+		return err
 	}
 	after := parseLastEventID(c.GetHeader("Last-Event-ID"))
 	if err := s.Mux.Subscribe(c, c.Param("stream"), code, ownerOf(c), after); err != nil {
-		s.writeError(c, fmt.Errorf("subscribe: %w", err))
-		return
+		return fmt.Errorf("subscribe: %w", err)
 	}
 	c.Status(http.StatusNoContent)
+	return nil
 }
 
 // unsubscribe (DELETE) removes a code from a stream.
-func (s *Server) unsubscribe(c *gin.Context) {
+func (s *Server) unsubscribe(c *gin.Context) error {
 	code, err := subscriptionCode(c)
 	if err != nil {
-		s.writeError(c, err)
-		return
+		return err
 	}
 	if err := s.Mux.Unsubscribe(c, c.Param("stream"), code, ownerOf(c)); err != nil {
-		s.writeError(c, fmt.Errorf("unsubscribe: %w", err))
-		return
+		return fmt.Errorf("unsubscribe: %w", err)
 	}
 	c.Status(http.StatusNoContent)
+	return nil
 }

@@ -183,13 +183,13 @@ func (m *muxStream) until(t *testing.T, ok func(envelope.Envelope) bool) []envel
 	}
 }
 
-// quiet fails the test if an envelope arrives within d.
-func (m *muxStream) quiet(t *testing.T, d time.Duration, why string) {
+// quiet fails the test if an envelope arrives within 100 ms.
+func (m *muxStream) quiet(t *testing.T, why string) {
 	t.Helper()
 	select {
 	case env := <-m.envs:
 		t.Fatalf("%s: got %s", why, show(env))
-	case <-time.After(d):
+	case <-time.After(100 * time.Millisecond):
 	}
 }
 
@@ -410,7 +410,7 @@ func TestSubscribingAtTheLastSeqOfAnEndedJobGetsTheEndAlone(t *testing.T) {
 	if e := m.next(t); envID(t, e) != ended.Seq || e.End != envelope.EndDone {
 		t.Errorf("malformed Last-Event-ID: %s; want the terminal snapshot", show(e))
 	}
-	m.quiet(t, 100*time.Millisecond, "after an end the subscription is gone")
+	m.quiet(t, "after an end the subscription is gone")
 }
 
 func TestSubscribingAgainReplacesTheSubscriptionWithTheNewSeq(t *testing.T) {
@@ -424,7 +424,7 @@ func TestSubscribingAgainReplacesTheSubscriptionWithTheNewSeq(t *testing.T) {
 		t.Fatalf("first: %s; want the current snapshot %d", show(e), now.Seq)
 	}
 	subscribe(t, b.url, m.id, j.Code, "alice", now.Seq) // has it: nothing until a change
-	m.quiet(t, 100*time.Millisecond, "a subscription from the current seq")
+	m.quiet(t, "a subscription from the current seq")
 	subscribe(t, b.url, m.id, j.Code, "alice", 0) // from scratch: the snapshot again
 	if e := m.next(t); envID(t, e) != now.Seq {
 		t.Fatalf("again from 0: %s; want the current snapshot %d once more", show(e), now.Seq)
@@ -439,7 +439,7 @@ func TestSubscribingAgainReplacesTheSubscriptionWithTheNewSeq(t *testing.T) {
 	if e := m.next(t); envID(t, e) != next.Seq {
 		t.Errorf("after a change: %s, want %d", show(e), next.Seq)
 	}
-	m.quiet(t, 100*time.Millisecond, "the replaced subscriptions are gone")
+	m.quiet(t, "the replaced subscriptions are gone")
 }
 
 func TestUnsubscribingStopsOneCodesEventsWhileAnothersGoOn(t *testing.T) {
@@ -470,7 +470,7 @@ func TestUnsubscribingStopsOneCodesEventsWhileAnothersGoOn(t *testing.T) {
 			t.Errorf("after its DELETE: %s", show(e))
 		}
 	}
-	m.quiet(t, 100*time.Millisecond, "nothing of the unsubscribed code")
+	m.quiet(t, "nothing of the unsubscribed code")
 	if n := b.api.Mux.Subscriptions(); n != 0 {
 		t.Errorf("%d subscriptions left, want 0", n)
 	}
@@ -695,7 +695,7 @@ func TestASlowReaderSkipsProgressButGetsEveryEndWithOneEventPendingPerCodeAtMost
 		}
 		return len(done) == codes
 	})
-	m.quiet(t, 100*time.Millisecond, "after every end")
+	m.quiet(t, "after every end")
 	total := 0
 	for code, ids := range got {
 		total += len(ids)

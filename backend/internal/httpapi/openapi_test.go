@@ -84,7 +84,7 @@ type specCase struct {
 	valid       bool   // the request itself is meant to match the document
 }
 
-func (s *spec) input(t *testing.T, router routers.Router, ctx context.Context, c specCase) *openapi3filter.RequestValidationInput {
+func (s *spec) input(ctx context.Context, t *testing.T, router routers.Router, c specCase) *openapi3filter.RequestValidationInput {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(ctx, c.method, c.url, nil)
 	for k, v := range c.header {
@@ -109,7 +109,7 @@ func (s *spec) input(t *testing.T, router routers.Router, ctx context.Context, c
 // do sends c and validates the answer (status, headers, body).
 func (s *spec) do(t *testing.T, router routers.Router, c specCase) {
 	t.Helper()
-	in := s.input(t, router, t.Context(), c)
+	in := s.input(t.Context(), t, router, c)
 	resp, err := http.DefaultClient.Do(in.Request)
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +141,7 @@ func (s *spec) stream(t *testing.T, router routers.Router, c specCase, each func
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	in := s.input(t, router, ctx, c)
+	in := s.input(ctx, t, router, c)
 	resp, err := http.DefaultClient.Do(in.Request)
 	if err != nil {
 		t.Fatal(err)

@@ -1,10 +1,12 @@
 // Package httpapi is the backend's HTTP surface: gin routes for the export
-// API, the SSE event stream (written with go-sse) and the file download.
-// Handlers return errors; writeError maps them to statuses in one place.
+// API, the SSE event streams (written with go-sse) and the file download.
+// Handlers return errors; handle answers them through errorTable
+// (errors.go), the one place an error becomes a status and a JSON body.
 package httpapi
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -72,29 +74,30 @@ func New(cfg Config) *Server {
 	r := gin.New()
 	r.Use(s.logRequests, gin.CustomRecoveryWithWriter(io.Discard, s.recovered))
 	r.HandleMethodNotAllowed = true
-	r.NoRoute(func(c *gin.Context) {
-		s.writeError(c, &apiError{http.StatusNotFound, "NO_ROUTE", "no such endpoint: " + c.Request.Method + " " + c.Request.URL.Path})
-	})
-	r.NoMethod(func(c *gin.Context) {
-		s.writeError(c, &apiError{http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "method " + c.Request.Method + " is not allowed here"})
-	})
+	r.NoRoute(s.handle(func(c *gin.Context) error {
+		return &apiError{http.StatusNotFound, "NO_ROUTE", "no such endpoint: " + c.Request.Method + " " + c.Request.URL.Path}
+	}))
+	r.NoMethod(s.handle(func(c *gin.Context) error {
+		return &apiError{http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "method " + c.Request.Method + " is not allowed here"}
+	}))
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	r.GET("/readyz", s.ready)
+	r.GET("/readyz", s.handle(s.ready))
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{})))
 
-	v1 := r.Group("/v1/exports", s.authorize, s.owner)
-	v1.POST("", s.create)
-	v1.GET("", s.list)
-	v1.GET("/:code", s.get)
-	v1.DELETE("/:code", s.delete)
-	v1.GET("/:code/events", s.events)
-	v1.GET("/:code/file", s.file)
+	authorize, owner := s.handle(s.authorize), s.handle(s.owner)
+	v1 := r.Group("/v1/exports", authorize, owner)
+	v1.POST("", s.handle(s.create))
+	v1.GET("", s.handle(s.list))
+	v1.GET("/:code", s.handle(s.get))
+	v1.DELETE("/:code", s.handle(s.delete))
+	v1.GET("/:code/events", s.handle(s.events))
+	v1.GET("/:code/file", s.handle(s.file))
 
 	// The multiplexed stream is the caller's; the owner comes per subscription.
-	mux := r.Group("/v1/events", s.authorize)
-	mux.GET("", s.muxEvents)
-	mux.PUT("/:stream/subscriptions/:code", s.owner, s.subscribe)
-	mux.DELETE("/:stream/subscriptions/:code", s.owner, s.unsubscribe)
+	mux := r.Group("/v1/events", authorize)
+	mux.GET("", s.handle(s.muxEvents))
+	mux.PUT("/:stream/subscriptions/:code", owner, s.handle(s.subscribe))
+	mux.DELETE("/:stream/subscriptions/:code", owner, s.handle(s.unsubscribe))
 	s.router = r
 	return s
 }
@@ -112,12 +115,12 @@ func (s *Server) CloseStreams() {
 	})
 }
 
-func (s *Server) ready(c *gin.Context) {
+func (s *Server) ready(c *gin.Context) error {
 	if s.draining.Load() {
-		s.writeError(c, job.ErrUnavailable)
-		return
+		return job.ErrUnavailable
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	return nil
 }
 
 // logRequests logs every request at debug level, and those answered 5xx
@@ -137,22 +140,23 @@ func (s *Server) logRequests(c *gin.Context) {
 		"status", c.Writer.Status(), "bytes", c.Writer.Size(), "took", time.Since(start), "code", c.Param("code"))
 }
 
+// recovered answers a panic as an unknown error: 500, logged by writeError.
 func (s *Server) recovered(c *gin.Context, err any) {
-	s.log.Error("panic serving request", "method", c.Request.Method, "path", c.Request.URL.Path, "panic", err)
-	s.writeError(c, fmt.Errorf("panic: %v", err))
+	s.writeError(c, fmt.Errorf("panic serving request: %v", err))
 }
 
 // authorize requires the shared service token when one is configured.
-func (s *Server) authorize(c *gin.Context) {
+func (s *Server) authorize(c *gin.Context) error {
 	if s.ServiceToken == "" {
-		return
+		return nil
 	}
 	got := []byte(c.GetHeader("Authorization"))
 	want := []byte("Bearer " + s.ServiceToken)
 	if subtle.ConstantTimeCompare(got, want) != 1 {
 		c.Header("WWW-Authenticate", `Bearer realm="exportstream"`)
-		s.writeError(c, &apiError{http.StatusUnauthorized, "UNAUTHORIZED", "a valid service token is required"})
+		return &apiError{http.StatusUnauthorized, "UNAUTHORIZED", "a valid service token is required"}
 	}
+	return nil
 }
 
 const ownerKey = "owner"
@@ -162,13 +166,13 @@ var ownerPattern = regexp.MustCompile(`^[\x21-\x7e]{0,128}$`)
 
 // owner reads X-Export-Owner: every job is visible only to the owner that
 // created it; others get 404, never 403, so codes leak nothing.
-func (s *Server) owner(c *gin.Context) {
+func (s *Server) owner(c *gin.Context) error {
 	o := c.GetHeader("X-Export-Owner")
 	if !ownerPattern.MatchString(o) {
-		s.writeError(c, &apiError{http.StatusBadRequest, "INVALID_OWNER", "X-Export-Owner must be at most 128 printable ASCII characters"})
-		return
+		return &apiError{http.StatusBadRequest, "INVALID_OWNER", "X-Export-Owner must be at most 128 printable ASCII characters"}
 	}
 	c.Set(ownerKey, o)
+	return nil
 }
 
 func ownerOf(c *gin.Context) string { return c.GetString(ownerKey) }
@@ -199,44 +203,29 @@ func present(j job.Job, prefix string) job.Job {
 // idempotencyKeyPattern: printable ASCII, as in the IETF Idempotency-Key draft.
 var idempotencyKeyPattern = regexp.MustCompile(`^[\x20-\x7e]{1,128}$`)
 
-func (s *Server) create(c *gin.Context) {
+func (s *Server) create(c *gin.Context) error {
 	req, err := decodeRequest(c.Writer, c.Request)
 	if err != nil {
-		s.writeError(c, err)
-		return
+		return err
 	}
 	key, hasKey := c.Request.Header["Idempotency-Key"]
 	if hasKey && (len(key) != 1 || !idempotencyKeyPattern.MatchString(key[0])) {
-		s.writeError(c, &apiError{http.StatusBadRequest, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be one value of 1 to 128 printable ASCII characters"})
-		return
+		return &apiError{http.StatusBadRequest, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be one value of 1 to 128 printable ASCII characters"}
 	}
 	owner := ownerOf(c)
-	if s.MaxActivePerOwner > 0 {
-		_, active, err := s.Store.Stats(c)
-		if err != nil {
-			s.writeError(c, fmt.Errorf("create export: %w", err)) // the cap is unknown: refuse (503)
-			return
-		}
-		if active[owner] >= s.MaxActivePerOwner {
-			s.writeError(c, job.ErrTooManyActive)
-			return
-		}
-	}
-	if err := s.Pool.RoomForNew(); err != nil {
-		s.writeError(c, fmt.Errorf("create export: %w", err))
-		return
+	if err := s.roomFor(c, owner); err != nil {
+		return err
 	}
 	j := job.New(req, owner, time.Now().UTC())
 	stored, created, err := s.Store.Create(c, j, c.GetHeader("Idempotency-Key"))
 	if err != nil {
-		s.writeError(c, fmt.Errorf("create export: %w", err))
-		return
+		return fmt.Errorf("create export: %w", err)
 	}
 	prefix := pathPrefix(c.Request)
 	c.Header("Location", prefix+"/exports/"+stored.Code)
 	if !created {
 		c.JSON(http.StatusOK, present(stored, prefix)) // a replay of the same request
-		return
+		return nil
 	}
 	if err := s.Pool.Submit(j.Code); err != nil {
 		// The job never started: record why, so it is not PENDING forever.
@@ -245,13 +234,32 @@ func (s *Server) create(c *gin.Context) {
 			return nil
 		})
 		c.Writer.Header().Del("Location")
-		s.writeError(c, err)
-		return
+		return err
 	}
 	// Debug, not info: at thousands of creates a second a line each would
 	// be a write(2) per request (the request log has them at debug too).
 	s.log.Debug("export created", "code", j.Code, "rows", req.Rows, "durationMs", req.DurationMs)
 	c.JSON(http.StatusAccepted, present(j, prefix))
+	return nil
+}
+
+// roomFor refuses a new job of owner past its cap of unfinished jobs or
+// when the files directory has no room for it. A cap that cannot be
+// checked refuses too (503).
+func (s *Server) roomFor(ctx context.Context, owner string) error {
+	if s.MaxActivePerOwner > 0 {
+		_, active, err := s.Store.Stats(ctx)
+		if err != nil {
+			return fmt.Errorf("create export: %w", err)
+		}
+		if active[owner] >= s.MaxActivePerOwner {
+			return job.ErrTooManyActive
+		}
+	}
+	if err := s.Pool.RoomForNew(); err != nil {
+		return fmt.Errorf("create export: %w", err)
+	}
+	return nil
 }
 
 // decodeRequest reads one JSON object of bounded size with no unknown fields.
@@ -282,17 +290,16 @@ func decodeRequest(w http.ResponseWriter, r *http.Request) (job.Request, error) 
 	return req, req.Validate()
 }
 
-func (s *Server) list(c *gin.Context) {
+func (s *Server) list(c *gin.Context) error {
 	owner := ownerOf(c)
 	if q, ok := c.GetQuery("owner"); ok && q != owner {
 		// Only the caller's own jobs are ever listed.
 		c.JSON(http.StatusOK, gin.H{"exports": []job.Job{}})
-		return
+		return nil
 	}
 	jobs, err := s.Store.List(c, owner)
 	if err != nil {
-		s.writeError(c, fmt.Errorf("list: %w", err))
-		return
+		return fmt.Errorf("list: %w", err)
 	}
 	prefix := pathPrefix(c.Request)
 	out := make([]job.Job, len(jobs))
@@ -300,6 +307,7 @@ func (s *Server) list(c *gin.Context) {
 		out[i] = present(j, prefix)
 	}
 	c.JSON(http.StatusOK, gin.H{"exports": out})
+	return nil
 }
 
 // lookup parses :code and loads the caller's job.
@@ -318,22 +326,21 @@ func (s *Server) lookup(c *gin.Context) (job.Job, error) {
 	return j, nil
 }
 
-func (s *Server) get(c *gin.Context) {
+func (s *Server) get(c *gin.Context) error {
 	j, err := s.lookup(c)
 	if err != nil {
-		s.writeError(c, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusOK, present(j, pathPrefix(c.Request)))
+	return nil
 }
 
 // delete cancels an unfinished job (200 with its CANCELLED snapshot) or
 // deletes a finished one with its file (204).
-func (s *Server) delete(c *gin.Context) {
+func (s *Server) delete(c *gin.Context) error {
 	j, err := s.lookup(c)
 	if err != nil {
-		s.writeError(c, err)
-		return
+		return err
 	}
 	cancelled, err := s.Store.Update(c, j.Code, func(j *job.Job) error {
 		if j.Status.Terminal() {
@@ -347,22 +354,23 @@ func (s *Server) delete(c *gin.Context) {
 		s.Pool.Cancel(j.Code)
 		s.log.Info("export cancelled", "code", j.Code)
 		c.JSON(http.StatusOK, present(cancelled, pathPrefix(c.Request)))
+		return nil
 	case errors.Is(err, job.ErrTerminal):
 		if err := s.Store.Delete(c, j.Code); err != nil {
-			s.writeError(c, fmt.Errorf("delete: %w", err))
-			return
+			return fmt.Errorf("delete: %w", err)
 		}
 		if err := s.Pool.RemoveFile(j.Code); err != nil {
 			s.log.Error("delete file", "code", j.Code, "err", err)
 		}
 		s.log.Info("export deleted", "code", j.Code)
 		c.Status(http.StatusNoContent)
+		return nil
 	default:
-		s.writeError(c, fmt.Errorf("cancel: %w", err))
+		return fmt.Errorf("cancel: %w", err)
 	}
 }
 
-func (s *Server) file(c *gin.Context) {
+func (s *Server) file(c *gin.Context) error {
 	j, err := s.lookup(c)
 	if errors.Is(err, job.ErrNotFound) {
 		// Swept by retention: the file is gone for good, say so.
@@ -371,17 +379,14 @@ func (s *Server) file(c *gin.Context) {
 		}
 	}
 	if err != nil {
-		s.writeError(c, err)
-		return
+		return err
 	}
 	if j.Status != job.StatusCompleted || j.File == nil {
-		s.writeError(c, fmt.Errorf("export is %s: %w", j.Status, job.ErrNotReady))
-		return
+		return fmt.Errorf("export is %s: %w", j.Status, job.ErrNotReady)
 	}
 	f, err := os.Open(s.Pool.FilePath(j.Code))
 	if err != nil {
-		s.writeError(c, fmt.Errorf("open file: %w", err))
-		return
+		return fmt.Errorf("open file: %w", err)
 	}
 	defer func() { _ = f.Close() }()
 	h := c.Writer.Header()
@@ -391,4 +396,5 @@ func (s *Server) file(c *gin.Context) {
 	h.Set("Cache-Control", "private, no-cache")
 	// ServeContent sets Content-Length and answers Range and If-None-Match.
 	http.ServeContent(c.Writer, c.Request, j.File.Name, j.UpdatedAt, f)
+	return nil
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -19,18 +20,17 @@ import (
 // not know (or another session's) still gets a plain 404 (EventSource
 // stops) and a resume with nothing newer gets 204; then it hands the
 // connection to the stream pool and returns.
-func (s *Server) events(c *gin.Context, code string) {
-	sid, ok := s.requireSession(c)
-	if !ok {
-		return
+func (s *Server) events(c *gin.Context, code string) error {
+	sid, err := requireSession(c)
+	if err != nil {
+		return err
 	}
 	after, err := strconv.ParseInt(c.GetHeader("Last-Event-ID"), 10, 64)
 	if err != nil || after < 0 {
 		after = 0 // malformed is treated as absent
 	}
-	if e := s.streams.acquire(sid); e != nil {
-		writeError(c, e)
-		return
+	if err := s.streams.acquire(sid); err != nil {
+		return err
 	}
 	src := &jobStream{s: s, sid: sid, sub: s.Hub.Subscribe(sid, code, after, nil), lastID: c.GetHeader("Last-Event-ID")}
 	s.Metrics.subscribersActive.Inc()
@@ -46,26 +46,28 @@ func (s *Server) events(c *gin.Context, code string) {
 	var first []byte
 	select {
 	case <-c.Request.Context().Done():
-		return
+		return nil // the browser left: nobody to answer
 	case <-s.closing:
-		writeError(c, errShuttingDown)
-		return
+		return errShuttingDown
 	case <-wait.C:
 		first = stream.AppendPing(first) // nothing yet: open the stream with a heartbeat
 	case <-src.sub.Ready():
 		evs, ended := src.sub.Drain()
 		if len(evs) > 0 && evs[0].ErrorCode() == "NOT_FOUND" {
-			writeError(c, errNotFound)
-			return
+			return errNotFound
 		}
 		if ended && len(evs) == 0 {
 			// Nothing newer than Last-Event-ID will come: stop the browser.
 			c.Status(http.StatusNoContent)
-			return
+			return nil
 		}
 		first = src.append(first, evs)
 	}
-	opened = s.openStream(c, append(s.streamHead(c), first...), src)
+	if err := s.openStream(c, append(s.streamHead(c), first...), src); err != nil {
+		return err
+	}
+	opened = true
+	return nil
 }
 
 // jobStream is one browser's stream of one job: the subscription's events
@@ -116,17 +118,18 @@ func (s *Server) streamHead(c *gin.Context) []byte {
 	return stream.Head(c.Writer.Header(), s.Retry+rand.N(s.Retry/2+1))
 }
 
-// openStream hands the connection to the stream pool; false if it did not
-// take it (src is then the caller's to close).
-func (s *Server) openStream(c *gin.Context, head []byte, src stream.Source) bool {
+// openStream hands the connection to the stream pool; on an error it did
+// not take it (src is then the caller's to close). The pool refuses a new
+// stream only before taking the connection (errShuttingDown, answered);
+// any other error comes after it took the connection, and ends it.
+func (s *Server) openStream(c *gin.Context, head []byte, src stream.Source) error {
 	err := s.pool.Open(c.Writer, head, src)
 	switch {
 	case err == nil:
-		return true
+		return nil
 	case errors.Is(err, stream.ErrClosed):
-		writeError(c, errShuttingDown)
+		return fmt.Errorf("%w: %w", errShuttingDown, err)
 	default:
-		s.Logger.Debug("open an event stream", "path", c.Request.URL.Path, "err", err)
+		return fmt.Errorf("open an event stream: %w", err)
 	}
-	return false
 }

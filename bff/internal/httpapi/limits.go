@@ -1,23 +1,23 @@
 package httpapi
 
 import (
-	"net/http"
+	"errors"
+	"sync"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/exportstream/exportstream/bff/internal/connlimit"
-	"sync"
-	"time"
 )
 
 var (
-	errTooManyStreams = &apiError{http.StatusTooManyRequests, "TOO_MANY_STREAMS", "this session has too many open event streams; use /api/events"}
+	errTooManyStreams = errors.New("this session has too many open event streams; use /api/events")
 	// errServerBusy also closes the connection: an idle one kept by a
 	// browser that cannot stream here would hold a file to no use.
-	errServerBusy = &apiError{http.StatusServiceUnavailable, "TOO_MANY_STREAMS", "this server has too many open event streams; try again later"}
+	errServerBusy = errors.New("this server has too many open event streams; try again later")
 	// errServerFull answers a request on a connection past the open-file
 	// budget (connlimit), and closes it.
-	errServerFull = &apiError{http.StatusServiceUnavailable, "TOO_MANY_CONNECTIONS", "this server has no room for another connection; try again later"}
+	errServerFull = errors.New("this server has no room for another connection; try again later")
 )
 
 // streamLimits counts open event streams per session and in all.
@@ -32,7 +32,7 @@ func newStreamLimits(maxPer, maxTotal int) *streamLimits {
 	return &streamLimits{perSession: make(map[string]int), maxPer: maxPer, maxTotal: maxTotal}
 }
 
-func (l *streamLimits) acquire(sid string) *apiError {
+func (l *streamLimits) acquire(sid string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
@@ -108,8 +108,9 @@ func (r *rateLimiter) forgetFull(now time.Time) {
 
 // refuseOverBudget answers every request on a connection past the
 // open-file budget 503 at once.
-func refuseOverBudget(c *gin.Context) {
+func refuseOverBudget(c *gin.Context) error {
 	if connlimit.OverBudget(c.Request.Context()) {
-		writeError(c, errServerFull)
+		return errServerFull
 	}
+	return nil
 }

@@ -31,11 +31,10 @@ import (
 // Jobs created through this BFF are joined at once. Behind several BFFs a
 // job created through another instance is found by re-listing the
 // session's jobs every MultiplexResync (and on the tab's next reconnect).
-func (s *Server) sessionEvents(c *gin.Context) {
+func (s *Server) sessionEvents(c *gin.Context) error {
 	sid := s.ensureSession(c)
-	if e := s.streams.acquire(sid); e != nil {
-		writeError(c, e)
-		return
+	if err := s.streams.acquire(sid); err != nil {
+		return err
 	}
 	m := &sessionStream{s: s, sid: sid, subs: make(map[string]*relay.Subscription), sent: make(map[string]int64)}
 	m.feed = s.feeds.open(sid, m.join) // before listing, so no job falls between the two
@@ -46,13 +45,17 @@ func (s *Server) sessionEvents(c *gin.Context) {
 			m.Closed()
 		}
 	}()
-	jobs, ok := s.sessionJobs(c, sid)
-	if !ok {
-		return
+	jobs, err := s.listJobs(c.Request.Context(), sid)
+	if err != nil {
+		return fmt.Errorf("%w: list the session's exports: %w", errBackend, err)
 	}
 	m.listed = jobs
 	// The ping opens the stream even when the session has no jobs yet.
-	opened = s.openStream(c, stream.AppendPing(s.streamHead(c)), m)
+	if err := s.openStream(c, stream.AppendPing(s.streamHead(c)), m); err != nil {
+		return err
+	}
+	opened = true
+	return nil
 }
 
 // sessionStream is one tab's stream of all its session's jobs.
@@ -197,17 +200,6 @@ type listedJob struct {
 
 func (j listedJob) terminal() bool {
 	return j.Status == "COMPLETED" || j.Status == "FAILED" || j.Status == "CANCELLED"
-}
-
-// sessionJobs lists the session's jobs; on failure it has answered.
-func (s *Server) sessionJobs(c *gin.Context, sid string) ([]listedJob, bool) {
-	jobs, err := s.listJobs(c.Request.Context(), sid)
-	if err != nil {
-		s.Logger.Error("list the session's exports", "err", err)
-		writeError(c, errBackend)
-		return nil, false
-	}
-	return jobs, true
 }
 
 // listJobs asks the backend for the session's jobs, kept as it sent them.

@@ -32,20 +32,20 @@ func (s *Server) ensureSession(c *gin.Context) string {
 	return id
 }
 
-// requireSession answers 404 for a browser without a session: it owns
-// no export, so whatever code it asks for is not one of its own.
-func (s *Server) requireSession(c *gin.Context) (string, bool) {
+// requireSession is errNotFound (404) for a browser without a session: it
+// owns no export, so whatever code it asks for is not one of its own.
+func requireSession(c *gin.Context) (string, error) {
 	id, ok := sessionID(c)
 	if !ok {
-		writeError(c, errNotFound)
+		return "", errNotFound
 	}
-	return id, ok
+	return id, nil
 }
 
 // checkOrigin refuses state-changing requests from other sites (CSRF):
 // the Origin (or, lacking it, the Referer) must be this BFF's own origin
 // or an allowed one. Requests with neither come from non-browser clients.
-func (s *Server) checkOrigin(c *gin.Context) {
+func (s *Server) checkOrigin(c *gin.Context) error {
 	origin := c.GetHeader("Origin")
 	if origin == "" {
 		if ref, err := url.Parse(c.GetHeader("Referer")); err == nil && ref.Host != "" {
@@ -53,9 +53,9 @@ func (s *Server) checkOrigin(c *gin.Context) {
 		}
 	}
 	if origin == "" || origin == ownOrigin(c.Request) || slices.Contains(s.AllowedOrigins, origin) {
-		return
+		return nil
 	}
-	writeError(c, errOrigin)
+	return errOrigin
 }
 
 // ownOrigin is the origin the browser used to reach us; behind a proxy it

@@ -1,6 +1,9 @@
 // Package httpapi is the BFF's HTTP surface: the browser-facing /api routes
 // (proxied to the backend as the browser's session), the relayed per-job
 // and per-session event streams, the demo page, health and metrics.
+// Handlers return errors; handle answers them through errorTable
+// (errors.go), the one place the BFF's own errors become statuses. Backend
+// answers are relayed as sent.
 package httpapi
 
 import (
@@ -108,17 +111,18 @@ func New(cfg Config) (*Server, error) {
 		s.loops.Go(func() { s.resyncs.run(ctx, cfg.MultiplexResync) })
 	}
 	r := gin.New()
-	r.Use(refuseOverBudget, gin.CustomRecoveryWithWriter(io.Discard, s.recovered), s.boundWrites, securityHeaders, s.cors, s.loadSession)
+	r.Use(s.handle(refuseOverBudget), gin.CustomRecoveryWithWriter(io.Discard, s.recovered), s.boundWrites, securityHeaders, s.cors, s.loadSession)
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	r.GET("/readyz", s.ready)
+	r.GET("/readyz", s.handle(s.ready))
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(cfg.Metrics.Registry, promhttp.HandlerOpts{})))
 
-	r.GET("/api/events", s.sessionEvents)
+	r.GET("/api/events", s.handle(s.sessionEvents))
+	checkOrigin := s.handle(s.checkOrigin)
 	api := r.Group("/api/exports")
-	api.POST("", s.checkOrigin, s.create)
-	api.GET("", s.list)
+	api.POST("", checkOrigin, s.handle(s.create))
+	api.GET("", s.handle(s.list))
 	api.GET("/:code", s.withCode(s.get))
-	api.DELETE("/:code", s.checkOrigin, s.withCode(s.cancel))
+	api.DELETE("/:code", checkOrigin, s.withCode(s.cancel))
 	api.GET("/:code/events", s.withCode(s.events))
 	api.GET("/:code/file", s.withCode(s.file))
 	r.NoRoute(s.static())
@@ -172,67 +176,61 @@ func (w *deadlineWriter) WriteString(s string) (int, error) {
 // Unwrap lets http.ResponseController reach the connection.
 func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// recovered answers a panic as an unknown error: 500, logged by writeError.
 func (s *Server) recovered(c *gin.Context, err any) {
-	s.Logger.Error("panic serving request", "method", c.Request.Method, "path", c.Request.URL.Path, "panic", err)
-	writeError(c, errInternal)
+	s.writeError(c, fmt.Errorf("panic serving request: %v", err))
 }
 
 // ready says whether this instance should get traffic: not shutting down
 // and the backend answering.
-func (s *Server) ready(c *gin.Context) {
+func (s *Server) ready(c *gin.Context) error {
 	select {
 	case <-s.closing:
-		writeError(c, errShuttingDown)
-		return
+		return errShuttingDown
 	default:
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 	defer cancel()
 	resp, err := s.Backend.Do(ctx, http.MethodGet, "/readyz", "", nil, nil)
 	if err != nil {
-		writeError(c, errBackend)
-		return
+		return fmt.Errorf("%w: %w", errBackend, err)
 	}
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		writeError(c, errBackend)
-		return
+		return fmt.Errorf("%w: the backend's /readyz answered %d", errBackend, resp.StatusCode)
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	return nil
 }
 
 // withCode checks the :code parameter before the handler runs, so a bad
 // code never reaches the backend.
-func (s *Server) withCode(h func(c *gin.Context, code string)) gin.HandlerFunc {
-	return func(c *gin.Context) {
+func (s *Server) withCode(h func(c *gin.Context, code string) error) gin.HandlerFunc {
+	return s.handle(func(c *gin.Context) error {
 		u, err := uuid.Parse(c.Param("code"))
 		if err != nil || len(c.Param("code")) != 36 {
-			writeError(c, errInvalidCode)
-			return
+			return errInvalidCode
 		}
-		h(c, u.String())
-	}
+		return h(c, u.String())
+	})
 }
 
-func (s *Server) create(c *gin.Context) {
+func (s *Server) create(c *gin.Context) error {
 	sid := s.ensureSession(c)
 	if !s.creates.allow(sid) {
-		c.Header("Retry-After", "1")
-		writeError(c, &apiError{http.StatusTooManyRequests, "RATE_LIMITED", "too many exports started; slow down"})
-		return
+		return errRateLimited
 	}
 	body := http.MaxBytesReader(c.Writer, c.Request.Body, maxBodyBytes)
-	resp, ok := s.roundTrip(c.Request.Context(), c, http.MethodPost, "/v1/exports", sid, body, "Content-Type", "Idempotency-Key")
-	if !ok {
-		return
+	resp, err := s.roundTrip(c.Request.Context(), c, http.MethodPost, "/v1/exports", sid, body, "Content-Type", "Idempotency-Key")
+	if err != nil {
+		return err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	// Read the (small) answer to tell this session's open /api/events
 	// streams about the new export.
 	out, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes))
 	if err != nil {
-		writeError(c, errBackend)
-		return
+		return fmt.Errorf("%w: read the created export: %w", errBackend, err)
 	}
 	var created struct {
 		Code string `json:"code"`
@@ -240,40 +238,33 @@ func (s *Server) create(c *gin.Context) {
 	if resp.StatusCode == http.StatusAccepted && json.Unmarshal(out, &created) == nil {
 		s.feeds.notify(sid, created.Code)
 	}
-	_ = copyResponse(c, resp, bytes.NewReader(out)) // a browser that went away is not our error
+	return copyResponse(c, resp, bytes.NewReader(out))
 }
 
 // list starts the session if there is none (a page's first call), so
 // the page's concurrent first creates all share it.
-func (s *Server) list(c *gin.Context) {
-	sid, ok := sessionID(c)
-	if !ok {
+func (s *Server) list(c *gin.Context) error {
+	if _, ok := sessionID(c); !ok {
 		s.ensureSession(c)
 		c.JSON(http.StatusOK, gin.H{"exports": []struct{}{}}) // a new session has no exports
-		return
+		return nil
 	}
-	s.forward(c, http.MethodGet, "/v1/exports", sid, nil)
+	return s.forward(c, http.MethodGet, "/v1/exports")
 }
 
-func (s *Server) get(c *gin.Context, code string) {
-	if sid, ok := s.requireSession(c); ok {
-		s.forward(c, http.MethodGet, "/v1/exports/"+code, sid, nil)
-	}
+func (s *Server) get(c *gin.Context, code string) error {
+	return s.forward(c, http.MethodGet, "/v1/exports/"+code)
 }
 
 // cancel cancels a running export or deletes a finished one.
-func (s *Server) cancel(c *gin.Context, code string) {
-	if sid, ok := s.requireSession(c); ok {
-		s.forward(c, http.MethodDelete, "/v1/exports/"+code, sid, nil)
-	}
+func (s *Server) cancel(c *gin.Context, code string) error {
+	return s.forward(c, http.MethodDelete, "/v1/exports/"+code)
 }
 
 // file streams the download from the backend; Range and conditional
 // requests pass through, so resumable downloads work end to end.
-func (s *Server) file(c *gin.Context, code string) {
-	if sid, ok := s.requireSession(c); ok {
-		s.forward(c, http.MethodGet, "/v1/exports/"+code+"/file", sid, nil, "Range", "If-Range", "If-None-Match", "If-Modified-Since")
-	}
+func (s *Server) file(c *gin.Context, code string) error {
+	return s.forward(c, http.MethodGet, "/v1/exports/"+code+"/file", "Range", "If-Range", "If-None-Match", "If-Modified-Since")
 }
 
 // responseHeaders are the backend response headers a browser needs.
@@ -282,28 +273,34 @@ var responseHeaders = []string{
 	"ETag", "Last-Modified", "Cache-Control", "Location", "Retry-After",
 }
 
-// forward sends the request to the backend and streams the answer back.
-func (s *Server) forward(c *gin.Context, method, path, owner string, body io.Reader, requestHeaders ...string) {
+// forward sends the request to the backend as the browser's session and
+// streams the answer back. A browser without a session owns no export:
+// errNotFound.
+func (s *Server) forward(c *gin.Context, method, path string, requestHeaders ...string) error {
+	sid, err := requireSession(c)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(c.Request.Context())
 	defer cancel()
-	resp, ok := s.roundTrip(ctx, c, method, path, owner, body, requestHeaders...)
-	if !ok {
-		return
+	resp, err := s.roundTrip(ctx, c, method, path, sid, nil, requestHeaders...)
+	if err != nil {
+		return err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if err := copyResponse(c, resp, resp.Body); err != nil {
 		cancel() // the browser went away or was cut off: so does the backend request
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			s.Logger.Info("cut off a browser that stopped reading a response", "path", c.Request.URL.Path, "remote", c.Request.RemoteAddr)
-		}
+		return err
 	}
+	return nil
 }
 
-// roundTrip sends the request with the named request headers. On failure
-// it has answered the browser and returns false. Backend errors are
-// passed on as the same JSON shape; faults of our own (unreachable
-// backend, rejected service token) become 502, never a backend detail.
-func (s *Server) roundTrip(ctx context.Context, c *gin.Context, method, path, owner string, body io.Reader, requestHeaders ...string) (*http.Response, bool) {
+// roundTrip sends the request with the named request headers and returns
+// the backend's answer for the browser: backend errors are passed on as
+// sent (the same JSON shape). Faults of our own (unreachable backend,
+// rejected service token, a backend fault the browser cannot act on) are
+// errBackend, a 502 that names no backend detail.
+func (s *Server) roundTrip(ctx context.Context, c *gin.Context, method, path, owner string, body io.Reader, requestHeaders ...string) (*http.Response, error) {
 	h := http.Header{}
 	for _, k := range requestHeaders {
 		if v := c.Request.Header.Values(k); len(v) > 0 {
@@ -312,25 +309,16 @@ func (s *Server) roundTrip(ctx context.Context, c *gin.Context, method, path, ow
 	}
 	resp, err := s.Backend.Do(ctx, method, path, owner, body, h)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(c, &apiError{http.StatusRequestEntityTooLarge, "BODY_TOO_LARGE", "request body must be at most 65536 bytes"})
-			return nil, false
+		if _, tooBig := errors.AsType[*http.MaxBytesError](err); tooBig {
+			return nil, fmt.Errorf("%w: %w", errBodyTooLarge, err)
 		}
-		if c.Request.Context().Err() == nil {
-			s.Logger.Warn("backend unreachable", "method", method, "path", path, "err", err)
-		}
-		writeError(c, errBackend)
-		return nil, false
+		return nil, fmt.Errorf("%w: %w", errBackend, err)
 	}
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode >= 500 && !passedOn(resp.StatusCode) {
-		// The browser cannot fix our service token or the backend's fault.
-		s.Logger.Error("backend refused the BFF", "method", method, "path", path, "status", resp.StatusCode)
 		_ = resp.Body.Close()
-		writeError(c, errBackend)
-		return nil, false
+		return nil, fmt.Errorf("%w: the backend refused %s %s with %d", errBackend, method, path, resp.StatusCode)
 	}
-	return resp, true
+	return resp, nil
 }
 
 // passedOn reports whether a backend 5xx means something to the browser:
@@ -350,7 +338,10 @@ func copyResponse(c *gin.Context, resp *http.Response, body io.Reader) error {
 			c.Writer.Header()[k] = v
 		}
 	}
+	// The backend's status is the answer from here on: an error while
+	// copying ends the response (handle), it does not replace it.
 	c.Status(resp.StatusCode)
+	c.Writer.WriteHeaderNow()
 	if _, err := io.Copy(c.Writer, body); err != nil {
 		return fmt.Errorf("copy the response: %w", err)
 	}
@@ -360,21 +351,20 @@ func copyResponse(c *gin.Context, resp *http.Response, body io.Reader) error {
 // static serves the built demo page for any GET outside /api.
 func (s *Server) static() gin.HandlerFunc {
 	files := http.FileServer(http.Dir(s.StaticDir))
-	return func(c *gin.Context) {
+	return s.handle(func(c *gin.Context) error {
 		if c.Request.Method != http.MethodGet && c.Request.Method != http.MethodHead {
-			writeError(c, &apiError{http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "method " + c.Request.Method + " is not allowed here"})
-			return
+			return &apiError{http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "method " + c.Request.Method + " is not allowed here"}
 		}
 		if _, err := os.Stat(filepath.Join(s.StaticDir, "index.html")); s.StaticDir == "" || err != nil {
 			if c.Request.URL.Path == "/" {
 				c.Data(http.StatusOK, "text/html; charset=utf-8", []byte(notBuiltPage))
-				return
+				return nil
 			}
-			writeError(c, &apiError{http.StatusNotFound, "NO_ROUTE", "no such endpoint: " + c.Request.URL.Path})
-			return
+			return &apiError{http.StatusNotFound, "NO_ROUTE", "no such endpoint: " + c.Request.URL.Path}
 		}
 		files.ServeHTTP(c.Writer, c.Request)
-	}
+		return nil
+	})
 }
 
 const notBuiltPage = `<!doctype html><title>exportstream</title>

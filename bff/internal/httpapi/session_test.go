@@ -306,7 +306,9 @@ func TestABackendRestartWithinTheGiveUpWindowIsInvisibleToSubscribers(t *testing
 	}
 	firsts := make([]event, len(streams))
 	for i, s := range streams {
-		for firsts[i] = s.next(t); firsts[i].job.Progress == 0; firsts[i] = s.next(t) {
+		firsts[i] = s.next(t)
+		for firsts[i].job.Progress == 0 {
+			firsts[i] = s.next(t)
 		}
 	}
 	_ = be.cmd.Process.Kill()
