@@ -202,83 +202,117 @@ type watchOpts struct {
 func subscribe(ctx context.Context, c *http.Client, t target, j job, o watchOpts) subResult {
 	ctx, cancel := context.WithTimeout(ctx, o.deadline)
 	defer cancel()
-	var res subResult
-	var last int64
-	notified := false
-	for attempt := 0; attempt < o.maxConns && ctx.Err() == nil; attempt++ {
+	s := &subscription{c: c, t: t, j: j, o: o}
+	return s.run(ctx)
+}
+
+// subscription is one subscriber's watch of one job: its connections in
+// turn, the last event id it resumes from, and what it saw.
+type subscription struct {
+	c *http.Client
+	t target
+	j job
+	o watchOpts
+
+	res      subResult
+	last     int64 // the highest seq received: Last-Event-ID of the next connection
+	notified bool  // o.connected has been called
+}
+
+func (s *subscription) run(ctx context.Context) subResult {
+	for attempt := 0; attempt < s.o.maxConns && ctx.Err() == nil; attempt++ {
 		if attempt > 0 {
-			res.reconnects++
+			s.res.reconnects++
 			select {
 			case <-ctx.Done():
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, eventsURL(t, j.code), nil)
-		if err != nil {
-			res.err = err
-			return res
-		}
-		req.Header.Set("Accept", "text/event-stream")
-		if j.cookie != "" && t.kind == kindBFF {
-			req.Header.Set("Cookie", j.cookie)
-		}
-		if j.owner != "" && t.kind == kindBackend {
-			req.Header.Set("X-Export-Owner", j.owner)
-		}
-		if last > 0 {
-			req.Header.Set("Last-Event-ID", fmt.Sprint(last))
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			res.err = err
-			continue
-		}
-		if resp.StatusCode != http.StatusOK {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			res.err = fmt.Errorf("GET events: %d", resp.StatusCode)
-			if resp.StatusCode == http.StatusNoContent {
-				res.terminal = true
-				return res
-			}
-			continue
-		}
-		if !notified && o.connected != nil {
-			notified = true
-			o.connected()
-		}
-		for ev, err := range sse.Read(resp.Body, nil) {
-			now := time.Now()
-			if err != nil {
-				res.err = err
-				break
-			}
-			if ev.Data == "" {
-				continue
-			}
-			d := parseDelivery(ev.Data, now)
-			if d.seq == 0 {
-				d.seq, _ = parseInt(ev.LastEventID)
-			}
-			if d.seq > last {
-				last = d.seq
-			}
-			res.events = append(res.events, d)
-			if d.terminal {
-				res.terminal = true
-				break
-			}
-		}
-		_ = resp.Body.Close()
-		if res.terminal {
-			res.err = nil
-			return res
+		if s.connect(ctx) {
+			return s.res
 		}
 	}
-	if res.err == nil && !res.terminal {
-		res.err = errors.New("stream ended without a terminal event")
+	if s.res.err == nil && !s.res.terminal {
+		s.res.err = errors.New("stream ended without a terminal event")
 	}
-	return res
+	return s.res
+}
+
+// connect makes one connection and reads it to its end; it reports whether
+// the watch is over (terminal event, 204, or a request that cannot be
+// made) rather than worth another connection.
+func (s *subscription) connect(ctx context.Context) (over bool) {
+	req, err := s.request(ctx)
+	if err != nil {
+		s.res.err = err
+		return true
+	}
+	resp, err := s.c.Do(req)
+	if err != nil {
+		s.res.err = err
+		return false
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		s.res.err = fmt.Errorf("GET events: %d", resp.StatusCode)
+		// 204: the job is gone or over, nothing more will come.
+		s.res.terminal = resp.StatusCode == http.StatusNoContent
+		return s.res.terminal
+	}
+	if !s.notified && s.o.connected != nil {
+		s.notified = true
+		s.o.connected()
+	}
+	s.read(resp.Body)
+	if s.res.terminal {
+		s.res.err = nil
+		return true
+	}
+	return false
+}
+
+func (s *subscription) request(ctx context.Context) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, eventsURL(s.t, s.j.code), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if s.j.cookie != "" && s.t.kind == kindBFF {
+		req.Header.Set("Cookie", s.j.cookie)
+	}
+	if s.j.owner != "" && s.t.kind == kindBackend {
+		req.Header.Set("X-Export-Owner", s.j.owner)
+	}
+	if s.last > 0 {
+		req.Header.Set("Last-Event-ID", fmt.Sprint(s.last))
+	}
+	return req, nil
+}
+
+// read records the events of one stream until it ends, fails, or brings
+// the terminal event.
+func (s *subscription) read(body io.Reader) {
+	for ev, err := range sse.Read(body, nil) {
+		now := time.Now()
+		if err != nil {
+			s.res.err = err
+			return
+		}
+		if ev.Data == "" {
+			continue
+		}
+		d := parseDelivery(ev.Data, now)
+		if d.seq == 0 {
+			d.seq, _ = parseInt(ev.LastEventID)
+		}
+		s.last = max(s.last, d.seq)
+		s.res.events = append(s.res.events, d)
+		if d.terminal {
+			s.res.terminal = true
+			return
+		}
+	}
 }
 
 // parseDelivery reads seq, updatedAt and status out of a job JSON without

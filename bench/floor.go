@@ -48,72 +48,28 @@ func scenarioFloor(ctx context.Context, e *env) (*Scenario, error) {
 	return s, nil
 }
 
+// floorWrites times rounds of one size-byte write to each of sockets
+// loopback connections, their peers read or not.
 func floorWrites(ctx context.Context, sockets, rounds, size int, reading bool) (map[string]float64, error) {
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = ln.Close() }()
-	var conns []net.Conn
-	var readers sync.WaitGroup
-	var readBytes atomic.Int64
-	total, allRead := int64(sockets*rounds*size), make(chan struct{})
-	defer func() {
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		readers.Wait()
-	}()
-	var raws []syscall.RawConn
+	f := &floorConns{total: int64(sockets * rounds * size), allRead: make(chan struct{})}
+	defer f.close()
 	for range sockets {
-		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", ln.Addr().String())
-		if err != nil {
+		if err := f.add(ctx, ln, reading); err != nil {
 			return nil, err
-		}
-		srv, err := ln.Accept()
-		if err != nil {
-			_ = c.Close()
-			return nil, err
-		}
-		conns = append(conns, c, srv)
-		rc, err := srv.(*net.TCPConn).SyscallConn()
-		if err != nil {
-			return nil, err
-		}
-		raws = append(raws, rc)
-		if reading {
-			readers.Add(1)
-			go func() {
-				defer readers.Done()
-				buf := make([]byte, 4096)
-				for { // until the deferred close
-					k, err := c.Read(buf)
-					if k > 0 && readBytes.Add(int64(k)) == total {
-						close(allRead)
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
 		}
 	}
 	msg := make([]byte, size)
-	var werr error
 	// One locked thread, so its CPU clock counts the writes and nothing else.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	cpu0, all0, t0 := cpuThread(), selfCPU(), time.Now()
-	for range rounds {
-		for _, rc := range raws {
-			err := rc.Write(func(fd uintptr) bool {
-				_, werr = syscall.Write(int(fd), msg)
-				return true
-			})
-			if err != nil || werr != nil {
-				return nil, fmt.Errorf("write: %w %w", err, werr)
-			}
-		}
+	if err := f.writeRounds(rounds, msg); err != nil {
+		return nil, err
 	}
 	cpu, wall := cpuThread()-cpu0, time.Since(t0)
 	n := float64(sockets * rounds)
@@ -126,16 +82,100 @@ func floorWrites(ctx context.Context, sockets, rounds, size int, reading bool) (
 	if reading {
 		// Wait until the readers have everything, then charge them the
 		// rest of the process's CPU (getrusage: tick-coarse, fine at this size).
-		select {
-		case <-allRead:
-		case <-time.After(30 * time.Second):
-			return nil, errors.New("the readers did not get every byte within 30 s")
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if err := f.waitAllRead(ctx); err != nil {
+			return nil, err
 		}
 		m["readers' CPU µs/write"] = float64((selfCPU() - all0 - cpu).Nanoseconds()) / 1e3 / n
 	}
 	return m, nil
+}
+
+// floorConns are the loopback connection pairs of floorWrites: the
+// accepted ends are written through their raw descriptors, the dialled
+// ends optionally read by a goroutine each until close.
+type floorConns struct {
+	conns     []net.Conn
+	raws      []syscall.RawConn // of the accepted ends, in order
+	readers   sync.WaitGroup
+	readBytes atomic.Int64
+	total     int64         // bytes the writes send over all connections
+	allRead   chan struct{} // closed when the readers have read total
+}
+
+// add dials and accepts one more pair; reading starts its reader.
+func (f *floorConns) add(ctx context.Context, ln net.Listener, reading bool) error {
+	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	srv, err := ln.Accept()
+	if err != nil {
+		_ = c.Close()
+		return err
+	}
+	f.conns = append(f.conns, c, srv)
+	rc, err := srv.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return err
+	}
+	f.raws = append(f.raws, rc)
+	if reading {
+		f.readers.Add(1)
+		go f.read(c)
+	}
+	return nil
+}
+
+// read counts what arrives on c until c is closed.
+func (f *floorConns) read(c net.Conn) {
+	defer f.readers.Done()
+	buf := make([]byte, 4096)
+	for {
+		k, err := c.Read(buf)
+		if k > 0 && f.readBytes.Add(int64(k)) == f.total {
+			close(f.allRead)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// writeRounds writes msg once to every connection, rounds times, with
+// write(2) on the descriptor: no Go buffering or poller in the way.
+func (f *floorConns) writeRounds(rounds int, msg []byte) error {
+	var werr error
+	for range rounds {
+		for _, rc := range f.raws {
+			err := rc.Write(func(fd uintptr) bool {
+				_, werr = syscall.Write(int(fd), msg)
+				return true
+			})
+			if err != nil || werr != nil {
+				return fmt.Errorf("write: %w %w", err, werr)
+			}
+		}
+	}
+	return nil
+}
+
+func (f *floorConns) waitAllRead(ctx context.Context) error {
+	select {
+	case <-f.allRead:
+		return nil
+	case <-time.After(30 * time.Second):
+		return errors.New("the readers did not get every byte within 30 s")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// close closes every connection and waits for the readers to end.
+func (f *floorConns) close() {
+	for _, c := range f.conns {
+		_ = c.Close()
+	}
+	f.readers.Wait()
 }
 
 // cpuThread is the calling thread's CPU time, to the nanosecond.

@@ -119,49 +119,67 @@ func (r *Results) markdown() string {
 		fmt.Fprintf(&b, "Every scenario ran %d times, the order of its variants reversed on every other run; each figure is the median over the runs, with the lowest and highest in brackets.\n\n", r.Runs)
 	}
 	for _, s := range r.Scenarios {
-		fmt.Fprintf(&b, "### %s\n\n%s\n\n", s.Name, s.Setup)
-		fmt.Fprintf(&b, "| target | %s |\n|---|%s\n", strings.Join(s.Columns, " | "), strings.Repeat("---|", len(s.Columns)))
-		var base *Row
-		for _, row := range s.Rows {
-			if row.Target == s.Baseline {
-				base = row
-			}
-		}
-		for _, row := range s.Rows {
-			cells := []string{row.Target}
-			for _, c := range s.Columns {
-				v, ok := row.Metrics[c]
-				if !ok {
-					cells = append(cells, "–")
-					continue
-				}
-				cell := fmtNum(v)
-				if sp, ok := row.Spread[c]; ok && sp[0] != sp[1] {
-					cell += fmt.Sprintf(" [%s–%s]", fmtNum(sp[0]), fmtNum(sp[1]))
-				}
-				if base != nil && row != base {
-					if bv, ok := base.Metrics[c]; ok && bv != 0 && !math.IsNaN(bv) && !math.IsNaN(v) {
-						cell += fmt.Sprintf(" (×%s)", fmtNum(v/bv))
-					}
-				}
-				cells = append(cells, cell)
-			}
-			fmt.Fprintf(&b, "| %s |\n", strings.Join(cells, " | "))
-		}
-		for _, row := range s.Rows {
-			for _, n := range row.Notes {
-				fmt.Fprintf(&b, "\n- %s: %s", row.Target, n)
-			}
-		}
-		if base != nil {
-			fmt.Fprintf(&b, "\n\n(×r) = this target's figure / %s's.", s.Baseline)
-		}
-		for _, v := range s.Verdicts {
-			fmt.Fprintf(&b, "\n- **%s**", v)
-		}
-		b.WriteString("\n\n")
+		s.writeMarkdown(&b)
 	}
 	return b.String()
+}
+
+// writeMarkdown writes s's heading, setup, table, notes and verdicts.
+func (s *Scenario) writeMarkdown(b *strings.Builder) {
+	fmt.Fprintf(b, "### %s\n\n%s\n\n", s.Name, s.Setup)
+	fmt.Fprintf(b, "| target | %s |\n|---|%s\n", strings.Join(s.Columns, " | "), strings.Repeat("---|", len(s.Columns)))
+	base := s.baselineRow()
+	for _, row := range s.Rows {
+		cells := []string{row.Target}
+		for _, c := range s.Columns {
+			cells = append(cells, cell(row, base, c))
+		}
+		fmt.Fprintf(b, "| %s |\n", strings.Join(cells, " | "))
+	}
+	for _, row := range s.Rows {
+		for _, n := range row.Notes {
+			fmt.Fprintf(b, "\n- %s: %s", row.Target, n)
+		}
+	}
+	if base != nil {
+		fmt.Fprintf(b, "\n\n(×r) = this target's figure / %s's.", s.Baseline)
+	}
+	for _, v := range s.Verdicts {
+		fmt.Fprintf(b, "\n- **%s**", v)
+	}
+	b.WriteString("\n\n")
+}
+
+// baselineRow is the (last) row of s's baseline target, or nil.
+func (s *Scenario) baselineRow() *Row {
+	var base *Row
+	for _, row := range s.Rows {
+		if row.Target == s.Baseline {
+			base = row
+		}
+	}
+	return base
+}
+
+// cell is row's figure in column c: "–" when absent or not measured, the
+// spread over the runs in brackets when it has one, and "(×r)" against
+// base when there is a baseline and row is not it.
+func cell(row, base *Row, c string) string {
+	v, ok := row.Metrics[c]
+	if !ok {
+		return "–"
+	}
+	text := fmtNum(v)
+	if sp, ok := row.Spread[c]; ok && sp[0] != sp[1] {
+		text += fmt.Sprintf(" [%s–%s]", fmtNum(sp[0]), fmtNum(sp[1]))
+	}
+	if base == nil || row == base {
+		return text
+	}
+	if bv, ok := base.Metrics[c]; ok && bv != 0 && !math.IsNaN(bv) && !math.IsNaN(v) {
+		text += fmt.Sprintf(" (×%s)", fmtNum(v/bv))
+	}
+	return text
 }
 
 // cdfSVG draws the latency CDFs of the given scenarios, one line per

@@ -16,49 +16,72 @@ func mergeRuns(runs []*Scenario) *Scenario {
 	}
 	first := runs[0]
 	m := &Scenario{Name: first.Name, Setup: first.Setup, Columns: first.Columns, Baseline: first.Baseline,
-		Runs: len(runs), curves: map[string]latencies{}}
+		Runs: len(runs), curves: poolCurves(runs)}
 	for _, row := range first.Rows {
-		merged := &Row{Target: row.Target, Metrics: map[string]float64{}, Spread: map[string][2]float64{}}
-		for name := range row.Metrics {
-			var vs []float64
-			for _, r := range runs {
-				if other := r.row(row.Target); other != nil {
-					if v, ok := other.Metrics[name]; ok && !math.IsNaN(v) {
-						vs = append(vs, v)
-					}
-				}
-			}
-			if len(vs) == 0 {
-				merged.Metrics[name] = math.NaN()
-				continue
-			}
-			slices.Sort(vs)
-			merged.Metrics[name] = median(vs)
-			merged.Spread[name] = [2]float64{vs[0], vs[len(vs)-1]}
-		}
-		for i, r := range runs {
-			if other := r.row(row.Target); other != nil {
-				for _, n := range other.Notes {
-					merged.Notes = append(merged.Notes, runLabel(i)+n)
-				}
-			}
-		}
-		m.Rows = append(m.Rows, merged)
+		m.Rows = append(m.Rows, mergeRow(runs, row))
 	}
 	for _, r := range runs {
-		for target, l := range r.curves {
-			m.curves[target] = append(m.curves[target], l...)
-		}
 		for _, v := range r.Verdicts { // a skipped baseline, say
 			if !slices.Contains(m.Verdicts, v) {
 				m.Verdicts = append(m.Verdicts, v)
 			}
 		}
 	}
-	for target, l := range m.curves {
-		m.curves[target] = l.sorted()
-	}
 	return m
+}
+
+// mergeRow is row's target over all the runs: the median and spread of
+// each of row's metrics, and every run's notes labelled with the run.
+func mergeRow(runs []*Scenario, row *Row) *Row {
+	merged := &Row{Target: row.Target, Metrics: map[string]float64{}, Spread: map[string][2]float64{}}
+	for name := range row.Metrics {
+		vs := measured(runs, row.Target, name)
+		if len(vs) == 0 {
+			merged.Metrics[name] = math.NaN()
+			continue
+		}
+		merged.Metrics[name] = median(vs)
+		merged.Spread[name] = [2]float64{vs[0], vs[len(vs)-1]}
+	}
+	for i, r := range runs {
+		if other := r.row(row.Target); other != nil {
+			for _, n := range other.Notes {
+				merged.Notes = append(merged.Notes, runLabel(i)+n)
+			}
+		}
+	}
+	return merged
+}
+
+// measured is the metric name of target in every run that has it and
+// could measure it, sorted.
+func measured(runs []*Scenario, target, name string) []float64 {
+	var vs []float64
+	for _, r := range runs {
+		other := r.row(target)
+		if other == nil {
+			continue
+		}
+		if v, ok := other.Metrics[name]; ok && !math.IsNaN(v) {
+			vs = append(vs, v)
+		}
+	}
+	slices.Sort(vs)
+	return vs
+}
+
+// poolCurves is each target's latencies over all the runs, sorted.
+func poolCurves(runs []*Scenario) map[string]latencies {
+	curves := map[string]latencies{}
+	for _, r := range runs {
+		for target, l := range r.curves {
+			curves[target] = append(curves[target], l...)
+		}
+	}
+	for target, l := range curves {
+		curves[target] = l.sorted()
+	}
+	return curves
 }
 
 func (s *Scenario) row(target string) *Row {
