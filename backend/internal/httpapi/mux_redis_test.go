@@ -14,6 +14,7 @@ import (
 	"github.com/exportstream/exportstream/backend/internal/store"
 	"github.com/exportstream/exportstream/backend/internal/worker"
 	"github.com/exportstream/exportstream/internal/envelope"
+	"github.com/exportstream/exportstream/internal/testenv"
 )
 
 var redisPrefixes atomic.Int64
@@ -118,6 +119,7 @@ func TestOnRedisTheStreamsReplicaAnswersItsBound(t *testing.T) {
 }
 
 func TestOnRedisAStreamWhoseChannelFailsEndsAndCallsGet503(t *testing.T) {
+	testenv.Slow(t)
 	srv, r := redisReplicas(t, 2, eventmux.Config{})
 	a, b := r[0], r[1]
 	m := openMux(t, a.url, muxOptions{})

@@ -19,6 +19,7 @@ import (
 	"github.com/exportstream/exportstream/bff/internal/backend"
 	"github.com/exportstream/exportstream/bff/internal/httpapi"
 	"github.com/exportstream/exportstream/bff/internal/relay"
+	"github.com/exportstream/exportstream/internal/testenv"
 )
 
 // fileBackend serves one large file at every path, and reports when a
@@ -133,6 +134,7 @@ func TestADownloadTheBrowserStoppedReadingIsCutOffAndItsBackendRequestEnded(t *t
 }
 
 func TestASlowButReadingBrowserGetsItsWholeDownloadPastTheWriteTimeout(t *testing.T) {
+	testenv.Slow(t)
 	const timeout = time.Second
 	b := newFileBackend(t, 8<<20)
 	bff := startDownloadBFF(t, b, timeout)

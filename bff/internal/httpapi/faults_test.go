@@ -8,6 +8,7 @@ import (
 	"github.com/exportstream/exportstream/bff/internal/faultproxy"
 	"github.com/exportstream/exportstream/bff/internal/httpapi"
 	"github.com/exportstream/exportstream/bff/internal/relay"
+	"github.com/exportstream/exportstream/internal/testenv"
 )
 
 // behindFaults starts the real backend (with a short heartbeat) behind a
@@ -69,6 +70,7 @@ func TestConnectionsResetMidEventAreResumedWithoutLossOrDuplicates(t *testing.T)
 }
 
 func TestAStalledLinkIsDetectedByMissingHeartbeatsAndResumed(t *testing.T) {
+	testenv.Slow(t)
 	p, bff := behindFaults(t)
 	j := create(t, bff, `{"rows":2000,"durationMs":2000}`)
 	s := openStream(t, bff+"/api/exports/"+j.Code+"/events", nil)

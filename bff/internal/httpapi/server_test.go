@@ -28,6 +28,7 @@ import (
 	"github.com/exportstream/exportstream/bff/internal/httpapi"
 	"github.com/exportstream/exportstream/bff/internal/relay"
 	"github.com/exportstream/exportstream/bff/internal/session"
+	"github.com/exportstream/exportstream/internal/testenv"
 )
 
 // backendBin is the real backend binary, built once for the package.
@@ -497,6 +498,7 @@ func TestCancellingThroughTheBFFEndsEveryBrowsersStreamCancelled(t *testing.T) {
 }
 
 func TestTheBFFAuthenticatesToTheBackendWithTheServiceToken(t *testing.T) {
+	testenv.Slow(t)
 	be := startBackend(t, "-service-token", "s3cret")
 	good := startBFFWithToken(t, be.url, 5*time.Second, "s3cret")
 	j := create(t, good, `{"rows":10,"durationMs":0}`)

@@ -18,6 +18,7 @@ import (
 	"github.com/exportstream/exportstream/bff/internal/httpapi"
 	"github.com/exportstream/exportstream/bff/internal/relay"
 	"github.com/exportstream/exportstream/bff/internal/session"
+	"github.com/exportstream/exportstream/internal/testenv"
 )
 
 // browser is one browser: its own cookie jar, so its own session.
@@ -294,6 +295,7 @@ func TestNSubscribersOnMExportsMakeOneBackendStreamWithMSubscriptions(t *testing
 }
 
 func TestABackendRestartWithinTheGiveUpWindowIsInvisibleToSubscribers(t *testing.T) {
+	testenv.Slow(t)
 	dir := t.TempDir()
 	be := startBackend(t, "-data-dir", dir)
 	bff := startBFF(t, be.url, 30*time.Second)
