@@ -42,7 +42,7 @@ test: deps-test build lint vulncheck test-go fuzz-short bench-smoke soak-short c
 
 # make check: every module's own tests (not the cross-binary ones, not
 # those marked testenv.Slow) beside the TypeScript unit tests.
-check: ## the fast inner loop (< 1 min): Go unit tests (-short) and TypeScript unit tests; make test is the full run
+check: client/node_modules/.package-lock.json ## the fast inner loop (< 1 min): Go unit tests (-short) and TypeScript unit tests; make test is the full run
 	@set -e; go test -short -count=1 $$(go list $(addprefix ./,$(addsuffix /...,$(GO_MODULES))) | grep -v -e '/cmd/' -e '/e2e') & gopid=$$!; \
 	(cd client && npm run test:unit); wait $$gopid
 
@@ -77,12 +77,19 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s); FuzzUpstreamBytes (a h
 fuzz-short:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5000x SLOW_FUZZTIME=300x
 
+DEADCODE := $(TOOLS)/deadcode
+DEADCODE_VERSION := v0.52.0
+
+$(DEADCODE):
+	GOBIN=$(TOOLS) go install golang.org/x/tools/cmd/deadcode@$(DEADCODE_VERSION)
+
 $(GOLANGCI):
 	GOBIN=$(TOOLS) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
 
-lint: $(GOLANGCI) ## gofmt, go vet, golangci-lint, GOWORK=off + CGO_ENABLED=0 builds, tsc, knip
+lint: $(GOLANGCI) $(DEADCODE) client/node_modules/.package-lock.json ## gofmt, go vet, golangci-lint, deadcode, GOWORK=off + CGO_ENABLED=0 builds, tsc, knip
 	@test -z "$$(gofmt -l $(GO_MODULES))" || { echo "gofmt needed:"; gofmt -l $(GO_MODULES); exit 1; }
 	go vet $(addprefix ./,$(addsuffix /...,$(GO_MODULES)))
+	@dead=$$($(DEADCODE) -test $(addprefix ./,$(addsuffix /...,$(GO_MODULES)))) && test -z "$$dead" || { echo "unreachable functions (deadcode):"; echo "$$dead"; exit 1; }
 	@for m in $(GO_MODULES); do (cd $$m && $(GOLANGCI) run ./... && GOWORK=off CGO_ENABLED=0 go build -o /dev/null ./...) || exit 1; done
 	cd client && npm run typecheck
 	cd client && npm run knip

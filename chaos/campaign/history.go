@@ -245,13 +245,6 @@ func (r *Recorder) Update(f func(h *History)) {
 	f(&r.h)
 }
 
-// Ops returns a copy of the operations so far.
-func (r *Recorder) Ops() []Op {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]Op(nil), r.h.Ops...)
-}
-
 // History returns the history; call it once every goroutine is done.
 func (r *Recorder) History() *History {
 	r.mu.Lock()

@@ -36,9 +36,3 @@ type ValidationError struct {
 }
 
 func (e *ValidationError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Reason) }
-
-// IsValidation reports whether err is a *ValidationError.
-func IsValidation(err error) bool {
-	var v *ValidationError
-	return errors.As(err, &v)
-}
