@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/exportstream/exportstream/backend/internal/redistest"
+	"github.com/exportstream/exportstream/internal/redistest"
 )
 
 // More workers than go-redis's default pool (10 connections per CPU) once

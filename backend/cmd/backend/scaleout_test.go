@@ -24,7 +24,7 @@ import (
 	sse "github.com/tmaxmax/go-sse"
 
 	"github.com/exportstream/exportstream/backend/internal/job"
-	"github.com/exportstream/exportstream/backend/internal/redistest"
+	"github.com/exportstream/exportstream/internal/redistest"
 )
 
 // The scaled-out stack, real processes: redis-server, backend replicas on
