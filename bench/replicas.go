@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"github.com/exportstream/exportstream/internal/testenv"
 
 	"github.com/exportstream/exportstream/e2e/stack"
+	"github.com/exportstream/exportstream/internal/redistest"
 )
 
 // The replicas scenario (issue 10): the scaled-out stack, redis-server + N
@@ -62,7 +62,7 @@ func redisServer(ctx context.Context, name, logDir string) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := startProbed(ctx, name, logDir, stack.Cmd{Path: bin, Probe: redisPing,
+	s, err := startProbed(ctx, name, logDir, stack.Cmd{Path: bin, Probe: redistest.Ping,
 		Args: []string{"--port", "{port}", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 			"--dir", dir, "--daemonize", "no", "--loglevel", "warning"}})
 	if err != nil {
@@ -70,23 +70,6 @@ func redisServer(ctx context.Context, name, logDir string) (*server, error) {
 	}
 	s.url = "redis://" + s.Addr + "/0"
 	return s, nil
-}
-
-func redisPing(addr string) bool {
-	// From 127.0.0.1 itself: Redis's protected mode refuses the other
-	// loopback addresses the load generator dials from.
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return false
-	}
-	defer func() { _ = c.Close() }()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return false
-	}
-	buf := make([]byte, 16)
-	n, _ := c.Read(buf)
-	return strings.HasPrefix(string(buf[:n]), "+PONG")
 }
 
 func scenarioReplicas(ctx context.Context, e *env) (*Scenario, error) {
