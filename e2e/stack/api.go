@@ -149,18 +149,3 @@ func Download(ctx context.Context, client *http.Client, url string) (string, err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
-
-// CheckDownload downloads end's file with client from base (the backend's
-// or the BFF's URL) and fails tb unless it, and the SHA-256 end announced,
-// are the file recomputed from the code.
-func CheckDownload(tb testing.TB, client *http.Client, base string, end Job) {
-	tb.Helper()
-	if end.File == nil {
-		tb.Fatalf("%s: no file on %s", end.Code, end.Status)
-	}
-	want := ExpectedSHA256(end.Code, end.RowsTotal)
-	got, err := Download(tb.Context(), client, base+end.File.URL)
-	if err != nil || got != want || end.File.SHA256 != want {
-		tb.Errorf("%s: downloaded sha256 %s (%v), announced %s, want %s", end.Code, got, err, end.File.SHA256, want)
-	}
-}

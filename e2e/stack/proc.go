@@ -76,7 +76,7 @@ func start(ctx context.Context, c Cmd, addr string) (*Proc, error) {
 	case logLine:
 		addr = "127.0.0.1:0"
 	default:
-		port, err := FreePort()
+		port, err := freePort()
 		if err != nil {
 			return nil, err
 		}
@@ -238,8 +238,8 @@ func (p *Proc) Stop() {
 	}
 }
 
-// FreePort asks the kernel for an unused loopback port.
-func FreePort() (int, error) {
+// freePort asks the kernel for an unused loopback port.
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("free port: %w", err)
