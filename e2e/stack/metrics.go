@@ -11,14 +11,15 @@ import (
 	"time"
 )
 
-// ReadMetric reads one series of url's /metrics, named as the exposition
-// format writes it (labels included); ok is false when it is absent.
-func ReadMetric(ctx context.Context, url, series string) (v float64, ok bool, err error) {
+// ReadMetric reads one series of url's /metrics with client, named as the
+// exposition format writes it (labels included); ok is false when it is
+// absent.
+func ReadMetric(ctx context.Context, client *http.Client, url, series string) (v float64, ok bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/metrics", nil)
 	if err != nil {
 		return 0, false, fmt.Errorf("metrics: %w", err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, false, fmt.Errorf("metrics: %w", err)
 	}
@@ -38,7 +39,7 @@ func ReadMetric(ctx context.Context, url, series string) (v float64, ok bool, er
 // Metric is a series of url's /metrics; absent, it fails tb.
 func Metric(tb testing.TB, url, series string) float64 {
 	tb.Helper()
-	v, ok, err := ReadMetric(tb.Context(), url, series)
+	v, ok, err := ReadMetric(tb.Context(), http.DefaultClient, url, series)
 	if err != nil || !ok {
 		tb.Fatalf("%s on %s: %v, present %v", series, url, err, ok)
 	}
@@ -49,7 +50,7 @@ func Metric(tb testing.TB, url, series string) float64 {
 // series no event has written yet).
 func MetricOr0(tb testing.TB, url, series string) float64 {
 	tb.Helper()
-	v, _, err := ReadMetric(tb.Context(), url, series)
+	v, _, err := ReadMetric(tb.Context(), http.DefaultClient, url, series)
 	if err != nil {
 		tb.Fatal(err)
 	}
