@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-GO_MODULES := backend bff bench chaos internal scripts/vulndb
+GO_MODULES := backend bff bench chaos e2e internal scripts/vulndb
 TOOLS      := $(CURDIR)/.tools/bin
 GOLANGCI   := $(TOOLS)/golangci-lint
 GOLANGCI_VERSION := v2.15.0
@@ -46,7 +46,7 @@ check: client/node_modules/.package-lock.json ## the fast inner loop (< 1 min): 
 	@set -e; go test -short -count=1 $$(go list $(addprefix ./,$(addsuffix /...,$(GO_MODULES))) | grep -v -e '/cmd/' -e '/e2e') & gopid=$$!; \
 	(cd client && npm run test:unit); wait $$gopid
 
-test-go: ## Go tests with the race detector, both modules
+test-go: ## Go tests with the race detector, every module (e2e: the real binaries)
 	go test -race -count=1 $(addprefix ./,$(addsuffix /...,$(GO_MODULES)))
 
 test-client: build ## TypeScript unit, integration (real binaries; again on Redis + 2 backends + 2 BFFs) and browser (Chromium) tests
@@ -145,7 +145,7 @@ SOAK_DURATION ?= 10m
 SOAK_TIMEOUT  ?= 30m
 
 soak: ## the soak (RELIABILITY.md): real backend + BFF under random creates, subscribes, cancels, downloads and disconnects for SOAK_DURATION (default 10m); fails on growth or a job left unfinished
-	set -o pipefail; cd bff && SOAK_DURATION=$(SOAK_DURATION) go test -count=1 -run='^TestSoak$$' -timeout=$(SOAK_TIMEOUT) -v ./cmd/bff/ | grep -v '^{"time'
+	set -o pipefail; cd e2e && SOAK_DURATION=$(SOAK_DURATION) go test -count=1 -run='^TestSoak$$' -timeout=$(SOAK_TIMEOUT) -v . | grep -v '^{"time'
 
 soak-short: ## the soak for 60 s
 	@$(MAKE) --no-print-directory soak SOAK_DURATION=60s SOAK_TIMEOUT=5m

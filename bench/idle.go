@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/exportstream/exportstream/e2e/stack"
 )
 
 // perWorker is the most streams one load-generator process opens: a
@@ -225,11 +227,11 @@ func scenarioIdle(ctx context.Context, e *env) (*Scenario, error) {
 			header = "Cookie: " + j.cookie
 		}
 		line := strings.TrimPrefix(eventsURL(t, j.code), t.url) + "\t" + header
-		before, _ := sampleProc(srv.pid())
-		var peak procSample
+		before, _ := stack.SampleProc(srv.pid())
+		var peak stack.Sample
 		res, usages, err := runIdle(ctx, []idleGroup{{srv, slices.Repeat([]string{line}, v.n)}}, sz.hold, func() {
 			time.Sleep(2 * time.Second) // let the server settle (GC) before reading its RSS
-			peak, _ = sampleProc(srv.pid())
+			peak, _ = stack.SampleProc(srv.pid())
 			if v.kind == kindBFF {
 				grabProfile(fmt.Sprintf("idle-%d-heap.pprof", v.n), "heap", 30*time.Second)
 				grabProfile(fmt.Sprintf("idle-%d-goroutine.txt", v.n), "goroutine?debug=1", 30*time.Second)
@@ -246,9 +248,9 @@ func scenarioIdle(ctx context.Context, e *env) (*Scenario, error) {
 			"opened":         float64(res.Opened),
 			"failed":         float64(res.Failed),
 			"ended early":    float64(res.EndedEarly),
-			"RSS/stream KiB": float64(peak.rssKiB-before.rssKiB) / float64(max(res.Opened, 1)),
-			"server RSS MiB": float64(peak.rssKiB) / 1024,
-			"server FDs":     float64(peak.fds),
+			"RSS/stream KiB": float64(peak.RSSKiB-before.RSSKiB) / float64(max(res.Opened, 1)),
+			"server RSS MiB": float64(peak.RSSKiB) / 1024,
+			"server FDs":     float64(peak.FDs),
 			"CPU % (idle)":   usages[srv.name].CPUPercent,
 		}, Usage: usages}
 		if res.FirstError != "" {
@@ -322,24 +324,24 @@ func usersFloor(ctx context.Context, e *env, n int, hold time.Duration) (*Row, e
 		return nil, err
 	}
 	defer srv.stop()
-	before, _ := sampleProc(srv.pid())
+	before, _ := stack.SampleProc(srv.pid())
 	g := idleGroup{srv: srv, streams: make([]string, n)}
 	for i := range g.streams {
 		g.streams[i] = fmt.Sprintf("/v1/exports/%08d-0000-4000-8000-000000000000/events\t", i)
 	}
-	var peak procSample
+	var peak stack.Sample
 	res, usages, err := runIdle(ctx, []idleGroup{g}, hold, func() {
 		time.Sleep(2 * time.Second) // let the server settle (GC) before reading its RSS
-		peak, _ = sampleProc(srv.pid())
+		peak, _ = stack.SampleProc(srv.pid())
 	})
 	if err != nil {
 		return nil, err
 	}
 	users := float64(max(res.Opened, 1))
 	m := idleMetrics(n, res)
-	m["relay KiB/user"] = float64(peak.rssKiB-before.rssKiB) / users
+	m["relay KiB/user"] = float64(peak.RSSKiB-before.RSSKiB) / users
 	m["total KiB/user"] = m["relay KiB/user"]
-	m["relay FDs/user"] = float64(peak.fds) / users
+	m["relay FDs/user"] = float64(peak.FDs) / users
 	m["CPU % (idle)"] = usages[srv.name].CPUPercent
 	return idleRow(m, usages, res), nil
 }
@@ -387,9 +389,9 @@ func usersVariant(ctx context.Context, e *env, k kind, procs, n int, hold time.D
 		relays = append(relays, srv)
 	}
 	all := append([]*server{be}, relays...)
-	before := make(map[string]procSample, len(all))
+	before := make(map[string]stack.Sample, len(all))
 	for _, srv := range all {
-		before[srv.name], _ = sampleProc(srv.pid())
+		before[srv.name], _ = stack.SampleProc(srv.pid())
 	}
 	c := newHTTPClient(nil)
 	beStack0, beHeap0, beGoroutines0 := goMemory(c, be.url)
@@ -443,22 +445,22 @@ func usersVariant(ctx context.Context, e *env, k kind, procs, n int, hold time.D
 	}
 	c.CloseIdleConnections()    // the streams get every descriptor the relays have
 	time.Sleep(2 * time.Second) // let the servers settle (GC) before reading their RSS
-	created := map[string]procSample{}
+	created := map[string]stack.Sample{}
 	for _, srv := range all {
-		created[srv.name], _ = sampleProc(srv.pid())
+		created[srv.name], _ = stack.SampleProc(srv.pid())
 	}
 	for i, l := range lines {
 		g := &groups[i%len(groups)]
 		g.streams = append(g.streams, l)
 	}
 
-	peak := map[string]procSample{}
+	peak := map[string]stack.Sample{}
 	var conns int
 	var upstreams, beStack, beHeap, beGoroutines float64
 	res, usages, err := runIdle(ctx, groups, hold, func() {
 		time.Sleep(2 * time.Second) // let the servers settle (GC) before reading their RSS
 		for _, srv := range all {
-			peak[srv.name], _ = sampleProc(srv.pid())
+			peak[srv.name], _ = stack.SampleProc(srv.pid())
 		}
 		conns = connectionsTo(be.url, relays)
 		// With BENCH_*_PPROF: where a user's memory goes.
@@ -480,22 +482,22 @@ func usersVariant(ctx context.Context, e *env, k kind, procs, n int, hold time.D
 	var relayGrew, relayFDs, relayMaxFDs int64
 	cpu := 0.0
 	for _, srv := range relays {
-		relayGrew += peak[srv.name].rssKiB - before[srv.name].rssKiB
-		relayFDs += int64(peak[srv.name].fds)
-		relayMaxFDs = max(relayMaxFDs, int64(peak[srv.name].fds))
+		relayGrew += peak[srv.name].RSSKiB - before[srv.name].RSSKiB
+		relayFDs += int64(peak[srv.name].FDs)
+		relayMaxFDs = max(relayMaxFDs, int64(peak[srv.name].FDs))
 		cpu += usages[srv.name].CPUPercent
 	}
-	beGrew := peak[be.name].rssKiB - before[be.name].rssKiB
+	beGrew := peak[be.name].RSSKiB - before[be.name].RSSKiB
 	var relayCreated int64
 	for _, srv := range relays {
-		relayCreated += created[srv.name].rssKiB - before[srv.name].rssKiB
+		relayCreated += created[srv.name].RSSKiB - before[srv.name].RSSKiB
 	}
 	users := float64(max(res.Opened, 1))
 	m := idleMetrics(n, res)
 	m["relay KiB/user"], m["relay FDs/user"] = math.NaN(), math.NaN()
 	m["backend KiB/user"] = float64(beGrew) / users
 	m["total KiB/user"] = float64(relayGrew+beGrew) / users
-	m["of which creates KiB/user"] = float64(relayCreated+created[be.name].rssKiB-before[be.name].rssKiB) / users
+	m["of which creates KiB/user"] = float64(relayCreated+created[be.name].RSSKiB-before[be.name].RSSKiB) / users
 	m["backend conns"] = float64(conns)
 	m["upstream streams"] = upstreams
 	m["CPU % (idle)"] = cpu + usages[be.name].CPUPercent

@@ -1,176 +1,57 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/exportstream/exportstream/e2e/stack"
 )
 
-// server is one process under test: the real backend or BFF binary, or the
-// Node baseline.
+// server is one process under test: the real backend or BFF binary, the
+// Node baseline, the floor server or Redis, its output in a log file.
 type server struct {
+	*stack.Proc
 	name string
-	url  string // http://127.0.0.1:port
-	cmd  *exec.Cmd
+	url  string // http://127.0.0.1:port (redis:// for Redis)
 	log  *os.File
 }
 
-// freePort asks the kernel for an unused loopback port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
+// start runs argv (with {addr} and {port} for a free loopback port's) and
+// waits until health answers 200, or probe, when set, returns true (at
+// most 20 s). Its output goes to logDir/name.log.
+func start(ctx context.Context, name, logDir, health string, env []string, argv ...string) (*server, error) {
+	return startProbed(ctx, name, logDir, stack.Cmd{Health: health, Env: env, Path: argv[0], Args: argv[1:]})
 }
 
-// start runs argv with addr substituted for {addr} and waits until health
-// answers 200 (at most 20 s). Its output goes to logDir/name.log.
-func start(ctx context.Context, name, logDir, health string, env []string, argv ...string) (*server, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for i, a := range argv {
-		argv[i] = strings.ReplaceAll(a, "{addr}", addr)
-		argv[i] = strings.ReplaceAll(argv[i], "{port}", strconv.Itoa(port))
-	}
-	for i, e := range env {
-		env[i] = strings.ReplaceAll(e, "{port}", strconv.Itoa(port))
-	}
+func startProbed(ctx context.Context, name, logDir string, c stack.Cmd) (*server, error) {
 	logf, err := os.Create(filepath.Join(logDir, name+".log"))
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	c.Name, c.Stdout, c.Stderr = name, logf, logf
+	p, err := stack.Start(ctx, c)
+	if err != nil {
 		_ = logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
+		return nil, fmt.Errorf("%w (see %s)", err, logf.Name())
 	}
-	s := &server{name: name, url: "http://" + addr, cmd: cmd, log: logf}
-	deadline := time.Now().Add(20 * time.Second)
-	// No keep-alive: an idle connection of the harness would count as one
-	// of the server's (the users scenario counts the backend's).
-	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
-	for time.Now().Before(deadline) {
-		if ctx.Err() != nil {
-			s.stop()
-			return nil, ctx.Err()
-		}
-		resp, err := hc.Get(s.url + health)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	s.stop()
-	return nil, fmt.Errorf("%s did not become healthy at %s within 20s (see %s)", name, s.url, logf.Name())
+	return &server{Proc: p, name: name, url: p.URL, log: logf}, nil
 }
 
-func (s *server) pid() int { return s.cmd.Process.Pid }
+func (s *server) pid() int { return s.Pid() }
 
 // stop sends SIGTERM, then SIGKILL after 5 s.
 func (s *server) stop() {
-	if s == nil || s.cmd.Process == nil {
+	if s == nil {
 		return
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-done
-	}
+	s.Stop()
 	_ = s.log.Close()
-}
-
-// procSample is one reading of /proc/<pid>.
-type procSample struct {
-	at      time.Time
-	rssKiB  int64
-	cpuTick int64 // utime + stime, in clock ticks
-	fds     int
-	// waited is how long its threads have been runnable but waiting for
-	// a core (schedstat's run delay, summed over the threads alive now).
-	waited time.Duration
-}
-
-// clockTicks is USER_HZ; 100 on every Linux this runs on.
-const clockTicks = 100
-
-func sampleProc(pid int) (procSample, error) {
-	s := procSample{at: time.Now()}
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return s, err
-	}
-	// Fields after the parenthesised command name; utime and stime are
-	// fields 14 and 15 of the whole line.
-	rest := string(st[strings.LastIndexByte(string(st), ')')+2:])
-	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return s, errors.New("short /proc stat")
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	stt, _ := strconv.ParseInt(f[12], 10, 64)
-	s.cpuTick = ut + stt
-	fh, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return s, err
-	}
-	defer func() { _ = fh.Close() }()
-	sc := bufio.NewScanner(fh)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			s.rssKiB, _ = strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-		}
-	}
-	if ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err == nil {
-		s.fds = len(ents)
-	}
-	s.waited = runDelay(pid)
-	return s, nil
-}
-
-// runDelay sums the run delay of pid's threads: the time each spent
-// runnable, waiting for a core (/proc/<pid>/task/<tid>/schedstat, 2nd field, ns).
-func runDelay(pid int) time.Duration {
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
-	var sum int64
-	for _, t := range tasks {
-		b, err := os.ReadFile(t)
-		if err != nil {
-			continue
-		}
-		if f := strings.Fields(string(b)); len(f) >= 2 {
-			n, _ := strconv.ParseInt(f[1], 10, 64)
-			sum += n
-		}
-	}
-	return time.Duration(sum)
 }
 
 // cpuPressure is the kernel's "some" CPU pressure so far: the time during
@@ -194,15 +75,15 @@ func cpuPressure() (time.Duration, bool) {
 // first and last sample and the peak RSS of each.
 type monitor struct {
 	mu     sync.Mutex
-	first  map[string]procSample
-	last   map[string]procSample
+	first  map[string]stack.Sample
+	last   map[string]stack.Sample
 	peak   map[string]int64
 	stopCh chan struct{}
 	done   chan struct{}
 }
 
 func watch(interval time.Duration, servers ...*server) *monitor {
-	m := &monitor{first: map[string]procSample{}, last: map[string]procSample{}, peak: map[string]int64{},
+	m := &monitor{first: map[string]stack.Sample{}, last: map[string]stack.Sample{}, peak: map[string]int64{},
 		stopCh: make(chan struct{}), done: make(chan struct{})}
 	take := func() {
 		m.mu.Lock()
@@ -211,7 +92,7 @@ func watch(interval time.Duration, servers ...*server) *monitor {
 			if s == nil {
 				continue
 			}
-			ps, err := sampleProc(s.pid())
+			ps, err := stack.SampleProc(s.pid())
 			if err != nil {
 				continue
 			}
@@ -219,7 +100,7 @@ func watch(interval time.Duration, servers ...*server) *monitor {
 				m.first[s.name] = ps
 			}
 			m.last[s.name] = ps
-			m.peak[s.name] = max(m.peak[s.name], ps.rssKiB)
+			m.peak[s.name] = max(m.peak[s.name], ps.RSSKiB)
 		}
 	}
 	take()
@@ -260,12 +141,12 @@ func (m *monitor) stop() map[string]usage {
 	out := map[string]usage{}
 	for name, f := range m.first {
 		l := m.last[name]
-		cpu := float64(l.cpuTick-f.cpuTick) / clockTicks
-		wall := l.at.Sub(f.at).Seconds()
-		u := usage{CPUSeconds: cpu, RSSStartKiB: f.rssKiB, RSSPeakKiB: m.peak[name], RSSEndKiB: l.rssKiB, FDsEnd: l.fds}
+		cpu := float64(l.CPUTick-f.CPUTick) / stack.ClockTicks
+		wall := l.At.Sub(f.At).Seconds()
+		u := usage{CPUSeconds: cpu, RSSStartKiB: f.RSSKiB, RSSPeakKiB: m.peak[name], RSSEndKiB: l.RSSKiB, FDsEnd: l.FDs}
 		if wall > 0 {
 			u.CPUPercent = 100 * cpu / wall
-			u.WaitedMsPerS = float64((l.waited - f.waited).Milliseconds()) / wall
+			u.WaitedMsPerS = float64((l.Waited - f.Waited).Milliseconds()) / wall
 		}
 		out[name] = u
 	}

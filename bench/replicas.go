@@ -4,20 +4,20 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/exportstream/exportstream/internal/testenv"
+
+	"github.com/exportstream/exportstream/e2e/stack"
+	"github.com/exportstream/exportstream/internal/redistest"
 )
 
 // The replicas scenario (issue 10): the scaled-out stack, redis-server + N
@@ -58,55 +58,18 @@ func redisServer(ctx context.Context, name, logDir string) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
 	dir, err := os.MkdirTemp(logDir, name+"-")
 	if err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(filepath.Join(logDir, name+".log"))
+	s, err := startProbed(ctx, name, logDir, stack.Cmd{Path: bin, Probe: redistest.Ping,
+		Args: []string{"--port", "{port}", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--dir", dir, "--daemonize", "no", "--loglevel", "warning"}})
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", dir, "--daemonize", "no", "--loglevel", "warning")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		_ = logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	s := &server{name: name, url: fmt.Sprintf("redis://127.0.0.1:%d/0", port), cmd: cmd, log: logf}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if ctx.Err() != nil {
-			break
-		}
-		if redisPing(addr) {
-			return s, nil
-		}
-	}
-	s.stop()
-	return nil, fmt.Errorf("%s did not answer PING at %s within 10s (see %s)", name, addr, logf.Name())
-}
-
-func redisPing(addr string) bool {
-	// From 127.0.0.1 itself: Redis's protected mode refuses the other
-	// loopback addresses the load generator dials from.
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return false
-	}
-	defer func() { _ = c.Close() }()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return false
-	}
-	buf := make([]byte, 16)
-	n, _ := c.Read(buf)
-	return strings.HasPrefix(string(buf[:n]), "+PONG")
+	s.url = "redis://" + s.Addr + "/0"
+	return s, nil
 }
 
 func scenarioReplicas(ctx context.Context, e *env) (*Scenario, error) {
@@ -237,7 +200,7 @@ func runReplicas(ctx context.Context, e *env, n int, sz replicaSizes) (*Row, lat
 	}
 
 	mon := watch(250*time.Millisecond, procs...)
-	self, _ := sampleProc(os.Getpid())
+	self, _ := stack.SampleProc(os.Getpid())
 	total := sz.jobs * sz.subs
 	results := make([]subResult, total)
 	var connected atomic.Int64
@@ -285,7 +248,7 @@ func runReplicas(ctx context.Context, e *env, n int, sz replicaSizes) (*Row, lat
 	cancelAll(ctx, c, backends, blockers)
 	wg.Wait()
 	use := mon.stop()
-	selfEnd, _ := sampleProc(os.Getpid())
+	selfEnd, _ := stack.SampleProc(os.Getpid())
 
 	t0 := allAt.Load()
 	if t0 == 0 {
@@ -341,8 +304,8 @@ func runReplicas(ctx context.Context, e *env, n int, sz replicaSizes) (*Row, lat
 		m["BFF CPU µs/delivery"] = bffCPU * 1e6 / float64(len(lat))
 		m["all CPU µs/delivery"] = allCPU * 1e6 / float64(len(lat))
 	}
-	if wall := selfEnd.at.Sub(self.at).Seconds(); wall > 0 {
-		m["load gen CPU %"] = 100 * float64(selfEnd.cpuTick-self.cpuTick) / clockTicks / wall
+	if wall := selfEnd.At.Sub(self.At).Seconds(); wall > 0 {
+		m["load gen CPU %"] = 100 * float64(selfEnd.CPUTick-self.CPUTick) / stack.ClockTicks / wall
 	}
 	row := &Row{Metrics: m, Usage: use}
 	if unfinished > 0 {

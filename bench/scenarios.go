@@ -18,6 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/exportstream/exportstream/e2e/stack"
 )
 
 // env is what every scenario needs: where the binaries are and where logs go.
@@ -60,24 +62,14 @@ func (e *env) express(ctx context.Context, name, backendURL string) (*server, er
 		"node", filepath.Join(e.baselineDir, "relay.mjs"))
 }
 
-// metric reads one unlabelled counter or gauge from a /metrics page.
+// metric reads one unlabelled counter or gauge from a /metrics page (NaN
+// when it cannot).
 func metric(c *http.Client, url, name string) float64 {
-	resp, err := c.Get(url + "/metrics")
-	if err != nil {
+	v, ok, err := stack.ReadMetric(context.Background(), c, url, name)
+	if err != nil || !ok {
 		return math.NaN()
 	}
-	defer func() { _ = resp.Body.Close() }()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err == nil {
-				return f
-			}
-		}
-	}
-	return math.NaN()
+	return v
 }
 
 // upstreamsOpen is how many event streams the backend has open: its

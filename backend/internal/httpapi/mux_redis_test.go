@@ -10,10 +10,10 @@ import (
 	"github.com/exportstream/exportstream/backend/internal/eventmux"
 	"github.com/exportstream/exportstream/backend/internal/httpapi"
 	"github.com/exportstream/exportstream/backend/internal/job"
-	"github.com/exportstream/exportstream/backend/internal/redistest"
 	"github.com/exportstream/exportstream/backend/internal/store"
 	"github.com/exportstream/exportstream/backend/internal/worker"
 	"github.com/exportstream/exportstream/internal/envelope"
+	"github.com/exportstream/exportstream/internal/redistest"
 	"github.com/exportstream/exportstream/internal/testenv"
 )
 

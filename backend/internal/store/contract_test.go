@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/exportstream/exportstream/backend/internal/job"
-	"github.com/exportstream/exportstream/backend/internal/redistest"
 	"github.com/exportstream/exportstream/backend/internal/store"
+	"github.com/exportstream/exportstream/internal/redistest"
 )
 
 // The Store contract: every behaviour below runs against each

@@ -1,9 +1,6 @@
 package store_test
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"io"
 	"log/slog"
 	"testing"
 	"time"
@@ -11,6 +8,7 @@ import (
 	"github.com/exportstream/exportstream/backend/internal/job"
 	"github.com/exportstream/exportstream/backend/internal/store"
 	"github.com/exportstream/exportstream/backend/internal/worker"
+	"github.com/exportstream/exportstream/internal/exportfile"
 )
 
 // TestAnExportResumedAfterACrashGoesOnAboveEverySeqSeenAndEndsWithTheWholeFile:
@@ -102,10 +100,7 @@ func TestAnExportResumedAfterACrashGoesOnAboveEverySeqSeenAndEndsWithTheWholeFil
 			<-changed
 		}
 	}
-	h := sha256.New()
-	_, _ = io.WriteString(h, job.CSVHeader)
-	_ = job.WriteRows(h, j.Code, 0, rows)
-	if want := hex.EncodeToString(h.Sum(nil)); terminals != 1 || end.Status != job.StatusCompleted || end.File.SHA256 != want {
+	if want := exportfile.SHA256(j.Code, rows); terminals != 1 || end.Status != job.StatusCompleted || end.File.SHA256 != want {
 		t.Fatalf("after resuming: %d terminal snapshots, the last %s with file %+v; want one COMPLETED with sha256 %s", terminals, end.Status, end.File, want)
 	}
 }

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/exportstream/exportstream/backend/internal/job"
-	"github.com/exportstream/exportstream/backend/internal/redistest"
 	"github.com/exportstream/exportstream/backend/internal/store"
+	"github.com/exportstream/exportstream/internal/redistest"
 	"github.com/exportstream/exportstream/internal/testenv"
 )
 

@@ -10,9 +10,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/exportstream/exportstream/backend/internal/job"
-	"github.com/exportstream/exportstream/backend/internal/redistest"
 	"github.com/exportstream/exportstream/backend/internal/store"
 	"github.com/exportstream/exportstream/backend/internal/worker"
+	"github.com/exportstream/exportstream/internal/redistest"
 )
 
 func TestAJobStoredButNeverQueuedIsQueuedByTheReconcilerAndFinishes(t *testing.T) {

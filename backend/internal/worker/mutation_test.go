@@ -18,9 +18,10 @@ import (
 	"time"
 
 	"github.com/exportstream/exportstream/backend/internal/job"
-	"github.com/exportstream/exportstream/backend/internal/redistest"
 	"github.com/exportstream/exportstream/backend/internal/store"
 	"github.com/exportstream/exportstream/backend/internal/worker"
+	"github.com/exportstream/exportstream/internal/exportfile"
+	"github.com/exportstream/exportstream/internal/redistest"
 )
 
 // unreachableQueue is a shared queue whose server cannot be reached: every
@@ -163,7 +164,7 @@ func TestACompletedExportsFileIsThereAndVerifies(t *testing.T) {
 		if err != nil {
 			t.Fatalf("the completed export's file: %v", err)
 		}
-		if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != end.File.SHA256 || int64(len(b)) != end.File.Size || end.File.SHA256 != expectedSHA256(j.Code, 500) {
+		if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != end.File.SHA256 || int64(len(b)) != end.File.Size || end.File.SHA256 != exportfile.SHA256(j.Code, 500) {
 			t.Errorf("the file (%d bytes) does not match the job's %+v", len(b), end.File)
 		}
 	})

@@ -1,7 +1,7 @@
 // Package worker runs export generation on a bounded pool of goroutines.
 //
 // The generator is simulated but real: it writes an actual CSV (see
-// job.AppendRow) in chunks paced over the requested duration, reporting
+// exportfile.AppendRow) in chunks paced over the requested duration, reporting
 // progress through the store, and renames the file into place only when it
 // is complete, so a reader never sees half a file. Progress reports are
 // checkpoints: a job interrupted by a shutdown resumes from its last
@@ -28,6 +28,7 @@ import (
 
 	"github.com/exportstream/exportstream/backend/internal/job"
 	"github.com/exportstream/exportstream/backend/internal/store"
+	"github.com/exportstream/exportstream/internal/exportfile"
 )
 
 // Config sizes the pool.
@@ -420,7 +421,7 @@ func (p *Pool) writeFile(ctx context.Context, j job.Job, path string) (string, i
 	w := &countingWriter{w: io.MultiWriter(f, h)}
 
 	r := j.Request
-	if _, err := io.WriteString(w, job.CSVHeader); err != nil {
+	if _, err := io.WriteString(w, exportfile.Header); err != nil {
 		return "", 0, err
 	}
 	total := time.Duration(r.DurationMs) * time.Millisecond
@@ -444,7 +445,7 @@ func (p *Pool) writeFile(ctx context.Context, j job.Job, path string) (string, i
 		if r.FailAt != nil && from*100/r.Rows >= *r.FailAt {
 			return "", 0, &simulatedFailure{failAt: *r.FailAt, progress: from * 100 / r.Rows, rowsDone: from}
 		}
-		if err := job.WriteRows(w, j.Code, from, to); err != nil {
+		if err := exportfile.WriteRows(w, j.Code, from, to); err != nil {
 			return "", 0, err
 		}
 		if to <= j.RowsDone {

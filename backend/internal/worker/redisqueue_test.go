@@ -2,10 +2,7 @@ package worker_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -15,9 +12,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/exportstream/exportstream/backend/internal/job"
-	"github.com/exportstream/exportstream/backend/internal/redistest"
 	"github.com/exportstream/exportstream/backend/internal/store"
 	"github.com/exportstream/exportstream/backend/internal/worker"
+	"github.com/exportstream/exportstream/internal/exportfile"
+	"github.com/exportstream/exportstream/internal/redistest"
 	"github.com/exportstream/exportstream/internal/testenv"
 )
 
@@ -55,13 +53,6 @@ func newLoggedRedisReplica(t *testing.T, url, filesDir string, claimIdle time.Du
 	return &redisReplica{store: st, pool: pool}
 }
 
-func expectedSHA256(code string, rows int) string {
-	h := sha256.New()
-	_, _ = io.WriteString(h, job.CSVHeader)
-	_ = job.WriteRows(h, code, 0, rows)
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // checkRun checks what a watcher saw: seq strictly increasing, progress
 // never going back, exactly one terminal event, COMPLETED with the file.
 func checkRun(t *testing.T, seen []job.Job, rows int) {
@@ -79,7 +70,7 @@ func checkRun(t *testing.T, seen []job.Job, rows int) {
 	if terminal != 1 || end.Status != job.StatusCompleted || end.File == nil {
 		t.Fatalf("%d terminal events, ended %s %+v; want one COMPLETED", terminal, end.Status, end.Error)
 	}
-	if want := expectedSHA256(end.Code, rows); end.File.SHA256 != want {
+	if want := exportfile.SHA256(end.Code, rows); end.File.SHA256 != want {
 		t.Errorf("file sha256 %s, want %s", end.File.SHA256, want)
 	}
 }
@@ -197,7 +188,7 @@ func TestAReplicaShuttingDownHandsItsRunningJobToAnotherAtOnce(t *testing.T) {
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("the other replica took %v to finish it; want it taken at once, not after the one-minute claim idle", took)
 	}
-	if end := seen[len(seen)-1]; end.Status != job.StatusCompleted || end.File.SHA256 != expectedSHA256(j.Code, 2000) {
+	if end := seen[len(seen)-1]; end.Status != job.StatusCompleted || end.File.SHA256 != exportfile.SHA256(j.Code, 2000) {
 		t.Errorf("ended %s with %+v", end.Status, end.File)
 	}
 }

@@ -1,4 +1,4 @@
-package main_test
+package e2e_test
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	sse "github.com/tmaxmax/go-sse"
+
+	"github.com/exportstream/exportstream/e2e/stack"
 )
 
 // The soak: real backend and BFF binaries under continuous creates,
@@ -85,39 +86,20 @@ type procUsage struct {
 	pooled          int
 }
 
-func readUsage(t *testing.T, pid int, url string) procUsage {
+func readUsage(t *testing.T, p *stack.Proc) procUsage {
 	t.Helper()
-	u := procUsage{fds: openFDs(t, pid), goroutines: int(metric(t, url, "go_goroutines")), heapInuse: int64(metric(t, url, "go_memstats_heap_inuse_bytes"))}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m := regexp.MustCompile(`(?m)^VmRSS:\s+(\d+) kB$`).FindSubmatch(status); m != nil {
-		kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
-		u.rss = kb << 10
-	}
-	return u
+	return procUsage{fds: stack.OpenFDs(t, p.Pid()), goroutines: int(stack.Metric(t, p.URL, "go_goroutines")),
+		heapInuse: int64(stack.Metric(t, p.URL, "go_memstats_heap_inuse_bytes")), rss: stack.RSS(t, p.Pid())}
 }
 
-type soakJob struct {
-	Code     string
-	Status   string
-	Seq      int64
-	RowsDone int `json:"rowsDone"`
-	File     *struct {
-		URL, SHA256 string
-		ExpiresAt   time.Time `json:"expiresAt"`
-	}
-}
-
-func terminal(status string) bool {
-	return status == "COMPLETED" || status == "FAILED" || status == "CANCELLED" || status == "ERROR"
-}
+// terminal reports whether a stream's event is its last: the job's final
+// state, or the relay's ERROR.
+func terminal(status stack.Status) bool { return status.Terminal() || status == stack.StatusError }
 
 type soak struct {
 	t        *testing.T
 	bff      string
-	backend  string
+	backend  *stack.Proc
 	stats    *soakStats
 	sessions []*http.Client
 
@@ -182,7 +164,7 @@ func (s *soak) act(run context.Context, r *rand.Rand) {
 			return
 		}
 		defer func() { _ = resp.Body.Close() }()
-		var j soakJob
+		var j stack.Job
 		switch resp.StatusCode {
 		case http.StatusAccepted:
 			if json.NewDecoder(resp.Body).Decode(&j) == nil {
@@ -258,7 +240,7 @@ func (s *soak) act(run context.Context, r *rand.Rand) {
 			s.broken(run, ctx, false, "get", err)
 			return
 		}
-		var j soakJob
+		var j stack.Job
 		_ = json.NewDecoder(resp.Body).Decode(&j)
 		_ = resp.Body.Close()
 		if j.File == nil {
@@ -367,7 +349,7 @@ func (s *soak) follow(run, ctx context.Context, r *rand.Rand, c *http.Client, co
 	if r.IntN(3) == 0 {
 		leaveAfter = r.IntN(5)
 	}
-	var last soakJob
+	var last stack.Job
 	prev, ended := int64(-1), false
 	for ev, err := range sse.Read(resp.Body, nil) {
 		if err != nil {
@@ -381,7 +363,7 @@ func (s *soak) follow(run, ctx context.Context, r *rand.Rand, c *http.Client, co
 			s.stats.violate("%s: an event after the terminal one", code)
 			return
 		}
-		var j soakJob
+		var j stack.Job
 		if json.Unmarshal([]byte(ev.Data), &j) != nil {
 			s.stats.violate("%s: undecodable event %q", code, ev.Data)
 			return
@@ -414,7 +396,7 @@ func (s *soak) follow(run, ctx context.Context, r *rand.Rand, c *http.Client, co
 		return
 	}
 	defer func() { _ = now.Body.Close() }()
-	var j soakJob
+	var j stack.Job
 	if now.StatusCode == http.StatusOK && json.NewDecoder(now.Body).Decode(&j) == nil && (j.Status != last.Status || j.Seq != last.Seq) {
 		s.stats.finalMismatch.Add(1)
 		s.stats.violate("%s: the stream ended on %s seq %d, the job is %s seq %d", code, last.Status, last.Seq, j.Status, j.Seq)
@@ -437,13 +419,13 @@ func (s *soak) run(ctx context.Context, actors int, seed uint64) {
 
 // quiesce waits until the backend has no unfinished job and both
 // processes' usage is steady, then reads it.
-func (s *soak) quiesce(t *testing.T, bffPid, backendPid int) (bff, backend procUsage) {
+func (s *soak) quiesce(t *testing.T, bffProc *stack.Proc) (bff, backend procUsage) {
 	t.Helper()
 	// The load may leave a backlog (creates outpace 8 workers: the caps
 	// bound it). It must drain: fail only if it stops shrinking for 30 s,
 	// which is a job stuck, not a queue.
 	unfinished := func() float64 {
-		return metric(t, s.backend, `exportstream_backend_jobs{status="PENDING"}`) + metric(t, s.backend, `exportstream_backend_jobs{status="IN_PROGRESS"}`)
+		return stack.Metric(t, s.backend.URL, `exportstream_backend_jobs{status="PENDING"}`) + stack.Metric(t, s.backend.URL, `exportstream_backend_jobs{status="IN_PROGRESS"}`)
 	}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -456,7 +438,7 @@ func (s *soak) quiesce(t *testing.T, bffPid, backendPid int) (bff, backend procU
 		}
 		if time.Since(since) > 30*time.Second {
 			t.Fatalf("jobs stuck after the load stopped: %v PENDING, %v IN_PROGRESS, none finished for 30 s",
-				metric(t, s.backend, `exportstream_backend_jobs{status="PENDING"}`), metric(t, s.backend, `exportstream_backend_jobs{status="IN_PROGRESS"}`))
+				stack.Metric(t, s.backend.URL, `exportstream_backend_jobs{status="PENDING"}`), stack.Metric(t, s.backend.URL, `exportstream_backend_jobs{status="IN_PROGRESS"}`))
 		}
 		<-tick.C
 	}
@@ -464,10 +446,10 @@ func (s *soak) quiesce(t *testing.T, bffPid, backendPid int) (bff, backend procU
 	for _, c := range s.sessions {
 		c.CloseIdleConnections()
 	}
-	steady(t, bffPid, s.bff)
-	steady(t, backendPid, s.backend)
-	bff, backend = readUsage(t, bffPid, s.bff), readUsage(t, backendPid, s.backend)
-	bff.pooled = connsTo(t, bffPid, portOf(s.backend))
+	steady(t, bffProc)
+	steady(t, s.backend)
+	bff, backend = readUsage(t, bffProc), readUsage(t, s.backend)
+	bff.pooled = stack.ConnsTo(t, bffProc.Pid(), s.backend)
 	backend.pooled = bff.pooled
 	return bff, backend
 }
@@ -490,26 +472,30 @@ func TestSoak(t *testing.T) {
 	// The sessions' caps (12 × 40 unfinished) stay under the queue (1,000):
 	// creates past what 8 workers finish get 429 by design, never 503.
 	gc := []string{"GOGC=" + soakGOGC}
-	be, backend := startEnv(t, gc, "backend", "-addr", "127.0.0.1:0", "-data-dir", t.TempDir(), "-workers", "8", "-retention", "10s", "-progress-interval", "50ms",
+	beCmd := stack.BackendCmd(t, "-data-dir", t.TempDir(), "-workers", "8", "-retention", "10s", "-progress-interval", "50ms",
 		"-max-active-per-owner", "40")
-	bff, url := startEnv(t, gc, "bff", "-addr", "127.0.0.1:0", "-backend-url", backend, "-session-secret", strings.Repeat("s", 32),
-		"-create-rate", "20", "-create-burst", "20", "-linger", "500ms")
-	s := &soak{t: t, bff: url, backend: backend, stats: &soakStats{}, codes: map[string]int{}}
+	beCmd.Env = gc
+	be := stack.Run(t, beCmd)
+	bffCmd := stack.BFFCmd(t, be.URL, "-create-rate", "20", "-create-burst", "20", "-linger", "500ms")
+	bffCmd.Env = gc
+	bff := stack.Run(t, bffCmd)
+	url := bff.URL
+	s := &soak{t: t, bff: url, backend: be, stats: &soakStats{}, codes: map[string]int{}}
 	for range sessions {
-		s.sessions = append(s.sessions, newBrowser(t, url))
+		s.sessions = append(s.sessions, newSession(t, url))
 	}
 
 	warmup := max(15*time.Second, duration/6)
 	ctx, cancel := context.WithTimeout(t.Context(), warmup)
 	s.run(ctx, actors, seed)
 	cancel()
-	bff1, be1 := s.quiesce(t, bff.Process.Pid, be.Process.Pid)
+	bff1, be1 := s.quiesce(t, bff)
 	t.Logf("quiet point 1 (after %v): bff %+v, backend %+v", warmup, bff1, be1)
 
 	ctx, cancel = context.WithTimeout(t.Context(), duration-warmup)
 	s.run(ctx, actors, seed+1)
 	cancel()
-	bff2, be2 := s.quiesce(t, bff.Process.Pid, be.Process.Pid)
+	bff2, be2 := s.quiesce(t, bff)
 	t.Logf("quiet point 2 (end): bff %+v, backend %+v", bff2, be2)
 
 	st := s.stats
@@ -540,7 +526,7 @@ func TestSoak(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var j soakJob
+		var j stack.Job
 		_ = json.NewDecoder(resp.Body).Decode(&j)
 		_ = resp.Body.Close()
 		if resp.StatusCode == http.StatusOK {

@@ -1,8 +1,6 @@
-package main_test
+package e2e_test
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,7 +17,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/exportstream/exportstream/backend/internal/job"
+	"github.com/exportstream/exportstream/e2e/stack"
 	"github.com/exportstream/exportstream/internal/testenv"
 )
 
@@ -85,27 +83,13 @@ func post(t *testing.T, c *http.Client, url, body string) (int, []byte, string) 
 	return resp.StatusCode, b, resp.Header.Get("Retry-After")
 }
 
-// last drains a watch and returns its last event.
-func last(t *testing.T, events <-chan job.Job) job.Job {
+// verifyDownload fetches j's file from the backend at url by its code and
+// checks it against the file recomputed from the code.
+func verifyDownload(t *testing.T, url string, j stack.Job) {
 	t.Helper()
-	var end job.Job
-	for j := range events {
-		end = j
-	}
-	return end
-}
-
-func verifyDownload(t *testing.T, url string, j job.Job) {
-	t.Helper()
-	resp, err := http.Get(url + "/v1/exports/" + j.Code + "/file")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	sum := sha256.Sum256(body)
-	if resp.StatusCode != http.StatusOK || hex.EncodeToString(sum[:]) != expectedSHA256(j.Code, j.RowsTotal) {
-		t.Errorf("download of %s: %d, sha256 %x, want %s", j.Code, resp.StatusCode, sum, expectedSHA256(j.Code, j.RowsTotal))
+	want := stack.ExpectedSHA256(j.Code, j.RowsTotal)
+	if got, err := stack.Download(t.Context(), http.DefaultClient, url+"/v1/exports/"+j.Code+"/file"); err != nil || got != want {
+		t.Errorf("download of %s: %v, sha256 %s, want %s", j.Code, err, got, want)
 	}
 }
 
@@ -119,37 +103,37 @@ func verifyDownload(t *testing.T, url string, j job.Job) {
 func TestAFullDiskRefusesCreatesWith507FailsRunningJobsClearlyAndCorruptsNothing(t *testing.T) {
 	dir := smallDisk(t)
 	const reserve = 512 << 10
-	p := start(t, dir, "-disk-reserve", fmt.Sprint(reserve))
-	_, bff := startProcess(t, buildBFF(t), "-addr", "127.0.0.1:0", "-backend-url", p.url, "-session-secret", strings.Repeat("s", 32))
+	p := startBackend(t, dir, "-disk-reserve", fmt.Sprint(reserve))
+	bff := stack.BFF(t, p.URL).URL
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second}
 	if st, err := os.Stat(filepath.Join(dir, "disk-reserve")); err != nil || st.Size() != reserve {
 		t.Fatalf("disk reserve: %v %v, want %d bytes", st, err, reserve)
 	}
 
-	done := create(t, p.url, `{"rows":2000,"durationMs":0}`)
-	done = last(t, watch(t, p.url, done.Code, 0))
-	if done.Status != job.StatusCompleted {
+	done := stack.Create(t, p.URL, `{"rows":2000,"durationMs":0}`)
+	done = stack.Last(stack.Watch(t, p.URL, done.Code, 0))
+	if done.Status != stack.StatusCompleted {
 		t.Fatalf("first export: %s", done.Status)
 	}
 
-	running := create(t, p.url, `{"rows":20000,"durationMs":8000}`)
-	events := watch(t, p.url, running.Code, 0)
+	running := stack.Create(t, p.URL, `{"rows":20000,"durationMs":8000}`)
+	events := stack.Watch(t, p.URL, running.Code, 0)
 	for j := range events {
-		if j.Status == job.StatusInProgress && j.Progress > 0 {
+		if j.Status == stack.StatusInProgress && j.Progress > 0 {
 			break
 		}
 	}
 	fillers := []string{fill(t, dir, 1)}
-	end := last(t, events)
-	if end.Status != job.StatusFailed || end.Error == nil || end.Error.Code != "STORAGE_FULL" {
+	end := stack.Last(events)
+	if end.Status != stack.StatusFailed || end.Error == nil || end.Error.Code != "STORAGE_FULL" {
 		t.Fatalf("the export running when the disk filled ended %s %+v, want FAILED with STORAGE_FULL", end.Status, end.Error)
 	}
 	t.Logf("running export failed at %d%%: %s", end.Progress, end.Error.Message)
 	// Its partial file was deleted, which gave room back: take it too.
 	fillers = append(fillers, fill(t, dir, 2))
 
-	for _, target := range []struct{ name, url string }{{"backend", p.url + "/v1/exports"}, {"bff", bff + "/api/exports"}} {
+	for _, target := range []struct{ name, url string }{{"backend", p.URL + "/v1/exports"}, {"bff", bff + "/api/exports"}} {
 		status, body, retry := post(t, browser, target.url, `{"rows":10,"durationMs":0}`)
 		var e apiErrorBody
 		if err := json.Unmarshal(body, &e); err != nil || status != http.StatusInsufficientStorage || e.Error.Code != "INSUFFICIENT_STORAGE" || retry == "" {
@@ -159,43 +143,42 @@ func TestAFullDiskRefusesCreatesWith507FailsRunningJobsClearlyAndCorruptsNothing
 			t.Errorf("%s: the error leaks internals: %s", target.name, body)
 		}
 	}
-	verifyDownload(t, p.url, done) // reads go on
+	verifyDownload(t, p.URL, done) // reads go on
 
 	for _, f := range fillers {
 		if err := os.Remove(f); err != nil {
 			t.Fatal(err)
 		}
 	}
-	after := create(t, p.url, `{"rows":2000,"durationMs":0}`)
-	after = last(t, watch(t, p.url, after.Code, 0))
-	if after.Status != job.StatusCompleted {
+	after := stack.Create(t, p.URL, `{"rows":2000,"durationMs":0}`)
+	after = stack.Last(stack.Watch(t, p.URL, after.Code, 0))
+	if after.Status != stack.StatusCompleted {
 		t.Fatalf("export after space returned: %s %+v", after.Status, after.Error)
 	}
-	verifyDownload(t, p.url, after)
+	verifyDownload(t, p.URL, after)
 	if st, err := os.Stat(filepath.Join(dir, "disk-reserve")); err != nil || st.Size() != reserve {
 		t.Errorf("disk reserve after space returned: %v %v, want %d bytes", st, err, reserve)
 	}
 
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	if err := p.cmd.Wait(); err != nil {
+	if err := p.Terminate(); err != nil {
 		t.Fatalf("backend exit after SIGTERM: %v", err)
 	}
 	checkDatabase(t, filepath.Join(dir, "exportstream.db"))
-	p = start(t, dir, "-disk-reserve", fmt.Sprint(reserve))
-	for _, want := range []job.Job{done, end, after} {
-		resp, err := http.Get(p.url + "/v1/exports/" + want.Code)
+	p = startBackend(t, dir, "-disk-reserve", fmt.Sprint(reserve))
+	for _, want := range []stack.Job{done, end, after} {
+		resp, err := http.Get(p.URL + "/v1/exports/" + want.Code)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got job.Job
+		var got stack.Job
 		_ = json.NewDecoder(resp.Body).Decode(&got)
 		_ = resp.Body.Close()
 		if got.Status != want.Status || got.Seq != want.Seq {
 			t.Errorf("after restart %s is %s seq %d, want %s seq %d", want.Code, got.Status, got.Seq, want.Status, want.Seq)
 		}
 	}
-	verifyDownload(t, p.url, done)
-	verifyDownload(t, p.url, after)
+	verifyDownload(t, p.URL, done)
+	verifyDownload(t, p.URL, after)
 }
 
 // checkDatabase runs bbolt's consistency check on the closed database.
@@ -234,15 +217,15 @@ func mount(t *testing.T, args ...string) {
 func TestAFilesDirectoryTurnedReadOnlyFailsRunningJobsAndCreatesGet503(t *testing.T) {
 	dir := smallDisk(t)
 	files := filepath.Join(dir, "files")
-	p := start(t, dir, "-disk-reserve", "0")
-	_, bff := startProcess(t, buildBFF(t), "-addr", "127.0.0.1:0", "-backend-url", p.url, "-session-secret", strings.Repeat("s", 32))
+	p := startBackend(t, dir, "-disk-reserve", "0")
+	bff := stack.BFF(t, p.URL).URL
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second}
 
-	running := create(t, p.url, `{"rows":2000,"durationMs":1500}`)
-	events := watch(t, p.url, running.Code, 0)
+	running := stack.Create(t, p.URL, `{"rows":2000,"durationMs":1500}`)
+	events := stack.Watch(t, p.URL, running.Code, 0)
 	for j := range events {
-		if j.Status == job.StatusInProgress && j.Progress > 0 {
+		if j.Status == stack.StatusInProgress && j.Progress > 0 {
 			break
 		}
 	}
@@ -259,11 +242,11 @@ func TestAFilesDirectoryTurnedReadOnlyFailsRunningJobsAndCreatesGet503(t *testin
 	t.Cleanup(unmount)
 	mount(t, "-o", "remount,bind,ro", files)
 
-	end := last(t, events)
-	if end.Status != job.StatusFailed || end.Error == nil || end.Error.Code != "STORAGE_READ_ONLY" {
+	end := stack.Last(events)
+	if end.Status != stack.StatusFailed || end.Error == nil || end.Error.Code != "STORAGE_READ_ONLY" {
 		t.Fatalf("the export running when the files turned read-only ended %s %+v, want FAILED with STORAGE_READ_ONLY", end.Status, end.Error)
 	}
-	for _, target := range []struct{ name, url string }{{"backend", p.url + "/v1/exports"}, {"bff", bff + "/api/exports"}} {
+	for _, target := range []struct{ name, url string }{{"backend", p.URL + "/v1/exports"}, {"bff", bff + "/api/exports"}} {
 		status, body, retry := post(t, browser, target.url, `{"rows":10,"durationMs":0}`)
 		var e apiErrorBody
 		if err := json.Unmarshal(body, &e); err != nil || status != http.StatusServiceUnavailable || e.Error.Code != "STORAGE_READ_ONLY" || retry == "" {
@@ -272,11 +255,11 @@ func TestAFilesDirectoryTurnedReadOnlyFailsRunningJobsAndCreatesGet503(t *testin
 	}
 
 	unmount()
-	after := last(t, watch(t, p.url, create(t, p.url, `{"rows":500,"durationMs":0}`).Code, 0))
-	if after.Status != job.StatusCompleted {
+	after := stack.Last(stack.Watch(t, p.URL, stack.Create(t, p.URL, `{"rows":500,"durationMs":0}`).Code, 0))
+	if after.Status != stack.StatusCompleted {
 		t.Fatalf("export once writable again: %s %+v", after.Status, after.Error)
 	}
-	verifyDownload(t, p.url, after)
+	verifyDownload(t, p.URL, after)
 }
 
 // TestABackendOnAReadOnlyDataDirectoryRefusesToStartWithAClearError: a
@@ -285,15 +268,14 @@ func TestAFilesDirectoryTurnedReadOnlyFailsRunningJobsAndCreatesGet503(t *testin
 // starts with every finished export intact.
 func TestABackendOnAReadOnlyDataDirectoryRefusesToStartWithAClearError(t *testing.T) {
 	dir := smallDisk(t)
-	p := start(t, dir, "-disk-reserve", "0")
-	done := last(t, watch(t, p.url, create(t, p.url, `{"rows":500,"durationMs":0}`).Code, 0))
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	if err := p.cmd.Wait(); err != nil {
+	p := startBackend(t, dir, "-disk-reserve", "0")
+	done := stack.Last(stack.Watch(t, p.URL, stack.Create(t, p.URL, `{"rows":500,"durationMs":0}`).Code, 0))
+	if err := p.Terminate(); err != nil {
 		t.Fatal(err)
 	}
 
 	mount(t, "-o", "remount,ro", dir)
-	cmd := exec.Command(binary, "-addr", "127.0.0.1:0", "-data-dir", dir)
+	cmd := exec.Command(stack.Bin(t, "backend"), "-addr", "127.0.0.1:0", "-data-dir", dir)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	err := cmd.Run()
@@ -304,6 +286,6 @@ func TestABackendOnAReadOnlyDataDirectoryRefusesToStartWithAClearError(t *testin
 	t.Logf("refused to start: %s", strings.TrimSpace(stderr.String()))
 
 	mount(t, "-o", "remount,rw", dir)
-	p = start(t, dir, "-disk-reserve", "0")
-	verifyDownload(t, p.url, done)
+	p = startBackend(t, dir, "-disk-reserve", "0")
+	verifyDownload(t, p.URL, done)
 }

@@ -1,18 +1,14 @@
-package main_test
+package e2e_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,7 +18,7 @@ import (
 
 	sse "github.com/tmaxmax/go-sse"
 
-	"github.com/exportstream/exportstream/backend/internal/job"
+	"github.com/exportstream/exportstream/e2e/stack"
 )
 
 // Two BFFs with one session secret in front of two backend replicas on one
@@ -33,8 +29,8 @@ import (
 
 type frontStack struct {
 	*scaledStack
-	bffs     map[string]*exec.Cmd // by host:port
-	hosts    []string             // the BFFs' host:port, in start order
+	bffs     map[string]*stack.Proc // by host:port
+	hosts    []string               // the BFFs' host:port, in start order
 	frontURL string
 
 	mu     sync.Mutex
@@ -51,7 +47,7 @@ func startFrontStack(t *testing.T) *frontStack {
 	s := startScaledStack(t)
 	s.replica(t)
 	s.replica(t)
-	f := &frontStack{scaledStack: s, bffs: map[string]*exec.Cmd{}}
+	f := &frontStack{scaledStack: s, bffs: map[string]*stack.Proc{}}
 	front := &balancer{observe: func(r *http.Request, target *url.URL) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -59,11 +55,10 @@ func startFrontStack(t *testing.T) *frontStack {
 	}}
 	for range 2 {
 		// A short retry: the browser's reconnect after a BFF dies comes soon.
-		cmd, u := s.startBFF(t, "-retry", "200ms")
-		front.add(u)
-		host := strings.TrimPrefix(u, "http://")
-		f.bffs[host] = cmd
-		f.hosts = append(f.hosts, host)
+		p := s.startBFF(t, "-retry", "200ms")
+		front.add(p.URL)
+		f.bffs[p.Addr] = p
+		f.hosts = append(f.hosts, p.Addr)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -95,7 +90,7 @@ func (f *frontStack) routes(keep func(routed) bool) []routed {
 	return out
 }
 
-func (f *frontStack) create(t *testing.T, browser *http.Client, rows, durationMs int) job.Job {
+func (f *frontStack) create(t *testing.T, browser *http.Client, rows, durationMs int) stack.Job {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, f.frontURL+"/api/exports",
 		strings.NewReader(fmt.Sprintf(`{"rows":%d,"durationMs":%d}`, rows, durationMs)))
@@ -106,7 +101,7 @@ func (f *frontStack) create(t *testing.T, browser *http.Client, rows, durationMs
 		t.Fatal(err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	var j job.Job
+	var j stack.Job
 	if err := json.NewDecoder(resp.Body).Decode(&j); err != nil || resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("create through the front: %d %v", resp.StatusCode, err)
 	}
@@ -145,29 +140,23 @@ func (f *frontStack) follow(ctx context.Context, browser *http.Client, path stri
 
 // verifyDownload fetches a finished job's file through the front and checks
 // it against the SHA-256 recomputed from the code.
-func (f *frontStack) verifyDownload(t *testing.T, browser *http.Client, end job.Job, rows int) {
+func (f *frontStack) verifyDownload(t *testing.T, browser *http.Client, end stack.Job, rows int) {
 	t.Helper()
 	if end.File == nil {
 		t.Fatalf("%s: no file on the terminal event", end.Code)
 	}
-	resp, err := browser.Get(f.frontURL + end.File.URL)
+	got, err := stack.Download(t.Context(), browser, f.frontURL+end.File.URL)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", end.Code, err)
 	}
-	body, err := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s: download %d %v", end.Code, resp.StatusCode, err)
-	}
-	sum := sha256.Sum256(body)
-	if got, want := hex.EncodeToString(sum[:]), expectedSHA256(end.Code, rows); got != want || end.File.SHA256 != want {
+	if want := stack.ExpectedSHA256(end.Code, rows); got != want || end.File.SHA256 != want {
 		t.Errorf("%s: downloaded sha256 %s, announced %s, want %s", end.Code, got, end.File.SHA256, want)
 	}
 }
 
 // checkJobEvents: every id is the job's seq, seqs strictly increase, and
 // exactly one event is terminal, the last, COMPLETED.
-func checkJobEvents(t *testing.T, code string, ids []string, jobs []job.Job) job.Job {
+func checkJobEvents(t *testing.T, code string, ids []string, jobs []stack.Job) stack.Job {
 	t.Helper()
 	if len(jobs) == 0 {
 		t.Fatalf("%s: no events", code)
@@ -186,7 +175,7 @@ func checkJobEvents(t *testing.T, code string, ids []string, jobs []job.Job) job
 		}
 	}
 	end := jobs[len(jobs)-1]
-	if terminal != 1 || end.Status != job.StatusCompleted {
+	if terminal != 1 || end.Status != stack.StatusCompleted {
 		t.Fatalf("%s: %d terminal events, last %s; want exactly one, COMPLETED", code, terminal, end.Status)
 	}
 	return end
@@ -204,7 +193,7 @@ func TestABFFDiesUnderAStreamAndTheBrowserResumesThroughTheOtherByLastEventID(t 
 			var (
 				mu   sync.Mutex
 				ids  []string
-				jobs []job.Job
+				jobs []stack.Job
 			)
 			underway := make(chan struct{})
 			var once sync.Once
@@ -217,7 +206,7 @@ func TestABFFDiesUnderAStreamAndTheBrowserResumesThroughTheOtherByLastEventID(t 
 			defer cancel()
 			go func() {
 				n, err := f.follow(ctx, browser, path, func(ev sse.Event) bool {
-					var got job.Job
+					var got stack.Job
 					if err := json.Unmarshal([]byte(ev.Data), &got); err != nil {
 						t.Errorf("event %q: %v", ev.Data, err)
 						return true
@@ -225,7 +214,7 @@ func TestABFFDiesUnderAStreamAndTheBrowserResumesThroughTheOtherByLastEventID(t 
 					mu.Lock()
 					ids, jobs = append(ids, ev.LastEventID), append(jobs, got)
 					mu.Unlock()
-					if got.Status == job.StatusInProgress && got.Progress > 0 {
+					if got.Status == stack.StatusInProgress && got.Progress > 0 {
 						once.Do(func() { close(underway) })
 					}
 					return got.Status.Terminal() || got.Status == "ERROR"
@@ -248,7 +237,7 @@ func TestABFFDiesUnderAStreamAndTheBrowserResumesThroughTheOtherByLastEventID(t 
 			mu.Lock()
 			seenBefore := len(jobs)
 			mu.Unlock()
-			if err := f.bffs[doomed].Process.Signal(sig); err != nil {
+			if err := f.bffs[doomed].Signal(sig); err != nil {
 				t.Fatal(err)
 			}
 			_ = f.bffs[doomed].Wait() // gone: it no longer accepts connections
@@ -327,7 +316,7 @@ func TestOneBrowserAlternatingBetweenTwoBFFs(t *testing.T) {
 		}
 		type stream struct {
 			ids  []string
-			jobs []job.Job
+			jobs []stack.Job
 			err  error
 		}
 		results := make(chan stream, n)
@@ -335,7 +324,7 @@ func TestOneBrowserAlternatingBetweenTwoBFFs(t *testing.T) {
 			go func() {
 				var s stream
 				_, s.err = f.follow(t.Context(), browser, "/api/exports/"+code+"/events", func(ev sse.Event) bool {
-					var j job.Job
+					var j stack.Job
 					if err := json.Unmarshal([]byte(ev.Data), &j); err != nil {
 						s.err = fmt.Errorf("%s: event %q: %w", code, ev.Data, err)
 						return true
@@ -365,7 +354,7 @@ func TestOneBrowserAlternatingBetweenTwoBFFs(t *testing.T) {
 		}
 		// Either BFF lists the session's jobs, whichever created them.
 		for range 2 {
-			var list struct{ Exports []job.Job }
+			var list struct{ Exports []stack.Job }
 			resp, err := browser.Get(f.frontURL + "/api/exports")
 			if err != nil {
 				t.Fatal(err)
@@ -391,10 +380,10 @@ func TestOneBrowserAlternatingBetweenTwoBFFs(t *testing.T) {
 		}
 		// One stream for the tab, on whichever BFF its turn gives; it follows
 		// the jobs created through the other one too.
-		latest := map[string]job.Job{}
+		latest := map[string]stack.Job{}
 		terminal := map[string]int{}
 		_, err := f.follow(t.Context(), browser, "/api/events", func(ev sse.Event) bool {
-			var j job.Job
+			var j stack.Job
 			if err := json.Unmarshal([]byte(ev.Data), &j); err != nil || !want[j.Code] {
 				t.Errorf("event %q: %v; not one of this session's jobs", ev.Data, err)
 				return true
@@ -415,7 +404,7 @@ func TestOneBrowserAlternatingBetweenTwoBFFs(t *testing.T) {
 			t.Fatal(err)
 		}
 		for code := range want {
-			if terminal[code] != 1 || latest[code].Status != job.StatusCompleted {
+			if terminal[code] != 1 || latest[code].Status != stack.StatusCompleted {
 				t.Fatalf("%s: %d terminal events, last %s; want one, COMPLETED", code, terminal[code], latest[code].Status)
 			}
 			f.verifyDownload(t, browser, latest[code], rows)

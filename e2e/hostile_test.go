@@ -1,4 +1,4 @@
-package main_test
+package e2e_test
 
 import (
 	"context"
@@ -10,9 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
-	"os"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +19,7 @@ import (
 
 	sse "github.com/tmaxmax/go-sse"
 
+	"github.com/exportstream/exportstream/e2e/stack"
 	"github.com/exportstream/exportstream/internal/testenv"
 )
 
@@ -29,65 +28,24 @@ import (
 // downloads abandoned midway. Leaks are read from the processes
 // themselves: /proc/<pid>/fd and go_goroutines on /metrics.
 
-// openFDs counts the open file descriptors of pid.
-func openFDs(t *testing.T, pid int) int {
-	t.Helper()
-	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		testenv.Missing(t, "/proc, to count a process's file descriptors: %v", err)
-	}
-	return len(entries)
-}
-
-// metric reads one unlabelled series from url's /metrics.
-func metric(t *testing.T, url, name string) float64 {
-	t.Helper()
-	resp, err := http.Get(url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	body, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(body)
-	if m == nil {
-		t.Fatalf("no %s in %s/metrics", name, url)
-	}
-	v, _ := strconv.ParseFloat(string(m[1]), 64)
-	return v
-}
-
-// metricReaches waits up to 10 s for a series to reach want.
-func metricReaches(t *testing.T, url, name string, want float64) {
-	t.Helper()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.Now().Add(10 * time.Second)
-	for v := metric(t, url, name); v != want; v = metric(t, url, name) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s = %v after 10 s, want %v", name, v, want)
-		}
-		<-tick.C
-	}
-}
-
 // usage is what a process holds: descriptors and goroutines.
 type usage struct{ fds, goroutines int }
 
-func usageOf(t *testing.T, pid int, url string) usage {
+func usageOf(t *testing.T, p *stack.Proc) usage {
 	t.Helper()
-	return usage{openFDs(t, pid), int(metric(t, url, "go_goroutines"))}
+	return usage{stack.OpenFDs(t, p.Pid()), int(stack.Metric(t, p.URL, "go_goroutines"))}
 }
 
-// settles waits until pid's usage is back within slack of base: the
+// settles waits until p's usage is back within slack of base: the
 // process releases what a request held only after it notices the client
 // left, so this polls, bounded in count and time.
-func settles(t *testing.T, name string, pid int, url string, base usage, slack usage) usage {
+func settles(t *testing.T, name string, p *stack.Proc, base usage, slack usage) usage {
 	t.Helper()
 	var now usage
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for range 200 { // 10 s at most
-		if now = usageOf(t, pid, url); now.fds <= base.fds+slack.fds && now.goroutines <= base.goroutines+slack.goroutines {
+		if now = usageOf(t, p); now.fds <= base.fds+slack.fds && now.goroutines <= base.goroutines+slack.goroutines {
 			return now
 		}
 		<-tick.C
@@ -96,8 +54,8 @@ func settles(t *testing.T, name string, pid int, url string, base usage, slack u
 	return now
 }
 
-// newBrowser is a client with a session of its own.
-func newBrowser(t *testing.T, bff string) *http.Client {
+// newSession is a client with a session of its own.
+func newSession(t *testing.T, bff string) *http.Client {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
@@ -154,15 +112,15 @@ func closeAll(streams []*http.Response) {
 	}
 }
 
-// steady is pid's usage once three readings in a row agree (connections
+// steady is p's usage once three readings in a row agree (connections
 // the clients closed are gone), bounded in count and time.
-func steady(t *testing.T, pid int, url string) usage {
+func steady(t *testing.T, p *stack.Proc) usage {
 	t.Helper()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	prev, same := usage{-1, -1}, 0
 	for range 200 {
-		now := usageOf(t, pid, url)
+		now := usageOf(t, p)
 		if now == prev {
 			if same++; same == 2 {
 				return now
@@ -172,20 +130,20 @@ func steady(t *testing.T, pid int, url string) usage {
 		}
 		<-tick.C
 	}
-	t.Fatalf("usage of pid %d never settled: last %+v", pid, prev)
+	t.Fatalf("usage of %s (pid %d) never settled: last %+v", p.Cmd.Name, p.Pid(), prev)
 	return prev
 }
 
 func TestOneSessionOpening1000StreamsGets429PastItsLimitAndTheServer503PastItsOwn(t *testing.T) {
 	const perSession, total = 20, 50
-	_, backend := start(t, "backend", "-addr", "127.0.0.1:0", "-memory")
-	bff, url := start(t, "bff", "-addr", "127.0.0.1:0", "-backend-url", backend, "-session-secret", strings.Repeat("s", 32),
-		"-max-streams-per-session", strconv.Itoa(perSession), "-max-streams", strconv.Itoa(total))
+	backend := stack.Backend(t, "-memory")
+	bff := stack.BFF(t, backend.URL, "-max-streams-per-session", strconv.Itoa(perSession), "-max-streams", strconv.Itoa(total))
+	url := bff.URL
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 
 	flood := func() {
-		hostile := newBrowser(t, url)
+		hostile := newSession(t, url)
 		defer hostile.CloseIdleConnections()
 		open, refused := openStreams(t, ctx, hostile, url, 1000)
 		if len(open) != perSession || refused["429 TOO_MANY_STREAMS"] != 1000-perSession || len(refused) != 1 {
@@ -195,7 +153,7 @@ func TestOneSessionOpening1000StreamsGets429PastItsLimitAndTheServer503PastItsOw
 		all := [][]*http.Response{open}
 		got503 := 0
 		for range 3 {
-			other := newBrowser(t, url)
+			other := newSession(t, url)
 			defer other.CloseIdleConnections()
 			o, r := openStreams(t, ctx, other, url, perSession)
 			all = append(all, o)
@@ -208,7 +166,7 @@ func TestOneSessionOpening1000StreamsGets429PastItsLimitAndTheServer503PastItsOw
 		if opened != total || got503 != 4*perSession-total {
 			t.Fatalf("4 sessions × %d streams with MAX_STREAMS=%d: %d open, %d × 503; want %d and %d", perSession, total, opened, got503, total, 4*perSession-total)
 		}
-		if n := metric(t, url, "exportstream_bff_subscribers_active"); n != total {
+		if n := stack.Metric(t, url, "exportstream_bff_subscribers_active"); n != total {
 			t.Errorf("subscribers_active = %v, want %d", n, total)
 		}
 		for _, o := range all {
@@ -217,7 +175,7 @@ func TestOneSessionOpening1000StreamsGets429PastItsLimitAndTheServer503PastItsOw
 		// The BFF notices the hang-ups (no request of its own is pending on
 		// a stream) and counts the limits back: the hostile session may
 		// open streams again.
-		metricReaches(t, url, "exportstream_bff_subscribers_active", 0)
+		stack.MetricReaches(t, url, "exportstream_bff_subscribers_active", 0)
 		o, r := openStreams(t, ctx, hostile, url, 1)
 		closeAll(o)
 		if len(o) != 1 {
@@ -229,11 +187,11 @@ func TestOneSessionOpening1000StreamsGets429PastItsLimitAndTheServer503PastItsOw
 	// the flood needed: an open connection at both ends, and two goroutines
 	// in the BFF. Counted from the backend's side, they are allowed; past
 	// them the BFF must be back where it started.
-	base, pooledBase := usageOf(t, bff.Process.Pid, url), connsTo(t, bff.Process.Pid, portOf(backend))
+	base, pooledBase := usageOf(t, bff), stack.ConnsTo(t, bff.Pid(), backend)
 	for round := 1; round <= 2; round++ {
 		flood()
-		now := steady(t, bff.Process.Pid, url)
-		pooled := connsTo(t, bff.Process.Pid, portOf(backend)) - pooledBase
+		now := steady(t, bff)
+		pooled := stack.ConnsTo(t, bff.Pid(), backend) - pooledBase
 		if now.fds > base.fds+pooled+2 || now.goroutines > base.goroutines+2*pooled+4 {
 			t.Fatalf("flood %d: bff at %+v from %+v with %d pooled backend connections; want at most +%d fds and +%d goroutines: a leak",
 				round, now, base, pooled, pooled+2, 2*pooled+4)
@@ -241,18 +199,16 @@ func TestOneSessionOpening1000StreamsGets429PastItsLimitAndTheServer503PastItsOw
 		t.Logf("flood %d: 1,000 streams from one session (%d open, %d × 429) + %d from 3 more (%d open in all, %d × 503); bff %+v → %+v, of which %d pooled backend connections",
 			round, perSession, 1000-perSession, 3*perSession, total, 4*perSession-total, base, now, pooled)
 	}
-	if n := metric(t, url, "exportstream_bff_subscribers_active"); n != 0 {
+	if n := stack.Metric(t, url, "exportstream_bff_subscribers_active"); n != 0 {
 		t.Errorf("subscribers_active = %v after every stream closed, want 0", n)
 	}
 }
 
 func TestSlowlorisHeadersAreCutOffByReadHeaderTimeoutWhileOthersAreServed(t *testing.T) {
 	const conns, timeout = 200, time.Second
-	_, backend := start(t, "backend", "-addr", "127.0.0.1:0", "-memory")
-	bff, url := start(t, "bff", "-addr", "127.0.0.1:0", "-backend-url", backend, "-session-secret", strings.Repeat("s", 32),
-		"-read-header-timeout", timeout.String())
-	base := usageOf(t, bff.Process.Pid, url)
-	addr := strings.TrimPrefix(url, "http://")
+	bff := stack.BFF(t, stack.Backend(t, "-memory").URL, "-read-header-timeout", timeout.String())
+	url, addr := bff.URL, bff.Addr
+	base := usageOf(t, bff)
 
 	// Each connection sends a request line, then one header byte every
 	// 100 ms: 100 bytes would take 10 s, ten times the timeout.
@@ -310,15 +266,16 @@ func TestSlowlorisHeadersAreCutOffByReadHeaderTimeoutWhileOthersAreServed(t *tes
 	if slowest > 3*timeout {
 		t.Errorf("slowest cut-off after %v, want within %v of a %v ReadHeaderTimeout", slowest, 2*timeout, timeout)
 	}
-	after := settles(t, "bff after the slowloris connections", bff.Process.Pid, url, base, usage{fds: 4, goroutines: 8})
+	after := settles(t, "bff after the slowloris connections", bff, base, usage{fds: 4, goroutines: 8})
 	t.Logf("%d slowloris connections cut off within %v (timeout %v, whole attack %v); bff baseline %+v, after %+v", conns, slowest.Round(time.Millisecond), timeout, time.Since(begin).Round(time.Millisecond), base, after)
 }
 
 func TestDownloadsAbandonedMidwayLeakNothingInTheBFFOrTheBackend(t *testing.T) {
 	const rows, abandoned = 300_000, 40
-	be, backend := start(t, "backend", "-addr", "127.0.0.1:0", "-data-dir", t.TempDir())
-	bff, url := start(t, "bff", "-addr", "127.0.0.1:0", "-backend-url", backend, "-session-secret", strings.Repeat("s", 32))
-	c := newBrowser(t, url)
+	be := stack.Backend(t, "-data-dir", t.TempDir())
+	bff := stack.BFF(t, be.URL)
+	url := bff.URL
+	c := newSession(t, url)
 	resp, err := c.Post(url+"/api/exports", "application/json", strings.NewReader(fmt.Sprintf(`{"rows":%d,"durationMs":0}`, rows)))
 	if err != nil {
 		t.Fatal(err)
@@ -355,7 +312,7 @@ func TestDownloadsAbandonedMidwayLeakNothingInTheBFFOrTheBackend(t *testing.T) {
 	}
 	size, _ := download(c, 1<<40) // warm both processes up: pooled connections, buffers
 	c.CloseIdleConnections()
-	bffBase, beBase := usageOf(t, bff.Process.Pid, url), usageOf(t, be.Process.Pid, backend)
+	bffBase, beBase := usageOf(t, bff), usageOf(t, be)
 
 	// Browsers that leave after 256 KiB of a multi-MiB file, 8 at a time.
 	var wg sync.WaitGroup
@@ -372,8 +329,8 @@ func TestDownloadsAbandonedMidwayLeakNothingInTheBFFOrTheBackend(t *testing.T) {
 	}
 	wg.Wait()
 	slack := usage{fds: 4, goroutines: 8}
-	bffAfter := settles(t, "bff", bff.Process.Pid, url, bffBase, slack)
-	beAfter := settles(t, "backend", be.Process.Pid, backend, beBase, slack)
+	bffAfter := settles(t, "bff", bff, bffBase, slack)
+	beAfter := settles(t, "backend", be, beBase, slack)
 	t.Logf("%d downloads of %d bytes abandoned after 256 KiB: bff %+v → %+v, backend %+v → %+v", abandoned, size, bffBase, bffAfter, beBase, beAfter)
 
 	if n, sum := download(c, 1<<40); n != size || sum != j.File.SHA256 {
@@ -381,67 +338,25 @@ func TestDownloadsAbandonedMidwayLeakNothingInTheBFFOrTheBackend(t *testing.T) {
 	}
 }
 
-// connsTo counts pid's established TCP connections to port on 127.0.0.1
-// (its keep-alive pool to the backend, say), from /proc/net/tcp and the
-// socket inodes among its fds. A connection pid accepted on one of its
-// own listening ports never counts, even when its peer's ephemeral port
-// happens to be port.
-func connsTo(t *testing.T, pid int, port string) int {
-	t.Helper()
-	p, _ := strconv.Atoi(port)
-	table, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", pid))
-	if err != nil {
-		testenv.Missing(t, "/proc, to count a process's connections: %v", err)
-	}
-	mine := map[string]bool{} // pid's socket inodes
-	entries, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	for _, e := range entries {
-		if link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())); err == nil {
-			if inode, ok := strings.CutPrefix(link, "socket:["); ok {
-				mine[strings.TrimSuffix(inode, "]")] = true
-			}
-		}
-	}
-	// f[1] local and f[2] remote address:port in hex, f[3] state (01
-	// established, 0A listening), f[9] inode.
-	var rows [][]string
-	listening := map[string]bool{} // pid's listening ports
-	for _, line := range strings.Split(string(table), "\n")[1:] {
-		if f := strings.Fields(line); len(f) > 9 && mine[f[9]] {
-			rows = append(rows, f)
-			if f[3] == "0A" {
-				listening[f[1][strings.IndexByte(f[1], ':'):]] = true
-			}
-		}
-	}
-	n := 0
-	for _, f := range rows {
-		if f[3] == "01" && f[2] == fmt.Sprintf("0100007F:%04X", p) && !listening[f[1][strings.IndexByte(f[1], ':'):]] {
-			n++
-		}
-	}
-	return n
-}
-
-func portOf(url string) string { return url[strings.LastIndex(url, ":")+1:] }
-
 // startWithFileLimit runs the BFF under an open-file limit of files (soft
 // and hard: the Go runtime raises the soft one to the hard one).
-func startWithFileLimit(t *testing.T, files int, args ...string) (*exec.Cmd, string) {
+func startWithFileLimit(t *testing.T, files int, backendURL string) *stack.Proc {
 	t.Helper()
 	prlimit, err := exec.LookPath("prlimit")
 	if err != nil {
 		testenv.Missing(t, "prlimit (util-linux), to run the BFF under a low open-file limit: %v", err)
 	}
-	lim := fmt.Sprintf("--nofile=%d:%d", files, files)
-	return startCmd(t, exec.Command(prlimit, append([]string{lim, bin["bff"]}, args...)...), "bff")
+	c := stack.BFFCmd(t, backendURL)
+	c.Args = append([]string{fmt.Sprintf("--nofile=%d:%d", files, files), c.Path}, c.Args...)
+	c.Path = prlimit
+	return stack.Run(t, c)
 }
 
 func TestAtItsOpenFileLimitTheBFFAnswersEveryStreamPastItsBudget503AtOnceAndStillServesOtherRequests(t *testing.T) {
 	const files, browsers = 300, 400
-	_, backend := start(t, "backend", "-addr", "127.0.0.1:0", "-memory")
-	bff, url := startWithFileLimit(t, files, "-addr", "127.0.0.1:0", "-backend-url", backend, "-session-secret", strings.Repeat("s", 32))
-	budget := int(metric(t, url, "exportstream_bff_streams_max"))
+	bff := startWithFileLimit(t, files, stack.Backend(t, "-memory").URL)
+	url := bff.URL
+	budget := int(stack.Metric(t, url, "exportstream_bff_streams_max"))
 	if budget <= 0 || budget >= files {
 		t.Fatalf("streams_max = %d under a limit of %d files", budget, files)
 	}
@@ -515,14 +430,14 @@ func TestAtItsOpenFileLimitTheBFFAnswersEveryStreamPastItsBudget503AtOnceAndStil
 	} else {
 		_ = resp.Body.Close()
 	}
-	if n := openFDs(t, bff.Process.Pid); n > files {
+	if n := stack.OpenFDs(t, bff.Pid()); n > files {
 		t.Errorf("the BFF holds %d files under a limit of %d", n, files)
 	}
 
 	// A stream closed frees a place for the next browser.
 	_ = open[0].Body.Close()
-	metricReaches(t, url, "exportstream_bff_subscribers_active", float64(budget-1))
-	c := newBrowser(t, url)
+	stack.MetricReaches(t, url, "exportstream_bff_subscribers_active", float64(budget-1))
+	c := newSession(t, url)
 	o, r := openStreams(t, ctx, c, url, 1)
 	defer closeAll(o)
 	if len(o) != 1 {

@@ -1,13 +1,19 @@
-package job
+// Package exportfile is the content of every export: a CSV derived only
+// from the export's code and row count, so anyone can recompute a file and
+// its SHA-256. The backend's generator writes it; the system tests and the
+// store's and worker's tests recompute it to check a download.
+package exportfile
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"strconv"
 	"sync"
 )
 
-// CSVHeader is the first line of every generated file.
-const CSVHeader = "id,code,item,quantity,amount_cents\n"
+// Header is the first line of every file.
+const Header = "id,code,item,quantity,amount_cents\n"
 
 // AppendRow appends row i (1-based) of the file for code. Rows are derived
 // only from the code and i, so anyone can recompute a file and its SHA-256:
@@ -64,4 +70,13 @@ func fnv1a(code string, i int) uint64 {
 		h = (h ^ uint64(c)) * prime
 	}
 	return h
+}
+
+// SHA256 is the hex SHA-256 of code's whole file of rows rows: Header, then
+// rows 1 to rows.
+func SHA256(code string, rows int) string {
+	h := sha256.New()
+	_, _ = io.WriteString(h, Header)
+	_ = WriteRows(h, code, 0, rows)
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -83,8 +83,13 @@ func (s *Server) Start() {
 	s.t.Fatalf("redis-server on %s did not answer PING within 10s; its log:\n%s", s.Addr(), log)
 }
 
-func (s *Server) ping() bool {
-	c, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+func (s *Server) ping() bool { return Ping(s.Addr()) }
+
+// Ping reports whether the Redis at addr (host:port) answers PING within a
+// second. Dial it as 127.0.0.1 itself: Redis's protected mode refuses the
+// other loopback addresses.
+func Ping(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return false
 	}

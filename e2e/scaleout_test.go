@@ -1,19 +1,13 @@
-package main_test
+package e2e_test
 
 import (
-	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,59 +17,13 @@ import (
 
 	sse "github.com/tmaxmax/go-sse"
 
-	"github.com/exportstream/exportstream/backend/internal/job"
-	"github.com/exportstream/exportstream/backend/internal/redistest"
+	"github.com/exportstream/exportstream/e2e/stack"
+	"github.com/exportstream/exportstream/internal/redistest"
 )
 
 // The scaled-out stack, real processes: redis-server, backend replicas on
 // it sharing one files directory, a round-robin balancer in front of them
 // and the real BFF in front of that, as a browser sees it.
-
-var (
-	bffOnce sync.Once
-	bffBin  string
-	bffErr  error
-)
-
-func buildBFF(t *testing.T) string {
-	t.Helper()
-	bffOnce.Do(func() {
-		bffBin = filepath.Join(filepath.Dir(binary), "bff")
-		build := exec.Command("go", "build", "-o", bffBin, "./cmd/bff")
-		build.Dir = "../../../bff"
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		bffErr = build.Run()
-	})
-	if bffErr != nil {
-		t.Fatalf("build bff: %v", bffErr)
-	}
-	return bffBin
-}
-
-// startProcess runs bin and returns its base URL once it logs that it listens.
-func startProcess(t *testing.T, bin string, args ...string) (*exec.Cmd, string) {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	lines := bufio.NewScanner(out)
-	for lines.Scan() {
-		var l struct{ Msg, Addr string }
-		if json.Unmarshal(lines.Bytes(), &l) == nil && strings.HasSuffix(l.Msg, "listening") {
-			go func() { _, _ = io.Copy(io.Discard, out) }()
-			return cmd, "http://" + l.Addr
-		}
-	}
-	t.Fatalf("%s exited before listening", filepath.Base(bin))
-	return nil, ""
-}
 
 // balancer spreads requests over the backends round-robin and skips one
 // that refuses connections, as a load balancer with health checks would.
@@ -138,7 +86,7 @@ func startScaledStack(t *testing.T) *scaledStack {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	s.lbURL = "http://" + ln.Addr().String()
-	_, s.bffURL = s.startBFF(t)
+	s.bffURL = s.startBFF(t).URL
 	jar, _ := cookiejar.New(nil)
 	s.browser = &http.Client{Jar: jar}
 	return s
@@ -146,18 +94,18 @@ func startScaledStack(t *testing.T) *scaledStack {
 
 // startBFF starts one more BFF in front of the backends' balancer; every BFF
 // of a stack has the same session secret, so any serves any browser.
-func (s *scaledStack) startBFF(t *testing.T, extra ...string) (*exec.Cmd, string) {
+func (s *scaledStack) startBFF(t *testing.T, extra ...string) *stack.Proc {
 	t.Helper()
-	return startBFF(t, s.lbURL, append([]string{"-upstream-giveup", "60s", "-create-burst", "100"}, extra...)...)
+	return stack.BFF(t, s.lbURL, append([]string{"-upstream-giveup", "60s", "-create-burst", "100"}, extra...)...)
 }
 
 // replica starts one more backend on the stack's Redis and files directory.
-func (s *scaledStack) replica(t *testing.T) *exec.Cmd {
+func (s *scaledStack) replica(t *testing.T) *stack.Proc {
 	t.Helper()
-	cmd, u := startProcess(t, binary, "-addr", "127.0.0.1:0", "-data-dir", s.filesDir,
+	p := stack.Backend(t, "-data-dir", s.filesDir,
 		"-redis-url", s.redis.URL()+"?dial_timeout=1s&max_retries=1", "-claim-idle", "1500ms", "-workers", "8")
-	s.lb.add(u)
-	return cmd
+	s.lb.add(p.URL)
+	return p
 }
 
 func (s *scaledStack) post(t *testing.T, body string) *http.Response {
@@ -175,10 +123,10 @@ func (s *scaledStack) post(t *testing.T, body string) *http.Response {
 // subscribe reads code's events through the BFF as a browser would,
 // reconnecting with Last-Event-ID when the stream drops before the end.
 // It returns every event's seq and the jobs in order.
-func (s *scaledStack) subscribe(t *testing.T, code string, progressed chan<- string) <-chan []job.Job {
-	done := make(chan []job.Job, 1)
+func (s *scaledStack) subscribe(t *testing.T, code string, progressed chan<- string) <-chan []stack.Job {
+	done := make(chan []stack.Job, 1)
 	go func() {
-		var seen []job.Job
+		var seen []stack.Job
 		defer func() { done <- seen }()
 		lastID, signalled := "", false
 		deadline := time.Now().Add(time.Minute)
@@ -200,7 +148,7 @@ func (s *scaledStack) subscribe(t *testing.T, code string, progressed chan<- str
 				if err != nil {
 					break
 				}
-				var j job.Job
+				var j stack.Job
 				if json.Unmarshal([]byte(ev.Data), &j) != nil {
 					continue
 				}
@@ -209,7 +157,7 @@ func (s *scaledStack) subscribe(t *testing.T, code string, progressed chan<- str
 				}
 				lastID = ev.LastEventID
 				seen = append(seen, j)
-				if !signalled && j.Status == job.StatusInProgress && j.Progress > 0 {
+				if !signalled && j.Status == stack.StatusInProgress && j.Progress > 0 {
 					signalled = true
 					progressed <- code
 				}
@@ -233,8 +181,7 @@ func TestAKilledReplicasJobsFinishOnAnotherWithOneTerminalEventEach(t *testing.T
 	codes, streams := s.startJobs(t, jobs, rows)
 	s.replica(t)
 	killed := time.Now()
-	_ = doomed.Process.Kill() // SIGKILL: no checkpoint handed back, no clean stream end
-	_ = doomed.Wait()
+	doomed.Kill() // SIGKILL: no checkpoint handed back, no clean stream end
 	s.checkFinished(t, codes, streams, rows)
 	t.Logf("all %d jobs finished on the surviving replica %v after the kill", jobs, time.Since(killed).Round(100*time.Millisecond))
 	if leftovers, _ := filepath.Glob(filepath.Join(s.filesDir, "files", "*.csv")); len(leftovers) != jobs {
@@ -244,10 +191,10 @@ func TestAKilledReplicasJobsFinishOnAnotherWithOneTerminalEventEach(t *testing.T
 
 // checkFinished waits for every subscriber of codes: exactly one terminal
 // event, COMPLETED, seqs strictly increasing, and a file that verifies.
-func (s *scaledStack) checkFinished(t *testing.T, codes []string, streams map[string][]<-chan []job.Job, rows int) {
+func (s *scaledStack) checkFinished(t *testing.T, codes []string, streams map[string][]<-chan []stack.Job, rows int) {
 	t.Helper()
 	for _, code := range codes {
-		var end job.Job
+		var end stack.Job
 		for i, stream := range streams[code] {
 			seen := <-stream
 			terminal, prev := 0, int64(0)
@@ -261,32 +208,26 @@ func (s *scaledStack) checkFinished(t *testing.T, codes []string, streams map[st
 					end = j
 				}
 			}
-			if terminal != 1 || end.Status != job.StatusCompleted {
+			if terminal != 1 || end.Status != stack.StatusCompleted {
 				t.Fatalf("%s subscriber %d: %d terminal events, last %+v; want exactly one COMPLETED", code, i, terminal, end)
 			}
 		}
-		resp, err := s.browser.Get(s.bffURL + end.File.URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		sum := sha256.Sum256(body)
-		if got, want := hex.EncodeToString(sum[:]), expectedSHA256(code, rows); got != want || end.File.SHA256 != want {
-			t.Errorf("%s: downloaded sha256 %s, announced %s, want %s", code, got, end.File.SHA256, want)
+		got, err := stack.Download(t.Context(), s.browser, s.bffURL+end.File.URL)
+		if want := stack.ExpectedSHA256(code, rows); err != nil || got != want || end.File.SHA256 != want {
+			t.Errorf("%s: downloaded sha256 %s (%v), announced %s, want %s", code, got, err, end.File.SHA256, want)
 		}
 	}
 }
 
 // startJobs creates n jobs through the BFF, subscribes to each twice and
 // waits until every one is mid-generation.
-func (s *scaledStack) startJobs(t *testing.T, n, rows int) ([]string, map[string][]<-chan []job.Job) {
+func (s *scaledStack) startJobs(t *testing.T, n, rows int) ([]string, map[string][]<-chan []stack.Job) {
 	t.Helper()
 	const subscribers = 2
 	var codes []string
 	for range n {
 		resp := s.post(t, fmt.Sprintf(`{"rows":%d,"durationMs":4000}`, rows))
-		var j job.Job
+		var j stack.Job
 		if err := json.NewDecoder(resp.Body).Decode(&j); err != nil || resp.StatusCode != http.StatusAccepted {
 			t.Fatalf("create through the BFF: %d %v", resp.StatusCode, err)
 		}
@@ -294,7 +235,7 @@ func (s *scaledStack) startJobs(t *testing.T, n, rows int) ([]string, map[string
 		codes = append(codes, j.Code)
 	}
 	progressed := make(chan string, n*subscribers)
-	streams := map[string][]<-chan []job.Job{}
+	streams := map[string][]<-chan []stack.Job{}
 	for _, code := range codes {
 		for range subscribers {
 			streams[code] = append(streams[code], s.subscribe(t, code, progressed))
@@ -373,7 +314,7 @@ func TestWhileRedisIsDownCreatesFailWith503AndAClearError(t *testing.T) {
 		}
 		return r
 	})
-	var list struct{ Exports []job.Job }
+	var list struct{ Exports []stack.Job }
 	err = json.NewDecoder(listResp.Body).Decode(&list)
 	_ = listResp.Body.Close()
 	if listResp.StatusCode != http.StatusOK || err != nil {

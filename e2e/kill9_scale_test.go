@@ -1,17 +1,12 @@
-package main_test
+package e2e_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/cookiejar"
-	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,8 +18,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	sse "github.com/tmaxmax/go-sse"
 
-	"github.com/exportstream/exportstream/backend/internal/job"
-	"github.com/exportstream/exportstream/backend/internal/redistest"
+	"github.com/exportstream/exportstream/e2e/stack"
+	"github.com/exportstream/exportstream/internal/redistest"
 	"github.com/exportstream/exportstream/internal/testenv"
 )
 
@@ -65,7 +60,7 @@ type killSubscriber struct {
 	multiplex bool
 
 	ids        []string
-	jobs       []job.Job
+	jobs       []stack.Job
 	received   []time.Time
 	underWay   bool // it saw its export IN_PROGRESS with progress above 0
 	reconnects int
@@ -189,7 +184,7 @@ func (r *killRun) create(ctx context.Context, i int) (string, error) {
 	if resp.StatusCode != http.StatusAccepted {
 		return "", fmt.Errorf("create %d through the BFF: %d", i, resp.StatusCode)
 	}
-	var j job.Job
+	var j stack.Job
 	if err := json.NewDecoder(resp.Body).Decode(&j); err != nil {
 		return "", fmt.Errorf("create %d through the BFF: %w", i, err)
 	}
@@ -214,7 +209,7 @@ func (r *killRun) finish(t *testing.T, killed time.Time, within time.Duration) {
 	}
 	allDone := time.Since(killed)
 
-	ends := map[string]job.Job{}
+	ends := map[string]stack.Job{}
 	events, reconnects := 0, 0
 	var resumedIn time.Duration // the longest wait for a first event after the kill
 	var failed []string
@@ -249,9 +244,9 @@ func (r *killRun) finish(t *testing.T, killed time.Time, within time.Duration) {
 // exactly one terminal event, the last, COMPLETED with a file, and an event
 // received after killed. It returns the terminal event and how long after
 // killed the first event after it came.
-func (s *killSubscriber) check(killed time.Time) (job.Job, time.Duration, error) {
+func (s *killSubscriber) check(killed time.Time) (stack.Job, time.Duration, error) {
 	if s.err != nil {
-		return job.Job{}, 0, s.err
+		return stack.Job{}, 0, s.err
 	}
 	prev, terminal := int64(0), 0
 	first := time.Duration(-1)
@@ -261,10 +256,10 @@ func (s *killSubscriber) check(killed time.Time) (job.Job, time.Duration, error)
 			want = j.Code + ":" + want
 		}
 		if s.ids[i] != want || j.Code != s.code {
-			return job.Job{}, 0, fmt.Errorf("event id %q for %s seq %d", s.ids[i], j.Code, j.Seq)
+			return stack.Job{}, 0, fmt.Errorf("event id %q for %s seq %d", s.ids[i], j.Code, j.Seq)
 		}
 		if j.Seq <= prev {
-			return job.Job{}, 0, fmt.Errorf("seq %d after %d (a duplicate or going back)", j.Seq, prev)
+			return stack.Job{}, 0, fmt.Errorf("seq %d after %d (a duplicate or going back)", j.Seq, prev)
 		}
 		prev = j.Seq
 		if j.Status.Terminal() {
@@ -276,10 +271,10 @@ func (s *killSubscriber) check(killed time.Time) (job.Job, time.Duration, error)
 	}
 	end := s.jobs[len(s.jobs)-1]
 	switch {
-	case terminal != 1 || end.Status != job.StatusCompleted || end.File == nil:
-		return job.Job{}, 0, fmt.Errorf("%d terminal events, last %s %+v; want exactly one, COMPLETED with a file", terminal, end.Status, end.Error)
+	case terminal != 1 || end.Status != stack.StatusCompleted || end.File == nil:
+		return stack.Job{}, 0, fmt.Errorf("%d terminal events, last %s %+v; want exactly one, COMPLETED with a file", terminal, end.Status, end.Error)
 	case first < 0:
-		return job.Job{}, 0, errors.New("no event after the kill; the export had ended before it")
+		return stack.Job{}, 0, errors.New("no event after the kill; the export had ended before it")
 	}
 	return end, first, nil
 }
@@ -287,7 +282,7 @@ func (s *killSubscriber) check(killed time.Time) (job.Job, time.Duration, error)
 // verifyFiles downloads every export's file through its browser's session
 // and checks it, and the SHA-256 its terminal event announced, against the
 // checksum recomputed from the code.
-func (r *killRun) verifyFiles(t *testing.T, ends map[string]job.Job) {
+func (r *killRun) verifyFiles(t *testing.T, ends map[string]stack.Job) {
 	t.Helper()
 	want := expectedSHA256Of(r.codes, r.rows)
 	var next atomic.Int64
@@ -297,7 +292,7 @@ func (r *killRun) verifyFiles(t *testing.T, ends map[string]job.Job) {
 			for i := int(next.Add(1) - 1); i < len(r.codes); i = int(next.Add(1) - 1) {
 				code := r.codes[i]
 				end := ends[code]
-				got, err := download(t.Context(), r.browsers[i], r.bffURL+end.File.URL)
+				got, err := stack.Download(t.Context(), r.browsers[i], r.bffURL+end.File.URL)
 				if err != nil {
 					t.Errorf("%s: %v", code, err)
 				} else if got != want[code] || end.File.SHA256 != want[code] {
@@ -307,27 +302,6 @@ func (r *killRun) verifyFiles(t *testing.T, ends map[string]job.Job) {
 		})
 	}
 	wg.Wait()
-}
-
-// download GETs url and returns the body's SHA-256.
-func download(ctx context.Context, client *http.Client, url string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("download: %w", err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("download: %d", resp.StatusCode)
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, resp.Body); err != nil {
-		return "", fmt.Errorf("download: %w", err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // follow reads s's stream through the BFF as EventSource would, resuming with
@@ -364,7 +338,7 @@ func (s *killSubscriber) follow(ctx context.Context, browser *http.Client, bffUR
 			if err != nil {
 				break
 			}
-			var j job.Job
+			var j stack.Job
 			if err := json.Unmarshal([]byte(ev.Data), &j); err != nil {
 				_ = resp.Body.Close()
 				s.err = fmt.Errorf("event %q: %w", ev.Data, err)
@@ -379,7 +353,7 @@ func (s *killSubscriber) follow(ctx context.Context, browser *http.Client, bffUR
 			if len(s.jobs) == 1 {
 				opened <- struct{}{}
 			}
-			if !s.underWay && j.Status == job.StatusInProgress && j.Progress > 0 {
+			if !s.underWay && j.Status == stack.StatusInProgress && j.Progress > 0 {
 				s.underWay = true
 				progressed <- struct{}{}
 			}
@@ -392,24 +366,23 @@ func (s *killSubscriber) follow(ctx context.Context, browser *http.Client, bffUR
 	}
 }
 
-// kill9AndRestart kills proc, the backend serving url, with SIGKILL (no
-// clean stream end, no checkpoint handed back) and starts the backend
-// again with args on the same address. It returns the new process and
-// when the old one was killed; a restart slower than 2 s fails t.
-func kill9AndRestart(t *testing.T, proc *exec.Cmd, url string, args func(addr string) []string) (*exec.Cmd, time.Time) {
+// kill9AndRestart kills proc, a backend, with SIGKILL (no clean stream
+// end, no checkpoint handed back) and starts it again with its flags on the
+// same address. It returns the new process and when the old one was
+// killed; a restart slower than 2 s fails t.
+func kill9AndRestart(t *testing.T, proc *stack.Proc) (*stack.Proc, time.Time) {
 	t.Helper()
 	killed := time.Now()
-	_ = proc.Process.Kill()
-	_ = proc.Wait()
-	restarted, restartedURL := startProcess(t, binary, args(strings.TrimPrefix(url, "http://"))...)
+	proc.Kill()
+	restarted := proc.MustRestart(t)
 	restartedIn := time.Since(killed)
-	if restartedURL != url {
-		t.Fatalf("restarted on %s, want %s", restartedURL, url)
+	if restarted.URL != proc.URL {
+		t.Fatalf("restarted on %s, want %s", restarted.URL, proc.URL)
 	}
 	if restartedIn > 2*time.Second {
 		t.Errorf("the backend took %v to restart, want within 2 s", restartedIn)
 	}
-	t.Logf("backend killed and listening again on %s %v later", url, restartedIn.Round(time.Millisecond))
+	t.Logf("backend killed and listening again on %s %v later", proc.URL, restartedIn.Round(time.Millisecond))
 	return restarted, killed
 }
 
@@ -420,20 +393,16 @@ func kill9AndRestart(t *testing.T, proc *exec.Cmd, url string, args func(addr st
 // to one COMPLETED; it returns the backend's URL.
 func killSingleBackend(t *testing.T, load killLoad, progressInterval string, beforeKill func(backendURL string)) string {
 	t.Helper()
-	dir := t.TempDir()
-	backendArgs := func(addr string) []string {
-		return []string{"-addr", addr, "-data-dir", dir, "-workers", strconv.Itoa(load.jobs), "-progress-interval", progressInterval}
-	}
-	backend, backendURL := startProcess(t, binary, backendArgs("127.0.0.1:0")...)
-	_, bffURL := startBFF(t, backendURL)
-	run := load.start(t, bffURL)
+	backend := stack.Backend(t, "-data-dir", t.TempDir(), "-workers", strconv.Itoa(load.jobs), "-progress-interval", progressInterval)
+	backendURL := backend.URL
+	run := load.start(t, stack.BFF(t, backendURL).URL)
 	run.underWay(t, 30*time.Second)
 	// Every export is generating: the backend says so, just before the kill.
 	if n := backendJobs(t, backendURL, "IN_PROGRESS"); n != float64(load.jobs) {
 		t.Fatalf("%v exports IN_PROGRESS before the kill, want %d (the exports are too short for this machine?)", n, load.jobs)
 	}
 	beforeKill(backendURL)
-	_, killed := kill9AndRestart(t, backend, backendURL, backendArgs)
+	_, killed := kill9AndRestart(t, backend)
 	run.finish(t, killed, 45*time.Second)
 	checkAllCompleted(t, backendURL, load.jobs)
 	return backendURL
@@ -462,14 +431,14 @@ func TestKill9OfTheBackendWith1000CodesOnTheBFFsOneUpstreamResumesEveryStreamFro
 	const codes = 1000
 	backendURL := killSingleBackend(t, killLoad{jobs: codes, perJob: 1, rows: 400, durationMs: 15000}, "1s", func(backendURL string) {
 		// Every code subscribed, all on one stream.
-		checkMetric(t, backendURL, "exportstream_backend_mux_streams_open", 1)
-		checkMetric(t, backendURL, "exportstream_backend_mux_subscriptions_active", codes)
+		stack.CheckMetric(t, backendURL, "exportstream_backend_mux_streams_open", 1)
+		stack.CheckMetric(t, backendURL, "exportstream_backend_mux_subscriptions_active", codes)
 	})
 	// The BFF came back with one stream, opened once, and subscribed every
 	// code on it once.
-	checkMetric(t, backendURL, "exportstream_backend_mux_streams_open", 1)
-	checkMetric(t, backendURL, "exportstream_backend_mux_streams_opened_total", 1)
-	checkMetric(t, backendURL, "exportstream_backend_mux_subscribed_total", codes)
+	stack.CheckMetric(t, backendURL, "exportstream_backend_mux_streams_open", 1)
+	stack.CheckMetric(t, backendURL, "exportstream_backend_mux_streams_opened_total", 1)
+	stack.CheckMetric(t, backendURL, "exportstream_backend_mux_subscribed_total", codes)
 }
 
 // The same in Redis mode, with the upstream and the jobs on different
@@ -493,29 +462,29 @@ func TestKill9OfTheReplicaHoldingTheBFFsUpstreamWhileAnotherRunsThe1000JobsResum
 	load := killLoad{jobs: 1000, perJob: 1, rows: 400, durationMs: 16000}
 	rs := redistest.Start(t)
 	filesDir := t.TempDir()
-	replicaArgs := func(workers int) func(addr string) []string {
-		return func(addr string) []string {
-			return []string{"-addr", addr, "-data-dir", filesDir, "-redis-url", rs.URL() + "?dial_timeout=1s&max_retries=1",
-				"-workers", strconv.Itoa(workers), "-queue-size", strconv.Itoa(2 * load.jobs), "-progress-interval", "1s", "-claim-idle", "30s"}
-		}
+	replica := func(workers int) *stack.Proc {
+		return stack.Backend(t, "-data-dir", filesDir, "-redis-url", rs.URL()+"?dial_timeout=1s&max_retries=1",
+			"-workers", strconv.Itoa(workers), "-queue-size", strconv.Itoa(2*load.jobs), "-progress-interval", "1s", "-claim-idle", "30s")
 	}
-	a, aURL := startProcess(t, binary, replicaArgs(1)("127.0.0.1:0")...)
-	blocker := create(t, aURL, `{"rows":100,"durationMs":600000}`) // A's one worker, for the whole test
+	a := replica(1)
+	aURL := a.URL
+	blocker := stack.Create(t, aURL, `{"rows":100,"durationMs":600000}`) // A's one worker, for the whole test
 	blocking := false
-	for j := range watch(t, aURL, blocker.Code, 0) {
-		if blocking = j.Status == job.StatusInProgress; blocking {
+	for j := range stack.Watch(t, aURL, blocker.Code, 0) {
+		if blocking = j.Status == stack.StatusInProgress; blocking {
 			break
 		}
 	}
 	if !blocking {
 		t.Fatal("A's worker did not take the blocking export")
 	}
-	_, bffURL := startBFF(t, aURL)
+	bffURL := stack.BFF(t, aURL).URL
 	// The exports wait in the queue until every browser has its stream;
 	// then B starts and takes them all at once.
 	run := load.start(t, bffURL)
 	run.allOpen(t, 30*time.Second)
-	b, bURL := startProcess(t, binary, replicaArgs(load.jobs)("127.0.0.1:0")...)
+	b := replica(load.jobs)
+	bURL := b.URL
 	run.underWay(t, 40*time.Second)
 
 	// Every export generating, on B; every code subscribed on A's one stream.
@@ -531,9 +500,9 @@ func TestKill9OfTheReplicaHoldingTheBFFsUpstreamWhileAnotherRunsThe1000JobsResum
 	byReplica := map[string]int64{}
 	for consumer, n := range pending.Consumers { // "<host>-<pid>-<random>"
 		switch {
-		case strings.Contains(consumer, fmt.Sprintf("-%d-", a.Process.Pid)):
+		case strings.Contains(consumer, fmt.Sprintf("-%d-", a.Pid())):
 			byReplica["A"] += n
-		case strings.Contains(consumer, fmt.Sprintf("-%d-", b.Process.Pid)):
+		case strings.Contains(consumer, fmt.Sprintf("-%d-", b.Pid())):
 			byReplica["B"] += n
 		default:
 			byReplica[consumer] += n
@@ -542,19 +511,19 @@ func TestKill9OfTheReplicaHoldingTheBFFsUpstreamWhileAnotherRunsThe1000JobsResum
 	if byReplica["A"] != 1 || byReplica["B"] != int64(load.jobs) || len(byReplica) != 2 {
 		t.Fatalf("exports running by replica %v, want A 1 (the blocker) and B %d", byReplica, load.jobs)
 	}
-	checkMetric(t, aURL, "exportstream_backend_mux_streams_open", 1)
-	checkMetric(t, aURL, "exportstream_backend_mux_subscriptions_active", float64(load.jobs))
-	checkMetric(t, bURL, "exportstream_backend_mux_streams_open", 0)
+	stack.CheckMetric(t, aURL, "exportstream_backend_mux_streams_open", 1)
+	stack.CheckMetric(t, aURL, "exportstream_backend_mux_subscriptions_active", float64(load.jobs))
+	stack.CheckMetric(t, bURL, "exportstream_backend_mux_streams_open", 0)
 
-	_, killed := kill9AndRestart(t, a, aURL, replicaArgs(1))
+	_, killed := kill9AndRestart(t, a)
 	run.finish(t, killed, 40*time.Second)
 	// B generated all of them (A's queue entry is the blocker's alone, and
 	// a dead replica's entries wait 30 s before another takes them).
-	checkMetric(t, bURL, `exportstream_backend_generation_duration_seconds_count{status="COMPLETED"}`, float64(load.jobs))
-	checkMetric(t, aURL, "exportstream_backend_mux_streams_open", 1)
-	checkMetric(t, aURL, "exportstream_backend_mux_streams_opened_total", 1)
-	checkMetric(t, aURL, "exportstream_backend_mux_subscribed_total", float64(load.jobs))
-	checkMetric(t, bURL, "exportstream_backend_mux_streams_opened_total", 0)
+	stack.CheckMetric(t, bURL, `exportstream_backend_generation_duration_seconds_count{status="COMPLETED"}`, float64(load.jobs))
+	stack.CheckMetric(t, aURL, "exportstream_backend_mux_streams_open", 1)
+	stack.CheckMetric(t, aURL, "exportstream_backend_mux_streams_opened_total", 1)
+	stack.CheckMetric(t, aURL, "exportstream_backend_mux_subscribed_total", float64(load.jobs))
+	stack.CheckMetric(t, bURL, "exportstream_backend_mux_streams_opened_total", 0)
 }
 
 // checkAllCompleted: the backend holds n exports, every one COMPLETED, none
@@ -571,13 +540,6 @@ func checkAllCompleted(t *testing.T, backendURL string, n int) {
 	}
 }
 
-// startBFF starts the real BFF in front of backendURL.
-func startBFF(t *testing.T, backendURL string, extra ...string) (*exec.Cmd, string) {
-	t.Helper()
-	args := append([]string{"-addr", "127.0.0.1:0", "-backend-url", backendURL, "-session-secret", strings.Repeat("s", 32)}, extra...)
-	return startProcess(t, buildBFF(t), args...)
-}
-
 // needFileDescriptors skips t loudly (fails it under CI=true) when the hard
 // limit on open files is below n. Go raises a process's soft limit to the
 // hard one by itself, the binaries started here too.
@@ -590,38 +552,11 @@ func needFileDescriptors(t *testing.T, n uint64) {
 	testenv.Missing(t, "an open-files limit of %d (ulimit -Hn is %d); the 1,000-subscriber test NOT run", n, lim.Max)
 }
 
-// metric reads one series of the backend's /metrics, named as the
-// exposition format writes it (labels included); 0 when it is absent.
-func metric(t *testing.T, backendURL, series string) float64 {
-	t.Helper()
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, backendURL+"/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	body, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(body)
-	if m == nil {
-		return 0
-	}
-	v, _ := strconv.ParseFloat(string(m[1]), 64)
-	return v
-}
-
-// checkMetric fails t unless the backend's series is want.
-func checkMetric(t *testing.T, backendURL, series string, want float64) {
-	t.Helper()
-	if got := metric(t, backendURL, series); got != want {
-		t.Errorf("%s on %s: %v, want %v", series, backendURL, got, want)
-	}
-}
-
 // backendJobs reads how many jobs the backend holds in status, from /metrics
 // (a status no job has is not reported: 0).
 func backendJobs(t *testing.T, backendURL, status string) float64 {
 	t.Helper()
-	return metric(t, backendURL, `exportstream_backend_jobs{status="`+status+`"}`)
+	return stack.MetricOr0(t, backendURL, `exportstream_backend_jobs{status="`+status+`"}`)
 }
 
 // expectedSHA256Of recomputes the files' checksums, concurrently.
@@ -631,7 +566,7 @@ func expectedSHA256Of(codes []string, rows int) map[string]string {
 	var wg sync.WaitGroup
 	for _, code := range codes {
 		wg.Go(func() {
-			sum := expectedSHA256(code, rows)
+			sum := stack.ExpectedSHA256(code, rows)
 			mu.Lock()
 			defer mu.Unlock()
 			out[code] = sum

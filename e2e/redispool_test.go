@@ -1,4 +1,4 @@
-package main_test
+package e2e_test
 
 import (
 	"context"
@@ -12,7 +12,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/exportstream/exportstream/backend/internal/redistest"
+	"github.com/exportstream/exportstream/e2e/stack"
+	"github.com/exportstream/exportstream/internal/redistest"
 )
 
 // More workers than go-redis's default pool (10 connections per CPU) once
@@ -30,8 +31,7 @@ func TestManyWorkersOnRedisDoNotStarveRequests(t *testing.T) {
 		t.Fatalf("%d workers do not outnumber go-redis's default pool of %d connections here: raise workers", workers, defaultPool)
 	}
 	rs := redistest.Start(t)
-	_, u := startProcess(t, binary, "-addr", "127.0.0.1:0", "-data-dir", t.TempDir(),
-		"-redis-url", rs.URL(), "-workers", strconv.Itoa(workers))
+	u := stack.Backend(t, "-data-dir", t.TempDir(), "-redis-url", rs.URL(), "-workers", strconv.Itoa(workers)).URL
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
 	defer func() { _ = rdb.Close() }()
 
