@@ -70,7 +70,7 @@ func newSession(t *testing.T, bff string) *http.Client {
 
 // openStreams opens n /api/events streams at once for c's session and
 // returns the open ones and the count of each refusal's status and code.
-func openStreams(t *testing.T, ctx context.Context, c *http.Client, bff string, n int) ([]*http.Response, map[string]int) {
+func openStreams(ctx context.Context, t *testing.T, c *http.Client, bff string, n int) ([]*http.Response, map[string]int) {
 	t.Helper()
 	var (
 		mu      sync.Mutex
@@ -145,7 +145,7 @@ func TestOneSessionOpening1000StreamsGets429PastItsLimitAndTheServer503PastItsOw
 	flood := func() {
 		hostile := newSession(t, url)
 		defer hostile.CloseIdleConnections()
-		open, refused := openStreams(t, ctx, hostile, url, 1000)
+		open, refused := openStreams(ctx, t, hostile, url, 1000)
 		if len(open) != perSession || refused["429 TOO_MANY_STREAMS"] != 1000-perSession || len(refused) != 1 {
 			t.Fatalf("one session, 1,000 streams at once: %d open, refused %v; want %d open and %d × 429 TOO_MANY_STREAMS", len(open), refused, perSession, 1000-perSession)
 		}
@@ -155,7 +155,7 @@ func TestOneSessionOpening1000StreamsGets429PastItsLimitAndTheServer503PastItsOw
 		for range 3 {
 			other := newSession(t, url)
 			defer other.CloseIdleConnections()
-			o, r := openStreams(t, ctx, other, url, perSession)
+			o, r := openStreams(ctx, t, other, url, perSession)
 			all = append(all, o)
 			got503 += r["503 TOO_MANY_STREAMS Retry-After"]
 		}
@@ -176,7 +176,7 @@ func TestOneSessionOpening1000StreamsGets429PastItsLimitAndTheServer503PastItsOw
 		// a stream) and counts the limits back: the hostile session may
 		// open streams again.
 		stack.MetricReaches(t, url, "exportstream_bff_subscribers_active", 0)
-		o, r := openStreams(t, ctx, hostile, url, 1)
+		o, r := openStreams(ctx, t, hostile, url, 1)
 		closeAll(o)
 		if len(o) != 1 {
 			t.Errorf("a stream after the flood: %v", r)
@@ -438,7 +438,7 @@ func TestAtItsOpenFileLimitTheBFFAnswersEveryStreamPastItsBudget503AtOnceAndStil
 	_ = open[0].Body.Close()
 	stack.MetricReaches(t, url, "exportstream_bff_subscribers_active", float64(budget-1))
 	c := newSession(t, url)
-	o, r := openStreams(t, ctx, c, url, 1)
+	o, r := openStreams(ctx, t, c, url, 1)
 	defer closeAll(o)
 	if len(o) != 1 {
 		t.Errorf("a stream after one closed: %v", r)

@@ -368,9 +368,9 @@ func (s *killSubscriber) follow(ctx context.Context, browser *http.Client, bffUR
 
 // kill9AndRestart kills proc, a backend, with SIGKILL (no clean stream
 // end, no checkpoint handed back) and starts it again with its flags on the
-// same address. It returns the new process and when the old one was
-// killed; a restart slower than 2 s fails t.
-func kill9AndRestart(t *testing.T, proc *stack.Proc) (*stack.Proc, time.Time) {
+// same address. It returns when the old one was killed; a restart slower
+// than 2 s fails t.
+func kill9AndRestart(t *testing.T, proc *stack.Proc) time.Time {
 	t.Helper()
 	killed := time.Now()
 	proc.Kill()
@@ -383,7 +383,7 @@ func kill9AndRestart(t *testing.T, proc *stack.Proc) (*stack.Proc, time.Time) {
 		t.Errorf("the backend took %v to restart, want within 2 s", restartedIn)
 	}
 	t.Logf("backend killed and listening again on %s %v later", proc.URL, restartedIn.Round(time.Millisecond))
-	return restarted, killed
+	return killed
 }
 
 // killSingleBackend runs load through the real BFF on one backend (its
@@ -402,7 +402,7 @@ func killSingleBackend(t *testing.T, load killLoad, progressInterval string, bef
 		t.Fatalf("%v exports IN_PROGRESS before the kill, want %d (the exports are too short for this machine?)", n, load.jobs)
 	}
 	beforeKill(backendURL)
-	_, killed := kill9AndRestart(t, backend)
+	killed := kill9AndRestart(t, backend)
 	run.finish(t, killed, 45*time.Second)
 	checkAllCompleted(t, backendURL, load.jobs)
 	return backendURL
@@ -515,7 +515,7 @@ func TestKill9OfTheReplicaHoldingTheBFFsUpstreamWhileAnotherRunsThe1000JobsResum
 	stack.CheckMetric(t, aURL, "exportstream_backend_mux_subscriptions_active", float64(load.jobs))
 	stack.CheckMetric(t, bURL, "exportstream_backend_mux_streams_open", 0)
 
-	_, killed := kill9AndRestart(t, a)
+	killed := kill9AndRestart(t, a)
 	run.finish(t, killed, 40*time.Second)
 	// B generated all of them (A's queue entry is the blocker's alone, and
 	// a dead replica's entries wait 30 s before another takes them).
