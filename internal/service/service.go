@@ -98,3 +98,18 @@ func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
+
+// Every calls f with the tick's time every interval until ctx is done: the
+// services' housekeeping loops (retention, queue reconciliation, resyncs).
+func Every(ctx context.Context, interval time.Duration, f func(now time.Time)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			f(now)
+		}
+	}
+}

@@ -5,7 +5,10 @@ package usagedoc
 
 import (
 	"bytes"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"testing"
@@ -63,4 +66,26 @@ func Keys(usage string) []string {
 		keys = append(keys, m[1])
 	}
 	return keys
+}
+
+// Help is what parse prints for -help with none of the environment
+// variables the usage names set, so that it shows the defaults; t's
+// cleanup puts them back.
+func Help(t *testing.T, parse func(args []string, w io.Writer) error) string {
+	t.Helper()
+	var out bytes.Buffer
+	if err := parse([]string{"-help"}, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-help: %v, want flag.ErrHelp", err)
+	}
+	keys := Keys(out.String())
+	if len(keys) < 10 {
+		t.Fatalf("-help names %d environment variables: %q", len(keys), out.String())
+	}
+	for _, k := range keys {
+		t.Setenv(k, "") // restored after the test
+		_ = os.Unsetenv(k)
+	}
+	out.Reset()
+	_ = parse([]string{"-help"}, &out)
+	return out.String()
 }

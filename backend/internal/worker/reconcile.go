@@ -9,6 +9,7 @@ import (
 
 	"github.com/exportstream/exportstream/backend/internal/job"
 	"github.com/exportstream/exportstream/backend/internal/store"
+	"github.com/exportstream/exportstream/internal/service"
 )
 
 // Reconcile queues the unfinished jobs that have no entry in the stream
@@ -54,16 +55,9 @@ func (q *RedisQueue) Reconcile(ctx context.Context, unfinished func(context.Cont
 
 // RunReconciler reconciles every ClaimIdle until ctx is done.
 func (q *RedisQueue) RunReconciler(ctx context.Context, unfinished func(context.Context) ([]job.Job, error)) {
-	t := time.NewTicker(q.claimIdle)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := q.Reconcile(ctx, unfinished); err != nil && ctx.Err() == nil {
-				q.log.Warn("reconcile the queue", "err", err)
-			}
+	service.Every(ctx, q.claimIdle, func(time.Time) {
+		if _, err := q.Reconcile(ctx, unfinished); err != nil && ctx.Err() == nil {
+			q.log.Warn("reconcile the queue", "err", err)
 		}
-	}
+	})
 }

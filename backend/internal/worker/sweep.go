@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/exportstream/exportstream/backend/internal/job"
+	"github.com/exportstream/exportstream/internal/service"
 )
 
 // Sweep deletes what is older than the retention period at now: finished
@@ -62,20 +63,13 @@ func (p *Pool) sweepTemp(ctx context.Context, now time.Time) error {
 
 // RunSweeper sweeps every interval until ctx is done.
 func (p *Pool) RunSweeper(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			n, err := p.Sweep(ctx, now)
-			if err != nil {
-				p.log.Error("retention sweep", "err", err)
-			}
-			if n > 0 {
-				p.log.Info("retention sweep deleted expired exports", "count", n)
-			}
+	service.Every(ctx, every, func(now time.Time) {
+		n, err := p.Sweep(ctx, now)
+		if err != nil {
+			p.log.Error("retention sweep", "err", err)
 		}
-	}
+		if n > 0 {
+			p.log.Info("retention sweep deleted expired exports", "count", n)
+		}
+	})
 }

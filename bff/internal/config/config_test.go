@@ -2,9 +2,7 @@ package config
 
 import (
 	"bytes"
-	"errors"
-	"flag"
-	"os"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -12,29 +10,9 @@ import (
 	"github.com/exportstream/exportstream/internal/usagedoc"
 )
 
-// help is -help's output with none of the settings' variables set, so that
-// it shows the defaults.
-func help(t *testing.T) string {
-	t.Helper()
-	var out bytes.Buffer
-	if _, err := Parse([]string{"-help"}, &out); !errors.Is(err, flag.ErrHelp) {
-		t.Fatalf("-help: %v, want flag.ErrHelp", err)
-	}
-	keys := usagedoc.Keys(out.String())
-	if len(keys) < 10 {
-		t.Fatalf("-help names %d environment variables: %q", len(keys), out.String())
-	}
-	for _, k := range keys {
-		t.Setenv(k, "") // restored after the test
-		_ = os.Unsetenv(k)
-	}
-	out.Reset()
-	_, _ = Parse([]string{"-help"}, &out)
-	return out.String()
-}
-
 func TestConfigurationDocIsTheHelpOutput(t *testing.T) {
-	usagedoc.Check(t, "../../../docs/configuration.md", "## bff", help(t))
+	help := usagedoc.Help(t, func(args []string, w io.Writer) error { _, err := Parse(args, w); return err })
+	usagedoc.Check(t, "../../../docs/configuration.md", "## bff", help)
 }
 
 func TestEnvironmentIsTheDefaultAndFlagsWin(t *testing.T) {

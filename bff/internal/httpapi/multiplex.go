@@ -15,6 +15,7 @@ import (
 
 	"github.com/exportstream/exportstream/bff/internal/relay"
 	"github.com/exportstream/exportstream/bff/internal/stream"
+	"github.com/exportstream/exportstream/internal/service"
 )
 
 // sessionEvents is GET /api/events: one stream per tab carrying every job
@@ -292,35 +293,31 @@ func (r *resyncs) remove(m *sessionStream) {
 
 // run relists every stream once per interval until ctx is done.
 func (r *resyncs) run(ctx context.Context, interval time.Duration) {
+	service.Every(ctx, interval, func(time.Time) { r.relistAll(ctx, interval) })
+}
+
+// relistAll relists every open stream, a few at a time, each within interval.
+func (r *resyncs) relistAll(ctx context.Context, interval time.Duration) {
 	const concurrent = 4
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		r.mu.Lock()
-		batch := make([]*sessionStream, 0, len(r.streams))
-		for m := range r.streams {
-			batch = append(batch, m)
-		}
-		r.mu.Unlock()
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, concurrent)
-		for _, m := range batch {
-			if ctx.Err() != nil {
-				break
-			}
-			sem <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				lctx, cancel := context.WithTimeout(ctx, interval)
-				defer cancel()
-				m.relist(lctx)
-			})
-		}
-		wg.Wait()
+	r.mu.Lock()
+	batch := make([]*sessionStream, 0, len(r.streams))
+	for m := range r.streams {
+		batch = append(batch, m)
 	}
+	r.mu.Unlock()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, concurrent)
+	for _, m := range batch {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			lctx, cancel := context.WithTimeout(ctx, interval)
+			defer cancel()
+			m.relist(lctx)
+		})
+	}
+	wg.Wait()
 }
