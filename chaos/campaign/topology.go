@@ -20,7 +20,7 @@ import (
 type Binaries struct{ Backend, BFF string }
 
 // BuildBinaries builds the backend and the BFF into dir with the system
-// tests' harness, or takes them from binDir when it is set
+// tests' harness (CGO_ENABLED=0, as shipped), or takes them from binDir when it is set
 // (EXPORTSTREAM_BIN_DIR).
 func BuildBinaries(ctx context.Context, binDir, dir string) (Binaries, error) {
 	if binDir != "" {
@@ -32,7 +32,7 @@ func BuildBinaries(ctx context.Context, binDir, dir string) (Binaries, error) {
 		}
 		return b, nil
 	}
-	if err := stack.Build(ctx, dir); err != nil {
+	if err := stack.Build(ctx, dir, "CGO_ENABLED=0"); err != nil {
 		return Binaries{}, fmt.Errorf("go build: %w", err)
 	}
 	return Binaries{filepath.Join(dir, "backend"), filepath.Join(dir, "bff")}, nil

@@ -55,14 +55,15 @@ func build() {
 }
 
 // Build builds this checkout's backend and bff into dir, each from its own
-// module (GOWORK=off builds them too); the go command's output goes to
-// stderr.
-func Build(ctx context.Context, dir string) error {
+// module (GOWORK=off builds them too), with env added to the go command's
+// (CGO_ENABLED=0 builds them as shipped); its output goes to stderr.
+func Build(ctx context.Context, dir string, env ...string) error {
 	_, file, _, _ := runtime.Caller(0) // <root>/e2e/stack/bin.go
 	root := filepath.Join(filepath.Dir(file), "..", "..")
 	for _, name := range []string{"backend", "bff"} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, name), "./cmd/"+name)
 		cmd.Dir = filepath.Join(root, name)
+		cmd.Env = append(os.Environ(), env...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("build %s: %w", name, err)

@@ -1,13 +1,13 @@
-// Package stack runs the real exportstream binaries for the system tests
-// and the benchmarks: it builds them once (or takes EXPORTSTREAM_BIN_DIR),
-// starts the backend, the BFF or any other server with its flags, waits
-// until it listens, signals it, restarts it on the same address, and reads
-// what it holds: a Prometheus series, its file descriptors, connections and
-// memory, an export's events and file.
+// Package stack runs the real exportstream binaries for the system tests,
+// the benchmarks and the fault campaign: it builds them once (or takes
+// EXPORTSTREAM_BIN_DIR), starts the backend, the BFF or any other server
+// with its flags, waits until it listens, signals it, restarts it on the
+// same address, and reads what it holds: a Prometheus series, its file
+// descriptors, connections and memory, an export's events and file.
 //
-// The error-returning functions (Start, Sample, FDs, Conns) serve the
-// benchmarks; the ones taking a testing.TB fail or skip the test instead and
-// stop what they started when it ends.
+// The error-returning functions (Build, Start, SampleProc, FDs, Conns)
+// serve the benchmarks and the campaign; the ones taking a testing.TB fail
+// or skip the test instead and stop what they started when it ends.
 package stack
 
 import (
