@@ -54,7 +54,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("work dir: %w", err)
 	}
 	defer func() { _ = os.Remove(work) }() // left when a failing run kept its logs
-	bins, err := BuildBinaries(ctx, cfg.Repo, cfg.BinDir, work)
+	bins, err := BuildBinaries(ctx, cfg.BinDir, work)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/exportstream/exportstream/internal/exportfile"
 )
 
 // The checker is what must be able to fail: each rule is shown a history
@@ -31,7 +33,7 @@ func job(code, status string, seq int64, progress int) Job {
 	j := Job{Code: code, Status: status, Seq: seq, Progress: progress, RowsTotal: rowsA, RowsDone: progress * rowsA / 100}
 	switch status {
 	case StatusCompleted:
-		f := ExpectedFile(code, rowsA)
+		f := expectedFile(code, rowsA)
 		j.File = &File{Name: "export.csv", Size: int64(len(f)), SHA256: SHA256Hex(f), URL: "/api/exports/" + code + "/file"}
 	case StatusFailed:
 		j.Error = &JobError{Code: "INTERRUPTED", Message: "the backend stopped"}
@@ -48,7 +50,7 @@ func errorEvent(ms int, code, errCode string) Event {
 }
 
 func download(ms int, kind, code string, r *ByteRange) Op {
-	f := ExpectedFile(code, rowsA)
+	f := expectedFile(code, rowsA)
 	o := Op{Kind: kind, Browser: 1, Code: code, RowsTotal: rowsA, Range: r, Start: at(ms), End: at(ms + 5), Complete: true}
 	if r == nil {
 		o.Status, o.BodyLen, o.BodySHA256 = 200, int64(len(f)), SHA256Hex(f)
@@ -342,12 +344,22 @@ func TestTheScheduleIsTheSeeds(t *testing.T) {
 	}
 }
 
-func TestExpectedFileMatchesTheDocumentedFormula(t *testing.T) {
-	// The backend's own fixture: docs/fixtures is shared by Go and TS tests,
-	// but any change to the formula shows here too.
-	got := string(ExpectedFile("6f1c0b1e-4b7a-4c55-9c1e-3f0a8d2b7c11", 2))
-	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
-	if len(lines) != 3 || lines[0] != "id,code,item,quantity,amount_cents" || !strings.HasPrefix(lines[2], "2,6f1c0b1e-4b7a-4c55-9c1e-3f0a8d2b7c11,item-") {
-		t.Fatalf("file: %q", got)
+// The checker compares downloads, whole and ranged, with expectedFile's
+// bytes and announced files with their digest: those bytes must be the file
+// whose SHA-256 the backend announces (exportfile's tests pin that digest to
+// the documented formula, as does this 3-row digest computed outside Go).
+func TestExpectedFileIsTheAnnouncedFile(t *testing.T) {
+	const code = "6f1c0b1e-4b7a-4c55-9c1e-3f0a8d2b7c11"
+	if got, want := SHA256Hex(expectedFile(code, 3)), "ed8d5c41e90cf3e8e8a7b4f1c7418ff73505beb198fa9306e458a5457cb2e6bf"; got != want {
+		t.Errorf("expectedFile(3 rows): SHA-256 %s, want the documented %s", got, want)
+	}
+	for _, rows := range []int{0, 1, 3, 5000} {
+		f := expectedFile(code, rows)
+		if got, want := SHA256Hex(f), exportfile.SHA256(code, rows); got != want {
+			t.Errorf("expectedFile(%d rows): SHA-256 %s, the announced file's is %s", rows, got, want)
+		}
+		if n := strings.Count(string(f), "\n"); n != rows+1 || !strings.HasPrefix(string(f), exportfile.Header) {
+			t.Errorf("expectedFile(%d rows): %d lines, header %t; want the header and %d rows", rows, n, strings.HasPrefix(string(f), exportfile.Header), rows)
+		}
 	}
 }

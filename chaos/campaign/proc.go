@@ -1,79 +1,76 @@
 package campaign
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/exportstream/exportstream/e2e/stack"
 )
 
 // proc is one process of the system under test: a backend, a BFF or
-// redis-server, on a fixed loopback port so it can be restarted in place.
-// It runs in a process group of its own (stopped as a group) and dies with
-// the campaign (Pdeathsig).
+// redis-server, started by the system tests' harness and restarted in
+// place (the same address) after a kill. It runs in a process group of its
+// own (signalled as a group) and dies with the campaign. On top of the
+// harness it keeps what the checker asks about a process: whether it was
+// ever killed, its exits nobody asked for, the panics in its log.
 type proc struct {
 	name    string
-	argv    []string
-	env     []string
-	port    int
+	cmd     stack.Cmd // Stdout and Stderr are log, opened by newProc
+	log     *os.File  // every start appends to it; closed by Stack.Close
 	logPath string
-	ready   func(ctx context.Context) error
 
-	mu       sync.Mutex
-	cmd      *exec.Cmd
-	exited   chan struct{} // closed when cmd exits
-	killed   bool          // kill -9'ed at least once: not a survivor
-	stopped  bool          // SIGSTOPped now
-	wasReady bool          // the running process was ready once
-	ending   bool          // the campaign is ending the running process
-	crashes  []string      // exits nobody asked for, of a process that had been ready
+	mu      sync.Mutex
+	cur     *stack.Proc // running now; nil once it exited
+	last    *stack.Proc // the latest started, which a restart repeats
+	killed  bool        // kill -9'ed at least once: not a survivor
+	stopped bool        // SIGSTOPped now
+	ending  bool        // the campaign is ending the running process
+	crashes []string    // exits nobody asked for, of a process that had been ready
 }
 
-func (p *proc) addr() string { return "127.0.0.1:" + strconv.Itoa(p.port) }
-func (p *proc) url() string  { return "http://" + p.addr() }
+// addr is the process's host:port (the same over restarts), once it
+// started.
+func (p *proc) addr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.last == nil {
+		return ""
+	}
+	return p.last.Addr
+}
+
+func (p *proc) url() string { return "http://" + p.addr() }
 
 func (p *proc) pid() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cmd == nil || p.cmd.Process == nil {
+	if p.cur == nil {
 		return 0
 	}
-	return p.cmd.Process.Pid
+	return p.cur.Pid()
 }
 
 // start runs the process and waits until it is ready, starting it again
 // if it exits before (a backend restarted while Redis is down exits: it
-// does not start without Redis), for at most 30 s.
+// does not start without Redis), for at most 30 s. A process that is
+// running already is waited for until it is ready.
 func (p *proc) start(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	var lastErr error
-	for attempt := 0; ; attempt++ {
-		exited, err := p.spawn()
-		if err != nil {
-			return err
-		}
-		lastErr = p.waitReady(ctx, exited)
-		if lastErr == nil {
-			p.mu.Lock()
-			p.wasReady = true
-			p.mu.Unlock()
+	for attempt := 1; ; attempt++ {
+		err := p.startOnce(ctx)
+		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
 			p.kill()
-			return fmt.Errorf("%s not ready within 30s (%d starts; log %s): %w", p.name, attempt+1, p.logPath, lastErr)
+			return fmt.Errorf("%s not ready within 30s (%d starts; log %s): %w", p.name, attempt, p.logPath, err)
 		}
 		if !waitUntil(ctx, time.Now().Add(300*time.Millisecond)) {
 			return fmt.Errorf("%s: %w", p.name, ctx.Err())
@@ -84,91 +81,72 @@ func (p *proc) start(ctx context.Context) error {
 // restart starts the process again after a kill.
 func (p *proc) restart(ctx context.Context) error { return p.start(ctx) }
 
-func (p *proc) spawn() (chan struct{}, error) {
+func (p *proc) startOnce(ctx context.Context) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd != nil {
-		return p.exited, nil // running
+	cur, last := p.cur, p.last
+	p.mu.Unlock()
+	if cur != nil {
+		return cur.Ready(ctx)
 	}
-	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	_, _ = fmt.Fprintf(p.log, "\n### campaign: starting %s at %s\n", p.name, time.Now().Format(time.RFC3339Nano))
+	var err error
+	if last == nil {
+		cur, err = stack.Start(ctx, p.cmd)
+	} else {
+		cur, err = last.Restart(ctx)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("log of %s: %w", p.name, err)
+		return err
 	}
-	_, _ = fmt.Fprintf(logf, "\n### campaign: starting %s at %s\n", p.name, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(p.argv[0], p.argv[1:]...)
-	cmd.Env = append(os.Environ(), p.env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		_ = logf.Close()
-		return nil, fmt.Errorf("start %s: %w", p.name, err)
-	}
-	exited := make(chan struct{})
-	p.cmd, p.exited, p.stopped, p.wasReady, p.ending = cmd, exited, false, false, false
-	go func() {
-		err := cmd.Wait()
-		_ = logf.Close()
-		p.mu.Lock()
-		if p.cmd == cmd {
-			if p.wasReady && !p.ending {
-				p.crashes = append(p.crashes, fmt.Sprintf("exited by itself at %s: %v (log %s)", time.Now().Format(time.TimeOnly), err, p.logPath))
-			}
-			p.cmd = nil
-		}
-		p.mu.Unlock()
-		close(exited)
-	}()
-	return exited, nil
+	p.mu.Lock()
+	p.cur, p.last, p.stopped, p.ending = cur, cur, false, false
+	p.mu.Unlock()
+	go func() { p.exited(cur, cur.Wait()) }()
+	return nil
 }
 
-// waitReady polls the readiness check every 50 ms until it passes, the
-// process exits or ctx ends.
-func (p *proc) waitReady(ctx context.Context, exited chan struct{}) error {
-	var last error
-	for {
-		select {
-		case <-exited:
-			return fmt.Errorf("exited before it was ready (last check: %w)", last)
-		default:
-		}
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		last = p.ready(cctx)
-		cancel()
-		if last == nil {
-			return nil
-		}
-		if !waitUntil(ctx, time.Now().Add(50*time.Millisecond)) {
-			return last
-		}
+// exited records that sp is gone: a crash unless the campaign ended it.
+func (p *proc) exited(sp *stack.Proc, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cur != sp {
+		return // recorded already
 	}
+	if !p.ending {
+		p.crashes = append(p.crashes, fmt.Sprintf("exited by itself at %s: %v (log %s)", time.Now().Format(time.TimeOnly), err, p.logPath))
+	}
+	p.cur = nil
+}
+
+// end marks the running process as ended by the campaign (killed too with
+// kill) and returns it, nil when none runs.
+func (p *proc) end(kill bool) *stack.Proc {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cur != nil {
+		p.ending = true
+		p.killed = p.killed || kill
+	}
+	return p.cur
 }
 
 // signal sends sig to the process group.
 func (p *proc) signal(sig syscall.Signal) error {
-	pid := p.pid()
-	if pid == 0 {
+	p.mu.Lock()
+	cur := p.cur
+	p.mu.Unlock()
+	if cur == nil {
 		return fmt.Errorf("%s is not running", p.name)
 	}
-	if err := syscall.Kill(-pid, sig); err != nil {
-		return fmt.Errorf("signal %s to %s: %w", sig, p.name, err)
-	}
-	return nil
+	return cur.Signal(sig)
 }
 
 // kill sends SIGKILL and waits until the process is gone.
 func (p *proc) kill() {
-	p.mu.Lock()
-	exited := p.exited
-	running := p.cmd != nil
-	if running {
-		p.killed, p.ending = true, true
+	if cur := p.end(true); cur != nil {
+		cur.Kill()
+		p.exited(cur, nil)
 	}
-	p.mu.Unlock()
-	if !running {
-		return
-	}
-	_ = p.signal(syscall.SIGKILL)
-	<-exited
 }
 
 func (p *proc) pause() error {
@@ -191,22 +169,10 @@ func (p *proc) resume() error {
 // stop ends the process: SIGCONT (a paused one could not act on SIGTERM),
 // SIGTERM, SIGKILL after 5 s.
 func (p *proc) stop() {
-	p.mu.Lock()
-	exited, running := p.exited, p.cmd != nil
-	p.ending = true
-	p.mu.Unlock()
-	if !running {
-		return
-	}
-	_ = p.signal(syscall.SIGCONT)
-	_ = p.signal(syscall.SIGTERM)
-	t := time.NewTimer(5 * time.Second)
-	defer t.Stop()
-	select {
-	case <-exited:
-	case <-t.C:
-		_ = p.signal(syscall.SIGKILL)
-		<-exited
+	if cur := p.end(false); cur != nil {
+		_ = cur.Signal(syscall.SIGCONT)
+		cur.Stop()
+		p.exited(cur, nil)
 	}
 }
 
@@ -214,7 +180,7 @@ func (p *proc) stop() {
 func (p *proc) running() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.cmd != nil && !p.stopped
+	return p.cur != nil && !p.stopped
 }
 
 func (p *proc) everKilled() bool {
@@ -247,61 +213,4 @@ func (p *proc) panics() []string {
 		}
 	}
 	return out
-}
-
-// httpReady is a readiness check: GET url+path answers 200.
-func httpReady(url string) func(context.Context) error {
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
-	return func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: %s", url, resp.Status)
-		}
-		return nil
-	}
-}
-
-// redisReady is redis-server's readiness check: PING answers PONG.
-func redisReady(addr string) func(context.Context) error {
-	return func(ctx context.Context) error {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = c.Close() }()
-		if dl, ok := ctx.Deadline(); ok {
-			_ = c.SetDeadline(dl)
-		}
-		if _, err := c.Write([]byte("PING\r\n")); err != nil {
-			return err
-		}
-		line, err := bufio.NewReader(c).ReadString('\n')
-		if err != nil {
-			return err
-		}
-		if !strings.HasPrefix(line, "+PONG") {
-			return errors.New("redis: " + strings.TrimSpace(line))
-		}
-		return nil
-	}
-}
-
-// freePort asks the kernel for an unused loopback port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

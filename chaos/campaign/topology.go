@@ -8,19 +8,21 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/exportstream/exportstream/e2e/stack"
+	"github.com/exportstream/exportstream/internal/redistest"
 )
 
 // Binaries are the paths of the real backend and BFF.
 type Binaries struct{ Backend, BFF string }
 
-// BuildBinaries builds ./backend/cmd/backend and ./bff/cmd/bff from the
-// repository root into dir (CGO_ENABLED=0, as shipped), or takes them from
-// binDir when it is set (EXPORTSTREAM_BIN_DIR).
-func BuildBinaries(ctx context.Context, repo, binDir, dir string) (Binaries, error) {
+// BuildBinaries builds the backend and the BFF into dir with the system
+// tests' harness (CGO_ENABLED=0, as shipped), or takes them from binDir when it is set
+// (EXPORTSTREAM_BIN_DIR).
+func BuildBinaries(ctx context.Context, binDir, dir string) (Binaries, error) {
 	if binDir != "" {
 		b := Binaries{filepath.Join(binDir, "backend"), filepath.Join(binDir, "bff")}
 		for _, p := range []string{b.Backend, b.BFF} {
@@ -30,11 +32,8 @@ func BuildBinaries(ctx context.Context, repo, binDir, dir string) (Binaries, err
 		}
 		return b, nil
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), "./backend/cmd/backend", "./bff/cmd/bff")
-	cmd.Dir = repo
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return Binaries{}, fmt.Errorf("go build: %w\n%s", err, out)
+	if err := stack.Build(ctx, dir, "CGO_ENABLED=0"); err != nil {
+		return Binaries{}, fmt.Errorf("go build: %w", err)
 	}
 	return Binaries{filepath.Join(dir, "backend"), filepath.Join(dir, "bff")}, nil
 }
@@ -88,6 +87,7 @@ type Stack struct {
 	bffLinks   []*Proxy // BFF i → backends
 	redisLinks []*Proxy // backend i → Redis
 	disk       *disk
+	procs      []*proc // every one prepared, whose logs Close closes
 }
 
 // StartStack starts the topology and waits until every BFF is ready. On
@@ -128,17 +128,21 @@ func (s *Stack) start(ctx context.Context) error {
 
 func (s *Stack) logDir() string { return filepath.Join(s.cfg.Dir, "logs") }
 
-// newProc prepares a process on a free port, which replaces {port} in
-// argv; it logs to its own file.
-func (s *Stack) newProc(name string, argv, env []string) (*proc, error) {
-	port, err := freePort()
+// newProc prepares a process that logs to its own file. In args and env,
+// "{addr}" and "{port}" stand for its address, a free loopback port at its
+// first start. It is ready when GET health answers 200 or, without health,
+// when probe returns true.
+func (s *Stack) newProc(name, health string, probe func(addr string) bool, path string, args, env []string) (*proc, error) {
+	logPath := filepath.Join(s.logDir(), name+".log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("log of %s: %w", name, err)
 	}
-	for i := range argv {
-		argv[i] = strings.ReplaceAll(argv[i], "{port}", strconv.Itoa(port))
-	}
-	return &proc{name: name, argv: argv, env: env, port: port, logPath: filepath.Join(s.logDir(), name+".log")}, nil
+	p := &proc{name: name, log: logf, logPath: logPath, cmd: stack.Cmd{
+		Name: name, Path: path, Args: args, Env: env, Health: health, Probe: probe, Stdout: logf, Stderr: logf, Group: true,
+	}}
+	s.procs = append(s.procs, p)
+	return p, nil
 }
 
 func (s *Stack) startRedis(ctx context.Context) error {
@@ -152,12 +156,11 @@ func (s *Stack) startRedis(ctx context.Context) error {
 	}
 	// AOF fsynced at every write, no RDB: what docker-compose.scale.yml
 	// runs and the README's "durable before visible" assumes.
-	s.redis, err = s.newProc("redis", []string{bin, "--port", "{port}", "--bind", "127.0.0.1", "--save", "",
+	s.redis, err = s.newProc("redis", "", redistest.Ping, bin, []string{"--port", "{port}", "--bind", "127.0.0.1", "--save", "",
 		"--appendonly", "yes", "--appendfsync", "always", "--dir", redisDir, "--daemonize", "no", "--loglevel", "warning"}, nil)
 	if err != nil {
 		return err
 	}
-	s.redis.ready = redisReady(s.redis.addr())
 	return s.redis.start(ctx)
 }
 
@@ -175,11 +178,10 @@ func (s *Stack) startBackends(ctx context.Context, n int) error {
 			s.redisLinks = append(s.redisLinks, l)
 			env = append(env, "REDIS_URL=redis://"+l.Addr()+"/0", "REDIS_CLAIM_IDLE="+claimIdle)
 		}
-		p, err := s.newProc(fmt.Sprintf("backend-%d", i), []string{s.cfg.Bin.Backend, "-addr", "127.0.0.1:{port}"}, env)
+		p, err := s.newProc(fmt.Sprintf("backend-%d", i), "/readyz", nil, s.cfg.Bin.Backend, []string{"-addr", "{addr}"}, env)
 		if err != nil {
 			return err
 		}
-		p.ready = httpReady(p.url() + "/readyz")
 		s.backends = append(s.backends, p)
 	}
 	for _, p := range s.backends {
@@ -205,7 +207,7 @@ func (s *Stack) startBFFs(ctx context.Context, n int) error {
 			return err
 		}
 		s.bffLinks = append(s.bffLinks, l)
-		p, err := s.newProc(fmt.Sprintf("bff-%d", i), []string{s.cfg.Bin.BFF, "-addr", "127.0.0.1:{port}"}, []string{
+		p, err := s.newProc(fmt.Sprintf("bff-%d", i), "/readyz", nil, s.cfg.Bin.BFF, []string{"-addr", "{addr}"}, []string{
 			"BACKEND_URL=http://" + l.Addr(), "SESSION_SECRET=" + sessionSecret, "SSE_RETRY=" + bffRetry,
 			"HEARTBEAT_INTERVAL=" + heartbeat, "UPSTREAM_IDLE_TIMEOUT=" + upstreamIdle, "UPSTREAM_GIVEUP=" + upstreamGiveUp,
 			"UPSTREAM_LINGER=" + upstreamLinger, "MULTIPLEX_RESYNC=" + multiplexResync, "CREATE_RATE=10",
@@ -214,7 +216,6 @@ func (s *Stack) startBFFs(ctx context.Context, n int) error {
 		if err != nil {
 			return err
 		}
-		p.ready = httpReady(p.url() + "/readyz")
 		s.bffs = append(s.bffs, p)
 		if err := p.start(ctx); err != nil {
 			return err
@@ -291,6 +292,9 @@ func (s *Stack) Close() {
 	}
 	if s.redis != nil {
 		s.redis.stop()
+	}
+	for _, p := range s.procs {
+		_ = p.log.Close()
 	}
 	for _, l := range append(append([]*Proxy(nil), s.bffLinks...), s.redisLinks...) {
 		l.Close()

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -46,19 +47,27 @@ func build() {
 	if binDir = os.Getenv(BinDirEnv); binDir != "" {
 		return
 	}
-	_, file, _, _ := runtime.Caller(0) // <root>/e2e/stack/bin.go
-	root := filepath.Join(filepath.Dir(file), "..", "..")
 	if builtDir, buildErr = os.MkdirTemp("", "exportstream-bin-"); buildErr != nil {
 		return
 	}
 	binDir = builtDir
+	buildErr = Build(context.Background(), binDir)
+}
+
+// Build builds this checkout's backend and bff into dir, each from its own
+// module (GOWORK=off builds them too), with env added to the go command's
+// (CGO_ENABLED=0 builds them as shipped); its output goes to stderr.
+func Build(ctx context.Context, dir string, env ...string) error {
+	_, file, _, _ := runtime.Caller(0) // <root>/e2e/stack/bin.go
+	root := filepath.Join(filepath.Dir(file), "..", "..")
 	for _, name := range []string{"backend", "bff"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, name), "./cmd/"+name)
-		cmd.Dir = filepath.Join(root, name) // its own module: GOWORK=off builds it too
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, name), "./cmd/"+name)
+		cmd.Dir = filepath.Join(root, name)
+		cmd.Env = append(os.Environ(), env...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
-			buildErr = fmt.Errorf("build %s: %w", name, err)
-			return
+			return fmt.Errorf("build %s: %w", name, err)
 		}
 	}
+	return nil
 }

@@ -1,13 +1,13 @@
-// Package stack runs the real exportstream binaries for the system tests
-// and the benchmarks: it builds them once (or takes EXPORTSTREAM_BIN_DIR),
-// starts the backend, the BFF or any other server with its flags, waits
-// until it listens, signals it, restarts it on the same address, and reads
-// what it holds: a Prometheus series, its file descriptors, connections and
-// memory, an export's events and file.
+// Package stack runs the real exportstream binaries for the system tests,
+// the benchmarks and the fault campaign: it builds them once (or takes
+// EXPORTSTREAM_BIN_DIR), starts the backend, the BFF or any other server
+// with its flags, waits until it listens, signals it, restarts it on the
+// same address, and reads what it holds: a Prometheus series, its file
+// descriptors, connections and memory, an export's events and file.
 //
-// The error-returning functions (Start, Sample, FDs, Conns) serve the
-// benchmarks; the ones taking a testing.TB fail or skip the test instead and
-// stop what they started when it ends.
+// The error-returning functions (Build, Start, SampleProc, FDs, Conns)
+// serve the benchmarks and the campaign; the ones taking a testing.TB fail
+// or skip the test instead and stop what they started when it ends.
 package stack
 
 import (
@@ -47,6 +47,11 @@ type Cmd struct {
 	// Stdout and Stderr take the server's output (stdout from after the
 	// listening line); nil discards it.
 	Stdout, Stderr io.Writer
+
+	// Group runs the server in a process group of its own, which every
+	// signal reaches: a terminal's Ctrl-C then goes to the harness only,
+	// and SIGSTOP stops whatever the server forked too.
+	Group bool
 }
 
 // readyWithin bounds a start.
@@ -95,7 +100,7 @@ func start(ctx context.Context, c Cmd, addr string) (*Proc, error) {
 	cmd.Stderr = c.Stderr
 	// The server dies with whoever started it: a test binary killed on
 	// its timeout leaves nothing behind.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: c.Group}
 	var stdout io.ReadCloser
 	if logLine {
 		var err error
@@ -165,6 +170,10 @@ func listening(ctx context.Context, c Cmd, stdout io.Reader) (string, error) {
 	}
 }
 
+// Ready waits until p, started with a Probe or a Health path, answers it
+// again (after SIGCONT, say), or ctx ends or p exits.
+func (p *Proc) Ready(ctx context.Context) error { return p.poll(ctx) }
+
 // poll waits until p answers c.Probe or c.Health.
 func (p *Proc) poll(ctx context.Context) error {
 	probe := p.Cmd.Probe
@@ -203,8 +212,16 @@ func (p *Proc) poll(ctx context.Context) error {
 // Pid is the server's process id.
 func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 
-// Signal sends sig to the server.
-func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+// Signal sends sig to the server (to its process group with Cmd.Group).
+func (p *Proc) Signal(sig os.Signal) error {
+	if s, ok := sig.(syscall.Signal); ok && p.Cmd.Group {
+		if err := syscall.Kill(-p.Pid(), s); err != nil {
+			return fmt.Errorf("signal %s to %s: %w", sig, p.Cmd.Name, err)
+		}
+		return nil
+	}
+	return p.cmd.Process.Signal(sig)
+}
 
 // Wait waits for the server to exit and returns how it did (nil for 0).
 func (p *Proc) Wait() error {
@@ -215,7 +232,7 @@ func (p *Proc) Wait() error {
 // Kill kills the server with SIGKILL (no clean end of anything) and waits
 // for it.
 func (p *Proc) Kill() {
-	_ = p.cmd.Process.Kill()
+	_ = p.Signal(syscall.SIGKILL)
 	_ = p.Wait()
 }
 
