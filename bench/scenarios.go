@@ -47,18 +47,18 @@ func (e *env) backendProfiled(ctx context.Context, name string, profile bool, wo
 	if !slices.Contains(extra, "-data-dir") {
 		args = append(args, "-memory")
 	}
-	return start(ctx, name, e.logDir, "/healthz", backendEnv(profile), append(args, extra...)...)
+	return start(ctx, name, e.logDir, backendEnv(profile), append(args, extra...)...)
 }
 
 func (e *env) bff(ctx context.Context, name, backendURL string, extra ...string) (*server, error) {
 	args := []string{filepath.Join(e.binDir, "bff"), "-addr", "{addr}", "-backend-url", backendURL, "-static-dir", e.staticDir,
 		"-session-secret", sessionSecret, "-max-streams-per-session", "100000", "-max-streams", "100000",
 		"-create-rate", "0", "-log-level", "warn"}
-	return start(ctx, name, e.logDir, "/healthz", bffEnv(), append(args, extra...)...)
+	return start(ctx, name, e.logDir, bffEnv(), append(args, extra...)...)
 }
 
 func (e *env) express(ctx context.Context, name, backendURL string) (*server, error) {
-	return start(ctx, name, e.logDir, "/healthz", []string{"PORT={port}", "BACKEND_URL=" + backendURL},
+	return start(ctx, name, e.logDir, []string{"PORT={port}", "BACKEND_URL=" + backendURL},
 		"node", filepath.Join(e.baselineDir, "relay.mjs"))
 }
 
