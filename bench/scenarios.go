@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -223,160 +224,124 @@ func (p phase) run(ctx context.Context) (phaseResult, error) {
 		return phaseResult{}, err
 	}
 	defer cancelJobs(context.WithoutCancel(ctx), c, p.backend.url, blockers)
-	jobs := make([]job, p.jobs)
-	var cookie string
-	{
-		var mu sync.Mutex
-		var firstErr error
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 32)
-		if p.plain {
-			for i := range jobs {
-				jobs[i].code = fmt.Sprintf("plain-%d", i)
-			}
-		}
-		if p.sameOwner && p.t.kind == kindBFF {
-			j, err := create(ctx, c, p.t, p.req, "")
-			if err != nil {
-				return phaseResult{}, err
-			}
-			jobs[0], cookie = j, j.cookie
-		}
-		for i := range jobs {
-			if jobs[i].code != "" {
-				continue
-			}
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				j, err := create(ctx, c, p.t, p.req, cookie)
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil && firstErr == nil {
-					firstErr = err
-				}
-				jobs[i] = j
-			}()
-		}
-		wg.Wait()
-		if firstErr != nil {
-			return phaseResult{}, firstErr
-		}
+	jobs, cookie, err := p.createJobs(ctx, c)
+	if err != nil {
+		return phaseResult{}, err
+	}
+	stalled, err := p.openStalled(ctx, jobs, cookie)
+	defer closeConns(stalled)
+	if err != nil {
+		return phaseResult{}, err
 	}
 
-	for i := range p.stalled {
-		header := ""
-		if cookie != "" {
-			header = "Cookie: " + cookie + "\r\n"
-		}
-		conn, err := openStalled(ctx, eventsURL(p.t, jobs[i%p.jobs].code), header)
-		if err != nil {
-			return phaseResult{}, fmt.Errorf("a never-reading subscriber: %w", err)
-		}
-		defer func() { _ = conn.Close() }()
-	}
-
-	n := p.jobs * p.subsPerJob
 	cpu0 := selfCPU()
 	pressure0, psi := cpuPressure()
 	began := time.Now()
 	mon := watch(250*time.Millisecond, p.monitor...)
 	startConnect := time.Now()
-	var connected atomic.Int64
-	allConnected := make(chan struct{})
-	var allAt atomic.Int64
-	sem := make(chan struct{}, 256)
-	results := make([]subResult, n)
 	deadline := time.Duration(p.req.DurationMs)*time.Millisecond + 30*time.Second
 	if p.gated {
 		deadline += gateTimeout
 	}
 	subCtx, cancelSubs := context.WithCancel(ctx)
 	defer cancelSubs()
-	var wg sync.WaitGroup
-	for i := range n {
-		j := jobs[i%p.jobs]
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			released := false
-			release := func() {
-				if !released {
-					released = true
-					<-sem
-				}
-			}
-			defer release()
-			results[i] = subscribe(subCtx, newSharedClient(), p.t, j, watchOpts{
-				maxConns: 5, deadline: deadline,
-				connected: func() {
-					release()
-					if connected.Add(1) == int64(n) {
-						allAt.Store(time.Now().UnixNano())
-						close(allConnected)
-					}
-				},
-			})
-		}()
-	}
-	select {
-	case <-allConnected:
-	case <-time.After(deadline):
-	case <-ctx.Done():
-	}
+	subs := watchCrowd(subCtx, p.jobs*p.subsPerJob, deadline, func(i int) (target, job) { return p.t, jobs[i%p.jobs] })
+	subs.waitConnected(ctx, deadline)
 	connectSeconds := time.Since(startConnect).Seconds()
 	upstreams := upstreamsOpen(c, p.backend.url) // every subscriber connected
 	releaseBlockers(ctx, c, p.backend.url, blockers, p.stagger)
 	if p.plain {
 		if err := releasePlain(ctx, c, p.t.url); err != nil {
 			cancelSubs()
-			wg.Wait()
+			subs.wait()
 			return phaseResult{}, err
 		}
 	}
-	wg.Wait()
-	res := phaseResult{usage: mon.stop(), connectSeconds: connectSeconds, perSubMin: math.MaxInt, loadgenCPU: (selfCPU() - cpu0).Seconds(), pressure: math.NaN()}
+	subs.wait()
+	res := phaseResult{usage: mon.stop(), connectSeconds: connectSeconds, loadgenCPU: (selfCPU() - cpu0).Seconds(), pressure: math.NaN()}
 	if pressure1, ok := cpuPressure(); ok && psi {
 		res.pressure = 100 * (pressure1 - pressure0).Seconds() / time.Since(began).Seconds()
 	}
 	res.upstreams = upstreams
-	t0 := allAt.Load()
-	if t0 == 0 {
-		t0 = time.Now().UnixNano() // not everyone connected: measure nothing, count errors
+	t := subs.tally()
+	res.errors, res.reconnects, res.unfinished = t.errors, t.reconnects, t.unfinished
+	res.perSubMin, res.perSubMax = t.perSubMin, t.perSubMax
+	res.deliveries = len(t.lat)
+	res.lat = t.lat.sorted()
+	if t.last > t.first {
+		res.seconds = float64(t.last-t.first) / 1e9
 	}
-	var lat latencies
-	var received []int64 // receipt time of each measured delivery
-	first, last := int64(math.MaxInt64), int64(0)
-	for _, r := range results {
-		if r.err != nil {
-			res.errors++
-		}
-		if !r.terminal {
-			res.unfinished++
-		}
-		res.reconnects += r.reconnects
-		got := 0
-		for _, d := range r.events {
-			if d.updatedAt < t0 {
-				continue
-			}
-			got++
-			lat = append(lat, d.latencyUs)
-			received = append(received, d.received)
-			first, last = min(first, d.received), max(last, d.received)
-		}
-		res.perSubMin, res.perSubMax = min(res.perSubMin, got), max(res.perSubMax, got)
-	}
-	res.deliveries = len(lat)
-	res.lat = lat.sorted()
-	if last > first {
-		res.seconds = float64(last-first) / 1e9
-	}
-	res.steadyRate = steadyRate(received, first)
+	res.steadyRate = steadyRate(t.received, t.first)
 	return res, nil
+}
+
+// createJobs creates the phase's jobs, at most 32 at once, all in one BFF
+// session (its cookie returned) when sameOwner. The floor server's jobs
+// are only named.
+func (p phase) createJobs(ctx context.Context, c *http.Client) ([]job, string, error) {
+	jobs := make([]job, p.jobs)
+	if p.plain {
+		for i := range jobs {
+			jobs[i].code = fmt.Sprintf("plain-%d", i)
+		}
+		return jobs, "", nil
+	}
+	var cookie string
+	if p.sameOwner && p.t.kind == kindBFF {
+		j, err := create(ctx, c, p.t, p.req, "")
+		if err != nil {
+			return nil, "", err
+		}
+		jobs[0], cookie = j, j.cookie
+	}
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for i := range jobs {
+		if jobs[i].code != "" {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			j, err := create(ctx, c, p.t, p.req, cookie)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			jobs[i] = j
+		}()
+	}
+	wg.Wait()
+	return jobs, cookie, firstErr
+}
+
+// openStalled opens the phase's never-reading subscribers, round-robin
+// over jobs; on an error it returns those it opened, for the caller to close.
+func (p phase) openStalled(ctx context.Context, jobs []job, cookie string) ([]net.Conn, error) {
+	header := ""
+	if cookie != "" {
+		header = "Cookie: " + cookie + "\r\n"
+	}
+	var conns []net.Conn
+	for i := range p.stalled {
+		conn, err := openStalled(ctx, eventsURL(p.t, jobs[i%p.jobs].code), header)
+		if err != nil {
+			return conns, fmt.Errorf("a never-reading subscriber: %w", err)
+		}
+		conns = append(conns, conn)
+	}
+	return conns, nil
+}
+
+func closeConns(conns []net.Conn) {
+	for _, c := range conns {
+		_ = c.Close()
+	}
 }
 
 // steadyRate is the median of the deliveries received in each whole
