@@ -60,76 +60,104 @@ func idleWorker(args []string) error {
 	if len(lines) > perWorker {
 		return fmt.Errorf("at most %d streams per worker", perWorker)
 	}
-	var res idleResult
-	var mu sync.Mutex
-	var bytesIn atomic.Int64
-	var endedEarly atomic.Int64
-	holdUntil := make(chan struct{})
-	var open sync.WaitGroup
-	var readers sync.WaitGroup
-	sem := make(chan struct{}, 128)
+	h := &idleHolder{addr: *addr, holdUntil: make(chan struct{}), sem: make(chan struct{}, 128)}
 	for _, line := range lines {
-		path, header, _ := strings.Cut(line, "\t")
-		req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n", path, *addr)
-		if header != "" {
-			req += header + "\r\n"
-		}
-		req += "\r\n"
-		sem <- struct{}{}
-		open.Add(1)
-		go func() {
-			defer open.Done()
-			conn, err := openStream(*addr, req)
-			<-sem
-			mu.Lock()
-			if err != nil {
-				res.Failed++
-				if res.FirstError == "" {
-					res.FirstError = err.Error()
-				}
-				mu.Unlock()
-				return
-			}
-			res.Opened++
-			mu.Unlock()
-			readers.Add(1)
-			go func() {
-				defer readers.Done()
-				done := make(chan struct{})
-				go func() {
-					buf := make([]byte, 512)
-					for {
-						k, err := conn.Read(buf)
-						bytesIn.Add(int64(k))
-						if err != nil {
-							select {
-							case <-holdUntil:
-							default:
-								endedEarly.Add(1)
-							}
-							close(done)
-							return
-						}
-					}
-				}()
-				select {
-				case <-holdUntil:
-				case <-done:
-				}
-				_ = conn.Close()
-			}()
-		}()
+		h.sem <- struct{}{}
+		h.opening.Add(1)
+		go h.open(streamRequest(*addr, line))
 	}
-	open.Wait()
-	fmt.Printf("READY %d %d\n", res.Opened, res.Failed)
+	h.opening.Wait()
+	fmt.Printf("READY %d %d\n", h.res.Opened, h.res.Failed)
 	time.Sleep(*hold)
-	close(holdUntil)
-	readers.Wait()
-	res.EndedEarly = int(endedEarly.Load())
-	res.Bytes = bytesIn.Load()
+	res := h.release()
 	out, _ := json.Marshal(res)
 	fmt.Printf("DONE %s\n", out)
 	return nil
+}
+
+// streamRequest is the GET of an idle-worker's streams-file line: the
+// path, a tab, one extra request header line (or none).
+func streamRequest(addr, line string) string {
+	path, header, _ := strings.Cut(line, "\t")
+	req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n", path, addr)
+	if header != "" {
+		req += header + "\r\n"
+	}
+	return req + "\r\n"
+}
+
+// idleHolder opens idle streams, at most cap(sem) at once, and holds them
+// until release, reading whatever they bring.
+type idleHolder struct {
+	addr      string
+	sem       chan struct{}
+	holdUntil chan struct{} // closed by release
+	opening   sync.WaitGroup
+	readers   sync.WaitGroup
+
+	mu         sync.Mutex
+	res        idleResult // Opened, Failed and FirstError, under mu
+	bytesIn    atomic.Int64
+	endedEarly atomic.Int64
+}
+
+// open opens one stream with req and, if it opened, holds it.
+func (h *idleHolder) open(req string) {
+	defer h.opening.Done()
+	conn, err := openStream(h.addr, req)
+	<-h.sem
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err != nil {
+		h.res.Failed++
+		if h.res.FirstError == "" {
+			h.res.FirstError = err.Error()
+		}
+		return
+	}
+	h.res.Opened++
+	h.readers.Add(1)
+	go h.hold(conn)
+}
+
+// hold reads conn until release, then closes it; a stream that ends
+// before counts as ended early.
+func (h *idleHolder) hold(conn net.Conn) {
+	defer h.readers.Done()
+	done := make(chan struct{})
+	go h.drain(conn, done)
+	select {
+	case <-h.holdUntil:
+	case <-done:
+	}
+	_ = conn.Close()
+}
+
+// drain reads conn until it fails, then closes done.
+func (h *idleHolder) drain(conn net.Conn, done chan<- struct{}) {
+	defer close(done)
+	buf := make([]byte, 512)
+	for {
+		k, err := conn.Read(buf)
+		h.bytesIn.Add(int64(k))
+		if err != nil {
+			select {
+			case <-h.holdUntil:
+			default:
+				h.endedEarly.Add(1)
+			}
+			return
+		}
+	}
+}
+
+// release ends the hold, closes every stream and returns what they saw.
+func (h *idleHolder) release() idleResult {
+	close(h.holdUntil)
+	h.readers.Wait()
+	h.res.EndedEarly = int(h.endedEarly.Load())
+	h.res.Bytes = h.bytesIn.Load()
+	return h.res
 }
 
 // openStream dials from the next source address, sends req and reads the
@@ -191,75 +219,86 @@ func scenarioIdle(ctx context.Context, e *env) (*Scenario, error) {
 		return nil, err
 	}
 	defer be.stop()
-	type variant struct {
-		name string
-		n    int
-		kind kind
-	}
-	variants := []variant{{"BFF (this project)", sz.bff, kindBFF}, {"backend direct (net/http + gin)", sz.backend, kindBackend}}
+	variants := []idleVariant{{"BFF (this project)", sz.bff, kindBFF}, {"backend direct (net/http + gin)", sz.backend, kindBackend}}
 	if e.node && sz.express > 0 {
-		variants = append(variants, variant{"Express relay (seed)", sz.express, kindExpress})
+		variants = append(variants, idleVariant{"Express relay (seed)", sz.express, kindExpress})
 	}
 	c := newHTTPClient(nil)
 	for _, v := range ordered(e, variants) {
-		t := target{kind: v.kind, url: be.url, backend: be.url}
-		srv := be
-		switch v.kind {
-		case kindBFF:
-			if srv, err = e.bff(ctx, "idle-bff", be.url, "-heartbeat", "5s"); err != nil {
-				return nil, err
-			}
-		case kindExpress:
-			if srv, err = e.express(ctx, "idle-express", be.url); err != nil {
-				return nil, err
-			}
-		}
-		t.url = srv.url
-		j, err := create(ctx, c, t, createReq{Rows: 100, DurationMs: 3_600_000}, "")
+		row, err := v.run(ctx, e, c, be, sz.hold)
 		if err != nil {
-			if srv != be {
-				srv.stop()
-			}
 			return nil, err
 		}
-		header := ""
-		if j.cookie != "" && v.kind == kindBFF {
-			header = "Cookie: " + j.cookie
-		}
-		line := strings.TrimPrefix(eventsURL(t, j.code), t.url) + "\t" + header
-		before, _ := stack.SampleProc(srv.pid())
-		var peak stack.Sample
-		res, usages, err := runIdle(ctx, []idleGroup{{srv, slices.Repeat([]string{line}, v.n)}}, sz.hold, func() {
-			time.Sleep(2 * time.Second) // let the server settle (GC) before reading its RSS
-			peak, _ = stack.SampleProc(srv.pid())
-			if v.kind == kindBFF {
-				grabProfile(fmt.Sprintf("idle-%d-heap.pprof", v.n), "heap", 30*time.Second)
-				grabProfile(fmt.Sprintf("idle-%d-goroutine.txt", v.n), "goroutine?debug=1", 30*time.Second)
-			}
-		})
-		if srv != be {
-			srv.stop()
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", v.name, err)
-		}
-		row := &Row{Target: v.name, Metrics: map[string]float64{
-			"streams":        float64(v.n),
-			"opened":         float64(res.Opened),
-			"failed":         float64(res.Failed),
-			"ended early":    float64(res.EndedEarly),
-			"RSS/stream KiB": float64(peak.RSSKiB-before.RSSKiB) / float64(max(res.Opened, 1)),
-			"server RSS MiB": float64(peak.RSSKiB) / 1024,
-			"server FDs":     float64(peak.FDs),
-			"CPU % (idle)":   usages[srv.name].CPUPercent,
-		}, Usage: usages}
-		if res.FirstError != "" {
-			row.Notes = append(row.Notes, "first error: "+res.FirstError)
-		}
 		s.Rows = append(s.Rows, row)
-		logf("  %s: %d/%d open, %.1f KiB/stream, %d ended early", v.name, res.Opened, v.n, row.Metrics["RSS/stream KiB"], res.EndedEarly)
 	}
 	return s, nil
+}
+
+// idleVariant is one row of the idle scenario: n streams through kind.
+type idleVariant struct {
+	name string
+	n    int
+	kind kind
+}
+
+// run holds v.n streams of one new job (created with c) on be, through a
+// fresh relay of v.kind (none for kindBackend), and measures the server
+// that holds them.
+func (v idleVariant) run(ctx context.Context, e *env, c *http.Client, be *server, hold time.Duration) (*Row, error) {
+	t := target{kind: v.kind, url: be.url, backend: be.url}
+	srv := be
+	var err error
+	switch v.kind {
+	case kindBFF:
+		if srv, err = e.bff(ctx, "idle-bff", be.url, "-heartbeat", "5s"); err != nil {
+			return nil, err
+		}
+	case kindExpress:
+		if srv, err = e.express(ctx, "idle-express", be.url); err != nil {
+			return nil, err
+		}
+	}
+	if srv != be {
+		defer srv.stop()
+	}
+	t.url = srv.url
+	j, err := create(ctx, c, t, createReq{Rows: 100, DurationMs: 3_600_000}, "")
+	if err != nil {
+		return nil, err
+	}
+	header := ""
+	if j.cookie != "" && v.kind == kindBFF {
+		header = "Cookie: " + j.cookie
+	}
+	line := strings.TrimPrefix(eventsURL(t, j.code), t.url) + "\t" + header
+	before, _ := stack.SampleProc(srv.pid())
+	var peak stack.Sample
+	res, usages, err := runIdle(ctx, []idleGroup{{srv, slices.Repeat([]string{line}, v.n)}}, hold, func() {
+		time.Sleep(2 * time.Second) // let the server settle (GC) before reading its RSS
+		peak, _ = stack.SampleProc(srv.pid())
+		if v.kind == kindBFF {
+			grabProfile(fmt.Sprintf("idle-%d-heap.pprof", v.n), "heap", 30*time.Second)
+			grabProfile(fmt.Sprintf("idle-%d-goroutine.txt", v.n), "goroutine?debug=1", 30*time.Second)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", v.name, err)
+	}
+	row := &Row{Target: v.name, Metrics: map[string]float64{
+		"streams":        float64(v.n),
+		"opened":         float64(res.Opened),
+		"failed":         float64(res.Failed),
+		"ended early":    float64(res.EndedEarly),
+		"RSS/stream KiB": float64(peak.RSSKiB-before.RSSKiB) / float64(max(res.Opened, 1)),
+		"server RSS MiB": float64(peak.RSSKiB) / 1024,
+		"server FDs":     float64(peak.FDs),
+		"CPU % (idle)":   usages[srv.name].CPUPercent,
+	}, Usage: usages}
+	if res.FirstError != "" {
+		row.Notes = append(row.Notes, "first error: "+res.FirstError)
+	}
+	logf("  %s: %d/%d open, %.1f KiB/stream, %d ended early", v.name, res.Opened, v.n, row.Metrics["RSS/stream KiB"], res.EndedEarly)
+	return row, nil
 }
 
 // scenarioUsers: the real shape of idle load: N users, each its own
@@ -374,27 +413,15 @@ func usersVariant(ctx context.Context, e *env, k kind, procs, n int, hold time.D
 		return nil, err
 	}
 	defer be.stop()
-	var relays []*server
+	relays, err := startRelays(ctx, e, k, procs, be.url)
 	defer func() { stopAll(relays) }()
-	for i := range procs {
-		var srv *server
-		if k == kindExpress {
-			srv, err = e.express(ctx, "users-express", be.url)
-		} else {
-			srv, err = e.bff(ctx, fmt.Sprintf("users-bff-%d", i), be.url, "-heartbeat", "5s")
-		}
-		if err != nil {
-			return nil, err
-		}
-		relays = append(relays, srv)
+	if err != nil {
+		return nil, err
 	}
-	all := append([]*server{be}, relays...)
-	before := make(map[string]stack.Sample, len(all))
-	for _, srv := range all {
-		before[srv.name], _ = stack.SampleProc(srv.pid())
-	}
+	r := &usersRun{be: be, relays: relays, all: append([]*server{be}, relays...)}
+	r.before = sampleAll(r.all)
 	c := newHTTPClient(nil)
-	beStack0, beHeap0, beGoroutines0 := goMemory(c, be.url)
+	r.goMem0 = goMemory(c, be.url)
 	c.CloseIdleConnections()
 	// The one job the worker takes: every user's export waits behind it.
 	bt := target{kind: kindBackend, url: be.url, backend: be.url}
@@ -412,13 +439,139 @@ func usersVariant(ctx context.Context, e *env, k kind, procs, n int, hold time.D
 			groups[i].srv = relays[i]
 		}
 	}
+	lines, err := userStreams(ctx, c, k, groups, be.url, n)
+	if err != nil {
+		return nil, fmt.Errorf("creating the users' exports: %w", err)
+	}
+	c.CloseIdleConnections()    // the streams get every descriptor the relays have
+	time.Sleep(2 * time.Second) // let the servers settle (GC) before reading their RSS
+	r.created = sampleAll(r.all)
+	for i, l := range lines {
+		g := &groups[i%len(groups)]
+		g.streams = append(g.streams, l)
+	}
+	res, usages, err := runIdle(ctx, groups, hold, func() {
+		r.atPeak(fmt.Sprintf("users-%d-%d", n, procs), procs == 1 && k == kindBFF)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r.row(n, res, usages), nil
+}
+
+// usersRun is one row of the idle users scenario: its processes, and
+// what was sampled of them before the first export, with every export
+// created, and with every stream open (the peak).
+type usersRun struct {
+	be     *server
+	relays []*server
+	all    []*server // be, then the relays
+
+	before, created, peak map[string]stack.Sample
+	goMem0, goMem         goMem // the backend's, before and at the peak
+	conns                 int   // to the backend, at the peak
+	upstreams             float64
+}
+
+// atPeak samples every process with every stream open and, with
+// BENCH_*_PPROF, profiles where a user's memory goes (the BFF's too when
+// bff), the files named after tag.
+func (r *usersRun) atPeak(tag string, bff bool) {
+	time.Sleep(2 * time.Second) // let the servers settle (GC) before reading their RSS
+	r.peak = sampleAll(r.all)
+	r.conns = connectionsTo(r.be.url, r.relays)
+	grabProfileFrom(backendPprofAddr, tag+"-backend-heap.pprof", "heap", 30*time.Second)
+	grabProfileFrom(backendPprofAddr, tag+"-backend-goroutine.txt", "goroutine?debug=1", 30*time.Second)
+	if bff {
+		grabProfile(tag+"-bff-heap.pprof", "heap", 30*time.Second)
+		grabProfile(tag+"-bff-goroutine.txt", "goroutine?debug=1", 30*time.Second)
+	}
+	mc := newHTTPClient(nil)
+	r.upstreams = upstreamsOpen(mc, r.be.url)
+	r.goMem = goMemory(mc, r.be.url)
+	mc.CloseIdleConnections()
+}
+
+// row is the users row of n users: the growth from before to the peak
+// per user opened, the relays' summed.
+func (r *usersRun) row(n int, res idleResult, usages map[string]usage) *Row {
+	var relayGrew, relayFDs, relayMaxFDs, relayCreated int64
+	cpu := 0.0
+	for _, srv := range r.relays {
+		relayGrew += r.peak[srv.name].RSSKiB - r.before[srv.name].RSSKiB
+		relayFDs += int64(r.peak[srv.name].FDs)
+		relayMaxFDs = max(relayMaxFDs, int64(r.peak[srv.name].FDs))
+		cpu += usages[srv.name].CPUPercent
+		relayCreated += r.created[srv.name].RSSKiB - r.before[srv.name].RSSKiB
+	}
+	be := r.be.name
+	beGrew := r.peak[be].RSSKiB - r.before[be].RSSKiB
+	users := float64(max(res.Opened, 1))
+	m := idleMetrics(n, res)
+	m["relay KiB/user"], m["relay FDs/user"] = math.NaN(), math.NaN()
+	m["backend KiB/user"] = float64(beGrew) / users
+	m["total KiB/user"] = float64(relayGrew+beGrew) / users
+	m["of which creates KiB/user"] = float64(relayCreated+r.created[be].RSSKiB-r.before[be].RSSKiB) / users
+	m["backend conns"] = float64(r.conns)
+	m["upstream streams"] = r.upstreams
+	m["CPU % (idle)"] = cpu + usages[be].CPUPercent
+	// Where the backend's share of a user goes (Go's own figures).
+	m["backend stack KiB/user"] = (r.goMem.stack - r.goMem0.stack) / 1024 / users
+	m["backend heap KiB/user"] = (r.goMem.heap - r.goMem0.heap) / 1024 / users
+	m["backend goroutines/user"] = (r.goMem.goroutines - r.goMem0.goroutines) / users
+	if len(r.relays) > 0 {
+		m["relay KiB/user"] = float64(relayGrew) / users
+		m["relay FDs/user"] = float64(relayFDs) / users
+		m["relay FDs (largest)"] = float64(relayMaxFDs)
+	}
+	row := idleRow(m, usages, res)
+	if len(r.relays) > 1 {
+		row.Notes = append([]string{fmt.Sprintf("%d relay processes: their RSS growth and open files summed", len(r.relays))}, row.Notes...)
+	}
+	return row
+}
+
+// startRelays starts procs relays of kind in front of backendURL; on an
+// error it returns those it started, for the caller to stop.
+func startRelays(ctx context.Context, e *env, k kind, procs int, backendURL string) ([]*server, error) {
+	var relays []*server
+	for i := range procs {
+		var srv *server
+		var err error
+		if k == kindExpress {
+			srv, err = e.express(ctx, "users-express", backendURL)
+		} else {
+			srv, err = e.bff(ctx, fmt.Sprintf("users-bff-%d", i), backendURL, "-heartbeat", "5s")
+		}
+		if err != nil {
+			return relays, err
+		}
+		relays = append(relays, srv)
+	}
+	return relays, nil
+}
+
+// sampleAll samples every server's process, by name.
+func sampleAll(srvs []*server) map[string]stack.Sample {
+	out := make(map[string]stack.Sample, len(srvs))
+	for _, srv := range srvs {
+		out[srv.name], _ = stack.SampleProc(srv.pid())
+	}
+	return out
+}
+
+// userStreams creates n users' exports, 64 at once, each in a session of
+// its own (no cookie sent) through group i mod len(groups)'s server, and
+// returns each user's stream: its path, a tab and the header that
+// authorises it. The error is the first create's that failed.
+func userStreams(ctx context.Context, c *http.Client, k kind, groups []idleGroup, backendURL string, n int) ([]string, error) {
 	lines := make([]string, n)
 	var firstErr error
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
 	for i := range n {
-		t := target{kind: k, url: groups[i%len(groups)].srv.url, backend: be.url}
+		t := target{kind: k, url: groups[i%len(groups)].srv.url, backend: backendURL}
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
@@ -429,98 +582,32 @@ func usersVariant(ctx context.Context, e *env, k kind, procs, n int, hold time.D
 				mu.Unlock()
 				return
 			}
-			header := ""
-			switch {
-			case k == kindBFF:
-				header = "Cookie: " + j.cookie
-			case k == kindBackend && j.owner != "":
-				header = "X-Export-Owner: " + j.owner
-			}
-			lines[i] = strings.TrimPrefix(eventsURL(t, j.code), t.url) + "\t" + header
+			lines[i] = strings.TrimPrefix(eventsURL(t, j.code), t.url) + "\t" + userHeader(k, j)
 		})
 	}
 	wg.Wait()
-	if firstErr != nil {
-		return nil, fmt.Errorf("creating the users' exports: %w", firstErr)
-	}
-	c.CloseIdleConnections()    // the streams get every descriptor the relays have
-	time.Sleep(2 * time.Second) // let the servers settle (GC) before reading their RSS
-	created := map[string]stack.Sample{}
-	for _, srv := range all {
-		created[srv.name], _ = stack.SampleProc(srv.pid())
-	}
-	for i, l := range lines {
-		g := &groups[i%len(groups)]
-		g.streams = append(g.streams, l)
-	}
-
-	peak := map[string]stack.Sample{}
-	var conns int
-	var upstreams, beStack, beHeap, beGoroutines float64
-	res, usages, err := runIdle(ctx, groups, hold, func() {
-		time.Sleep(2 * time.Second) // let the servers settle (GC) before reading their RSS
-		for _, srv := range all {
-			peak[srv.name], _ = stack.SampleProc(srv.pid())
-		}
-		conns = connectionsTo(be.url, relays)
-		// With BENCH_*_PPROF: where a user's memory goes.
-		tag := fmt.Sprintf("users-%d-%d", n, procs)
-		grabProfileFrom(backendPprofAddr, tag+"-backend-heap.pprof", "heap", 30*time.Second)
-		grabProfileFrom(backendPprofAddr, tag+"-backend-goroutine.txt", "goroutine?debug=1", 30*time.Second)
-		if procs == 1 && k == kindBFF {
-			grabProfile(tag+"-bff-heap.pprof", "heap", 30*time.Second)
-			grabProfile(tag+"-bff-goroutine.txt", "goroutine?debug=1", 30*time.Second)
-		}
-		mc := newHTTPClient(nil)
-		upstreams = upstreamsOpen(mc, be.url)
-		beStack, beHeap, beGoroutines = goMemory(mc, be.url)
-		mc.CloseIdleConnections()
-	})
-	if err != nil {
-		return nil, err
-	}
-	var relayGrew, relayFDs, relayMaxFDs int64
-	cpu := 0.0
-	for _, srv := range relays {
-		relayGrew += peak[srv.name].RSSKiB - before[srv.name].RSSKiB
-		relayFDs += int64(peak[srv.name].FDs)
-		relayMaxFDs = max(relayMaxFDs, int64(peak[srv.name].FDs))
-		cpu += usages[srv.name].CPUPercent
-	}
-	beGrew := peak[be.name].RSSKiB - before[be.name].RSSKiB
-	var relayCreated int64
-	for _, srv := range relays {
-		relayCreated += created[srv.name].RSSKiB - before[srv.name].RSSKiB
-	}
-	users := float64(max(res.Opened, 1))
-	m := idleMetrics(n, res)
-	m["relay KiB/user"], m["relay FDs/user"] = math.NaN(), math.NaN()
-	m["backend KiB/user"] = float64(beGrew) / users
-	m["total KiB/user"] = float64(relayGrew+beGrew) / users
-	m["of which creates KiB/user"] = float64(relayCreated+created[be.name].RSSKiB-before[be.name].RSSKiB) / users
-	m["backend conns"] = float64(conns)
-	m["upstream streams"] = upstreams
-	m["CPU % (idle)"] = cpu + usages[be.name].CPUPercent
-	// Where the backend's share of a user goes (Go's own figures).
-	m["backend stack KiB/user"] = (beStack - beStack0) / 1024 / users
-	m["backend heap KiB/user"] = (beHeap - beHeap0) / 1024 / users
-	m["backend goroutines/user"] = (beGoroutines - beGoroutines0) / users
-	if len(relays) > 0 {
-		m["relay KiB/user"] = float64(relayGrew) / users
-		m["relay FDs/user"] = float64(relayFDs) / users
-		m["relay FDs (largest)"] = float64(relayMaxFDs)
-	}
-	row := idleRow(m, usages, res)
-	if len(relays) > 1 {
-		row.Notes = append([]string{fmt.Sprintf("%d relay processes: their RSS growth and open files summed", len(relays))}, row.Notes...)
-	}
-	return row, nil
+	return lines, firstErr
 }
 
-// goMemory reads a Go server's stack and heap in use and its goroutines
-// from its /metrics.
-func goMemory(c *http.Client, url string) (stack, heap, goroutines float64) {
-	return metric(c, url, "go_memstats_stack_inuse_bytes"), metric(c, url, "go_memstats_heap_inuse_bytes"), metric(c, url, "go_goroutines")
+// userHeader is the request header line that lets j's user read its
+// stream on a target of kind k: the BFF's session cookie, the backend's
+// owner (none for the seed's relay).
+func userHeader(k kind, j job) string {
+	switch {
+	case k == kindBFF:
+		return "Cookie: " + j.cookie
+	case k == kindBackend && j.owner != "":
+		return "X-Export-Owner: " + j.owner
+	}
+	return ""
+}
+
+// goMem is a Go server's stack and heap in use (bytes) and its goroutines.
+type goMem struct{ stack, heap, goroutines float64 }
+
+// goMemory reads a Go server's goMem from its /metrics.
+func goMemory(c *http.Client, url string) goMem {
+	return goMem{metric(c, url, "go_memstats_stack_inuse_bytes"), metric(c, url, "go_memstats_heap_inuse_bytes"), metric(c, url, "go_goroutines")}
 }
 
 // connectionsTo counts the TCP connections established to the server at

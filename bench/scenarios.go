@@ -818,15 +818,19 @@ func scenarioCreate(ctx context.Context, e *env) (*Scenario, error) {
 	defer be.stop()
 	c := newHTTPClient(nil)
 	mon := watch(250*time.Millisecond, be)
-	var mu sync.Mutex
-	var lat latencies
-	errs := 0
-	// BENCH_CREATE_NETHTTP=1: the clients use net/http (as before
-	// rawPoster), to compare what the load generator costs.
+	// BENCH_CREATE_NETHTTP=1: the clients use net/http instead of
+	// rawPoster, to compare what the load generator costs.
 	netHTTP := os.Getenv("BENCH_CREATE_NETHTTP") == "1"
-	t := target{kind: kindBackend, url: be.url, backend: be.url}
+	load := &createLoad{url: be.url}
+	if netHTTP {
+		t := target{kind: kindBackend, url: be.url, backend: be.url}
+		load.netHTTP = func(ctx context.Context) error {
+			_, err := create(ctx, c, t, createReq{Rows: 1, DurationMs: 0}, "")
+			return err
+		}
+	}
 	cpu0 := selfCPU()
-	stopAt := time.Now().Add(sz.duration)
+	load.stopAt = time.Now().Add(sz.duration)
 	begin := time.Now()
 	if backendPprofAddr != "" {
 		// The CPU of the load, leaving its first and last half second out.
@@ -836,47 +840,8 @@ func scenarioCreate(ctx context.Context, e *env) (*Scenario, error) {
 			grabProfileFrom(backendPprofAddr, "create-cpu.pprof", fmt.Sprintf("profile?seconds=%d", secs), time.Minute)
 		}()
 	}
-	var wg sync.WaitGroup
-	for range sz.clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var mine latencies
-			bad := 0
-			// One connection per client, kept alive; see rawPoster.
-			p, err := newRawPoster(be.url, "/v1/exports", `{"rows":1,"durationMs":0}`)
-			if err != nil {
-				logf("  create: %v", err)
-				mu.Lock()
-				errs++
-				mu.Unlock()
-				return
-			}
-			defer p.close()
-			post := p.post
-			if netHTTP {
-				post = func(ctx context.Context) error {
-					_, err := create(ctx, c, t, createReq{Rows: 1, DurationMs: 0}, "")
-					return err
-				}
-			}
-			for i := 0; i < 1_000_000 && time.Now().Before(stopAt) && ctx.Err() == nil; i++ {
-				t0 := time.Now()
-				if err := post(ctx); err != nil {
-					if bad++; bad == 1 {
-						logf("  create: %v", err)
-					}
-					continue
-				}
-				mine = append(mine, int32(time.Since(t0).Microseconds()))
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			lat = append(lat, mine...)
-			errs += bad
-		}()
-	}
-	wg.Wait()
+	load.run(ctx, sz.clients)
+	lat, errs := load.lat, load.errs
 	secs := time.Since(begin).Seconds()
 	loadgenCPU := selfCPU() - cpu0
 	u := mon.stop()
@@ -899,6 +864,61 @@ func scenarioCreate(ctx context.Context, e *env) (*Scenario, error) {
 		float64(len(l))/secs, l.pct(99), errs, done/secs, queued,
 		u[be.name].CPUSeconds*1e6/float64(max(len(l), 1)), loadgenCPU.Seconds()*1e6/float64(max(len(l), 1)), netHTTP)
 	return s, nil
+}
+
+// createLoad is the create scenario's clients, each posting jobs one
+// after another until stopAt on a connection of its own (rawPoster, or
+// netHTTP when set), and what they measured.
+type createLoad struct {
+	url     string
+	stopAt  time.Time
+	netHTTP func(context.Context) error
+
+	mu   sync.Mutex
+	lat  latencies // µs, each successful POST's
+	errs int
+}
+
+// run runs clients clients until stopAt or ctx ends.
+func (l *createLoad) run(ctx context.Context, clients int) {
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() { l.client(ctx) })
+	}
+	wg.Wait()
+}
+
+func (l *createLoad) client(ctx context.Context) {
+	// One connection per client, kept alive; see rawPoster.
+	p, err := newRawPoster(l.url, "/v1/exports", `{"rows":1,"durationMs":0}`)
+	if err != nil {
+		logf("  create: %v", err)
+		l.mu.Lock()
+		l.errs++
+		l.mu.Unlock()
+		return
+	}
+	defer p.close()
+	post := p.post
+	if l.netHTTP != nil {
+		post = l.netHTTP
+	}
+	var mine latencies
+	bad := 0
+	for i := 0; i < 1_000_000 && time.Now().Before(l.stopAt) && ctx.Err() == nil; i++ {
+		t0 := time.Now()
+		if err := post(ctx); err != nil {
+			if bad++; bad == 1 {
+				logf("  create: %v", err)
+			}
+			continue
+		}
+		mine = append(mine, int32(time.Since(t0).Microseconds()))
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lat = append(l.lat, mine...)
+	l.errs += bad
 }
 
 // copyLines forwards r's lines to ch until EOF.
