@@ -63,6 +63,37 @@ func (e *env) express(ctx context.Context, name, backendURL string) (*server, er
 		"node", filepath.Join(e.baselineDir, "relay.mjs"))
 }
 
+// relayed is a backend and a BFF in front of it.
+type relayed struct{ be, bff *server }
+
+// relayed starts name-backend (as backend, with workers) and name-bff in
+// front of it, with bffExtra flags.
+func (e *env) relayed(ctx context.Context, name string, workers int, bffExtra ...string) (relayed, error) {
+	be, err := e.backend(ctx, name+"-backend", workers)
+	if err != nil {
+		return relayed{}, err
+	}
+	bff, err := e.bff(ctx, name+"-bff", be.url, bffExtra...)
+	if err != nil {
+		be.stop()
+		return relayed{}, err
+	}
+	return relayed{be: be, bff: bff}, nil
+}
+
+// stop stops the BFF, then the backend.
+func (r relayed) stop() {
+	r.bff.stop()
+	r.be.stop()
+}
+
+// oneJob is the phase of subs subscribers of one job in one session
+// through the BFF, and stalled more that never read.
+func (r relayed) oneJob(subs, stalled int, req createReq) phase {
+	return phase{t: target{name: "BFF", kind: kindBFF, url: r.bff.url, backend: r.be.url}, jobs: 1, subsPerJob: subs, req: req, sameOwner: true,
+		monitor: []*server{r.be, r.bff}, relay: r.bff, backend: r.be, gated: true, stalled: stalled}
+}
+
 // metric reads one unlabelled counter or gauge from a /metrics page (NaN
 // when it cannot).
 func metric(c *http.Client, url, name string) float64 {
@@ -504,25 +535,18 @@ func scenarioFanOut(ctx context.Context, e *env) (*Scenario, error) {
 		Columns: []string{"p50 ms", "p99 ms", "max ms", "received/s", "events/sub min", "events/sub max", "upstream conns", "CPU µs/delivery", "relay CPU s", "loadgen CPU s", "relay RSS MiB", "errors", "connect s"},
 		curves:  map[string]latencies{},
 	}
-	be, err := e.backend(ctx, "fanout-backend", 1)
+	st, err := e.relayed(ctx, "fanout", 1)
 	if err != nil {
 		return nil, err
 	}
-	defer be.stop()
-	bff, err := e.bff(ctx, "fanout-bff", be.url)
-	if err != nil {
-		return nil, err
-	}
-	defer bff.stop()
-	t := target{name: "BFF", kind: kindBFF, url: bff.url, backend: be.url}
+	defer st.stop()
 	go grabProfile("fanout-cpu.pprof", fmt.Sprintf("profile?seconds=%d", sz.durationMs/1000), time.Minute)
-	res, err := phase{t: t, jobs: 1, subsPerJob: sz.subs, req: createReq{Rows: sz.rows, DurationMs: sz.durationMs}, sameOwner: true,
-		monitor: []*server{be, bff}, relay: bff, backend: be, gated: true}.run(ctx)
+	res, err := st.oneJob(sz.subs, 0, createReq{Rows: sz.rows, DurationMs: sz.durationMs}).run(ctx)
 	if err != nil {
 		return nil, err
 	}
 	name := fmt.Sprintf("BFF, %d subscribers", sz.subs)
-	s.Rows = append(s.Rows, res.row(name, bff, be))
+	s.Rows = append(s.Rows, res.row(name, st.bff, st.be))
 	s.curves[name] = res.lat
 	logf("  %s: p50 %.2f ms p99 %.2f ms, %d deliveries, %d errors", name, res.lat.pct(50), res.lat.pct(99), res.deliveries, res.errors)
 	return s, nil
@@ -642,19 +666,14 @@ func scenarioOverhead(ctx context.Context, e *env) (*Scenario, error) {
 		Columns: []string{"p50 ms", "p99 ms", "max ms", "mean ms", "events"},
 		curves:  map[string]latencies{},
 	}
-	be, err := e.backend(ctx, "overhead-backend", 16)
-	if err != nil {
-		return nil, err
-	}
-	defer be.stop()
-	bff, err := e.bff(ctx, "overhead-bff", be.url)
-	if err != nil {
-		return nil, err
-	}
-	defer bff.stop()
 	c := newHTTPClient(nil)
-	tb := target{kind: kindBFF, url: bff.url, backend: be.url}
-	td := target{kind: kindBackend, url: be.url, backend: be.url}
+	st, err := e.relayed(ctx, "overhead", 16)
+	if err != nil {
+		return nil, err
+	}
+	defer st.stop()
+	tb := target{kind: kindBFF, url: st.bff.url, backend: st.be.url}
+	td := target{kind: kindBackend, url: st.be.url, backend: st.be.url}
 	var direct, viaBFF, added latencies
 	errs := 0
 	for range sz.jobs {
@@ -721,22 +740,17 @@ func scenarioPolling(ctx context.Context, e *env) (*Scenario, error) {
 	sz := e.size.polling
 	s := &Scenario{
 		Name: "polling vs SSE: exports watched to completion",
-		Setup: fmt.Sprintf("%d exports of %d ms (%d rows) through the BFF, each watched by one client: first all by SSE (GET /api/exports/{code}/events), "+
-			"then %d new ones by polling GET /api/exports/{code} every 2 s from a random phase. Bytes are both directions on the wire, headers included. "+
-			"Notice delay = the client has the terminal state − its updatedAt.", sz.exports, sz.durationMs, sz.rows, sz.exports),
+		Setup: fmt.Sprintf("%d exports of %d ms (%d rows) through the BFF, each watched by one client: first all by SSE (GET /api/exports/{code}/events), then %d new ones by polling GET /api/exports/{code} every 2 s from a random phase. "+
+			"Bytes are both directions on the wire, headers included. Notice delay = the client has the terminal state − its updatedAt.", sz.exports, sz.durationMs, sz.rows, sz.exports),
 		Columns:  []string{"requests/export", "bytes/export", "notice mean ms", "notice p99 ms", "BFF CPU ms/export", "errors"},
 		Baseline: "SSE (this project)",
 	}
-	be, err := e.backend(ctx, "polling-backend", 4000)
+	st, err := e.relayed(ctx, "polling", 4000)
 	if err != nil {
 		return nil, err
 	}
-	defer be.stop()
-	bff, err := e.bff(ctx, "polling-bff", be.url)
-	if err != nil {
-		return nil, err
-	}
-	defer bff.stop()
+	defer st.stop()
+	be, bff := st.be, st.bff
 	t := target{kind: kindBFF, url: bff.url, backend: be.url}
 	for _, mode := range ordered(e, []string{"SSE (this project)", "polling every 2 s"}) {
 		w := &wire{}
