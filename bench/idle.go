@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -388,8 +387,7 @@ func sampleAll(srvs []*server) map[string]stack.Sample {
 // authorises it. The error is the first create's that failed.
 func userStreams(ctx context.Context, c *http.Client, k kind, groups []idleGroup, backendURL string, n int) ([]string, error) {
 	lines := make([]string, n)
-	var firstErr error
-	var mu sync.Mutex
+	var firstErr firstError
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
 	for i := range n {
@@ -399,16 +397,14 @@ func userStreams(ctx context.Context, c *http.Client, k kind, groups []idleGroup
 			defer func() { <-sem }()
 			j, err := create(ctx, c, t, createReq{Rows: 100, DurationMs: 60_000}, "")
 			if err != nil {
-				mu.Lock()
-				firstErr = cmp.Or(firstErr, err)
-				mu.Unlock()
+				firstErr.set(err)
 				return
 			}
 			lines[i] = strings.TrimPrefix(eventsURL(t, j.code), t.url) + "\t" + userHeader(k, j)
 		})
 	}
 	wg.Wait()
-	return lines, firstErr
+	return lines, firstErr.get()
 }
 
 // userHeader is the request header line that lets j's user read its

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -325,8 +326,7 @@ func (p phase) createJobs(ctx context.Context, c *http.Client) ([]job, string, e
 		}
 		jobs[0], cookie = j, j.cookie
 	}
-	var mu sync.Mutex
-	var firstErr error
+	var firstErr firstError
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 32)
 	for i := range jobs {
@@ -339,16 +339,31 @@ func (p phase) createJobs(ctx context.Context, c *http.Client) ([]job, string, e
 			defer wg.Done()
 			defer func() { <-sem }()
 			j, err := create(ctx, c, p.t, p.req, cookie)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && firstErr == nil {
-				firstErr = err
-			}
+			firstErr.set(err)
 			jobs[i] = j
 		}()
 	}
 	wg.Wait()
-	return jobs, cookie, firstErr
+	return jobs, cookie, firstErr.get()
+}
+
+// firstError is the first error that concurrent workers report.
+type firstError struct {
+	mu  sync.Mutex
+	err error
+}
+
+// set records err if it is the first (nil is no error).
+func (f *firstError) set(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.err = cmp.Or(f.err, err)
+}
+
+func (f *firstError) get() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
 }
 
 // openStalled opens the phase's never-reading subscribers, round-robin
