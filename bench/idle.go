@@ -1,177 +1,26 @@
 package main
 
 import (
-	"bytes"
-	"cmp"
 	"context"
-	"encoding/json"
-	"flag"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/exportstream/exportstream/e2e/stack"
 )
 
-// perWorker is the most streams one load-generator process opens: a
-// process may hold at most 20,000 files here.
-const perWorker = 9_000
-
-// idleResult is what one idle worker reports.
-type idleResult struct {
-	Opened     int    `json:"opened"`
-	Failed     int    `json:"failed"`
-	EndedEarly int    `json:"endedEarly"`
-	Bytes      int64  `json:"bytes"`
-	FirstError string `json:"firstError,omitempty"`
-	// OpenSeconds: from starting the children to every stream open (or failed).
-	OpenSeconds float64 `json:"-"`
-}
-
-// idleWorker is the child process: it opens one raw HTTP/1.1 stream (no
-// client library: the load generator must stay small) per line of its
-// streams file, prints READY, holds them for hold, then prints its result
-// as JSON and exits.
-func idleWorker(args []string) error {
-	fs := flag.NewFlagSet("idle-worker", flag.ContinueOnError)
-	addr := fs.String("addr", "", "127.0.0.1:port")
-	file := fs.String("streams", "", "a file of streams, one per line: the path, a tab, one extra request header line (or none)")
-	hold := fs.Duration("hold", 10*time.Second, "how long to hold them")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	b, err := os.ReadFile(*file)
-	if err != nil {
-		return err
-	}
-	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
-	if len(lines) > perWorker {
-		return fmt.Errorf("at most %d streams per worker", perWorker)
-	}
-	var res idleResult
-	var mu sync.Mutex
-	var bytesIn atomic.Int64
-	var endedEarly atomic.Int64
-	holdUntil := make(chan struct{})
-	var open sync.WaitGroup
-	var readers sync.WaitGroup
-	sem := make(chan struct{}, 128)
-	for _, line := range lines {
-		path, header, _ := strings.Cut(line, "\t")
-		req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n", path, *addr)
-		if header != "" {
-			req += header + "\r\n"
-		}
-		req += "\r\n"
-		sem <- struct{}{}
-		open.Add(1)
-		go func() {
-			defer open.Done()
-			conn, err := openStream(*addr, req)
-			<-sem
-			mu.Lock()
-			if err != nil {
-				res.Failed++
-				if res.FirstError == "" {
-					res.FirstError = err.Error()
-				}
-				mu.Unlock()
-				return
-			}
-			res.Opened++
-			mu.Unlock()
-			readers.Add(1)
-			go func() {
-				defer readers.Done()
-				done := make(chan struct{})
-				go func() {
-					buf := make([]byte, 512)
-					for {
-						k, err := conn.Read(buf)
-						bytesIn.Add(int64(k))
-						if err != nil {
-							select {
-							case <-holdUntil:
-							default:
-								endedEarly.Add(1)
-							}
-							close(done)
-							return
-						}
-					}
-				}()
-				select {
-				case <-holdUntil:
-				case <-done:
-				}
-				_ = conn.Close()
-			}()
-		}()
-	}
-	open.Wait()
-	fmt.Printf("READY %d %d\n", res.Opened, res.Failed)
-	time.Sleep(*hold)
-	close(holdUntil)
-	readers.Wait()
-	res.EndedEarly = int(endedEarly.Load())
-	res.Bytes = bytesIn.Load()
-	out, _ := json.Marshal(res)
-	fmt.Printf("DONE %s\n", out)
-	return nil
-}
-
-// openStream dials from the next source address, sends req and reads the
-// response head; it wants a 200.
-func openStream(addr, req string) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	conn, err := dialLoopback(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	return readHead(conn, req)
-}
-
-// readHead sends req on conn and reads the response head; it wants a 200.
-func readHead(conn net.Conn, req string) (net.Conn, error) {
-	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := io.WriteString(conn, req); err != nil {
-		_ = conn.Close()
-		return nil, err
-	}
-	var head []byte
-	buf := make([]byte, 1024)
-	for !bytes.Contains(head, []byte("\r\n\r\n")) {
-		k, err := conn.Read(buf)
-		head = append(head, buf[:k]...)
-		if err != nil {
-			_ = conn.Close()
-			return nil, fmt.Errorf("reading the response head: %w", err)
-		}
-		if len(head) > 64<<10 {
-			_ = conn.Close()
-			return nil, fmt.Errorf("response head too long")
-		}
-	}
-	if !bytes.HasPrefix(head, []byte("HTTP/1.1 200")) {
-		_ = conn.Close()
-		line, _, _ := strings.Cut(string(head), "\r\n")
-		return nil, fmt.Errorf("status %q", line)
-	}
-	_ = conn.SetDeadline(time.Time{})
-	return conn, nil
+// heldBy says how the idle scenarios hold their streams: for hold, with
+// the servers' heartbeat at 5 s, by runIdle's child processes.
+func heldBy(hold time.Duration) string {
+	return fmt.Sprintf("for %s with a 5 s heartbeat, opened by load-generator child processes of ≤ %d raw connections each", hold, perWorker)
 }
 
 // scenarioIdle: the best case, labelled so: idle streams of ONE session
@@ -181,8 +30,8 @@ func scenarioIdle(ctx context.Context, e *env) (*Scenario, error) {
 	sz := e.size.idle
 	s := &Scenario{
 		Name: "idle streams, best case: one session, one export",
-		Setup: fmt.Sprintf("streams of one 1-hour job of one session (one progress event per 36 s) held for %s with a 5 s heartbeat, opened by load-generator child processes of ≤ %d raw connections each; "+
-			"RSS/stream = (the server's RSS with every stream open − its RSS before) / streams. A shape owner scoping makes rare (every stream one browser's tab of one session): the real shape is the idle users scenario.", sz.hold, perWorker),
+		Setup: "streams of one 1-hour job of one session (one progress event per 36 s) held " + heldBy(sz.hold) + "; " +
+			"RSS/stream = (the server's RSS with every stream open − its RSS before) / streams. A shape owner scoping makes rare (every stream one browser's tab of one session): the real shape is the idle users scenario.",
 		Columns:  []string{"streams", "opened", "failed", "ended early", "RSS/stream KiB", "server RSS MiB", "server FDs", "CPU % (idle)"},
 		Baseline: "BFF (this project)",
 	}
@@ -191,75 +40,86 @@ func scenarioIdle(ctx context.Context, e *env) (*Scenario, error) {
 		return nil, err
 	}
 	defer be.stop()
-	type variant struct {
-		name string
-		n    int
-		kind kind
-	}
-	variants := []variant{{"BFF (this project)", sz.bff, kindBFF}, {"backend direct (net/http + gin)", sz.backend, kindBackend}}
+	variants := []idleVariant{{"BFF (this project)", sz.bff, kindBFF}, {"backend direct (net/http + gin)", sz.backend, kindBackend}}
 	if e.node && sz.express > 0 {
-		variants = append(variants, variant{"Express relay (seed)", sz.express, kindExpress})
+		variants = append(variants, idleVariant{"Express relay (seed)", sz.express, kindExpress})
 	}
 	c := newHTTPClient(nil)
 	for _, v := range ordered(e, variants) {
-		t := target{kind: v.kind, url: be.url, backend: be.url}
-		srv := be
-		switch v.kind {
-		case kindBFF:
-			if srv, err = e.bff(ctx, "idle-bff", be.url, "-heartbeat", "5s"); err != nil {
-				return nil, err
-			}
-		case kindExpress:
-			if srv, err = e.express(ctx, "idle-express", be.url); err != nil {
-				return nil, err
-			}
-		}
-		t.url = srv.url
-		j, err := create(ctx, c, t, createReq{Rows: 100, DurationMs: 3_600_000}, "")
+		row, err := v.run(ctx, e, c, be, sz.hold)
 		if err != nil {
-			if srv != be {
-				srv.stop()
-			}
 			return nil, err
 		}
-		header := ""
-		if j.cookie != "" && v.kind == kindBFF {
-			header = "Cookie: " + j.cookie
-		}
-		line := strings.TrimPrefix(eventsURL(t, j.code), t.url) + "\t" + header
-		before, _ := stack.SampleProc(srv.pid())
-		var peak stack.Sample
-		res, usages, err := runIdle(ctx, []idleGroup{{srv, slices.Repeat([]string{line}, v.n)}}, sz.hold, func() {
-			time.Sleep(2 * time.Second) // let the server settle (GC) before reading its RSS
-			peak, _ = stack.SampleProc(srv.pid())
-			if v.kind == kindBFF {
-				grabProfile(fmt.Sprintf("idle-%d-heap.pprof", v.n), "heap", 30*time.Second)
-				grabProfile(fmt.Sprintf("idle-%d-goroutine.txt", v.n), "goroutine?debug=1", 30*time.Second)
-			}
-		})
-		if srv != be {
-			srv.stop()
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", v.name, err)
-		}
-		row := &Row{Target: v.name, Metrics: map[string]float64{
-			"streams":        float64(v.n),
-			"opened":         float64(res.Opened),
-			"failed":         float64(res.Failed),
-			"ended early":    float64(res.EndedEarly),
-			"RSS/stream KiB": float64(peak.RSSKiB-before.RSSKiB) / float64(max(res.Opened, 1)),
-			"server RSS MiB": float64(peak.RSSKiB) / 1024,
-			"server FDs":     float64(peak.FDs),
-			"CPU % (idle)":   usages[srv.name].CPUPercent,
-		}, Usage: usages}
-		if res.FirstError != "" {
-			row.Notes = append(row.Notes, "first error: "+res.FirstError)
-		}
 		s.Rows = append(s.Rows, row)
-		logf("  %s: %d/%d open, %.1f KiB/stream, %d ended early", v.name, res.Opened, v.n, row.Metrics["RSS/stream KiB"], res.EndedEarly)
 	}
 	return s, nil
+}
+
+// idleVariant is one row of the idle scenario: n streams through kind.
+type idleVariant struct {
+	name string
+	n    int
+	kind kind
+}
+
+// run holds v.n streams of one new job (created with c) on be, through a
+// fresh relay of v.kind (none for kindBackend), and measures the server
+// that holds them.
+func (v idleVariant) run(ctx context.Context, e *env, c *http.Client, be *server, hold time.Duration) (*Row, error) {
+	t := target{kind: v.kind, url: be.url, backend: be.url}
+	srv := be
+	var err error
+	switch v.kind {
+	case kindBFF:
+		if srv, err = e.bff(ctx, "idle-bff", be.url, "-heartbeat", "5s"); err != nil {
+			return nil, err
+		}
+	case kindExpress:
+		if srv, err = e.express(ctx, "idle-express", be.url); err != nil {
+			return nil, err
+		}
+	}
+	if srv != be {
+		defer srv.stop()
+	}
+	t.url = srv.url
+	j, err := create(ctx, c, t, createReq{Rows: 100, DurationMs: 3_600_000}, "")
+	if err != nil {
+		return nil, err
+	}
+	header := ""
+	if j.cookie != "" && v.kind == kindBFF {
+		header = "Cookie: " + j.cookie
+	}
+	line := strings.TrimPrefix(eventsURL(t, j.code), t.url) + "\t" + header
+	before, _ := stack.SampleProc(srv.pid())
+	var peak stack.Sample
+	res, usages, err := runIdle(ctx, []idleGroup{{srv, slices.Repeat([]string{line}, v.n)}}, hold, func() {
+		time.Sleep(2 * time.Second) // let the server settle (GC) before reading its RSS
+		peak, _ = stack.SampleProc(srv.pid())
+		if v.kind == kindBFF {
+			grabProfile(fmt.Sprintf("idle-%d-heap.pprof", v.n), "heap", 30*time.Second)
+			grabProfile(fmt.Sprintf("idle-%d-goroutine.txt", v.n), "goroutine?debug=1", 30*time.Second)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", v.name, err)
+	}
+	row := &Row{Target: v.name, Metrics: map[string]float64{
+		"streams":        float64(v.n),
+		"opened":         float64(res.Opened),
+		"failed":         float64(res.Failed),
+		"ended early":    float64(res.EndedEarly),
+		"RSS/stream KiB": float64(peak.RSSKiB-before.RSSKiB) / float64(max(res.Opened, 1)),
+		"server RSS MiB": float64(peak.RSSKiB) / 1024,
+		"server FDs":     float64(peak.FDs),
+		"CPU % (idle)":   usages[srv.name].CPUPercent,
+	}, Usage: usages}
+	if res.FirstError != "" {
+		row.Notes = append(row.Notes, "first error: "+res.FirstError)
+	}
+	logf("  %s: %d/%d open, %.1f KiB/stream, %d ended early", v.name, res.Opened, v.n, row.Metrics["RSS/stream KiB"], res.EndedEarly)
+	return row, nil
 }
 
 // scenarioUsers: the real shape of idle load: N users, each its own
@@ -271,10 +131,10 @@ func scenarioUsers(ctx context.Context, e *env) (*Scenario, error) {
 	sz := e.size.users
 	s := &Scenario{
 		Name: "idle users: each its own session, export and stream",
-		Setup: fmt.Sprintf("N users, each creating one export in a session of its own (held PENDING behind one long job on a 1-worker backend, in memory) and holding one stream of it for %s with a 5 s heartbeat, "+
-			"opened by load-generator child processes of ≤ %d raw connections each. KiB/user = RSS growth ÷ users, from before the first export to every stream open (the export's record included; \"of which creates\" is the growth by the time every export is created, before any stream); "+
-			"FDs/user = the relays' open files ÷ users; backend conns = TCP connections the relays (without one: the browsers) had established to the backend with every stream open; upstream streams = event streams the backend had open then; streams opened/s = users ÷ the time from the first stream request to the last stream open; the backend's goroutines, stack and heap in use per user are Go's own figures (its /metrics), their growth over the same span. "+
-			"Fresh processes for each row.", sz.hold, perWorker),
+		Setup: "N users, each creating one export in a session of its own (held PENDING behind one long job on a 1-worker backend, in memory) and holding one stream of it " + heldBy(sz.hold) + ". " +
+			"KiB/user = RSS growth ÷ users, from before the first export to every stream open (the export's record included; \"of which creates\" is the growth by the time every export is created, before any stream); " +
+			"FDs/user = the relays' open files ÷ users; backend conns = TCP connections the relays (without one: the browsers) had established to the backend with every stream open; upstream streams = event streams the backend had open then; streams opened/s = users ÷ the time from the first stream request to the last stream open; the backend's goroutines, stack and heap in use per user are Go's own figures (its /metrics), their growth over the same span. " +
+			"Fresh processes for each row.",
 		Columns: []string{"users", "opened", "failed", "ended early", "relay KiB/user", "backend KiB/user", "total KiB/user", "of which creates KiB/user",
 			"relay FDs/user", "relay FDs (largest)", "backend conns", "upstream streams", "streams opened/s", "backend goroutines/user", "backend stack KiB/user", "backend heap KiB/user", "CPU % (idle)"},
 		Baseline: "BFF (this project)",
@@ -374,27 +234,15 @@ func usersVariant(ctx context.Context, e *env, k kind, procs, n int, hold time.D
 		return nil, err
 	}
 	defer be.stop()
-	var relays []*server
+	relays, err := startRelays(ctx, e, k, procs, be.url)
 	defer func() { stopAll(relays) }()
-	for i := range procs {
-		var srv *server
-		if k == kindExpress {
-			srv, err = e.express(ctx, "users-express", be.url)
-		} else {
-			srv, err = e.bff(ctx, fmt.Sprintf("users-bff-%d", i), be.url, "-heartbeat", "5s")
-		}
-		if err != nil {
-			return nil, err
-		}
-		relays = append(relays, srv)
+	if err != nil {
+		return nil, err
 	}
-	all := append([]*server{be}, relays...)
-	before := make(map[string]stack.Sample, len(all))
-	for _, srv := range all {
-		before[srv.name], _ = stack.SampleProc(srv.pid())
-	}
+	r := &usersRun{be: be, relays: relays, all: append([]*server{be}, relays...)}
+	r.before = sampleAll(r.all)
 	c := newHTTPClient(nil)
-	beStack0, beHeap0, beGoroutines0 := goMemory(c, be.url)
+	r.goMem0 = goMemory(c, be.url)
 	c.CloseIdleConnections()
 	// The one job the worker takes: every user's export waits behind it.
 	bt := target{kind: kindBackend, url: be.url, backend: be.url}
@@ -412,115 +260,172 @@ func usersVariant(ctx context.Context, e *env, k kind, procs, n int, hold time.D
 			groups[i].srv = relays[i]
 		}
 	}
-	lines := make([]string, n)
-	var firstErr error
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for i := range n {
-		t := target{kind: k, url: groups[i%len(groups)].srv.url, backend: be.url}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			j, err := create(ctx, c, t, createReq{Rows: 100, DurationMs: 60_000}, "")
-			if err != nil {
-				mu.Lock()
-				firstErr = cmp.Or(firstErr, err)
-				mu.Unlock()
-				return
-			}
-			header := ""
-			switch {
-			case k == kindBFF:
-				header = "Cookie: " + j.cookie
-			case k == kindBackend && j.owner != "":
-				header = "X-Export-Owner: " + j.owner
-			}
-			lines[i] = strings.TrimPrefix(eventsURL(t, j.code), t.url) + "\t" + header
-		})
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, fmt.Errorf("creating the users' exports: %w", firstErr)
+	lines, err := userStreams(ctx, c, k, groups, be.url, n)
+	if err != nil {
+		return nil, fmt.Errorf("creating the users' exports: %w", err)
 	}
 	c.CloseIdleConnections()    // the streams get every descriptor the relays have
 	time.Sleep(2 * time.Second) // let the servers settle (GC) before reading their RSS
-	created := map[string]stack.Sample{}
-	for _, srv := range all {
-		created[srv.name], _ = stack.SampleProc(srv.pid())
-	}
+	r.created = sampleAll(r.all)
 	for i, l := range lines {
 		g := &groups[i%len(groups)]
 		g.streams = append(g.streams, l)
 	}
-
-	peak := map[string]stack.Sample{}
-	var conns int
-	var upstreams, beStack, beHeap, beGoroutines float64
 	res, usages, err := runIdle(ctx, groups, hold, func() {
-		time.Sleep(2 * time.Second) // let the servers settle (GC) before reading their RSS
-		for _, srv := range all {
-			peak[srv.name], _ = stack.SampleProc(srv.pid())
-		}
-		conns = connectionsTo(be.url, relays)
-		// With BENCH_*_PPROF: where a user's memory goes.
-		tag := fmt.Sprintf("users-%d-%d", n, procs)
-		grabProfileFrom(backendPprofAddr, tag+"-backend-heap.pprof", "heap", 30*time.Second)
-		grabProfileFrom(backendPprofAddr, tag+"-backend-goroutine.txt", "goroutine?debug=1", 30*time.Second)
-		if procs == 1 && k == kindBFF {
-			grabProfile(tag+"-bff-heap.pprof", "heap", 30*time.Second)
-			grabProfile(tag+"-bff-goroutine.txt", "goroutine?debug=1", 30*time.Second)
-		}
-		mc := newHTTPClient(nil)
-		upstreams = upstreamsOpen(mc, be.url)
-		beStack, beHeap, beGoroutines = goMemory(mc, be.url)
-		mc.CloseIdleConnections()
+		r.atPeak(fmt.Sprintf("users-%d-%d", n, procs), procs == 1 && k == kindBFF)
 	})
 	if err != nil {
 		return nil, err
 	}
-	var relayGrew, relayFDs, relayMaxFDs int64
+	return r.row(n, res, usages), nil
+}
+
+// usersRun is one row of the idle users scenario: its processes, and
+// what was sampled of them before the first export, with every export
+// created, and with every stream open (the peak).
+type usersRun struct {
+	be     *server
+	relays []*server
+	all    []*server // be, then the relays
+
+	before, created, peak map[string]stack.Sample
+	goMem0, goMem         goMem // the backend's, before and at the peak
+	conns                 int   // to the backend, at the peak
+	upstreams             float64
+}
+
+// atPeak samples every process with every stream open and, with
+// BENCH_*_PPROF, profiles where a user's memory goes (the BFF's too when
+// bff), the files named after tag.
+func (r *usersRun) atPeak(tag string, bff bool) {
+	time.Sleep(2 * time.Second) // let the servers settle (GC) before reading their RSS
+	r.peak = sampleAll(r.all)
+	r.conns = connectionsTo(r.be.url, r.relays)
+	grabProfileFrom(backendPprofAddr, tag+"-backend-heap.pprof", "heap", 30*time.Second)
+	grabProfileFrom(backendPprofAddr, tag+"-backend-goroutine.txt", "goroutine?debug=1", 30*time.Second)
+	if bff {
+		grabProfile(tag+"-bff-heap.pprof", "heap", 30*time.Second)
+		grabProfile(tag+"-bff-goroutine.txt", "goroutine?debug=1", 30*time.Second)
+	}
+	mc := newHTTPClient(nil)
+	r.upstreams = upstreamsOpen(mc, r.be.url)
+	r.goMem = goMemory(mc, r.be.url)
+	mc.CloseIdleConnections()
+}
+
+// row is the users row of n users: the growth from before to the peak
+// per user opened, the relays' summed.
+func (r *usersRun) row(n int, res idleResult, usages map[string]usage) *Row {
+	var relayGrew, relayFDs, relayMaxFDs, relayCreated int64
 	cpu := 0.0
-	for _, srv := range relays {
-		relayGrew += peak[srv.name].RSSKiB - before[srv.name].RSSKiB
-		relayFDs += int64(peak[srv.name].FDs)
-		relayMaxFDs = max(relayMaxFDs, int64(peak[srv.name].FDs))
+	for _, srv := range r.relays {
+		relayGrew += r.peak[srv.name].RSSKiB - r.before[srv.name].RSSKiB
+		relayFDs += int64(r.peak[srv.name].FDs)
+		relayMaxFDs = max(relayMaxFDs, int64(r.peak[srv.name].FDs))
 		cpu += usages[srv.name].CPUPercent
+		relayCreated += r.created[srv.name].RSSKiB - r.before[srv.name].RSSKiB
 	}
-	beGrew := peak[be.name].RSSKiB - before[be.name].RSSKiB
-	var relayCreated int64
-	for _, srv := range relays {
-		relayCreated += created[srv.name].RSSKiB - before[srv.name].RSSKiB
-	}
+	be := r.be.name
+	beGrew := r.peak[be].RSSKiB - r.before[be].RSSKiB
 	users := float64(max(res.Opened, 1))
 	m := idleMetrics(n, res)
 	m["relay KiB/user"], m["relay FDs/user"] = math.NaN(), math.NaN()
 	m["backend KiB/user"] = float64(beGrew) / users
 	m["total KiB/user"] = float64(relayGrew+beGrew) / users
-	m["of which creates KiB/user"] = float64(relayCreated+created[be.name].RSSKiB-before[be.name].RSSKiB) / users
-	m["backend conns"] = float64(conns)
-	m["upstream streams"] = upstreams
-	m["CPU % (idle)"] = cpu + usages[be.name].CPUPercent
+	m["of which creates KiB/user"] = float64(relayCreated+r.created[be].RSSKiB-r.before[be].RSSKiB) / users
+	m["backend conns"] = float64(r.conns)
+	m["upstream streams"] = r.upstreams
+	m["CPU % (idle)"] = cpu + usages[be].CPUPercent
 	// Where the backend's share of a user goes (Go's own figures).
-	m["backend stack KiB/user"] = (beStack - beStack0) / 1024 / users
-	m["backend heap KiB/user"] = (beHeap - beHeap0) / 1024 / users
-	m["backend goroutines/user"] = (beGoroutines - beGoroutines0) / users
-	if len(relays) > 0 {
+	m["backend stack KiB/user"] = (r.goMem.stack - r.goMem0.stack) / 1024 / users
+	m["backend heap KiB/user"] = (r.goMem.heap - r.goMem0.heap) / 1024 / users
+	m["backend goroutines/user"] = (r.goMem.goroutines - r.goMem0.goroutines) / users
+	if len(r.relays) > 0 {
 		m["relay KiB/user"] = float64(relayGrew) / users
 		m["relay FDs/user"] = float64(relayFDs) / users
 		m["relay FDs (largest)"] = float64(relayMaxFDs)
 	}
 	row := idleRow(m, usages, res)
-	if len(relays) > 1 {
-		row.Notes = append([]string{fmt.Sprintf("%d relay processes: their RSS growth and open files summed", len(relays))}, row.Notes...)
+	if len(r.relays) > 1 {
+		row.Notes = append([]string{fmt.Sprintf("%d relay processes: their RSS growth and open files summed", len(r.relays))}, row.Notes...)
 	}
-	return row, nil
+	return row
 }
 
-// goMemory reads a Go server's stack and heap in use and its goroutines
-// from its /metrics.
-func goMemory(c *http.Client, url string) (stack, heap, goroutines float64) {
-	return metric(c, url, "go_memstats_stack_inuse_bytes"), metric(c, url, "go_memstats_heap_inuse_bytes"), metric(c, url, "go_goroutines")
+// startRelays starts procs relays of kind in front of backendURL; on an
+// error it returns those it started, for the caller to stop.
+func startRelays(ctx context.Context, e *env, k kind, procs int, backendURL string) ([]*server, error) {
+	var relays []*server
+	for i := range procs {
+		var srv *server
+		var err error
+		if k == kindExpress {
+			srv, err = e.express(ctx, "users-express", backendURL)
+		} else {
+			srv, err = e.bff(ctx, fmt.Sprintf("users-bff-%d", i), backendURL, "-heartbeat", "5s")
+		}
+		if err != nil {
+			return relays, err
+		}
+		relays = append(relays, srv)
+	}
+	return relays, nil
+}
+
+// sampleAll samples every server's process, by name.
+func sampleAll(srvs []*server) map[string]stack.Sample {
+	out := make(map[string]stack.Sample, len(srvs))
+	for _, srv := range srvs {
+		out[srv.name], _ = stack.SampleProc(srv.pid())
+	}
+	return out
+}
+
+// userStreams creates n users' exports, 64 at once, each in a session of
+// its own (no cookie sent) through group i mod len(groups)'s server, and
+// returns each user's stream: its path, a tab and the header that
+// authorises it. The error is the first create's that failed.
+func userStreams(ctx context.Context, c *http.Client, k kind, groups []idleGroup, backendURL string, n int) ([]string, error) {
+	lines := make([]string, n)
+	var firstErr firstError
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i := range n {
+		t := target{kind: k, url: groups[i%len(groups)].srv.url, backend: backendURL}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			j, err := create(ctx, c, t, createReq{Rows: 100, DurationMs: 60_000}, "")
+			if err != nil {
+				firstErr.set(err)
+				return
+			}
+			lines[i] = strings.TrimPrefix(eventsURL(t, j.code), t.url) + "\t" + userHeader(k, j)
+		})
+	}
+	wg.Wait()
+	return lines, firstErr.get()
+}
+
+// userHeader is the request header line that lets j's user read its
+// stream on a target of kind k: the BFF's session cookie, the backend's
+// owner (none for the seed's relay).
+func userHeader(k kind, j job) string {
+	switch {
+	case k == kindBFF:
+		return "Cookie: " + j.cookie
+	case k == kindBackend && j.owner != "":
+		return "X-Export-Owner: " + j.owner
+	}
+	return ""
+}
+
+// goMem is a Go server's stack and heap in use (bytes) and its goroutines.
+type goMem struct{ stack, heap, goroutines float64 }
+
+// goMemory reads a Go server's goMem from its /metrics.
+func goMemory(c *http.Client, url string) goMem {
+	return goMem{metric(c, url, "go_memstats_stack_inuse_bytes"), metric(c, url, "go_memstats_heap_inuse_bytes"), metric(c, url, "go_goroutines")}
 }
 
 // connectionsTo counts the TCP connections established to the server at
@@ -589,124 +494,4 @@ func stopAll(srvs []*server) {
 	for _, s := range srvs {
 		s.stop()
 	}
-}
-
-// idleChild is a load-generator process holding idle streams.
-type idleChild struct {
-	cmd   *exec.Cmd
-	lines chan string
-}
-
-func startIdleWorker(ctx context.Context, self, addr, streamsFile string, hold time.Duration) (idleChild, error) {
-	cmd := exec.CommandContext(ctx, self, "idle-worker", "-addr", addr, "-streams", streamsFile, "-hold", hold.String())
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return idleChild{}, err
-	}
-	if err := cmd.Start(); err != nil {
-		return idleChild{}, err
-	}
-	k := idleChild{cmd: cmd, lines: make(chan string, 4)}
-	go copyLines(out, k.lines)
-	return k, nil
-}
-
-// idleGroup is the streams one server gets: each a path, a tab and one
-// extra request header line (or none).
-type idleGroup struct {
-	srv     *server
-	streams []string
-}
-
-// runIdle opens every group's streams on its server from child processes
-// (≤ perWorker each), calls atPeak once all are open, holds them for hold,
-// and returns what the children saw and the servers' usage over the hold.
-func runIdle(ctx context.Context, groups []idleGroup, hold time.Duration, atPeak func()) (idleResult, map[string]usage, error) {
-	var total idleResult
-	self, err := os.Executable()
-	if err != nil {
-		return total, nil, err
-	}
-	dir, err := os.MkdirTemp("", "exportstream-idle-")
-	if err != nil {
-		return total, nil, err
-	}
-	defer func() { _ = os.RemoveAll(dir) }()
-	var kids []idleChild
-	defer func() {
-		for _, k := range kids {
-			_ = k.cmd.Process.Kill()
-			_ = k.cmd.Wait()
-		}
-	}()
-	var srvs []*server
-	began := time.Now()
-	for gi, g := range groups {
-		srvs = append(srvs, g.srv)
-		addr := strings.TrimPrefix(g.srv.url, "http://")
-		for w, chunk := range chunks(g.streams, perWorker) {
-			f := filepath.Join(dir, fmt.Sprintf("streams-%d-%d", gi, w))
-			if err := os.WriteFile(f, []byte(strings.Join(chunk, "\n")+"\n"), 0o600); err != nil {
-				return total, nil, err
-			}
-			kid, err := startIdleWorker(ctx, self, addr, f, hold)
-			if err != nil {
-				return total, nil, err
-			}
-			kids = append(kids, kid)
-		}
-	}
-	next := func(k idleChild, prefix string) (string, error) {
-		select {
-		case l, ok := <-k.lines:
-			if !ok {
-				return "", fmt.Errorf("idle worker exited before %s", prefix)
-			}
-			rest, ok := strings.CutPrefix(l, prefix+" ")
-			if !ok {
-				return "", fmt.Errorf("idle worker said %q, want %s", l, prefix)
-			}
-			return rest, nil
-		case <-time.After(hold + 90*time.Second):
-			return "", fmt.Errorf("idle worker: no %s in time", prefix)
-		}
-	}
-	for _, k := range kids {
-		if _, err := next(k, "READY"); err != nil {
-			return total, nil, err
-		}
-	}
-	total.OpenSeconds = time.Since(began).Seconds()
-	atPeak()
-	mon := watch(time.Second, srvs...)
-	for _, k := range kids {
-		rest, err := next(k, "DONE")
-		if err != nil {
-			mon.stop()
-			return total, nil, err
-		}
-		var r idleResult
-		if err := json.Unmarshal([]byte(rest), &r); err != nil {
-			mon.stop()
-			return total, nil, err
-		}
-		total.Opened += r.Opened
-		total.Failed += r.Failed
-		total.EndedEarly += r.EndedEarly
-		total.Bytes += r.Bytes
-		total.FirstError = cmp.Or(total.FirstError, r.FirstError)
-	}
-	return total, mon.stop(), nil
-}
-
-// chunks splits s into about-equal runs of at most size.
-func chunks(s []string, size int) [][]string {
-	n := (len(s) + size - 1) / size
-	out := make([][]string, 0, n)
-	for i := range n {
-		out = append(out, s[i*len(s)/n:(i+1)*len(s)/n])
-	}
-	return out
 }

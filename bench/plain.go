@@ -108,7 +108,7 @@ func (e *env) plain(ctx context.Context, name string, events int, interval time.
 	if err != nil {
 		return nil, err
 	}
-	return start(ctx, name, e.logDir, "/healthz", nil, self, "plain-server", "-addr", "{addr}",
+	return start(ctx, name, e.logDir, nil, self, "plain-server", "-addr", "{addr}",
 		"-events", strconv.Itoa(events), "-interval", interval.String())
 }
 

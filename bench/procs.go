@@ -23,12 +23,14 @@ type server struct {
 }
 
 // start runs argv (with {addr} and {port} for a free loopback port's) and
-// waits until health answers 200, or probe, when set, returns true (at
-// most 20 s). Its output goes to logDir/name.log.
-func start(ctx context.Context, name, logDir, health string, env []string, argv ...string) (*server, error) {
-	return startProbed(ctx, name, logDir, stack.Cmd{Health: health, Env: env, Path: argv[0], Args: argv[1:]})
+// waits until its /healthz answers 200 (at most 20 s). Its output goes to
+// logDir/name.log.
+func start(ctx context.Context, name, logDir string, env []string, argv ...string) (*server, error) {
+	return startProbed(ctx, name, logDir, stack.Cmd{Health: "/healthz", Env: env, Path: argv[0], Args: argv[1:]})
 }
 
+// startProbed runs c until it is ready: its Probe returns true or,
+// without one, its Health path answers 200 (at most 20 s). Its output goes to logDir/name.log.
 func startProbed(ctx context.Context, name, logDir string, c stack.Cmd) (*server, error) {
 	logf, err := os.Create(filepath.Join(logDir, name+".log"))
 	if err != nil {

@@ -19,10 +19,10 @@ import (
 // The create scenario uses it instead of net/http's client, whose
 // per-request allocations and two goroutines per connection cost 50-55 µs
 // of CPU per create (measured with getrusage around the load; the backend
-// takes ~115): on two cores shared with the backend that was about 30 %
-// of the CPU the benchmark burned. rawPoster costs ~22 µs. It checks what the
+// takes ~115): on two cores shared with the backend that is about 30 %
+// of the CPU the benchmark burns. rawPoster costs ~22 µs. It checks what the
 // scenario needs: status 202 and a JSON body with a code.
-// BENCH_CREATE_NETHTTP=1 switches back to net/http for comparison.
+// BENCH_CREATE_NETHTTP=1 uses net/http instead, for comparison.
 type rawPoster struct {
 	addr string // host:port, 127.0.0.0/8 only (dialLoopback)
 	req  []byte

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/exportstream/exportstream/internal/testenv"
@@ -20,7 +19,7 @@ import (
 	"github.com/exportstream/exportstream/internal/redistest"
 )
 
-// The replicas scenario (issue 10): the scaled-out stack, redis-server + N
+// The replicas scenario: the scaled-out stack, redis-server + N
 // backends on it + N BFFs (BFF i in front of backend i, one session
 // secret), for N = 1, 2, 4. Each job is created through the next BFF in
 // its own session; its subscribers are spread over the BFFs. Every BFF
@@ -130,170 +129,154 @@ func scenarioReplicas(ctx context.Context, e *env) (*Scenario, error) {
 
 // runReplicas starts the stack with n replicas, runs the load and stops it.
 func runReplicas(ctx context.Context, e *env, n int, sz replicaSizes) (*Row, latencies, error) {
-	var procs []*server
-	defer func() {
-		// Front first: BFFs, then backends (they hand jobs back to Redis), then Redis.
-		for i := len(procs) - 1; i >= 0; i-- {
-			procs[i].stop()
-		}
-	}()
-	tag := fmt.Sprintf("replicas%d", n)
-	rs, err := redisServer(ctx, tag+"-redis", e.logDir)
-	if err != nil {
+	st := &replicaStack{n: n}
+	defer st.stop()
+	if err := st.start(ctx, e, sz.jobs); err != nil {
 		return nil, nil, err
 	}
-	procs = append(procs, rs)
-	files, err := os.MkdirTemp(e.logDir, tag+"-files-")
-	if err != nil {
-		return nil, nil, err
-	}
-	// Enough workers for the measured jobs in all; the blockers occupy
-	// every one of them until the subscribers are connected.
-	perBackend := (sz.jobs + n - 1) / n
-	workers := perBackend * n
-	var backends, bffs []*server
-	for i := range n {
-		be, err := e.backend(ctx, fmt.Sprintf("%s-backend%d", tag, i+1), perBackend,
-			"-data-dir", files, "-redis-url", rs.url, "-disk-reserve", "0")
-		if err != nil {
-			return nil, nil, err
-		}
-		procs = append(procs, be)
-		backends = append(backends, be)
-	}
-	for i := range n {
-		bff, err := e.bff(ctx, fmt.Sprintf("%s-bff%d", tag, i+1), backends[i].url)
-		if err != nil {
-			return nil, nil, err
-		}
-		procs = append(procs, bff)
-		bffs = append(bffs, bff)
-	}
-
 	c := newHTTPClient(nil)
-	// Blockers on the shared queue, taken first (it is FIFO) by every
-	// worker. A replica learns that a job it runs was cancelled through
-	// another only at the job's next progress report, i.e. its next whole
-	// percent, so the blockers last 10 s (a percent per 100 ms): blockers of
-	// 90 s, as elsewhere, started half the measured jobs 0.7–0.9 s late at
-	// N ≥ 2. Subscribers still connecting after 10 s would miss the first
-	// events, which are then not measured (as everywhere, only events after
-	// the last subscriber connected count).
-	var blockers []job
-	for i := range workers {
-		bt := target{kind: kindBackend, url: backends[i%n].url, backend: backends[i%n].url}
-		j, err := create(ctx, c, bt, createReq{Rows: 100, DurationMs: 10_000}, "")
-		if err != nil {
-			return nil, nil, fmt.Errorf("blocker: %w", err)
-		}
-		blockers = append(blockers, j)
+	blockers, err := st.blockers(ctx, c)
+	if err != nil {
+		return nil, nil, err
 	}
-	defer cancelAll(context.WithoutCancel(ctx), c, backends, blockers) // the second DELETE deletes
-
+	defer cancelAll(context.WithoutCancel(ctx), c, st.backends, blockers) // the second DELETE deletes
 	req := createReq{Rows: sz.rows, DurationMs: sz.duration}
 	jobs := make([]job, sz.jobs)
 	for k := range jobs {
-		t := target{kind: kindBFF, url: bffs[k%n].url}
+		t := target{kind: kindBFF, url: st.bffs[k%n].url}
 		if jobs[k], err = create(ctx, c, t, req, ""); err != nil {
 			return nil, nil, err
 		}
 	}
 
-	mon := watch(250*time.Millisecond, procs...)
+	mon := watch(250*time.Millisecond, st.procs...)
 	self, _ := stack.SampleProc(os.Getpid())
-	total := sz.jobs * sz.subs
-	results := make([]subResult, total)
-	var connected atomic.Int64
-	var allAt atomic.Int64
-	allConnected := make(chan struct{})
 	deadline := time.Duration(sz.duration)*time.Millisecond + 30*time.Second + gateTimeout
-	sem := make(chan struct{}, 256)
-	var wg sync.WaitGroup
-	for i := range total {
+	subs := watchCrowd(ctx, sz.jobs*sz.subs, deadline, func(i int) (target, job) {
 		k, sub := i/sz.subs, i%sz.subs
-		t := target{kind: kindBFF, url: bffs[(k+sub)%n].url}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			released := false
-			release := func() {
-				if !released {
-					released = true
-					<-sem
-				}
-			}
-			defer release()
-			results[i] = subscribe(ctx, newSharedClient(), t, jobs[k], watchOpts{
-				maxConns: 5, deadline: deadline,
-				connected: func() {
-					release()
-					if connected.Add(1) == int64(total) {
-						allAt.Store(time.Now().UnixNano())
-						close(allConnected)
-					}
-				},
-			})
-		}()
-	}
-	select {
-	case <-allConnected:
-	case <-time.After(deadline):
-	case <-ctx.Done():
-	}
+		return target{kind: kindBFF, url: st.bffs[(k+sub)%n].url}, jobs[k]
+	})
+	subs.waitConnected(ctx, deadline)
 	upstreams := 0.0 // with every subscriber connected
-	for _, be := range backends {
+	for _, be := range st.backends {
 		upstreams += upstreamsOpen(c, be.url)
 	}
-	cancelAll(ctx, c, backends, blockers)
-	wg.Wait()
+	cancelAll(ctx, c, st.backends, blockers)
+	subs.wait()
 	use := mon.stop()
 	selfEnd, _ := stack.SampleProc(os.Getpid())
+	t := subs.tally()
+	lat := t.lat.sorted()
+	m := st.metrics(t, lat, use)
+	m["upstream conns"] = upstreams
+	if wall := selfEnd.At.Sub(self.At).Seconds(); wall > 0 {
+		m["load gen CPU %"] = 100 * float64(selfEnd.CPUTick-self.CPUTick) / stack.ClockTicks / wall
+	}
+	row := &Row{Metrics: m, Usage: use}
+	if t.unfinished > 0 {
+		row.Notes = append(row.Notes, fmt.Sprintf("%d subscribers did not see their terminal event", t.unfinished))
+	}
+	return row, lat, nil
+}
 
-	t0 := allAt.Load()
-	if t0 == 0 {
-		t0 = time.Now().UnixNano()
+// replicaStack is the scaled-out stack of n replicas: Redis, the backends
+// on it, a BFF in front of each.
+type replicaStack struct {
+	n              int
+	procs          []*server // in the order started
+	backends, bffs []*server
+	perBackend     int // workers per backend
+}
+
+// start starts Redis, then n backends with enough workers for the measured
+// jobs in all, then n BFFs, BFF i in front of backend i.
+func (st *replicaStack) start(ctx context.Context, e *env, jobs int) error {
+	tag := fmt.Sprintf("replicas%d", st.n)
+	rs, err := redisServer(ctx, tag+"-redis", e.logDir)
+	if err != nil {
+		return err
 	}
-	var lat latencies
-	errs, reconnects, unfinished := 0, 0, 0
-	first, last := int64(math.MaxInt64), int64(0)
-	for _, r := range results {
-		if r.err != nil {
-			errs++
-		}
-		if !r.terminal {
-			unfinished++
-		}
-		reconnects += r.reconnects
-		for _, d := range r.events {
-			if d.updatedAt < t0 {
-				continue
-			}
-			lat = append(lat, d.latencyUs)
-			first, last = min(first, d.received), max(last, d.received)
-		}
+	st.procs = append(st.procs, rs)
+	files, err := os.MkdirTemp(e.logDir, tag+"-files-")
+	if err != nil {
+		return err
 	}
-	lat = lat.sorted()
+	st.perBackend = (jobs + st.n - 1) / st.n
+	for i := range st.n {
+		be, err := e.backend(ctx, fmt.Sprintf("%s-backend%d", tag, i+1), st.perBackend,
+			"-data-dir", files, "-redis-url", rs.url, "-disk-reserve", "0")
+		if err != nil {
+			return err
+		}
+		st.procs = append(st.procs, be)
+		st.backends = append(st.backends, be)
+	}
+	for i := range st.n {
+		bff, err := e.bff(ctx, fmt.Sprintf("%s-bff%d", tag, i+1), st.backends[i].url)
+		if err != nil {
+			return err
+		}
+		st.procs = append(st.procs, bff)
+		st.bffs = append(st.bffs, bff)
+	}
+	return nil
+}
+
+// stop stops the front first: the BFFs, then the backends (they hand jobs
+// back to Redis), then Redis.
+func (st *replicaStack) stop() {
+	for i := len(st.procs) - 1; i >= 0; i-- {
+		st.procs[i].stop()
+	}
+}
+
+// blockers creates one blocker job per worker, round-robin over the
+// backends, on the shared queue: they are taken first (it is FIFO) and
+// occupy every worker until the subscribers are connected. A replica
+// learns that a job it runs was cancelled through another only at the
+// job's next progress report, i.e. its next whole percent, so the
+// blockers last 10 s (a percent per 100 ms): blockers of 90 s, as
+// elsewhere, would start half the measured jobs 0.7–0.9 s late at N ≥ 2.
+// Subscribers still connecting after 10 s miss the first events, which
+// are then not measured (as everywhere, only events after the last
+// subscriber connected count).
+func (st *replicaStack) blockers(ctx context.Context, c *http.Client) ([]job, error) {
+	var blockers []job
+	for i := range st.perBackend * st.n {
+		be := st.backends[i%st.n]
+		bt := target{kind: kindBackend, url: be.url, backend: be.url}
+		j, err := create(ctx, c, bt, createReq{Rows: 100, DurationMs: 10_000}, "")
+		if err != nil {
+			return nil, fmt.Errorf("blocker: %w", err)
+		}
+		blockers = append(blockers, j)
+	}
+	return blockers, nil
+}
+
+// metrics are the row's latencies, rates and CPU: the BFFs' and all
+// processes' per delivery, and the mean per BFF and per backend.
+func (st *replicaStack) metrics(t tally, lat latencies, use map[string]usage) map[string]float64 {
 	m := map[string]float64{
 		"p50 ms": lat.pct(50), "p99 ms": lat.pct(99), "max ms": lat.pct(100),
 		"deliveries": float64(len(lat)), "received/s": math.NaN(),
-		"upstream conns": upstreams, "expected upstreams": float64(n),
-		"errors": float64(errs), "reconnects": float64(reconnects),
+		"expected upstreams": float64(st.n),
+		"errors":             float64(t.errors), "reconnects": float64(t.reconnects),
 		"BFF CPU µs/delivery": math.NaN(), "all CPU µs/delivery": math.NaN(),
 	}
-	if last > first {
-		m["received/s"] = float64(len(lat)) / (float64(last-first) / 1e9)
+	if t.last > t.first {
+		m["received/s"] = float64(len(lat)) / (float64(t.last-t.first) / 1e9)
 	}
 	var bffCPU, allCPU, bffPct, bePct float64
-	for _, p := range procs {
+	for _, p := range st.procs {
 		u := use[p.name]
 		allCPU += u.CPUSeconds
 		switch {
 		case strings.Contains(p.name, "-bff"):
 			bffCPU += u.CPUSeconds
-			bffPct += u.CPUPercent / float64(n)
+			bffPct += u.CPUPercent / float64(st.n)
 		case strings.Contains(p.name, "-backend"):
-			bePct += u.CPUPercent / float64(n)
+			bePct += u.CPUPercent / float64(st.n)
 		default:
 			m["Redis CPU %"] = u.CPUPercent
 		}
@@ -304,19 +287,12 @@ func runReplicas(ctx context.Context, e *env, n int, sz replicaSizes) (*Row, lat
 		m["BFF CPU µs/delivery"] = bffCPU * 1e6 / float64(len(lat))
 		m["all CPU µs/delivery"] = allCPU * 1e6 / float64(len(lat))
 	}
-	if wall := selfEnd.At.Sub(self.At).Seconds(); wall > 0 {
-		m["load gen CPU %"] = 100 * float64(selfEnd.CPUTick-self.CPUTick) / stack.ClockTicks / wall
-	}
-	row := &Row{Metrics: m, Usage: use}
-	if unfinished > 0 {
-		row.Notes = append(row.Notes, fmt.Sprintf("%d subscribers did not see their terminal event", unfinished))
-	}
-	return row, lat, nil
+	return m
 }
 
 // cancelAll cancels jobs 32 at a time, spread over the backends: one after
-// another, 400 blockers took 11–16 s to cancel under this load, so the
-// measured jobs started over that long instead of at once.
+// another, 400 blockers take 11–16 s to cancel under this load, and the
+// measured jobs would start over that long instead of at once.
 func cancelAll(ctx context.Context, c *http.Client, backends []*server, jobs []job) {
 	sem := make(chan struct{}, 32)
 	var wg sync.WaitGroup

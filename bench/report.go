@@ -68,7 +68,7 @@ func (r *Row) MarshalJSON() ([]byte, error) {
 	}{(*plain)(r), metrics})
 }
 
-// Scenario is one scenario of the issue's table, with the targets side by side.
+// Scenario is one scenario's table, with the targets side by side.
 type Scenario struct {
 	Name     string   `json:"name"`
 	Setup    string   `json:"setup"`

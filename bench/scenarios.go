@@ -2,12 +2,14 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -47,19 +49,50 @@ func (e *env) backendProfiled(ctx context.Context, name string, profile bool, wo
 	if !slices.Contains(extra, "-data-dir") {
 		args = append(args, "-memory")
 	}
-	return start(ctx, name, e.logDir, "/healthz", backendEnv(profile), append(args, extra...)...)
+	return start(ctx, name, e.logDir, backendEnv(profile), append(args, extra...)...)
 }
 
 func (e *env) bff(ctx context.Context, name, backendURL string, extra ...string) (*server, error) {
 	args := []string{filepath.Join(e.binDir, "bff"), "-addr", "{addr}", "-backend-url", backendURL, "-static-dir", e.staticDir,
 		"-session-secret", sessionSecret, "-max-streams-per-session", "100000", "-max-streams", "100000",
 		"-create-rate", "0", "-log-level", "warn"}
-	return start(ctx, name, e.logDir, "/healthz", bffEnv(), append(args, extra...)...)
+	return start(ctx, name, e.logDir, bffEnv(), append(args, extra...)...)
 }
 
 func (e *env) express(ctx context.Context, name, backendURL string) (*server, error) {
-	return start(ctx, name, e.logDir, "/healthz", []string{"PORT={port}", "BACKEND_URL=" + backendURL},
+	return start(ctx, name, e.logDir, []string{"PORT={port}", "BACKEND_URL=" + backendURL},
 		"node", filepath.Join(e.baselineDir, "relay.mjs"))
+}
+
+// relayed is a backend and a BFF in front of it.
+type relayed struct{ be, bff *server }
+
+// relayed starts name-backend (as backend, with workers) and name-bff in
+// front of it, with bffExtra flags.
+func (e *env) relayed(ctx context.Context, name string, workers int, bffExtra ...string) (relayed, error) {
+	be, err := e.backend(ctx, name+"-backend", workers)
+	if err != nil {
+		return relayed{}, err
+	}
+	bff, err := e.bff(ctx, name+"-bff", be.url, bffExtra...)
+	if err != nil {
+		be.stop()
+		return relayed{}, err
+	}
+	return relayed{be: be, bff: bff}, nil
+}
+
+// stop stops the BFF, then the backend.
+func (r relayed) stop() {
+	r.bff.stop()
+	r.be.stop()
+}
+
+// oneJob is the phase of subs subscribers of one job in one session
+// through the BFF, and stalled more that never read.
+func (r relayed) oneJob(subs, stalled int, req createReq) phase {
+	return phase{t: target{name: "BFF", kind: kindBFF, url: r.bff.url, backend: r.be.url}, jobs: 1, subsPerJob: subs, req: req, sameOwner: true,
+		monitor: []*server{r.be, r.bff}, relay: r.bff, backend: r.be, gated: true, stalled: stalled}
 }
 
 // metric reads one unlabelled counter or gauge from a /metrics page (NaN
@@ -223,160 +256,138 @@ func (p phase) run(ctx context.Context) (phaseResult, error) {
 		return phaseResult{}, err
 	}
 	defer cancelJobs(context.WithoutCancel(ctx), c, p.backend.url, blockers)
-	jobs := make([]job, p.jobs)
-	var cookie string
-	{
-		var mu sync.Mutex
-		var firstErr error
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 32)
-		if p.plain {
-			for i := range jobs {
-				jobs[i].code = fmt.Sprintf("plain-%d", i)
-			}
-		}
-		if p.sameOwner && p.t.kind == kindBFF {
-			j, err := create(ctx, c, p.t, p.req, "")
-			if err != nil {
-				return phaseResult{}, err
-			}
-			jobs[0], cookie = j, j.cookie
-		}
-		for i := range jobs {
-			if jobs[i].code != "" {
-				continue
-			}
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				j, err := create(ctx, c, p.t, p.req, cookie)
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil && firstErr == nil {
-					firstErr = err
-				}
-				jobs[i] = j
-			}()
-		}
-		wg.Wait()
-		if firstErr != nil {
-			return phaseResult{}, firstErr
-		}
+	jobs, cookie, err := p.createJobs(ctx, c)
+	if err != nil {
+		return phaseResult{}, err
+	}
+	stalled, err := p.openStalled(ctx, jobs, cookie)
+	defer closeConns(stalled)
+	if err != nil {
+		return phaseResult{}, err
 	}
 
-	for i := range p.stalled {
-		header := ""
-		if cookie != "" {
-			header = "Cookie: " + cookie + "\r\n"
-		}
-		conn, err := openStalled(ctx, eventsURL(p.t, jobs[i%p.jobs].code), header)
-		if err != nil {
-			return phaseResult{}, fmt.Errorf("a never-reading subscriber: %w", err)
-		}
-		defer func() { _ = conn.Close() }()
-	}
-
-	n := p.jobs * p.subsPerJob
 	cpu0 := selfCPU()
 	pressure0, psi := cpuPressure()
 	began := time.Now()
 	mon := watch(250*time.Millisecond, p.monitor...)
 	startConnect := time.Now()
-	var connected atomic.Int64
-	allConnected := make(chan struct{})
-	var allAt atomic.Int64
-	sem := make(chan struct{}, 256)
-	results := make([]subResult, n)
 	deadline := time.Duration(p.req.DurationMs)*time.Millisecond + 30*time.Second
 	if p.gated {
 		deadline += gateTimeout
 	}
 	subCtx, cancelSubs := context.WithCancel(ctx)
 	defer cancelSubs()
-	var wg sync.WaitGroup
-	for i := range n {
-		j := jobs[i%p.jobs]
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			released := false
-			release := func() {
-				if !released {
-					released = true
-					<-sem
-				}
-			}
-			defer release()
-			results[i] = subscribe(subCtx, newSharedClient(), p.t, j, watchOpts{
-				maxConns: 5, deadline: deadline,
-				connected: func() {
-					release()
-					if connected.Add(1) == int64(n) {
-						allAt.Store(time.Now().UnixNano())
-						close(allConnected)
-					}
-				},
-			})
-		}()
-	}
-	select {
-	case <-allConnected:
-	case <-time.After(deadline):
-	case <-ctx.Done():
-	}
+	subs := watchCrowd(subCtx, p.jobs*p.subsPerJob, deadline, func(i int) (target, job) { return p.t, jobs[i%p.jobs] })
+	subs.waitConnected(ctx, deadline)
 	connectSeconds := time.Since(startConnect).Seconds()
 	upstreams := upstreamsOpen(c, p.backend.url) // every subscriber connected
 	releaseBlockers(ctx, c, p.backend.url, blockers, p.stagger)
 	if p.plain {
 		if err := releasePlain(ctx, c, p.t.url); err != nil {
 			cancelSubs()
-			wg.Wait()
+			subs.wait()
 			return phaseResult{}, err
 		}
 	}
-	wg.Wait()
-	res := phaseResult{usage: mon.stop(), connectSeconds: connectSeconds, perSubMin: math.MaxInt, loadgenCPU: (selfCPU() - cpu0).Seconds(), pressure: math.NaN()}
+	subs.wait()
+	res := phaseResult{usage: mon.stop(), connectSeconds: connectSeconds, loadgenCPU: (selfCPU() - cpu0).Seconds(), pressure: math.NaN()}
 	if pressure1, ok := cpuPressure(); ok && psi {
 		res.pressure = 100 * (pressure1 - pressure0).Seconds() / time.Since(began).Seconds()
 	}
 	res.upstreams = upstreams
-	t0 := allAt.Load()
-	if t0 == 0 {
-		t0 = time.Now().UnixNano() // not everyone connected: measure nothing, count errors
+	t := subs.tally()
+	res.errors, res.reconnects, res.unfinished = t.errors, t.reconnects, t.unfinished
+	res.perSubMin, res.perSubMax = t.perSubMin, t.perSubMax
+	res.deliveries = len(t.lat)
+	res.lat = t.lat.sorted()
+	if t.last > t.first {
+		res.seconds = float64(t.last-t.first) / 1e9
 	}
-	var lat latencies
-	var received []int64 // receipt time of each measured delivery
-	first, last := int64(math.MaxInt64), int64(0)
-	for _, r := range results {
-		if r.err != nil {
-			res.errors++
-		}
-		if !r.terminal {
-			res.unfinished++
-		}
-		res.reconnects += r.reconnects
-		got := 0
-		for _, d := range r.events {
-			if d.updatedAt < t0 {
-				continue
-			}
-			got++
-			lat = append(lat, d.latencyUs)
-			received = append(received, d.received)
-			first, last = min(first, d.received), max(last, d.received)
-		}
-		res.perSubMin, res.perSubMax = min(res.perSubMin, got), max(res.perSubMax, got)
-	}
-	res.deliveries = len(lat)
-	res.lat = lat.sorted()
-	if last > first {
-		res.seconds = float64(last-first) / 1e9
-	}
-	res.steadyRate = steadyRate(received, first)
+	res.steadyRate = steadyRate(t.received, t.first)
 	return res, nil
+}
+
+// createJobs creates the phase's jobs, at most 32 at once, all in one BFF
+// session (its cookie returned) when sameOwner. The floor server's jobs
+// are only named.
+func (p phase) createJobs(ctx context.Context, c *http.Client) ([]job, string, error) {
+	jobs := make([]job, p.jobs)
+	if p.plain {
+		for i := range jobs {
+			jobs[i].code = fmt.Sprintf("plain-%d", i)
+		}
+		return jobs, "", nil
+	}
+	var cookie string
+	if p.sameOwner && p.t.kind == kindBFF {
+		j, err := create(ctx, c, p.t, p.req, "")
+		if err != nil {
+			return nil, "", err
+		}
+		jobs[0], cookie = j, j.cookie
+	}
+	var firstErr firstError
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for i := range jobs {
+		if jobs[i].code != "" {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			j, err := create(ctx, c, p.t, p.req, cookie)
+			firstErr.set(err)
+			jobs[i] = j
+		}()
+	}
+	wg.Wait()
+	return jobs, cookie, firstErr.get()
+}
+
+// firstError is the first error that concurrent workers report.
+type firstError struct {
+	mu  sync.Mutex
+	err error
+}
+
+// set records err if it is the first (nil is no error).
+func (f *firstError) set(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.err = cmp.Or(f.err, err)
+}
+
+func (f *firstError) get() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// openStalled opens the phase's never-reading subscribers, round-robin
+// over jobs; on an error it returns those it opened, for the caller to close.
+func (p phase) openStalled(ctx context.Context, jobs []job, cookie string) ([]net.Conn, error) {
+	header := ""
+	if cookie != "" {
+		header = "Cookie: " + cookie + "\r\n"
+	}
+	var conns []net.Conn
+	for i := range p.stalled {
+		conn, err := openStalled(ctx, eventsURL(p.t, jobs[i%p.jobs].code), header)
+		if err != nil {
+			return conns, fmt.Errorf("a never-reading subscriber: %w", err)
+		}
+		conns = append(conns, conn)
+	}
+	return conns, nil
+}
+
+func closeConns(conns []net.Conn) {
+	for _, c := range conns {
+		_ = c.Close()
+	}
 }
 
 // steadyRate is the median of the deliveries received in each whole
@@ -539,25 +550,18 @@ func scenarioFanOut(ctx context.Context, e *env) (*Scenario, error) {
 		Columns: []string{"p50 ms", "p99 ms", "max ms", "received/s", "events/sub min", "events/sub max", "upstream conns", "CPU µs/delivery", "relay CPU s", "loadgen CPU s", "relay RSS MiB", "errors", "connect s"},
 		curves:  map[string]latencies{},
 	}
-	be, err := e.backend(ctx, "fanout-backend", 1)
+	st, err := e.relayed(ctx, "fanout", 1)
 	if err != nil {
 		return nil, err
 	}
-	defer be.stop()
-	bff, err := e.bff(ctx, "fanout-bff", be.url)
-	if err != nil {
-		return nil, err
-	}
-	defer bff.stop()
-	t := target{name: "BFF", kind: kindBFF, url: bff.url, backend: be.url}
+	defer st.stop()
 	go grabProfile("fanout-cpu.pprof", fmt.Sprintf("profile?seconds=%d", sz.durationMs/1000), time.Minute)
-	res, err := phase{t: t, jobs: 1, subsPerJob: sz.subs, req: createReq{Rows: sz.rows, DurationMs: sz.durationMs}, sameOwner: true,
-		monitor: []*server{be, bff}, relay: bff, backend: be, gated: true}.run(ctx)
+	res, err := st.oneJob(sz.subs, 0, createReq{Rows: sz.rows, DurationMs: sz.durationMs}).run(ctx)
 	if err != nil {
 		return nil, err
 	}
 	name := fmt.Sprintf("BFF, %d subscribers", sz.subs)
-	s.Rows = append(s.Rows, res.row(name, bff, be))
+	s.Rows = append(s.Rows, res.row(name, st.bff, st.be))
 	s.curves[name] = res.lat
 	logf("  %s: p50 %.2f ms p99 %.2f ms, %d deliveries, %d errors", name, res.lat.pct(50), res.lat.pct(99), res.deliveries, res.errors)
 	return s, nil
@@ -677,19 +681,14 @@ func scenarioOverhead(ctx context.Context, e *env) (*Scenario, error) {
 		Columns: []string{"p50 ms", "p99 ms", "max ms", "mean ms", "events"},
 		curves:  map[string]latencies{},
 	}
-	be, err := e.backend(ctx, "overhead-backend", 16)
-	if err != nil {
-		return nil, err
-	}
-	defer be.stop()
-	bff, err := e.bff(ctx, "overhead-bff", be.url)
-	if err != nil {
-		return nil, err
-	}
-	defer bff.stop()
 	c := newHTTPClient(nil)
-	tb := target{kind: kindBFF, url: bff.url, backend: be.url}
-	td := target{kind: kindBackend, url: be.url, backend: be.url}
+	st, err := e.relayed(ctx, "overhead", 16)
+	if err != nil {
+		return nil, err
+	}
+	defer st.stop()
+	tb := target{kind: kindBFF, url: st.bff.url, backend: st.be.url}
+	td := target{kind: kindBackend, url: st.be.url, backend: st.be.url}
 	var direct, viaBFF, added latencies
 	errs := 0
 	for range sz.jobs {
@@ -756,22 +755,17 @@ func scenarioPolling(ctx context.Context, e *env) (*Scenario, error) {
 	sz := e.size.polling
 	s := &Scenario{
 		Name: "polling vs SSE: exports watched to completion",
-		Setup: fmt.Sprintf("%d exports of %d ms (%d rows) through the BFF, each watched by one client: first all by SSE (GET /api/exports/{code}/events), "+
-			"then %d new ones by polling GET /api/exports/{code} every 2 s from a random phase. Bytes are both directions on the wire, headers included. "+
-			"Notice delay = the client has the terminal state − its updatedAt.", sz.exports, sz.durationMs, sz.rows, sz.exports),
+		Setup: fmt.Sprintf("%d exports of %d ms (%d rows) through the BFF, each watched by one client: first all by SSE (GET /api/exports/{code}/events), then %d new ones by polling GET /api/exports/{code} every 2 s from a random phase. "+
+			"Bytes are both directions on the wire, headers included. Notice delay = the client has the terminal state − its updatedAt.", sz.exports, sz.durationMs, sz.rows, sz.exports),
 		Columns:  []string{"requests/export", "bytes/export", "notice mean ms", "notice p99 ms", "BFF CPU ms/export", "errors"},
 		Baseline: "SSE (this project)",
 	}
-	be, err := e.backend(ctx, "polling-backend", 4000)
+	st, err := e.relayed(ctx, "polling", 4000)
 	if err != nil {
 		return nil, err
 	}
-	defer be.stop()
-	bff, err := e.bff(ctx, "polling-bff", be.url)
-	if err != nil {
-		return nil, err
-	}
-	defer bff.stop()
+	defer st.stop()
+	be, bff := st.be, st.bff
 	t := target{kind: kindBFF, url: bff.url, backend: be.url}
 	for _, mode := range ordered(e, []string{"SSE (this project)", "polling every 2 s"}) {
 		w := &wire{}
@@ -853,15 +847,19 @@ func scenarioCreate(ctx context.Context, e *env) (*Scenario, error) {
 	defer be.stop()
 	c := newHTTPClient(nil)
 	mon := watch(250*time.Millisecond, be)
-	var mu sync.Mutex
-	var lat latencies
-	errs := 0
-	// BENCH_CREATE_NETHTTP=1: the clients use net/http (as before
-	// rawPoster), to compare what the load generator costs.
+	// BENCH_CREATE_NETHTTP=1: the clients use net/http instead of
+	// rawPoster, to compare what the load generator costs.
 	netHTTP := os.Getenv("BENCH_CREATE_NETHTTP") == "1"
-	t := target{kind: kindBackend, url: be.url, backend: be.url}
+	load := &createLoad{url: be.url}
+	if netHTTP {
+		t := target{kind: kindBackend, url: be.url, backend: be.url}
+		load.netHTTP = func(ctx context.Context) error {
+			_, err := create(ctx, c, t, createReq{Rows: 1, DurationMs: 0}, "")
+			return err
+		}
+	}
 	cpu0 := selfCPU()
-	stopAt := time.Now().Add(sz.duration)
+	load.stopAt = time.Now().Add(sz.duration)
 	begin := time.Now()
 	if backendPprofAddr != "" {
 		// The CPU of the load, leaving its first and last half second out.
@@ -871,47 +869,8 @@ func scenarioCreate(ctx context.Context, e *env) (*Scenario, error) {
 			grabProfileFrom(backendPprofAddr, "create-cpu.pprof", fmt.Sprintf("profile?seconds=%d", secs), time.Minute)
 		}()
 	}
-	var wg sync.WaitGroup
-	for range sz.clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var mine latencies
-			bad := 0
-			// One connection per client, kept alive; see rawPoster.
-			p, err := newRawPoster(be.url, "/v1/exports", `{"rows":1,"durationMs":0}`)
-			if err != nil {
-				logf("  create: %v", err)
-				mu.Lock()
-				errs++
-				mu.Unlock()
-				return
-			}
-			defer p.close()
-			post := p.post
-			if netHTTP {
-				post = func(ctx context.Context) error {
-					_, err := create(ctx, c, t, createReq{Rows: 1, DurationMs: 0}, "")
-					return err
-				}
-			}
-			for i := 0; i < 1_000_000 && time.Now().Before(stopAt) && ctx.Err() == nil; i++ {
-				t0 := time.Now()
-				if err := post(ctx); err != nil {
-					if bad++; bad == 1 {
-						logf("  create: %v", err)
-					}
-					continue
-				}
-				mine = append(mine, int32(time.Since(t0).Microseconds()))
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			lat = append(lat, mine...)
-			errs += bad
-		}()
-	}
-	wg.Wait()
+	load.run(ctx, sz.clients)
+	lat, errs := load.lat, load.errs
 	secs := time.Since(begin).Seconds()
 	loadgenCPU := selfCPU() - cpu0
 	u := mon.stop()
@@ -934,6 +893,61 @@ func scenarioCreate(ctx context.Context, e *env) (*Scenario, error) {
 		float64(len(l))/secs, l.pct(99), errs, done/secs, queued,
 		u[be.name].CPUSeconds*1e6/float64(max(len(l), 1)), loadgenCPU.Seconds()*1e6/float64(max(len(l), 1)), netHTTP)
 	return s, nil
+}
+
+// createLoad is the create scenario's clients, each posting jobs one
+// after another until stopAt on a connection of its own (rawPoster, or
+// netHTTP when set), and what they measured.
+type createLoad struct {
+	url     string
+	stopAt  time.Time
+	netHTTP func(context.Context) error
+
+	mu   sync.Mutex
+	lat  latencies // µs, each successful POST's
+	errs int
+}
+
+// run runs clients clients until stopAt or ctx ends.
+func (l *createLoad) run(ctx context.Context, clients int) {
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() { l.client(ctx) })
+	}
+	wg.Wait()
+}
+
+func (l *createLoad) client(ctx context.Context) {
+	// One connection per client, kept alive; see rawPoster.
+	p, err := newRawPoster(l.url, "/v1/exports", `{"rows":1,"durationMs":0}`)
+	if err != nil {
+		logf("  create: %v", err)
+		l.mu.Lock()
+		l.errs++
+		l.mu.Unlock()
+		return
+	}
+	defer p.close()
+	post := p.post
+	if l.netHTTP != nil {
+		post = l.netHTTP
+	}
+	var mine latencies
+	bad := 0
+	for i := 0; i < 1_000_000 && time.Now().Before(l.stopAt) && ctx.Err() == nil; i++ {
+		t0 := time.Now()
+		if err := post(ctx); err != nil {
+			if bad++; bad == 1 {
+				logf("  create: %v", err)
+			}
+			continue
+		}
+		mine = append(mine, int32(time.Since(t0).Microseconds()))
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lat = append(l.lat, mine...)
+	l.errs += bad
 }
 
 // copyLines forwards r's lines to ch until EOF.

@@ -42,26 +42,20 @@ func scenarioSlow(ctx context.Context, e *env) (*Scenario, error) {
 	return s, nil
 }
 
+// slowPhase runs readers subscribers of one job, and stalled more that
+// never read, through a fresh BFF with a 2 s write timeout.
 func slowPhase(ctx context.Context, e *env, readers, stalled int, req createReq) (*Row, latencies, error) {
-	be, err := e.backend(ctx, "slow-backend", 1)
+	st, err := e.relayed(ctx, "slow", 1, "-write-timeout", "2s")
 	if err != nil {
 		return nil, nil, err
 	}
-	defer be.stop()
-	bff, err := e.bff(ctx, "slow-bff", be.url, "-write-timeout", "2s")
+	defer st.stop()
+	res, err := st.oneJob(readers, stalled, req).run(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer bff.stop()
-	t := target{name: "BFF", kind: kindBFF, url: bff.url, backend: be.url}
-	p := phase{t: t, jobs: 1, subsPerJob: readers, req: req, sameOwner: true,
-		monitor: []*server{be, bff}, relay: bff, backend: be, gated: true, stalled: stalled}
-	res, err := p.run(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	row := res.row("", bff, be)
-	row.Metrics["cut off"] = metric(newHTTPClient(nil), bff.url, "exportstream_bff_slow_disconnects_total")
+	row := res.row("", st.bff, st.be)
+	row.Metrics["cut off"] = metric(newHTTPClient(nil), st.bff.url, "exportstream_bff_slow_disconnects_total")
 	row.Metrics["streams stalled"] = float64(stalled)
 	return row, res.lat, nil
 }
