@@ -171,12 +171,46 @@ func subscribedToC(t *testing.T) (*relaytest.Backend, *Hub, *Subscription, *rela
 	t.Helper()
 	b := relaytest.New(t)
 	h, _ := newHub(t, b, Config{Calls: 1})
-	s := h.Subscribe("o", "c", 0, nil)
+	s, conn := subscribeTo(t, h, b, "c", 0)
+	waitSubscribed(t, h, "c")
+	return b, h, s, conn
+}
+
+// endedWith sends envs to the one subscriber of o's job c and returns
+// what it got until its stream ended. The backend ended the subscription
+// itself: the test fails if the hub calls it for c after that (a retry or
+// a DELETE).
+func endedWith(t *testing.T, envs ...relaytest.Envelope) []Event {
+	t.Helper()
+	b, h, s, conn := subscribedToC(t)
+	conn.Envelope(envs...)
+	evs := drainAll(t, s)
+	if calls := callsBefore(t, h, b); len(calls) != 0 {
+		t.Errorf("calls after the backend ended c: %v, want none", calls)
+	}
+	return evs
+}
+
+// subscribeTo subscribes to o's job code on h from after and returns once
+// the backend b has the hub's stream and code's PUT, with the stream's
+// connection. The subscription closes at the test's end, before the hub.
+func subscribeTo(t testing.TB, h *Hub, b *relaytest.Backend, code string, after int64) (*Subscription, *relaytest.Conn) {
+	t.Helper()
+	s := h.Subscribe("o", code, after, nil)
 	t.Cleanup(s.Close)
 	conn := b.NextStream(t)
 	b.NextCall(t)
-	waitSubscribed(t, h, "c")
-	return b, h, s, conn
+	return s, conn
+}
+
+// within fails the test with msg unless ch is ready within wait.
+func within(t testing.TB, ch <-chan struct{}, msg string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(wait):
+		t.Fatal(msg)
+	}
 }
 
 // Call is relaytest's, for short signatures.
@@ -334,10 +368,7 @@ func TestTheSubscriptionOutlivesAnyButTheLastSubscriber(t *testing.T) {
 func TestASlowSubscriberKeepsTheLatestSnapshotsAndAlwaysTheFinalOne(t *testing.T) {
 	b := relaytest.New(t)
 	h, c := newHub(t, b, Config{Buffer: 4})
-	s := h.Subscribe("o", "c", 0, nil)
-	defer s.Close()
-	conn := b.NextStream(t)
-	b.NextCall(t)
+	s, conn := subscribeTo(t, h, b, "c", 0)
 	var envs []relaytest.Envelope
 	for seq := int64(1); seq < 50; seq++ {
 		envs = append(envs, relaytest.Snapshot("o", "c", seq, "IN_PROGRESS"))
@@ -358,25 +389,16 @@ func TestASlowSubscriberKeepsTheLatestSnapshotsAndAlwaysTheFinalOne(t *testing.T
 }
 
 func TestEndDoneEndsTheSubscriptionAfterTheTerminalEvent(t *testing.T) {
-	b, h, s, conn := subscribedToC(t)
-	conn.Envelope(relaytest.Snapshot("o", "c", 1, "IN_PROGRESS"), relaytest.Snapshot("o", "c", 2, "COMPLETED"))
-	evs := drainAll(t, s)
+	evs := endedWith(t, relaytest.Snapshot("o", "c", 1, "IN_PROGRESS"), relaytest.Snapshot("o", "c", 2, "COMPLETED"))
 	if !reflect.DeepEqual(seqs(evs), []int64{1, 2}) || !evs[1].End || evs[0].End {
 		t.Errorf("got %+v, want seq 1 then the final 2", evs)
-	}
-	// The backend ended the subscription itself: no DELETE for it.
-	if calls := callsBefore(t, h, b); len(calls) != 0 {
-		t.Errorf("calls after the end: %v, want none", calls)
 	}
 }
 
 func TestEndDoneAloneEndsTheSubscriptionWithNothing(t *testing.T) {
 	b := relaytest.New(t)
 	h, _ := newHub(t, b, Config{})
-	s := h.Subscribe("o", "c", 4, nil) // a browser resuming from the job's last event
-	defer s.Close()
-	conn := b.NextStream(t)
-	b.NextCall(t)
+	s, conn := subscribeTo(t, h, b, "c", 4) // a browser resuming from the job's last event
 	conn.Envelope(relaytest.Ended("o", "c", "done"))
 	if evs := drainAll(t, s); len(evs) != 0 {
 		t.Errorf("got %+v, want the end and nothing else", evs)
@@ -413,14 +435,9 @@ func TestAReconnectToAJobThatJustEndedGetsItsEnd(t *testing.T) {
 }
 
 func TestEndNotFoundEndsInERRORNotFound(t *testing.T) {
-	b, h, s, conn := subscribedToC(t)
-	conn.Envelope(relaytest.Ended("o", "c", "not_found"))
-	evs := drainAll(t, s)
+	evs := endedWith(t, relaytest.Ended("o", "c", "not_found"))
 	if len(evs) != 1 || evs[0].ErrorCode() != "NOT_FOUND" || !evs[0].End || !strings.Contains(evs[0].Data, `"code":"c","status":"ERROR"`) {
 		t.Errorf("got %+v, want one final ERROR NOT_FOUND for c", evs)
-	}
-	if calls := callsBefore(t, h, b); len(calls) != 0 {
-		t.Errorf("calls after not_found: %v, want no retry and no DELETE", calls)
 	}
 }
 
@@ -429,10 +446,7 @@ func TestEndNotFoundEndsInERRORNotFound(t *testing.T) {
 func TestAResumingSubscriberDoesNotGetTheEventItHadAgain(t *testing.T) {
 	b := relaytest.New(t)
 	h, _ := newHub(t, b, Config{})
-	s := h.Subscribe("o", "c", 2, nil)
-	defer s.Close()
-	conn := b.NextStream(t)
-	b.NextCall(t)
+	s, conn := subscribeTo(t, h, b, "c", 2)
 	conn.Envelope(relaytest.Snapshot("o", "c", 1, "IN_PROGRESS"), relaytest.Snapshot("o", "c", 2, "IN_PROGRESS"), relaytest.Snapshot("o", "c", 3, "COMPLETED"))
 	if evs := drainAll(t, s); !reflect.DeepEqual(seqs(evs), []int64{3}) {
 		t.Errorf("after Last-Event-ID 2 got seqs %v, want 3 only", seqs(evs))
@@ -555,11 +569,7 @@ func TestNotifyIsCalledAtOnceOnlyWhenSomethingIsAlreadyQueued(t *testing.T) {
 	conn := b.NextStream(t)
 	b.NextCall(t)
 	conn.Envelope(relaytest.Snapshot("o", "c", 1, "IN_PROGRESS"))
-	select {
-	case <-woken:
-	case <-time.After(wait):
-		t.Fatal("no notification for the first event")
-	}
+	within(t, woken, "no notification for the first event")
 
 	late := h.Subscribe("o", "c", 0, nil) // gets the latest snapshot queued at once
 	defer late.Close()
@@ -598,11 +608,7 @@ func TestClosingTheHubEndsEverythingAndLeavesNoGoroutine(t *testing.T) {
 
 	closed := make(chan struct{})
 	go func() { h.Close(); close(closed) }()
-	select {
-	case <-closed:
-	case <-time.After(wait):
-		t.Fatal("Close did not return")
-	}
+	within(t, closed, "Close did not return")
 	for _, s := range []*Subscription{open, held} {
 		if _, ended := s.Drain(); !ended {
 			t.Errorf("after Close the stream of %s is not over", s.Code())
