@@ -257,15 +257,7 @@ func TestTheLastAllowedDeliveryOfAJobStillRunsIt(t *testing.T) {
 // ClaimIdle still runs its jobs.
 func TestAQueueOpenedWithoutAClaimIdleRunsJobs(t *testing.T) {
 	srv := redistest.Start(t)
-	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.Close() }()
-	q, err := worker.NewRedisQueue(t.Context(), st.Client(), worker.RedisQueueOptions{Prefix: st.Prefix()}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, q := openRedisQueue(t, srv.URL(), worker.RedisQueueOptions{})
 	pool, err := worker.New(st, worker.Config{Workers: 1, QueueSize: 10, FilesDir: t.TempDir(), ProgressInterval: 50 * time.Millisecond, Retention: time.Hour, Durable: true, Queue: q}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -292,15 +284,7 @@ func TestAQueueOpenedWithoutAClaimIdleRunsJobs(t *testing.T) {
 // jobs, and the next create is refused as a full queue (429).
 func TestTheSharedQueueRefusesJobsPastMaxLen(t *testing.T) {
 	srv := redistest.Start(t)
-	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.Close() }()
-	q, err := worker.NewRedisQueue(t.Context(), st.Client(), worker.RedisQueueOptions{Prefix: st.Prefix(), MaxLen: 2}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, q := openRedisQueue(t, srv.URL(), worker.RedisQueueOptions{MaxLen: 2})
 	for i, want := range []error{nil, nil, job.ErrQueueFull} {
 		if err := q.Push(t.Context(), job.New(job.Request{Rows: 1}, "", time.Now()).Code); !errors.Is(err, want) {
 			t.Fatalf("push %d into a queue of 2: %v, want %v", i+1, err, want)
@@ -313,15 +297,7 @@ func TestTheSharedQueueRefusesJobsPastMaxLen(t *testing.T) {
 // those being generated.
 func TestTheSharedQueuesDepthCountsOnlyWaitingJobs(t *testing.T) {
 	srv := redistest.Start(t)
-	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.Close() }()
-	q, err := worker.NewRedisQueue(t.Context(), st.Client(), worker.RedisQueueOptions{Prefix: st.Prefix(), ClaimIdle: time.Minute}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, q := openRedisQueue(t, srv.URL(), worker.RedisQueueOptions{ClaimIdle: time.Minute})
 	if d := q.Depth(); d != 0 {
 		t.Fatalf("depth of an empty queue: %d", d)
 	}
