@@ -131,22 +131,34 @@ func TestASecondOpenOfADataDirectoryInUseFailsInsteadOfHanging(t *testing.T) {
 	}
 }
 
-// Kills commit.go:100 (failed := -1 as 1, either mutant: a commit that
-// fails on its own, not by a change, answered one change short and then
-// indexed past the group): without a disk reserve, creates on a full disk
-// fail with ErrStorageFull, and work again once there is room.
-func TestWithoutAReserveCreatesOnAFullDiskFailAsStorageFull(t *testing.T) {
+// fullDiskStore opens a store without a disk reserve on a 1 MiB disk and
+// fills the disk; removing the file it returns makes room again. The
+// store closes at the test's end, before the disk goes.
+func fullDiskStore(t *testing.T) (store.Store, string) {
+	t.Helper()
 	dir := smallDisk(t, 1<<20)
 	st, err := store.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = st.Close() }()
+	t.Cleanup(func() { _ = st.Close() })
 	filler := filepath.Join(dir, "filler")
 	fillDisk(t, filler)
-	// Records of 32 KiB: the database file must grow for each, and cannot.
-	big := job.Request{Rows: 1, Filename: strings.Repeat("f", 32<<10)}
+	return st, filler
+}
+
+// big is a request whose record takes 32 KiB: the database file must grow
+// for each, and on a full disk cannot.
+var big = job.Request{Rows: 1, Filename: strings.Repeat("f", 32<<10)}
+
+// Kills commit.go:100 (failed := -1 as 1, either mutant: a commit that
+// fails on its own, not by a change, answered one change short and then
+// indexed past the group): without a disk reserve, creates on a full disk
+// fail with ErrStorageFull, and work again once there is room.
+func TestWithoutAReserveCreatesOnAFullDiskFailAsStorageFull(t *testing.T) {
+	st, filler := fullDiskStore(t)
 	var stored []string
+	var err error
 	for range 100 {
 		j := job.New(big, "alice", time.Now().UTC())
 		if _, _, err = st.Create(t.Context(), j, ""); err != nil {
@@ -283,16 +295,9 @@ func TestRedisKeepsIdempotencyKeysForItsRetention(t *testing.T) {
 // refused for a full disk can be retried with the same Idempotency-Key
 // once there is room, and makes the job.
 func TestACreateRefusedForAFullDiskCanBeRetriedWithItsKey(t *testing.T) {
-	dir := smallDisk(t, 1<<20)
-	st, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.Close() }()
-	filler := filepath.Join(dir, "filler")
-	fillDisk(t, filler)
-	big := job.Request{Rows: 1, Filename: strings.Repeat("f", 32<<10)}
+	st, filler := fullDiskStore(t)
 	var key string
+	var err error
 	for i := range 100 {
 		key = fmt.Sprintf("key-%d", i)
 		if _, _, err = st.Create(t.Context(), job.New(big, "alice", time.Now().UTC()), key); err != nil {
