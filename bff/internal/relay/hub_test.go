@@ -45,6 +45,14 @@ func newHub(t testing.TB, b *relaytest.Backend, cfg Config) (*Hub, *counts) {
 	return newHubOn(t, upstreamOf(t, b), cfg, slog.New(slog.DiscardHandler))
 }
 
+// startHub starts a fake backend and, as newHub, a hub on it with cfg.
+func startHub(t testing.TB, cfg Config) (*relaytest.Backend, *Hub) {
+	t.Helper()
+	b := relaytest.New(t)
+	h, _ := newHub(t, b, cfg)
+	return b, h
+}
+
 func newHubOn(t testing.TB, up Upstream, cfg Config, log *slog.Logger) (*Hub, *counts) {
 	t.Helper()
 	if cfg.Buffer == 0 {
@@ -169,8 +177,7 @@ func waitSubscribed(t testing.TB, h *Hub, code string) {
 // start, subscribed on the backend's stream, whose connection it returns.
 func subscribedToC(t *testing.T) (*relaytest.Backend, *Hub, *Subscription, *relaytest.Conn) {
 	t.Helper()
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{Calls: 1})
+	b, h := startHub(t, Config{Calls: 1})
 	s, conn := subscribeTo(t, h, b, "c", 0)
 	waitSubscribed(t, h, "c")
 	return b, h, s, conn
@@ -191,16 +198,23 @@ func endedWith(t *testing.T, envs ...relaytest.Envelope) []Event {
 	return evs
 }
 
-// subscribeTo subscribes to o's job code on h from after and returns once
-// the backend b has the hub's stream and code's PUT, with the stream's
-// connection. The subscription closes at the test's end, before the hub.
-func subscribeTo(t testing.TB, h *Hub, b *relaytest.Backend, code string, after int64) (*Subscription, *relaytest.Conn) {
+// subscribed subscribes to o's job code on h from after and returns once
+// the backend b has code's PUT. The subscription closes at the test's
+// end, before the hub.
+func subscribed(t testing.TB, h *Hub, b *relaytest.Backend, code string, after int64) *Subscription {
 	t.Helper()
 	s := h.Subscribe("o", code, after, nil)
 	t.Cleanup(s.Close)
-	conn := b.NextStream(t)
 	b.NextCall(t)
-	return s, conn
+	return s
+}
+
+// subscribeTo is subscribed for the hub's first subscriber, and returns
+// the connection of the stream the hub opened for it too.
+func subscribeTo(t testing.TB, h *Hub, b *relaytest.Backend, code string, after int64) (*Subscription, *relaytest.Conn) {
+	t.Helper()
+	s := subscribed(t, h, b, code, after)
+	return s, b.NextStream(t)
 }
 
 // within fails the test with msg unless ch is ready within wait.
@@ -226,8 +240,7 @@ func seqs(evs []Event) []int64 {
 
 func TestJobsOfManySessionsShareOneStreamAndBrowsersOfOneSessionOneSubscription(t *testing.T) {
 	const sessions, jobs, tabs = 20, 5, 3
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{Calls: 1})
+	b, h := startHub(t, Config{Calls: 1})
 	for o := range sessions {
 		for c := range jobs {
 			for range tabs {
@@ -260,8 +273,7 @@ func TestJobsOfManySessionsShareOneStreamAndBrowsersOfOneSessionOneSubscription(
 }
 
 func TestALateSubscriberGetsTheLatestSnapshotAtOnceWithoutANewSubscription(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{Calls: 1})
+	b, h := startHub(t, Config{Calls: 1})
 	first := h.Subscribe("o", "c", 0, nil)
 	defer first.Close()
 	conn := b.NextStream(t)
@@ -292,8 +304,7 @@ func TestALateSubscriberGetsTheLatestSnapshotAtOnceWithoutANewSubscription(t *te
 }
 
 func TestAnEventForAnotherOwnersJobNeverReachesASubscriber(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{})
+	b, h := startHub(t, Config{})
 	mine := h.Subscribe("o", "c", 0, nil)
 	defer mine.Close()
 	conn := b.NextStream(t)
@@ -310,8 +321,7 @@ func TestAnEventForAnotherOwnersJobNeverReachesASubscriber(t *testing.T) {
 
 func TestTheLastSubscriberLeavingUnsubscribesOnlyAfterTheLingerAndOneComingBackSendsNothing(t *testing.T) {
 	const linger = 400 * time.Millisecond
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{Linger: linger})
+	b, h := startHub(t, Config{Linger: linger})
 	s := h.Subscribe("o", "c", 0, nil)
 	conn := b.NextStream(t)
 	b.NextCall(t) // the PUT
@@ -396,8 +406,7 @@ func TestEndDoneEndsTheSubscriptionAfterTheTerminalEvent(t *testing.T) {
 }
 
 func TestEndDoneAloneEndsTheSubscriptionWithNothing(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{})
+	b, h := startHub(t, Config{})
 	s, conn := subscribeTo(t, h, b, "c", 4) // a browser resuming from the job's last event
 	conn.Envelope(relaytest.Ended("o", "c", "done"))
 	if evs := drainAll(t, s); len(evs) != 0 {
@@ -444,8 +453,7 @@ func TestEndNotFoundEndsInERRORNotFound(t *testing.T) {
 // Kills the <= after as <: a browser resuming with Last-Event-ID: n does
 // not get event n again.
 func TestAResumingSubscriberDoesNotGetTheEventItHadAgain(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{})
+	b, h := startHub(t, Config{})
 	s, conn := subscribeTo(t, h, b, "c", 2)
 	conn.Envelope(relaytest.Snapshot("o", "c", 1, "IN_PROGRESS"), relaytest.Snapshot("o", "c", 2, "IN_PROGRESS"), relaytest.Snapshot("o", "c", 3, "COMPLETED"))
 	if evs := drainAll(t, s); !reflect.DeepEqual(seqs(evs), []int64{3}) {
@@ -485,15 +493,12 @@ func TestEventsReachTheSubscriberAsTheBackendSentThem(t *testing.T) {
 		{"an id that is not a number", relaytest.Envelope{ID: new("abc"), Data: new("x")}, Event{ID: "abc", HasID: true, Data: "x", HasData: true}},
 		{"the terminal event", relaytest.Envelope{ID: new("8"), Data: new("done"), End: "done"}, Event{ID: "8", HasID: true, Data: "done", HasData: true, Seq: 8, End: true}},
 	}
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{})
+	b, h := startHub(t, Config{})
 	conn := b.NextStream(t)
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code := fmt.Sprintf("c%d", i)
-			s := h.Subscribe("o", code, 0, nil)
-			defer s.Close()
-			b.NextCall(t)
+			s := subscribed(t, h, b, code, 0)
 			env := tt.env
 			env.Owner, env.Code = "o", code
 			conn.Envelope(env, relaytest.Ended("o", code, "done"))
@@ -529,16 +534,13 @@ func TestTheHubReadsTheStreamInAnyLegalFraming(t *testing.T) {
 		}},
 		{"a malformed envelope is skipped", func(e string) []string { return []string{"data: {\"owner\":\n\ndata: {}\n\ndata: " + e + "\n\n"} }},
 	}
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{})
+	b, h := startHub(t, Config{})
 	conn := b.NextStream(t)
 	want := Event{ID: "1", HasID: true, Data: "a", HasData: true, Seq: 1}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code := fmt.Sprintf("c%d", i)
-			s := h.Subscribe("o", code, 0, nil)
-			defer s.Close()
-			b.NextCall(t)
+			s := subscribed(t, h, b, code, 0)
 			env := fmt.Sprintf(`{"owner":"o","code":%q,"id":"1","data":"a"}`, code)
 			for _, p := range tt.pieces(env) {
 				conn.Send(p)
@@ -557,8 +559,7 @@ func TestTheHubReadsTheStreamInAnyLegalFraming(t *testing.T) {
 // Notify calls at once if something is queued already, and otherwise not
 // until something comes.
 func TestNotifyIsCalledAtOnceOnlyWhenSomethingIsAlreadyQueued(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{})
+	b, h := startHub(t, Config{})
 	s := h.Subscribe("o", "c", 0, nil)
 	defer s.Close()
 	woken := make(chan struct{}, 16)

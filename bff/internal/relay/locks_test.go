@@ -39,8 +39,7 @@ func blockFanOut(t *testing.T, b *relaytest.Backend, slow *Subscription, release
 // fan-out) other jobs are still subscribed. Under one hub-wide lock held
 // while pushing to subscribers, Subscribe would wait for it.
 func TestABlockedFanOutDoesNotHoldUpSubscribingAnotherJob(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{})
+	b, h := startHub(t, Config{})
 	slow := h.Subscribe("o", "slow", 0, nil)
 	defer slow.Close()
 	release := make(chan struct{})
@@ -75,8 +74,7 @@ func blockedIn(fn string) bool {
 // The same while a subscriber of the blocked topic leaves: leaving waits
 // for that topic's lock, and must not hold the hub's while it does.
 func TestASubscriberLeavingABlockedFanOutDoesNotHoldUpSubscribingAnotherJob(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{})
+	b, h := startHub(t, Config{})
 	slow := h.Subscribe("o", "slow", 0, nil)
 	leaving := h.Subscribe("o", "slow", 0, nil)
 	release := make(chan struct{})

@@ -21,8 +21,7 @@ import (
 
 func TestAfterADropEveryJobIsSubscribedAgainFromItsLastSeqWithNoGapNoDuplicate(t *testing.T) {
 	const jobs = 30
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{})
+	b, h := startHub(t, Config{})
 	subs := make(map[string]*Subscription)
 	had := make(map[string]int64) // the last seq each job got before the drop
 	for i := range jobs {
@@ -122,8 +121,7 @@ func TestTheStreamIsReconnectedWithGrowingJitteredGapsBoundedByMaxBackoff(t *tes
 	const minBackoff, maxBackoff, attempts = 5 * time.Millisecond, 40 * time.Millisecond, 11
 	cfg := Config{MinBackoff: minBackoff, MaxBackoff: maxBackoff}
 	t.Run("a backend answering 503 after a drop", func(t *testing.T) {
-		b := relaytest.New(t)
-		h, _ := newHub(t, b, cfg)
+		b, h := startHub(t, cfg)
 		defer h.Subscribe("o", "c", 0, nil).Close()
 		conn := b.NextStream(t)
 		b.RefuseStreams(http.StatusServiceUnavailable) // a backend restarting
@@ -171,8 +169,7 @@ func TestTheBackoffIsDrawnBetweenHalfAndAllOfTheDelay(t *testing.T) {
 }
 
 func TestASubscriptionAnswered404ReconnectsTheStreamAndSubscribesEveryJobAgain(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{Calls: 1})
+	b, h := startHub(t, Config{Calls: 1})
 	live, first := subscribeTo(t, h, b, "live", 0)
 	first.Envelope(relaytest.Snapshot("o", "live", 3, "IN_PROGRESS"))
 	readN(t, live, 1)
@@ -317,8 +314,7 @@ func comeBackAfterADrop(t *testing.T, b *relaytest.Backend, conn *relaytest.Conn
 
 func TestAJobThatComesBackWithinGiveUpDoesNotEndInERROR(t *testing.T) {
 	const giveUp = 300 * time.Millisecond
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{GiveUp: giveUp})
+	b, h := startHub(t, Config{GiveUp: giveUp})
 	s, conn := subscribeTo(t, h, b, "c", 0)
 	conn, _ = comeBackAfterADrop(t, b, conn, giveUp)
 	<-time.After(giveUp) // past the deadline that would have ended it
@@ -332,8 +328,7 @@ func TestAJobThatComesBackWithinGiveUpDoesNotEndInERROR(t *testing.T) {
 // the whole GiveUp again when the stream drops a second time.
 func TestAJobThatCameBackGetsAWholeGiveUpAtItsNextDrop(t *testing.T) {
 	const giveUp = 400 * time.Millisecond
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{GiveUp: giveUp})
+	b, h := startHub(t, Config{GiveUp: giveUp})
 	s, conn := subscribeTo(t, h, b, "c", 0)
 	conn, dropped := comeBackAfterADrop(t, b, conn, giveUp/2)
 	<-time.After(time.Until(dropped.Add(3 * giveUp / 4))) // the first drop's deadline is near
@@ -414,8 +409,7 @@ func TestAStalledStreamIsNoticedByItsSilenceReconnectedAndLoggedAsSilent(t *test
 
 func TestAStreamThatKeepsSendingHeartbeatsIsNotTakenForASilentOne(t *testing.T) {
 	const idle = 300 * time.Millisecond
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{IdleTimeout: idle})
+	b, h := startHub(t, Config{IdleTimeout: idle})
 	s, conn := subscribeTo(t, h, b, "c", 0)
 	tick := time.NewTicker(idle / 5) // the heartbeat interval
 	defer tick.Stop()
@@ -454,8 +448,7 @@ func TestTheIdleTimeoutKeepsTheBackendClientsTransport(t *testing.T) {
 }
 
 func TestAStreamThatDoesNotSayItsIDFirstIsReconnected(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{})
+	b, h := startHub(t, Config{})
 	_, conn := subscribeTo(t, h, b, "c", 0)
 	conn.Send("event: stream\ndata: {}\n\n") // an id it cannot use
 	within(t, conn.Done(), "the hub kept a stream with no id")
