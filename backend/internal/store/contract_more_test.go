@@ -15,10 +15,7 @@ import (
 	"github.com/exportstream/exportstream/backend/internal/store"
 )
 
-var contractMore = []struct {
-	name string
-	test func(t *testing.T, st store.Store)
-}{
+var contractMore = []contractCase{
 	// Kills store.go:126 and redis.go:668/673 (a count of 0 kept as an
 	// entry): the counts forget an owner and a status with nothing left in
 	// them, or they grow with every owner ever seen.
@@ -172,16 +169,5 @@ var contractMore = []struct {
 }
 
 func TestEveryStoreKeepsTheContractToo(t *testing.T) {
-	for _, impl := range implementations {
-		t.Run(impl.name, func(t *testing.T) {
-			open := impl.setup(t)
-			for _, c := range contractMore {
-				t.Run(c.name, func(t *testing.T) {
-					st := open(t)
-					defer func() { _ = st.Close() }()
-					c.test(t, st)
-				})
-			}
-		})
-	}
+	runOnEveryStore(t, contractMore)
 }

@@ -54,10 +54,29 @@ var implementations = []implementation{
 	}},
 }
 
-var contract = []struct {
+// contractCase is one property every store keeps, tested on a fresh one.
+type contractCase struct {
 	name string
 	test func(t *testing.T, st store.Store)
-}{
+}
+
+// runOnEveryStore runs each case on a fresh store of every implementation.
+func runOnEveryStore(t *testing.T, cases []contractCase) {
+	for _, impl := range implementations {
+		t.Run(impl.name, func(t *testing.T) {
+			open := impl.setup(t)
+			for _, c := range cases {
+				t.Run(c.name, func(t *testing.T) {
+					st := open(t)
+					defer func() { _ = st.Close() }()
+					c.test(t, st)
+				})
+			}
+		})
+	}
+}
+
+var contract = []contractCase{
 	{"a created job reads back as it was, with seq 1", func(t *testing.T, st store.Store) {
 		j := job.New(job.Request{Rows: 5, DurationMs: 10, Filename: "x"}, "alice", time.Now().UTC())
 		if _, created, err := st.Create(t.Context(), j, ""); err != nil || !created {
@@ -370,16 +389,5 @@ func waitClosed(t *testing.T, ch <-chan struct{}, when string) {
 }
 
 func TestEveryStoreKeepsTheContract(t *testing.T) {
-	for _, impl := range implementations {
-		t.Run(impl.name, func(t *testing.T) {
-			open := impl.setup(t)
-			for _, c := range contract {
-				t.Run(c.name, func(t *testing.T) {
-					st := open(t)
-					defer func() { _ = st.Close() }()
-					c.test(t, st)
-				})
-			}
-		})
-	}
+	runOnEveryStore(t, contract)
 }

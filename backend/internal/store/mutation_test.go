@@ -27,10 +27,7 @@ func reopen(t *testing.T, st store.Store, dir string) store.Store {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st = mustOpen(t, dir)
 	t.Cleanup(func() { _ = st.Close() })
 	return st
 }
@@ -40,10 +37,7 @@ func reopen(t *testing.T, st store.Store, dir string) store.Store {
 // and not yet started is there after a restart, and its key replays it.
 func TestAJobCreatedWithAKeyIsThereAfterARestartBeforeItStarts(t *testing.T) {
 	dir := t.TempDir()
-	st, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := mustOpen(t, dir)
 	j := job.New(job.Request{Rows: 10, DurationMs: 10}, "alice", time.Now().UTC())
 	if _, created, err := st.Create(t.Context(), j, "key-1"); err != nil || !created {
 		t.Fatalf("create: %v %v", created, err)
@@ -62,10 +56,7 @@ func TestAJobCreatedWithAKeyIsThereAfterARestartBeforeItStarts(t *testing.T) {
 // that retention dropped stay dropped after a restart.
 func TestWhatRetentionDroppedStaysDroppedAfterARestart(t *testing.T) {
 	dir := t.TempDir()
-	st, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := mustOpen(t, dir)
 	now := time.Now().UTC()
 	var jobs []job.Job
 	for _, key := range []string{"k1", "k2"} {
@@ -108,10 +99,7 @@ func TestWhatRetentionDroppedStaysDroppedAfterARestart(t *testing.T) {
 func TestASecondOpenOfADataDirectoryInUseFailsInsteadOfHanging(t *testing.T) {
 	testenv.Slow(t)
 	dir := t.TempDir()
-	st, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := mustOpen(t, dir)
 	defer func() { _ = st.Close() }()
 	opened := make(chan error, 1)
 	go func() {
@@ -137,10 +125,7 @@ func TestASecondOpenOfADataDirectoryInUseFailsInsteadOfHanging(t *testing.T) {
 func fullDiskStore(t *testing.T) (store.Store, string) {
 	t.Helper()
 	dir := smallDisk(t, 1<<20)
-	st, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := mustOpen(t, dir)
 	t.Cleanup(func() { _ = st.Close() })
 	filler := filepath.Join(dir, "filler")
 	fillDisk(t, filler)
