@@ -43,15 +43,7 @@ var contractMore = []contractCase{
 	// Kills redis.go:618 (ZRange 0, -1 as 0, 1): a restarted backend
 	// resumes every unfinished job, not the first two.
 	{"unfinished lists every running job", func(t *testing.T, st store.Store) {
-		base := time.Now().UTC()
-		var want []string
-		for i := range 5 {
-			j := job.New(job.Request{Rows: 1}, "alice", base.Add(time.Duration(i)*time.Second))
-			if _, _, err := st.Create(t.Context(), j, ""); err != nil {
-				t.Fatal(err)
-			}
-			want = append(want, j.Code)
-		}
+		want := createdInOrder(t, st, "alice", time.Now().UTC(), 5)
 		got, err := st.Unfinished(t.Context())
 		if err != nil || len(got) != len(want) {
 			t.Fatalf("unfinished: %d jobs, %v; want %d", len(got), err, len(want))

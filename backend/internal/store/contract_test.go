@@ -3,6 +3,7 @@ package store_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -52,6 +53,21 @@ var implementations = []implementation{
 			return st
 		}
 	}},
+}
+
+// createdInOrder creates n jobs of owner's on st, created a second apart
+// from base, and returns their codes oldest first.
+func createdInOrder(t *testing.T, st store.Store, owner string, base time.Time, n int) []string {
+	t.Helper()
+	var codes []string
+	for i := range n {
+		j := job.New(job.Request{Rows: 1}, owner, base.Add(time.Duration(i)*time.Second))
+		if _, _, err := st.Create(t.Context(), j, ""); err != nil {
+			t.Fatal(err)
+		}
+		codes = append(codes, j.Code)
+	}
+	return codes
 }
 
 // contractCase is one property every store keeps, tested on a fresh one.
@@ -246,12 +262,8 @@ var contract = []contractCase{
 	}},
 	{"list returns only the owner's jobs, newest first", func(t *testing.T, st store.Store) {
 		base := time.Now().UTC()
-		var want []string
-		for i := range 3 {
-			j := job.New(job.Request{Rows: 1}, "alice", base.Add(time.Duration(i)*time.Second))
-			_, _, _ = st.Create(t.Context(), j, "")
-			want = append([]string{j.Code}, want...)
-		}
+		want := createdInOrder(t, st, "alice", base, 3)
+		slices.Reverse(want) // newest first
 		_, _, _ = st.Create(t.Context(), job.New(job.Request{Rows: 1}, "bob", base), "")
 		got, err := st.List(t.Context(), "alice")
 		if err != nil || len(got) != 3 {

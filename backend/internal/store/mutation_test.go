@@ -36,12 +36,7 @@ func reopen(t *testing.T, st store.Store, dir string) store.Store {
 // before the job was written): an export created with an Idempotency-Key
 // and not yet started is there after a restart, and its key replays it.
 func TestAJobCreatedWithAKeyIsThereAfterARestartBeforeItStarts(t *testing.T) {
-	dir := t.TempDir()
-	st := mustOpen(t, dir)
-	j := job.New(job.Request{Rows: 10, DurationMs: 10}, "alice", time.Now().UTC())
-	if _, created, err := st.Create(t.Context(), j, "key-1"); err != nil || !created {
-		t.Fatalf("create: %v %v", created, err)
-	}
+	st, dir, j := keyedJob(t, job.Request{Rows: 10, DurationMs: 10})
 	st = reopen(t, st, dir)
 	if got, err := st.Get(t.Context(), j.Code); err != nil || got.Status != job.StatusPending {
 		t.Fatalf("after the restart: %+v, %v; want the PENDING job", got, err)

@@ -24,13 +24,22 @@ func mustOpen(t *testing.T, dir string) store.Store {
 	return st
 }
 
-func TestTheDurableStoreKeepsJobsKeysAndSeqAcrossReopening(t *testing.T) {
-	dir := t.TempDir()
-	st := mustOpen(t, dir)
-	j := job.New(job.Request{Rows: 100, DurationMs: 10}, "alice", time.Now().UTC())
+// keyedJob opens the durable store in a fresh directory and creates
+// alice's job of req there with Idempotency-Key key-1; the test closes
+// the store.
+func keyedJob(t *testing.T, req job.Request) (st store.Store, dir string, j job.Job) {
+	t.Helper()
+	dir = t.TempDir()
+	st = mustOpen(t, dir)
+	j = job.New(req, "alice", time.Now().UTC())
 	if _, created, err := st.Create(t.Context(), j, "key-1"); err != nil || !created {
 		t.Fatalf("create: %v %v", created, err)
 	}
+	return st, dir, j
+}
+
+func TestTheDurableStoreKeepsJobsKeysAndSeqAcrossReopening(t *testing.T) {
+	st, dir, j := keyedJob(t, job.Request{Rows: 100, DurationMs: 10})
 	if _, err := st.Update(t.Context(), j.Code, setProgress(10)); err != nil {
 		t.Fatal(err)
 	}
