@@ -198,10 +198,10 @@ func endedWith(t *testing.T, envs ...relaytest.Envelope) []Event {
 	return evs
 }
 
-// subscribed subscribes to o's job code on h from after and returns once
+// subscribe subscribes to o's job code on h from after and returns once
 // the backend b has code's PUT. The subscription closes at the test's
 // end, before the hub.
-func subscribed(t testing.TB, h *Hub, b *relaytest.Backend, code string, after int64) *Subscription {
+func subscribe(t testing.TB, h *Hub, b *relaytest.Backend, code string, after int64) *Subscription {
 	t.Helper()
 	s := h.Subscribe("o", code, after, nil)
 	t.Cleanup(s.Close)
@@ -209,11 +209,11 @@ func subscribed(t testing.TB, h *Hub, b *relaytest.Backend, code string, after i
 	return s
 }
 
-// subscribeTo is subscribed for the hub's first subscriber, and returns
+// subscribeTo is subscribe for the hub's first subscriber, and returns
 // the connection of the stream the hub opened for it too.
 func subscribeTo(t testing.TB, h *Hub, b *relaytest.Backend, code string, after int64) (*Subscription, *relaytest.Conn) {
 	t.Helper()
-	s := subscribed(t, h, b, code, after)
+	s := subscribe(t, h, b, code, after)
 	return s, b.NextStream(t)
 }
 
@@ -498,7 +498,7 @@ func TestEventsReachTheSubscriberAsTheBackendSentThem(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code := fmt.Sprintf("c%d", i)
-			s := subscribed(t, h, b, code, 0)
+			s := subscribe(t, h, b, code, 0)
 			env := tt.env
 			env.Owner, env.Code = "o", code
 			conn.Envelope(env, relaytest.Ended("o", code, "done"))
@@ -540,7 +540,7 @@ func TestTheHubReadsTheStreamInAnyLegalFraming(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code := fmt.Sprintf("c%d", i)
-			s := subscribed(t, h, b, code, 0)
+			s := subscribe(t, h, b, code, 0)
 			env := fmt.Sprintf(`{"owner":"o","code":%q,"id":"1","data":"a"}`, code)
 			for _, p := range tt.pieces(env) {
 				conn.Send(p)
