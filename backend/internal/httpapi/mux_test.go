@@ -507,14 +507,23 @@ func TestAnotherOwnersUnknownOrMalformedCodeEndsNotFoundWithNoneOfItsData(t *tes
 	}
 }
 
-// Subscriptions are per owner and code: another owner subscribing (or
-// unsubscribing) the same code on the same stream neither replaces nor
-// ends the owner's, and every envelope says whose it is.
-func TestAnotherOwnersCallForTheSameCodeLeavesTheOwnersSubscriptionAlone(t *testing.T) {
+// aliceSubscribed starts a backend with a job of alice's and opens a
+// stream with alice subscribed to it from the start; the stream's first
+// envelope is not read yet.
+func aliceSubscribed(t *testing.T) (*testBackend, job.Job, *muxStream) {
+	t.Helper()
 	b := newBackend(t)
 	j := storedJob(t, b.store, "alice")
 	m := openMux(t, b.url, muxOptions{})
 	subscribe(t, b.url, m.id, j.Code, "alice", 0)
+	return b, j, m
+}
+
+// Subscriptions are per owner and code: another owner subscribing (or
+// unsubscribing) the same code on the same stream neither replaces nor
+// ends the owner's, and every envelope says whose it is.
+func TestAnotherOwnersCallForTheSameCodeLeavesTheOwnersSubscriptionAlone(t *testing.T) {
+	b, j, m := aliceSubscribed(t)
 	if e := m.next(t); e.Owner != "alice" || envID(t, e) != 1 {
 		t.Fatalf("alice's first: %s", show(e))
 	}
@@ -534,10 +543,7 @@ func TestAnotherOwnersCallForTheSameCodeLeavesTheOwnersSubscriptionAlone(t *test
 }
 
 func TestAJobDeletedWhileSubscribedEndsNotFound(t *testing.T) {
-	b := newBackend(t)
-	j := storedJob(t, b.store, "alice")
-	m := openMux(t, b.url, muxOptions{})
-	subscribe(t, b.url, m.id, j.Code, "alice", 0)
+	b, j, m := aliceSubscribed(t)
 	if e := m.next(t); envID(t, e) != 1 {
 		t.Fatalf("first: %s", show(e))
 	}
@@ -550,10 +556,7 @@ func TestAJobDeletedWhileSubscribedEndsNotFound(t *testing.T) {
 }
 
 func TestSubscriptionCallsForAStreamThatIsNotOpenAre404(t *testing.T) {
-	b := newBackend(t)
-	j := storedJob(t, b.store, "alice")
-	m := openMux(t, b.url, muxOptions{})
-	subscribe(t, b.url, m.id, j.Code, "alice", 0)
+	b, j, m := aliceSubscribed(t)
 	m.close()
 	eventually(t, "the stream closed", func() bool { return b.api.Mux.Streams() == 0 })
 

@@ -15,10 +15,7 @@ import (
 	"github.com/exportstream/exportstream/backend/internal/store"
 )
 
-var contractMore = []struct {
-	name string
-	test func(t *testing.T, st store.Store)
-}{
+var contractMore = []contractCase{
 	// Kills store.go:126 and redis.go:668/673 (a count of 0 kept as an
 	// entry): the counts forget an owner and a status with nothing left in
 	// them, or they grow with every owner ever seen.
@@ -46,15 +43,7 @@ var contractMore = []struct {
 	// Kills redis.go:618 (ZRange 0, -1 as 0, 1): a restarted backend
 	// resumes every unfinished job, not the first two.
 	{"unfinished lists every running job", func(t *testing.T, st store.Store) {
-		base := time.Now().UTC()
-		var want []string
-		for i := range 5 {
-			j := job.New(job.Request{Rows: 1}, "alice", base.Add(time.Duration(i)*time.Second))
-			if _, _, err := st.Create(t.Context(), j, ""); err != nil {
-				t.Fatal(err)
-			}
-			want = append(want, j.Code)
-		}
+		want := createdInOrder(t, st, "alice", time.Now().UTC(), 5)
 		got, err := st.Unfinished(t.Context())
 		if err != nil || len(got) != len(want) {
 			t.Fatalf("unfinished: %d jobs, %v; want %d", len(got), err, len(want))
@@ -172,16 +161,5 @@ var contractMore = []struct {
 }
 
 func TestEveryStoreKeepsTheContractToo(t *testing.T) {
-	for _, impl := range implementations {
-		t.Run(impl.name, func(t *testing.T) {
-			open := impl.setup(t)
-			for _, c := range contractMore {
-				t.Run(c.name, func(t *testing.T) {
-					st := open(t)
-					defer func() { _ = st.Close() }()
-					c.test(t, st)
-				})
-			}
-		})
-	}
+	runOnEveryStore(t, contractMore)
 }

@@ -3,6 +3,7 @@ package store_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -54,10 +55,44 @@ var implementations = []implementation{
 	}},
 }
 
-var contract = []struct {
+// createdInOrder creates n jobs of owner's on st, created a second apart
+// from base, and returns their codes oldest first.
+func createdInOrder(t *testing.T, st store.Store, owner string, base time.Time, n int) []string {
+	t.Helper()
+	var codes []string
+	for i := range n {
+		j := job.New(job.Request{Rows: 1}, owner, base.Add(time.Duration(i)*time.Second))
+		if _, _, err := st.Create(t.Context(), j, ""); err != nil {
+			t.Fatal(err)
+		}
+		codes = append(codes, j.Code)
+	}
+	return codes
+}
+
+// contractCase is one property every store keeps, tested on a fresh one.
+type contractCase struct {
 	name string
 	test func(t *testing.T, st store.Store)
-}{
+}
+
+// runOnEveryStore runs each case on a fresh store of every implementation.
+func runOnEveryStore(t *testing.T, cases []contractCase) {
+	for _, impl := range implementations {
+		t.Run(impl.name, func(t *testing.T) {
+			open := impl.setup(t)
+			for _, c := range cases {
+				t.Run(c.name, func(t *testing.T) {
+					st := open(t)
+					defer func() { _ = st.Close() }()
+					c.test(t, st)
+				})
+			}
+		})
+	}
+}
+
+var contract = []contractCase{
 	{"a created job reads back as it was, with seq 1", func(t *testing.T, st store.Store) {
 		j := job.New(job.Request{Rows: 5, DurationMs: 10, Filename: "x"}, "alice", time.Now().UTC())
 		if _, created, err := st.Create(t.Context(), j, ""); err != nil || !created {
@@ -227,12 +262,8 @@ var contract = []struct {
 	}},
 	{"list returns only the owner's jobs, newest first", func(t *testing.T, st store.Store) {
 		base := time.Now().UTC()
-		var want []string
-		for i := range 3 {
-			j := job.New(job.Request{Rows: 1}, "alice", base.Add(time.Duration(i)*time.Second))
-			_, _, _ = st.Create(t.Context(), j, "")
-			want = append([]string{j.Code}, want...)
-		}
+		want := createdInOrder(t, st, "alice", base, 3)
+		slices.Reverse(want) // newest first
 		_, _, _ = st.Create(t.Context(), job.New(job.Request{Rows: 1}, "bob", base), "")
 		got, err := st.List(t.Context(), "alice")
 		if err != nil || len(got) != 3 {
@@ -370,16 +401,5 @@ func waitClosed(t *testing.T, ch <-chan struct{}, when string) {
 }
 
 func TestEveryStoreKeepsTheContract(t *testing.T) {
-	for _, impl := range implementations {
-		t.Run(impl.name, func(t *testing.T) {
-			open := impl.setup(t)
-			for _, c := range contract {
-				t.Run(c.name, func(t *testing.T) {
-					st := open(t)
-					defer func() { _ = st.Close() }()
-					c.test(t, st)
-				})
-			}
-		})
-	}
+	runOnEveryStore(t, contract)
 }

@@ -58,10 +58,7 @@ func (f followed) end(t *testing.T) error {
 	return nil
 }
 
-var followContract = []struct {
-	name string
-	test func(t *testing.T, st store.Store)
-}{
+var followContract = []contractCase{
 	{"follow yields what is newer than the seq, each change, and ends after the terminal snapshot", func(t *testing.T, st store.Store) {
 		j, _, _ := st.Create(t.Context(), job.New(job.Request{Rows: 10}, "alice", time.Now().UTC()), "")
 		f := follow(t, st, j.Code, "alice", 0)
@@ -130,16 +127,5 @@ var followContract = []struct {
 }
 
 func TestEveryStoreIsFollowedTheSameWay(t *testing.T) {
-	for _, impl := range implementations {
-		t.Run(impl.name, func(t *testing.T) {
-			open := impl.setup(t)
-			for _, c := range followContract {
-				t.Run(c.name, func(t *testing.T) {
-					st := open(t)
-					defer func() { _ = st.Close() }()
-					c.test(t, st)
-				})
-			}
-		})
-	}
+	runOnEveryStore(t, followContract)
 }

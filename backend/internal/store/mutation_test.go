@@ -27,10 +27,7 @@ func reopen(t *testing.T, st store.Store, dir string) store.Store {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st = mustOpen(t, dir)
 	t.Cleanup(func() { _ = st.Close() })
 	return st
 }
@@ -39,15 +36,7 @@ func reopen(t *testing.T, st store.Store, dir string) store.Store {
 // before the job was written): an export created with an Idempotency-Key
 // and not yet started is there after a restart, and its key replays it.
 func TestAJobCreatedWithAKeyIsThereAfterARestartBeforeItStarts(t *testing.T) {
-	dir := t.TempDir()
-	st, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	j := job.New(job.Request{Rows: 10, DurationMs: 10}, "alice", time.Now().UTC())
-	if _, created, err := st.Create(t.Context(), j, "key-1"); err != nil || !created {
-		t.Fatalf("create: %v %v", created, err)
-	}
+	st, dir, j := keyedJob(t, job.Request{Rows: 10, DurationMs: 10})
 	st = reopen(t, st, dir)
 	if got, err := st.Get(t.Context(), j.Code); err != nil || got.Status != job.StatusPending {
 		t.Fatalf("after the restart: %+v, %v; want the PENDING job", got, err)
@@ -62,10 +51,7 @@ func TestAJobCreatedWithAKeyIsThereAfterARestartBeforeItStarts(t *testing.T) {
 // that retention dropped stay dropped after a restart.
 func TestWhatRetentionDroppedStaysDroppedAfterARestart(t *testing.T) {
 	dir := t.TempDir()
-	st, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := mustOpen(t, dir)
 	now := time.Now().UTC()
 	var jobs []job.Job
 	for _, key := range []string{"k1", "k2"} {
@@ -108,10 +94,7 @@ func TestWhatRetentionDroppedStaysDroppedAfterARestart(t *testing.T) {
 func TestASecondOpenOfADataDirectoryInUseFailsInsteadOfHanging(t *testing.T) {
 	testenv.Slow(t)
 	dir := t.TempDir()
-	st, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := mustOpen(t, dir)
 	defer func() { _ = st.Close() }()
 	opened := make(chan error, 1)
 	go func() {
@@ -131,22 +114,31 @@ func TestASecondOpenOfADataDirectoryInUseFailsInsteadOfHanging(t *testing.T) {
 	}
 }
 
+// fullDiskStore opens a store without a disk reserve on a 1 MiB disk and
+// fills the disk; removing the file it returns makes room again. The
+// store closes at the test's end, before the disk goes.
+func fullDiskStore(t *testing.T) (store.Store, string) {
+	t.Helper()
+	dir := smallDisk(t, 1<<20)
+	st := mustOpen(t, dir)
+	t.Cleanup(func() { _ = st.Close() })
+	filler := filepath.Join(dir, "filler")
+	fillDisk(t, filler)
+	return st, filler
+}
+
+// big is a request whose record takes 32 KiB: the database file must grow
+// for each, and on a full disk cannot.
+var big = job.Request{Rows: 1, Filename: strings.Repeat("f", 32<<10)}
+
 // Kills commit.go:100 (failed := -1 as 1, either mutant: a commit that
 // fails on its own, not by a change, answered one change short and then
 // indexed past the group): without a disk reserve, creates on a full disk
 // fail with ErrStorageFull, and work again once there is room.
 func TestWithoutAReserveCreatesOnAFullDiskFailAsStorageFull(t *testing.T) {
-	dir := smallDisk(t, 1<<20)
-	st, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.Close() }()
-	filler := filepath.Join(dir, "filler")
-	fillDisk(t, filler)
-	// Records of 32 KiB: the database file must grow for each, and cannot.
-	big := job.Request{Rows: 1, Filename: strings.Repeat("f", 32<<10)}
+	st, filler := fullDiskStore(t)
 	var stored []string
+	var err error
 	for range 100 {
 		j := job.New(big, "alice", time.Now().UTC())
 		if _, _, err = st.Create(t.Context(), j, ""); err != nil {
@@ -283,16 +275,9 @@ func TestRedisKeepsIdempotencyKeysForItsRetention(t *testing.T) {
 // refused for a full disk can be retried with the same Idempotency-Key
 // once there is room, and makes the job.
 func TestACreateRefusedForAFullDiskCanBeRetriedWithItsKey(t *testing.T) {
-	dir := smallDisk(t, 1<<20)
-	st, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.Close() }()
-	filler := filepath.Join(dir, "filler")
-	fillDisk(t, filler)
-	big := job.Request{Rows: 1, Filename: strings.Repeat("f", 32<<10)}
+	st, filler := fullDiskStore(t)
 	var key string
+	var err error
 	for i := range 100 {
 		key = fmt.Sprintf("key-%d", i)
 		if _, _, err = st.Create(t.Context(), job.New(big, "alice", time.Now().UTC()), key); err != nil {

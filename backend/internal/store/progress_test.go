@@ -257,12 +257,8 @@ func TestAfterACrashTheNextSeqIsAboveEverySeqAWatcherSaw(t *testing.T) {
 func TestTheCheckpointWritesProgressWithinItsInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const every = 200 * time.Millisecond
-		st, err := Open(t.TempDir(), WithProgressCheckpoint(every))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = st.Close() }()
-		db := dbOf(st.(*jobs))
+		st := openDurable(t, t.TempDir(), WithProgressCheckpoint(every))
+		db := dbOf(st)
 		j := startRunning(t, st) // fake time stands still: the interval starts now
 		for round := range 3 {
 			tick, err := st.Update(t.Context(), j.Code, toRows(round+1))
@@ -410,12 +406,8 @@ func TestACheckpointThatFailedIsTriedAgain(t *testing.T) {
 func TestAJobTickingFewerThanABlockPerIntervalNeverWaitsForTheDisk(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const every = 200 * time.Millisecond
-		st, err := Open(t.TempDir(), WithProgressCheckpoint(every))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = st.Close() }()
-		db := dbOf(st.(*jobs))
+		st := openDurable(t, t.TempDir(), WithProgressCheckpoint(every))
+		db := dbOf(st)
 		j := startRunning(t, st)
 		before := committedWrites(t, db)
 		const intervals, perInterval = 10, seqBlock - 4

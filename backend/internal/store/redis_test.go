@@ -12,13 +12,21 @@ import (
 	"github.com/exportstream/exportstream/internal/testenv"
 )
 
-func TestRedisWatchersThatStopWatchingLeaveNothingBehind(t *testing.T) {
+// openRedis starts a Redis and opens a store on it, closed at the test's
+// end.
+func openRedis(t *testing.T) (*redistest.Server, *store.Redis) {
+	t.Helper()
 	srv := redistest.Start(t)
 	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = st.Close() }()
+	t.Cleanup(func() { _ = st.Close() })
+	return srv, st
+}
+
+func TestRedisWatchersThatStopWatchingLeaveNothingBehind(t *testing.T) {
+	_, st := openRedis(t)
 	create := func() job.Job {
 		j, _, err := st.Create(t.Context(), job.New(job.Request{Rows: 10, DurationMs: 10}, "owner", time.Now().UTC()), "")
 		if err != nil {
@@ -71,12 +79,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func TestRedisStatsSayWhenTheyCannotBeRead(t *testing.T) {
 	testenv.Slow(t)
-	srv := redistest.Start(t)
-	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.Close() }()
+	srv, st := openRedis(t)
 	if _, _, err := st.Create(t.Context(), job.New(job.Request{Rows: 10, DurationMs: 10}, "owner", time.Now().UTC()), ""); err != nil {
 		t.Fatal(err)
 	}
@@ -93,12 +96,7 @@ func TestRedisStatsSayWhenTheyCannotBeRead(t *testing.T) {
 // watch of a job that is not there leaves no waiter behind, even while
 // its caller's context lives on.
 func TestARedisWatchOfAMissingJobLeavesNoWaiter(t *testing.T) {
-	srv := redistest.Start(t)
-	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.Close() }()
+	_, st := openRedis(t)
 	for range 10 {
 		if _, _, err := st.Watch(t.Context(), job.New(job.Request{Rows: 1}, "o", time.Now()).Code); !errors.Is(err, job.ErrNotFound) {
 			t.Fatalf("watch of a missing job: %v, want not found", err)

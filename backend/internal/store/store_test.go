@@ -14,16 +14,32 @@ func setProgress(p int) func(*job.Job) error {
 	return func(j *job.Job) error { j.Status, j.Progress, j.RowsDone = job.StatusInProgress, p, p; return nil }
 }
 
-func TestTheDurableStoreKeepsJobsKeysAndSeqAcrossReopening(t *testing.T) {
-	dir := t.TempDir()
+// mustOpen opens the durable store in dir; the test closes it.
+func mustOpen(t *testing.T, dir string) store.Store {
+	t.Helper()
 	st, err := store.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	j := job.New(job.Request{Rows: 100, DurationMs: 10}, "alice", time.Now().UTC())
+	return st
+}
+
+// keyedJob opens the durable store in a fresh directory and creates
+// alice's job of req there with Idempotency-Key key-1; the test closes
+// the store.
+func keyedJob(t *testing.T, req job.Request) (st store.Store, dir string, j job.Job) {
+	t.Helper()
+	dir = t.TempDir()
+	st = mustOpen(t, dir)
+	j = job.New(req, "alice", time.Now().UTC())
 	if _, created, err := st.Create(t.Context(), j, "key-1"); err != nil || !created {
 		t.Fatalf("create: %v %v", created, err)
 	}
+	return st, dir, j
+}
+
+func TestTheDurableStoreKeepsJobsKeysAndSeqAcrossReopening(t *testing.T) {
+	st, dir, j := keyedJob(t, job.Request{Rows: 100, DurationMs: 10})
 	if _, err := st.Update(t.Context(), j.Code, setProgress(10)); err != nil {
 		t.Fatal(err)
 	}
@@ -35,10 +51,7 @@ func TestTheDurableStoreKeepsJobsKeysAndSeqAcrossReopening(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	st, err = store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st = mustOpen(t, dir)
 	defer func() { _ = st.Close() }()
 	got, err := st.Get(t.Context(), j.Code)
 	if err != nil || got.Seq != updated.Seq || got.Progress != 20 || got.Owner != "alice" || got.Request.Rows != 100 {
@@ -59,10 +72,7 @@ func TestTheDurableStoreKeepsJobsKeysAndSeqAcrossReopening(t *testing.T) {
 
 func TestRetentionTombstonesSurviveReopening(t *testing.T) {
 	dir := t.TempDir()
-	st, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := mustOpen(t, dir)
 	j := job.New(job.Request{Rows: 1}, "", time.Now().UTC())
 	_, _, _ = st.Create(t.Context(), j, "")
 	_, _ = st.Update(t.Context(), j.Code, func(j *job.Job) error {
@@ -74,10 +84,7 @@ func TestRetentionTombstonesSurviveReopening(t *testing.T) {
 		t.Fatalf("sweep: %d, %v", len(deleted), err)
 	}
 	_ = st.Close()
-	st, err = store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st = mustOpen(t, dir)
 	defer func() { _ = st.Close() }()
 	if _, err := st.Get(t.Context(), j.Code); !errors.Is(err, job.ErrNotFound) {
 		t.Errorf("swept job after reopening: %v, want not found", err)
@@ -109,10 +116,7 @@ func TestAChangeThatFailsStoresNothing(t *testing.T) {
 // themselves after creates, status changes, deletions and a reopening.
 func TestStatsCountsMatchTheJobsAfterManyChanges(t *testing.T) {
 	dir := t.TempDir()
-	st, err := store.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := mustOpen(t, dir)
 	owners := []string{"alice", "bob", ""}
 	var codes []string
 	for i := range 30 {
@@ -157,9 +161,7 @@ func TestStatsCountsMatchTheJobsAfterManyChanges(t *testing.T) {
 	}
 	check("after the changes")
 	_ = st.Close()
-	if st, err = store.Open(dir); err != nil {
-		t.Fatal(err)
-	}
+	st = mustOpen(t, dir)
 	defer func() { _ = st.Close() }()
 	check("after reopening")
 }

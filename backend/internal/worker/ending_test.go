@@ -55,6 +55,25 @@ func (s *scriptedStore) Get(ctx context.Context, code string) (job.Job, error) {
 	return s.Store.Get(ctx, code)
 }
 
+// landingBeforeCompleted is an in-memory store on which a rival's change
+// lands right before the worker's COMPLETED would: rival changes the job
+// as stored, given what the worker's update would store.
+func landingBeforeCompleted(rival func(j *job.Job, would job.Job)) *scriptedStore {
+	inner := store.NewMemory()
+	st := &scriptedStore{Store: inner}
+	st.beforeUpdate = func(_ int, would job.Job) error {
+		if would.Status != job.StatusCompleted {
+			return nil
+		}
+		_, err := inner.Update(context.Background(), would.Code, func(j *job.Job) error {
+			rival(j, would)
+			return nil
+		})
+		return err
+	}
+	return st
+}
+
 // runOne generates one small job on a one-worker pool over st until it is
 // terminal (or fails the test after 10 s), closes the pool so the worker
 // is done with the file, and returns the last snapshot and the file path.
@@ -114,19 +133,10 @@ func TestACompletedJobKeepsItsFileWhenTheStoreCannotBeReadRightAfter(t *testing.
 }
 
 func TestAJobCompletedByAnotherWorkerKeepsTheFileBothStored(t *testing.T) {
-	inner := store.NewMemory()
-	st := &scriptedStore{Store: inner}
-	st.beforeUpdate = func(_ int, would job.Job) error {
-		if would.Status == job.StatusCompleted { // the other worker is first
-			_, err := inner.Update(context.Background(), would.Code, func(j *job.Job) error {
-				j.Status, j.Progress, j.RowsDone, j.File = would.Status, would.Progress, would.RowsDone, would.File
-				return nil
-			})
-			return err
-		}
-		return nil
-	}
-	end, path := runOne(t, st)
+	// The other worker is first, with the same file.
+	end, path := runOne(t, landingBeforeCompleted(func(j *job.Job, would job.Job) {
+		j.Status, j.Progress, j.RowsDone, j.File = would.Status, would.Progress, would.RowsDone, would.File
+	}))
 	if end.Status != job.StatusCompleted {
 		t.Fatalf("ended %s", end.Status)
 	}
@@ -136,19 +146,8 @@ func TestAJobCompletedByAnotherWorkerKeepsTheFileBothStored(t *testing.T) {
 }
 
 func TestAJobCancelledWhileItsFileIsStoredLeavesNoFile(t *testing.T) {
-	inner := store.NewMemory()
-	st := &scriptedStore{Store: inner}
-	st.beforeUpdate = func(_ int, would job.Job) error {
-		if would.Status == job.StatusCompleted { // the user's cancel lands first
-			_, err := inner.Update(context.Background(), would.Code, func(j *job.Job) error {
-				j.Status = job.StatusCancelled
-				return nil
-			})
-			return err
-		}
-		return nil
-	}
-	end, path := runOne(t, st)
+	// The user's cancel lands first.
+	end, path := runOne(t, landingBeforeCompleted(func(j *job.Job, _ job.Job) { j.Status = job.StatusCancelled }))
 	if end.Status != job.StatusCancelled {
 		t.Fatalf("ended %s", end.Status)
 	}

@@ -59,17 +59,9 @@ func TestAJobStoredButNeverQueuedIsQueuedByTheReconcilerAndFinishes(t *testing.T
 func deliveredAndDied(t *testing.T, n int) (*redistest.Server, job.Job) {
 	t.Helper()
 	srv := redistest.Start(t)
-	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.Close() }()
+	st, q := openRedisQueue(t, srv.URL(), worker.RedisQueueOptions{})
 	j := job.New(job.Request{Rows: 100, DurationMs: 100}, "", time.Now().UTC())
 	if _, _, err := st.Create(t.Context(), j, ""); err != nil {
-		t.Fatal(err)
-	}
-	q, err := worker.NewRedisQueue(t.Context(), st.Client(), worker.RedisQueueOptions{Prefix: st.Prefix()}, slog.New(slog.DiscardHandler))
-	if err != nil {
 		t.Fatal(err)
 	}
 	if err := q.Push(t.Context(), j.Code); err != nil {

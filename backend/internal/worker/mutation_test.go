@@ -49,29 +49,42 @@ func (q *unreachableQueue) Pop(ctx context.Context) (*worker.Task, error) {
 func (*unreachableQueue) Depth() int   { return 0 }
 func (*unreachableQueue) Shared() bool { return true }
 
+// attempts returns when each Pop came.
+func (q *unreachableQueue) attempts() []time.Time {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return append([]time.Time(nil), q.pops...)
+}
+
+// runOneWorker runs a pool of one worker on q for d (fake time, in a
+// bubble), then closes it.
+func runOneWorker(t *testing.T, q worker.Queue, d time.Duration) {
+	t.Helper()
+	pool, err := worker.New(store.NewMemory(), worker.Config{Workers: 1, QueueSize: 1, FilesDir: t.TempDir(), Queue: q}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(d)
+	pool.Close()
+}
+
 // Kills pool.go:191 (the first backoff, 100 ms, made 0): while the shared
 // queue cannot be reached, a worker retries with a growing delay, not in a
 // busy loop that burns a core and floods the log.
 func TestAWorkerBacksOffWhileTheSharedQueueIsUnreachable(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		q := &unreachableQueue{limit: 50}
-		pool, err := worker.New(store.NewMemory(), worker.Config{Workers: 1, QueueSize: 1, FilesDir: t.TempDir(), Queue: q}, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(2 * time.Second) // fake time: the attempts of two seconds
-		pool.Close()
-		q.mu.Lock()
-		defer q.mu.Unlock()
+		runOneWorker(t, q, 2*time.Second) // the attempts of two seconds
+		pops := q.attempts()
 		// 0, 0.1, 0.3, 0.7 and 1.5 s: each delay twice the last.
-		if len(q.pops) < 3 || len(q.pops) > 6 {
-			t.Fatalf("%d attempts in 2 s, want about 5 (100 ms, doubling)", len(q.pops))
+		if len(pops) < 3 || len(pops) > 6 {
+			t.Fatalf("%d attempts in 2 s, want about 5 (100 ms, doubling)", len(pops))
 		}
-		if gap := q.pops[1].Sub(q.pops[0]); gap < 100*time.Millisecond {
+		if gap := pops[1].Sub(pops[0]); gap < 100*time.Millisecond {
 			t.Errorf("the first retry came %v after the failure, want 100 ms", gap)
 		}
-		for i := 2; i < len(q.pops); i++ {
-			if prev, gap := q.pops[i-1].Sub(q.pops[i-2]), q.pops[i].Sub(q.pops[i-1]); gap < 2*prev {
+		for i := 2; i < len(pops); i++ {
+			if prev, gap := pops[i-1].Sub(pops[i-2]), pops[i].Sub(pops[i-1]); gap < 2*prev {
 				t.Errorf("retry %d came %v after the one before, want twice the previous delay (%v)", i, gap, 2*prev)
 			}
 		}
@@ -103,18 +116,12 @@ func (q *flakyQueue) Pop(ctx context.Context) (*worker.Task, error) {
 func TestAfterTheQueueCameBackAWorkerStillBacksOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		q := &flakyQueue{unreachableQueue: unreachableQueue{limit: 50}}
-		pool, err := worker.New(store.NewMemory(), worker.Config{Workers: 1, QueueSize: 1, FilesDir: t.TempDir(), Queue: q}, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
+		runOneWorker(t, q, 3*time.Second)
+		pops := q.attempts()
+		if len(pops) < 5 || len(pops) > 8 {
+			t.Fatalf("%d attempts in 3 s, want about 6 (the job taken, then 100 ms doubling again)", len(pops))
 		}
-		time.Sleep(3 * time.Second) // fake time
-		pool.Close()
-		q.mu.Lock()
-		defer q.mu.Unlock()
-		if len(q.pops) < 5 || len(q.pops) > 8 {
-			t.Fatalf("%d attempts in 3 s, want about 6 (the job taken, then 100 ms doubling again)", len(q.pops))
-		}
-		if gap := q.pops[4].Sub(q.pops[3]); gap < 100*time.Millisecond {
+		if gap := pops[4].Sub(pops[3]); gap < 100*time.Millisecond {
 			t.Errorf("the first retry after the queue went away again came after %v, want 100 ms", gap)
 		}
 	})
@@ -257,15 +264,7 @@ func TestTheLastAllowedDeliveryOfAJobStillRunsIt(t *testing.T) {
 // ClaimIdle still runs its jobs.
 func TestAQueueOpenedWithoutAClaimIdleRunsJobs(t *testing.T) {
 	srv := redistest.Start(t)
-	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.Close() }()
-	q, err := worker.NewRedisQueue(t.Context(), st.Client(), worker.RedisQueueOptions{Prefix: st.Prefix()}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, q := openRedisQueue(t, srv.URL(), worker.RedisQueueOptions{})
 	pool, err := worker.New(st, worker.Config{Workers: 1, QueueSize: 10, FilesDir: t.TempDir(), ProgressInterval: 50 * time.Millisecond, Retention: time.Hour, Durable: true, Queue: q}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -292,15 +291,7 @@ func TestAQueueOpenedWithoutAClaimIdleRunsJobs(t *testing.T) {
 // jobs, and the next create is refused as a full queue (429).
 func TestTheSharedQueueRefusesJobsPastMaxLen(t *testing.T) {
 	srv := redistest.Start(t)
-	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.Close() }()
-	q, err := worker.NewRedisQueue(t.Context(), st.Client(), worker.RedisQueueOptions{Prefix: st.Prefix(), MaxLen: 2}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, q := openRedisQueue(t, srv.URL(), worker.RedisQueueOptions{MaxLen: 2})
 	for i, want := range []error{nil, nil, job.ErrQueueFull} {
 		if err := q.Push(t.Context(), job.New(job.Request{Rows: 1}, "", time.Now()).Code); !errors.Is(err, want) {
 			t.Fatalf("push %d into a queue of 2: %v, want %v", i+1, err, want)
@@ -313,15 +304,7 @@ func TestTheSharedQueueRefusesJobsPastMaxLen(t *testing.T) {
 // those being generated.
 func TestTheSharedQueuesDepthCountsOnlyWaitingJobs(t *testing.T) {
 	srv := redistest.Start(t)
-	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.Close() }()
-	q, err := worker.NewRedisQueue(t.Context(), st.Client(), worker.RedisQueueOptions{Prefix: st.Prefix(), ClaimIdle: time.Minute}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, q := openRedisQueue(t, srv.URL(), worker.RedisQueueOptions{ClaimIdle: time.Minute})
 	if d := q.Depth(); d != 0 {
 		t.Fatalf("depth of an empty queue: %d", d)
 	}

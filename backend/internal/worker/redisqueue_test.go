@@ -53,6 +53,24 @@ func newLoggedRedisReplica(t *testing.T, url, filesDir string, claimIdle time.Du
 	return &redisReplica{store: st, pool: pool}
 }
 
+// openRedisQueue opens a store on the Redis at url and the shared queue
+// on it with opts, under the store's prefix; the store closes at the
+// test's end.
+func openRedisQueue(t *testing.T, url string, opts worker.RedisQueueOptions) (*store.Redis, *worker.RedisQueue) {
+	t.Helper()
+	st, err := store.OpenRedis(t.Context(), url, store.RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	opts.Prefix = st.Prefix()
+	q, err := worker.NewRedisQueue(t.Context(), st.Client(), opts, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, q
+}
+
 // checkRun checks what a watcher saw: seq strictly increasing, progress
 // never going back, exactly one terminal event, COMPLETED with the file.
 func checkRun(t *testing.T, seen []job.Job, rows int) {
@@ -78,19 +96,11 @@ func checkRun(t *testing.T, seen []job.Job, rows int) {
 func TestAJobWhoseReplicaDiedIsTakenOverAfterClaimIdleFromItsCheckpoint(t *testing.T) {
 	srv := redistest.Start(t)
 	files := t.TempDir()
-	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.Close() }()
+	st, q := openRedisQueue(t, srv.URL(), worker.RedisQueueOptions{})
 	// A job left at 40 % by a replica that died holding its queue entry.
 	j := job.New(job.Request{Rows: 1000, DurationMs: 1000}, "", time.Now().UTC())
 	j.Status, j.Progress, j.RowsDone, j.Seq = job.StatusInProgress, 40, 400, 9
 	if _, _, err := st.Create(t.Context(), j, ""); err != nil {
-		t.Fatal(err)
-	}
-	q, err := worker.NewRedisQueue(t.Context(), st.Client(), worker.RedisQueueOptions{Prefix: st.Prefix()}, slog.New(slog.DiscardHandler))
-	if err != nil {
 		t.Fatal(err)
 	}
 	if err := q.Push(t.Context(), j.Code); err != nil {
@@ -212,15 +222,7 @@ func (b *syncBuffer) String() string {
 
 func TestADeadReplicasJobsBehindManyLiveOnesAreAllTakenOver(t *testing.T) {
 	srv := redistest.Start(t)
-	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.Close() }()
-	q, err := worker.NewRedisQueue(t.Context(), st.Client(), worker.RedisQueueOptions{Prefix: st.Prefix(), ClaimIdle: time.Minute}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, q := openRedisQueue(t, srv.URL(), worker.RedisQueueOptions{ClaimIdle: time.Minute})
 	rdb, stream := st.Client(), st.Prefix()+"queue"
 	// 25 live jobs, running on a replica that keeps their entries fresh,
 	// then 5 of a replica that died: its entries idle for an hour.
@@ -275,15 +277,7 @@ func TestADeadReplicasJobsBehindManyLiveOnesAreAllTakenOver(t *testing.T) {
 // than answer as if the job were queued.
 func TestQueueingIntoAFullRedisIsAnError(t *testing.T) {
 	srv := redistest.Start(t)
-	st, err := store.OpenRedis(t.Context(), srv.URL(), store.RedisOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.Close() }()
-	q, err := worker.NewRedisQueue(t.Context(), st.Client(), worker.RedisQueueOptions{Prefix: st.Prefix(), MaxLen: 100}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, q := openRedisQueue(t, srv.URL(), worker.RedisQueueOptions{MaxLen: 100})
 	if err := q.Push(t.Context(), "before"); err != nil {
 		t.Fatalf("queueing with room: %v", err)
 	}
@@ -295,7 +289,7 @@ func TestQueueingIntoAFullRedisIsAnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = rdb.ConfigSet(context.Background(), "maxmemory", "0").Err() }()
-	err = q.Push(t.Context(), "after")
+	err := q.Push(t.Context(), "after")
 	if err == nil {
 		t.Fatal("queueing into a full Redis answered as if the job were queued")
 	}

@@ -105,9 +105,7 @@ func TestAJobWhoseCreateAnswersAfterTheTabListedItEndedIsNotSentTwice(t *testing
 	close(release)
 	<-answered // the BFF has joined the job to the tab's stream
 	// A later export's end comes after anything the join would send.
-	_, body := send(t, c, "POST", bff+"/api/exports", `{"rows":10,"durationMs":0}`, nil)
-	var later job
-	_ = json.Unmarshal([]byte(body), &later)
+	_, later := createExport(t, c, bff, `{"rows":10,"durationMs":0}`)
 	next(later.Code)
 	if terminal != 1 {
 		t.Errorf("the tab's stream sent %s's COMPLETED %d times, want once", code, terminal)

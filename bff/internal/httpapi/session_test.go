@@ -45,15 +45,24 @@ func send(t *testing.T, c *http.Client, method, url, body string, header http.He
 	return resp, string(b)
 }
 
+// createExport creates an export of req (its JSON) as browser c on the
+// BFF at bff and returns the create's response and the job; it fails the
+// test unless the BFF accepted it.
+func createExport(t *testing.T, c *http.Client, bff, req string) (*http.Response, job) {
+	t.Helper()
+	resp, body := send(t, c, "POST", bff+"/api/exports", req, nil)
+	var j job
+	if err := json.Unmarshal([]byte(body), &j); err != nil || resp.StatusCode != http.StatusAccepted || j.Code == "" {
+		t.Fatalf("create: %d %s", resp.StatusCode, body)
+	}
+	return resp, j
+}
+
 func TestAnotherSessionsExportIsNotFoundOnEveryEndpoint(t *testing.T) {
 	be := startBackend(t)
 	bff := startBFF(t, be.url, 5*time.Second)
 	alice, mallory := browser(), browser()
-	resp, body := send(t, alice, "POST", bff+"/api/exports", `{"rows":10,"durationMs":0}`, nil)
-	var j job
-	if err := json.Unmarshal([]byte(body), &j); err != nil || resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("create: %d %s", resp.StatusCode, body)
-	}
+	resp, j := createExport(t, alice, bff, `{"rows":10,"durationMs":0}`)
 	if len(resp.Cookies()) != 1 || !resp.Cookies()[0].HttpOnly || resp.Cookies()[0].SameSite != http.SameSiteLaxMode {
 		t.Errorf("session cookie %v: want one HttpOnly, SameSite=Lax cookie", resp.Cookies())
 	}
@@ -86,11 +95,7 @@ func TestACookieWithAnotherSessionsIDUnderItsOwnSignatureSeesNothingOfThatSessio
 	be := startBackend(t)
 	bff := startBFF(t, be.url, 5*time.Second)
 	alice, mallory := browser(), browser()
-	_, body := send(t, alice, "POST", bff+"/api/exports", `{"rows":10,"durationMs":0}`, nil)
-	var j job
-	if err := json.Unmarshal([]byte(body), &j); err != nil || j.Code == "" {
-		t.Fatalf("create: %s", body)
-	}
+	_, j := createExport(t, alice, bff, `{"rows":10,"durationMs":0}`)
 	send(t, mallory, "GET", bff+"/api/exports", "", nil) // mallory's own session
 	cookie := func(c *http.Client) string {
 		u, _ := url.Parse(bff)
@@ -227,20 +232,17 @@ func TestOneStreamPerTabCarriesEveryExportOfTheSession(t *testing.T) {
 		_ = json.Unmarshal([]byte(body), &j)
 		return j
 	}
-	_, body := send(t, c, "POST", bff+"/api/exports", `{"rows":10,"durationMs":0}`, nil)
-	done := decode(body)
+	_, done := createExport(t, c, bff, `{"rows":10,"durationMs":0}`)
 	for deadline := time.Now().Add(10 * time.Second); done.Status != "COMPLETED"; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) { // it must end before the tab opens its stream
 			t.Fatalf("the 10-row export is still %s after 10 s", done.Status)
 		}
-		_, body = send(t, c, "GET", bff+"/api/exports/"+done.Code, "", nil)
+		_, body := send(t, c, "GET", bff+"/api/exports/"+done.Code, "", nil)
 		done = decode(body)
 	}
-	_, body = send(t, c, "POST", bff+"/api/exports", `{"rows":2000,"durationMs":800}`, nil)
-	running := decode(body)
+	_, running := createExport(t, c, bff, `{"rows":2000,"durationMs":800}`)
 	events := multiplexed(t, c, bff)
-	_, body = send(t, c, "POST", bff+"/api/exports", `{"rows":2000,"durationMs":800}`, nil)
-	later := decode(body) // created after the stream opened
+	_, later := createExport(t, c, bff, `{"rows":2000,"durationMs":800}`) // created after the stream opened
 
 	final := map[string]job{}
 	lastSeq := map[string]int64{}

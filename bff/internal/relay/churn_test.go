@@ -41,8 +41,7 @@ func TestTenThousandSubscribesAndUnsubscribesOnOneStreamWhileEventsFlow(t *testi
 		stayers       = 2  // per stay job
 	)
 	start := time.Now()
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{Buffer: 8})
+	b, h := startHub(t, Config{Buffer: 8})
 	type job struct{ owner, code string }
 	var stay, churn []job
 	for i := range stayJobs {

@@ -61,8 +61,7 @@ func FuzzUpstreamBytes(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
-		b := relaytest.New(t)
-		h, _ := newHub(t, b, Config{Buffer: 1 << 12})
+		b, h := startHub(t, Config{Buffer: 1 << 12})
 		subs := make(map[topicKey]*Subscription)
 		for _, k := range fuzzSubscribers {
 			subs[k] = h.Subscribe(k.owner, k.code, 0, nil)

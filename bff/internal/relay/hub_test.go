@@ -45,6 +45,14 @@ func newHub(t testing.TB, b *relaytest.Backend, cfg Config) (*Hub, *counts) {
 	return newHubOn(t, upstreamOf(t, b), cfg, slog.New(slog.DiscardHandler))
 }
 
+// startHub starts a fake backend and, as newHub, a hub on it with cfg.
+func startHub(t testing.TB, cfg Config) (*relaytest.Backend, *Hub) {
+	t.Helper()
+	b := relaytest.New(t)
+	h, _ := newHub(t, b, cfg)
+	return b, h
+}
+
 func newHubOn(t testing.TB, up Upstream, cfg Config, log *slog.Logger) (*Hub, *counts) {
 	t.Helper()
 	if cfg.Buffer == 0 {
@@ -169,14 +177,54 @@ func waitSubscribed(t testing.TB, h *Hub, code string) {
 // start, subscribed on the backend's stream, whose connection it returns.
 func subscribedToC(t *testing.T) (*relaytest.Backend, *Hub, *Subscription, *relaytest.Conn) {
 	t.Helper()
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{Calls: 1})
-	s := h.Subscribe("o", "c", 0, nil)
-	t.Cleanup(s.Close)
-	conn := b.NextStream(t)
-	b.NextCall(t)
+	b, h := startHub(t, Config{Calls: 1})
+	s, conn := subscribeTo(t, h, b, "c", 0)
 	waitSubscribed(t, h, "c")
 	return b, h, s, conn
+}
+
+// endedWith sends envs to the one subscriber of o's job c and returns
+// what it got until its stream ended. The backend ended the subscription
+// itself: the test fails if the hub calls it for c after that (a retry or
+// a DELETE).
+func endedWith(t *testing.T, envs ...relaytest.Envelope) []Event {
+	t.Helper()
+	b, h, s, conn := subscribedToC(t)
+	conn.Envelope(envs...)
+	evs := drainAll(t, s)
+	if calls := callsBefore(t, h, b); len(calls) != 0 {
+		t.Errorf("calls after the backend ended c: %v, want none", calls)
+	}
+	return evs
+}
+
+// subscribe subscribes to o's job code on h from after and returns once
+// the backend b has code's PUT. The subscription closes at the test's
+// end, before the hub.
+func subscribe(t testing.TB, h *Hub, b *relaytest.Backend, code string, after int64) *Subscription {
+	t.Helper()
+	s := h.Subscribe("o", code, after, nil)
+	t.Cleanup(s.Close)
+	b.NextCall(t)
+	return s
+}
+
+// subscribeTo is subscribe for the hub's first subscriber, and returns
+// the connection of the stream the hub opened for it too.
+func subscribeTo(t testing.TB, h *Hub, b *relaytest.Backend, code string, after int64) (*Subscription, *relaytest.Conn) {
+	t.Helper()
+	s := subscribe(t, h, b, code, after)
+	return s, b.NextStream(t)
+}
+
+// within fails the test with msg unless ch is ready within wait.
+func within(t testing.TB, ch <-chan struct{}, msg string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(wait):
+		t.Fatal(msg)
+	}
 }
 
 // Call is relaytest's, for short signatures.
@@ -192,8 +240,7 @@ func seqs(evs []Event) []int64 {
 
 func TestJobsOfManySessionsShareOneStreamAndBrowsersOfOneSessionOneSubscription(t *testing.T) {
 	const sessions, jobs, tabs = 20, 5, 3
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{Calls: 1})
+	b, h := startHub(t, Config{Calls: 1})
 	for o := range sessions {
 		for c := range jobs {
 			for range tabs {
@@ -226,8 +273,7 @@ func TestJobsOfManySessionsShareOneStreamAndBrowsersOfOneSessionOneSubscription(
 }
 
 func TestALateSubscriberGetsTheLatestSnapshotAtOnceWithoutANewSubscription(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{Calls: 1})
+	b, h := startHub(t, Config{Calls: 1})
 	first := h.Subscribe("o", "c", 0, nil)
 	defer first.Close()
 	conn := b.NextStream(t)
@@ -258,8 +304,7 @@ func TestALateSubscriberGetsTheLatestSnapshotAtOnceWithoutANewSubscription(t *te
 }
 
 func TestAnEventForAnotherOwnersJobNeverReachesASubscriber(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{})
+	b, h := startHub(t, Config{})
 	mine := h.Subscribe("o", "c", 0, nil)
 	defer mine.Close()
 	conn := b.NextStream(t)
@@ -276,8 +321,7 @@ func TestAnEventForAnotherOwnersJobNeverReachesASubscriber(t *testing.T) {
 
 func TestTheLastSubscriberLeavingUnsubscribesOnlyAfterTheLingerAndOneComingBackSendsNothing(t *testing.T) {
 	const linger = 400 * time.Millisecond
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{Linger: linger})
+	b, h := startHub(t, Config{Linger: linger})
 	s := h.Subscribe("o", "c", 0, nil)
 	conn := b.NextStream(t)
 	b.NextCall(t) // the PUT
@@ -334,10 +378,7 @@ func TestTheSubscriptionOutlivesAnyButTheLastSubscriber(t *testing.T) {
 func TestASlowSubscriberKeepsTheLatestSnapshotsAndAlwaysTheFinalOne(t *testing.T) {
 	b := relaytest.New(t)
 	h, c := newHub(t, b, Config{Buffer: 4})
-	s := h.Subscribe("o", "c", 0, nil)
-	defer s.Close()
-	conn := b.NextStream(t)
-	b.NextCall(t)
+	s, conn := subscribeTo(t, h, b, "c", 0)
 	var envs []relaytest.Envelope
 	for seq := int64(1); seq < 50; seq++ {
 		envs = append(envs, relaytest.Snapshot("o", "c", seq, "IN_PROGRESS"))
@@ -358,25 +399,15 @@ func TestASlowSubscriberKeepsTheLatestSnapshotsAndAlwaysTheFinalOne(t *testing.T
 }
 
 func TestEndDoneEndsTheSubscriptionAfterTheTerminalEvent(t *testing.T) {
-	b, h, s, conn := subscribedToC(t)
-	conn.Envelope(relaytest.Snapshot("o", "c", 1, "IN_PROGRESS"), relaytest.Snapshot("o", "c", 2, "COMPLETED"))
-	evs := drainAll(t, s)
+	evs := endedWith(t, relaytest.Snapshot("o", "c", 1, "IN_PROGRESS"), relaytest.Snapshot("o", "c", 2, "COMPLETED"))
 	if !reflect.DeepEqual(seqs(evs), []int64{1, 2}) || !evs[1].End || evs[0].End {
 		t.Errorf("got %+v, want seq 1 then the final 2", evs)
-	}
-	// The backend ended the subscription itself: no DELETE for it.
-	if calls := callsBefore(t, h, b); len(calls) != 0 {
-		t.Errorf("calls after the end: %v, want none", calls)
 	}
 }
 
 func TestEndDoneAloneEndsTheSubscriptionWithNothing(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{})
-	s := h.Subscribe("o", "c", 4, nil) // a browser resuming from the job's last event
-	defer s.Close()
-	conn := b.NextStream(t)
-	b.NextCall(t)
+	b, h := startHub(t, Config{})
+	s, conn := subscribeTo(t, h, b, "c", 4) // a browser resuming from the job's last event
 	conn.Envelope(relaytest.Ended("o", "c", "done"))
 	if evs := drainAll(t, s); len(evs) != 0 {
 		t.Errorf("got %+v, want the end and nothing else", evs)
@@ -413,26 +444,17 @@ func TestAReconnectToAJobThatJustEndedGetsItsEnd(t *testing.T) {
 }
 
 func TestEndNotFoundEndsInERRORNotFound(t *testing.T) {
-	b, h, s, conn := subscribedToC(t)
-	conn.Envelope(relaytest.Ended("o", "c", "not_found"))
-	evs := drainAll(t, s)
+	evs := endedWith(t, relaytest.Ended("o", "c", "not_found"))
 	if len(evs) != 1 || evs[0].ErrorCode() != "NOT_FOUND" || !evs[0].End || !strings.Contains(evs[0].Data, `"code":"c","status":"ERROR"`) {
 		t.Errorf("got %+v, want one final ERROR NOT_FOUND for c", evs)
-	}
-	if calls := callsBefore(t, h, b); len(calls) != 0 {
-		t.Errorf("calls after not_found: %v, want no retry and no DELETE", calls)
 	}
 }
 
 // Kills the <= after as <: a browser resuming with Last-Event-ID: n does
 // not get event n again.
 func TestAResumingSubscriberDoesNotGetTheEventItHadAgain(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{})
-	s := h.Subscribe("o", "c", 2, nil)
-	defer s.Close()
-	conn := b.NextStream(t)
-	b.NextCall(t)
+	b, h := startHub(t, Config{})
+	s, conn := subscribeTo(t, h, b, "c", 2)
 	conn.Envelope(relaytest.Snapshot("o", "c", 1, "IN_PROGRESS"), relaytest.Snapshot("o", "c", 2, "IN_PROGRESS"), relaytest.Snapshot("o", "c", 3, "COMPLETED"))
 	if evs := drainAll(t, s); !reflect.DeepEqual(seqs(evs), []int64{3}) {
 		t.Errorf("after Last-Event-ID 2 got seqs %v, want 3 only", seqs(evs))
@@ -471,15 +493,12 @@ func TestEventsReachTheSubscriberAsTheBackendSentThem(t *testing.T) {
 		{"an id that is not a number", relaytest.Envelope{ID: new("abc"), Data: new("x")}, Event{ID: "abc", HasID: true, Data: "x", HasData: true}},
 		{"the terminal event", relaytest.Envelope{ID: new("8"), Data: new("done"), End: "done"}, Event{ID: "8", HasID: true, Data: "done", HasData: true, Seq: 8, End: true}},
 	}
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{})
+	b, h := startHub(t, Config{})
 	conn := b.NextStream(t)
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code := fmt.Sprintf("c%d", i)
-			s := h.Subscribe("o", code, 0, nil)
-			defer s.Close()
-			b.NextCall(t)
+			s := subscribe(t, h, b, code, 0)
 			env := tt.env
 			env.Owner, env.Code = "o", code
 			conn.Envelope(env, relaytest.Ended("o", code, "done"))
@@ -515,16 +534,13 @@ func TestTheHubReadsTheStreamInAnyLegalFraming(t *testing.T) {
 		}},
 		{"a malformed envelope is skipped", func(e string) []string { return []string{"data: {\"owner\":\n\ndata: {}\n\ndata: " + e + "\n\n"} }},
 	}
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{})
+	b, h := startHub(t, Config{})
 	conn := b.NextStream(t)
 	want := Event{ID: "1", HasID: true, Data: "a", HasData: true, Seq: 1}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code := fmt.Sprintf("c%d", i)
-			s := h.Subscribe("o", code, 0, nil)
-			defer s.Close()
-			b.NextCall(t)
+			s := subscribe(t, h, b, code, 0)
 			env := fmt.Sprintf(`{"owner":"o","code":%q,"id":"1","data":"a"}`, code)
 			for _, p := range tt.pieces(env) {
 				conn.Send(p)
@@ -543,8 +559,7 @@ func TestTheHubReadsTheStreamInAnyLegalFraming(t *testing.T) {
 // Notify calls at once if something is queued already, and otherwise not
 // until something comes.
 func TestNotifyIsCalledAtOnceOnlyWhenSomethingIsAlreadyQueued(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{})
+	b, h := startHub(t, Config{})
 	s := h.Subscribe("o", "c", 0, nil)
 	defer s.Close()
 	woken := make(chan struct{}, 16)
@@ -555,11 +570,7 @@ func TestNotifyIsCalledAtOnceOnlyWhenSomethingIsAlreadyQueued(t *testing.T) {
 	conn := b.NextStream(t)
 	b.NextCall(t)
 	conn.Envelope(relaytest.Snapshot("o", "c", 1, "IN_PROGRESS"))
-	select {
-	case <-woken:
-	case <-time.After(wait):
-		t.Fatal("no notification for the first event")
-	}
+	within(t, woken, "no notification for the first event")
 
 	late := h.Subscribe("o", "c", 0, nil) // gets the latest snapshot queued at once
 	defer late.Close()
@@ -598,11 +609,7 @@ func TestClosingTheHubEndsEverythingAndLeavesNoGoroutine(t *testing.T) {
 
 	closed := make(chan struct{})
 	go func() { h.Close(); close(closed) }()
-	select {
-	case <-closed:
-	case <-time.After(wait):
-		t.Fatal("Close did not return")
-	}
+	within(t, closed, "Close did not return")
 	for _, s := range []*Subscription{open, held} {
 		if _, ended := s.Drain(); !ended {
 			t.Errorf("after Close the stream of %s is not over", s.Code())

@@ -47,8 +47,7 @@ func TestASubscriberJoiningAsTheLastOneLeavesKeepsTheJobFollowed(t *testing.T) {
 // window is short, so the test tries many jobs.
 func TestTheFirstSubscriberGetsEveryEventItsSubscriptionBrings(t *testing.T) {
 	const tries = 5000
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{})
+	b, h := startHub(t, Config{})
 	conn := b.NextStream(t)
 	b.Answer(func(c Call) int {
 		if c.Method == http.MethodPut {
@@ -72,8 +71,7 @@ func TestTheFirstSubscriberGetsEveryEventItsSubscriptionBrings(t *testing.T) {
 // Subscribers are counted, so closing one twice must count it once: the
 // others stay subscribed.
 func TestClosingASubscriptionTwiceLeavesTheOthersSubscribed(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{Calls: 1})
+	b, h := startHub(t, Config{Calls: 1})
 	twice := h.Subscribe("o", "c", 0, nil)
 	other := h.Subscribe("o", "c", 0, nil)
 	defer other.Close()
@@ -90,8 +88,7 @@ func TestClosingASubscriptionTwiceLeavesTheOthersSubscribed(t *testing.T) {
 // Subscribers that leave, in an order that moves the others within the
 // topic, get nothing more; those that stay get every event.
 func TestSubscribersLeavingInAnyOrderGetNothingMoreAndTheOthersEverything(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{Calls: 1})
+	b, h := startHub(t, Config{Calls: 1})
 	var subs []*Subscription
 	for range 5 {
 		subs = append(subs, h.Subscribe("o", "c", 0, nil))

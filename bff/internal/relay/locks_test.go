@@ -20,26 +20,30 @@ func subscribedOn(h *Hub, owner, code string) bool {
 	return t != nil && h.stream != "" && t.on == h.gen
 }
 
-// Locks sized to the work: a topic's fan-out holds only that topic's lock,
-// so while it is slow (here a Notify that blocks, which stands for a long
-// fan-out) other jobs are still subscribed. Under one hub-wide lock held
-// while pushing to subscribers, Subscribe would wait for it.
-func TestABlockedFanOutDoesNotHoldUpSubscribingAnotherJob(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{})
-	slow := h.Subscribe("o", "slow", 0, nil)
-	defer slow.Close()
-	entered, release := make(chan struct{}), make(chan struct{})
+// blockFanOut sends an event of o's job slow, the hub's first, and
+// returns once its fan-out is blocked in slow's Notify, where it stays
+// until release is closed.
+func blockFanOut(t *testing.T, b *relaytest.Backend, slow *Subscription, release <-chan struct{}) {
+	t.Helper()
+	entered := make(chan struct{})
 	var once sync.Once
 	slow.Notify(func() { once.Do(func() { close(entered); <-release }) })
 	conn := b.NextStream(t)
 	b.NextCall(t)
 	conn.Envelope(relaytest.Snapshot("o", "slow", 1, "IN_PROGRESS"))
-	select {
-	case <-entered:
-	case <-time.After(wait):
-		t.Fatal("the fan-out never reached the subscriber")
-	}
+	within(t, entered, "the fan-out never reached the subscriber")
+}
+
+// Locks sized to the work: a topic's fan-out holds only that topic's lock,
+// so while it is slow (here a Notify that blocks, which stands for a long
+// fan-out) other jobs are still subscribed. Under one hub-wide lock held
+// while pushing to subscribers, Subscribe would wait for it.
+func TestABlockedFanOutDoesNotHoldUpSubscribingAnotherJob(t *testing.T) {
+	b, h := startHub(t, Config{})
+	slow := h.Subscribe("o", "slow", 0, nil)
+	defer slow.Close()
+	release := make(chan struct{})
+	blockFanOut(t, b, slow, release)
 	defer close(release) // before the hub's Close (a cleanup): it waits for the reader
 
 	subscribed := make(chan *Subscription, 1)
@@ -70,11 +74,10 @@ func blockedIn(fn string) bool {
 // The same while a subscriber of the blocked topic leaves: leaving waits
 // for that topic's lock, and must not hold the hub's while it does.
 func TestASubscriberLeavingABlockedFanOutDoesNotHoldUpSubscribingAnotherJob(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{})
+	b, h := startHub(t, Config{})
 	slow := h.Subscribe("o", "slow", 0, nil)
 	leaving := h.Subscribe("o", "slow", 0, nil)
-	entered, release := make(chan struct{}), make(chan struct{})
+	release := make(chan struct{})
 	var others []*Subscription
 	defer func() { // in this order: Close waits for the fan-out
 		close(release)
@@ -82,17 +85,8 @@ func TestASubscriberLeavingABlockedFanOutDoesNotHoldUpSubscribingAnotherJob(t *t
 			s.Close()
 		}
 	}()
-	var once sync.Once
-	slow.Notify(func() { once.Do(func() { close(entered); <-release }) })
 	leaving.Notify(func() {})
-	conn := b.NextStream(t)
-	b.NextCall(t)
-	conn.Envelope(relaytest.Snapshot("o", "slow", 1, "IN_PROGRESS"))
-	select {
-	case <-entered:
-	case <-time.After(wait):
-		t.Fatal("the fan-out never reached the subscriber")
-	}
+	blockFanOut(t, b, slow, release)
 
 	go leaving.Close()
 	if !eventually(func() bool { return blockedIn("relay.(*Hub).unsubscribe") }) {

@@ -21,8 +21,7 @@ import (
 
 func TestAfterADropEveryJobIsSubscribedAgainFromItsLastSeqWithNoGapNoDuplicate(t *testing.T) {
 	const jobs = 30
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{})
+	b, h := startHub(t, Config{})
 	subs := make(map[string]*Subscription)
 	had := make(map[string]int64) // the last seq each job got before the drop
 	for i := range jobs {
@@ -122,8 +121,7 @@ func TestTheStreamIsReconnectedWithGrowingJitteredGapsBoundedByMaxBackoff(t *tes
 	const minBackoff, maxBackoff, attempts = 5 * time.Millisecond, 40 * time.Millisecond, 11
 	cfg := Config{MinBackoff: minBackoff, MaxBackoff: maxBackoff}
 	t.Run("a backend answering 503 after a drop", func(t *testing.T) {
-		b := relaytest.New(t)
-		h, _ := newHub(t, b, cfg)
+		b, h := startHub(t, cfg)
 		defer h.Subscribe("o", "c", 0, nil).Close()
 		conn := b.NextStream(t)
 		b.RefuseStreams(http.StatusServiceUnavailable) // a backend restarting
@@ -171,12 +169,8 @@ func TestTheBackoffIsDrawnBetweenHalfAndAllOfTheDelay(t *testing.T) {
 }
 
 func TestASubscriptionAnswered404ReconnectsTheStreamAndSubscribesEveryJobAgain(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{Calls: 1})
-	live := h.Subscribe("o", "live", 0, nil)
-	defer live.Close()
-	first := b.NextStream(t)
-	b.NextCall(t)
+	b, h := startHub(t, Config{Calls: 1})
+	live, first := subscribeTo(t, h, b, "live", 0)
 	first.Envelope(relaytest.Snapshot("o", "live", 3, "IN_PROGRESS"))
 	readN(t, live, 1)
 
@@ -190,11 +184,7 @@ func TestASubscriptionAnswered404ReconnectsTheStreamAndSubscribesEveryJobAgain(t
 	})
 	late := h.Subscribe("o", "late", 0, nil)
 	defer late.Close()
-	select {
-	case <-first.Done():
-	case <-time.After(wait):
-		t.Fatal("the hub kept the stream whose id the backend does not know")
-	}
+	within(t, first.Done(), "the hub kept the stream whose id the backend does not know")
 	second := b.NextStream(t)
 	again := make(map[string]int64)
 	for len(again) < 2 {
@@ -303,24 +293,30 @@ func TestAJobThatStaysUnsubscribedEndsInERRORWhenGiveUpHasPassedNotBefore(t *tes
 	}
 }
 
-func TestAJobThatComesBackWithinGiveUpDoesNotEndInERROR(t *testing.T) {
-	const giveUp = 300 * time.Millisecond
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{GiveUp: giveUp})
-	s := h.Subscribe("o", "c", 0, nil)
-	defer s.Close()
-	conn := b.NextStream(t)
-	b.NextCall(t)
+// comeBackAfterADrop drops conn with the backend refusing streams, lets
+// the hub try three times, then accepts streams again and returns the new
+// connection, once c's PUT came on it, and when conn was dropped. It
+// skips the test when the machine took soon or longer to come back.
+func comeBackAfterADrop(t *testing.T, b *relaytest.Backend, conn *relaytest.Conn, soon time.Duration) (*relaytest.Conn, time.Time) {
+	t.Helper()
 	b.RefuseStreams(http.StatusServiceUnavailable)
 	conn.Drop()
 	dropped := time.Now()
 	b.WaitAttempts(t, 3)
-	b.RefuseStreams(0) // back within GiveUp
+	b.RefuseStreams(0)
 	conn = b.NextStream(t)
 	b.NextCall(t)
-	if took := time.Since(dropped); took >= giveUp {
-		t.Skipf("the machine is too slow for this test: the stream came back after %v, GiveUp is %v", took, giveUp)
+	if took := time.Since(dropped); took >= soon {
+		t.Skipf("the machine is too slow for this test: the stream came back after %v, want under %v", took, soon)
 	}
+	return conn, dropped
+}
+
+func TestAJobThatComesBackWithinGiveUpDoesNotEndInERROR(t *testing.T) {
+	const giveUp = 300 * time.Millisecond
+	b, h := startHub(t, Config{GiveUp: giveUp})
+	s, conn := subscribeTo(t, h, b, "c", 0)
+	conn, _ = comeBackAfterADrop(t, b, conn, giveUp)
 	<-time.After(giveUp) // past the deadline that would have ended it
 	conn.Envelope(relaytest.Snapshot("o", "c", 1, "COMPLETED"))
 	if evs := drainAll(t, s); len(evs) != 1 || evs[0].Seq != 1 || evs[0].ErrorCode() != "" {
@@ -332,22 +328,9 @@ func TestAJobThatComesBackWithinGiveUpDoesNotEndInERROR(t *testing.T) {
 // the whole GiveUp again when the stream drops a second time.
 func TestAJobThatCameBackGetsAWholeGiveUpAtItsNextDrop(t *testing.T) {
 	const giveUp = 400 * time.Millisecond
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{GiveUp: giveUp})
-	s := h.Subscribe("o", "c", 0, nil)
-	defer s.Close()
-	conn := b.NextStream(t)
-	b.NextCall(t)
-	b.RefuseStreams(http.StatusServiceUnavailable)
-	conn.Drop()
-	dropped := time.Now()
-	b.WaitAttempts(t, 3)
-	b.RefuseStreams(0)
-	conn = b.NextStream(t)
-	b.NextCall(t)
-	if took := time.Since(dropped); took >= giveUp/2 {
-		t.Skipf("the machine is too slow for this test: the stream came back after %v, GiveUp is %v", took, giveUp)
-	}
+	b, h := startHub(t, Config{GiveUp: giveUp})
+	s, conn := subscribeTo(t, h, b, "c", 0)
+	conn, dropped := comeBackAfterADrop(t, b, conn, giveUp/2)
 	<-time.After(time.Until(dropped.Add(3 * giveUp / 4))) // the first drop's deadline is near
 	b.RefuseStreams(http.StatusServiceUnavailable)
 	conn.Drop()
@@ -367,10 +350,7 @@ func TestASubscriptionRefusedWith401Or400EndsInERRORAtOnce(t *testing.T) {
 			b := relaytest.New(t)
 			b.Answer(func(Call) int { return status })
 			h, _ := newHub(t, b, Config{Calls: 1}) // GiveUp a minute: the ERROR is not the deadline's
-			s := h.Subscribe("o", "c", 0, nil)
-			defer s.Close()
-			b.NextStream(t)
-			b.NextCall(t)
+			s, _ := subscribeTo(t, h, b, "c", 0)
 			if evs := drainAll(t, s); len(evs) != 1 || evs[0].ErrorCode() != "UPSTREAM_UNAVAILABLE" {
 				t.Errorf("got %+v, want one final ERROR UPSTREAM_UNAVAILABLE", evs)
 			}
@@ -405,19 +385,12 @@ func TestAStalledStreamIsNoticedByItsSilenceReconnectedAndLoggedAsSilent(t *test
 	b := relaytest.New(t)
 	var logs syncBuffer
 	h, _ := newHubOn(t, upstreamOf(t, b), Config{IdleTimeout: idle}, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	s := h.Subscribe("o", "c", 0, nil)
-	defer s.Close()
-	stalled := b.NextStream(t)
-	b.NextCall(t)
+	s, stalled := subscribeTo(t, h, b, "c", 0)
 	stalled.Envelope(relaytest.Snapshot("o", "c", 1, "IN_PROGRESS"))
 	readN(t, s, 1)
 	silentSince := time.Now()
 	// Then nothing, not even a heartbeat, on an open connection.
-	select {
-	case <-stalled.Done():
-	case <-time.After(wait):
-		t.Fatal("the hub kept a silent stream")
-	}
+	within(t, stalled.Done(), "the hub kept a silent stream")
 	if took := time.Since(silentSince); took < idle {
 		t.Errorf("the stream was dropped after %v of silence, want at least the idle timeout %v", took, idle)
 	}
@@ -436,12 +409,8 @@ func TestAStalledStreamIsNoticedByItsSilenceReconnectedAndLoggedAsSilent(t *test
 
 func TestAStreamThatKeepsSendingHeartbeatsIsNotTakenForASilentOne(t *testing.T) {
 	const idle = 300 * time.Millisecond
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{IdleTimeout: idle})
-	s := h.Subscribe("o", "c", 0, nil)
-	defer s.Close()
-	conn := b.NextStream(t)
-	b.NextCall(t)
+	b, h := startHub(t, Config{IdleTimeout: idle})
+	s, conn := subscribeTo(t, h, b, "c", 0)
 	tick := time.NewTicker(idle / 5) // the heartbeat interval
 	defer tick.Stop()
 	for end := time.Now().Add(4 * idle); time.Now().Before(end); <-tick.C {
@@ -471,10 +440,7 @@ func (u tlsUpstream) HTTPClient() *http.Client { return u.client }
 func TestTheIdleTimeoutKeepsTheBackendClientsTransport(t *testing.T) {
 	b := relaytest.NewTLS(t)
 	h, _ := newHubOn(t, tlsUpstream{upstreamOf(t, b), b.Client()}, Config{IdleTimeout: time.Minute, GiveUp: time.Second}, slog.New(slog.DiscardHandler))
-	s := h.Subscribe("o", "c", 0, nil)
-	defer s.Close()
-	conn := b.NextStream(t)
-	b.NextCall(t)
+	s, conn := subscribeTo(t, h, b, "c", 0)
 	conn.Envelope(relaytest.Snapshot("o", "c", 1, "COMPLETED"))
 	if evs := drainAll(t, s); len(evs) != 1 || evs[0].Seq != 1 || evs[0].ErrorCode() != "" {
 		t.Errorf("got %+v, want the COMPLETED snapshot from the TLS backend", evs)
@@ -482,18 +448,10 @@ func TestTheIdleTimeoutKeepsTheBackendClientsTransport(t *testing.T) {
 }
 
 func TestAStreamThatDoesNotSayItsIDFirstIsReconnected(t *testing.T) {
-	b := relaytest.New(t)
-	h, _ := newHub(t, b, Config{})
-	s := h.Subscribe("o", "c", 0, nil)
-	defer s.Close()
-	conn := b.NextStream(t)
-	b.NextCall(t)
+	b, h := startHub(t, Config{})
+	_, conn := subscribeTo(t, h, b, "c", 0)
 	conn.Send("event: stream\ndata: {}\n\n") // an id it cannot use
-	select {
-	case <-conn.Done():
-	case <-time.After(wait):
-		t.Fatal("the hub kept a stream with no id")
-	}
+	within(t, conn.Done(), "the hub kept a stream with no id")
 	b.NextStream(t)
 	if c := b.NextCall(t); c.Code != "c" {
 		t.Errorf("after the reconnect: %v, want PUT c", c)

@@ -114,31 +114,29 @@ func (b *Backend) RefuseStreams(status int) {
 // NextStream waits for the next accepted stream connection.
 func (b *Backend) NextStream(t testing.TB) *Conn {
 	t.Helper()
-	var c *Conn
-	b.wait(t, "a stream connection", func() bool {
-		if b.nextConn < len(b.conns) {
-			c = b.conns[b.nextConn]
-			b.nextConn++
-			return true
-		}
-		return false
-	})
-	return c
+	return next(t, b, "a stream connection", &b.conns, &b.nextConn)
 }
 
 // NextCall waits for the next subscription call.
 func (b *Backend) NextCall(t testing.TB) Call {
 	t.Helper()
-	var c Call
-	b.wait(t, "a subscription call", func() bool {
-		if b.nextCall < len(b.calls) {
-			c = b.calls[b.nextCall]
-			b.nextCall++
+	return next(t, b, "a subscription call", &b.calls, &b.nextCall)
+}
+
+// next waits until b has recorded one more of what than it handed out
+// (*handed of *items, both under b.mu), and hands that one out.
+func next[T any](t testing.TB, b *Backend, what string, items *[]T, handed *int) T {
+	t.Helper()
+	var item T
+	b.wait(t, what, func() bool {
+		if *handed < len(*items) {
+			item = (*items)[*handed]
+			*handed++
 			return true
 		}
 		return false
 	})
-	return c
+	return item
 }
 
 // Calls returns every subscription call so far, in the order they came.
