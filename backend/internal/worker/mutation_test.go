@@ -22,6 +22,7 @@ import (
 	"github.com/exportstream/exportstream/backend/internal/worker"
 	"github.com/exportstream/exportstream/internal/exportfile"
 	"github.com/exportstream/exportstream/internal/redistest"
+	"github.com/exportstream/exportstream/internal/testenv"
 )
 
 // unreachableQueue is a shared queue whose server cannot be reached: every
@@ -213,7 +214,7 @@ func TestAResumedJobTakesTheRemainingTimeNotNone(t *testing.T) {
 func TestTheLogStaysQuietWhenNothingWentWrong(t *testing.T) {
 	t.Run("a completed export on a shared queue, then shutdown", func(t *testing.T) {
 		srv := redistest.Start(t)
-		var logs syncBuffer
+		var logs testenv.LogBuffer
 		r := newLoggedRedisReplica(t, srv.URL(), t.TempDir(), time.Minute, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})))
 		j := job.New(job.Request{Rows: 50, DurationMs: 50}, "", time.Now().UTC())
 		if _, _, err := r.store.Create(t.Context(), j, ""); err != nil {
@@ -233,7 +234,7 @@ func TestTheLogStaysQuietWhenNothingWentWrong(t *testing.T) {
 	t.Run("exports failed as INTERRUPTED by a shutdown", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			st := store.NewMemory()
-			var logs syncBuffer
+			var logs testenv.LogBuffer
 			codes := shutDownRunningAndQueued(t, st, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})))
 			for _, code := range codes {
 				if j, _ := st.Get(t.Context(), code); j.Status != job.StatusFailed || j.Error == nil || j.Error.Code != "INTERRUPTED" {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -139,7 +138,7 @@ func TestAJobWhoseReplicaDiedIsTakenOverAfterClaimIdleFromItsCheckpoint(t *testi
 func TestAWorkerWhoseJobWasTakenOverStopsAndOneTerminalEventFollows(t *testing.T) {
 	testenv.Slow(t)
 	srv := redistest.Start(t)
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	r := newLoggedRedisReplica(t, srv.URL(), t.TempDir(), 600*time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil)))
 	j := job.New(job.Request{Rows: 2000, DurationMs: 2500}, "", time.Now().UTC())
 	_, _, _ = r.store.Create(t.Context(), j, "")
@@ -201,23 +200,6 @@ func TestAReplicaShuttingDownHandsItsRunningJobToAnotherAtOnce(t *testing.T) {
 	if end := seen[len(seen)-1]; end.Status != job.StatusCompleted || end.File.SHA256 != exportfile.SHA256(j.Code, 2000) {
 		t.Errorf("ended %s with %+v", end.Status, end.File)
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestADeadReplicasJobsBehindManyLiveOnesAreAllTakenOver(t *testing.T) {

@@ -1,19 +1,18 @@
 package relay
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/exportstream/exportstream/bff/internal/backend"
 	"github.com/exportstream/exportstream/bff/internal/relay/relaytest"
+	"github.com/exportstream/exportstream/internal/testenv"
 )
 
 // What the hub does when the stream drops, stalls or is refused, and when
@@ -362,28 +361,10 @@ func TestASubscriptionRefusedWith401Or400EndsInERRORAtOnce(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination tests read while the hub writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestAStalledStreamIsNoticedByItsSilenceReconnectedAndLoggedAsSilent(t *testing.T) {
 	const idle = 100 * time.Millisecond
 	b := relaytest.New(t)
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	h, _ := newHubOn(t, upstreamOf(t, b), Config{IdleTimeout: idle}, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	s, stalled := subscribeTo(t, h, b, "c", 0)
 	stalled.Envelope(relaytest.Snapshot("o", "c", 1, "IN_PROGRESS"))
