@@ -11,7 +11,6 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"github.com/exportstream/exportstream/backend/internal/store"
 	"github.com/exportstream/exportstream/backend/internal/worker"
 	"github.com/exportstream/exportstream/internal/envelope"
+	"github.com/exportstream/exportstream/internal/testenv"
 )
 
 // muxStream is an open GET /v1/events, read by go-sse's reader in the
@@ -36,20 +36,7 @@ type muxStream struct {
 	ended chan struct{} // closed when the server ended the stream (or the test closed it)
 	close func()
 
-	mu  sync.Mutex
-	raw bytes.Buffer
-}
-
-func (m *muxStream) Write(p []byte) (int, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.raw.Write(p)
-}
-
-func (m *muxStream) rawString() string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.raw.String()
+	raw testenv.LogBuffer // every byte read, for tests of the wire format
 }
 
 type muxOptions struct {
@@ -87,7 +74,7 @@ func openMux(t *testing.T, base string, o muxOptions) *muxStream {
 	m := &muxStream{resp: resp, envs: make(chan envelope.Envelope, 1<<16), ended: make(chan struct{})}
 	m.close = func() { cancel(); _ = resp.Body.Close() }
 	t.Cleanup(m.close)
-	br := bufio.NewReader(io.TeeReader(resp.Body, m))
+	br := bufio.NewReader(io.TeeReader(resp.Body, &m.raw))
 	first, err := br.ReadString('\n')
 	if err != nil {
 		t.Fatalf("first line: %v", err)
@@ -321,8 +308,8 @@ func TestAMultiplexedStreamCarriesASubscribedExportFromItsSnapshotToItsEnd(t *te
 	if m.resp.Header.Get("Content-Type") != "text/event-stream" || m.resp.Header.Get("Cache-Control") != "no-cache" || m.resp.Header.Get("X-Accel-Buffering") != "no" {
 		t.Errorf("headers %v, want those of an event stream", m.resp.Header)
 	}
-	if !strings.Contains(m.rawString(), "event: stream\ndata: {\"stream\":\""+m.id+"\"}\n\n") {
-		t.Errorf("the stream event is not as documented: %q", m.rawString())
+	if !strings.Contains(m.raw.String(), "event: stream\ndata: {\"stream\":\""+m.id+"\"}\n\n") {
+		t.Errorf("the stream event is not as documented: %q", m.raw.String())
 	}
 	var j job.Job
 	call(t, "POST", b.url+"/v1/exports", `{"rows":3000,"durationMs":600}`, owner("alice"), &j)
@@ -491,8 +478,8 @@ func TestAnotherOwnersUnknownOrMalformedCodeEndsNotFoundWithNoneOfItsData(t *tes
 		}
 	}
 	for _, leak := range []string{"alice-secret", "7654", "rowsTotal", "COMPLETED", "sha256"} {
-		if strings.Contains(m.rawString(), leak) {
-			t.Errorf("the stream carries %q of alice's export:\n%s", leak, m.rawString())
+		if strings.Contains(m.raw.String(), leak) {
+			t.Errorf("the stream carries %q of alice's export:\n%s", leak, m.raw.String())
 		}
 	}
 	// Alice herself gets it, on the same stream.
