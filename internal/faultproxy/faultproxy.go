@@ -111,7 +111,6 @@ func (p *Proxy) Close() {
 		}
 	})
 	_ = p.ln.Close()
-	p.Blackhole(false)
 	p.CutAll()
 	p.wg.Wait()
 }

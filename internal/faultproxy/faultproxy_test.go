@@ -41,9 +41,13 @@ func echo(c net.Conn) {
 	_ = c.(*net.TCPConn).CloseWrite()
 }
 
-// says answers every connection with s.
+// says answers every connection with s once the client half-closed, so
+// that nothing is reset before the client's dial returns.
 func says(s string) func(net.Conn) {
-	return func(c net.Conn) { _, _ = io.WriteString(c, s) }
+	return func(c net.Conn) {
+		_, _ = io.Copy(io.Discard, c)
+		_, _ = io.WriteString(c, s)
+	}
 }
 
 func start(t *testing.T, targets ...string) *faultproxy.Proxy {
@@ -154,8 +158,13 @@ func TestLatencyDelaysEveryChunkEitherWay(t *testing.T) {
 func TestRefusedConnectionsAreResetAndNotCounted(t *testing.T) {
 	p := start(t, target(t, echo))
 	p.Refuse(true)
-	if _, err := roundTrip(t, dial(t, p), "ping"); err == nil {
-		t.Fatal("a refused connection answered")
+	// The reset may come before the dial returns or on the first read.
+	if c, err := net.Dial("tcp", p.Addr()); err == nil {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := roundTrip(t, c.(*net.TCPConn), "ping"); err == nil {
+			t.Fatal("a refused connection answered")
+		}
+		_ = c.Close()
 	}
 	if n := len(p.Accepted()); n != 0 {
 		t.Errorf("Accepted has %d values for a refused connection", n)
@@ -188,9 +197,17 @@ func TestCutAllResetsOpenConnections(t *testing.T) {
 // is still taken on (a client that reconnects is seen doing so), and what
 // was sent either way arrives once the blackhole is lifted.
 func TestABlackholeHoldsOpenAndNewConnectionsUntilLifted(t *testing.T) {
-	p := start(t, target(t, echo))
+	reached := make(chan struct{}, 2)
+	p := start(t, target(t, func(c net.Conn) { reached <- struct{}{}; echo(c) }))
 	open := dial(t, p)
 	<-p.Accepted()
+	if _, err := io.WriteString(open, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(open, make([]byte, 1)); err != nil { // forwarded: open both ways
+		t.Fatal(err)
+	}
+	<-reached
 	p.Blackhole(true)
 	if _, err := io.WriteString(open, "held"); err != nil {
 		t.Fatal(err)
@@ -202,6 +219,11 @@ func TestABlackholeHoldsOpenAndNewConnectionsUntilLifted(t *testing.T) {
 	_ = open.SetReadDeadline(time.Now().Add(10 * time.Second))
 	fresh := dial(t, p)
 	<-p.Accepted()
+	select {
+	case <-reached:
+		t.Fatal("a connection made during the blackhole reached the target")
+	case <-time.After(100 * time.Millisecond):
+	}
 	p.Blackhole(false)
 	if got, err := roundTrip(t, fresh, "new"); got != "new" || err != nil {
 		t.Fatalf("a connection made during the blackhole: got %q, %v", got, err)
@@ -216,13 +238,10 @@ var errTimeout = os.ErrDeadlineExceeded
 
 func TestCloseEndsBlackholedConnectionsAndRefusesNewOnes(t *testing.T) {
 	p := start(t, target(t, echo))
-	c := dial(t, p)
-	<-p.Accepted()
 	p.Blackhole(true)
-	if _, err := io.WriteString(c, "held"); err != nil {
-		t.Fatal(err)
-	}
-	p.Close() // returns: it does not wait for the blackhole to lift
+	c := dial(t, p)
+	<-p.Accepted() // held: it waits for the blackhole to lift
+	p.Close()      // returns: it does not wait for the blackhole to lift
 	if _, err := c.Read(make([]byte, 4)); err == nil {
 		t.Fatal("a connection read after Close")
 	}

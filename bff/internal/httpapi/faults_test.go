@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-		"github.com/exportstream/exportstream/bff/internal/httpapi"
+	"github.com/exportstream/exportstream/bff/internal/httpapi"
 	"github.com/exportstream/exportstream/bff/internal/relay"
 	"github.com/exportstream/exportstream/internal/faultproxy"
 	"github.com/exportstream/exportstream/internal/testenv"
