@@ -84,8 +84,8 @@ type Stack struct {
 	redis      *proc
 	backends   []*proc
 	bffs       []*proc
-	bffLinks   []*Proxy // BFF i → backends
-	redisLinks []*Proxy // backend i → Redis
+	bffLinks   []*link // BFF i → backends
+	redisLinks []*link // backend i → Redis
 	disk       *disk
 	procs      []*proc // every one prepared, whose logs Close closes
 }
@@ -171,7 +171,7 @@ func (s *Stack) startBackends(ctx context.Context, n int) error {
 		env := []string{"DATA_DIR=" + s.disk.dir, "WORKERS=" + workers, "SSE_RETRY=" + backendRetry,
 			"HEARTBEAT_INTERVAL=" + heartbeat, "LOG_LEVEL=warn", "SHUTDOWN_TIMEOUT=3s"}
 		if s.cfg.Topology == TopologyA {
-			l, err := NewProxy(fmt.Sprintf("redislink-%d", i), s.redis.addr())
+			l, err := newLink(fmt.Sprintf("redislink-%d", i), s.redis.addr())
 			if err != nil {
 				return err
 			}
@@ -202,7 +202,7 @@ func (s *Stack) startBFFs(ctx context.Context, n int) error {
 		for j := range nb {
 			targets = append(targets, s.backends[(i-1+j)%nb].addr())
 		}
-		l, err := NewProxy(fmt.Sprintf("bfflink-%d", i), targets...)
+		l, err := newLink(fmt.Sprintf("bfflink-%d", i), targets...)
 		if err != nil {
 			return err
 		}
@@ -245,9 +245,9 @@ func (s *Stack) proc(name string) *proc {
 	panic("campaign: no process " + name)
 }
 
-func (s *Stack) link(name string) *Proxy {
-	for _, l := range append(append([]*Proxy(nil), s.bffLinks...), s.redisLinks...) {
-		if l.Name == name {
+func (s *Stack) link(name string) *link {
+	for _, l := range s.links() {
+		if l.name == name {
 			return l
 		}
 	}
@@ -258,7 +258,7 @@ func (s *Stack) link(name string) *Proxy {
 // is the safety net) and waits until every process is running and ready.
 // It returns each process's error.
 func (s *Stack) Heal(ctx context.Context) map[string]error {
-	for _, l := range append(append([]*Proxy(nil), s.bffLinks...), s.redisLinks...) {
+	for _, l := range s.links() {
 		l.SetLatency(0)
 		l.Refuse(false)
 		l.Blackhole(false)
@@ -296,7 +296,7 @@ func (s *Stack) Close() {
 	for _, p := range s.procs {
 		_ = p.log.Close()
 	}
-	for _, l := range append(append([]*Proxy(nil), s.bffLinks...), s.redisLinks...) {
+	for _, l := range s.links() {
 		l.Close()
 	}
 	if s.disk != nil {

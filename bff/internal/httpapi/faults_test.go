@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/exportstream/exportstream/bff/internal/faultproxy"
 	"github.com/exportstream/exportstream/bff/internal/httpapi"
 	"github.com/exportstream/exportstream/bff/internal/relay"
+	"github.com/exportstream/exportstream/internal/faultproxy"
 	"github.com/exportstream/exportstream/internal/testenv"
 )
 
@@ -29,7 +29,7 @@ func behindFaultsIdle(t *testing.T, idle time.Duration) (*faultproxy.Proxy, stri
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Close)
-	bff := startBFFWith(t, p.URL(), "", func(r *relay.Config, _ *httpapi.Config) {
+	bff := startBFFWith(t, "http://"+p.Addr(), "", func(r *relay.Config, _ *httpapi.Config) {
 		r.GiveUp, r.IdleTimeout = 30*time.Second, idle
 	})
 	return p, bff
@@ -64,7 +64,7 @@ func TestConnectionsResetMidEventAreResumedWithoutLossOrDuplicates(t *testing.T)
 	endsCompletedInOrder(t, evs)
 	// The create and the first stream share a connection at most; the
 	// events alone are far more than 1,200 bytes, so the stream was cut.
-	if n := len(p.Accepted); n < 2 || len(evs) < 5 {
+	if n := len(p.Accepted()); n < 2 || len(evs) < 5 {
 		t.Errorf("the proxy forwarded %d connections for %d events, want the stream cut and resumed", n, len(evs))
 	}
 }
@@ -75,12 +75,12 @@ func TestAStalledLinkIsDetectedByMissingHeartbeatsAndResumed(t *testing.T) {
 	j := create(t, bff, `{"rows":2000,"durationMs":2000}`)
 	s := openStream(t, bff+"/api/exports/"+j.Code+"/events", nil)
 	first := s.next(t)
-	for len(p.Accepted) > 0 { // forget the connections made so far
-		<-p.Accepted
+	for len(p.Accepted()) > 0 { // forget the connections made so far
+		<-p.Accepted()
 	}
-	p.Stall(true)
-	<-p.Accepted // the relay noticed the silence and reconnected on a new connection
-	p.Stall(false)
+	p.Blackhole(true)
+	<-p.Accepted() // the relay noticed the silence and reconnected on a new connection
+	p.Blackhole(false)
 	endsCompletedInOrder(t, append([]event{first}, s.rest(t)...))
 }
 
