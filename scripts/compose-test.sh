@@ -4,8 +4,10 @@
 # through nginx (http://127.0.0.1:<port>, the only published port) creates an
 # export, follows its events (nginx → BFF → backend), downloads the file and
 # checks its SHA-256; checks health, users, read-only filesystems and JSON
-# logs; restarts the backend in the middle of a second export and sees it
-# complete for its subscriber; runs the integration profile; `down -v`.
+# logs; checks the secrets the stack made at its first start (kept by a
+# second run and a restart, different in a fresh volume, a published sample
+# refused); restarts the backend in the middle of a second export and sees
+# it complete for its subscriber; runs the integration profile; `down -v`.
 #
 # For machines without an image registry (CI): base images are made locally
 # (scripts/docker-base-images.sh) and passed as build arguments, and nothing
@@ -184,6 +186,34 @@ for id in $("${compose[@]}" ps -q); do
   [[ $restart == unless-stopped ]] || fail "$s restart policy is $restart"
 done
 
+phase "secrets"
+# secrets_of VOLUME: sha256 of each secret file in the volume, read from a
+# throwaway container of the local nginx image (the Go images have no shell).
+secrets_of() {
+  timeout 60 docker run --rm --network none -v "$1:/s:ro" "$NGINX_IMAGE" \
+    sh -c 'for f in session_secret service_token; do [ -s /s/$f ] || exit 1; printf "%s " "$(sha256sum < /s/$f | cut -c1-64)"; done'
+}
+first=$(secrets_of "${project}_secrets") || fail "the secrets volume lacks session_secret or service_token"
+say "generated secrets (sha256): $first"
+timeout 60 "${compose[@]}" run --rm --no-deps secrets >/dev/null 2>&1 || fail "running the secrets service again"
+[[ $(secrets_of "${project}_secrets") == "$first" ]] || fail "the secrets changed when the secrets service ran again"
+bff_image=$(docker inspect -f '{{.Config.Image}}' "$("${compose[@]}" ps -q bff | head -1)")
+fresh=${project}-fresh-secrets
+timeout 60 docker run --rm --network none -v "$fresh:/secrets" "$bff_image" -init-secrets /secrets || fail "bff -init-secrets on a fresh volume"
+other=$(secrets_of "$fresh"); docker volume rm -f "$fresh" >/dev/null
+[[ -n $other && $other != "$first" ]] || fail "two fresh volumes got the same secrets"
+say "a fresh volume gets other secrets: $other"
+# A published sample secret stops the service at start, with a clear error.
+for s in bff backend; do
+  var=SERVICE_TOKEN; [[ $s == bff ]] && var=SESSION_SECRET
+  sample=exportstream-dev-token; [[ $s == bff ]] && sample=exportstream-demo-secret-change-me-0123456789
+  if out=$(timeout 60 "${compose[@]}" run --rm --no-deps -e "${var}_FILE=" -e "$var=$sample" "$s" 2>&1); then
+    fail "$s started with the published sample $var"
+  fi
+  grep -q 'sample value published' <<<"$out" || fail "$s refused the sample $var without saying why: $out"
+  say "$s refuses the published sample $var: $(grep -m1 'sample value' <<<"$out" | cut -c1-120)"
+done
+
 # follow FILE CODE: the job's SSE stream through nginx into FILE, one
 # "<epoch seconds> <line>" per line; returns when the server ends the stream.
 follow() {
@@ -292,6 +322,7 @@ say "$(grep -c ' data: ' "$work/events2") events on one connection, last COMPLET
 download_and_verify "$work/events2" resumed
 ps_out=$(timeout 30 "${compose[@]}" ps --format '{{.Service}} {{.Health}}')
 grep -q '^backend \(healthy\|starting\)$' <<<"$ps_out" || fail "backend after restart: $ps_out"
+[[ $(secrets_of "${project}_secrets") == "$first" ]] || fail "the secrets changed across the restart"
 
 integration_profile
 else

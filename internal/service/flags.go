@@ -15,8 +15,9 @@ import (
 // flag names its variable, which its usage line shows. A malformed variable
 // is an error from Parse, never a silent fallback to the default.
 type Flags struct {
-	set  *flag.FlagSet
-	errs []error
+	set     *flag.FlagSet
+	errs    []error
+	secrets []secretFlag
 
 	// LogLevel and Healthcheck are every service's: -log-level and
 	// -healthcheck (GET /healthz of the server on addr, exit 0 on 200).
@@ -45,6 +46,12 @@ func (f *Flags) StringOrEmpty(p *string, name, key, def, usage string) {
 		def = v
 	}
 	f.set.StringVar(p, name, def, withKey(usage, key))
+}
+
+// Command defines -name with no environment variable: a one-off task the
+// command runs instead of serving (like -healthcheck).
+func (f *Flags) Command(p *string, name, usage string) {
+	f.set.StringVar(p, name, "", usage)
 }
 
 // Int defines an integer -name with $key as its default.
@@ -77,7 +84,7 @@ func (f *Flags) Parse(args []string) error {
 	if err := f.set.Parse(args); err != nil {
 		return fmt.Errorf("parse flags: %w", err)
 	}
-	return nil
+	return f.checkSecrets()
 }
 
 func withKey(usage, key string) string { return usage + " (" + key + ")" }

@@ -59,10 +59,11 @@ func block(doc []byte, heading string) (start, end int, err error) {
 	return start, start + closing, nil
 }
 
-// Keys are the environment variables a usage text names, as "(KEY)".
+// Keys are the environment variables a usage text names, as "(KEY)" or
+// "(KEY, …".
 func Keys(usage string) []string {
 	var keys []string
-	for _, m := range regexp.MustCompile(`\(([A-Z][A-Z0-9_]+)\)`).FindAllStringSubmatch(usage, -1) {
+	for _, m := range regexp.MustCompile(`\(([A-Z][A-Z0-9_]+)[,)]`).FindAllStringSubmatch(usage, -1) {
 		keys = append(keys, m[1])
 	}
 	return keys

@@ -54,7 +54,7 @@ func Parse(args []string, w io.Writer) (Config, error) {
 	f.Duration(&c.ProgressCkpt, "progress-checkpoint", "PROGRESS_CHECKPOINT", store.DefaultProgressCheckpoint, "embedded store: progress events are sent at once and written to disk this often (a crash loses at most this much progress; seqs still never repeat); 0: each written before it is sent")
 	f.Duration(&c.Heartbeat, "heartbeat", "HEARTBEAT_INTERVAL", 15*time.Second, "silence before a ': ping' comment on event streams")
 	f.Duration(&c.Retry, "retry", "SSE_RETRY", 2*time.Second, "reconnect delay advertised to EventSource clients")
-	f.String(&c.ServiceToken, "service-token", "SERVICE_TOKEN", "", "when set, required as 'Authorization: Bearer …' on every /v1 call")
+	f.Secret(&c.ServiceToken, "service-token", "SERVICE_TOKEN", "when set, required as 'Authorization: Bearer …' on every /v1 call")
 	f.Duration(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 10*time.Second, "time given to requests to finish on shutdown")
 	f.String(&c.RedisURL, "redis-url", "REDIS_URL", "", "redis://… : share jobs, events and work with other replicas through Redis; DATA_DIR must then be a directory they all share")
 	f.Duration(&c.ClaimIdle, "claim-idle", "REDIS_CLAIM_IDLE", 30*time.Second, "with Redis: a running export whose replica is silent this long is taken over by another")

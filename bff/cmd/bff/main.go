@@ -38,8 +38,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Healthcheck {
+	switch {
+	case cfg.Healthcheck:
 		return service.Healthcheck(ctx, cfg.Addr)
+	case cfg.InitSecrets != "":
+		return service.InitSecrets(cfg.InitSecrets, "session_secret", "service_token")
 	}
 	log := service.NewLogger(stdout, cfg.LogLevel)
 

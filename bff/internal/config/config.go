@@ -40,6 +40,7 @@ type Config struct {
 	MultiplexResync      time.Duration
 	LogLevel             slog.Level
 	Healthcheck          bool
+	InitSecrets          string
 }
 
 // Parse reads the flags in args, over the environment; -help prints the
@@ -49,9 +50,10 @@ func Parse(args []string, w io.Writer) (Config, error) {
 	f := service.NewFlags("bff", w)
 	f.String(&c.Addr, "addr", "BFF_ADDR", ":8080", "listen address")
 	f.String(&c.BackendURL, "backend-url", "BACKEND_URL", "http://localhost:8081", "base URL of the export backend")
-	f.String(&c.ServiceToken, "service-token", "SERVICE_TOKEN", "", "shared secret sent to the backend as 'Authorization: Bearer …'")
+	f.Secret(&c.ServiceToken, "service-token", "SERVICE_TOKEN", "shared secret sent to the backend as 'Authorization: Bearer …'")
 	f.String(&c.StaticDir, "static-dir", "STATIC_DIR", "client/dist/demo", "directory of the built demo page served at /")
-	f.String(&c.SessionSecret, "session-secret", "SESSION_SECRET", "", "at least 32 bytes signing session cookies; empty: random, sessions end with the process")
+	f.Secret(&c.SessionSecret, "session-secret", "SESSION_SECRET", "at least 32 bytes signing session cookies; empty: random, sessions end with the process")
+	f.Command(&c.InitSecrets, "init-secrets", "write session_secret and service_token files of random bytes into this directory unless they exist, and exit: a deployment's first start makes its own secrets (docker-compose.yml)")
 	f.Bool(&c.CookieSecure, "cookie-secure", "COOKIE_SECURE", false, "mark the session cookie Secure (behind HTTPS)")
 	f.String(&c.AllowedOrigins, "allowed-origins", "ALLOWED_ORIGINS", "", "comma-separated origins, besides the BFF's own, that may change exports and get CORS")
 	f.Int(&c.MaxStreamsPerSession, "max-streams-per-session", "MAX_STREAMS_PER_SESSION", 20, "open event streams per session before 429")
