@@ -21,6 +21,7 @@ type Config struct {
 	ServiceToken         string
 	StaticDir            string
 	SessionSecret        string
+	SessionLifetime      time.Duration
 	CookieSecure         bool
 	AllowedOrigins       string
 	MaxStreamsPerSession int
@@ -51,7 +52,8 @@ func Parse(args []string, w io.Writer) (Config, error) {
 	f.String(&c.BackendURL, "backend-url", "BACKEND_URL", "http://localhost:8081", "base URL of the export backend")
 	f.String(&c.ServiceToken, "service-token", "SERVICE_TOKEN", "", "shared secret sent to the backend as 'Authorization: Bearer …'")
 	f.String(&c.StaticDir, "static-dir", "STATIC_DIR", "client/dist/demo", "directory of the built demo page served at /")
-	f.String(&c.SessionSecret, "session-secret", "SESSION_SECRET", "", "at least 32 bytes signing session cookies; empty: random, sessions end with the process")
+	f.String(&c.SessionSecret, "session-secret", "SESSION_SECRET", "", "comma-separated keys of at least 32 bytes each: the first signs session cookies, every one is accepted (list a new key first to rotate, docs/security.md); empty: random, sessions end with the process")
+	f.Duration(&c.SessionLifetime, "session-lifetime", "SESSION_LIFETIME", 24*time.Hour, "a session cookie is refused this long after it was issued; a browser's requests re-issue it once a quarter of this has gone by, so an active browser keeps its session")
 	f.Bool(&c.CookieSecure, "cookie-secure", "COOKIE_SECURE", false, "mark the session cookie Secure (behind HTTPS)")
 	f.String(&c.AllowedOrigins, "allowed-origins", "ALLOWED_ORIGINS", "", "comma-separated origins, besides the BFF's own, that may change exports and get CORS")
 	f.Int(&c.MaxStreamsPerSession, "max-streams-per-session", "MAX_STREAMS_PER_SESSION", 20, "open event streams per session before 429")
@@ -79,6 +81,9 @@ func Parse(args []string, w io.Writer) (Config, error) {
 func (c Config) validate() error {
 	if c.Heartbeat <= 0 || c.Retry <= 0 || c.GiveUp <= 0 || c.ReadHeaderTimeout <= 0 {
 		return errors.New("-heartbeat, -retry, -upstream-giveup and -read-header-timeout must be positive")
+	}
+	if c.SessionLifetime < time.Second {
+		return errors.New("-session-lifetime must be at least 1s")
 	}
 	if c.ResponseWriteTimeout < 0 {
 		return errors.New("-response-write-timeout must not be negative")
