@@ -626,3 +626,30 @@ func TestCookiesOfAListedOldKeyAreReissuedAndOfARetiredKeyRefused(t *testing.T) 
 		t.Errorf("the old key's cookie once the old key is gone: %d %s, want 404 (no session)", r.StatusCode, b)
 	}
 }
+
+// testOpenAPISessionExpiry is TestOpenAPI's expired session: the 401 of
+// every route that uses the session, and POST /api/session.
+func testOpenAPISessionExpiry(t *testing.T) {
+	be := startBackend(t)
+	clk := newFakeClock()
+	bff := startBFFOnClock(t, be.url, clk, testSecret)
+	c := loadContract(t, bff, be.url)
+	api := bff + "/api/exports"
+	j := c.create(t, api, `{"rows":10,"durationMs":0}`, nil)
+	clk.Add(time.Hour)
+	expired := func(name, method, url, body string) apiCase {
+		return apiCase{name: name + ", expired", method: method, url: url, body: body, status: http.StatusUnauthorized, code: "SESSION_EXPIRED", validRequest: true}
+	}
+	c.run(t, []apiCase{
+		expired("create", "POST", api, `{"rows":1,"durationMs":0}`),
+		expired("list", "GET", api, ""),
+		expired("get", "GET", api+"/"+j.Code, ""),
+		expired("cancel", "DELETE", api+"/"+j.Code, ""),
+		expired("job stream", "GET", api+"/"+j.Code+"/events", ""),
+		expired("session stream", "GET", bff+"/api/events", ""),
+		expired("file", "GET", api+"/"+j.Code+"/file", ""),
+		{name: "new session, another origin", method: "POST", url: bff + "/api/session", header: http.Header{"Origin": {"https://evil.example"}}, status: http.StatusForbidden, code: "FORBIDDEN_ORIGIN", validRequest: true},
+		{name: "new session", method: "POST", url: bff + "/api/session", status: http.StatusNoContent, validRequest: true},
+		{name: "list, the new session", method: "GET", url: api, status: http.StatusOK, validRequest: true},
+	})
+}
