@@ -90,9 +90,6 @@ func RandomSecret() []byte {
 // SetClock makes the manager read the time from now (tests: a fake clock).
 func (m *Manager) SetClock(now func() time.Time) { m.now = now }
 
-// Lifetime is how long a cookie is valid after it was issued or refreshed.
-func (m *Manager) Lifetime() time.Duration { return m.lifetime }
-
 // Session is a browser's valid session cookie.
 type Session struct {
 	ID string
