@@ -80,6 +80,13 @@ export interface ExportClient {
   download(job: Job): void;
   /** The mode, the codes subscribed and the EventSources open, right now. */
   stats(): ExportClientStats;
+  /**
+   * `POST /api/session`: starts a new session for this browser, in place of an expired
+   * one. Calls and streams answer `ExportError` with code `SESSION_EXPIRED` once the
+   * session has expired (the BFF starts no new one by itself: the exports of the old
+   * one are out of reach from then on); call this when the app may go on without them.
+   */
+  renewSession(options?: RequestOptions): Promise<void>;
 }
 
 /** Creates a client for the exportstream BFF. */
@@ -122,10 +129,21 @@ class Client implements ExportClient {
     };
     this.#registry = new SubscriptionRegistry(
       mode === "per-job"
-        ? { mode, transport: perJobTransport({ ...transport, eventsUrl: (code) => `${this.#api.exportUrl(code)}/events` }) }
+        ? {
+            mode,
+            transport: perJobTransport({
+              ...transport,
+              eventsUrl: (code) => `${this.#api.exportUrl(code)}/events`,
+              probe: (code) => () => this.#api.sessionExpired(code),
+            }),
+          }
         : {
             mode,
-            transport: sharedTransport({ ...transport, url: `${baseUrl}/api/events` }),
+            transport: sharedTransport({
+              ...transport,
+              url: `${baseUrl}/api/events`,
+              probe: () => this.#api.sessionExpired(),
+            }),
             seed: (code) => this.#api.get(code, undefined),
           },
     );
@@ -155,6 +173,10 @@ class Client implements ExportClient {
 
   subscribe(code: string, listener: ExportListener, options?: SubscribeOptions): Unsubscribe {
     return this.#registry.subscribe(code, listener, options);
+  }
+
+  renewSession(options?: RequestOptions): Promise<void> {
+    return this.#api.newSession(options);
   }
 
   waitFor(code: string, options?: RequestOptions): Promise<Job> {

@@ -10,7 +10,9 @@ export interface ExportErrorOptions {
 
 /**
  * The one error class of the client. `code` is the server's error code when the server
- * sent one (e.g. `NOT_FOUND`, `GENERATION_FAILED`), otherwise the client's own:
+ * sent one (e.g. `NOT_FOUND`, `GENERATION_FAILED`, or `SESSION_EXPIRED` — status 401, for
+ * a request or a stream alike: see `ExportClient.renewSession`), otherwise the client's
+ * own:
  * - `ABORTED`: the request or wait was aborted through its AbortSignal;
  * - `NETWORK_ERROR`: fetch itself failed (network down, CORS, DNS…), no HTTP response;
  * - `BAD_RESPONSE`: the server answered something that is not the documented JSON;

@@ -100,6 +100,25 @@ export class ExportsApi {
     this.#exportsUrl = `${options.baseUrl}/api/exports`;
   }
 
+  /** `POST /api/session`: a new session (cookie) for this browser, in place of any. */
+  async newSession(options: RequestOptions | undefined): Promise<void> {
+    await requestJSON(this.#options.fetch, `${this.#options.baseUrl}/api/session`, this.#init("POST", options));
+  }
+
+  /**
+   * `GET` of the export `code` (or of the list): the `SESSION_EXPIRED` error the BFF
+   * answers it with, or undefined for any other answer.
+   */
+  async sessionExpired(code?: string): Promise<ExportError | undefined> {
+    const url = code === undefined ? this.#exportsUrl : this.exportUrl(code);
+    try {
+      await requestJSON(this.#options.fetch, url, this.#init("GET", undefined));
+      return undefined;
+    } catch (error) {
+      return error instanceof ExportError && error.code === "SESSION_EXPIRED" ? error : undefined;
+    }
+  }
+
   /** `POST /api/exports`. */
   create(request: ExportRequest, options: RequestOptions | undefined): Promise<Job> {
     const init = this.#init("POST", options);

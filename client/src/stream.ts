@@ -82,19 +82,37 @@ interface TransportOptions {
   readonly withCredentials: boolean;
 }
 
+/**
+ * Asks the BFF, with a request of its own, why a stream closed for good: an EventSource
+ * cannot read the status or body of a refused connect. Resolves with the error to
+ * report instead of `STREAM_CLOSED` (`SESSION_EXPIRED`), or undefined.
+ */
+export type ClosedProbe = () => Promise<ExportError | undefined>;
+
 export function perJobTransport(
-  options: TransportOptions & { readonly eventsUrl: (code: string) => string },
+  options: TransportOptions & {
+    readonly eventsUrl: (code: string) => string;
+    readonly probe: (code: string) => ClosedProbe;
+  },
 ): PerJobTransport {
   return {
-    open: (code, sink) => attach(options, options.eventsUrl(code), `export ${code}`, sink),
+    open: (code, sink) => attach(options, options.eventsUrl(code), `export ${code}`, options.probe(code), sink),
   };
 }
 
-export function sharedTransport(options: TransportOptions & { readonly url: string }): SharedTransport {
-  return { connect: (sink) => attach(options, options.url, "the session", sink) };
+export function sharedTransport(
+  options: TransportOptions & { readonly url: string; readonly probe: ClosedProbe },
+): SharedTransport {
+  return { connect: (sink) => attach(options, options.url, "the session", options.probe, sink) };
 }
 
-function attach(options: TransportOptions, url: string, what: string, sink: StreamSink): () => void {
+function attach(
+  options: TransportOptions,
+  url: string,
+  what: string,
+  probe: ClosedProbe,
+  sink: StreamSink,
+): () => void {
   const EventSourceImpl = options.EventSource();
   const source = new EventSourceImpl(
     url,
@@ -115,10 +133,19 @@ function attach(options: TransportOptions, url: string, what: string, sink: Stre
     }
     const httpStatus = httpStatusOf(errorEvent);
     const detail = httpStatus === undefined ? "" : ` (HTTP ${httpStatus})`;
-    sink.fatal(
-      new ExportError("STREAM_CLOSED", `event stream of ${what} closed${detail}`, {
-        status: "ERROR",
-      }),
+    const closed = new ExportError("STREAM_CLOSED", `event stream of ${what} closed${detail}`, {
+      status: "ERROR",
+    });
+    // Only a 401 can be an expired session; a browser's EventSource tells no status.
+    if (httpStatus !== undefined && httpStatus !== 401) {
+      sink.fatal(closed);
+      return;
+    }
+    // An answer after the caller stopped is harmless: the sink is the stopped stream's
+    // (a per-job subscription of its own; SharedStream drops a connection not current).
+    void probe().then(
+      (why) => sink.fatal(why ?? closed),
+      () => sink.fatal(closed),
     );
   };
   return () => {

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { registryOf } from "../src/client.js";
 import { createExportClient, ExportError } from "../src/index.js";
 import type { FetchLike } from "../src/index.js";
-import { CODE, completed, fakeFetch, job } from "./fakes.js";
+import { CODE, completed, fakeClient, fakeFetch, flush, job, onlySource, OTHER_CODE, recorder, routedFetch, subscribed } from "./fakes.js";
 
 describe("start and get", () => {
   it("POSTs the request as JSON to {baseUrl}/api/exports and returns the job", async () => {
@@ -208,5 +208,105 @@ describe("session", () => {
 
     void client.start({ rows: 4, durationMs: 0 });
     expect(sent).toHaveLength(4); // session known: no waiting any more
+  });
+});
+
+describe("an expired session", () => {
+  const expired = [401, { error: { code: "SESSION_EXPIRED", message: "your session has expired" } }] as const;
+
+  it("rejects a request the BFF answers 401 SESSION_EXPIRED with that ExportError", async () => {
+    const { fetch } = fakeFetch(...expired);
+    const client = createExportClient({ baseUrl: "http://bff.test", fetch });
+
+    await expect(client.list()).rejects.toMatchObject({ name: "ExportError", code: "SESSION_EXPIRED", status: 401 });
+  });
+
+  it.each([
+    ["per-job", `GET http://bff.test/api/exports/${CODE}`],
+    ["multiplex", "GET http://bff.test/api/exports"],
+  ] as const)(
+    "ends a %s stream the browser closed for good (no status) with SESSION_EXPIRED when a GET of it says so",
+    async (mode, probe) => {
+      // In multiplex mode a subscription first GETs the job (a seed): it is answered.
+      const seed = [200, job({ seq: 1 })] as const;
+      const { fetch, requests } = routedFetch({ [`GET http://bff.test/api/exports/${CODE}`]: seed, [probe]: expired });
+      const { recorders: [a], source } = subscribed([CODE], { mode, fetch });
+      await flush();
+      a.events.length = 0;
+
+      source.fail(); // a browser's EventSource: CLOSED, the 401 unseen
+      await flush();
+
+      expect(requests.map((r) => `${r.init.method} ${r.url}`)).toContain(probe);
+      expect(a.events).toHaveLength(1);
+      expect(a.events[0]).toMatchObject({ type: "error", error: { name: "ExportError", code: "SESSION_EXPIRED", status: 401 } });
+    },
+  );
+
+  it("ends a stream the eventsource package saw refused 401 with SESSION_EXPIRED too", async () => {
+    const { fetch } = routedFetch({ [`GET http://bff.test/api/exports/${CODE}`]: expired });
+    const { recorders: [a], source } = subscribed([CODE], { fetch });
+
+    source.fail(401);
+    await flush();
+
+    expect(a.events[0]).toMatchObject({ type: "error", error: { code: "SESSION_EXPIRED" } });
+  });
+
+  it("keeps STREAM_CLOSED when the GET answers anything else, and asks nothing for a known other status", async () => {
+    const { fetch, requests } = routedFetch({
+      [`GET http://bff.test/api/exports/${CODE}`]: [200, job({ seq: 1 })],
+      [`GET http://bff.test/api/exports/${OTHER_CODE}`]: [200, job({ seq: 1, code: OTHER_CODE })],
+      "GET http://bff.test/api/exports": [200, { exports: [] }],
+    });
+    const { recorders: [a, b], source } = subscribed([CODE, OTHER_CODE], { mode: "multiplex", fetch });
+    await flush();
+    a.events.length = 0;
+    b.events.length = 0;
+    source.fail();
+    await flush();
+    for (const { events } of [a, b]) {
+      expect(events[0]).toMatchObject({ type: "error", error: { code: "STREAM_CLOSED" } });
+    }
+
+    const seen = requests.length;
+    const perJob = subscribed([CODE], { fetch });
+    perJob.source.fail(404);
+    expect(perJob.recorders[0].events[0]).toMatchObject({ type: "error", error: { code: "STREAM_CLOSED" } });
+    expect(requests).toHaveLength(seen);
+  });
+
+  it("tells nothing to a listener that left while the BFF was asked, nor to the one that came back", async () => {
+    let answer = (): void => {};
+    const fetch: FetchLike = () =>
+      new Promise((resolve) => {
+        const text = () => Promise.resolve(JSON.stringify(expired[1]));
+        answer = () => resolve({ ok: false, status: 401, statusText: "", text });
+      });
+    const client = fakeClient({ fetch });
+    const left = recorder();
+    const unsubscribe = client.subscribe(CODE, left.listener);
+    onlySource().fail();
+    unsubscribe();
+    await flush(); // the closed stream is let go
+    const back = recorder();
+    client.subscribe(CODE, back.listener);
+
+    answer(); // the first stream's question is answered only now
+    await flush();
+    onlySource().emit(job({ seq: 2 }));
+
+    expect(left.events).toEqual([]);
+    expect(back.events.map((event) => event.type)).toEqual(["snapshot"]);
+  });
+
+  it("renewSession() POSTs {baseUrl}/api/session with the client's credentials", async () => {
+    const { fetch, requests } = routedFetch({ "POST http://bff.test/api/session": [204] });
+    const client = createExportClient({ baseUrl: "http://bff.test", fetch, credentials: "include" });
+
+    await expect(client.renewSession()).resolves.toBeUndefined();
+
+    expect(requests).toHaveLength(1);
+    expect(requests[0]?.init).toMatchObject({ method: "POST", credentials: "include" });
   });
 });

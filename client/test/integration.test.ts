@@ -311,3 +311,40 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
     for (const url of servers.backendUrls) expect(await backendStreamsOpenedOn(url), `streams served by ${url}`).toBeGreaterThan(0);
   });
 });
+
+describe.skipIf(missing !== undefined || scaledOut)("an expired session through the real BFF (SESSION_LIFETIME=2s)", () => {
+  let servers: Servers;
+
+  beforeAll(async () => {
+    servers = await startServers({ env: { SESSION_LIFETIME: "2s" } });
+  });
+
+  afterAll(async () => {
+    await servers?.stop();
+  });
+
+  it("fails calls and new streams with SESSION_EXPIRED, and renewSession() starts a new session", async () => {
+    const fetchImpl = cookieFetch();
+    const client = createExportClient({
+      baseUrl: servers.bffUrl,
+      fetch: fetchImpl as FetchLike,
+      EventSource: countingEventSource(fetchImpl).EventSource,
+    });
+    const running = await client.start({ rows: 1000, durationMs: 60000 });
+    // The lifetime passing, with no request that would refresh the cookie, is what is
+    // under test: nothing to wait on but the clock.
+    await new Promise((resolve) => setTimeout(resolve, 2200));
+
+    await expect(client.get(running.code)).rejects.toMatchObject({ code: "SESSION_EXPIRED", status: 401 });
+    const streamError = new Promise<ExportError>((resolve) => {
+      client.subscribe(running.code, (event: ExportEvent) => {
+        if (event.type === "error") resolve(event.error);
+      });
+    });
+    await expect(streamError).resolves.toMatchObject({ name: "ExportError", code: "SESSION_EXPIRED", status: 401 });
+
+    await client.renewSession();
+    await expect(client.list()).resolves.toEqual([]);
+    await expect(client.get(running.code)).rejects.toMatchObject({ code: "NOT_FOUND", status: 404 });
+  });
+});

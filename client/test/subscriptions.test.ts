@@ -214,7 +214,7 @@ describe("subscribe: how a subscription ends", () => {
   it.each([
     ["a terminal status", (source: FakeEventSource) => source.emit(completed(1))],
     ["an ERROR event", (source: FakeEventSource) => source.emit({ code: CODE, status: "ERROR", error: { code: "GONE", message: "gone" } })],
-    ["a fatal error", (source: FakeEventSource) => source.fail()],
+    ["a fatal error", (source: FakeEventSource) => source.fail(404)],
   ])("opens a new EventSource for a subscribe after %s deleted the entry", (_name, end) => {
     const client = fakeClient();
     client.subscribe(CODE, () => {});

@@ -50,12 +50,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	secret := []byte(cfg.SessionSecret)
-	if len(secret) == 0 {
+	keys := session.ParseKeys(cfg.SessionSecret)
+	if len(keys) == 0 {
 		log.Warn("SESSION_SECRET is not set: using a random one, so sessions end when this process does and do not span instances")
-		secret = session.RandomSecret()
+		keys = [][]byte{session.RandomSecret()}
 	}
-	sessions, err := session.New(secret, cfg.CookieSecure, 24*time.Hour)
+	sessions, err := session.New(keys, cfg.CookieSecure, cfg.SessionLifetime)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ type Config struct {
 	ServiceToken         string
 	StaticDir            string
 	SessionSecret        string
+	SessionLifetime      time.Duration
 	CookieSecure         bool
 	AllowedOrigins       string
 	MaxStreamsPerSession int
@@ -52,7 +53,8 @@ func Parse(args []string, w io.Writer) (Config, error) {
 	f.String(&c.BackendURL, "backend-url", "BACKEND_URL", "http://localhost:8081", "base URL of the export backend")
 	f.Secret(&c.ServiceToken, "service-token", "SERVICE_TOKEN", "shared secret sent to the backend as 'Authorization: Bearer …'")
 	f.String(&c.StaticDir, "static-dir", "STATIC_DIR", "client/dist/demo", "directory of the built demo page served at /")
-	f.Secret(&c.SessionSecret, "session-secret", "SESSION_SECRET", "at least 32 bytes signing session cookies; empty: random, sessions end with the process")
+	f.Secret(&c.SessionSecret, "session-secret", "SESSION_SECRET", "comma-separated keys of at least 32 bytes each: the first signs session cookies, every one is accepted (list a new key first to rotate, docs/security.md); empty: random, sessions end with the process")
+	f.Duration(&c.SessionLifetime, "session-lifetime", "SESSION_LIFETIME", 24*time.Hour, "a session cookie is refused this long after it was issued; a browser's requests re-issue it once a quarter of this has gone by, so an active browser keeps its session")
 	f.Command(&c.InitSecrets, "init-secrets", "write session_secret and service_token files of random bytes into this directory unless they exist, and exit: a deployment's first start makes its own secrets (docker-compose.yml)")
 	f.Bool(&c.CookieSecure, "cookie-secure", "COOKIE_SECURE", false, "mark the session cookie Secure (behind HTTPS)")
 	f.String(&c.AllowedOrigins, "allowed-origins", "ALLOWED_ORIGINS", "", "comma-separated origins, besides the BFF's own, that may change exports and get CORS")
@@ -81,6 +83,9 @@ func Parse(args []string, w io.Writer) (Config, error) {
 func (c Config) validate() error {
 	if c.Heartbeat <= 0 || c.Retry <= 0 || c.GiveUp <= 0 || c.ReadHeaderTimeout <= 0 {
 		return errors.New("-heartbeat, -retry, -upstream-giveup and -read-header-timeout must be positive")
+	}
+	if c.SessionLifetime < time.Second {
+		return errors.New("-session-lifetime must be at least 1s")
 	}
 	if c.ResponseWriteTimeout < 0 {
 		return errors.New("-response-write-timeout must not be negative")

@@ -28,6 +28,8 @@ var (
 	errOrigin       = errors.New("this origin may not change exports")
 	errBodyTooLarge = fmt.Errorf("request body must be at most %d bytes", maxBodyBytes)
 	errRateLimited  = errors.New("too many exports started; slow down")
+	// errSessionExpired is a cookie the BFF signed whose lifetime is over.
+	errSessionExpired = errors.New("your session has expired; start a new one with POST /api/session (the exports of the old one are no longer reachable)")
 	// errBackend wraps what went wrong between the BFF and the backend
 	// (unreachable, our service token refused, the backend's own fault):
 	// nothing the browser can fix.
@@ -55,6 +57,7 @@ type errorRow struct {
 var errorTable = []errorRow{
 	{target: errInvalidCode, status: http.StatusBadRequest, code: "INVALID_CODE"},
 	{target: errNotFound, status: http.StatusNotFound, code: "NOT_FOUND"},
+	{target: errSessionExpired, status: http.StatusUnauthorized, code: "SESSION_EXPIRED"},
 	{target: errOrigin, status: http.StatusForbidden, code: "FORBIDDEN_ORIGIN"},
 	{target: errBodyTooLarge, status: http.StatusRequestEntityTooLarge, code: "BODY_TOO_LARGE"},
 	{target: errRateLimited, status: http.StatusTooManyRequests, code: "RATE_LIMITED", retryAfter: "1"},

@@ -44,6 +44,7 @@ func TestEveryErrorIsAnsweredWithTheStatusAndCodeOfItsRow(t *testing.T) {
 		{"a handler's own answer", &apiError{http.StatusNotFound, "NO_ROUTE", "no such endpoint: /x"}, reply{404, errorBody("NO_ROUTE", "no such endpoint: /x"), "", ""}},
 		{"a malformed code", fmt.Errorf("get: %w", errInvalidCode), reply{400, errorBody("INVALID_CODE", "export code must be a UUID"), "", ""}},
 		{"an export of no session", fmt.Errorf("get: %w", errNotFound), reply{404, errorBody("NOT_FOUND", "export not found"), "", ""}},
+		{"an expired session", fmt.Errorf("get: %w", errSessionExpired), reply{401, errorBody("SESSION_EXPIRED", "your session has expired; start a new one with POST /api/session (the exports of the old one are no longer reachable)"), "", ""}},
 		{"a foreign origin", fmt.Errorf("create: %w", errOrigin), reply{403, errorBody("FORBIDDEN_ORIGIN", "this origin may not change exports"), "", ""}},
 		{"a body over the limit", fmt.Errorf("%w: %w", errBodyTooLarge, &http.MaxBytesError{Limit: maxBodyBytes}), reply{413, errorBody("BODY_TOO_LARGE", "request body must be at most 65536 bytes"), "", ""}},
 		{"a session creating too fast", fmt.Errorf("create: %w", errRateLimited), reply{429, errorBody("RATE_LIMITED", "too many exports started; slow down"), "1", ""}},

@@ -33,7 +33,10 @@ import (
 // job created through another instance is found by re-listing the
 // session's jobs every MultiplexResync (and on the tab's next reconnect).
 func (s *Server) sessionEvents(c *gin.Context) error {
-	sid := s.ensureSession(c)
+	sid, err := s.ensureSession(c)
+	if err != nil {
+		return err
+	}
 	if err := s.streams.acquire(sid); err != nil {
 		return err
 	}

@@ -586,6 +586,7 @@ func TestOpenAPI(t *testing.T) {
 	t.Run("responses", testOpenAPIResponses)
 	t.Run("service token and backend outage", testOpenAPIServiceTokenAndBackendOutage)
 	t.Run("limits and retention", testOpenAPILimitsAndRetention)
+	t.Run("session expiry", testOpenAPISessionExpiry)
 	switch {
 	case !runsEverything():
 		t.Log("coverage of the document not checked: -run or -skip selects only some of TestOpenAPI")

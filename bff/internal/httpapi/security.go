@@ -1,19 +1,37 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/exportstream/exportstream/bff/internal/session"
 )
 
-const sessionKey = "session"
+// Keys of what loadSession learnt, in the request's gin context.
+const (
+	sessionKey = "session"
+	expiredKey = "sessionExpired"
+)
 
-// loadSession reads the browser's signed session cookie, if valid.
+// loadSession reads the browser's signed session cookie. A valid one is
+// the request's session, re-issued (same id, new issue time, the signing
+// key) once it is stale: an active browser keeps its session. An expired
+// one is remembered, so that every route that uses the session answers
+// errSessionExpired. A cookie no key verifies is no session at all.
 func (s *Server) loadSession(c *gin.Context) {
-	if id, ok := s.Sessions.Read(c.Request); ok {
-		c.Set(sessionKey, id)
+	sess, ok, err := s.Sessions.Read(c.Request)
+	switch {
+	case errors.Is(err, session.ErrExpired):
+		c.Set(expiredKey, true)
+	case ok:
+		c.Set(sessionKey, sess.ID)
+		if sess.Stale {
+			s.Sessions.Refresh(c.Writer, sess.ID)
+		}
 	}
 }
 
@@ -22,24 +40,46 @@ func sessionID(c *gin.Context) (string, bool) {
 	return id, id != ""
 }
 
-// ensureSession returns the browser's session, starting one if it has none.
-func (s *Server) ensureSession(c *gin.Context) string {
-	if id, ok := sessionID(c); ok {
-		return id
+// ensureSession returns the browser's session, starting one if it has
+// none. An expired session is errSessionExpired, not replaced: a new one
+// would silently lose the browser's exports, so only POST /api/session
+// (newSession) replaces it, when the page chooses to.
+func (s *Server) ensureSession(c *gin.Context) (string, error) {
+	if id, err := requireSession(c); !errors.Is(err, errNotFound) {
+		return id, err
 	}
+	return s.startSession(c), nil
+}
+
+// startSession gives the browser a new session, whatever it had.
+func (s *Server) startSession(c *gin.Context) string {
 	id := s.Sessions.Issue(c.Writer)
 	c.Set(sessionKey, id)
+	c.Set(expiredKey, false)
 	return id
 }
 
-// requireSession is errNotFound (404) for a browser without a session: it
-// owns no export, so whatever code it asks for is not one of its own.
+// requireSession is the browser's session. A browser whose session
+// expired gets errSessionExpired; one without a session errNotFound (404):
+// it owns no export, so whatever code it asks for is not one of its own.
 func requireSession(c *gin.Context) (string, error) {
+	if c.GetBool(expiredKey) {
+		return "", errSessionExpired
+	}
 	id, ok := sessionID(c)
 	if !ok {
 		return "", errNotFound
 	}
 	return id, nil
+}
+
+// newSession is POST /api/session: a new session for the browser, in
+// place of its expired one (or of any it had), answered 204.
+func (s *Server) newSession(c *gin.Context) error {
+	s.startSession(c)
+	c.Status(http.StatusNoContent)
+	c.Writer.WriteHeaderNow()
+	return nil
 }
 
 // checkOrigin refuses state-changing requests from other sites (CSRF):

@@ -118,6 +118,7 @@ func New(cfg Config) (*Server, error) {
 
 	r.GET("/api/events", s.handle(s.sessionEvents))
 	checkOrigin := s.handle(s.checkOrigin)
+	r.POST("/api/session", checkOrigin, s.handle(s.newSession))
 	api := r.Group("/api/exports")
 	api.POST("", checkOrigin, s.handle(s.create))
 	api.GET("", s.handle(s.list))
@@ -216,7 +217,10 @@ func (s *Server) withCode(h func(c *gin.Context, code string) error) gin.Handler
 }
 
 func (s *Server) create(c *gin.Context) error {
-	sid := s.ensureSession(c)
+	sid, err := s.ensureSession(c)
+	if err != nil {
+		return err
+	}
 	if !s.creates.allow(sid) {
 		return errRateLimited
 	}
@@ -244,8 +248,8 @@ func (s *Server) create(c *gin.Context) error {
 // list starts the session if there is none (a page's first call), so
 // the page's concurrent first creates all share it.
 func (s *Server) list(c *gin.Context) error {
-	if _, ok := sessionID(c); !ok {
-		s.ensureSession(c)
+	if _, err := requireSession(c); errors.Is(err, errNotFound) {
+		s.startSession(c)
 		c.JSON(http.StatusOK, gin.H{"exports": []struct{}{}}) // a new session has no exports
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -447,4 +448,208 @@ func TestAQuietRelayedStreamGetsTheBFFsOwnHeartbeats(t *testing.T) {
 			t.Errorf("%s: %d heartbeats before the stream ended, want a steady beat", path, pings)
 		}
 	}
+}
+
+// fakeClock is a clock the test moves on; the BFF reads it from its
+// request goroutines.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// sessionsOn is a manager of hour-long sessions on clk, signing with the
+// first of keys.
+func sessionsOn(t *testing.T, clk *fakeClock, keys ...[]byte) *session.Manager {
+	t.Helper()
+	m, err := session.New(keys, false, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.SetClock(clk.Now)
+	return m
+}
+
+// startBFFOnClock is a BFF whose hour-long sessions run on clk.
+func startBFFOnClock(t *testing.T, backendURL string, clk *fakeClock, keys ...[]byte) string {
+	t.Helper()
+	return startBFFWith(t, backendURL, "", func(_ *relay.Config, h *httpapi.Config) {
+		h.Sessions = sessionsOn(t, clk, keys...)
+	})
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)} }
+
+// sessionCookie is the jar's session cookie value for bff.
+func sessionCookie(t *testing.T, c *http.Client, bff string) string {
+	t.Helper()
+	u, _ := url.Parse(bff)
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == session.CookieName {
+			return ck.Value
+		}
+	}
+	t.Fatal("no session cookie")
+	return ""
+}
+
+// setSessionCookie is the session cookie resp sets, or "".
+func setSessionCookie(resp *http.Response) string {
+	for _, ck := range resp.Cookies() {
+		if ck.Name == session.CookieName {
+			return ck.Value
+		}
+	}
+	return ""
+}
+
+func TestAnExpiredSessionGets401SessionExpiredWhereverItIsUsed(t *testing.T) {
+	be := startBackend(t)
+	clk := newFakeClock()
+	bff := startBFFOnClock(t, be.url, clk, testSecret)
+	c := browser()
+	_, j := createExport(t, c, bff, `{"rows":10,"durationMs":0}`)
+	expired := sessionCookie(t, c, bff)
+	clk.Add(time.Hour - time.Second)
+	// Sent by hand, so that the cookie re-issued to this request is not kept.
+	asSent := http.Header{"Cookie": {session.CookieName + "=" + expired}}
+	if r, b := send(t, &http.Client{}, "GET", bff+"/api/exports/"+j.Code, "", asSent); r.StatusCode != http.StatusOK {
+		t.Fatalf("a second before the session's end: %d %s, want 200", r.StatusCode, b)
+	}
+	clk.Add(time.Second)
+	// A route that wrongly serves the session streams: the timeout ends it.
+	bounded := &http.Client{Jar: c.Jar, Timeout: 10 * time.Second}
+	for _, route := range []struct{ method, path, body string }{
+		{"GET", "/api/exports/" + j.Code + "/events", ""},
+		{"GET", "/api/events", ""},
+		{"GET", "/api/exports/" + j.Code + "/file", ""},
+		{"GET", "/api/exports/" + j.Code, ""},
+		{"GET", "/api/exports", ""},
+		{"DELETE", "/api/exports/" + j.Code, ""},
+		{"POST", "/api/exports", `{"rows":1,"durationMs":0}`},
+	} {
+		r, body := send(t, bounded, route.method, bff+route.path, route.body, nil)
+		var got struct {
+			Error struct{ Code, Message string }
+		}
+		_ = json.Unmarshal([]byte(body), &got)
+		if r.StatusCode != http.StatusUnauthorized || got.Error.Code != "SESSION_EXPIRED" || got.Error.Message == "" {
+			t.Errorf("%s %s with an expired session: %d %s, want 401 SESSION_EXPIRED", route.method, route.path, r.StatusCode, body)
+		}
+		if set := setSessionCookie(r); set != "" {
+			t.Errorf("%s %s with an expired session set a cookie %q: only POST /api/session replaces it", route.method, route.path, set)
+		}
+	}
+	if got := sessionCookie(t, c, bff); got != expired {
+		t.Fatalf("the expired cookie was replaced: %q", got)
+	}
+
+	r, body := send(t, c, "POST", bff+"/api/session", "", nil)
+	if r.StatusCode != http.StatusNoContent || setSessionCookie(r) == "" {
+		t.Fatalf("POST /api/session: %d %s, cookie %q; want 204 and a new cookie", r.StatusCode, body, setSessionCookie(r))
+	}
+	if _, list := send(t, c, "GET", bff+"/api/exports", "", nil); strings.Contains(list, j.Code) {
+		t.Errorf("the new session lists the expired one's export: %s", list)
+	}
+	if r, b := send(t, c, "GET", bff+"/api/exports/"+j.Code+"/events", "", nil); r.StatusCode != http.StatusNotFound {
+		t.Errorf("the expired session's export from the new session: %d %s, want 404", r.StatusCode, b)
+	}
+}
+
+// An active browser's cookie is re-issued once a quarter of its lifetime
+// has gone by: the same session, so the browser keeps its exports past
+// the first cookie's end.
+func TestAnActiveBrowserKeepsItsSessionPastTheFirstCookiesLifetime(t *testing.T) {
+	be := startBackend(t)
+	clk := newFakeClock()
+	bff := startBFFOnClock(t, be.url, clk, testSecret)
+	c := browser()
+	_, j := createExport(t, c, bff, `{"rows":10,"durationMs":0}`)
+	first := sessionCookie(t, c, bff)
+	id, _, _ := strings.Cut(first, ".")
+
+	clk.Add(14 * time.Minute)
+	if r, _ := send(t, c, "GET", bff+"/api/exports", "", nil); setSessionCookie(r) != "" {
+		t.Errorf("before a quarter of the lifetime: cookie re-issued %q", setSessionCookie(r))
+	}
+	clk.Add(2 * time.Minute)
+	r, _ := send(t, c, "GET", bff+"/api/exports", "", nil)
+	if set := setSessionCookie(r); !strings.HasPrefix(set, id+".") || set == first {
+		t.Fatalf("past a quarter of the lifetime: cookie %q, want %s re-issued", set, id)
+	}
+	clk.Add(50 * time.Minute) // 66 minutes after the first cookie, 50 after the second
+	if r, b := send(t, c, "GET", bff+"/api/exports/"+j.Code, "", nil); r.StatusCode != http.StatusOK {
+		t.Errorf("the re-issued session, past the first cookie's end: %d %s, want its export", r.StatusCode, b)
+	}
+	plain := &http.Client{}
+	old := http.Header{"Cookie": {session.CookieName + "=" + first}}
+	if r, b := send(t, plain, "GET", bff+"/api/exports/"+j.Code, "", old); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the first cookie, past its lifetime: %d %s, want 401", r.StatusCode, b)
+	}
+}
+
+// Key rotation: a BFF listing a new key first and the old one after it
+// accepts the old key's cookies and re-signs them with the new key; once
+// the old key is gone, its cookies are no session at all.
+func TestCookiesOfAListedOldKeyAreReissuedAndOfARetiredKeyRefused(t *testing.T) {
+	be := startBackend(t)
+	clk := newFakeClock()
+	oldKey, newKey := testSecret, []byte(strings.Repeat("n", 32))
+	before := startBFFOnClock(t, be.url, clk, oldKey)
+	during := startBFFOnClock(t, be.url, clk, newKey, oldKey)
+	after := startBFFOnClock(t, be.url, clk, newKey)
+	c := browser()
+	_, j := createExport(t, c, before, `{"rows":10,"durationMs":0}`)
+	oldCookie := http.Header{"Cookie": {session.CookieName + "=" + sessionCookie(t, c, before)}}
+	plain := &http.Client{}
+
+	r, b := send(t, plain, "GET", during+"/api/exports/"+j.Code, "", oldCookie)
+	resigned := setSessionCookie(r)
+	if r.StatusCode != http.StatusOK || resigned == "" {
+		t.Fatalf("the old key's cookie, old key listed: %d %s, cookie %q; want 200 and a re-signed cookie", r.StatusCode, b, resigned)
+	}
+	if r, b := send(t, plain, "GET", after+"/api/exports/"+j.Code, "", http.Header{"Cookie": {session.CookieName + "=" + resigned}}); r.StatusCode != http.StatusOK {
+		t.Errorf("the re-signed cookie once the old key is gone: %d %s, want 200", r.StatusCode, b)
+	}
+	if r, b := send(t, plain, "GET", after+"/api/exports/"+j.Code, "", oldCookie); r.StatusCode != http.StatusNotFound {
+		t.Errorf("the old key's cookie once the old key is gone: %d %s, want 404 (no session)", r.StatusCode, b)
+	}
+}
+
+// testOpenAPISessionExpiry is TestOpenAPI's expired session: the 401 of
+// every route that uses the session, and POST /api/session.
+func testOpenAPISessionExpiry(t *testing.T) {
+	be := startBackend(t)
+	clk := newFakeClock()
+	bff := startBFFOnClock(t, be.url, clk, testSecret)
+	c := loadContract(t, bff, be.url)
+	api := bff + "/api/exports"
+	j := c.create(t, api, `{"rows":10,"durationMs":0}`, nil)
+	clk.Add(time.Hour)
+	expired := func(name, method, url, body string) apiCase {
+		return apiCase{name: name + ", expired", method: method, url: url, body: body, status: http.StatusUnauthorized, code: "SESSION_EXPIRED", validRequest: true}
+	}
+	c.run(t, []apiCase{
+		expired("create", "POST", api, `{"rows":1,"durationMs":0}`),
+		expired("list", "GET", api, ""),
+		expired("get", "GET", api+"/"+j.Code, ""),
+		expired("cancel", "DELETE", api+"/"+j.Code, ""),
+		expired("job stream", "GET", api+"/"+j.Code+"/events", ""),
+		expired("session stream", "GET", bff+"/api/events", ""),
+		expired("file", "GET", api+"/"+j.Code+"/file", ""),
+		{name: "new session, another origin", method: "POST", url: bff + "/api/session", header: http.Header{"Origin": {"https://evil.example"}}, status: http.StatusForbidden, code: "FORBIDDEN_ORIGIN", validRequest: true},
+		{name: "new session", method: "POST", url: bff + "/api/session", status: http.StatusNoContent, validRequest: true},
+		{name: "list, the new session", method: "GET", url: api, status: http.StatusOK, validRequest: true},
+	})
 }

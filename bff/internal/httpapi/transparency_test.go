@@ -74,7 +74,7 @@ func (b *scriptedBackend) script(code string, envs ...relaytest.Envelope) {
 // browserCookie is a valid session cookie for the test BFFs.
 func browserCookie(t *testing.T) *http.Cookie {
 	t.Helper()
-	m, err := session.New(testSecret, false, time.Hour)
+	m, err := session.New([][]byte{testSecret}, false, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func startBFFListening(t *testing.T, be *backend.Client, wrap func(net.Listener)
 func startBFFServer(t *testing.T, be *backend.Client, wrap func(net.Listener) net.Listener, opts ...func(*relay.Config, *httpapi.Config)) (string, *httpapi.Server) {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	sessions, _ := session.New(testSecret, false, time.Hour)
+	sessions, _ := session.New([][]byte{testSecret}, false, time.Hour)
 	metrics := httpapi.NewMetrics()
 	rcfg := relay.Config{GiveUp: 5 * time.Second, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Buffer: 64}
 	hcfg := httpapi.Config{
