@@ -369,6 +369,7 @@ class ExportView {
   }
 
   fail(error: ExportError): void {
+    renewIfExpired(error);
     this.stop();
     this.#setStatus("ERROR");
     this.#setConnection(undefined);
@@ -510,6 +511,7 @@ function showFormError(message: string | undefined): void {
 }
 
 function describe(error: unknown): string {
+  renewIfExpired(error);
   if (error instanceof ExportError) return `${error.message} (${error.code})`;
   return error instanceof Error ? error.message : String(error);
 }
@@ -543,4 +545,19 @@ function element<T extends Element>(selector: string): T {
   const found = document.querySelector<T>(selector);
   if (!found) throw new Error(`demo page is missing ${selector}`);
   return found;
+}
+
+let renewing = false;
+
+/**
+ * An expired session (after a day away) is not an error to show: the page starts a
+ * new one and reloads, as the app using the library decides to.
+ */
+function renewIfExpired(error: unknown): void {
+  if (renewing || !(error instanceof ExportError) || error.code !== "SESSION_EXPIRED") return;
+  renewing = true;
+  showFormError("Your session ended: starting a new one…");
+  void api()
+    .renewSession()
+    .then(() => location.reload(), (failed: unknown) => showFormError(`Could not start a new session: ${String(failed)}`));
 }
