@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,6 +64,18 @@ type Config struct {
 	// CreateRate (per second) and CreateBurst bound a session's creates.
 	CreateRate  float64
 	CreateBurst int
+	// TrustedProxies are the peers whose X-Forwarded-For is believed when
+	// finding a request's client address (clientaddr.go).
+	TrustedProxies []netip.Prefix
+	// Per client address: new sessions and creates (rate a second, 0 for
+	// no limit, and burst), and open event streams (0: no cap).
+	AddressSessionRate   float64
+	AddressSessionBurst  int
+	AddressCreateRate    float64
+	AddressCreateBurst   int
+	MaxStreamsPerAddress int
+	// Now is the rate limits' clock; nil: time.Now.
+	Now func() time.Time
 	// MultiplexResync re-lists a session's jobs this often on each open
 	// /api/events stream, to join jobs created through another BFF
 	// instance; 0: only jobs created through this one are joined live.
@@ -72,16 +85,18 @@ type Config struct {
 // Server serves the BFF.
 type Server struct {
 	Config
-	router    *gin.Engine
-	streams   *streamLimits
-	creates   *rateLimiter
-	feeds     *feeds
-	resyncs   *resyncs
-	pool      *stream.Pool
-	closeOnce sync.Once
-	closing   chan struct{}
-	stop      context.CancelFunc // ends the resync loop and its requests
-	loops     sync.WaitGroup
+	router  *gin.Engine
+	streams *streamLimits
+	creates *rateLimiter // per session
+	// per client address
+	addressCreates, newSessions *rateLimiter
+	feeds                       *feeds
+	resyncs                     *resyncs
+	pool                        *stream.Pool
+	closeOnce                   sync.Once
+	closing                     chan struct{}
+	stop                        context.CancelFunc // ends the resync loop and its requests
+	loops                       sync.WaitGroup
 }
 
 // New returns the BFF's HTTP handler; CloseStreams releases it.
@@ -97,14 +112,16 @@ func New(cfg Config) (*Server, error) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	s := &Server{
-		Config:  cfg,
-		streams: newStreamLimits(cfg.MaxStreamsPerSession, cfg.MaxStreams),
-		creates: newRateLimiter(cfg.CreateRate, cfg.CreateBurst),
-		feeds:   newFeeds(),
-		resyncs: &resyncs{streams: make(map[*sessionStream]struct{})},
-		pool:    pool,
-		closing: make(chan struct{}),
-		stop:    stop,
+		Config:         cfg,
+		streams:        newStreamLimits(cfg.MaxStreamsPerSession, cfg.MaxStreamsPerAddress, cfg.MaxStreams),
+		creates:        newRateLimiter(cfg.CreateRate, cfg.CreateBurst, cfg.Now),
+		addressCreates: newRateLimiter(cfg.AddressCreateRate, cfg.AddressCreateBurst, cfg.Now),
+		newSessions:    newRateLimiter(cfg.AddressSessionRate, cfg.AddressSessionBurst, cfg.Now),
+		feeds:          newFeeds(),
+		resyncs:        &resyncs{streams: make(map[*sessionStream]struct{})},
+		pool:           pool,
+		closing:        make(chan struct{}),
+		stop:           stop,
 	}
 	cfg.Metrics.streamsMax.Set(float64(cfg.MaxStreams))
 	if cfg.MultiplexResync > 0 {
@@ -216,9 +233,12 @@ func (s *Server) withCode(h func(c *gin.Context, code string) error) gin.Handler
 }
 
 func (s *Server) create(c *gin.Context) error {
-	sid := s.ensureSession(c)
-	if !s.creates.allow(sid) {
-		return errRateLimited
+	sid, err := s.sessionFor(c)
+	if err != nil {
+		return err
+	}
+	if err := s.allowCreate(c, sid); err != nil {
+		return err
 	}
 	body := http.MaxBytesReader(c.Writer, c.Request.Body, maxBodyBytes)
 	resp, err := s.roundTrip(c.Request.Context(), c, http.MethodPost, "/v1/exports", sid, body, "Content-Type", "Idempotency-Key")
@@ -245,7 +265,9 @@ func (s *Server) create(c *gin.Context) error {
 // the page's concurrent first creates all share it.
 func (s *Server) list(c *gin.Context) error {
 	if _, ok := sessionID(c); !ok {
-		s.ensureSession(c)
+		if _, err := s.sessionFor(c); err != nil {
+			return err
+		}
 		c.JSON(http.StatusOK, gin.H{"exports": []struct{}{}}) // a new session has no exports
 		return nil
 	}
