@@ -105,7 +105,7 @@ func (c Config) validate() error {
 		return errors.New("-response-write-timeout must not be negative")
 	}
 	if c.AddressSessionRate > 0 && c.AddressSessionBurst < 1 || c.AddressCreateRate > 0 && c.AddressCreateBurst < 1 {
-		return errors.New("-address-session-burst and -address-create-burst must be at least 1 while their rate limits")
+		return errors.New("-address-session-burst and -address-create-burst must be at least 1 when their rate is not 0")
 	}
 	return nil
 }
