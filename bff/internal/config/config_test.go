@@ -41,6 +41,9 @@ func TestMalformedEnvironmentAndValuesAreErrors(t *testing.T) {
 	if _, err := Parse([]string{"-retry", "0s"}, &bytes.Buffer{}); err == nil {
 		t.Error("a zero -retry was accepted")
 	}
+	if _, err := Parse([]string{"-address-create-burst", "0"}, &bytes.Buffer{}); err == nil {
+		t.Error("a zero -address-create-burst under a rate was accepted: no create would pass")
+	}
 }
 
 func TestTrustedProxiesAreCIDRsOrAddresses(t *testing.T) {
@@ -51,9 +54,6 @@ func TestTrustedProxiesAreCIDRsOrAddresses(t *testing.T) {
 	}
 	if got, want := fmt.Sprint(c.TrustedProxies), "[172.16.0.0/12 10.0.0.7/32 192.168.0.0/16 2001:db8::1/128]"; got != want {
 		t.Errorf("TRUSTED_PROXIES read as %s, want %s", got, want)
-	}
-	if _, err := Parse([]string{"-address-create-burst", "0"}, &bytes.Buffer{}); err == nil {
-		t.Error("a zero -address-create-burst under a rate was accepted: no create would pass")
 	}
 	for _, bad := range []string{"nginx", "10.0.0.0/33", "10.0.0.1:80"} {
 		if _, err := Parse([]string{"-trusted-proxies", bad}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), bad) {
