@@ -56,7 +56,7 @@ func (s *Server) sessionFor(c *gin.Context) (string, error) {
 	if id, ok := sessionID(c); ok {
 		return id, nil
 	}
-	if ok, wait := s.newSessions.take(s.clientAddress(c)); !ok {
+	if ok, wait := s.byAddr.sessions.take(s.clientAddress(c)); !ok {
 		return "", &retryLater{errTooManySessions, wait}
 	}
 	return s.ensureSession(c), nil
@@ -68,10 +68,23 @@ func (s *Server) allowCreate(c *gin.Context, sid string) error {
 	if ok, wait := s.creates.take(sid); !ok {
 		return &retryLater{errRateLimited, wait}
 	}
-	if ok, wait := s.addressCreates.take(s.clientAddress(c)); !ok {
+	if ok, wait := s.byAddr.creates.take(s.clientAddress(c)); !ok {
 		return &retryLater{errAddressRateLimited, wait}
 	}
 	return nil
+}
+
+// addressLimiters are the rate limits per client address.
+type addressLimiters struct {
+	sessions *rateLimiter // new sessions
+	creates  *rateLimiter
+}
+
+func newAddressLimiters(cfg Config) addressLimiters {
+	return addressLimiters{
+		sessions: newRateLimiter(cfg.AddressSessionRate, cfg.AddressSessionBurst, cfg.Now),
+		creates:  newRateLimiter(cfg.AddressCreateRate, cfg.AddressCreateBurst, cfg.Now),
+	}
 }
 
 // clientAddress is the key of the client that sent c's request.

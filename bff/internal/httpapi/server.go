@@ -85,18 +85,17 @@ type Config struct {
 // Server serves the BFF.
 type Server struct {
 	Config
-	router  *gin.Engine
-	streams *streamLimits
-	creates *rateLimiter // per session
-	// per client address
-	addressCreates, newSessions *rateLimiter
-	feeds                       *feeds
-	resyncs                     *resyncs
-	pool                        *stream.Pool
-	closeOnce                   sync.Once
-	closing                     chan struct{}
-	stop                        context.CancelFunc // ends the resync loop and its requests
-	loops                       sync.WaitGroup
+	router    *gin.Engine
+	streams   *streamLimits
+	creates   *rateLimiter // per session
+	byAddr    addressLimiters
+	feeds     *feeds
+	resyncs   *resyncs
+	pool      *stream.Pool
+	closeOnce sync.Once
+	closing   chan struct{}
+	stop      context.CancelFunc // ends the resync loop and its requests
+	loops     sync.WaitGroup
 }
 
 // New returns the BFF's HTTP handler; CloseStreams releases it.
@@ -112,16 +111,15 @@ func New(cfg Config) (*Server, error) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	s := &Server{
-		Config:         cfg,
-		streams:        newStreamLimits(cfg.MaxStreamsPerSession, cfg.MaxStreamsPerAddress, cfg.MaxStreams),
-		creates:        newRateLimiter(cfg.CreateRate, cfg.CreateBurst, cfg.Now),
-		addressCreates: newRateLimiter(cfg.AddressCreateRate, cfg.AddressCreateBurst, cfg.Now),
-		newSessions:    newRateLimiter(cfg.AddressSessionRate, cfg.AddressSessionBurst, cfg.Now),
-		feeds:          newFeeds(),
-		resyncs:        &resyncs{streams: make(map[*sessionStream]struct{})},
-		pool:           pool,
-		closing:        make(chan struct{}),
-		stop:           stop,
+		Config:  cfg,
+		streams: newStreamLimits(cfg.MaxStreamsPerSession, cfg.MaxStreamsPerAddress, cfg.MaxStreams),
+		creates: newRateLimiter(cfg.CreateRate, cfg.CreateBurst, cfg.Now),
+		byAddr:  newAddressLimiters(cfg),
+		feeds:   newFeeds(),
+		resyncs: &resyncs{streams: make(map[*sessionStream]struct{})},
+		pool:    pool,
+		closing: make(chan struct{}),
+		stop:    stop,
 	}
 	cfg.Metrics.streamsMax.Set(float64(cfg.MaxStreams))
 	if cfg.MultiplexResync > 0 {
