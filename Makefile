@@ -70,6 +70,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s); FuzzUpstreamBytes (a h
 	cd bff && go test -run='^$$' -fuzz='^FuzzUpstreamBytes$$' -fuzztime=$(SLOW_FUZZTIME) ./internal/relay/
 	cd bff && go test -run='^$$' -fuzz='^FuzzScanEnvelope$$' -fuzztime=$(FUZZTIME) ./internal/relay/
 	cd bff && go test -run='^$$' -fuzz='^FuzzAppendEvent$$' -fuzztime=$(FUZZTIME) ./internal/stream/
+	cd bff && go test -run='^$$' -fuzz='^FuzzClientAddress$$' -fuzztime=$(FUZZTIME) ./internal/httpapi/
 
 # make test's pass counts executions, not seconds: a -fuzztime deadline can
 # end Go 1.26's fuzzing with a spurious "context deadline exceeded" on a

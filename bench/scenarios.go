@@ -55,7 +55,8 @@ func (e *env) backendProfiled(ctx context.Context, name string, profile bool, wo
 func (e *env) bff(ctx context.Context, name, backendURL string, extra ...string) (*server, error) {
 	args := []string{filepath.Join(e.binDir, "bff"), "-addr", "{addr}", "-backend-url", backendURL, "-static-dir", e.staticDir,
 		"-session-secret", sessionSecret, "-max-streams-per-session", "100000", "-max-streams", "100000",
-		"-create-rate", "0", "-log-level", "warn"}
+		"-create-rate", "0", "-address-session-rate", "0", "-address-create-rate", "0", "-max-streams-per-address", "0",
+		"-log-level", "warn"}
 	return start(ctx, name, e.logDir, bffEnv(), append(args, extra...)...)
 }
 

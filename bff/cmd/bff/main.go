@@ -82,7 +82,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		AllowedOrigins:       cfg.Origins(),
 		MaxStreamsPerSession: cfg.MaxStreamsPerSession, MaxStreams: streams,
 		CreateRate: cfg.CreateRate, CreateBurst: cfg.CreateBurst,
-		MultiplexResync: cfg.MultiplexResync,
+		TrustedProxies:     cfg.TrustedProxies,
+		AddressSessionRate: cfg.AddressSessionRate, AddressSessionBurst: cfg.AddressSessionBurst,
+		AddressCreateRate: cfg.AddressCreateRate, AddressCreateBurst: cfg.AddressCreateBurst,
+		MaxStreamsPerAddress: cfg.MaxStreamsPerAddress,
+		MultiplexResync:      cfg.MultiplexResync,
 	})
 	if err != nil {
 		return err

@@ -5,8 +5,10 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -29,6 +31,12 @@ type Config struct {
 	BackendConns         int
 	CreateRate           float64
 	CreateBurst          int
+	TrustedProxies       []netip.Prefix
+	AddressSessionRate   float64
+	AddressSessionBurst  int
+	AddressCreateRate    float64
+	AddressCreateBurst   int
+	MaxStreamsPerAddress int
 	Heartbeat            time.Duration
 	Retry                time.Duration
 	GiveUp               time.Duration
@@ -63,6 +71,15 @@ func Parse(args []string, w io.Writer) (Config, error) {
 	f.Int(&c.BackendConns, "backend-max-conns", "BACKEND_MAX_CONNS", backend.DefaultMaxConns, "connections to the backend at most (its event stream, API calls, downloads); each is a file taken from the streams' budget")
 	f.Float(&c.CreateRate, "create-rate", "CREATE_RATE", 5, "exports a session may start per second, sustained; 0 for no limit")
 	f.Int(&c.CreateBurst, "create-burst", "CREATE_BURST", 20, "exports a session may start at once")
+	// Per client address: sized for one office of some 500 browsers
+	// behind one NAT address (docs/security.md).
+	var trusted string
+	f.String(&trusted, "trusted-proxies", "TRUSTED_PROXIES", "", "comma-separated CIDRs or addresses of the proxies in front of the BFF whose X-Forwarded-For is believed (walked from the right, the first address not listed is the client); empty: the TCP peer is the client")
+	f.Float(&c.AddressSessionRate, "address-session-rate", "ADDRESS_SESSION_RATE", 10, "new sessions one client address (an IPv6 /64) may start per second, sustained; 0 for no limit")
+	f.Int(&c.AddressSessionBurst, "address-session-burst", "ADDRESS_SESSION_BURST", 200, "new sessions one client address may start at once")
+	f.Float(&c.AddressCreateRate, "address-create-rate", "ADDRESS_CREATE_RATE", 20, "exports one client address (an IPv6 /64) may start per second, sustained, whatever its sessions; 0 for no limit")
+	f.Int(&c.AddressCreateBurst, "address-create-burst", "ADDRESS_CREATE_BURST", 200, "exports one client address may start at once")
+	f.Int(&c.MaxStreamsPerAddress, "max-streams-per-address", "MAX_STREAMS_PER_ADDRESS", 1000, "open event streams from one client address (an IPv6 /64), whatever their sessions, before 429; 0 for no cap")
 	f.Duration(&c.Heartbeat, "heartbeat", "HEARTBEAT_INTERVAL", 15*time.Second, "silence before a ': ping' comment on event streams")
 	f.Duration(&c.Retry, "retry", "SSE_RETRY", 2*time.Second, "base reconnect delay advertised to browsers, jittered up to +50%")
 	f.Duration(&c.GiveUp, "upstream-giveup", "UPSTREAM_GIVEUP", 30*time.Second, "how long the backend may be unreachable before browsers get ERROR")
@@ -77,6 +94,10 @@ func Parse(args []string, w io.Writer) (Config, error) {
 		return c, err
 	}
 	c.LogLevel, c.Healthcheck = f.LogLevel, f.Healthcheck
+	var err error
+	if c.TrustedProxies, err = parseTrustedProxies(trusted); err != nil {
+		return c, fmt.Errorf("-trusted-proxies: %w", err)
+	}
 	return c, c.validate()
 }
 
@@ -89,6 +110,9 @@ func (c Config) validate() error {
 	}
 	if c.ResponseWriteTimeout < 0 {
 		return errors.New("-response-write-timeout must not be negative")
+	}
+	if c.AddressSessionRate > 0 && c.AddressSessionBurst < 1 || c.AddressCreateRate > 0 && c.AddressCreateBurst < 1 {
+		return errors.New("-address-session-burst and -address-create-burst must be at least 1 when their rate is not 0")
 	}
 	return nil
 }
@@ -103,4 +127,34 @@ func (c Config) Origins() []string {
 		}
 	}
 	return out
+}
+
+// parseTrustedProxies reads a comma-separated list of CIDRs and addresses
+// (an address is its /32 or /128) into prefixes; empty entries are skipped.
+func parseTrustedProxies(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, part := range strings.Split(list, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if strings.Contains(part, "/") {
+			p, err := netip.ParsePrefix(part)
+			if err != nil {
+				return nil, fmt.Errorf("trusted proxy %q: %w", part, err)
+			}
+			if p.Addr().Is4In6() && p.Bits() >= 96 { // ::ffff:10.0.0.0/104 is 10.0.0.0/8
+				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(part)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q: %w", part, err)
+		}
+		a = a.Unmap().WithZone("")
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }

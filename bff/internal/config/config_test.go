@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -39,5 +40,24 @@ func TestMalformedEnvironmentAndValuesAreErrors(t *testing.T) {
 	t.Setenv("COOKIE_SECURE", "")
 	if _, err := Parse([]string{"-retry", "0s"}, &bytes.Buffer{}); err == nil {
 		t.Error("a zero -retry was accepted")
+	}
+	if _, err := Parse([]string{"-address-create-burst", "0"}, &bytes.Buffer{}); err == nil {
+		t.Error("a zero -address-create-burst under a rate was accepted: no create would pass")
+	}
+}
+
+func TestTrustedProxiesAreCIDRsOrAddresses(t *testing.T) {
+	t.Setenv("TRUSTED_PROXIES", " 172.16.0.0/12, 10.0.0.7 ,, ::ffff:192.168.0.0/112,2001:db8::1")
+	c, err := Parse(nil, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fmt.Sprint(c.TrustedProxies), "[172.16.0.0/12 10.0.0.7/32 192.168.0.0/16 2001:db8::1/128]"; got != want {
+		t.Errorf("TRUSTED_PROXIES read as %s, want %s", got, want)
+	}
+	for _, bad := range []string{"nginx", "10.0.0.0/33", "10.0.0.1:80"} {
+		if _, err := Parse([]string{"-trusted-proxies", bad}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("-trusted-proxies %q: err %v, want one naming it", bad, err)
+		}
 	}
 }

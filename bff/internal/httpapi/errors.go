@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 )
@@ -35,7 +36,8 @@ var (
 	// nothing the browser can fix.
 	errBackend      = errors.New("the export service cannot be reached; try again later")
 	errShuttingDown = errors.New("shutting down")
-	// errTooManyStreams, errServerBusy, errServerFull: limits.go.
+	// errTooManyStreams, errAddressStreams, errServerBusy, errServerFull,
+	// errAddressRateLimited, errTooManySessions: limits.go.
 )
 
 // errorRow answers the errors wrapping target with status, code and
@@ -45,7 +47,7 @@ type errorRow struct {
 	target     error
 	status     int
 	code       string
-	retryAfter string // seconds, or "" for no Retry-After
+	retryAfter string // seconds, or "" for no Retry-After; a retryLater wrapped in the error says better
 	// closeConn closes the connection after the answer: the server sheds
 	// load, and an idle connection kept by a browser would hold a file.
 	closeConn bool
@@ -61,7 +63,11 @@ var errorTable = []errorRow{
 	{target: errOrigin, status: http.StatusForbidden, code: "FORBIDDEN_ORIGIN"},
 	{target: errBodyTooLarge, status: http.StatusRequestEntityTooLarge, code: "BODY_TOO_LARGE"},
 	{target: errRateLimited, status: http.StatusTooManyRequests, code: "RATE_LIMITED", retryAfter: "1"},
+	{target: errAddressRateLimited, status: http.StatusTooManyRequests, code: "TOO_MANY_REQUESTS", retryAfter: "1"},
+	{target: errTooManySessions, status: http.StatusTooManyRequests, code: "TOO_MANY_SESSIONS", retryAfter: "1"},
 	{target: errTooManyStreams, status: http.StatusTooManyRequests, code: "TOO_MANY_STREAMS"},
+	// Streams free up as others close, at no rate a bucket could tell.
+	{target: errAddressStreams, status: http.StatusTooManyRequests, code: "TOO_MANY_STREAMS", retryAfter: "5"},
 	{target: errServerBusy, status: http.StatusServiceUnavailable, code: "TOO_MANY_STREAMS", retryAfter: "5", closeConn: true},
 	{target: errServerFull, status: http.StatusServiceUnavailable, code: "TOO_MANY_CONNECTIONS", retryAfter: "5", closeConn: true},
 	{target: errShuttingDown, status: http.StatusServiceUnavailable, code: "UNAVAILABLE", retryAfter: "5"},
@@ -117,7 +123,9 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	case row.status == http.StatusBadGateway && c.Request.Context().Err() == nil:
 		s.Logger.Warn("backend unavailable", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
 	}
-	if row.retryAfter != "" {
+	if later, ok := errors.AsType[*retryLater](err); ok {
+		c.Header("Retry-After", strconv.FormatInt(retryAfterSeconds(later.after), 10))
+	} else if row.retryAfter != "" {
 		c.Header("Retry-After", row.retryAfter)
 	}
 	if row.closeConn {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
 )
@@ -48,6 +49,9 @@ func TestEveryErrorIsAnsweredWithTheStatusAndCodeOfItsRow(t *testing.T) {
 		{"a foreign origin", fmt.Errorf("create: %w", errOrigin), reply{403, errorBody("FORBIDDEN_ORIGIN", "this origin may not change exports"), "", ""}},
 		{"a body over the limit", fmt.Errorf("%w: %w", errBodyTooLarge, &http.MaxBytesError{Limit: maxBodyBytes}), reply{413, errorBody("BODY_TOO_LARGE", "request body must be at most 65536 bytes"), "", ""}},
 		{"a session creating too fast", fmt.Errorf("create: %w", errRateLimited), reply{429, errorBody("RATE_LIMITED", "too many exports started; slow down"), "1", ""}},
+		{"an address creating too fast", fmt.Errorf("create: %w", &retryLater{errAddressRateLimited, 2500 * time.Millisecond}), reply{429, errorBody("TOO_MANY_REQUESTS", "too many exports started from this address; slow down"), "3", ""}},
+		{"an address starting sessions too fast", fmt.Errorf("list: %w", &retryLater{errTooManySessions, time.Millisecond}), reply{429, errorBody("TOO_MANY_SESSIONS", "too many new sessions from this address; keep the session cookie, or slow down"), "1", ""}},
+		{"an address at its stream cap", fmt.Errorf("events: %w", errAddressStreams), reply{429, errorBody("TOO_MANY_STREAMS", "too many open event streams from this address; close some or try again later"), "5", ""}},
 		{"a session at its stream cap", fmt.Errorf("events: %w", errTooManyStreams), reply{429, errorBody("TOO_MANY_STREAMS", "this session has too many open event streams; use /api/events"), "", ""}},
 		{"a server at its stream cap", fmt.Errorf("events: %w", errServerBusy), reply{503, errorBody("TOO_MANY_STREAMS", "this server has too many open event streams; try again later"), "5", "close"}},
 		{"a connection past the file budget", fmt.Errorf("any: %w", errServerFull), reply{503, errorBody("TOO_MANY_CONNECTIONS", "this server has no room for another connection; try again later"), "5", "close"}},

@@ -29,10 +29,11 @@ func (s *Server) events(c *gin.Context, code string) error {
 	if err != nil || after < 0 {
 		after = 0 // malformed is treated as absent
 	}
-	if err := s.streams.acquire(sid); err != nil {
+	addr := s.clientAddress(c)
+	if err := s.streams.acquire(sid, addr); err != nil {
 		return err
 	}
-	src := &jobStream{s: s, sid: sid, sub: s.Hub.Subscribe(sid, code, after, nil), lastID: c.GetHeader("Last-Event-ID")}
+	src := &jobStream{s: s, sid: sid, addr: addr, sub: s.Hub.Subscribe(sid, code, after, nil), lastID: c.GetHeader("Last-Event-ID")}
 	s.Metrics.subscribersActive.Inc()
 	opened := false
 	defer func() {
@@ -82,6 +83,7 @@ func (s *Server) events(c *gin.Context, code string) error {
 type jobStream struct {
 	s      *Server
 	sid    string
+	addr   string // the client address the stream is counted on
 	sub    *relay.Subscription
 	lastID string // only the stream pool's one writer at a time touches it
 }
@@ -106,7 +108,7 @@ func (j *jobStream) append(buf []byte, evs []relay.Event) []byte {
 
 func (j *jobStream) Closed() {
 	j.sub.Close()
-	j.s.streams.release(j.sid)
+	j.s.streams.release(j.sid, j.addr)
 	j.s.Metrics.subscribersActive.Dec()
 }
 

@@ -33,14 +33,15 @@ import (
 // job created through another instance is found by re-listing the
 // session's jobs every MultiplexResync (and on the tab's next reconnect).
 func (s *Server) sessionEvents(c *gin.Context) error {
-	sid, err := s.ensureSession(c)
+	sid, err := s.sessionFor(c)
 	if err != nil {
 		return err
 	}
-	if err := s.streams.acquire(sid); err != nil {
+	addr := s.clientAddress(c)
+	if err := s.streams.acquire(sid, addr); err != nil {
 		return err
 	}
-	m := &sessionStream{s: s, sid: sid, subs: make(map[string]*relay.Subscription), sent: make(map[string]int64)}
+	m := &sessionStream{s: s, sid: sid, addr: addr, subs: make(map[string]*relay.Subscription), sent: make(map[string]int64)}
 	m.feed = s.feeds.open(sid, m.join) // before listing, so no job falls between the two
 	s.Metrics.subscribersActive.Inc()
 	opened := false
@@ -66,6 +67,7 @@ func (s *Server) sessionEvents(c *gin.Context) error {
 type sessionStream struct {
 	s    *Server
 	sid  string
+	addr string // the client address the stream is counted on
 	feed *feed
 
 	mu     sync.Mutex
@@ -190,7 +192,7 @@ func (m *sessionStream) Closed() {
 	m.mu.Unlock()
 	m.s.resyncs.remove(m)
 	m.s.feeds.close(m.sid, m.feed)
-	m.s.streams.release(m.sid)
+	m.s.streams.release(m.sid, m.addr)
 	m.s.Metrics.subscribersActive.Dec()
 }
 

@@ -890,6 +890,34 @@ func testOpenAPILimitsAndRetention(t *testing.T) {
 			{name: "readyz while shutting down", method: "GET", url: bff + "/readyz", status: 503, code: "UNAVAILABLE", validRequest: true},
 		})
 	})
+	t.Run("limits per client address", func(t *testing.T) {
+		be := startBackend(t)
+		client, err := backend.New(be.url, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bff, _ := startBFFServer(t, client, nil, func(_ *relay.Config, h *httpapi.Config) {
+			h.AddressSessionRate, h.AddressSessionBurst = 0.001, 1
+			h.AddressCreateRate, h.AddressCreateBurst = 0.001, 1
+			h.MaxStreamsPerAddress = 1
+		})
+		// One browser takes the address's one new session, one create and
+		// one stream; its second create and stream are refused, and so is a
+		// second browser's first request (it would start a session).
+		a := loadContract(t, bff, be.url)
+		ja := a.create(t, bff+"/api/exports", `{"rows":1000,"durationMs":60000}`, nil)
+		a.open(t, apiCase{method: "GET", url: bff + "/api/events", status: 200, validRequest: true})
+		a.run(t, []apiCase{
+			{name: "the address's second create", method: "POST", url: bff + "/api/exports", body: `{"rows":1,"durationMs":0}`, status: 429, code: "TOO_MANY_REQUESTS", validRequest: true},
+			{name: "the address's second job stream", method: "GET", url: bff + "/api/exports/" + ja.Code + "/events", status: 429, code: "TOO_MANY_STREAMS", validRequest: true},
+		})
+		b := loadContract(t, bff, be.url)
+		b.run(t, []apiCase{
+			{name: "the address's second session, listing", method: "GET", url: bff + "/api/exports", status: 429, code: "TOO_MANY_SESSIONS", validRequest: true},
+			{name: "the address's second session, streaming", method: "GET", url: bff + "/api/events", status: 429, code: "TOO_MANY_SESSIONS", validRequest: true},
+			{name: "the address's second session, creating", method: "POST", url: bff + "/api/exports", body: `{"rows":1,"durationMs":0}`, status: 429, code: "TOO_MANY_SESSIONS", validRequest: true},
+		})
+	})
 	t.Run("gone after retention", func(t *testing.T) {
 		be := startBackend(t, "-retention", "1s")
 		bff := startBFF(t, be.url, 5*time.Second)

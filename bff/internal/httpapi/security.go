@@ -40,17 +40,6 @@ func sessionID(c *gin.Context) (string, bool) {
 	return id, id != ""
 }
 
-// ensureSession returns the browser's session, starting one if it has
-// none. An expired session is errSessionExpired, not replaced: a new one
-// would silently lose the browser's exports, so only POST /api/session
-// (newSession) replaces it, when the page chooses to.
-func (s *Server) ensureSession(c *gin.Context) (string, error) {
-	if id, err := requireSession(c); !errors.Is(err, errNotFound) {
-		return id, err
-	}
-	return s.startSession(c), nil
-}
-
 // startSession gives the browser a new session, whatever it had.
 func (s *Server) startSession(c *gin.Context) string {
 	id := s.Sessions.Issue(c.Writer)
@@ -76,6 +65,9 @@ func requireSession(c *gin.Context) (string, error) {
 // newSession is POST /api/session: a new session for the browser, in
 // place of its expired one (or of any it had), answered 204.
 func (s *Server) newSession(c *gin.Context) error {
+	if err := s.allowNewSession(c); err != nil {
+		return err
+	}
 	s.startSession(c)
 	c.Status(http.StatusNoContent)
 	c.Writer.WriteHeaderNow()

@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,6 +64,18 @@ type Config struct {
 	// CreateRate (per second) and CreateBurst bound a session's creates.
 	CreateRate  float64
 	CreateBurst int
+	// TrustedProxies are the peers whose X-Forwarded-For is believed when
+	// finding a request's client address (clientaddr.go).
+	TrustedProxies []netip.Prefix
+	// Per client address: new sessions and creates (rate a second, 0 for
+	// no limit, and burst), and open event streams (0: no cap).
+	AddressSessionRate   float64
+	AddressSessionBurst  int
+	AddressCreateRate    float64
+	AddressCreateBurst   int
+	MaxStreamsPerAddress int
+	// Now is the rate limits' clock; nil: time.Now.
+	Now func() time.Time
 	// MultiplexResync re-lists a session's jobs this often on each open
 	// /api/events stream, to join jobs created through another BFF
 	// instance; 0: only jobs created through this one are joined live.
@@ -74,7 +87,8 @@ type Server struct {
 	Config
 	router    *gin.Engine
 	streams   *streamLimits
-	creates   *rateLimiter
+	creates   *rateLimiter // per session
+	byAddr    addressLimiters
 	feeds     *feeds
 	resyncs   *resyncs
 	pool      *stream.Pool
@@ -98,8 +112,9 @@ func New(cfg Config) (*Server, error) {
 	ctx, stop := context.WithCancel(context.Background())
 	s := &Server{
 		Config:  cfg,
-		streams: newStreamLimits(cfg.MaxStreamsPerSession, cfg.MaxStreams),
-		creates: newRateLimiter(cfg.CreateRate, cfg.CreateBurst),
+		streams: newStreamLimits(cfg.MaxStreamsPerSession, cfg.MaxStreamsPerAddress, cfg.MaxStreams),
+		creates: newRateLimiter(cfg.CreateRate, cfg.CreateBurst, cfg.Now),
+		byAddr:  newAddressLimiters(cfg),
 		feeds:   newFeeds(),
 		resyncs: &resyncs{streams: make(map[*sessionStream]struct{})},
 		pool:    pool,
@@ -217,12 +232,12 @@ func (s *Server) withCode(h func(c *gin.Context, code string) error) gin.Handler
 }
 
 func (s *Server) create(c *gin.Context) error {
-	sid, err := s.ensureSession(c)
+	sid, err := s.sessionFor(c)
 	if err != nil {
 		return err
 	}
-	if !s.creates.allow(sid) {
-		return errRateLimited
+	if err := s.allowCreate(c, sid); err != nil {
+		return err
 	}
 	body := http.MaxBytesReader(c.Writer, c.Request.Body, maxBodyBytes)
 	resp, err := s.roundTrip(c.Request.Context(), c, http.MethodPost, "/v1/exports", sid, body, "Content-Type", "Idempotency-Key")
@@ -249,7 +264,9 @@ func (s *Server) create(c *gin.Context) error {
 // the page's concurrent first creates all share it.
 func (s *Server) list(c *gin.Context) error {
 	if _, err := requireSession(c); errors.Is(err, errNotFound) {
-		s.startSession(c)
+		if _, err := s.sessionFor(c); err != nil {
+			return err
+		}
 		c.JSON(http.StatusOK, gin.H{"exports": []struct{}{}}) // a new session has no exports
 		return nil
 	}
