@@ -98,16 +98,7 @@ func TestACookieWithAnotherSessionsIDUnderItsOwnSignatureSeesNothingOfThatSessio
 	alice, mallory := browser(), browser()
 	_, j := createExport(t, alice, bff, `{"rows":10,"durationMs":0}`)
 	send(t, mallory, "GET", bff+"/api/exports", "", nil) // mallory's own session
-	cookie := func(c *http.Client) string {
-		u, _ := url.Parse(bff)
-		for _, ck := range c.Jar.Cookies(u) {
-			if ck.Name == session.CookieName {
-				return ck.Value
-			}
-		}
-		t.Fatal("no session cookie")
-		return ""
-	}
+	cookie := func(c *http.Client) string { return sessionCookie(t, c, bff) }
 	aliceID, _, _ := strings.Cut(cookie(alice), ".")
 	_, mallorySig, _ := strings.Cut(cookie(mallory), ".")
 	asCookie := func(value string) http.Header {
