@@ -346,9 +346,7 @@ func startWithFileLimit(t *testing.T, files int, backendURL string) *stack.Proc 
 	if err != nil {
 		testenv.Missing(t, "prlimit (util-linux), to run the BFF under a low open-file limit: %v", err)
 	}
-	// Its browsers all come from loopback, one client address: its
-	// new-session limit would refuse them before the file budget does.
-	c := stack.BFFCmd(t, backendURL, "-address-session-rate", "0")
+	c := stack.BFFCmd(t, backendURL)
 	c.Args = append([]string{fmt.Sprintf("--nofile=%d:%d", files, files), c.Path}, c.Args...)
 	c.Path = prlimit
 	return stack.Run(t, c)

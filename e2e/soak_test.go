@@ -478,7 +478,7 @@ func TestSoak(t *testing.T) {
 	be := stack.Run(t, beCmd)
 	// The 12 sessions share loopback, one client address: its create
 	// limit is off so the sessions' own limits shape the load.
-	bffCmd := stack.BFFCmd(t, be.URL, "-create-rate", "20", "-create-burst", "20", "-address-create-rate", "0", "-linger", "500ms")
+	bffCmd := stack.BFFCmd(t, be.URL, "-create-rate", "20", "-create-burst", "20", "-linger", "500ms")
 	bffCmd.Env = gc
 	bff := stack.Run(t, bffCmd)
 	url := bff.URL

@@ -50,11 +50,14 @@ func Backend(tb testing.TB, args ...string) *Proc {
 }
 
 // BFFCmd runs the BFF on a new address in front of backendURL, with the
-// stack's session secret and args.
+// stack's session secret and args. The limits per client address are off
+// (args may set them): every browser of a system test comes from the same
+// loopback address, where they would count as one client.
 func BFFCmd(tb testing.TB, backendURL string, args ...string) Cmd {
 	tb.Helper()
-	return Cmd{Name: "bff", Path: Bin(tb, "bff"),
-		Args: append([]string{"-addr", "{addr}", "-backend-url", backendURL, "-session-secret", SessionSecret}, args...)}
+	base := []string{"-addr", "{addr}", "-backend-url", backendURL, "-session-secret", SessionSecret,
+		"-address-session-rate", "0", "-address-create-rate", "0", "-max-streams-per-address", "0"}
+	return Cmd{Name: "bff", Path: Bin(tb, "bff"), Args: append(base, args...)}
 }
 
 // BFF runs the BFF for tb in front of backendURL (see BFFCmd and Run).
