@@ -138,7 +138,7 @@ class Poller {
       if (isEnded(job)) return;
     } catch (error) {
       if (this.#stopped) return;
-      if (error instanceof ExportError && error.status === 404) {
+      if (error instanceof ExportError && error.httpStatus === 404) {
         this.#callbacks.error(error);
         return;
       }
@@ -414,7 +414,7 @@ class ExportView {
       if (result === undefined) remove(this.code);
       else this.render(result);
     } catch (error) {
-      if (error instanceof ExportError && error.status === 404) remove(this.code);
+      if (error instanceof ExportError && error.httpStatus === 404) remove(this.code);
       else showFormError(describe(error));
     } finally {
       this.#cancel.disabled = false;

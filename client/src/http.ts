@@ -37,12 +37,9 @@ async function requestJSON(
     response = await fetchImpl(url, init);
   } catch (cause) {
     if (init.signal?.aborted) {
-      throw new ExportError("ABORTED", `${init.method} ${url} aborted`, { status: 0, cause });
+      throw new ExportError("ABORTED", `${init.method} ${url} aborted`, { cause });
     }
-    throw new ExportError("NETWORK_ERROR", `${init.method} ${url} failed: ${String(cause)}`, {
-      status: 0,
-      cause,
-    });
+    throw new ExportError("NETWORK_ERROR", `${init.method} ${url} failed: ${String(cause)}`, { cause });
   }
 
   // 204 No Content (e.g. DELETE of a finished export) is a success without a body.
@@ -52,18 +49,16 @@ async function requestJSON(
   if (!response.ok) {
     const error = errorBodyOf(body);
     if (error) {
-      throw new ExportError(error.code, error.message, { status: response.status });
+      throw new ExportError(error.code, error.message, { httpStatus: response.status });
     }
     throw new ExportError(
       "BAD_RESPONSE",
       `${init.method} ${url}: HTTP ${response.status} ${response.statusText}`.trim(),
-      { status: response.status },
+      { httpStatus: response.status },
     );
   }
   if (body === undefined) {
-    throw new ExportError("BAD_RESPONSE", `${init.method} ${url}: response is not JSON`, {
-      status: response.status,
-    });
+    throw new ExportError("BAD_RESPONSE", `${init.method} ${url}: response is not JSON`, { httpStatus: response.status });
   }
   return body;
 }
@@ -137,7 +132,7 @@ export class ExportsApi {
     const body = await requestJSON(this.#options.fetch, this.#exportsUrl, this.#init("GET", options));
     const exports = isRecord(body) ? body["exports"] : undefined;
     if (!Array.isArray(exports) || !exports.every(isJobShape)) {
-      throw new ExportError("BAD_RESPONSE", `GET ${this.#exportsUrl}: not a list of exports`, { status: 200 });
+      throw new ExportError("BAD_RESPONSE", `GET ${this.#exportsUrl}: not a list of exports`, { httpStatus: 200 });
     }
     return exports as Job[];
   }
@@ -147,7 +142,7 @@ export class ExportsApi {
     const url = this.exportUrl(code);
     const body = await requestJSON(this.#options.fetch, url, this.#init("DELETE", options));
     if (body === undefined) return undefined;
-    if (!isJobShape(body)) throw new ExportError("BAD_RESPONSE", `DELETE ${url}: not a job`, { status: 200 });
+    if (!isJobShape(body)) throw new ExportError("BAD_RESPONSE", `DELETE ${url}: not a job`, { httpStatus: 200 });
     return body as Job;
   }
 
@@ -158,10 +153,7 @@ export class ExportsApi {
   /** The URL of a COMPLETED job's file: the job's own if absolute, else on the BFF. */
   fileUrl(job: Job): string {
     if (!job.file) {
-      throw new ExportError("NOT_READY", `export ${job.code} has no file (${job.status})`, {
-        status: job.status,
-        job,
-      });
+      throw new ExportError("NOT_READY", `export ${job.code} has no file (${job.status})`, { jobStatus: job.status, job });
     }
     const { url } = job.file;
     return /^[a-z][a-z\d+.-]*:/i.test(url) ? url : `${this.#options.baseUrl}${url}`;
@@ -175,7 +167,7 @@ export class ExportsApi {
 
   async #job(url: string, init: FetchInitLike): Promise<Job> {
     const body = await requestJSON(this.#options.fetch, url, init);
-    if (!isJobShape(body)) throw new ExportError("BAD_RESPONSE", `${init.method} ${url}: not a job`, { status: 200 });
+    if (!isJobShape(body)) throw new ExportError("BAD_RESPONSE", `${init.method} ${url}: not a job`, { httpStatus: 200 });
     return body as Job;
   }
 }

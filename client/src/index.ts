@@ -1,6 +1,7 @@
 export { createExportClient } from "./client.js";
 export type { ExportClient, ExportClientOptions, StreamMode } from "./client.js";
 export { ExportError } from "./errors.js";
+export type { ClientErrorCode, ExportErrorCode, ServerErrorCode } from "./errors.js";
 export type { FetchLike } from "./http.js";
 export type { ConnectionState, EventSourceConstructorLike } from "./stream.js";
 export type { ExportEvent, ExportListener, Unsubscribe } from "./subscription.js";

@@ -211,7 +211,7 @@ class SessionStore implements Store<ExportsState> {
         if (current !== this.#generation) return;
         this.#publish({
           loading: false,
-          error: error instanceof ExportError ? error : new ExportError("NETWORK_ERROR", String(error), { status: 0 }),
+          error: error instanceof ExportError ? error : new ExportError("NETWORK_ERROR", String(error)),
         });
       },
     );

@@ -134,7 +134,7 @@ function attach(
     const httpStatus = httpStatusOf(errorEvent);
     const detail = httpStatus === undefined ? "" : ` (HTTP ${httpStatus})`;
     const closed = new ExportError("STREAM_CLOSED", `event stream of ${what} closed${detail}`, {
-      status: "ERROR",
+      jobStatus: "ERROR",
     });
     // Only a 401 can be an expired session; a browser's EventSource tells no status.
     if (httpStatus !== undefined && httpStatus !== 401) {

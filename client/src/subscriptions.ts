@@ -148,5 +148,6 @@ export class SubscriptionRegistry {
 }
 
 function isClientError(error: unknown): error is ExportError {
-  return error instanceof ExportError && typeof error.status === "number" && error.status >= 400 && error.status < 500;
+  const status = error instanceof ExportError ? error.httpStatus : undefined;
+  return status !== undefined && status >= 400 && status < 500;
 }

@@ -69,8 +69,8 @@ export type StreamEvent = Job | StreamErrorEvent;
 export interface ExportRequest {
   /** Number of CSV rows to generate. */
   readonly rows: number;
-  /** Roughly how long the generation takes, in milliseconds. */
-  readonly durationMs: number;
+  /** Roughly how long the generation takes, in milliseconds; absent is 0 (as fast as it goes). */
+  readonly durationMs?: number;
   /** File name for the download; the server picks one when absent. */
   readonly filename?: string;
   /** Percent at which the generation fails on purpose (demos and tests). */

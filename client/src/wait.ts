@@ -59,5 +59,5 @@ class Wait {
 }
 
 function aborted(code: string, reason: unknown): ExportError {
-  return new ExportError("ABORTED", `waiting for export ${code} aborted`, { status: 0, cause: reason });
+  return new ExportError("ABORTED", `waiting for export ${code} aborted`, { cause: reason });
 }

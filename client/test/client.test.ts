@@ -54,7 +54,7 @@ describe("ExportError from HTTP", () => {
 
   it("reports BAD_RESPONSE with the HTTP status when the error body is not the documented JSON", async () => {
     const { fetch } = fakeFetch(502, "<html>Bad Gateway</html>");
-    await expect(createExportClient({ fetch }).get(CODE)).rejects.toMatchObject({ code: "BAD_RESPONSE", status: 502 });
+    await expect(createExportClient({ fetch }).get(CODE)).rejects.toMatchObject({ code: "BAD_RESPONSE", httpStatus: 502 });
   });
 
   it("reports BAD_RESPONSE when a 2xx body is not a job", async () => {
@@ -65,7 +65,7 @@ describe("ExportError from HTTP", () => {
   it("reports NETWORK_ERROR with status 0 when fetch itself fails", async () => {
     const fetch: FetchLike = () => Promise.reject(new TypeError("fetch failed"));
     const error = await createExportClient({ fetch }).get(CODE).catch((e: unknown) => e);
-    expect(error).toMatchObject({ code: "NETWORK_ERROR", status: 0 });
+    expect(error).toMatchObject({ code: "NETWORK_ERROR", httpStatus: undefined });
     expect((error as ExportError).cause).toBeInstanceOf(TypeError);
   });
 
@@ -77,7 +77,7 @@ describe("ExportError from HTTP", () => {
     const controller = new AbortController();
     const started = createExportClient({ fetch }).start({ rows: 1, durationMs: 1 }, { signal: controller.signal });
     controller.abort();
-    await expect(started).rejects.toMatchObject({ code: "ABORTED", status: 0 });
+    await expect(started).rejects.toMatchObject({ code: "ABORTED", httpStatus: undefined });
   });
 });
 
@@ -175,7 +175,7 @@ describe("list and cancel", () => {
 
   it("carries the BFF's FORBIDDEN_ORIGIN (403) refusal", async () => {
     const { fetch } = fakeFetch(403, { error: { code: "FORBIDDEN_ORIGIN", message: "cross-origin request refused" } });
-    await expect(createExportClient({ fetch }).cancel(CODE)).rejects.toMatchObject({ code: "FORBIDDEN_ORIGIN", status: 403 });
+    await expect(createExportClient({ fetch }).cancel(CODE)).rejects.toMatchObject({ code: "FORBIDDEN_ORIGIN", httpStatus: 403 });
   });
 
   it("refuses an unknown mode", () => {
@@ -218,7 +218,7 @@ describe("an expired session", () => {
     const { fetch } = fakeFetch(...expired);
     const client = createExportClient({ baseUrl: "http://bff.test", fetch });
 
-    await expect(client.list()).rejects.toMatchObject({ name: "ExportError", code: "SESSION_EXPIRED", status: 401 });
+    await expect(client.list()).rejects.toMatchObject({ name: "ExportError", code: "SESSION_EXPIRED", httpStatus: 401 });
   });
 
   it.each([
@@ -239,7 +239,7 @@ describe("an expired session", () => {
 
       expect(requests.map((r) => `${r.init.method} ${r.url}`)).toContain(probe);
       expect(a.events).toHaveLength(1);
-      expect(a.events[0]).toMatchObject({ type: "error", error: { name: "ExportError", code: "SESSION_EXPIRED", status: 401 } });
+      expect(a.events[0]).toMatchObject({ type: "error", error: { name: "ExportError", code: "SESSION_EXPIRED", httpStatus: 401 } });
     },
   );
 

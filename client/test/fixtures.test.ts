@@ -45,7 +45,7 @@ describe("docs/fixtures", () => {
     expect(event?.type).toBe("error");
     if (event?.type !== "error") return;
     expect(event.error).toBeInstanceOf(ExportError);
-    expect(event.error).toMatchObject({ code: wire.errorEvent.error.code, status: "ERROR" });
+    expect(event.error).toMatchObject({ code: wire.errorEvent.error.code, jobStatus: "ERROR" });
     expect(event.error.message).toContain(wire.errorEvent.error.message);
     expect(client.stats().subscribed).toEqual([]);
   });

@@ -158,7 +158,7 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
     expect(error).toBeInstanceOf(ExportError);
     const exportError = error as ExportError;
     expect(exportError.code).toBe("GENERATION_FAILED");
-    expect(exportError.status).toBe("FAILED");
+    expect(exportError.jobStatus).toBe("FAILED");
     expect(exportError.job?.status).toBe("FAILED");
     expect(exportError.job?.error?.code).toBe(exportError.code);
     expect(exportError.job?.file).toBeUndefined();
@@ -168,19 +168,19 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
     newClient();
     const error = await client.get("00000000-0000-4000-8000-000000000000").catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ExportError);
-    expect(error).toMatchObject({ code: "NOT_FOUND", status: 404 });
+    expect(error).toMatchObject({ code: "NOT_FOUND", httpStatus: 404 });
   });
 
   it("gets INVALID_CODE (HTTP 400) for a code that is not a UUID", async () => {
     newClient();
-    await expect(client.get("not-a-uuid")).rejects.toMatchObject({ code: "INVALID_CODE", status: 400 });
+    await expect(client.get("not-a-uuid")).rejects.toMatchObject({ code: "INVALID_CODE", httpStatus: 400 });
   });
 
   it("gets VALIDATION_FAILED (HTTP 422) for an invalid request", async () => {
     newClient();
     await expect(client.start({ rows: -1, durationMs: 1500 })).rejects.toMatchObject({
       code: "VALIDATION_FAILED",
-      status: 422,
+      httpStatus: 422,
     });
   });
 
@@ -188,7 +188,7 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
     newClient();
     const error = await client.waitFor("00000000-0000-4000-8000-000000000000").catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ExportError);
-    expect((error as ExportError).status).toBe("ERROR");
+    expect((error as ExportError).jobStatus).toBe("ERROR");
     expect(client.stats().subscribed).toEqual([]);
   });
 

@@ -157,7 +157,7 @@ describe("multiplex: snapshots of jobs nobody subscribed to yet", () => {
     expect(a.events).toHaveLength(1);
     const event = a.events[0]!;
     expect(event.type === "error" && event.error).toBeInstanceOf(ExportError);
-    expect(event.type === "error" && event.error).toMatchObject({ code: "NOT_FOUND", status: 404 });
+    expect(event.type === "error" && event.error).toMatchObject({ code: "NOT_FOUND", httpStatus: 404 });
     expect(client.stats().subscribed).toEqual([]);
   });
 
@@ -180,7 +180,7 @@ describe("multiplex: snapshots of jobs nobody subscribed to yet", () => {
 
     source.emit({ code: CODE, status: "ERROR", error: { code: "UPSTREAM_UNAVAILABLE", message: "backend gone" } });
 
-    expect(a.events.at(-1)).toMatchObject({ type: "error", error: { code: "UPSTREAM_UNAVAILABLE", status: "ERROR" } });
+    expect(a.events.at(-1)).toMatchObject({ type: "error", error: { code: "UPSTREAM_UNAVAILABLE", jobStatus: "ERROR" } });
     expect(client.stats().subscribed).toEqual([OTHER_CODE]);
     expect(registryOf(client).known.get(CODE)).toBeUndefined();
     source.emit(job({ code: OTHER_CODE, seq: 1 }));
@@ -198,7 +198,7 @@ describe("multiplex: snapshots of jobs nobody subscribed to yet", () => {
 
     for (const { events } of [a, b]) {
       expect(events).toHaveLength(1);
-      expect(events[0]).toMatchObject({ type: "error", error: { code: "STREAM_CLOSED", status: "ERROR" } });
+      expect(events[0]).toMatchObject({ type: "error", error: { code: "STREAM_CLOSED", jobStatus: "ERROR" } });
     }
     expect(client.stats().subscribed).toEqual([]);
     expect(client.stats().connections).toBe(0);

@@ -38,3 +38,18 @@ describe("shape", () => {
     expect(files.flatMap((file) => longFunctions(file, readFileSync(join(root, file), "utf8")))).toEqual([]);
   });
 });
+
+describe("error codes", () => {
+  // The type users switch on must name every code the client itself throws.
+  it("ClientErrorCode lists every literal code passed to new ExportError in src/", () => {
+    const errors = readFileSync(join(root, "src/errors.ts"), "utf8");
+    const union = /export type ClientErrorCode =([^;]+);/.exec(errors)?.[1] ?? "";
+    const declared = new Set([...union.matchAll(/"([A-Z_]+)"/g)].map((match) => match[1]));
+    const thrown = readdirSync(join(root, "src"))
+      .filter((name) => name.endsWith(".ts"))
+      .flatMap((name) => [...readFileSync(join(root, "src", name), "utf8").matchAll(/new ExportError\(\s*"([A-Z_]+)"/g)])
+      .map((match) => match[1]);
+    expect(thrown).toContain("NOT_READY");
+    expect(thrown.filter((code) => !declared.has(code))).toEqual([]);
+  });
+});

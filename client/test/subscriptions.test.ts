@@ -110,7 +110,7 @@ describe("subscribe: how a subscription ends", () => {
     expect(last?.type).toBe("error");
     const error = last?.type === "error" ? last.error : undefined;
     expect(error).toBeInstanceOf(ExportError);
-    expect(error).toMatchObject({ code: "UPSTREAM_UNAVAILABLE", status: "ERROR" });
+    expect(error).toMatchObject({ code: "UPSTREAM_UNAVAILABLE", jobStatus: "ERROR" });
     expect(error?.message).toContain("backend gone");
     expect(source.closed).toBe(true);
     expect(client.stats().subscribed).toEqual([]);
@@ -139,7 +139,7 @@ describe("subscribe: how a subscription ends", () => {
       expect(event.type).toBe("error");
       if (event.type !== "error") return;
       expect(event.error).toBeInstanceOf(ExportError);
-      expect(event.error).toMatchObject({ code: "STREAM_CLOSED", status: "ERROR" });
+      expect(event.error).toMatchObject({ code: "STREAM_CLOSED", jobStatus: "ERROR" });
       expect(event.error.message).toContain("HTTP 404");
     }
     expect(client.stats().subscribed).toEqual([]);
@@ -413,7 +413,7 @@ describe("waitFor", () => {
 
     const error = await done.catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ExportError);
-    expect(error).toMatchObject({ code: "GENERATION_FAILED", status: "FAILED", job: failed, message: "failed at 50%" });
+    expect(error).toMatchObject({ code: "GENERATION_FAILED", jobStatus: "FAILED", job: failed, message: "failed at 50%" });
   });
 
   it("rejects with status CANCELLED when the job was cancelled", async () => {
@@ -421,7 +421,7 @@ describe("waitFor", () => {
     const done = client.waitFor(CODE);
     onlySource().emit(job({ seq: 2, status: "CANCELLED" }));
 
-    await expect(done).rejects.toMatchObject({ name: "ExportError", code: "CANCELLED", status: "CANCELLED" });
+    await expect(done).rejects.toMatchObject({ name: "ExportError", code: "CANCELLED", jobStatus: "CANCELLED" });
   });
 
   it("rejects on the BFF's ERROR event", async () => {
@@ -429,7 +429,7 @@ describe("waitFor", () => {
     const done = client.waitFor(CODE);
     onlySource().emit({ code: CODE, status: "ERROR", error: { code: "NOT_FOUND", message: "job vanished" } });
 
-    await expect(done).rejects.toMatchObject({ name: "ExportError", code: "NOT_FOUND", status: "ERROR" });
+    await expect(done).rejects.toMatchObject({ name: "ExportError", code: "NOT_FOUND", jobStatus: "ERROR" });
   });
 
   it("rejects on a fatal stream error", async () => {
@@ -450,7 +450,7 @@ describe("waitFor", () => {
 
     const error = await done.catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ExportError);
-    expect(error).toMatchObject({ code: "ABORTED", status: 0 });
+    expect(error).toMatchObject({ code: "ABORTED", httpStatus: undefined });
     expect((error as ExportError).cause).toEqual(new Error("user left"));
     expect(source.closed).toBe(true);
   });

@@ -3,10 +3,12 @@ import { describe, expectTypeOf, it } from "vitest";
 import * as api from "../src/index.js";
 import { createExportClient, ExportError, isTerminalStatus } from "../src/index.js";
 import type {
+  ClientErrorCode,
   ConnectionState,
   EventSourceConstructorLike,
   ExportClient,
   ExportClientOptions,
+  ExportErrorCode,
   ExportEvent,
   ExportListener,
   ExportRequest,
@@ -14,6 +16,7 @@ import type {
   FetchLike,
   Job,
   JobStatus,
+  ServerErrorCode,
   StreamMode,
   Unsubscribe,
 } from "../src/index.js";
@@ -79,8 +82,11 @@ describe("public API types", () => {
 
   it("types ExportError's fields", () => {
     expectTypeOf<ExportError>().toMatchTypeOf<Error>();
-    expectTypeOf<ExportError["code"]>().toEqualTypeOf<string>();
-    expectTypeOf<ExportError["status"]>().toEqualTypeOf<number | ExportStatus>();
+    expectTypeOf<ExportError["code"]>().toEqualTypeOf<ExportErrorCode>();
+    expectTypeOf<"NOT_READY">().toMatchTypeOf<ClientErrorCode>();
+    expectTypeOf<"NOT_FOUND">().toMatchTypeOf<ServerErrorCode>();
+    expectTypeOf<ExportError["httpStatus"]>().toEqualTypeOf<number | undefined>();
+    expectTypeOf<ExportError["jobStatus"]>().toEqualTypeOf<ExportStatus | undefined>();
     expectTypeOf<ExportError["job"]>().toEqualTypeOf<Job | undefined>();
   });
 
