@@ -1,7 +1,8 @@
 import { clickDownload } from "./download.js";
 import { ExportsApi, SessionGate } from "./http.js";
 import type { FetchLike, RequestOptions } from "./http.js";
-import { perJobTransport, sharedTransport } from "./stream.js";
+import { ExportError } from "./errors.js";
+import { NO_SESSION_HINT, perJobTransport, sharedTransport } from "./stream.js";
 import type { EventSourceConstructorLike } from "./stream.js";
 import type { ExportListener, SubscribeOptions, Unsubscribe } from "./subscription.js";
 import { SubscriptionRegistry } from "./subscriptions.js";
@@ -113,6 +114,8 @@ class Client implements ExportClient {
   readonly #mode: StreamMode;
   readonly #api: ExportsApi;
   readonly #session = new SessionGate();
+  /** A GET found a job in the session: this client's fetch carries the session cookie. */
+  #sessionConfirmed = false;
 
   constructor(options: ExportClientOptions) {
     const mode = options.mode ?? "per-job";
@@ -144,7 +147,8 @@ class Client implements ExportClient {
               url: `${baseUrl}/api/events`,
               probe: () => this.#api.sessionExpired(),
             }),
-            seed: (code) => this.#api.get(code, undefined),
+            seed: (code) => this.#sessionOwns(code),
+            verify: (code) => (this.#sessionConfirmed ? undefined : this.#sessionOwns(code)),
           },
     );
   }
@@ -154,11 +158,14 @@ class Client implements ExportClient {
   }
 
   async get(code: string, options?: RequestOptions): Promise<Job> {
-    return this.#learnt(await this.#api.get(code, options));
+    const job = await this.#api.get(code, options);
+    this.#sessionConfirmed = true;
+    return this.#learnt(job);
   }
 
   async list(options?: RequestOptions): Promise<Job[]> {
     const jobs = await this.#api.list(options);
+    if (jobs.length > 0) this.#sessionConfirmed = true;
     // Oldest first, so the registry's bound drops the oldest.
     for (const job of [...jobs].reverse()) this.#registry.remember(job);
     return jobs;
@@ -193,6 +200,21 @@ class Client implements ExportClient {
       subscribed: this.#registry.openCodes(),
       connections: this.#registry.openConnections(),
     };
+  }
+
+  /** `GET` of `code` for the multiplexed stream's seed and verify; NOT_FOUND says why it may be. */
+  async #sessionOwns(code: string): Promise<Job> {
+    try {
+      const job = await this.#api.get(code, undefined);
+      this.#sessionConfirmed = true;
+      return job;
+    } catch (error) {
+      if (!(error instanceof ExportError) || error.code !== "NOT_FOUND") throw error;
+      throw new ExportError("NOT_FOUND", `export ${code}: no such export in this session${NO_SESSION_HINT}`, {
+        httpStatus: error.httpStatus,
+        cause: error,
+      });
+    }
   }
 
   #learnt(job: Job): Job {

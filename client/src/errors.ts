@@ -7,6 +7,8 @@ import type { ErrorBody, ExportStatus, Job } from "./types.js";
  * - `BAD_RESPONSE`: the server answered something that is not the documented JSON;
  * - `STREAM_CLOSED`: the event stream closed for good without a terminal event;
  * - `NOT_READY`: download() (or the file's URL) of a job that has no file;
+ * - `NOT_FOUND`: also the client's own when a stream is refused with HTTP 404, or a job
+ *   it started is not in the session its requests carry (a session cookie left behind);
  * - `FAILED`, `CANCELLED`: the job ended so and carried no error of its own;
  * - `ERROR`: the BFF's ERROR event carried no error code.
  */
@@ -16,6 +18,7 @@ export type ClientErrorCode =
   | "BAD_RESPONSE"
   | "STREAM_CLOSED"
   | "NOT_READY"
+  | "NOT_FOUND"
   | "FAILED"
   | "CANCELLED"
   | "ERROR";

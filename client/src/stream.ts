@@ -38,6 +38,11 @@ export type EventSourceConstructorLike = new (
   init?: EventSourceInitLike,
 ) => EventSourceLike;
 
+/** Said with every NOT_FOUND that may come from a session cookie left behind. */
+export const NO_SESSION_HINT =
+  "; if the export is yours, the session cookie did not come with the request — in Node, " +
+  "spread createNodeSession() from @exportstream/client/node into createExportClient()";
+
 /** WHATWG `EventSource.CLOSED`: the source gave up and will not reconnect. */
 const EVENT_SOURCE_CLOSED = 2;
 
@@ -132,6 +137,12 @@ function attach(
       return;
     }
     const httpStatus = httpStatusOf(errorEvent);
+    if (httpStatus === 404) {
+      // The BFF answers 404 to a stream whose session does not own the export: most
+      // often no session at all, because the cookie did not come along (Node).
+      sink.fatal(new ExportError("NOT_FOUND", `${what}: no such export in this session (HTTP 404 on its event stream)${NO_SESSION_HINT}`, { httpStatus }));
+      return;
+    }
     const detail = httpStatus === undefined ? "" : ` (HTTP ${httpStatus})`;
     const closed = new ExportError("STREAM_CLOSED", `event stream of ${what} closed${detail}`, {
       jobStatus: "ERROR",

@@ -20,6 +20,14 @@ export type Streams =
        * failing with NOT_FOUND as it does in per-job mode.
        */
       readonly seed: (code: string) => Promise<Job>;
+      /**
+       * Checks a code known from an HTTP answer (e.g. the client's own start()) before
+       * the stream speaks of it, or returns undefined when there is no need. A client
+       * whose fetch drops the session cookie (Node's bare fetch) gets a stream of a new,
+       * empty session that never mentions the code: without the check it would wait
+       * forever.
+       */
+      readonly verify?: (code: string) => Promise<Job> | undefined;
     };
 
 /**
@@ -39,6 +47,8 @@ export class SubscriptionRegistry {
   readonly #subscriptions = new Map<string, Subscription>();
   readonly #streams: Streams;
   readonly #shared: SharedStream | undefined;
+  /** The shared stream sent a snapshot: its session has jobs, so it is the client's. */
+  #streamSpoke = false;
 
   constructor(streams: Streams) {
     this.#streams = streams;
@@ -76,7 +86,7 @@ export class SubscriptionRegistry {
       if (this.#streams.mode === "per-job") {
         subscription.stop = this.#streams.transport.open(code, this.#perJobSink(subscription));
       } else {
-        this.#openMultiplexed(subscription, this.#streams.seed);
+        this.#openMultiplexed(subscription, this.#streams);
       }
     } catch (error) {
       this.#subscriptions.delete(code);
@@ -97,7 +107,7 @@ export class SubscriptionRegistry {
     };
   }
 
-  #openMultiplexed(subscription: Subscription, seed: (code: string) => Promise<Job>): void {
+  #openMultiplexed(subscription: Subscription, streams: Streams & { mode: "multiplex" }): void {
     const known = this.known.get(subscription.code);
     subscription.latest = known;
     // A finished job never changes again: its known snapshot is the whole answer, and
@@ -105,16 +115,17 @@ export class SubscriptionRegistry {
     if (known && isTerminalStatus(known.status)) return;
     this.#shared?.connect();
     subscription.state = this.#shared?.state ?? "connecting";
-    if (known) return;
     const { code } = subscription;
-    seed(code).then(
+    const check = !known ? streams.seed(code) : this.#streamSpoke ? undefined : streams.verify?.(code);
+    check?.then(
       (job) => {
         if (job.code === code) this.remember(job);
       },
       (error: unknown) => {
         // Only a definite answer ends the subscription (e.g. 404: not this session's
-        // job); a network blip is left to the stream, which may still deliver.
-        if (isClientError(error) && !subscription.latest) subscription.end({ type: "error", error });
+        // job); a network blip is left to the stream, which may still deliver. A failed
+        // verify ends it even with a snapshot known: the session does not own the job.
+        if (isClientError(error) && (known || !subscription.latest)) subscription.end({ type: "error", error });
       },
     );
   }
@@ -133,6 +144,7 @@ export class SubscriptionRegistry {
   }
 
   #onSharedEvent(event: StreamEvent): void {
+    this.#streamSpoke = true;
     if (event.status === "ERROR") this.known.forget(event.code);
     // Snapshots are idempotent and resent on every (re)connect: only newer ones count.
     else if (!this.known.learn(event)) return;

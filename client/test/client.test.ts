@@ -271,7 +271,7 @@ describe("an expired session", () => {
 
     const seen = requests.length;
     const perJob = subscribed([CODE], { fetch });
-    perJob.source.fail(404);
+    perJob.source.fail(502);
     expect(perJob.recorders[0].events[0]).toMatchObject({ type: "error", error: { code: "STREAM_CLOSED" } });
     expect(requests).toHaveLength(seen);
   });

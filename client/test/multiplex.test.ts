@@ -134,17 +134,40 @@ describe("multiplex: snapshots of jobs nobody subscribed to yet", () => {
     expect(a.seqs()).toEqual([3, 4]);
   });
 
-  it("uses the snapshot start() returned instead of a GET", async () => {
+  it("uses the snapshot start() returned, checking once per client with a GET that the session owns it", async () => {
     const created = job({ seq: 1, status: "PENDING" });
-    const { fetch, requests } = routedFetch({ "POST http://bff.test/api/exports": [202, created] });
+    const { fetch, requests } = routedFetch({
+      "POST http://bff.test/api/exports": [202, created],
+      [`GET http://bff.test/api/exports/${CODE}`]: [200, created],
+    });
     const client = newClient(fetch);
     const { code } = await client.start({ rows: 10, durationMs: 10 });
     const a = recorder();
     client.subscribe(code, a.listener);
     await flush();
-
     expect(a.seqs()).toEqual([1]);
-    expect(requests).toHaveLength(1);
+    expect(requests.map(({ url, init }) => `${init.method} ${url}`)).toEqual(["POST http://bff.test/api/exports", `GET http://bff.test/api/exports/${CODE}`]);
+
+    // Confirmed: a later start and subscribe send no GET.
+    await client.start({ rows: 10, durationMs: 10 });
+    client.subscribe(code, recorder().listener);
+    await flush();
+    expect(requests).toHaveLength(3);
+  });
+
+  it("fails a started job fast with NOT_FOUND when the session its requests carry does not own it (a cookie left behind)", async () => {
+    // Node's bare fetch keeps no cookie: the POST's session is lost, the GET finds nothing,
+    // and the shared stream (a new, empty session) would never speak of the code.
+    const created = job({ seq: 1, status: "PENDING" });
+    const client = newClient(routedFetch({ "POST http://bff.test/api/exports": [202, created] }).fetch);
+    const { code } = await client.start({ rows: 10, durationMs: 10 });
+    const a = recorder();
+    client.subscribe(code, a.listener);
+    await flush();
+    const event = a.events.at(-1);
+    expect(event?.type === "error" && event.error).toMatchObject({ code: "NOT_FOUND", httpStatus: 404 });
+    expect(event?.type === "error" && event.error.message).toContain("createNodeSession");
+    expect(client.stats().subscribed).toEqual([]);
   });
 
   it("fails a subscribe to an unknown (or another session's) code with NOT_FOUND and deletes the entry", async () => {

@@ -1,17 +1,28 @@
 /**
- * What `npm pack` ships: the built ESM + declarations, the sources they map to, the
- * README and package.json — no tests, no demo, no configuration.
+ * What `npm pack` ships, checked as a user meets it: the tarball's contents and manifest,
+ * @arethetypeswrong/cli and publint on it, `require()` and `import` of every entry point,
+ * no side effects at import, the types under the module resolutions users have, and the
+ * gzipped size a bundler makes of it.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { gzipSync } from "node:zlib";
+import { build } from "esbuild";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { packToConsumer, runNode, tscBin } from "./packed.js";
+import type { Packed } from "./packed.js";
 import { clientDir, inCI, reportMissing } from "./servers.js";
+
+const ENTRIES = ["index", "react", "node"] as const;
+const SPECIFIERS = ["@exportstream/client", "@exportstream/client/react", "@exportstream/client/node"];
+/** Gzipped bytes, minified by esbuild as a user's bundler would; see README "Budgets". */
+const BUDGET_CORE = 6_000;
+const BUDGET_CORE_AND_REACT = 7_000;
 
 const missing = reportMissing(
   "npm package tests (the built library)",
-  ["index.js", "react.js"]
-    .map((file) => join(clientDir, "dist", file))
+  ENTRIES.flatMap((entry) => [join(clientDir, "dist", `${entry}.js`), join(clientDir, "dist", "cjs", `${entry}.js`)])
     .filter((path) => !existsSync(path))
     .map((path) => `${path} (npm run build:lib)`),
 );
@@ -24,36 +35,133 @@ if (missing !== undefined) {
 }
 
 describe.skipIf(missing !== undefined)("the npm package", () => {
-  it("contains only dist, src, README.md and package.json", () => {
-    const output = execFileSync("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], {
-      cwd: clientDir,
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "ignore"],
-    });
-    const [pack] = JSON.parse(output) as [{ files: { path: string }[] }];
-    const files = pack.files.map((file) => file.path).sort();
+  let packed: Packed;
+  beforeAll(() => {
+    packed = packToConsumer();
+  });
+  afterAll(() => packed.remove());
 
+  it("contains the ESM and CommonJS builds with declarations, LICENSE, README.md and package.json — no sources, no maps", () => {
+    const output = execFileSync("tar", ["-tzf", packed.tarball], { encoding: "utf8" });
+    const files = output.trim().split("\n").map((path) => path.replace(/^package\//, "")).sort();
     for (const file of files) {
-      expect(file).toMatch(/^(dist\/[a-z]+\.(js|d\.ts|js\.map|d\.ts\.map)|src\/[a-z]+\.ts|README\.md|package\.json)$/);
+      expect(file).toMatch(/^(dist\/(cjs\/)?[a-z]+\.(js|d\.ts)|dist\/cjs\/package\.json|LICENSE|README\.md|package\.json)$/);
     }
-    expect(files).toEqual(expect.arrayContaining(["dist/index.js", "dist/index.d.ts", "dist/react.js", "dist/react.d.ts", "README.md"]));
+    const built = ENTRIES.flatMap((entry) => [`dist/${entry}.js`, `dist/${entry}.d.ts`, `dist/cjs/${entry}.js`, `dist/cjs/${entry}.d.ts`]);
+    expect(files).toEqual(expect.arrayContaining([...built, "dist/cjs/package.json", "LICENSE", "README.md"]));
   });
 
-  it("exports `.` and `./react` as ESM with declarations that exist, and has no runtime dependencies", () => {
-    const manifest = JSON.parse(readFileSync(join(clientDir, "package.json"), "utf8")) as {
-      type: string;
-      exports: Record<string, { types?: string; import?: string } | string>;
-      dependencies?: Record<string, string>;
-      peerDependenciesMeta: Record<string, { optional: boolean }>;
-    };
-    expect(manifest.type).toBe("module");
-    expect(manifest.dependencies ?? {}).toEqual({});
-    expect(manifest.peerDependenciesMeta["react"]?.optional).toBe(true);
-    for (const entry of [".", "./react"]) {
-      const target = manifest.exports[entry];
-      expect(typeof target).toBe("object");
-      if (typeof target !== "object") continue;
-      for (const path of [target.types, target.import]) expect(existsSync(join(clientDir, path ?? "missing"))).toBe(true);
+  it("can be published: no private flag, a license, a repository, keywords, no runtime dependencies", () => {
+    const manifest = JSON.parse(readFileSync(join(clientDir, "package.json"), "utf8")) as Record<string, unknown>;
+    expect(manifest["private"]).toBeUndefined();
+    expect(manifest["license"]).toBe("MIT");
+    expect(readFileSync(join(clientDir, "LICENSE"), "utf8")).toContain("MIT License");
+    expect(manifest["repository"]).toEqual({ type: "git", url: "git+https://github.com/exportstream/exportstream.git", directory: "client" });
+    expect((manifest["keywords"] as string[]).length).toBeGreaterThan(0);
+    expect(manifest["dependencies"] ?? {}).toEqual({});
+    expect(manifest["sideEffects"]).toBe(false);
+  });
+
+  it("passes @arethetypeswrong/cli (every entry, every resolution) and publint --strict", () => {
+    const attw = spawnSync(join(clientDir, "node_modules", ".bin", "attw"), [packed.tarball, "--format", "ascii"], { encoding: "utf8" });
+    expect(attw.status, `${attw.stdout}${attw.stderr}`).toBe(0);
+    expect(attw.stdout).toContain("No problems found");
+    const publint = spawnSync(join(clientDir, "node_modules", ".bin", "publint"), [packed.tarball, "--strict"], { encoding: "utf8" });
+    expect(publint.status, `${publint.stdout}${publint.stderr}`).toBe(0);
+    expect(publint.stdout).toContain("All good");
+  });
+
+  it("require()s every entry point from CommonJS, and imports them from ESM", () => {
+    const probe = (load: string): string => `
+      const names = { "@exportstream/client": "createExportClient", "@exportstream/client/react": "useExport", "@exportstream/client/node": "createNodeSession" };
+      for (const [specifier, name] of Object.entries(names)) {
+        const mod = ${load};
+        if (typeof mod[name] !== "function") throw new Error(specifier + " has no " + name);
+      }
+      console.log("loaded");`;
+    writeFileSync(join(packed.consumer, "require.cjs"), probe("require(specifier)"));
+    writeFileSync(join(packed.consumer, "import.mjs"), probe("await import(specifier)"));
+    for (const file of ["require.cjs", "import.mjs"]) {
+      const { status, output } = runNode(packed.consumer, [file]);
+      expect(output).toContain("loaded");
+      expect(status, output).toBe(0);
     }
+  });
+
+  it("has no side effects at import: no global needed, no timer, no request, no microtask", () => {
+    // Every global the library may use is removed or replaced by a spy before the
+    // entries load; any call is a side effect.
+    const script = `
+      const calls = [];
+      for (const name of ["fetch", "EventSource", "document", "window", "BroadcastChannel", "navigator"]) {
+        try { Object.defineProperty(globalThis, name, { value: undefined, configurable: true, writable: true }); } catch {}
+      }
+      for (const name of ["setTimeout", "setInterval", "setImmediate", "queueMicrotask"]) {
+        const original = globalThis[name];
+        globalThis[name] = (...args) => { calls.push(name); return original(...args); };
+      }
+      globalThis.fetch = () => { calls.push("fetch"); return Promise.reject(new Error("no")); };
+      const load = process.argv[2] === "cjs" ? (s) => require(s) : (s) => import(s);
+      const { createRequire } = await import("node:module");
+      const require = createRequire(process.cwd() + "/");
+      for (const specifier of ${JSON.stringify(SPECIFIERS)}) await load(specifier);
+      console.log(JSON.stringify(calls));`;
+    writeFileSync(join(packed.consumer, "side-effects.mjs"), script);
+    for (const kind of ["esm", "cjs"]) {
+      const { status, output } = runNode(packed.consumer, ["side-effects.mjs", kind]);
+      expect(status, output).toBe(0);
+      expect(output.trim(), kind).toBe("[]");
+    }
+  });
+
+  it("type-checks importing every entry under moduleResolution node10, node16 (CommonJS and ESM) and bundler", () => {
+    const source = `
+      import { createExportClient, ExportError } from "@exportstream/client";
+      import type { ClientErrorCode, Job } from "@exportstream/client";
+      import { ExportClientProvider, useExport } from "@exportstream/client/react";
+      import { createNodeSession } from "@exportstream/client/node";
+      const client = createExportClient({ mode: "multiplex" });
+      const code: ClientErrorCode = "NOT_READY";
+      export const used = [client, code, ExportError, ExportClientProvider, useExport, createNodeSession] as const;
+      export type J = Job;
+    `;
+    const cases = [
+      { name: "node10", module: "commonjs", moduleResolution: "node10", file: "index.ts", type: "commonjs" },
+      { name: "node16-cjs", module: "node16", moduleResolution: "node16", file: "index.cts", type: "module" },
+      { name: "node16-esm", module: "node16", moduleResolution: "node16", file: "index.mts", type: "module" },
+      { name: "bundler", module: "esnext", moduleResolution: "bundler", file: "index.ts", type: "module" },
+    ];
+    for (const { name, module, moduleResolution, file, type } of cases) {
+      const dir = join(packed.consumer, `tsc-${name}`);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, "package.json"), JSON.stringify({ type }));
+      writeFileSync(join(dir, file), source);
+      const compilerOptions = { module, moduleResolution, strict: true, noEmit: true, target: "es2022", lib: ["es2022", "dom"], types: [], skipLibCheck: false, jsx: "react-jsx" };
+      writeFileSync(join(dir, "tsconfig.json"), JSON.stringify({ compilerOptions, files: [file] }));
+      const result = spawnSync(process.execPath, [tscBin, "-p", dir], { encoding: "utf8" });
+      expect(result.status, `${name}: ${result.stdout}${result.stderr}`).toBe(0);
+    }
+  });
+
+  it(`stays within its size budget: ${BUDGET_CORE} B gzipped for the core, ${BUDGET_CORE_AND_REACT} B with the React entry`, async () => {
+    const gzipped = async (contents: string): Promise<number> => {
+      const result = await build({
+        stdin: { contents, resolveDir: packed.consumer, loader: "js" },
+        bundle: true,
+        minify: true,
+        format: "esm",
+        platform: "browser",
+        external: ["react"],
+        write: false,
+        logLevel: "silent",
+      });
+      return gzipSync(result.outputFiles[0]?.contents ?? new Uint8Array()).length;
+    };
+    const core = await gzipped(`export * from "@exportstream/client";`);
+    const withReact = await gzipped(`export * from "@exportstream/client"; export * from "@exportstream/client/react";`);
+    console.info(`gzipped, minified: core ${core} B, core + react ${withReact} B`);
+    expect(core).toBeGreaterThan(1_000); // the bundle really holds the client
+    expect(core).toBeLessThanOrEqual(BUDGET_CORE);
+    expect(withReact).toBeLessThanOrEqual(BUDGET_CORE_AND_REACT);
   });
 });

@@ -69,7 +69,7 @@ describe("useExport", () => {
     await act(flush);
     const [first, second] = FakeEventSource.instances;
     act(() => first!.emit(job({ seq: 2, status: "FAILED", progress: 40, error: { code: "GENERATION_FAILED", message: "x" } })));
-    act(() => second!.fail(404));
+    act(() => second!.fail(502));
 
     expect(screen.getByTestId("a").textContent).toBe("FAILED 40% GENERATION_FAILED open");
     expect(screen.getByTestId("b").textContent).toBe("ERROR 0% STREAM_CLOSED connecting");

@@ -131,7 +131,7 @@ describe("subscribe: how a subscription ends", () => {
   it("notifies listeners of a fatal error (closed without a terminal event) and deletes the entry", () => {
     const { client, source, recorders: [a, b] } = subscribed([CODE, CODE]);
 
-    source.fail(404);
+    source.fail(502);
 
     for (const { events } of [a, b]) {
       expect(events).toHaveLength(1);
@@ -140,8 +140,18 @@ describe("subscribe: how a subscription ends", () => {
       if (event.type !== "error") return;
       expect(event.error).toBeInstanceOf(ExportError);
       expect(event.error).toMatchObject({ code: "STREAM_CLOSED", jobStatus: "ERROR" });
-      expect(event.error.message).toContain("HTTP 404");
+      expect(event.error.message).toContain("HTTP 502");
     }
+    expect(client.stats().subscribed).toEqual([]);
+  });
+
+  it("says NOT_FOUND, with the hint about the session cookie, for a stream refused with HTTP 404", () => {
+    // What a Node client whose EventSource sends no cookie gets: the BFF knows no session.
+    const { client, source, recorders: [a] } = subscribed([CODE]);
+    source.fail(404);
+    const event = a.events[0];
+    expect(event?.type === "error" && event.error).toMatchObject({ code: "NOT_FOUND", httpStatus: 404 });
+    expect(event?.type === "error" && event.error.message).toContain("session cookie");
     expect(client.stats().subscribed).toEqual([]);
   });
 
@@ -435,7 +445,7 @@ describe("waitFor", () => {
   it("rejects on a fatal stream error", async () => {
     const client = fakeClient();
     const done = client.waitFor(CODE);
-    onlySource().fail(404);
+    onlySource().fail(502);
 
     await expect(done).rejects.toMatchObject({ name: "ExportError", code: "STREAM_CLOSED" });
   });

@@ -20,6 +20,7 @@ import type {
   StreamMode,
   Unsubscribe,
 } from "../src/index.js";
+import { createNodeSession } from "../src/node.js";
 import * as reactApi from "../src/react.js";
 import { ExportClientProvider, useExport, useExportClient, useExports } from "../src/react.js";
 import type { ExportState, ExportsState } from "../src/react.js";
@@ -120,5 +121,13 @@ describe("public API types", () => {
     expectTypeOf<ExportsState["exports"]>().toEqualTypeOf<readonly Job[]>();
     expectTypeOf(useExportClient).returns.toEqualTypeOf<ExportClient>();
     expectTypeOf(ExportClientProvider).parameter(0).toHaveProperty("client").toEqualTypeOf<ExportClient>();
+  });
+});
+
+describe("the node entry", () => {
+  it("takes the eventsource package's class and spreads into createExportClient", () => {
+    const session = createNodeSession({ baseUrl: "http://localhost:8080", EventSource: NodeEventSource });
+    createExportClient({ mode: "multiplex", ...session });
+    expectTypeOf(session.EventSource).toMatchTypeOf<EventSourceConstructorLike>();
   });
 });
