@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { build } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { packToConsumer, runNode, tscBin } from "./packed.js";
+import { packToConsumer, readmeBlocks, runNode, tscBin } from "./packed.js";
 import type { Packed } from "./packed.js";
 import { clientDir, inCI, reportMissing } from "./servers.js";
 
@@ -141,6 +141,33 @@ describe.skipIf(missing !== undefined)("the npm package", () => {
       const result = spawnSync(process.execPath, [tscBin, "-p", dir], { encoding: "utf8" });
       expect(result.status, `${name}: ${result.stdout}${result.stderr}`).toBe(0);
     }
+  });
+
+  it("compiles every README example marked <!-- compile --> as pasted, under strict TypeScript against the package", () => {
+    const blocks = [join(clientDir, "..", "README.md"), join(clientDir, "README.md")].flatMap((readme) => readmeBlocks(readme, "compile"));
+    expect(blocks.map((block) => block.lang).sort()).toEqual(["ts", "ts", "tsx"]);
+    const dir = join(packed.consumer, "readme");
+    mkdirSync(dir, { recursive: true });
+    const files = blocks.map((block, i) => {
+      const file = `example${i}.${block.lang}`;
+      writeFileSync(join(dir, file), block.code);
+      return file;
+    });
+    const compilerOptions = {
+      module: "esnext",
+      moduleResolution: "bundler",
+      target: "es2022",
+      lib: ["es2022", "dom"],
+      jsx: "react-jsx",
+      strict: true,
+      noUncheckedIndexedAccess: true,
+      exactOptionalPropertyTypes: true,
+      noEmit: true,
+      types: [],
+    };
+    writeFileSync(join(dir, "tsconfig.json"), JSON.stringify({ compilerOptions, files }));
+    const result = spawnSync(process.execPath, [tscBin, "-p", dir], { encoding: "utf8" });
+    expect(result.status, `${result.stdout}${result.stderr}`).toBe(0);
   });
 
   it(`stays within its size budget: ${BUDGET_CORE} B gzipped for the core, ${BUDGET_CORE_AND_REACT} B with the React entry`, async () => {

@@ -3,8 +3,8 @@
  * `node_modules/@exportstream/client` of a temporary consumer directory, with the dev
  * dependencies a consumer brings itself (react, @types/react, eventsource) linked in.
  */
-import { execFileSync, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { clientDir } from "./servers.js";
@@ -45,3 +45,37 @@ export function runNode(cwd: string, args: readonly string[], timeoutMs = 20_000
 
 /** The tsc of the client's own dev dependencies. */
 export const tscBin = join(clientDir, "node_modules", "typescript", "bin", "tsc");
+
+/** The fenced code blocks of a README that follow the HTML comment `<!-- marker -->`. */
+export function readmeBlocks(readme: string, marker: string): { lang: string; code: string }[] {
+  const text = readFileSync(readme, "utf8");
+  const pattern = new RegExp(`<!-- ${marker} -->\\s*\\n\`\`\`([a-z]+)\\n([\\s\\S]*?)\\n\`\`\`\\n`, "g");
+  return [...text.matchAll(pattern)].map((match) => ({ lang: match[1] ?? "", code: match[2] ?? "" }));
+}
+
+/**
+ * Runs `node` with `args` in `cwd` without blocking this process (whose servers the
+ * child may talk to); kills it after `timeoutMs`.
+ */
+export function spawnNode(
+  cwd: string,
+  args: readonly string[],
+  env: Record<string, string>,
+  timeoutMs: number,
+): Promise<{ status: number | null; output: string; timedOut: boolean }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { cwd, env: { ...process.env, NODE_OPTIONS: "", ...env } });
+    let output = "";
+    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill("SIGKILL");
+    }, timeoutMs);
+    child.on("close", (status) => {
+      clearTimeout(timer);
+      resolve({ status, output, timedOut });
+    });
+  });
+}
