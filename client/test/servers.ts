@@ -118,9 +118,10 @@ interface Routed {
 /**
  * Starts the backend, then the BFF in front of it, and waits until both are healthy;
  * scaled out (`EXPORTSTREAM_SCALE`), Redis, the replicas and the balancer instead.
- * `env` adds configuration both read (e.g. `WORKERS`, `SSE_RETRY`).
+ * `env` adds configuration both read (e.g. `WORKERS`, `SSE_RETRY`); `staticDir` is what
+ * the BFF serves at `/` (default: the demo page).
  */
-export async function startServers(options: { env?: Record<string, string> } = {}): Promise<Servers> {
+export async function startServers(options: { env?: Record<string, string>; staticDir?: string } = {}): Promise<Servers> {
   if (externalBffUrl) {
     const external = (): Promise<void> => Promise.reject(new Error("an external stack's BFF cannot be killed"));
     return {
@@ -146,7 +147,7 @@ export async function startServers(options: { env?: Record<string, string> } = {
     const bffUrls: string[] = [];
     const sessionSecret = randomBytes(32).toString("hex"); // one secret: any BFF serves any session
     for (let i = 0; i < replicas; i++) {
-      const args = ["-backend-url", backendUrls[i]!, "-static-dir", demoDir];
+      const args = ["-backend-url", backendUrls[i]!, "-static-dir", options.staticDir ?? demoDir];
       if (scaledOut) args.push("-session-secret", sessionSecret);
       bffUrls.push(await stack.start(name("bff", i), bffBin, args, env, 1));
     }
