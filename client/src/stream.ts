@@ -140,7 +140,7 @@ function attach(
     if (httpStatus === 404) {
       // The BFF answers 404 to a stream whose session does not own the export: most
       // often no session at all, because the cookie did not come along (Node).
-      sink.fatal(new ExportError("NOT_FOUND", `${what}: no such export in this session (HTTP 404 on its event stream)${NO_SESSION_HINT}`, { httpStatus }));
+      sink.fatal(new ExportError("NOT_FOUND", `${what}: no such export in this session (HTTP 404 on its event stream)${NO_SESSION_HINT}`, { httpStatus, jobStatus: "ERROR" }));
       return;
     }
     const detail = httpStatus === undefined ? "" : ` (HTTP ${httpStatus})`;

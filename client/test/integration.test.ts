@@ -188,7 +188,7 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
     newClient();
     const error = await client.waitFor("00000000-0000-4000-8000-000000000000").catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ExportError);
-    expect((error as ExportError).jobStatus).toBe("ERROR");
+    expect(error).toMatchObject({ code: "NOT_FOUND", httpStatus: 404, jobStatus: "ERROR" });
     expect(client.stats().subscribed).toEqual([]);
   });
 
@@ -205,7 +205,7 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
     expect(error).toBeInstanceOf(ExportError);
     expect(error).toMatchObject({ code: "CANCELLED", status: "CANCELLED" });
     await expect(client.cancel(code)).resolves.toBeUndefined();
-    await expect(client.get(code)).rejects.toMatchObject({ code: "NOT_FOUND", status: 404 });
+    await expect(client.get(code)).rejects.toMatchObject({ code: "NOT_FOUND", httpStatus: 404 });
   });
 
   it("lists this session's exports newest first, and another session sees none of them (404)", async () => {
@@ -219,7 +219,7 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
 
     const other = newClient();
     await expect(other.list()).resolves.toEqual([]);
-    await expect(other.get(first.code)).rejects.toMatchObject({ code: "NOT_FOUND", status: 404 });
+    await expect(other.get(first.code)).rejects.toMatchObject({ code: "NOT_FOUND", httpStatus: 404 });
     const error = await other.waitFor(first.code).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ExportError);
     await expect(mine.list()).resolves.toHaveLength(2);
@@ -242,7 +242,7 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
     const foreign: FetchLike = (url, init) =>
       jar(url, { ...init, headers: { ...init.headers, Origin: "https://evil.example" } }) as ReturnType<FetchLike>;
     const rogue = createExportClient({ baseUrl: servers.bffUrl, fetch: foreign });
-    await expect(rogue.start({ rows: 1, durationMs: 0 })).rejects.toMatchObject({ code: "FORBIDDEN_ORIGIN", status: 403 });
+    await expect(rogue.start({ rows: 1, durationMs: 0 })).rejects.toMatchObject({ code: "FORBIDDEN_ORIGIN", httpStatus: 403 });
   });
 
   describe("multiplex mode", () => {
@@ -277,7 +277,7 @@ describe.skipIf(missing !== undefined)("client against the real BFF", () => {
       await expect(client.waitFor(code)).rejects.toMatchObject({ name: "ExportError", code: "GENERATION_FAILED", status: "FAILED" });
 
       const stranger = newClient("multiplex");
-      await expect(stranger.waitFor(code)).rejects.toMatchObject({ name: "ExportError", code: "NOT_FOUND", status: 404 });
+      await expect(stranger.waitFor(code)).rejects.toMatchObject({ name: "ExportError", code: "NOT_FOUND", httpStatus: 404 });
     });
 
     it("gives a subscriber of a job finished before it subscribed the terminal snapshot at once", async () => {
@@ -336,16 +336,16 @@ describe.skipIf(missing !== undefined || scaledOut || externalBffUrl !== undefin
     // under test: nothing to wait on but the clock.
     await new Promise((resolve) => setTimeout(resolve, 2200));
 
-    await expect(client.get(running.code)).rejects.toMatchObject({ code: "SESSION_EXPIRED", status: 401 });
+    await expect(client.get(running.code)).rejects.toMatchObject({ code: "SESSION_EXPIRED", httpStatus: 401 });
     const streamError = new Promise<ExportError>((resolve) => {
       client.subscribe(running.code, (event: ExportEvent) => {
         if (event.type === "error") resolve(event.error);
       });
     });
-    await expect(streamError).resolves.toMatchObject({ name: "ExportError", code: "SESSION_EXPIRED", status: 401 });
+    await expect(streamError).resolves.toMatchObject({ name: "ExportError", code: "SESSION_EXPIRED", httpStatus: 401 });
 
     await client.renewSession();
     await expect(client.list()).resolves.toEqual([]);
-    await expect(client.get(running.code)).rejects.toMatchObject({ code: "NOT_FOUND", status: 404 });
+    await expect(client.get(running.code)).rejects.toMatchObject({ code: "NOT_FOUND", httpStatus: 404 });
   });
 });
