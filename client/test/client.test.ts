@@ -310,3 +310,17 @@ describe("an expired session", () => {
     expect(requests[0]?.init).toMatchObject({ method: "POST", credentials: "include" });
   });
 });
+
+describe("ExportError's statuses", () => {
+  it("keeps the HTTP status and the job status apart; the deprecated status gives either, or 0", () => {
+    const http = new ExportError("NOT_FOUND", "x", { httpStatus: 404 });
+    expect(http).toMatchObject({ httpStatus: 404, jobStatus: undefined, status: 404 });
+    const failed = ExportError.fromJob(job({ seq: 2, status: "FAILED", error: { code: "GENERATION_FAILED", message: "m" } }));
+    expect(failed).toMatchObject({ code: "GENERATION_FAILED", httpStatus: undefined, jobStatus: "FAILED", status: "FAILED" });
+    expect(new ExportError("NETWORK_ERROR", "x")).toMatchObject({ httpStatus: undefined, jobStatus: undefined, status: 0 });
+    // The options of before the split still mean the same.
+    expect(new ExportError("BAD_RESPONSE", "x", { status: 502 })).toMatchObject({ httpStatus: 502, jobStatus: undefined });
+    expect(new ExportError("STREAM_CLOSED", "x", { status: "ERROR" })).toMatchObject({ httpStatus: undefined, jobStatus: "ERROR" });
+    expect(new ExportError("ABORTED", "x", { status: 0 })).toMatchObject({ httpStatus: undefined, jobStatus: undefined });
+  });
+});
