@@ -1,4 +1,6 @@
-import { clickDownload } from "./download.js";
+import { crossTabTransport } from "./crosstab.js";
+import type { CrossTabTransport } from "./crosstab.js";
+import { clickDownload, DownloadLog } from "./download.js";
 import { ExportsApi, SessionGate } from "./http.js";
 import type { FetchLike, RequestOptions } from "./http.js";
 import { perJobTransport, sharedTransport } from "./stream.js";
@@ -32,6 +34,13 @@ export interface ExportClientOptions {
    * `"include"` when the BFF is on another origin. Default `"same-origin"`.
    */
   readonly credentials?: "omit" | "same-origin" | "include";
+  /**
+   * Multiplex mode: share one stream among the tabs of this origin and `baseUrl` (Web
+   * Locks elect the tab that holds it, a BroadcastChannel carries its events). Default
+   * true; without Web Locks or BroadcastChannel (Node, http outside localhost, old
+   * browsers) each tab streams alone.
+   */
+  readonly crossTab?: boolean;
 }
 
 /** What {@link ExportClient.stats} reports: the client's streams right now. */
@@ -43,8 +52,12 @@ interface ExportClientStats {
    * each has its own EventSource; in multiplex mode they share one.
    */
   readonly subscribed: string[];
-  /** EventSources open. */
+  /** EventSources open in this tab (a tab that shares another tab's stream has none). */
   readonly connections: number;
+  /** Multiplex mode: tabs sharing this tab's stream, this one included; 1 when not shared. */
+  readonly tabs: number;
+  /** Multiplex mode: true while this tab holds the stream (for the tabs sharing it). */
+  readonly leader: boolean;
 }
 
 export interface ExportClient {
@@ -78,6 +91,13 @@ export interface ExportClient {
    * without a file.
    */
   download(job: Job): void;
+  /**
+   * Downloads a COMPLETED job's file like {@link download}, at most once per export in
+   * this browser: across tabs and reloads (a marker in `localStorage`, the last 200
+   * codes, under a Web Lock), or once per client where those are missing. Resolves true
+   * when this call downloaded.
+   */
+  downloadOnce(job: Job): Promise<boolean>;
   /** The mode, the codes subscribed and the EventSources open, right now. */
   stats(): ExportClientStats;
   /**
@@ -113,6 +133,8 @@ class Client implements ExportClient {
   readonly #mode: StreamMode;
   readonly #api: ExportsApi;
   readonly #session = new SessionGate();
+  readonly #crossTab: CrossTabTransport | undefined;
+  readonly #downloads: DownloadLog;
 
   constructor(options: ExportClientOptions) {
     const mode = options.mode ?? "per-job";
@@ -123,6 +145,7 @@ class Client implements ExportClient {
     const credentials = options.credentials ?? "same-origin";
     this.#mode = mode;
     this.#api = new ExportsApi({ baseUrl, credentials, fetch: options.fetch ?? globalFetch });
+    this.#downloads = new DownloadLog(baseUrl);
     const transport = {
       EventSource: () => options.EventSource ?? globalEventSource(),
       withCredentials: credentials === "include",
@@ -139,11 +162,10 @@ class Client implements ExportClient {
           }
         : {
             mode,
-            transport: sharedTransport({
-              ...transport,
-              url: `${baseUrl}/api/events`,
-              probe: () => this.#api.sessionExpired(),
-            }),
+            transport: (this.#crossTab = crossTabTransport(
+              sharedTransport({ ...transport, url: `${baseUrl}/api/events`, probe: () => this.#api.sessionExpired() }),
+              { key: baseUrl, enabled: options.crossTab !== false },
+            )),
             seed: (code) => this.#api.get(code, undefined),
           },
     );
@@ -187,11 +209,18 @@ class Client implements ExportClient {
     clickDownload(this.#api.fileUrl(job), job.file?.name ?? "");
   }
 
+  downloadOnce(job: Job): Promise<boolean> {
+    return this.#downloads.once(job.code, () => this.download(job));
+  }
+
   stats(): ExportClientStats {
+    const shared = this.#crossTab?.stats();
     return {
       mode: this.#mode,
       subscribed: this.#registry.openCodes(),
-      connections: this.#registry.openConnections(),
+      connections: shared ? Number(shared.leader) : this.#registry.openConnections(),
+      tabs: shared?.tabs ?? 1,
+      leader: shared?.leader ?? false,
     };
   }
 

@@ -7,7 +7,7 @@
  * code open one stream, also under StrictMode's double mount (the client closes a stream
  * one microtask after its last listener left, and the remount rejoins it first).
  */
-import { createContext, createElement, useContext, useMemo, useSyncExternalStore } from "react";
+import { createContext, createElement, useContext, useEffect, useMemo, useSyncExternalStore } from "react";
 import type { ReactElement, ReactNode } from "react";
 import { registryOf } from "./client.js";
 import type { ExportClient } from "./client.js";
@@ -60,14 +60,36 @@ const EMPTY: ExportState = {
   connection: undefined,
 };
 
+/** Options of {@link useExport}. */
+export interface UseExportOptions {
+  /**
+   * Download the file when the export is COMPLETED, with `client.downloadOnce`: once per
+   * export in this browser, whatever StrictMode's double effects, reloads and other tabs.
+   */
+  readonly downloadWhenCompleted?: boolean;
+}
+
 /**
  * Export `code`, live: the latest snapshot up to the terminal one. Starts from the
  * snapshot the client already knows (from `start`, `list`, …) so nothing flashes empty.
  */
-export function useExport(code: string | null | undefined): ExportState {
+export function useExport(code: string | null | undefined, options: UseExportOptions = {}): ExportState {
   const client = useExportClient();
   const store = useMemo(() => new ExportStore(client, code), [client, code]);
-  return useSyncExternalStore(store.subscribe, store.getSnapshot, store.getSnapshot);
+  const state = useSyncExternalStore(store.subscribe, store.getSnapshot, store.getSnapshot);
+  const completed = state.job?.status === "COMPLETED" ? state.job : undefined;
+  const download = options.downloadWhenCompleted === true;
+  useEffect(() => {
+    // A failed download (no document, a refused lock) is rethrown as an uncaught error.
+    if (download && completed) client.downloadOnce(completed).catch(rethrow);
+  }, [client, download, completed]);
+  return state;
+}
+
+function rethrow(error: unknown): void {
+  queueMicrotask(() => {
+    throw error;
+  });
 }
 
 /** What useSyncExternalStore reads; both are bound, as it calls them unbound. */
