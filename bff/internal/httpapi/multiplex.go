@@ -44,6 +44,7 @@ func (s *Server) sessionEvents(c *gin.Context) error {
 	m := &sessionStream{s: s, sid: sid, addr: addr, subs: make(map[string]*relay.Subscription), sent: make(map[string]int64)}
 	m.feed = s.feeds.open(sid, m.join) // before listing, so no job falls between the two
 	s.Metrics.subscribersActive.Inc()
+	s.Metrics.sessionStreams.Inc()
 	opened := false
 	defer func() {
 		if !opened {
