@@ -165,13 +165,11 @@ const itemTemplate = element<HTMLTemplateElement>("#export-item-template");
 const modeNote = byTestId<HTMLParagraphElement>("mode-note");
 /** The counters' cells: stat-requests, stat-bytes, … */
 const stat = Object.fromEntries(
-  (["requests", "bytes", "connections", "waiting", "delay", "delay-note"] as const).map((name) => [name, byTestId(`stat-${name}`)]),
-) as Record<"requests" | "bytes" | "connections" | "waiting" | "delay" | "delay-note", HTMLElement>;
+  (["requests", "bytes", "connections", "waiting", "tabs", "delay", "delay-note"] as const).map((name) => [name, byTestId(`stat-${name}`)]),
+) as Record<"requests" | "bytes" | "connections" | "waiting" | "tabs" | "delay" | "delay-note", HTMLElement>;
 
 const numberFormat = new Intl.NumberFormat("en-US");
 const views = new Map<string, ExportView>();
-/** Codes whose file was already downloaded automatically (once per export). */
-const downloaded = new Set<string>();
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
@@ -272,6 +270,7 @@ function renderCounters(): void {
   stat.bytes.textContent = formatBytes(counters.bytes);
   stat.connections.textContent = String(open + counters.inflight);
   stat.waiting.textContent = waiting > 0 ? `${waiting} waiting to connect` : "";
+  showTabs();
   const { delays } = counters;
   if (delays.length === 0) {
     stat.delay.textContent = "–";
@@ -285,6 +284,15 @@ function renderCounters(): void {
   document.body.dataset["requests"] = String(counters.requests);
   document.body.dataset["openConnections"] = String(open + counters.inflight);
   document.body.dataset["waitingConnections"] = String(waiting);
+}
+
+/** Multiplex mode shares one stream among this browser's tabs: how many, and who holds it. */
+function showTabs(): void {
+  const { tabs, leader, connections } = clients.multiplex.stats();
+  const text = tabs > 1 ? `shared by ${tabs} tabs · ${leader ? "held by this tab" : "held by another tab"}` : connections > 0 ? "this tab only" : "";
+  stat.tabs.textContent = mode === "multiplex" ? text : "";
+  document.body.dataset["tabs"] = String(tabs);
+  document.body.dataset["leader"] = String(leader);
 }
 
 /** One export in the list. */
@@ -362,9 +370,9 @@ class ExportView {
     const delay = Date.now() - Date.parse(job.updatedAt);
     this.root.dataset["delayMs"] = String(delay);
     counters.delays.push(Math.max(0, delay));
-    if (job.status === "COMPLETED" && this.#live && autoDownload.checked && !downloaded.has(job.code)) {
-      downloaded.add(job.code);
-      api().download(job);
+    // Once per export in this browser: the other tabs showing it do not download it again.
+    if (job.status === "COMPLETED" && this.#live && autoDownload.checked) {
+      api().downloadOnce(job).catch((error: unknown) => showFormError(describe(error)));
     }
   }
 

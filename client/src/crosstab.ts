@@ -45,7 +45,7 @@ export interface CrossTabOptions {
 }
 
 /** What {@link CrossTabTransport.stats} reports. */
-export interface CrossTabStats {
+interface CrossTabStats {
   /** Tabs sharing this tab's stream, this one included; 1 when not shared. */
   readonly tabs: number;
   /** True while this tab holds the EventSource (shared or not). */
