@@ -182,8 +182,8 @@ describe.skipIf(missing !== undefined)("cross-tab sharing in Chromium", () => {
     const shared = all.map((events) => events.filter((each) => each.seq >= from));
     for (const events of shared) expect(events).toEqual(shared[0]);
     expect(shared[0]!.filter((each) => each.status === "IN_PROGRESS").length).toBeGreaterThanOrEqual(2);
+    expect((await streamsOpened()) - before).toBe(1); // the BFF's own count
     expect(first.eventsRequests()).toBe(1);
-    expect((await streamsOpened()) - before).toBe(1);
 
     // Another browser context: another session, so a stream of its own.
     const second = await newBrowserContext();
@@ -253,12 +253,15 @@ describe.skipIf(missing !== undefined)("cross-tab sharing in Chromium", () => {
     await expect.poll(() => second.getByTestId("export-item").count()).toBe(1);
 
     const notes = (): Promise<(string | null)[]> => Promise.all([first, second].map((page) => page.getByTestId("stat-tabs").textContent()));
-    await expect.poll(notes, { timeout: 10_000 }).toEqual(expect.arrayContaining([expect.stringMatching(/^shared by 2 tabs · held by this tab$/)]));
-    expect(await notes()).toEqual(expect.arrayContaining(["shared by 2 tabs · held by this tab", "shared by 2 tabs · held by another tab"]));
+    // Each page repaints its counters every 250 ms.
+    await expect.poll(async () => (await notes()).sort(), { timeout: 10_000 }).toEqual([
+      "shared by 2 tabs · held by another tab",
+      "shared by 2 tabs · held by this tab",
+    ]);
     for (const page of [first, second]) {
       await expect.poll(() => page.getByTestId("export-item").getAttribute("data-status"), { timeout: 30_000 }).toBe("COMPLETED");
     }
-    await expect.poll(() => downloads.length, { timeout: 10_000 }).toBe(1);
+    await expect.poll(() => downloads.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(1);
     await downloads[0]!.path(); // finished: a second one would have started by now
     expect(downloads).toHaveLength(1);
     expect(eventsRequests).toBe(1);

@@ -145,7 +145,9 @@ function tab(browser: FakeBrowser, stream: SharedTransport, id: number): Tab {
 }
 
 const running = (seq: number, code = CODE): Job => job({ seq, code, status: "IN_PROGRESS", progress: seq });
-const seqs = (events: readonly ExportEvent[]): number[] => events.map((each) => (each.type === "snapshot" ? each.job.seq : -1));
+/** The seqs a tab's listeners got, of one code (an error: -1). */
+const seqs = (events: readonly ExportEvent[], code = CODE): number[] =>
+  events.flatMap((each) => (each.type === "error" ? [-1] : each.job.code === code ? [each.job.seq] : []));
 
 describe("cross-tab sharing", () => {
   it("gives every tab the events of one stream, a late tab the latest snapshot first, and counts the tabs", async () => {
@@ -187,31 +189,35 @@ describe("cross-tab sharing", () => {
     expect(a.transport.stats()).toEqual({ tabs: 1, leader: false });
   });
 
-  it("after the leader crashed, another tab opens the stream: each tab gets the terminal snapshot exactly once", async () => {
+  it("after the leader crashed, another tab opens the stream: no terminal snapshot lost, none delivered twice", async () => {
     const browser = new FakeBrowser();
     const stream = new FakeSessionStream();
     stream.jobs.set(CODE, running(1));
+    stream.jobs.set(OTHER_CODE, running(1, OTHER_CODE));
     const tabs = [tab(browser, stream, 1), tab(browser, stream, 2), tab(browser, stream, 3)];
     for (const each of tabs) each.follow(CODE);
+    for (const each of tabs) each.follow(OTHER_CODE);
     await vi.waitFor(() => expect(tabs.map((each) => each.transport.stats().tabs)).toEqual([3, 3, 3]));
     stream.emit(running(2));
-    await vi.waitFor(() => expect(tabs.map((each) => seqs(each.events))).toEqual([[1, 2], [1, 2], [1, 2]]));
-    // The leader dies as the job completes: its stream goes with it, before it broadcast.
+    stream.emit(running(2, OTHER_CODE));
+    await vi.waitFor(() => expect(tabs.map((each) => seqs(each.events, OTHER_CODE))).toEqual([[1, 2], [1, 2], [1, 2]]));
+    // The leader dies as CODE completes: its stream goes with it, before it broadcast.
     browser.crash(1);
     stream.open.clear();
     stream.jobs.set(CODE, completed(3));
     const rest = tabs.slice(1);
-    // Tab 2 also follows another export, so the stream stays open after CODE completed.
-    const other: ExportEvent[] = [];
-    rest[0]!.registry.subscribe(OTHER_CODE, (event) => other.push(event));
+    // The new stream sends CODE's COMPLETED and OTHER_CODE's seq 2 again, then a newer one.
     await vi.waitFor(() => expect(stream.connects).toBe(2));
-    for (const each of rest) await vi.waitFor(() => expect(seqs(each.events)).toEqual([1, 2, 3]));
+    await vi.waitFor(() => expect(stream.open.size).toBe(1));
+    stream.emit(running(3, OTHER_CODE));
+    for (const each of rest) await vi.waitFor(() => expect(seqs(each.events, OTHER_CODE)).toEqual([1, 2, 3]));
+    for (const each of rest) expect(seqs(each.events, CODE)).toEqual([1, 2, 3]);
     expect(rest.filter((each) => each.transport.stats().leader)).toHaveLength(1);
-    stream.emit(completed(3)); // sent again (as on another reconnect): no tab takes it twice
-    stream.emit(running(9, OTHER_CODE));
-    await vi.waitFor(() => expect(seqs(other)).toEqual([9]));
-    for (const each of rest) expect(seqs(each.events)).toEqual([1, 2, 3]);
-    expect(rest.map((each) => each.registry.openCodes())).toEqual([[OTHER_CODE], []]);
+    stream.emit(completed(3)); // sent again (as on another reconnect): nobody takes it twice
+    stream.emit(running(4, OTHER_CODE));
+    for (const each of rest) await vi.waitFor(() => expect(seqs(each.events, OTHER_CODE)).toEqual([1, 2, 3, 4]));
+    for (const each of rest) expect(seqs(each.events, CODE)).toEqual([1, 2, 3]);
+    expect(rest.map((each) => each.registry.openCodes())).toEqual([[OTHER_CODE], [OTHER_CODE]]);
   });
 
   it("carries a fatal error to every tab as an ExportError", async () => {
