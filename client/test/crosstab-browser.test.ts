@@ -47,7 +47,7 @@ const TEST_PAGE = `<!doctype html>
 <p>status <output id="status"></output> progress <output id="progress"></output></p>
 <script type="module">
 import { createExportClient } from "/__crosstab/client.js";
-const client = createExportClient({ mode: "multiplex" });
+const client = createExportClient({ mode: "multiplex", crossTab: !location.search.includes("crossTab=false") });
 const seen = [];
 const downloads = [];
 window.crosstab = {
@@ -121,11 +121,11 @@ describe.skipIf(missing !== undefined)("cross-tab sharing in Chromium", () => {
     return { context, eventsRequests: () => events, downloads };
   }
 
-  async function openPages(context: BrowserContext, count: number): Promise<Page[]> {
+  async function openPages(context: BrowserContext, count: number, query = ""): Promise<Page[]> {
     const pages: Page[] = [];
     for (let i = 0; i < count; i++) {
       const page = await context.newPage();
-      await page.goto(`${servers.bffUrl}/__crosstab/index.html`);
+      await page.goto(`${servers.bffUrl}/__crosstab/index.html${query}`);
       await expect.poll(() => page.evaluate(() => "crosstab" in window), { timeout: 10_000 }).toBe(true);
       pages.push(page);
     }
@@ -231,6 +231,19 @@ describe.skipIf(missing !== undefined)("cross-tab sharing in Chromium", () => {
     const job = (await (await fetchWithCookies(context, `/api/exports/${code}`)).json()) as { file: { sha256: string } };
     expect(createHash("sha256").update(file).digest("hex")).toBe(job.file.sha256);
     expect(downloads).toHaveLength(1);
+    await context.close();
+  });
+
+  it("crossTab: false: each page holds a stream of its own", async () => {
+    const before = await streamsOpened();
+    const { context, eventsRequests } = await newBrowserContext();
+    const pages = await openPages(context, 2, "?crossTab=false");
+    const code = await inPage(pages[0]!, "start", 5_000, 1_500);
+    await follow(pages, code);
+    await expectCompletedOnce(pages);
+    expect((await streamsOpened()) - before).toBe(2);
+    expect(eventsRequests()).toBe(2);
+    expect(await Promise.all(pages.map(async (page) => (await stats(page)).tabs))).toEqual([1, 1]);
     await context.close();
   });
 

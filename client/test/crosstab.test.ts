@@ -7,7 +7,7 @@
  */
 import { describe, expect, it, vi } from "vitest";
 import { crossTabTransport } from "../src/crosstab.js";
-import type { BroadcastChannelLike, CrossTabTransport, LockManagerLike } from "../src/crosstab.js";
+import type { CrossTabTransport } from "../src/crosstab.js";
 import { DownloadLog } from "../src/download.js";
 import type { StorageLike } from "../src/download.js";
 import { ExportError } from "../src/errors.js";
@@ -15,95 +15,7 @@ import type { SharedTransport, StreamSink } from "../src/stream.js";
 import { SubscriptionRegistry } from "../src/subscriptions.js";
 import type { ExportEvent } from "../src/subscription.js";
 import type { Job } from "../src/types.js";
-import { CODE, OTHER_CODE, completed, job } from "./fakes.js";
-
-interface Request {
-  readonly name: string;
-  readonly tab: number;
-  readonly granted: () => Promise<unknown>;
-  readonly settle: (outcome: { value: unknown } | { error: unknown }) => void;
-}
-
-/** One browser's lock manager and channels; each tab gets its own view and can crash. */
-class FakeBrowser {
-  readonly #held = new Map<string, Request>();
-  readonly #queue: Request[] = [];
-  readonly #channels = new Set<{ tab: number; name: string; channel: BroadcastChannelLike; closed: boolean }>();
-
-  locks(tab: number): LockManagerLike {
-    return {
-      request: <T>(name: string, options: { signal?: AbortSignal }, granted: () => Promise<T>) =>
-        new Promise<T>((resolve, reject) => {
-          const request: Request = {
-            name,
-            tab,
-            granted,
-            settle: (outcome) => ("value" in outcome ? resolve(outcome.value as T) : reject(outcome.error)),
-          };
-          this.#queue.push(request);
-          options.signal?.addEventListener("abort", () => {
-            const at = this.#queue.indexOf(request);
-            if (at < 0) return;
-            this.#queue.splice(at, 1);
-            reject(new Error("AbortError"));
-          });
-          this.#pump(name);
-        }),
-      query: () => Promise.resolve({ pending: this.#queue.map(({ name }) => ({ name })) }),
-    };
-  }
-
-  channel(tab: number): new (name: string) => BroadcastChannelLike {
-    const channels = this.#channels;
-    return class {
-      onmessage: ((event: { data: unknown }) => void) | null = null;
-      readonly #entry;
-      constructor(name: string) {
-        this.#entry = { tab, name, channel: this as BroadcastChannelLike, closed: false };
-        channels.add(this.#entry);
-      }
-      postMessage(message: unknown): void {
-        if (this.#entry.closed) return;
-        const data = structuredClone(message);
-        for (const other of channels) {
-          if (other === this.#entry || other.name !== this.#entry.name || other.closed) continue;
-          queueMicrotask(() => other.closed || other.channel.onmessage?.({ data }));
-        }
-      }
-    };
-  }
-
-  /** The tab is gone: its locks are released, its requests and channels dropped. */
-  crash(tab: number): void {
-    for (const entry of this.#channels) if (entry.tab === tab) entry.closed = true;
-    for (let i = this.#queue.length - 1; i >= 0; i--) if (this.#queue[i]!.tab === tab) this.#queue.splice(i, 1);
-    for (const [name, request] of this.#held) {
-      if (request.tab !== tab) continue;
-      this.#held.delete(name);
-      this.#pump(name);
-    }
-  }
-
-  #pump(name: string): void {
-    if (this.#held.has(name)) return;
-    const next = this.#queue.find((request) => request.name === name);
-    if (!next) return;
-    this.#queue.splice(this.#queue.indexOf(next), 1);
-    this.#held.set(name, next);
-    const done = (outcome: { value: unknown } | { error: unknown }): void => {
-      if (this.#held.get(name) !== next) return; // crashed meanwhile
-      this.#held.delete(name);
-      next.settle(outcome);
-      this.#pump(name);
-    };
-    void Promise.resolve()
-      .then(next.granted)
-      .then(
-        (value) => done({ value }),
-        (error: unknown) => done({ error }),
-      );
-  }
-}
+import { CODE, FakeBrowser, OTHER_CODE, completed, job } from "./fakes.js";
 
 /** `/api/events` of one session: every job's snapshot on connect, then each change. */
 class FakeSessionStream implements SharedTransport {
