@@ -177,7 +177,7 @@ class CrossTab implements CrossTabTransport {
   #wait(): void {
     const waiting = new AbortController();
     this.#waiting = waiting;
-    this.#locks.request(this.#lockName, { signal: waiting.signal }, () => this.#leadUntilReleased()).catch(() => {
+    this.#locks.request(this.#lockName, { signal: waiting.signal }, () => this.#leadUntilReleased(waiting)).catch(() => {
       // Aborted: the tab no longer needs the stream.
     });
     // A query sent after the request is answered after the lock manager queued it, so
@@ -190,7 +190,10 @@ class CrossTab implements CrossTabTransport {
     );
   }
 
-  #leadUntilReleased(): Promise<void> {
+  #leadUntilReleased(granted: AbortController): Promise<void> {
+    // A request of this tab made after the granted one (stop, then connect again while
+    // the grant was on its way) would count as another tab waiting: the lead covers it.
+    if (this.#waiting !== granted) this.#waiting?.abort();
     this.#waiting = undefined;
     return new Promise((release) => {
       const lead: Lead = {
@@ -316,6 +319,8 @@ function remember(lead: Lead, method: string, args: unknown[]): void {
   }
   const code = event["code"];
   lead.events.delete(code);
+  // A code the BFF said is gone is not mentioned to a tab joining later, as on a connect.
+  if (event["status"] === "ERROR") return;
   lead.events.set(code, args);
   if (lead.events.size > REPLAY_LIMIT) {
     const oldest = lead.events.keys().next().value;

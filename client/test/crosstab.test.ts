@@ -132,6 +132,21 @@ describe("cross-tab sharing", () => {
     expect(rest.map((each) => each.registry.openCodes())).toEqual([[OTHER_CODE], [OTHER_CODE]]);
   });
 
+  it("a tab that stops and needs the stream again while its lock is being granted does not count twice", async () => {
+    const browser = new FakeBrowser();
+    const stream = new FakeSessionStream();
+    const transport = crossTabTransport(stream, { key: "", locks: browser.locks(1), BroadcastChannel: browser.channel(1), recheckMs: 3_600_000 });
+    const noop = (): void => {};
+    const sink = { event: noop, state: noop, fatal: noop };
+    transport.connect(sink)(); // StrictMode: subscribe, unsubscribe, subscribe in one tick
+    const stop = transport.connect(sink);
+    await vi.waitFor(() => expect(stream.open.size).toBe(1));
+    await vi.waitFor(() => expect(transport.stats()).toEqual({ tabs: 1, leader: true }));
+    stop();
+    await vi.waitFor(() => expect(stream.open.size).toBe(0));
+    expect(transport.stats()).toEqual({ tabs: 1, leader: false });
+  });
+
   it("carries a fatal error to every tab as an ExportError", async () => {
     const browser = new FakeBrowser();
     const stream = new FakeSessionStream();
