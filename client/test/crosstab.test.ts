@@ -147,6 +147,26 @@ describe("cross-tab sharing", () => {
     expect(transport.stats()).toEqual({ tabs: 1, leader: false });
   });
 
+  it("forwards any sink method, not only event/state/fatal, and replays its latest call to a late tab", async () => {
+    const browser = new FakeBrowser();
+    const stream = new FakeSessionStream();
+    const got: Record<number, string[]> = { 1: [], 2: [], 3: [] };
+    const noop = (): void => {};
+    const transports = [1, 2, 3].map((id) =>
+      crossTabTransport(stream, { key: "", locks: browser.locks(id), BroadcastChannel: browser.channel(id), recheckMs: 3_600_000 }),
+    );
+    // A sink with a method the StreamSink type may gain (e.g. which transport carries it).
+    const sinkOf = (id: number) => ({ event: noop, state: noop, fatal: noop, transport: (kind: string) => got[id]!.push(kind) });
+    transports[0]!.connect(sinkOf(1));
+    transports[1]!.connect(sinkOf(2));
+    await vi.waitFor(() => expect(transports[1]!.stats().tabs).toBe(2));
+    for (const sink of stream.open) (sink as unknown as { transport(kind: string): void }).transport("polling");
+    await vi.waitFor(() => expect(got[2]).toEqual(["polling"]));
+    expect(got[1]).toEqual(["polling"]);
+    transports[2]!.connect(sinkOf(3));
+    await vi.waitFor(() => expect(got[3]).toEqual(["polling"]));
+  });
+
   it("carries a fatal error to every tab as an ExportError", async () => {
     const browser = new FakeBrowser();
     const stream = new FakeSessionStream();
