@@ -64,7 +64,7 @@ type backendProc struct {
 // returns once it is listening (it logs its address when it is).
 func startBackend(t *testing.T, args ...string) *backendProc {
 	t.Helper()
-	cmd := exec.Command(backendBin, append([]string{"-addr", "127.0.0.1:0", "-data-dir", t.TempDir()}, args...)...)
+	cmd := exec.Command(backendBin, append([]string{"-addr", "127.0.0.1:0", "-data-dir", t.TempDir(), "-scenarios", "on"}, args...)...)
 	cmd.Env = append(os.Environ(), "LOG_LEVEL=info")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
