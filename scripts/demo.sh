@@ -12,7 +12,7 @@ export LOG_LEVEL=${LOG_LEVEL:-info}
 # Scenarios on: the demo page scripts its exports (fails at 60 %, stalls, …).
 SCENARIOS=${SCENARIOS:-on} ./bin/backend -addr "$BACKEND_ADDR" -data-dir "$DATA_DIR" &
 backend=$!
-./bin/bff -addr "$BFF_ADDR" -backend-url "http://$BACKEND_ADDR" -static-dir client/dist/demo &
+SCENARIOS=${SCENARIOS:-on} ./bin/bff -addr "$BFF_ADDR" -backend-url "http://$BACKEND_ADDR" -static-dir client/dist/demo &
 bff=$!
 
 stop() {

@@ -51,7 +51,7 @@ func TestScenariosAreOffUnlessOn(t *testing.T) {
 	if c, err := Parse(nil, &bytes.Buffer{}); err != nil || !c.Scenarios {
 		t.Errorf("SCENARIOS=on: scenarios %v (%v), want on", c.Scenarios, err)
 	}
-	if _, err := Parse([]string{"-scenarios", "yes"}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "on or off") {
+	if _, err := Parse([]string{"-scenarios", "yes"}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "not on or off") {
 		t.Errorf("-scenarios yes: %v, want an error naming on or off", err)
 	}
 }

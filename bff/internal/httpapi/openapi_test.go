@@ -852,6 +852,7 @@ func testOpenAPILimitsAndRetention(t *testing.T) {
 		scripted := `{"rows":100,"durationMs":0,"failAt":50,"errorCode":"QUOTA_EXCEEDED"}`
 		c.run(t, []apiCase{
 			{name: "BFF", method: "POST", url: bff + "/api/exports", body: scripted, status: 400, code: "SCENARIOS_DISABLED", validRequest: true},
+			{name: "BFF tab stream fault", method: "GET", url: bff + "/api/events?fault=relay-gives-up", status: 400, code: "SCENARIOS_DISABLED", validRequest: true},
 			{name: "backend", method: "POST", url: be.url + "/v1/exports", header: http.Header{"X-Export-Owner": {owner}}, body: `{"rows":100,"startDelayMs":10,"stallAt":5,"stallMs":5,"expireAfterMs":5,"rowsPerSecond":100}`, status: 400, code: "SCENARIOS_DISABLED", validRequest: true},
 		})
 	})

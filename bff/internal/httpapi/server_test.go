@@ -160,11 +160,12 @@ func sessionOf(t *testing.T, bff string) string {
 }
 
 type job struct {
-	Code     string `json:"code"`
-	Status   string `json:"status"`
-	Progress int    `json:"progress"`
-	Seq      int64  `json:"seq"`
-	File     *struct {
+	Code      string    `json:"code"`
+	Status    string    `json:"status"`
+	Progress  int       `json:"progress"`
+	Seq       int64     `json:"seq"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	File      *struct {
 		Name, SHA256, URL string
 	} `json:"file"`
 	Error *struct{ Code, Message string } `json:"error"`
