@@ -21,6 +21,8 @@ export interface SubscribeOptions {
    * next microtask), then on every change. A reconnect is `connecting`, not an error.
    */
   readonly onConnection?: (state: ConnectionState) => void;
+  /** Aborting it unsubscribes this listener (no further event); already aborted: no subscription. */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -31,6 +33,7 @@ export class Listener {
   #active = true;
   #lastSeq = -1;
   #lastState: ConnectionState | undefined;
+  #detach: () => void = noop;
 
   constructor(
     readonly listener: ExportListener,
@@ -44,6 +47,15 @@ export class Listener {
   /** After this, the listener is never called again. */
   deactivate(): void {
     this.#active = false;
+    this.#detach();
+  }
+
+  /** Calls `leave` when the options' signal aborts, until the listener is done. */
+  leaveOnAbort(leave: () => void): void {
+    const { signal } = this.options;
+    if (!signal) return;
+    signal.addEventListener("abort", leave, { once: true });
+    this.#detach = () => signal.removeEventListener("abort", leave);
   }
 
   deliver(event: ExportEvent): void {
@@ -67,7 +79,7 @@ export class Listener {
     this.deliver(last);
     const { onError } = this.options;
     if (last.type === "error" && this.#active && onError) guard(() => onError(last.error));
-    this.#active = false;
+    this.deactivate();
   }
 }
 
@@ -108,7 +120,9 @@ export class Subscription {
   join(listener: Listener): Unsubscribe {
     this.#listeners.add(listener);
     queueMicrotask(() => this.#catchUp(listener));
-    return () => this.#leave(listener);
+    const leave = (): void => this.#leave(listener);
+    listener.leaveOnAbort(leave);
+    return leave;
   }
 
   setState(state: ConnectionState): void {
