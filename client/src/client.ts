@@ -1,6 +1,8 @@
 import { clickDownload } from "./download.js";
 import { jobEvents } from "./events.js";
 import { ExportsApi, SessionGate } from "./http.js";
+import { notifyOnCompletion } from "./notify.js";
+import type { NotifyOptions } from "./notify.js";
 import type { FetchLike, RequestOptions } from "./http.js";
 import { perJobTransport, sharedTransport } from "./stream.js";
 import type { EventSourceConstructorLike } from "./stream.js";
@@ -33,6 +35,12 @@ export interface ExportClientOptions {
    * `"include"` when the BFF is on another origin. Default `"same-origin"`.
    */
   readonly credentials?: "omit" | "same-origin" | "include";
+  /**
+   * Opt-in: a system notification (title, file name as body, code as tag) when an export
+   * this client saw running completes while the tab is hidden. The app asks for the
+   * permission; without "granted" nothing is shown. Default off.
+   */
+  readonly notify?: boolean | NotifyOptions;
 }
 
 /** What {@link ExportClient.stats} reports: the client's streams right now. */
@@ -156,6 +164,7 @@ class Client implements ExportClient {
             seed: (code) => this.#api.get(code, undefined),
           },
     );
+    if (options.notify) notifyOnCompletion(this.#registry.known, options.notify === true ? {} : options.notify);
   }
 
   start(request: ExportRequest, options?: RequestOptions): Promise<Job> {
