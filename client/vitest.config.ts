@@ -1,3 +1,4 @@
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 
 // Four projects, so each npm script runs one kind: `vitest run --project unit`, …
@@ -16,9 +17,16 @@ export default defineConfig({
         },
       },
       {
+        // The recipes import the package by its name, as an app does (tsconfig's paths too).
+        resolve: {
+          alias: [
+            { find: /^@exportstream\/client$/, replacement: fileURLToPath(new URL("src/index.ts", import.meta.url)) },
+            { find: /^@exportstream\/client\/react$/, replacement: fileURLToPath(new URL("src/react.ts", import.meta.url)) },
+          ],
+        },
         test: {
           name: "integration",
-          include: ["test/integration.test.ts", "test/package.test.ts", "test/transparency.test.ts", "test/bff-restart.test.ts"],
+          include: ["test/integration.test.ts", "test/package.test.ts", "test/transparency.test.ts", "test/bff-restart.test.ts", "test/recipes.test.ts", "test/vite-proxy.test.ts"],
           testTimeout: 30_000,
           hookTimeout: 30_000,
         },
