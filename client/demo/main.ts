@@ -4,7 +4,7 @@
  * job, SSE multiplexed, the 2 s polling SSE replaces) by the page's own network counters.
  * Plain DOM on top of the library; `fetch` and `EventSource` are injected, instrumented.
  */
-import { createExportClient, ExportError } from "../src/index.js";
+import { createExportClient, ExportError, notifyWhenHidden } from "../src/index.js";
 import type { ConnectionState, ExportClient, ExportRequest, FetchLike, Job, StreamMode } from "../src/index.js";
 
 type PageMode = StreamMode | "polling";
@@ -81,8 +81,8 @@ function resetCounters(): void {
 // Clients: one per SSE mode; polling uses the per-job client's plain GET.
 
 const clients: Record<StreamMode, ExportClient> = {
-  "per-job": createExportClient({ mode: "per-job", fetch: countingFetch, EventSource: CountingEventSource, notify: true }),
-  multiplex: createExportClient({ mode: "multiplex", fetch: countingFetch, EventSource: CountingEventSource, notify: true }),
+  "per-job": createExportClient({ mode: "per-job", fetch: countingFetch, EventSource: CountingEventSource }),
+  multiplex: createExportClient({ mode: "multiplex", fetch: countingFetch, EventSource: CountingEventSource }),
 };
 
 let mode: PageMode = readMode();
@@ -160,7 +160,8 @@ const [startButton, burstButton] = ["start-button", "burst-button"].map((id) => 
   HTMLButtonElement,
 ];
 const formError = byTestId<HTMLParagraphElement>("form-error");
-// The clients notify (notify: true) once permitted; asking is the app's part, on a click.
+// The clients notify once permitted (notifyWhenHidden); asking is the app's part, on a click.
+for (const each of Object.values(clients)) notifyWhenHidden(each);
 const notifyButton = byTestId<HTMLButtonElement>("notify-button");
 if (typeof Notification !== "undefined" && Notification.permission === "default") {
   notifyButton.hidden = false;

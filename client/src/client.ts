@@ -1,8 +1,6 @@
 import { clickDownload } from "./download.js";
 import { jobEvents } from "./events.js";
 import { ExportsApi, SessionGate } from "./http.js";
-import { notifyOnCompletion } from "./notify.js";
-import type { NotifyOptions } from "./notify.js";
 import type { FetchLike, RequestOptions } from "./http.js";
 import { perJobTransport, sharedTransport } from "./stream.js";
 import type { EventSourceConstructorLike } from "./stream.js";
@@ -35,12 +33,6 @@ export interface ExportClientOptions {
    * `"include"` when the BFF is on another origin. Default `"same-origin"`.
    */
   readonly credentials?: "omit" | "same-origin" | "include";
-  /**
-   * Opt-in: a system notification (title, file name as body, code as tag) when an export
-   * this client saw running completes while the tab is hidden. The app asks for the
-   * permission; without "granted" nothing is shown. Default off.
-   */
-  readonly notify?: boolean | NotifyOptions;
 }
 
 /** What {@link ExportClient.stats} reports: the client's streams right now. */
@@ -87,7 +79,7 @@ export interface ExportClient {
    * an abort of `signal` throws `ABORTED`; `break` or abort unsubscribes. A listener like
    * any other: it shares the code's stream.
    */
-  events(code: string, options?: RequestOptions): AsyncIterableIterator<Job>;
+  events(code: string, options?: RequestOptions): AsyncGenerator<Job, void, undefined>;
   /**
    * Downloads a COMPLETED job's file in the current tab (a temporary `<a download>`
    * click: no new window, no blob in memory; the BFF answers with
@@ -164,7 +156,6 @@ class Client implements ExportClient {
             seed: (code) => this.#api.get(code, undefined),
           },
     );
-    if (options.notify) notifyOnCompletion(this.#registry.known, options.notify === true ? {} : options.notify);
   }
 
   start(request: ExportRequest, options?: RequestOptions): Promise<Job> {
@@ -201,7 +192,7 @@ class Client implements ExportClient {
     return waitForCompletion((each, listener) => this.#registry.subscribe(each, listener), code, options?.signal);
   }
 
-  events(code: string, options?: RequestOptions): AsyncIterableIterator<Job> {
+  events(code: string, options?: RequestOptions): AsyncGenerator<Job, void, undefined> {
     return jobEvents((each, listener) => this.#registry.subscribe(each, listener), code, options?.signal);
   }
 

@@ -1,9 +1,10 @@
-import type { KnownJobs } from "./known.js";
+import { registryOf } from "./client.js";
+import type { ExportClient } from "./client.js";
 import type { Unsubscribe } from "./subscription.js";
 import { isTerminalStatus } from "./types.js";
 import type { Job } from "./types.js";
 
-/** The `notify` option of the client: `true` for the defaults, or how to word it. */
+/** How {@link notifyWhenHidden} words its notifications. */
 export interface NotifyOptions {
   /** The notification's title; default `"Export ready"`. Its body is the file name. */
   readonly title?: (job: Job) => string;
@@ -19,16 +20,18 @@ interface NotificationConstructorLike {
 const RUNNING_LIMIT = 1000;
 
 /**
- * Shows a system notification when an export this client saw running completes while
- * the tab is hidden. The app asks for the permission (`Notification.requestPermission()`
+ * Opt-in, and a separate export so an app without it does not carry it: from now on,
+ * shows a system notification when an export `client` saw running completes while the
+ * tab is hidden (title, the file name as body, the code as tag). The app asks for the permission (`Notification.requestPermission()`
  * from a click); without "granted", or without the Notification API (Node, SSR, an
  * insecure origin), nothing is shown. Only a completion seen live counts: a job first
  * learnt of as COMPLETED (the list after a reload) is old news. `tag` is the code, so a
  * second notification of one export (another tab) replaces the first instead of stacking.
+ * Returns the function that stops it.
  */
-export function notifyOnCompletion(known: KnownJobs, options: NotifyOptions): Unsubscribe {
+export function notifyWhenHidden(client: ExportClient, options: NotifyOptions = {}): Unsubscribe {
   const running = new Set<string>();
-  return known.observe((observation) => {
+  return registryOf(client).known.observe((observation) => {
     if (observation.type === "removed") {
       running.delete(observation.code);
       return;

@@ -1,6 +1,5 @@
 /**
- * The `notify` option in real Chromium, on the demo page (which creates its clients with
- * `notify: true`) served by the real BFF in front of the real backend: the permission
+ * notifyWhenHidden in real Chromium, on the demo page (which calls it for its clients) served by the real BFF in front of the real backend: the permission
  * granted through the browser context, an export that completes while the tab is
  * visible shows nothing, one that completes while it is hidden shows exactly one
  * notification with the file name. Also the demo's "about N s left" (etaMs).
@@ -57,7 +56,7 @@ async function hide(page: Page): Promise<void> {
   });
 }
 
-describe.skipIf(missing !== undefined)("notify: a system notification when an export completes in a hidden tab", () => {
+describe.skipIf(missing !== undefined)("notifyWhenHidden: a system notification when an export completes in a hidden tab", () => {
   let servers: Servers;
   let browser: Browser;
 

@@ -1,7 +1,7 @@
 // @vitest-environment jsdom
-/** The notify option's rules, with a recording Notification: what counts as "finished while you looked away". */
+/** notifyWhenHidden's rules, with a recording Notification: what counts as "finished while you looked away". */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createExportClient } from "../src/index.js";
+import { createExportClient, notifyWhenHidden } from "../src/index.js";
 import type { ExportClient } from "../src/index.js";
 import { CODE, completed, FakeEventSource, flush, job, onlySource, routedFetch } from "./fakes.js";
 
@@ -33,7 +33,9 @@ afterEach(() => {
 
 function client(notify: boolean | { title: (j: { code: string }) => string } = true): ExportClient {
   const { fetch } = routedFetch({ "GET http://bff.test/api/exports": [200, { exports: [completed(9)] }] });
-  return createExportClient({ baseUrl: "http://bff.test", fetch, EventSource: FakeEventSource, notify });
+  const each = createExportClient({ baseUrl: "http://bff.test", fetch, EventSource: FakeEventSource });
+  if (notify) notifyWhenHidden(each, notify === true ? {} : notify);
+  return each;
 }
 
 async function runToCompletion(each: ExportClient): Promise<void> {
@@ -43,13 +45,13 @@ async function runToCompletion(each: ExportClient): Promise<void> {
   onlySource().emit(completed(2));
 }
 
-describe("notify", () => {
+describe("notifyWhenHidden", () => {
   it("shows one notification (file name, code as tag) for an export seen running that completes while hidden", async () => {
     await runToCompletion(client({ title: (j) => `Done: ${j.code.slice(0, 4)}` }));
     expect(shown).toEqual([{ title: "Done: 6f1c", body: "export.csv", tag: CODE }]);
   });
 
-  it("shows nothing while the tab is visible, without the permission, or when off", async () => {
+  it("shows nothing while the tab is visible, without the permission, or when not asked for", async () => {
     visibility = "visible";
     await runToCompletion(client());
     visibility = "hidden";

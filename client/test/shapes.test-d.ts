@@ -1,6 +1,6 @@
 import { describe, expectTypeOf, it } from "vitest";
-import { createExportClient } from "../src/index.js";
-import type { ExportClientOptions, ExportEvent, Job, NotifyOptions, RequestOptions } from "../src/index.js";
+import { createExportClient, notifyWhenHidden } from "../src/index.js";
+import type { ExportClient, ExportEvent, Job, NotifyOptions, RequestOptions, Unsubscribe } from "../src/index.js";
 import type { ExportState } from "../src/react.js";
 import type { SubscribeOptions } from "../src/subscription.js";
 
@@ -12,7 +12,8 @@ describe("the shapes of issue 18", () => {
     expectTypeOf<SubscribeOptions["signal"]>().toEqualTypeOf<AbortSignal | undefined>();
     expectTypeOf<Extract<ExportEvent, { type: "snapshot" }>["etaMs"]>().toEqualTypeOf<number | undefined>();
     expectTypeOf<ExportState["etaMs"]>().toEqualTypeOf<number | undefined>();
-    expectTypeOf<ExportClientOptions["notify"]>().toEqualTypeOf<boolean | NotifyOptions | undefined>();
+    expectTypeOf(notifyWhenHidden).parameters.toEqualTypeOf<[ExportClient, (NotifyOptions | undefined)?]>();
+    expectTypeOf(notifyWhenHidden).returns.toEqualTypeOf<Unsubscribe>();
     expectTypeOf<NonNullable<NotifyOptions["title"]>>().parameter(0).toEqualTypeOf<Job>();
   });
 });
