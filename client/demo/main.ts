@@ -4,7 +4,7 @@
  * job, SSE multiplexed, the 2 s polling SSE replaces) by the page's own network counters.
  * Plain DOM on top of the library; `fetch` and `EventSource` are injected, instrumented.
  */
-import { createExportClient, ExportError } from "../src/index.js";
+import { createExportClient, ExportError, notifyWhenHidden } from "../src/index.js";
 import type { ConnectionState, ExportClient, ExportRequest, FetchLike, Job, StreamMode } from "../src/index.js";
 
 type PageMode = StreamMode | "polling";
@@ -89,7 +89,8 @@ let mode: PageMode = readMode();
 const api = (): ExportClient => clients[mode === "polling" ? "per-job" : mode];
 
 interface WatchCallbacks {
-  job(job: Job): void;
+  /** `etaMs`: the client's estimate of the time left (SSE modes only). */
+  job(job: Job, etaMs?: number): void;
   error(error: ExportError): void;
   connection(state: ConnectionState | "polling"): void;
 }
@@ -99,7 +100,7 @@ function watch(code: string, callbacks: WatchCallbacks): () => void {
   if (mode !== "polling") {
     return api().subscribe(
       code,
-      (event) => (event.type === "snapshot" ? callbacks.job(event.job) : callbacks.error(event.error)),
+      (event) => (event.type === "snapshot" ? callbacks.job(event.job, event.etaMs) : callbacks.error(event.error)),
       { onConnection: callbacks.connection },
     );
   }
@@ -159,6 +160,13 @@ const [startButton, burstButton] = ["start-button", "burst-button"].map((id) => 
   HTMLButtonElement,
 ];
 const formError = byTestId<HTMLParagraphElement>("form-error");
+// The clients notify once permitted (notifyWhenHidden); asking is the app's part, on a click.
+for (const each of Object.values(clients)) notifyWhenHidden(each);
+const notifyButton = byTestId<HTMLButtonElement>("notify-button");
+if (typeof Notification !== "undefined" && Notification.permission === "default") {
+  notifyButton.hidden = false;
+  notifyButton.addEventListener("click", () => void Notification.requestPermission().then(() => (notifyButton.hidden = true)));
+}
 const list = byTestId<HTMLOListElement>("export-list");
 const emptyState = byTestId<HTMLParagraphElement>("empty-state");
 const itemTemplate = element<HTMLTemplateElement>("#export-item-template");
@@ -302,6 +310,7 @@ class ExportView {
   readonly #live: boolean;
   #job: Job;
   #updates = 0;
+  #etaMs: number | undefined;
   #stop: (() => void) | undefined;
 
   constructor(job: Job, live: boolean) {
@@ -335,7 +344,7 @@ class ExportView {
     this.stop();
     if (isEnded(this.#job)) return;
     this.#stop = watch(this.code, {
-      job: (job) => this.render(job),
+      job: (job, etaMs) => this.render(job, etaMs),
       error: (error) => this.fail(error),
       connection: (state) => this.#setConnection(state),
     });
@@ -351,8 +360,9 @@ class ExportView {
     this.root.remove();
   }
 
-  render(job: Job): void {
+  render(job: Job, etaMs?: number): void {
     if (job.seq <= this.#job.seq) return;
+    this.#etaMs = etaMs;
     this.#updates += 1;
     this.root.dataset["updates"] = String(this.#updates);
     this.#paint(job);
@@ -384,8 +394,9 @@ class ExportView {
     this.#meter.setAttribute("aria-valuetext", `${job.progress}% — ${job.status.toLowerCase().replace("_", " ")}`);
     this.#meter.style.setProperty("--value", `${job.progress}%`);
     this.#percent.textContent = `${job.progress}%`;
-    this.#rows.textContent = `${numberFormat.format(job.rowsDone)} / ${numberFormat.format(job.rowsTotal)} rows`;
     const ended = isEnded(job);
+    const eta = ended || this.#etaMs === undefined ? "" : ` · about ${Math.max(1, Math.round(this.#etaMs / 1000))} s left`;
+    this.#rows.textContent = `${numberFormat.format(job.rowsDone)} / ${numberFormat.format(job.rowsTotal)} rows${eta}`;
     this.#cancel.textContent = ended ? "Remove" : "Cancel";
     this.#cancel.setAttribute("aria-label", `${ended ? "Remove" : "Cancel"} export ${job.code.slice(0, 8)}`);
 

@@ -1,4 +1,5 @@
 import { clickDownload } from "./download.js";
+import { jobEvents } from "./events.js";
 import { ExportsApi, SessionGate } from "./http.js";
 import type { FetchLike, RequestOptions } from "./http.js";
 import { perJobTransport, sharedTransport } from "./stream.js";
@@ -71,6 +72,14 @@ export interface ExportClient {
    * ends FAILED or CANCELLED, the stream fails, or `signal` aborts.
    */
   waitFor(code: string, options?: RequestOptions): Promise<Job>;
+  /**
+   * The snapshots of `code` as an async iterable (`for await`): every newer one, ending
+   * after the terminal one — COMPLETED, FAILED and CANCELLED alike end it normally. A
+   * failed stream (ERROR, STREAM_CLOSED, SESSION_EXPIRED) throws its {@link ExportError},
+   * an abort of `signal` throws `ABORTED`; `break` or abort unsubscribes. A listener like
+   * any other: it shares the code's stream.
+   */
+  events(code: string, options?: RequestOptions): AsyncGenerator<Job, void, undefined>;
   /**
    * Downloads a COMPLETED job's file in the current tab (a temporary `<a download>`
    * click: no new window, no blob in memory; the BFF answers with
@@ -150,7 +159,7 @@ class Client implements ExportClient {
   }
 
   start(request: ExportRequest, options?: RequestOptions): Promise<Job> {
-    return this.#session.run(async () => this.#learnt(await this.#api.create(request, options)));
+    return this.#session.run(async () => this.#learnt(await this.#api.create(request, options)), options?.signal);
   }
 
   async get(code: string, options?: RequestOptions): Promise<Job> {
@@ -181,6 +190,10 @@ class Client implements ExportClient {
 
   waitFor(code: string, options?: RequestOptions): Promise<Job> {
     return waitForCompletion((each, listener) => this.#registry.subscribe(each, listener), code, options?.signal);
+  }
+
+  events(code: string, options?: RequestOptions): AsyncGenerator<Job, void, undefined> {
+    return jobEvents((each, listener) => this.#registry.subscribe(each, listener), code, options?.signal);
   }
 
   download(job: Job): void {

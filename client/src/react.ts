@@ -50,6 +50,11 @@ export interface ExportState {
   readonly error: ExportError | undefined;
   /** The connection behind it: `connecting` (also while reconnecting) or `open`. */
   readonly connection: ConnectionState | undefined;
+  /**
+   * Estimated milliseconds left (smoothed progress rate, as of the latest snapshot);
+   * `undefined` until two snapshots showed progress, 0 once the job has ended.
+   */
+  readonly etaMs: number | undefined;
 }
 
 const EMPTY: ExportState = {
@@ -58,6 +63,7 @@ const EMPTY: ExportState = {
   progress: 0,
   error: undefined,
   connection: undefined,
+  etaMs: undefined,
 };
 
 /**
@@ -86,7 +92,7 @@ class ExportStore implements Store<ExportState> {
     this.#client = client;
     this.#code = code;
     const known = code ? registryOf(client).known.get(code) : undefined;
-    this.#state = known ? fromJob(known, undefined) : EMPTY;
+    this.#state = known ? fromJob(known, undefined, undefined) : EMPTY;
   }
 
   readonly getSnapshot = (): ExportState => this.#state;
@@ -104,7 +110,7 @@ class ExportStore implements Store<ExportState> {
       (event) =>
         update(
           event.type === "snapshot"
-            ? fromJob(event.job, this.#state.connection)
+            ? fromJob(event.job, this.#state.connection, event.etaMs)
             : { ...this.#state, status: "ERROR", error: event.error },
         ),
       { onConnection: (connection) => update({ ...this.#state, connection }) },
@@ -112,7 +118,7 @@ class ExportStore implements Store<ExportState> {
   };
 }
 
-function fromJob(job: Job, connection: ConnectionState | undefined): ExportState {
+function fromJob(job: Job, connection: ConnectionState | undefined, etaMs: number | undefined): ExportState {
   const failed = job.status === "FAILED" || job.status === "CANCELLED";
   return {
     job,
@@ -120,6 +126,7 @@ function fromJob(job: Job, connection: ConnectionState | undefined): ExportState
     progress: job.progress,
     error: failed ? ExportError.fromJob(job) : undefined,
     connection,
+    etaMs: isTerminalStatus(job.status) ? 0 : etaMs,
   };
 }
 

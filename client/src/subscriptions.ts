@@ -47,6 +47,7 @@ export class SubscriptionRegistry {
   }
 
   subscribe(code: string, listener: ExportListener, options: SubscribeOptions = {}): Unsubscribe {
+    if (options.signal?.aborted) return () => {};
     const subscription = this.#subscriptions.get(code) ?? this.#create(code);
     return subscription.join(new Listener(listener, options));
   }

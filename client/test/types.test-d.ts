@@ -24,16 +24,16 @@ import type { SubscribeOptions } from "../src/subscription.js";
 import type { ExportFile, StreamEvent } from "../src/types.js";
 
 describe("public API types", () => {
-  it("is narrow: the design's seven calls, stats() and renewSession(); three values and the hooks at the entry points", () => {
+  it("is narrow: the design's seven calls, events(), stats() and renewSession(); four values (notifyWhenHidden) and the hooks at the entry points", () => {
     expectTypeOf<keyof ExportClient>().toEqualTypeOf<
-      "start" | "get" | "list" | "cancel" | "subscribe" | "waitFor" | "download" | "stats" | "renewSession"
+      "start" | "get" | "list" | "cancel" | "subscribe" | "waitFor" | "events" | "download" | "stats" | "renewSession"
     >();
     expectTypeOf<ReturnType<ExportClient["stats"]>>().toEqualTypeOf<{
       readonly mode: StreamMode;
       readonly subscribed: string[];
       readonly connections: number;
     }>();
-    expectTypeOf<keyof typeof api>().toEqualTypeOf<"createExportClient" | "ExportError" | "isTerminalStatus">();
+    expectTypeOf<keyof typeof api>().toEqualTypeOf<"createExportClient" | "ExportError" | "isTerminalStatus" | "notifyWhenHidden">();
     expectTypeOf<keyof typeof reactApi>().toEqualTypeOf<
       "ExportClientProvider" | "useExportClient" | "useExport" | "useExports"
     >();
