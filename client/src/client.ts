@@ -1,8 +1,10 @@
 import { clickDownload } from "./download.js";
+import { fallbackSettings, perJobFallback, sharedFallback } from "./fallback.js";
+import type { FallbackOptions } from "./fallback.js";
 import { ExportsApi, SessionGate } from "./http.js";
 import type { FetchLike, RequestOptions } from "./http.js";
 import { perJobTransport, sharedTransport } from "./stream.js";
-import type { EventSourceConstructorLike } from "./stream.js";
+import type { EventSourceConstructorLike, TransportKind } from "./stream.js";
 import type { ExportListener, SubscribeOptions, Unsubscribe } from "./subscription.js";
 import { SubscriptionRegistry } from "./subscriptions.js";
 import type { ExportRequest, Job } from "./types.js";
@@ -32,6 +34,12 @@ export interface ExportClientOptions {
    * `"include"` when the BFF is on another origin. Default `"same-origin"`.
    */
   readonly credentials?: "omit" | "same-origin" | "include";
+  /**
+   * When an event stream delivers nothing (a proxy that buffers or holds it) or keeps
+   * failing, follow by snapshot GETs instead, retrying the stream in the background.
+   * On by default; `false` turns it off.
+   */
+  readonly fallback?: FallbackOptions | false;
 }
 
 /** What {@link ExportClient.stats} reports: the client's streams right now. */
@@ -45,6 +53,11 @@ interface ExportClientStats {
   readonly subscribed: string[];
   /** EventSources open. */
   readonly connections: number;
+  /**
+   * How the open streams get their events: `polling` when any has fallen back, `sse`
+   * when all stream, undefined when none is open.
+   */
+  readonly transport: TransportKind | undefined;
 }
 
 export interface ExportClient {
@@ -127,23 +140,29 @@ class Client implements ExportClient {
       EventSource: () => options.EventSource ?? globalEventSource(),
       withCredentials: credentials === "include",
     };
+    const fallback = options.fallback === false ? undefined : fallbackSettings(options.fallback ?? {});
+    const perJob = perJobTransport({
+      ...transport,
+      eventsUrl: (code) => `${this.#api.exportUrl(code)}/events`,
+      probe: (code) => () => this.#api.sessionExpired(code),
+    });
+    const shared = sharedTransport({
+      ...transport,
+      url: `${baseUrl}/api/events`,
+      probe: () => this.#api.sessionExpired(),
+    });
     this.#registry = new SubscriptionRegistry(
       mode === "per-job"
         ? {
             mode,
-            transport: perJobTransport({
-              ...transport,
-              eventsUrl: (code) => `${this.#api.exportUrl(code)}/events`,
-              probe: (code) => () => this.#api.sessionExpired(code),
-            }),
+            transport: fallback
+              ? perJobFallback(perJob, (code) => async (signal) => [await this.#api.get(code, { signal })], fallback)
+              : perJob,
           }
         : {
             mode,
-            transport: sharedTransport({
-              ...transport,
-              url: `${baseUrl}/api/events`,
-              probe: () => this.#api.sessionExpired(),
-            }),
+            // The fallback polls the session's list, as /api/events carries the session's jobs.
+            transport: fallback ? sharedFallback(shared, (signal) => this.#api.list({ signal }), fallback) : shared,
             seed: (code) => this.#api.get(code, undefined),
           },
     );
@@ -192,6 +211,7 @@ class Client implements ExportClient {
       mode: this.#mode,
       subscribed: this.#registry.openCodes(),
       connections: this.#registry.openConnections(),
+      transport: this.#registry.transport(),
     };
   }
 

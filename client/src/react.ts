@@ -12,7 +12,7 @@ import type { ReactElement, ReactNode } from "react";
 import { registryOf } from "./client.js";
 import type { ExportClient } from "./client.js";
 import { ExportError } from "./errors.js";
-import type { ConnectionState } from "./stream.js";
+import type { ConnectionState, TransportKind } from "./stream.js";
 import type { Unsubscribe } from "./subscription.js";
 import { isTerminalStatus } from "./types.js";
 import type { ExportStatus, Job } from "./types.js";
@@ -50,6 +50,8 @@ export interface ExportState {
   readonly error: ExportError | undefined;
   /** The connection behind it: `connecting` (also while reconnecting) or `open`. */
   readonly connection: ConnectionState | undefined;
+  /** How its events come: `sse`, or `polling` while the stream does not get through. */
+  readonly transport: TransportKind | undefined;
 }
 
 const EMPTY: ExportState = {
@@ -58,6 +60,7 @@ const EMPTY: ExportState = {
   progress: 0,
   error: undefined,
   connection: undefined,
+  transport: undefined,
 };
 
 /**
@@ -104,10 +107,13 @@ class ExportStore implements Store<ExportState> {
       (event) =>
         update(
           event.type === "snapshot"
-            ? fromJob(event.job, this.#state.connection)
+            ? { ...fromJob(event.job, this.#state.connection), transport: this.#state.transport }
             : { ...this.#state, status: "ERROR", error: event.error },
         ),
-      { onConnection: (connection) => update({ ...this.#state, connection }) },
+      {
+        onConnection: (connection) => update({ ...this.#state, connection }),
+        onTransport: (transport) => update({ ...this.#state, transport }),
+      },
     );
   };
 }
@@ -120,6 +126,7 @@ function fromJob(job: Job, connection: ConnectionState | undefined): ExportState
     progress: job.progress,
     error: failed ? ExportError.fromJob(job) : undefined,
     connection,
+    transport: undefined,
   };
 }
 

@@ -1,5 +1,5 @@
 import { ExportError } from "./errors.js";
-import type { ConnectionState } from "./stream.js";
+import type { ConnectionState, TransportKind } from "./stream.js";
 import { isTerminalStatus } from "./types.js";
 import type { Job, StreamEvent } from "./types.js";
 
@@ -21,6 +21,12 @@ export interface SubscribeOptions {
    * next microtask), then on every change. A reconnect is `connecting`, not an error.
    */
   readonly onConnection?: (state: ConnectionState) => void;
+  /**
+   * Called with how the events come: `sse`, or `polling` while the event stream does not
+   * work (see the client's `fallback` option). The current one right after subscribing
+   * (on the next microtask), then on every change.
+   */
+  readonly onTransport?: (kind: TransportKind) => void;
 }
 
 /**
@@ -31,6 +37,7 @@ export class Listener {
   #active = true;
   #lastSeq = -1;
   #lastState: ConnectionState | undefined;
+  #lastTransport: TransportKind | undefined;
 
   constructor(
     readonly listener: ExportListener,
@@ -62,6 +69,13 @@ export class Listener {
     if (onConnection) guard(() => onConnection(state));
   }
 
+  deliverTransport(kind: TransportKind): void {
+    if (!this.#active || this.#lastTransport === kind) return;
+    this.#lastTransport = kind;
+    const { onTransport } = this.options;
+    if (onTransport) guard(() => onTransport(kind));
+  }
+
   /** The subscription's last event, then onError for an error; then inactive. */
   deliverLast(last: ExportEvent): void {
     this.deliver(last);
@@ -83,6 +97,7 @@ export class Subscription {
   /** Newest snapshot seen; a reconnect may replay older ones, which are ignored. */
   latest: Job | undefined;
   state: ConnectionState = "connecting";
+  transport: TransportKind = "sse";
   /** Stops the stream behind this subscription (per-job: its own EventSource). */
   stop: () => void = noop;
   readonly #listeners = new Set<Listener>();
@@ -117,6 +132,12 @@ export class Subscription {
     for (const listener of [...this.#listeners]) listener.deliverState(state);
   }
 
+  setTransport(kind: TransportKind): void {
+    if (this.#ended) return;
+    this.transport = kind;
+    for (const listener of [...this.#listeners]) listener.deliverTransport(kind);
+  }
+
   /** A snapshot or the BFF's ERROR for this code; only newer snapshots count. */
   offer(event: StreamEvent): void {
     if (this.#ended || event.code !== this.code) return;
@@ -145,6 +166,7 @@ export class Subscription {
   #catchUp(listener: Listener): void {
     if (!listener.active || this.#ended) return;
     listener.deliverState(this.state);
+    listener.deliverTransport(this.transport);
     const { latest } = this;
     if (!latest) return;
     if (isTerminalStatus(latest.status)) this.end({ type: "snapshot", job: latest });
