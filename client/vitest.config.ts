@@ -7,7 +7,7 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["test/subscriptions.test.ts", "test/multiplex.test.ts", "test/client.test.ts", "test/react.test.ts", "test/fixtures.test.ts", "test/shape.test.ts"],
+          include: ["test/subscriptions.test.ts", "test/multiplex.test.ts", "test/client.test.ts", "test/react.test.ts", "test/fixtures.test.ts", "test/shape.test.ts", "test/fallback.test.ts"],
           typecheck: {
             enabled: true,
             include: ["test/**/*.test-d.ts"],
