@@ -38,7 +38,7 @@ export default defineConfig({
       {
         test: {
           name: "browser",
-          include: ["test/browser.test.ts", "test/transparency-browser.test.ts"],
+          include: ["test/browser.test.ts", "test/transparency-browser.test.ts", "test/fallback-browser.test.ts"],
           testTimeout: 60_000,
           hookTimeout: 60_000,
         },
