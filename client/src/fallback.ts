@@ -18,7 +18,6 @@
  */
 import { ExportError } from "./errors.js";
 import type { PerJobTransport, SharedTransport, StreamSink } from "./stream.js";
-import { isTerminalStatus } from "./types.js";
 import type { Job } from "./types.js";
 
 /** How the client decides a stream does not work, and how it polls meanwhile. */
@@ -56,13 +55,13 @@ type Poll = (signal: AbortSignal) => Promise<readonly Job[]>;
 /** Per-job streams with fallback: each code falls back (and comes back) on its own. */
 export function perJobFallback(sse: PerJobTransport, poll: (code: string) => Poll, settings: Settings): PerJobTransport {
   return {
-    open: (code, sink) => new Fallback((inner) => sse.open(code, inner), poll(code), settings, sink, true).stop,
+    open: (code, sink) => new Fallback((inner) => sse.open(code, inner), poll(code), settings, sink).stop,
   };
 }
 
 /** The multiplexed stream with fallback: polling is `GET /api/exports`, the session's list. */
 export function sharedFallback(sse: SharedTransport, poll: Poll, settings: Settings): SharedTransport {
-  return { connect: (sink) => new Fallback((inner) => sse.connect(inner), poll, settings, sink, false).stop };
+  return { connect: (sink) => new Fallback((inner) => sse.connect(inner), poll, settings, sink).stop };
 }
 
 /** One EventSource made here: the one in use, or a background retry while polling. */
@@ -81,8 +80,6 @@ class Fallback {
   readonly #poll: Poll;
   readonly #settings: Settings;
   readonly #sink: StreamSink;
-  /** Per job, a terminal snapshot ends the polling by itself (the stream would end too). */
-  readonly #endsAtTerminal: boolean;
   #stopped = false;
   /** The SSE attempt in use; undefined while polling. */
   #active: Attempt | undefined;
@@ -92,12 +89,11 @@ class Fallback {
   #retryDelay: number;
   #poller: Poller | undefined;
 
-  constructor(open: (sink: StreamSink) => () => void, poll: Poll, settings: Settings, sink: StreamSink, endsAtTerminal: boolean) {
+  constructor(open: (sink: StreamSink) => () => void, poll: Poll, settings: Settings, sink: StreamSink) {
     this.#open = open;
     this.#poll = poll;
     this.#settings = settings;
     this.#sink = sink;
-    this.#endsAtTerminal = endsAtTerminal;
     this.#retryDelay = settings.retrySseMs;
     this.#active = this.#attempt();
   }
@@ -152,7 +148,11 @@ class Fallback {
       this.#sink.transport?.("polling");
       this.#sink.state("connecting");
       this.#poller = new Poller(this.#poll, this.#settings, {
-        jobs: (jobs) => this.#polled(jobs),
+        // The registry dedupes by seq, and a terminal snapshot ends the subscription,
+        // which calls stop: polling ends with it.
+        jobs: (jobs) => {
+          for (const job of jobs) if (!this.#stopped) this.#sink.event(job);
+        },
         state: (state) => this.#sink.state(state),
         fatal: (error) => this.#sink.fatal(error),
       });
@@ -161,14 +161,6 @@ class Fallback {
       this.#retry = undefined;
       this.#retryDelay = Math.min(this.#retryDelay * 2, this.#settings.maxRetrySseMs);
       this.#scheduleRetry();
-    }
-  }
-
-  #polled(jobs: readonly Job[]): void {
-    for (const job of jobs) {
-      if (this.#stopped) return;
-      this.#sink.event(job);
-      if (this.#endsAtTerminal && isTerminalStatus(job.status)) this.stop();
     }
   }
 
