@@ -242,6 +242,31 @@ describe("fallback to polling (per-job)", () => {
     expect(urls.length).toBe(polled);
   });
 
+  it("a GET still in flight when the subscription stops is aborted, and its late answer is dropped", async () => {
+    const pending: { signal: AbortSignal | undefined; answer: (body: unknown) => void }[] = [];
+    const fetch: FetchLike = (_url, init) =>
+      new Promise((resolve) => {
+        // Answers only when the test says so, aborted or not (as a fetch that missed the abort).
+        pending.push({
+          signal: init.signal,
+          answer: (body) => resolve({ ok: true, status: 200, statusText: "", text: () => Promise.resolve(JSON.stringify(body)) }),
+        });
+      });
+    const events = recorder();
+    const stop = client(fetch).subscribe(CODE, events.listener);
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(pending).toHaveLength(1);
+
+    stop();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(pending[0]!.signal?.aborted).toBe(true);
+    pending[0]!.answer(job({ seq: 3 }));
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(events.events).toEqual([]);
+    expect(pending).toHaveLength(1);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
   it("a poll answered 401 SESSION_EXPIRED ends the subscription with that error, as a stream's probe would", async () => {
     const { fetch, urls, answer } = scriptedFetch();
     answer(JOB_URL, 200, job({ seq: 3 }));
