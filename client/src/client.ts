@@ -141,30 +141,28 @@ class Client implements ExportClient {
       withCredentials: credentials === "include",
     };
     const fallback = options.fallback === false ? undefined : fallbackSettings(options.fallback ?? {});
-    const perJob = perJobTransport({
+    const perJobSse = perJobTransport({
       ...transport,
       eventsUrl: (code) => `${this.#api.exportUrl(code)}/events`,
       probe: (code) => () => this.#api.sessionExpired(code),
     });
-    const shared = sharedTransport({
+    const sharedSse = sharedTransport({
       ...transport,
       url: `${baseUrl}/api/events`,
       probe: () => this.#api.sessionExpired(),
     });
+    // fallback(sse): a stream that does not deliver is replaced by snapshot GETs (per job:
+    // the export; multiplexed: the session's list, as /api/events carries the session's
+    // jobs). Anything sharing the stream across tabs wraps `shared` from outside, so the
+    // tab holding the stream does the fallback and the others get its events and transport.
+    const perJob = fallback
+      ? perJobFallback(perJobSse, (code) => async (signal) => [await this.#api.get(code, { signal })], fallback)
+      : perJobSse;
+    const shared = fallback ? sharedFallback(sharedSse, (signal) => this.#api.list({ signal }), fallback) : sharedSse;
     this.#registry = new SubscriptionRegistry(
       mode === "per-job"
-        ? {
-            mode,
-            transport: fallback
-              ? perJobFallback(perJob, (code) => async (signal) => [await this.#api.get(code, { signal })], fallback)
-              : perJob,
-          }
-        : {
-            mode,
-            // The fallback polls the session's list, as /api/events carries the session's jobs.
-            transport: fallback ? sharedFallback(shared, (signal) => this.#api.list({ signal }), fallback) : shared,
-            seed: (code) => this.#api.get(code, undefined),
-          },
+        ? { mode, transport: perJob }
+        : { mode, transport: shared, seed: (code) => this.#api.get(code, undefined) },
     );
   }
 

@@ -95,7 +95,7 @@ class Fallback {
     this.#settings = settings;
     this.#sink = sink;
     this.#retryDelay = settings.retrySseMs;
-    this.#active = this.#attempt();
+    this.#attempt("active");
   }
 
   readonly stop = (): void => {
@@ -109,9 +109,15 @@ class Fallback {
     this.#poller = undefined;
   };
 
-  /** Opens an EventSource whose callbacks count only while it is the active one or the retry. */
-  #attempt(): Attempt {
+  /**
+   * Opens an EventSource as the active one or the retry (set before the open, so even a
+   * transport that calls back synchronously is heard); its callbacks count only while
+   * it is one of the two.
+   */
+  #attempt(role: "active" | "retry"): void {
     const attempt: Attempt = { close: noop, watchdog: undefined, failures: 0 };
+    if (role === "active") this.#active = attempt;
+    else this.#retry = attempt;
     attempt.close = this.#open({
       event: (event) => {
         if (this.#retry === attempt) this.#promote(attempt);
@@ -127,16 +133,22 @@ class Fallback {
         if (attempt.failures >= this.#settings.maxFailures || this.#retry === attempt) this.#gaveUp(attempt);
       },
       fatal: (error) => {
-        if (this.#active === attempt) this.#sink.fatal(error);
-        else if (this.#retry === attempt) this.#gaveUp(attempt);
+        if (this.#active === attempt) {
+          clearTimeout(attempt.watchdog);
+          this.#sink.fatal(error);
+        } else if (this.#retry === attempt) this.#gaveUp(attempt);
       },
     });
+    // Given up (or stopped) during the open: close what the open made.
+    if (this.#active !== attempt && this.#retry !== attempt) {
+      attempt.close();
+      return;
+    }
     // Armed after the open, which may throw (no EventSource): no timer is left behind.
     attempt.watchdog = setTimeout(() => {
       attempt.watchdog = undefined;
       this.#gaveUp(attempt);
     }, this.#settings.firstMessageMs);
-    return attempt;
   }
 
   /** A silent or failing EventSource: the active one gives way to polling, a retry waits longer. */
@@ -167,7 +179,7 @@ class Fallback {
   #scheduleRetry(): void {
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
-      if (!this.#stopped) this.#retry = this.#attempt();
+      if (!this.#stopped) this.#attempt("retry");
     }, this.#retryDelay);
   }
 
