@@ -204,6 +204,31 @@ describe("fallback to polling (per-job)", () => {
     watched.stop();
   });
 
+  it("a background retry that errors is closed at once, polling goes on and the subscription does not end", async () => {
+    const { fetch, urls, answer } = scriptedFetch();
+    answer(JOB_URL, 200, job({ seq: 3 }));
+    const c = client(fetch);
+    const watched = follow(c);
+    await vi.advanceTimersByTimeAsync(5_000 + 30_000);
+    FakeEventSource.instances[1]!.drop(); // reconnecting: not good enough for a retry
+    expect(FakeEventSource.open()).toEqual([]);
+
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(FakeEventSource.instances).toHaveLength(3);
+    FakeEventSource.instances[2]!.fail(503); // refused for good
+    expect(FakeEventSource.open()).toEqual([]);
+
+    const polled = polls(urls);
+    await vi.advanceTimersByTimeAsync(119_999);
+    expect(FakeEventSource.instances).toHaveLength(3);
+    expect(polls(urls)).toBeGreaterThan(polled);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(FakeEventSource.instances).toHaveLength(4);
+    expect(watched.errors).toEqual([]);
+    expect(c.stats()).toMatchObject({ subscribed: [CODE], transport: "polling" });
+    watched.stop();
+  });
+
   it("ends at the terminal snapshot a poll brings: no GET, no retry, no timer after it", async () => {
     const { fetch, urls, answer } = scriptedFetch();
     answer(JOB_URL, 200, job({ seq: 3 }));
