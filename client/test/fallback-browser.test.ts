@@ -157,7 +157,7 @@ describe.skipIf(missing !== undefined)("fallback to polling through hostile prox
         fetch: fetchImpl as FetchLike,
         EventSource: countingEventSource(fetchImpl).EventSource,
         mode,
-        fallback: { firstMessageMs: 1_000, retrySseMs: 1_000 },
+        fallback: { firstMessageMs: 1_000, retrySseMs: 1_000, maxRetrySseMs: 2_000 },
       });
       const started = await client.start({ rows: 5000, durationMs: 12_000 });
       const transports: TransportKind[] = [];
