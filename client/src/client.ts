@@ -158,7 +158,10 @@ class Client implements ExportClient {
     const perJob = fallback
       ? perJobFallback(perJobSse, (code) => async (signal) => [await this.#api.get(code, { signal })], fallback)
       : perJobSse;
-    const shared = fallback ? sharedFallback(sharedSse, (signal) => this.#api.list({ signal }), fallback) : sharedSse;
+    const shared = fallback
+      ? // Oldest first, as list() feeds the registry, so its bound drops the oldest.
+        sharedFallback(sharedSse, async (signal) => (await this.#api.list({ signal })).reverse(), fallback)
+      : sharedSse;
     this.#registry = new SubscriptionRegistry(
       mode === "per-job"
         ? { mode, transport: perJob }

@@ -5,6 +5,7 @@
  * fallback-browser.test.ts runs it in Chromium through real proxies, BFF and backend.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { registryOf } from "../src/client.js";
 import { createExportClient } from "../src/index.js";
 import type { ExportClient, ExportClientOptions, FetchLike, Job, TransportKind } from "../src/index.js";
 import { CODE, completed, FakeEventSource, job, OTHER_CODE, recorder } from "./fakes.js";
@@ -347,7 +348,14 @@ describe("fallback to polling (multiplex)", () => {
     const c = client(fetch, { mode: "multiplex" });
     const first = follow(c);
     const second = follow(c, OTHER_CODE);
-    await vi.advanceTimersByTimeAsync(5_000);
+    await vi.advanceTimersByTimeAsync(4_999);
+    // The list is newest first; the client learns it oldest first, as list() does, so
+    // the bound of known jobs drops the oldest.
+    const learnt: string[] = [];
+    const unobserve = registryOf(c).known.observe((seen) => learnt.push(seen.type === "snapshot" ? seen.job.code : "-"));
+    await vi.advanceTimersByTimeAsync(1);
+    unobserve();
+    expect(learnt).toEqual([OTHER_CODE, CODE]);
 
     expect(first.transports).toEqual(["sse", "polling"]);
     expect(second.transports).toEqual(["sse", "polling"]);
