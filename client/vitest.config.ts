@@ -8,7 +8,7 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["test/subscriptions.test.ts", "test/multiplex.test.ts", "test/client.test.ts", "test/react.test.ts", "test/fixtures.test.ts", "test/shape.test.ts", "test/events.test.ts", "test/eta.test.ts", "test/ssr.test.ts", "test/notify.test.ts", "test/readme-recipes.test.ts"],
+          include: ["test/subscriptions.test.ts", "test/multiplex.test.ts", "test/client.test.ts", "test/react.test.ts", "test/fixtures.test.ts", "test/shape.test.ts", "test/events.test.ts", "test/eta.test.ts", "test/ssr.test.ts", "test/notify.test.ts", "test/readme-recipes.test.ts", "test/fallback.test.ts"],
           typecheck: {
             enabled: true,
             include: ["test/**/*.test-d.ts"],
@@ -46,7 +46,7 @@ export default defineConfig({
       {
         test: {
           name: "browser",
-          include: ["test/browser.test.ts", "test/transparency-browser.test.ts", "test/notify-browser.test.ts"],
+          include: ["test/browser.test.ts", "test/transparency-browser.test.ts", "test/notify-browser.test.ts", "test/fallback-browser.test.ts"],
           testTimeout: 60_000,
           hookTimeout: 60_000,
         },

@@ -5,7 +5,7 @@
  * Plain DOM on top of the library; `fetch` and `EventSource` are injected, instrumented.
  */
 import { createExportClient, ExportError, notifyWhenHidden } from "../src/index.js";
-import type { ConnectionState, ExportClient, ExportRequest, FetchLike, Job, StreamMode } from "../src/index.js";
+import type { ConnectionState, ExportClient, ExportRequest, FetchLike, Job, StreamMode, TransportKind } from "../src/index.js";
 
 type PageMode = StreamMode | "polling";
 const MODES: readonly PageMode[] = ["per-job", "multiplex", "polling"];
@@ -93,6 +93,8 @@ interface WatchCallbacks {
   job(job: Job, etaMs?: number): void;
   error(error: ExportError): void;
   connection(state: ConnectionState | "polling"): void;
+  /** How the client gets the events: SSE, or its fallback to polling (a proxy in the way). */
+  transport(kind: TransportKind): void;
 }
 
 /** Follows one export the current mode's way; returns the function that stops. */
@@ -101,7 +103,7 @@ function watch(code: string, callbacks: WatchCallbacks): () => void {
     return api().subscribe(
       code,
       (event) => (event.type === "snapshot" ? callbacks.job(event.job, event.etaMs) : callbacks.error(event.error)),
-      { onConnection: callbacks.connection },
+      { onConnection: callbacks.connection, onTransport: callbacks.transport },
     );
   }
   callbacks.connection("polling");
@@ -347,6 +349,7 @@ class ExportView {
       job: (job, etaMs) => this.render(job, etaMs),
       error: (error) => this.fail(error),
       connection: (state) => this.#setConnection(state),
+      transport: (kind) => this.#setTransport(kind),
     });
   }
 
@@ -435,6 +438,14 @@ class ExportView {
   #setStatus(status: string): void {
     this.root.dataset["status"] = status;
     this.#badge.textContent = status.replace("_", " ");
+  }
+
+  #setTransport(kind: TransportKind): void {
+    this.root.dataset["transport"] = kind;
+    const shown = part(this.root, "transport");
+    shown.textContent = kind === "sse" ? "SSE" : "polling";
+    shown.title =
+      kind === "sse" ? "Events arrive over Server-Sent Events" : "The event stream does not get through (a proxy?): asking every few seconds";
   }
 
   #setConnection(state: ConnectionState | "polling" | undefined): void {

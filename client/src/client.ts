@@ -1,9 +1,11 @@
 import { clickDownload } from "./download.js";
 import { jobEvents } from "./events.js";
+import { fallbackSettings, perJobFallback, sharedFallback } from "./fallback.js";
+import type { FallbackOptions } from "./fallback.js";
 import { ExportsApi, SessionGate } from "./http.js";
 import type { FetchLike, RequestOptions } from "./http.js";
 import { perJobTransport, sharedTransport } from "./stream.js";
-import type { EventSourceConstructorLike } from "./stream.js";
+import type { EventSourceConstructorLike, TransportKind } from "./stream.js";
 import type { ExportListener, SubscribeOptions, Unsubscribe } from "./subscription.js";
 import { SubscriptionRegistry } from "./subscriptions.js";
 import type { ExportRequest, Job } from "./types.js";
@@ -33,6 +35,12 @@ export interface ExportClientOptions {
    * `"include"` when the BFF is on another origin. Default `"same-origin"`.
    */
   readonly credentials?: "omit" | "same-origin" | "include";
+  /**
+   * When an event stream delivers nothing (a proxy that buffers or holds it) or keeps
+   * failing, follow by snapshot GETs instead, retrying the stream in the background.
+   * On by default; `false` turns it off.
+   */
+  readonly fallback?: FallbackOptions | false;
 }
 
 /** What {@link ExportClient.stats} reports: the client's streams right now. */
@@ -46,6 +54,11 @@ interface ExportClientStats {
   readonly subscribed: string[];
   /** EventSources open. */
   readonly connections: number;
+  /**
+   * How the open streams get their events: `polling` when any has fallen back, `sse`
+   * when all stream, undefined when none is open.
+   */
+  readonly transport: TransportKind | undefined;
 }
 
 export interface ExportClient {
@@ -136,25 +149,32 @@ class Client implements ExportClient {
       EventSource: () => options.EventSource ?? globalEventSource(),
       withCredentials: credentials === "include",
     };
+    const fallback = options.fallback === false ? undefined : fallbackSettings(options.fallback ?? {});
+    const perJobSse = perJobTransport({
+      ...transport,
+      eventsUrl: (code) => `${this.#api.exportUrl(code)}/events`,
+      probe: (code) => () => this.#api.sessionExpired(code),
+    });
+    const sharedSse = sharedTransport({
+      ...transport,
+      url: `${baseUrl}/api/events`,
+      probe: () => this.#api.sessionExpired(),
+    });
+    // fallback(sse): a stream that does not deliver is replaced by snapshot GETs (per job:
+    // the export; multiplexed: the session's list, as /api/events carries the session's
+    // jobs). Anything sharing the stream across tabs wraps `shared` from outside, so the
+    // tab holding the stream does the fallback and the others get its events and transport.
+    const perJob = fallback
+      ? perJobFallback(perJobSse, (code) => async (signal) => [await this.#api.get(code, { signal })], fallback)
+      : perJobSse;
+    const shared = fallback
+      ? // Oldest first, as list() feeds the registry, so its bound drops the oldest.
+        sharedFallback(sharedSse, async (signal) => (await this.#api.list({ signal })).reverse(), fallback)
+      : sharedSse;
     this.#registry = new SubscriptionRegistry(
       mode === "per-job"
-        ? {
-            mode,
-            transport: perJobTransport({
-              ...transport,
-              eventsUrl: (code) => `${this.#api.exportUrl(code)}/events`,
-              probe: (code) => () => this.#api.sessionExpired(code),
-            }),
-          }
-        : {
-            mode,
-            transport: sharedTransport({
-              ...transport,
-              url: `${baseUrl}/api/events`,
-              probe: () => this.#api.sessionExpired(),
-            }),
-            seed: (code) => this.#api.get(code, undefined),
-          },
+        ? { mode, transport: perJob }
+        : { mode, transport: shared, seed: (code) => this.#api.get(code, undefined) },
     );
   }
 
@@ -205,6 +225,7 @@ class Client implements ExportClient {
       mode: this.#mode,
       subscribed: this.#registry.openCodes(),
       connections: this.#registry.openConnections(),
+      transport: this.#registry.transport(),
     };
   }
 

@@ -12,7 +12,7 @@ import type { ReactElement, ReactNode } from "react";
 import { registryOf } from "./client.js";
 import type { ExportClient } from "./client.js";
 import { ExportError } from "./errors.js";
-import type { ConnectionState } from "./stream.js";
+import type { ConnectionState, TransportKind } from "./stream.js";
 import type { Unsubscribe } from "./subscription.js";
 import { isTerminalStatus } from "./types.js";
 import type { ExportStatus, Job } from "./types.js";
@@ -55,6 +55,8 @@ export interface ExportState {
    * `undefined` until two snapshots showed progress, 0 once the job has ended.
    */
   readonly etaMs: number | undefined;
+  /** How its events come: `sse`, or `polling` while the stream does not get through. */
+  readonly transport: TransportKind | undefined;
 }
 
 const EMPTY: ExportState = {
@@ -64,6 +66,7 @@ const EMPTY: ExportState = {
   error: undefined,
   connection: undefined,
   etaMs: undefined,
+  transport: undefined,
 };
 
 /**
@@ -110,10 +113,13 @@ class ExportStore implements Store<ExportState> {
       (event) =>
         update(
           event.type === "snapshot"
-            ? fromJob(event.job, this.#state.connection, event.etaMs)
+            ? { ...fromJob(event.job, this.#state.connection, event.etaMs), transport: this.#state.transport }
             : { ...this.#state, status: "ERROR", error: event.error },
         ),
-      { onConnection: (connection) => update({ ...this.#state, connection }) },
+      {
+        onConnection: (connection) => update({ ...this.#state, connection }),
+        onTransport: (transport) => update({ ...this.#state, transport }),
+      },
     );
   };
 }
@@ -127,6 +133,7 @@ function fromJob(job: Job, connection: ConnectionState | undefined, etaMs: numbe
     error: failed ? ExportError.fromJob(job) : undefined,
     connection,
     etaMs: isTerminalStatus(job.status) ? 0 : etaMs,
+    transport: undefined,
   };
 }
 

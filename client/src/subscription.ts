@@ -1,6 +1,6 @@
 import { ExportError } from "./errors.js";
 import { EtaEstimator } from "./eta.js";
-import type { ConnectionState } from "./stream.js";
+import type { ConnectionState, TransportKind } from "./stream.js";
 import { isTerminalStatus } from "./types.js";
 import type { Job, StreamEvent } from "./types.js";
 
@@ -32,6 +32,12 @@ export interface SubscribeOptions {
   readonly onConnection?: (state: ConnectionState) => void;
   /** Aborting it unsubscribes this listener (no further event); already aborted: no subscription. */
   readonly signal?: AbortSignal;
+  /**
+   * Called with how the events come: `sse`, or `polling` while the event stream does not
+   * work (see the client's `fallback` option). The current one right after subscribing
+   * (on the next microtask), then on every change.
+   */
+  readonly onTransport?: (kind: TransportKind) => void;
 }
 
 /**
@@ -43,6 +49,7 @@ export class Listener {
   #lastSeq = -1;
   #lastState: ConnectionState | undefined;
   #detach: () => void = noop;
+  #lastTransport: TransportKind | undefined;
 
   constructor(
     readonly listener: ExportListener,
@@ -83,6 +90,13 @@ export class Listener {
     if (onConnection) guard(() => onConnection(state));
   }
 
+  deliverTransport(kind: TransportKind): void {
+    if (!this.#active || this.#lastTransport === kind) return;
+    this.#lastTransport = kind;
+    const { onTransport } = this.options;
+    if (onTransport) guard(() => onTransport(kind));
+  }
+
   /** The subscription's last event, then onError for an error; then inactive. */
   deliverLast(last: ExportEvent): void {
     this.deliver(last);
@@ -104,6 +118,7 @@ export class Subscription {
   /** Newest snapshot seen; a reconnect may replay older ones, which are ignored. */
   latest: Job | undefined;
   state: ConnectionState = "connecting";
+  transport: TransportKind = "sse";
   /** Stops the stream behind this subscription (per-job: its own EventSource). */
   stop: () => void = noop;
   readonly #listeners = new Set<Listener>();
@@ -141,6 +156,12 @@ export class Subscription {
     for (const listener of [...this.#listeners]) listener.deliverState(state);
   }
 
+  setTransport(kind: TransportKind): void {
+    if (this.#ended) return;
+    this.transport = kind;
+    for (const listener of [...this.#listeners]) listener.deliverTransport(kind);
+  }
+
   /** A snapshot or the BFF's ERROR for this code; only newer snapshots count. */
   offer(event: StreamEvent): void {
     if (this.#ended || event.code !== this.code) return;
@@ -176,6 +197,7 @@ export class Subscription {
   #catchUp(listener: Listener): void {
     if (!listener.active || this.#ended) return;
     listener.deliverState(this.state);
+    listener.deliverTransport(this.transport);
     const { latest } = this;
     if (!latest) return;
     if (isTerminalStatus(latest.status)) this.end(this.#snapshot(latest));

@@ -32,6 +32,7 @@ describe("public API types", () => {
       readonly mode: StreamMode;
       readonly subscribed: string[];
       readonly connections: number;
+      readonly transport: "sse" | "polling" | undefined;
     }>();
     expectTypeOf<keyof typeof api>().toEqualTypeOf<"createExportClient" | "ExportError" | "isTerminalStatus" | "notifyWhenHidden">();
     expectTypeOf<keyof typeof reactApi>().toEqualTypeOf<
