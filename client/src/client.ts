@@ -1,10 +1,13 @@
 import { crossTabTransport } from "./crosstab.js";
 import type { CrossTabTransport } from "./crosstab.js";
 import { clickDownload, DownloadLog } from "./download.js";
+import { jobEvents } from "./events.js";
+import { fallbackSettings, perJobFallback, sharedFallback } from "./fallback.js";
+import type { FallbackOptions } from "./fallback.js";
 import { ExportsApi, SessionGate } from "./http.js";
 import type { FetchLike, RequestOptions } from "./http.js";
 import { perJobTransport, sharedTransport } from "./stream.js";
-import type { EventSourceConstructorLike } from "./stream.js";
+import type { EventSourceConstructorLike, TransportKind } from "./stream.js";
 import type { ExportListener, SubscribeOptions, Unsubscribe } from "./subscription.js";
 import { SubscriptionRegistry } from "./subscriptions.js";
 import type { ExportRequest, Job } from "./types.js";
@@ -41,6 +44,12 @@ export interface ExportClientOptions {
    * browsers) each tab streams alone.
    */
   readonly crossTab?: boolean;
+  /**
+   * When an event stream delivers nothing (a proxy that buffers or holds it) or keeps
+   * failing, follow by snapshot GETs instead, retrying the stream in the background.
+   * On by default; `false` turns it off.
+   */
+  readonly fallback?: FallbackOptions | false;
 }
 
 /** What {@link ExportClient.stats} reports: the client's streams right now. */
@@ -58,6 +67,11 @@ interface ExportClientStats {
   readonly tabs: number;
   /** Multiplex mode: true while this tab holds the stream (for the tabs sharing it). */
   readonly leader: boolean;
+  /**
+   * How the open streams get their events: `polling` when any has fallen back, `sse`
+   * when all stream, undefined when none is open.
+   */
+  readonly transport: TransportKind | undefined;
 }
 
 export interface ExportClient {
@@ -84,6 +98,14 @@ export interface ExportClient {
    * ends FAILED or CANCELLED, the stream fails, or `signal` aborts.
    */
   waitFor(code: string, options?: RequestOptions): Promise<Job>;
+  /**
+   * The snapshots of `code` as an async iterable (`for await`): every newer one, ending
+   * after the terminal one — COMPLETED, FAILED and CANCELLED alike end it normally. A
+   * failed stream (ERROR, STREAM_CLOSED, SESSION_EXPIRED) throws its {@link ExportError},
+   * an abort of `signal` throws `ABORTED`; `break` or abort unsubscribes. A listener like
+   * any other: it shares the code's stream.
+   */
+  events(code: string, options?: RequestOptions): AsyncGenerator<Job, void, undefined>;
   /**
    * Downloads a COMPLETED job's file in the current tab (a temporary `<a download>`
    * click: no new window, no blob in memory; the BFF answers with
@@ -150,29 +172,42 @@ class Client implements ExportClient {
       EventSource: () => options.EventSource ?? globalEventSource(),
       withCredentials: credentials === "include",
     };
+    const fallback = options.fallback === false ? undefined : fallbackSettings(options.fallback ?? {});
+    const perJobSse = perJobTransport({
+      ...transport,
+      eventsUrl: (code) => `${this.#api.exportUrl(code)}/events`,
+      probe: (code) => () => this.#api.sessionExpired(code),
+    });
+    const sharedSse = sharedTransport({
+      ...transport,
+      url: `${baseUrl}/api/events`,
+      probe: () => this.#api.sessionExpired(),
+    });
+    // fallback(sse): a stream that does not deliver is replaced by snapshot GETs (per job:
+    // the export; multiplexed: the session's list, as /api/events carries the session's
+    // jobs). Anything sharing the stream across tabs wraps `shared` from outside, so the
+    // tab holding the stream does the fallback and the others get its events and transport.
+    const perJob = fallback
+      ? perJobFallback(perJobSse, (code) => async (signal) => [await this.#api.get(code, { signal })], fallback)
+      : perJobSse;
+    const shared = fallback
+      ? // Oldest first, as list() feeds the registry, so its bound drops the oldest.
+        sharedFallback(sharedSse, async (signal) => (await this.#api.list({ signal })).reverse(), fallback)
+      : sharedSse;
     this.#registry = new SubscriptionRegistry(
       mode === "per-job"
-        ? {
-            mode,
-            transport: perJobTransport({
-              ...transport,
-              eventsUrl: (code) => `${this.#api.exportUrl(code)}/events`,
-              probe: (code) => () => this.#api.sessionExpired(code),
-            }),
-          }
+        ? { mode, transport: perJob }
         : {
             mode,
-            transport: (this.#crossTab = crossTabTransport(
-              sharedTransport({ ...transport, url: `${baseUrl}/api/events`, probe: () => this.#api.sessionExpired() }),
-              { key: baseUrl, enabled: options.crossTab !== false },
-            )),
+            // crossTab(fallback(sse)): the tab holding the stream does the fallback too.
+            transport: (this.#crossTab = crossTabTransport(shared, { key: baseUrl, enabled: options.crossTab !== false })),
             seed: (code) => this.#api.get(code, undefined),
           },
     );
   }
 
   start(request: ExportRequest, options?: RequestOptions): Promise<Job> {
-    return this.#session.run(async () => this.#learnt(await this.#api.create(request, options)));
+    return this.#session.run(async () => this.#learnt(await this.#api.create(request, options)), options?.signal);
   }
 
   async get(code: string, options?: RequestOptions): Promise<Job> {
@@ -205,6 +240,10 @@ class Client implements ExportClient {
     return waitForCompletion((each, listener) => this.#registry.subscribe(each, listener), code, options?.signal);
   }
 
+  events(code: string, options?: RequestOptions): AsyncGenerator<Job, void, undefined> {
+    return jobEvents((each, listener) => this.#registry.subscribe(each, listener), code, options?.signal);
+  }
+
   download(job: Job): void {
     clickDownload(this.#api.fileUrl(job), job.file?.name ?? "");
   }
@@ -221,6 +260,7 @@ class Client implements ExportClient {
       connections: shared ? Number(shared.leader) : this.#registry.openConnections(),
       tabs: shared?.tabs ?? 1,
       leader: shared?.leader ?? false,
+      transport: this.#registry.transport(),
     };
   }
 

@@ -12,7 +12,7 @@ import type { ReactElement, ReactNode } from "react";
 import { registryOf } from "./client.js";
 import type { ExportClient } from "./client.js";
 import { ExportError } from "./errors.js";
-import type { ConnectionState } from "./stream.js";
+import type { ConnectionState, TransportKind } from "./stream.js";
 import type { Unsubscribe } from "./subscription.js";
 import { isTerminalStatus } from "./types.js";
 import type { ExportStatus, Job } from "./types.js";
@@ -50,6 +50,13 @@ export interface ExportState {
   readonly error: ExportError | undefined;
   /** The connection behind it: `connecting` (also while reconnecting) or `open`. */
   readonly connection: ConnectionState | undefined;
+  /**
+   * Estimated milliseconds left (smoothed progress rate, as of the latest snapshot);
+   * `undefined` until two snapshots showed progress, 0 once the job has ended.
+   */
+  readonly etaMs: number | undefined;
+  /** How its events come: `sse`, or `polling` while the stream does not get through. */
+  readonly transport: TransportKind | undefined;
 }
 
 const EMPTY: ExportState = {
@@ -58,6 +65,8 @@ const EMPTY: ExportState = {
   progress: 0,
   error: undefined,
   connection: undefined,
+  etaMs: undefined,
+  transport: undefined,
 };
 
 /** Options of {@link useExport}. */
@@ -108,7 +117,7 @@ class ExportStore implements Store<ExportState> {
     this.#client = client;
     this.#code = code;
     const known = code ? registryOf(client).known.get(code) : undefined;
-    this.#state = known ? fromJob(known, undefined) : EMPTY;
+    this.#state = known ? fromJob(known, undefined, undefined) : EMPTY;
   }
 
   readonly getSnapshot = (): ExportState => this.#state;
@@ -126,15 +135,18 @@ class ExportStore implements Store<ExportState> {
       (event) =>
         update(
           event.type === "snapshot"
-            ? fromJob(event.job, this.#state.connection)
+            ? { ...fromJob(event.job, this.#state.connection, event.etaMs), transport: this.#state.transport }
             : { ...this.#state, status: "ERROR", error: event.error },
         ),
-      { onConnection: (connection) => update({ ...this.#state, connection }) },
+      {
+        onConnection: (connection) => update({ ...this.#state, connection }),
+        onTransport: (transport) => update({ ...this.#state, transport }),
+      },
     );
   };
 }
 
-function fromJob(job: Job, connection: ConnectionState | undefined): ExportState {
+function fromJob(job: Job, connection: ConnectionState | undefined, etaMs: number | undefined): ExportState {
   const failed = job.status === "FAILED" || job.status === "CANCELLED";
   return {
     job,
@@ -142,6 +154,8 @@ function fromJob(job: Job, connection: ConnectionState | undefined): ExportState
     progress: job.progress,
     error: failed ? ExportError.fromJob(job) : undefined,
     connection,
+    etaMs: isTerminalStatus(job.status) ? 0 : etaMs,
+    transport: undefined,
   };
 }
 

@@ -7,6 +7,7 @@ import { act, cleanup, render, screen } from "@testing-library/react";
 import { StrictMode, createElement } from "react";
 import type { ReactNode } from "react";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { createExportClient } from "../src/index.js";
 import type { ExportClient } from "../src/index.js";
 import { ExportClientProvider, useExport, useExports } from "../src/react.js";
 import { CODE, FakeBrowser, FakeEventSource, OTHER_CODE, completed, fakeClient, flush, job, routedFetch } from "./fakes.js";
@@ -32,6 +33,30 @@ afterEach(() => {
 });
 
 describe("useExport", () => {
+  it("shows the transport: polling after the fallback, SSE again when a retry delivers", async () => {
+    const { fetch } = routedFetch({ [`GET http://bff.test/api/exports/${CODE}`]: [200, job({ seq: 4, progress: 40 })] });
+    const client = createExportClient({
+      baseUrl: "http://bff.test",
+      EventSource: FakeEventSource,
+      fetch,
+      // A bound long enough that the retry is still open when the test emits on it.
+      fallback: { firstMessageMs: 400, retrySseMs: 50 },
+    });
+    function Transport(): ReactNode {
+      const { progress, transport } = useExport(CODE);
+      return h("p", { "data-testid": "transport" }, `${progress}% ${transport ?? "-"}`);
+    }
+    mount(client, h(Transport));
+    const shown = (): string | null => screen.getByTestId("transport").textContent;
+    await act(flush);
+    expect(shown()).toBe("0% sse");
+
+    await act(() => vi.waitFor(() => expect(shown()).toBe("40% polling"), { timeout: 2_000 }));
+    await act(() => vi.waitFor(() => expect(FakeEventSource.open()).toHaveLength(1), { timeout: 2_000 }));
+    act(() => FakeEventSource.open()[0]!.emit(job({ seq: 5, progress: 50 })));
+    expect(shown()).toBe("50% sse");
+  });
+
   it("renders the export live: status, progress, connection, up to COMPLETED", async () => {
     const client = fakeClient();
     mount(client, h(Row, { code: CODE, label: "row" }));

@@ -26,9 +26,9 @@ import type { StorageLike } from "../src/download.js";
 import type { ExportFile, StreamEvent } from "../src/types.js";
 
 describe("public API types", () => {
-  it("is narrow: the design's seven calls, stats() and renewSession(); three values and the hooks at the entry points", () => {
+  it("is narrow: the design's seven calls, events(), stats() and renewSession(); four values (notifyWhenHidden) and the hooks at the entry points", () => {
     expectTypeOf<keyof ExportClient>().toEqualTypeOf<
-      "start" | "get" | "list" | "cancel" | "subscribe" | "waitFor" | "download" | "downloadOnce" | "stats" | "renewSession"
+      "start" | "get" | "list" | "cancel" | "subscribe" | "waitFor" | "events" | "download" | "downloadOnce" | "stats" | "renewSession"
     >();
     expectTypeOf<ReturnType<ExportClient["stats"]>>().toEqualTypeOf<{
       readonly mode: StreamMode;
@@ -36,8 +36,9 @@ describe("public API types", () => {
       readonly connections: number;
       readonly tabs: number;
       readonly leader: boolean;
+      readonly transport: "sse" | "polling" | undefined;
     }>();
-    expectTypeOf<keyof typeof api>().toEqualTypeOf<"createExportClient" | "ExportError" | "isTerminalStatus">();
+    expectTypeOf<keyof typeof api>().toEqualTypeOf<"createExportClient" | "ExportError" | "isTerminalStatus" | "notifyWhenHidden">();
     expectTypeOf<keyof typeof reactApi>().toEqualTypeOf<
       "ExportClientProvider" | "useExportClient" | "useExport" | "useExports"
     >();

@@ -37,6 +37,10 @@ func (s *Server) sessionEvents(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	fault, err := s.parseFault(c)
+	if err != nil {
+		return err
+	}
 	addr := s.clientAddress(c)
 	if err := s.streams.acquire(sid, addr); err != nil {
 		return err
@@ -57,7 +61,7 @@ func (s *Server) sessionEvents(c *gin.Context) error {
 	}
 	m.listed = jobs
 	// The ping opens the stream even when the session has no jobs yet.
-	if err := s.openStream(c, stream.AppendPing(s.streamHead(c)), m); err != nil {
+	if err := s.openStream(c, stream.AppendPing(s.streamHead(c)), m.withFault(fault)); err != nil {
 		return err
 	}
 	opened = true
