@@ -1,3 +1,4 @@
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 
 // Four projects, so each npm script runs one kind: `vitest run --project unit`, …
@@ -7,7 +8,7 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["test/subscriptions.test.ts", "test/multiplex.test.ts", "test/client.test.ts", "test/react.test.ts", "test/fixtures.test.ts", "test/shape.test.ts", "test/node.test.ts"],
+          include: ["test/subscriptions.test.ts", "test/crosstab.test.ts", "test/multiplex.test.ts", "test/client.test.ts", "test/react.test.ts", "test/fixtures.test.ts", "test/shape.test.ts", "test/events.test.ts", "test/eta.test.ts", "test/ssr.test.ts", "test/notify.test.ts", "test/readme-recipes.test.ts", "test/fallback.test.ts", "test/node.test.ts"],
           typecheck: {
             enabled: true,
             include: ["test/**/*.test-d.ts"],
@@ -16,9 +17,16 @@ export default defineConfig({
         },
       },
       {
+        // The recipes import the package by its name, as an app does (tsconfig's paths too).
+        resolve: {
+          alias: [
+            { find: /^@exportstream\/client$/, replacement: fileURLToPath(new URL("src/index.ts", import.meta.url)) },
+            { find: /^@exportstream\/client\/react$/, replacement: fileURLToPath(new URL("src/react.ts", import.meta.url)) },
+          ],
+        },
         test: {
           name: "integration",
-          include: ["test/integration.test.ts", "test/package.test.ts", "test/node-example.test.ts", "test/vite-app.test.ts", "test/transparency.test.ts", "test/bff-restart.test.ts"],
+          include: ["test/integration.test.ts", "test/package.test.ts", "test/node-example.test.ts", "test/vite-app.test.ts", "test/transparency.test.ts", "test/bff-restart.test.ts", "test/recipes.test.ts", "test/vite-proxy.test.ts"],
           testTimeout: 30_000,
           hookTimeout: 30_000,
         },
@@ -38,7 +46,7 @@ export default defineConfig({
       {
         test: {
           name: "browser",
-          include: ["test/browser.test.ts", "test/transparency-browser.test.ts"],
+          include: ["test/browser.test.ts", "test/transparency-browser.test.ts", "test/notify-browser.test.ts", "test/fallback-browser.test.ts", "test/crosstab-browser.test.ts"],
           testTimeout: 60_000,
           hookTimeout: 60_000,
         },

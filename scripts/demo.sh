@@ -9,9 +9,10 @@ BFF_ADDR=${BFF_ADDR:-127.0.0.1:8080}
 DATA_DIR=${DATA_DIR:-.data}
 export LOG_LEVEL=${LOG_LEVEL:-info}
 
-./bin/backend -addr "$BACKEND_ADDR" -data-dir "$DATA_DIR" &
+# Scenarios on: the demo page scripts its exports (fails at 60 %, stalls, …).
+SCENARIOS=${SCENARIOS:-on} ./bin/backend -addr "$BACKEND_ADDR" -data-dir "$DATA_DIR" &
 backend=$!
-./bin/bff -addr "$BFF_ADDR" -backend-url "http://$BACKEND_ADDR" -static-dir client/dist/demo &
+SCENARIOS=${SCENARIOS:-on} ./bin/bff -addr "$BFF_ADDR" -backend-url "http://$BACKEND_ADDR" -static-dir client/dist/demo &
 bff=$!
 
 stop() {

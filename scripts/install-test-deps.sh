@@ -2,7 +2,8 @@
 # Installs what `make test` needs: npm packages always; Debian packages
 # (chromium for the browser test, docker-compose to validate the compose
 # file, redis-server for the scale-out tests, which start their own on a
-# free port) when running as root on Debian and they are missing. Elsewhere it
+# free port, nginx-light for the fallback tests' buffering proxy, likewise)
+# when running as root on Debian and they are missing. Elsewhere it
 # says what is missing and the tests skip loudly (or fail under CI=true).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,8 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# Debian's nginx is in /usr/sbin, which a non-login PATH may lack.
+command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || need+=(nginx-light)
 
 if ((${#need[@]})); then
   if [[ $(id -u) == 0 && -f /etc/debian_version ]]; then
@@ -23,6 +26,9 @@ if ((${#need[@]})); then
       # Only the binary is wanted: tests run their own servers. Stop the
       # system one the package may have started.
       service redis-server stop >/dev/null 2>&1 || true
+    fi
+    if [[ " ${need[*]} " == *" nginx-light "* ]]; then
+      service nginx stop >/dev/null 2>&1 || true # likewise: the tests start their own
     fi
   else
     echo "install-test-deps: MISSING COMPONENT(S): ${need[*]} (not root on Debian: install them yourself)" >&2

@@ -169,7 +169,7 @@ func (s *Stack) startRedis(ctx context.Context) error {
 func (s *Stack) startBackends(ctx context.Context, n int) error {
 	for i := 1; i <= n; i++ {
 		env := []string{"DATA_DIR=" + s.disk.dir, "WORKERS=" + workers, "SSE_RETRY=" + backendRetry,
-			"HEARTBEAT_INTERVAL=" + heartbeat, "LOG_LEVEL=warn", "SHUTDOWN_TIMEOUT=3s"}
+			"HEARTBEAT_INTERVAL=" + heartbeat, "LOG_LEVEL=warn", "SHUTDOWN_TIMEOUT=3s", "SCENARIOS=on"} // the workload uses failAt
 		if s.cfg.Topology == TopologyA {
 			l, err := newLink(fmt.Sprintf("redislink-%d", i), s.redis.addr())
 			if err != nil {

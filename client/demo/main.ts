@@ -4,8 +4,8 @@
  * job, SSE multiplexed, the 2 s polling SSE replaces) by the page's own network counters.
  * Plain DOM on top of the library; `fetch` and `EventSource` are injected, instrumented.
  */
-import { createExportClient, ExportError } from "../src/index.js";
-import type { ConnectionState, ExportClient, ExportRequest, FetchLike, Job, StreamMode } from "../src/index.js";
+import { createExportClient, ExportError, notifyWhenHidden } from "../src/index.js";
+import type { ConnectionState, ExportClient, ExportRequest, FetchLike, Job, StreamMode, TransportKind } from "../src/index.js";
 
 type PageMode = StreamMode | "polling";
 const MODES: readonly PageMode[] = ["per-job", "multiplex", "polling"];
@@ -89,9 +89,12 @@ let mode: PageMode = readMode();
 const api = (): ExportClient => clients[mode === "polling" ? "per-job" : mode];
 
 interface WatchCallbacks {
-  job(job: Job): void;
+  /** `etaMs`: the client's estimate of the time left (SSE modes only). */
+  job(job: Job, etaMs?: number): void;
   error(error: ExportError): void;
   connection(state: ConnectionState | "polling"): void;
+  /** How the client gets the events: SSE, or its fallback to polling (a proxy in the way). */
+  transport(kind: TransportKind): void;
 }
 
 /** Follows one export the current mode's way; returns the function that stops. */
@@ -99,8 +102,8 @@ function watch(code: string, callbacks: WatchCallbacks): () => void {
   if (mode !== "polling") {
     return api().subscribe(
       code,
-      (event) => (event.type === "snapshot" ? callbacks.job(event.job) : callbacks.error(event.error)),
-      { onConnection: callbacks.connection },
+      (event) => (event.type === "snapshot" ? callbacks.job(event.job, event.etaMs) : callbacks.error(event.error)),
+      { onConnection: callbacks.connection, onTransport: callbacks.transport },
     );
   }
   callbacks.connection("polling");
@@ -159,19 +162,24 @@ const [startButton, burstButton] = ["start-button", "burst-button"].map((id) => 
   HTMLButtonElement,
 ];
 const formError = byTestId<HTMLParagraphElement>("form-error");
+// The clients notify once permitted (notifyWhenHidden); asking is the app's part, on a click.
+for (const each of Object.values(clients)) notifyWhenHidden(each);
+const notifyButton = byTestId<HTMLButtonElement>("notify-button");
+if (typeof Notification !== "undefined" && Notification.permission === "default") {
+  notifyButton.hidden = false;
+  notifyButton.addEventListener("click", () => void Notification.requestPermission().then(() => (notifyButton.hidden = true)));
+}
 const list = byTestId<HTMLOListElement>("export-list");
 const emptyState = byTestId<HTMLParagraphElement>("empty-state");
 const itemTemplate = element<HTMLTemplateElement>("#export-item-template");
 const modeNote = byTestId<HTMLParagraphElement>("mode-note");
 /** The counters' cells: stat-requests, stat-bytes, … */
 const stat = Object.fromEntries(
-  (["requests", "bytes", "connections", "waiting", "delay", "delay-note"] as const).map((name) => [name, byTestId(`stat-${name}`)]),
-) as Record<"requests" | "bytes" | "connections" | "waiting" | "delay" | "delay-note", HTMLElement>;
+  (["requests", "bytes", "connections", "waiting", "tabs", "delay", "delay-note"] as const).map((name) => [name, byTestId(`stat-${name}`)]),
+) as Record<"requests" | "bytes" | "connections" | "waiting" | "tabs" | "delay" | "delay-note", HTMLElement>;
 
 const numberFormat = new Intl.NumberFormat("en-US");
 const views = new Map<string, ExportView>();
-/** Codes whose file was already downloaded automatically (once per export). */
-const downloaded = new Set<string>();
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
@@ -272,6 +280,7 @@ function renderCounters(): void {
   stat.bytes.textContent = formatBytes(counters.bytes);
   stat.connections.textContent = String(open + counters.inflight);
   stat.waiting.textContent = waiting > 0 ? `${waiting} waiting to connect` : "";
+  showTabs();
   const { delays } = counters;
   if (delays.length === 0) {
     stat.delay.textContent = "–";
@@ -285,6 +294,15 @@ function renderCounters(): void {
   document.body.dataset["requests"] = String(counters.requests);
   document.body.dataset["openConnections"] = String(open + counters.inflight);
   document.body.dataset["waitingConnections"] = String(waiting);
+}
+
+/** Multiplex mode shares one stream among this browser's tabs: how many, and who holds it. */
+function showTabs(): void {
+  const { tabs, leader, connections } = clients.multiplex.stats();
+  const text = tabs > 1 ? `shared by ${tabs} tabs · ${leader ? "held by this tab" : "held by another tab"}` : connections > 0 ? "this tab only" : "";
+  stat.tabs.textContent = mode === "multiplex" ? text : "";
+  document.body.dataset["tabs"] = String(tabs);
+  document.body.dataset["leader"] = String(leader);
 }
 
 /** One export in the list. */
@@ -302,6 +320,7 @@ class ExportView {
   readonly #live: boolean;
   #job: Job;
   #updates = 0;
+  #etaMs: number | undefined;
   #stop: (() => void) | undefined;
 
   constructor(job: Job, live: boolean) {
@@ -335,9 +354,10 @@ class ExportView {
     this.stop();
     if (isEnded(this.#job)) return;
     this.#stop = watch(this.code, {
-      job: (job) => this.render(job),
+      job: (job, etaMs) => this.render(job, etaMs),
       error: (error) => this.fail(error),
       connection: (state) => this.#setConnection(state),
+      transport: (kind) => this.#setTransport(kind),
     });
   }
 
@@ -351,8 +371,9 @@ class ExportView {
     this.root.remove();
   }
 
-  render(job: Job): void {
+  render(job: Job, etaMs?: number): void {
     if (job.seq <= this.#job.seq) return;
+    this.#etaMs = etaMs;
     this.#updates += 1;
     this.root.dataset["updates"] = String(this.#updates);
     this.#paint(job);
@@ -362,9 +383,9 @@ class ExportView {
     const delay = Date.now() - Date.parse(job.updatedAt);
     this.root.dataset["delayMs"] = String(delay);
     counters.delays.push(Math.max(0, delay));
-    if (job.status === "COMPLETED" && this.#live && autoDownload.checked && !downloaded.has(job.code)) {
-      downloaded.add(job.code);
-      api().download(job);
+    // Once per export in this browser: the other tabs showing it do not download it again.
+    if (job.status === "COMPLETED" && this.#live && autoDownload.checked) {
+      api().downloadOnce(job).catch((error: unknown) => showFormError(describe(error)));
     }
   }
 
@@ -384,8 +405,9 @@ class ExportView {
     this.#meter.setAttribute("aria-valuetext", `${job.progress}% — ${job.status.toLowerCase().replace("_", " ")}`);
     this.#meter.style.setProperty("--value", `${job.progress}%`);
     this.#percent.textContent = `${job.progress}%`;
-    this.#rows.textContent = `${numberFormat.format(job.rowsDone)} / ${numberFormat.format(job.rowsTotal)} rows`;
     const ended = isEnded(job);
+    const eta = ended || this.#etaMs === undefined ? "" : ` · about ${Math.max(1, Math.round(this.#etaMs / 1000))} s left`;
+    this.#rows.textContent = `${numberFormat.format(job.rowsDone)} / ${numberFormat.format(job.rowsTotal)} rows${eta}`;
     this.#cancel.textContent = ended ? "Remove" : "Cancel";
     this.#cancel.setAttribute("aria-label", `${ended ? "Remove" : "Cancel"} export ${job.code.slice(0, 8)}`);
 
@@ -424,6 +446,14 @@ class ExportView {
   #setStatus(status: string): void {
     this.root.dataset["status"] = status;
     this.#badge.textContent = status.replace("_", " ");
+  }
+
+  #setTransport(kind: TransportKind): void {
+    this.root.dataset["transport"] = kind;
+    const shown = part(this.root, "transport");
+    shown.textContent = kind === "sse" ? "SSE" : "polling";
+    shown.title =
+      kind === "sse" ? "Events arrive over Server-Sent Events" : "The event stream does not get through (a proxy?): asking every few seconds";
   }
 
   #setConnection(state: ConnectionState | "polling" | undefined): void {

@@ -1,9 +1,14 @@
-import { clickDownload } from "./download.js";
+import { crossTabTransport } from "./crosstab.js";
+import type { CrossTabTransport } from "./crosstab.js";
+import { clickDownload, DownloadLog } from "./download.js";
+import { jobEvents } from "./events.js";
+import { fallbackSettings, perJobFallback, sharedFallback } from "./fallback.js";
+import type { FallbackOptions } from "./fallback.js";
 import { ExportsApi, SessionGate } from "./http.js";
 import type { FetchLike, RequestOptions } from "./http.js";
 import { ExportError } from "./errors.js";
 import { NO_SESSION_HINT, perJobTransport, sharedTransport } from "./stream.js";
-import type { EventSourceConstructorLike } from "./stream.js";
+import type { EventSourceConstructorLike, TransportKind } from "./stream.js";
 import type { ExportListener, SubscribeOptions, Unsubscribe } from "./subscription.js";
 import { SubscriptionRegistry } from "./subscriptions.js";
 import type { ExportRequest, Job } from "./types.js";
@@ -33,6 +38,19 @@ export interface ExportClientOptions {
    * `"include"` when the BFF is on another origin. Default `"same-origin"`.
    */
   readonly credentials?: "omit" | "same-origin" | "include";
+  /**
+   * Multiplex mode: share one stream among the tabs of this origin and `baseUrl` (Web
+   * Locks elect the tab that holds it, a BroadcastChannel carries its events). Default
+   * true; without Web Locks or BroadcastChannel (Node, http outside localhost, old
+   * browsers) each tab streams alone.
+   */
+  readonly crossTab?: boolean;
+  /**
+   * When an event stream delivers nothing (a proxy that buffers or holds it) or keeps
+   * failing, follow by snapshot GETs instead, retrying the stream in the background.
+   * On by default; `false` turns it off.
+   */
+  readonly fallback?: FallbackOptions | false;
 }
 
 /** What {@link ExportClient.stats} reports: the client's streams right now. */
@@ -44,8 +62,17 @@ interface ExportClientStats {
    * each has its own EventSource; in multiplex mode they share one.
    */
   readonly subscribed: string[];
-  /** EventSources open. */
+  /** EventSources open in this tab (a tab that shares another tab's stream has none). */
   readonly connections: number;
+  /** Multiplex mode: tabs sharing this tab's stream, this one included; 1 when not shared. */
+  readonly tabs: number;
+  /** Multiplex mode: true while this tab holds the stream (for the tabs sharing it). */
+  readonly leader: boolean;
+  /**
+   * How the open streams get their events: `polling` when any has fallen back, `sse`
+   * when all stream, undefined when none is open.
+   */
+  readonly transport: TransportKind | undefined;
 }
 
 export interface ExportClient {
@@ -73,12 +100,27 @@ export interface ExportClient {
    */
   waitFor(code: string, options?: RequestOptions): Promise<Job>;
   /**
+   * The snapshots of `code` as an async iterable (`for await`): every newer one, ending
+   * after the terminal one — COMPLETED, FAILED and CANCELLED alike end it normally. A
+   * failed stream (ERROR, STREAM_CLOSED, SESSION_EXPIRED) throws its {@link ExportError},
+   * an abort of `signal` throws `ABORTED`; `break` or abort unsubscribes. A listener like
+   * any other: it shares the code's stream.
+   */
+  events(code: string, options?: RequestOptions): AsyncGenerator<Job, void, undefined>;
+  /**
    * Downloads a COMPLETED job's file in the current tab (a temporary `<a download>`
    * click: no new window, no blob in memory; the BFF answers with
    * `Content-Disposition: attachment`). Browser only. Throws `NOT_READY` for a job
    * without a file.
    */
   download(job: Job): void;
+  /**
+   * Downloads a COMPLETED job's file like {@link download}, at most once per export in
+   * this browser: across tabs and reloads (a marker in `localStorage`, the last 200
+   * codes, under a Web Lock), or once per client where those are missing. Resolves true
+   * when this call downloaded.
+   */
+  downloadOnce(job: Job): Promise<boolean>;
   /** The mode, the codes subscribed and the EventSources open, right now. */
   stats(): ExportClientStats;
   /**
@@ -116,6 +158,8 @@ class Client implements ExportClient {
   readonly #session = new SessionGate();
   /** A GET found a job in the session: this client's fetch carries the session cookie. */
   #sessionConfirmed = false;
+  readonly #crossTab: CrossTabTransport | undefined;
+  readonly #downloads: DownloadLog;
 
   constructor(options: ExportClientOptions) {
     const mode = options.mode ?? "per-job";
@@ -126,27 +170,40 @@ class Client implements ExportClient {
     const credentials = options.credentials ?? "same-origin";
     this.#mode = mode;
     this.#api = new ExportsApi({ baseUrl, credentials, fetch: options.fetch ?? globalFetch });
+    this.#downloads = new DownloadLog(baseUrl);
     const transport = {
       EventSource: () => options.EventSource ?? globalEventSource(),
       withCredentials: credentials === "include",
     };
+    const fallback = options.fallback === false ? undefined : fallbackSettings(options.fallback ?? {});
+    const perJobSse = perJobTransport({
+      ...transport,
+      eventsUrl: (code) => `${this.#api.exportUrl(code)}/events`,
+      probe: (code) => () => this.#api.sessionExpired(code),
+    });
+    const sharedSse = sharedTransport({
+      ...transport,
+      url: `${baseUrl}/api/events`,
+      probe: () => this.#api.sessionExpired(),
+    });
+    // fallback(sse): a stream that does not deliver is replaced by snapshot GETs (per job:
+    // the export; multiplexed: the session's list, as /api/events carries the session's
+    // jobs). Anything sharing the stream across tabs wraps `shared` from outside, so the
+    // tab holding the stream does the fallback and the others get its events and transport.
+    const perJob = fallback
+      ? perJobFallback(perJobSse, (code) => async (signal) => [await this.#api.get(code, { signal })], fallback)
+      : perJobSse;
+    const shared = fallback
+      ? // Oldest first, as list() feeds the registry, so its bound drops the oldest.
+        sharedFallback(sharedSse, async (signal) => (await this.#api.list({ signal })).reverse(), fallback)
+      : sharedSse;
     this.#registry = new SubscriptionRegistry(
       mode === "per-job"
-        ? {
-            mode,
-            transport: perJobTransport({
-              ...transport,
-              eventsUrl: (code) => `${this.#api.exportUrl(code)}/events`,
-              probe: (code) => () => this.#api.sessionExpired(code),
-            }),
-          }
+        ? { mode, transport: perJob }
         : {
             mode,
-            transport: sharedTransport({
-              ...transport,
-              url: `${baseUrl}/api/events`,
-              probe: () => this.#api.sessionExpired(),
-            }),
+            // crossTab(fallback(sse)): the tab holding the stream does the fallback too.
+            transport: (this.#crossTab = crossTabTransport(shared, { key: baseUrl, enabled: options.crossTab !== false })),
             seed: (code) => this.#sessionOwns(code),
             verify: (code) => (this.#sessionConfirmed ? undefined : this.#sessionOwns(code)),
           },
@@ -154,7 +211,7 @@ class Client implements ExportClient {
   }
 
   start(request: ExportRequest, options?: RequestOptions): Promise<Job> {
-    return this.#session.run(async () => this.#learnt(await this.#api.create(request, options)));
+    return this.#session.run(async () => this.#learnt(await this.#api.create(request, options)), options?.signal);
   }
 
   async get(code: string, options?: RequestOptions): Promise<Job> {
@@ -190,15 +247,27 @@ class Client implements ExportClient {
     return waitForCompletion((each, listener) => this.#registry.subscribe(each, listener), code, options?.signal);
   }
 
+  events(code: string, options?: RequestOptions): AsyncGenerator<Job, void, undefined> {
+    return jobEvents((each, listener) => this.#registry.subscribe(each, listener), code, options?.signal);
+  }
+
   download(job: Job): void {
     clickDownload(this.#api.fileUrl(job), job.file?.name ?? "");
   }
 
+  downloadOnce(job: Job): Promise<boolean> {
+    return this.#downloads.once(job.code, () => this.download(job));
+  }
+
   stats(): ExportClientStats {
+    const shared = this.#crossTab?.stats();
     return {
       mode: this.#mode,
       subscribed: this.#registry.openCodes(),
-      connections: this.#registry.openConnections(),
+      connections: shared ? Number(shared.leader) : this.#registry.openConnections(),
+      tabs: shared?.tabs ?? 1,
+      leader: shared?.leader ?? false,
+      transport: this.#registry.transport(),
     };
   }
 

@@ -48,6 +48,8 @@ export type ServerErrorCode =
   | "UPSTREAM_UNAVAILABLE"
   | "UNAVAILABLE"
   | "INTERNAL"
+  | "SCENARIOS_DISABLED"
+  | "INVALID_FAULT"
   | "GENERATION_FAILED";
 
 /**

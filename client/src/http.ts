@@ -181,10 +181,11 @@ export class SessionGate {
   #established = false;
   #first: Promise<unknown> | undefined;
 
-  async run<T>(post: () => Promise<T>): Promise<T> {
+  async run<T>(post: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     if (this.#established) return post();
     if (this.#first) {
-      await this.#first.catch(() => {});
+      // The wait for the first POST honours the caller's signal too.
+      await Promise.race([this.#first.catch(() => {}), abortedPromise(signal)]);
       return post();
     }
     const first = post();
@@ -197,4 +198,17 @@ export class SessionGate {
       this.#first = undefined;
     }
   }
+}
+
+/**
+ * Rejects with `ABORTED` when `signal` aborts (never settles without one). The listener
+ * stays until then: a gate's wait is one POST long.
+ */
+function abortedPromise(signal: AbortSignal | undefined): Promise<never> {
+  return new Promise<never>((_resolve, reject) => {
+    if (!signal) return;
+    const abort = (): void => reject(new ExportError("ABORTED", "request aborted", { cause: signal.reason }));
+    if (signal.aborted) abort();
+    else signal.addEventListener("abort", abort, { once: true });
+  });
 }

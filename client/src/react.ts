@@ -7,12 +7,12 @@
  * code open one stream, also under StrictMode's double mount (the client closes a stream
  * one microtask after its last listener left, and the remount rejoins it first).
  */
-import { createContext, createElement, useContext, useMemo, useSyncExternalStore } from "react";
+import { createContext, createElement, useContext, useEffect, useMemo, useSyncExternalStore } from "react";
 import type { ReactElement, ReactNode } from "react";
 import { registryOf } from "./client.js";
 import type { ExportClient } from "./client.js";
 import { ExportError } from "./errors.js";
-import type { ConnectionState } from "./stream.js";
+import type { ConnectionState, TransportKind } from "./stream.js";
 import type { Unsubscribe } from "./subscription.js";
 import { isTerminalStatus } from "./types.js";
 import type { ExportStatus, Job } from "./types.js";
@@ -50,6 +50,13 @@ export interface ExportState {
   readonly error: ExportError | undefined;
   /** The connection behind it: `connecting` (also while reconnecting) or `open`. */
   readonly connection: ConnectionState | undefined;
+  /**
+   * Estimated milliseconds left (smoothed progress rate, as of the latest snapshot);
+   * `undefined` until two snapshots showed progress, 0 once the job has ended.
+   */
+  readonly etaMs: number | undefined;
+  /** How its events come: `sse`, or `polling` while the stream does not get through. */
+  readonly transport: TransportKind | undefined;
 }
 
 const EMPTY: ExportState = {
@@ -58,16 +65,40 @@ const EMPTY: ExportState = {
   progress: 0,
   error: undefined,
   connection: undefined,
+  etaMs: undefined,
+  transport: undefined,
 };
+
+/** Options of {@link useExport}. */
+export interface UseExportOptions {
+  /**
+   * Download the file when the export is COMPLETED, with `client.downloadOnce`: once per
+   * export in this browser, whatever StrictMode's double effects, reloads and other tabs.
+   */
+  readonly downloadWhenCompleted?: boolean;
+}
 
 /**
  * Export `code`, live: the latest snapshot up to the terminal one. Starts from the
  * snapshot the client already knows (from `start`, `list`, …) so nothing flashes empty.
  */
-export function useExport(code: string | null | undefined): ExportState {
+export function useExport(code: string | null | undefined, options: UseExportOptions = {}): ExportState {
   const client = useExportClient();
   const store = useMemo(() => new ExportStore(client, code), [client, code]);
-  return useSyncExternalStore(store.subscribe, store.getSnapshot, store.getSnapshot);
+  const state = useSyncExternalStore(store.subscribe, store.getSnapshot, store.getSnapshot);
+  const completed = state.job?.status === "COMPLETED" ? state.job : undefined;
+  const download = options.downloadWhenCompleted === true;
+  useEffect(() => {
+    // A failed download (no document, a refused lock) is rethrown as an uncaught error.
+    if (download && completed) client.downloadOnce(completed).catch(rethrow);
+  }, [client, download, completed]);
+  return state;
+}
+
+function rethrow(error: unknown): void {
+  queueMicrotask(() => {
+    throw error;
+  });
 }
 
 /** What useSyncExternalStore reads; both are bound, as it calls them unbound. */
@@ -86,7 +117,7 @@ class ExportStore implements Store<ExportState> {
     this.#client = client;
     this.#code = code;
     const known = code ? registryOf(client).known.get(code) : undefined;
-    this.#state = known ? fromJob(known, undefined) : EMPTY;
+    this.#state = known ? fromJob(known, undefined, undefined) : EMPTY;
   }
 
   readonly getSnapshot = (): ExportState => this.#state;
@@ -104,15 +135,18 @@ class ExportStore implements Store<ExportState> {
       (event) =>
         update(
           event.type === "snapshot"
-            ? fromJob(event.job, this.#state.connection)
+            ? { ...fromJob(event.job, this.#state.connection, event.etaMs), transport: this.#state.transport }
             : { ...this.#state, status: "ERROR", error: event.error },
         ),
-      { onConnection: (connection) => update({ ...this.#state, connection }) },
+      {
+        onConnection: (connection) => update({ ...this.#state, connection }),
+        onTransport: (transport) => update({ ...this.#state, transport }),
+      },
     );
   };
 }
 
-function fromJob(job: Job, connection: ConnectionState | undefined): ExportState {
+function fromJob(job: Job, connection: ConnectionState | undefined, etaMs: number | undefined): ExportState {
   const failed = job.status === "FAILED" || job.status === "CANCELLED";
   return {
     job,
@@ -120,6 +154,8 @@ function fromJob(job: Job, connection: ConnectionState | undefined): ExportState
     progress: job.progress,
     error: failed ? ExportError.fromJob(job) : undefined,
     connection,
+    etaMs: isTerminalStatus(job.status) ? 0 : etaMs,
+    transport: undefined,
   };
 }
 

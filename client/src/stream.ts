@@ -53,6 +53,9 @@ const EVENT_SOURCE_CLOSED = 2;
  */
 export type ConnectionState = "connecting" | "open";
 
+/** How a subscription's events reach it: the event stream, or snapshot GETs (the fallback). */
+export type TransportKind = "sse" | "polling";
+
 /** Receives what one EventSource delivers. */
 export interface StreamSink {
   /** A parsed event (job snapshot or the BFF's ERROR). */
@@ -61,6 +64,11 @@ export interface StreamSink {
   state(state: ConnectionState): void;
   /** The stream ended for good without a terminal event. */
   fatal(error: ExportError): void;
+  /**
+   * The events now come by `kind` (the fallback switched); `sse` until told otherwise.
+   * A plain method with a serialisable argument, so it can be forwarded between tabs.
+   */
+  transport?(kind: TransportKind): void;
 }
 
 /** `per-job` mode: one EventSource per code on `GET /api/exports/{code}/events`. */
@@ -205,7 +213,7 @@ function httpStatusOf(event: StreamErrorLike): number | undefined {
 export class SharedStream {
   readonly #transport: SharedTransport;
   readonly #sink: StreamSink;
-  #connection: { stop: () => void; state: ConnectionState } | undefined;
+  #connection: { stop: () => void; state: ConnectionState; transport: TransportKind } | undefined;
   #closeQueued = false;
 
   constructor(transport: SharedTransport, sink: StreamSink) {
@@ -222,9 +230,14 @@ export class SharedStream {
     return this.#connection?.state ?? "connecting";
   }
 
+  /** How the open connection's events come (`sse` when there is none yet). */
+  get transport(): TransportKind {
+    return this.#connection?.transport ?? "sse";
+  }
+
   connect(): void {
     if (this.#connection) return;
-    const connection = { stop: noop, state: "connecting" as ConnectionState };
+    const connection = { stop: noop, state: "connecting" as ConnectionState, transport: "sse" as TransportKind };
     const current = (): boolean => this.#connection === connection;
     connection.stop = this.#transport.connect({
       event: (event) => {
@@ -234,6 +247,11 @@ export class SharedStream {
         if (!current()) return;
         connection.state = state;
         this.#sink.state(state);
+      },
+      transport: (kind) => {
+        if (!current()) return;
+        connection.transport = kind;
+        this.#sink.transport?.(kind);
       },
       fatal: (error) => {
         if (!current()) return;

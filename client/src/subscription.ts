@@ -1,11 +1,20 @@
 import { ExportError } from "./errors.js";
-import type { ConnectionState } from "./stream.js";
+import { EtaEstimator } from "./eta.js";
+import type { ConnectionState, TransportKind } from "./stream.js";
 import { isTerminalStatus } from "./types.js";
 import type { Job, StreamEvent } from "./types.js";
 
 /** What a listener is told: a new snapshot of the job, or that the stream failed. */
 export type ExportEvent =
-  | { readonly type: "snapshot"; readonly job: Job }
+  | {
+      readonly type: "snapshot";
+      readonly job: Job;
+      /**
+       * Estimated milliseconds left, from the job's progress rate (smoothed), as of the
+       * snapshot's `updatedAt`; absent until two snapshots showed progress, 0 at the end.
+       */
+      readonly etaMs?: number;
+    }
   | { readonly type: "error"; readonly error: ExportError };
 
 export type ExportListener = (event: ExportEvent) => void;
@@ -21,6 +30,14 @@ export interface SubscribeOptions {
    * next microtask), then on every change. A reconnect is `connecting`, not an error.
    */
   readonly onConnection?: (state: ConnectionState) => void;
+  /** Aborting it unsubscribes this listener (no further event); already aborted: no subscription. */
+  readonly signal?: AbortSignal;
+  /**
+   * Called with how the events come: `sse`, or `polling` while the event stream does not
+   * work (see the client's `fallback` option). The current one right after subscribing
+   * (on the next microtask), then on every change.
+   */
+  readonly onTransport?: (kind: TransportKind) => void;
 }
 
 /**
@@ -31,6 +48,8 @@ export class Listener {
   #active = true;
   #lastSeq = -1;
   #lastState: ConnectionState | undefined;
+  #detach: () => void = noop;
+  #lastTransport: TransportKind | undefined;
 
   constructor(
     readonly listener: ExportListener,
@@ -44,6 +63,15 @@ export class Listener {
   /** After this, the listener is never called again. */
   deactivate(): void {
     this.#active = false;
+    this.#detach();
+  }
+
+  /** Calls `leave` when the options' signal aborts, until the listener is done. */
+  leaveOnAbort(leave: () => void): void {
+    const { signal } = this.options;
+    if (!signal) return;
+    signal.addEventListener("abort", leave, { once: true });
+    this.#detach = () => signal.removeEventListener("abort", leave);
   }
 
   deliver(event: ExportEvent): void {
@@ -62,12 +90,19 @@ export class Listener {
     if (onConnection) guard(() => onConnection(state));
   }
 
+  deliverTransport(kind: TransportKind): void {
+    if (!this.#active || this.#lastTransport === kind) return;
+    this.#lastTransport = kind;
+    const { onTransport } = this.options;
+    if (onTransport) guard(() => onTransport(kind));
+  }
+
   /** The subscription's last event, then onError for an error; then inactive. */
   deliverLast(last: ExportEvent): void {
     this.deliver(last);
     const { onError } = this.options;
     if (last.type === "error" && this.#active && onError) guard(() => onError(last.error));
-    this.#active = false;
+    this.deactivate();
   }
 }
 
@@ -83,10 +118,12 @@ export class Subscription {
   /** Newest snapshot seen; a reconnect may replay older ones, which are ignored. */
   latest: Job | undefined;
   state: ConnectionState = "connecting";
+  transport: TransportKind = "sse";
   /** Stops the stream behind this subscription (per-job: its own EventSource). */
   stop: () => void = noop;
   readonly #listeners = new Set<Listener>();
   readonly #onClose: (subscription: Subscription) => void;
+  readonly #eta = new EtaEstimator();
   #ended = false;
   /** A release is queued for the next microtask (the last listener left). */
   #releasing = false;
@@ -108,13 +145,21 @@ export class Subscription {
   join(listener: Listener): Unsubscribe {
     this.#listeners.add(listener);
     queueMicrotask(() => this.#catchUp(listener));
-    return () => this.#leave(listener);
+    const leave = (): void => this.#leave(listener);
+    listener.leaveOnAbort(leave);
+    return leave;
   }
 
   setState(state: ConnectionState): void {
     if (this.#ended) return;
     this.state = state;
     for (const listener of [...this.#listeners]) listener.deliverState(state);
+  }
+
+  setTransport(kind: TransportKind): void {
+    if (this.#ended) return;
+    this.transport = kind;
+    for (const listener of [...this.#listeners]) listener.deliverTransport(kind);
   }
 
   /** A snapshot or the BFF's ERROR for this code; only newer snapshots count. */
@@ -126,11 +171,18 @@ export class Subscription {
     }
     if (this.latest && event.seq <= this.latest.seq) return;
     this.latest = event;
+    this.#eta.update(event);
     if (isTerminalStatus(event.status)) {
-      this.end({ type: "snapshot", job: event });
+      this.end(this.#snapshot(event));
       return;
     }
-    for (const listener of [...this.#listeners]) listener.deliver({ type: "snapshot", job: event });
+    for (const listener of [...this.#listeners]) listener.deliver(this.#snapshot(event));
+  }
+
+  /** The snapshot event of `job`, with the current estimate when there is one. */
+  #snapshot(job: Job): ExportEvent {
+    const etaMs = isTerminalStatus(job.status) ? 0 : this.#eta.etaMs;
+    return etaMs === undefined ? { type: "snapshot", job } : { type: "snapshot", job, etaMs };
   }
 
   /** Ends the subscription with its last event (see the class doc for the order). */
@@ -145,10 +197,11 @@ export class Subscription {
   #catchUp(listener: Listener): void {
     if (!listener.active || this.#ended) return;
     listener.deliverState(this.state);
+    listener.deliverTransport(this.transport);
     const { latest } = this;
     if (!latest) return;
-    if (isTerminalStatus(latest.status)) this.end({ type: "snapshot", job: latest });
-    else listener.deliver({ type: "snapshot", job: latest });
+    if (isTerminalStatus(latest.status)) this.end(this.#snapshot(latest));
+    else listener.deliver(this.#snapshot(latest));
   }
 
   /**

@@ -1,7 +1,7 @@
 import { ExportError } from "./errors.js";
 import { KnownJobs } from "./known.js";
 import { SharedStream } from "./stream.js";
-import type { PerJobTransport, SharedTransport, StreamSink } from "./stream.js";
+import type { PerJobTransport, SharedTransport, StreamSink, TransportKind } from "./stream.js";
 import { Listener, Subscription } from "./subscription.js";
 import type { ExportListener, SubscribeOptions, Unsubscribe } from "./subscription.js";
 import { isTerminalStatus } from "./types.js";
@@ -57,6 +57,7 @@ export class SubscriptionRegistry {
   }
 
   subscribe(code: string, listener: ExportListener, options: SubscribeOptions = {}): Unsubscribe {
+    if (options.signal?.aborted) return () => {};
     const subscription = this.#subscriptions.get(code) ?? this.#create(code);
     return subscription.join(new Listener(listener, options));
   }
@@ -70,6 +71,17 @@ export class SubscriptionRegistry {
   openConnections(): number {
     if (this.#shared) return this.#shared.open ? 1 : 0;
     return this.#subscriptions.size;
+  }
+
+  /** `polling` when any open stream polls (the fallback), `sse` when all stream, undefined when none is open. */
+  transport(): TransportKind | undefined {
+    if (this.#shared) return this.#shared.open ? this.#shared.transport : undefined;
+    let kind: TransportKind | undefined;
+    for (const subscription of this.#subscriptions.values()) {
+      if (subscription.transport === "polling") return "polling";
+      kind = "sse";
+    }
+    return kind;
   }
 
   /** Records a snapshot learnt outside the streams (start, get, list, cancel). */
@@ -103,6 +115,7 @@ export class SubscriptionRegistry {
         subscription.offer(event);
       },
       state: (state) => subscription.setState(state),
+      transport: (kind) => subscription.setTransport(kind),
       fatal: (error) => subscription.end({ type: "error", error }),
     };
   }
@@ -115,6 +128,7 @@ export class SubscriptionRegistry {
     if (known && isTerminalStatus(known.status)) return;
     this.#shared?.connect();
     subscription.state = this.#shared?.state ?? "connecting";
+    subscription.transport = this.#shared?.transport ?? "sse";
     const { code } = subscription;
     const check = !known ? streams.seed(code) : this.#streamSpoke ? undefined : streams.verify?.(code);
     check?.then(
@@ -136,6 +150,9 @@ export class SubscriptionRegistry {
       event: (event) => this.#onSharedEvent(event),
       state: (state) => {
         for (const subscription of [...this.#subscriptions.values()]) subscription.setState(state);
+      },
+      transport: (kind) => {
+        for (const subscription of [...this.#subscriptions.values()]) subscription.setTransport(kind);
       },
       fatal: (error) => {
         for (const subscription of [...this.#subscriptions.values()]) subscription.end({ type: "error", error });

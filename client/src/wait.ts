@@ -58,6 +58,7 @@ class Wait {
   }
 }
 
-function aborted(code: string, reason: unknown): ExportError {
+/** The error of a wait (waitFor, events) that `signal` aborted. */
+export function aborted(code: string, reason: unknown): ExportError {
   return new ExportError("ABORTED", `waiting for export ${code} aborted`, { cause: reason });
 }

@@ -141,7 +141,7 @@ describe("defaults", () => {
   it("explains how to inject an EventSource when the platform has none", () => {
     const client = createExportClient();
     expect(() => client.subscribe(CODE, () => {})).toThrow(/eventsource/);
-    expect(client.stats()).toEqual({ mode: "per-job", subscribed: [], connections: 0 });
+    expect(client.stats()).toEqual({ mode: "per-job", subscribed: [], connections: 0, tabs: 1, leader: false });
   });
 });
 

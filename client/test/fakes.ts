@@ -5,7 +5,8 @@
  * - docs/fixtures, typed ({@link wire});
  * - what Node lacks for the client against a real BFF: a cookie-keeping fetch and the
  *   `eventsource` package, counting ({@link cookieFetch}, {@link countingEventSource});
- * - a scripted backend that sends the BFF tricky SSE ({@link startScriptedBackend}).
+ * - a scripted backend that sends the BFF tricky SSE ({@link startScriptedBackend});
+ * - one browser's Web Locks and BroadcastChannel for several tabs ({@link FakeBrowser}).
  * The real binaries are started by servers.ts.
  */
 import { EventSource } from "eventsource";
@@ -25,6 +26,7 @@ import type {
 } from "../src/index.js";
 import type { FetchInitLike } from "../src/http.js";
 import type { EventSourceInitLike, EventSourceLike, StreamErrorLike, StreamMessageLike } from "../src/stream.js";
+import type { BroadcastChannelLike, LockManagerLike } from "../src/crosstab.js";
 import type { StreamErrorEvent } from "../src/types.js";
 import cancelledJSON from "../../docs/fixtures/job-cancelled.json" with { type: "json" };
 import completedJSON from "../../docs/fixtures/job-completed.json" with { type: "json" };
@@ -32,6 +34,97 @@ import failedJSON from "../../docs/fixtures/job-failed.json" with { type: "json"
 import inProgressJSON from "../../docs/fixtures/job-in-progress.json" with { type: "json" };
 import pendingJSON from "../../docs/fixtures/job-pending.json" with { type: "json" };
 import errorEventJSON from "../../docs/fixtures/error-event.json" with { type: "json" };
+
+// ---------------------------------------------------------------------------------------
+// Web Locks and BroadcastChannel: several "tabs" of one browser in one process
+
+interface LockRequest {
+  readonly name: string;
+  readonly tab: number;
+  readonly granted: () => Promise<unknown>;
+  readonly settle: (outcome: { value: unknown } | { error: unknown }) => void;
+}
+
+/** One browser's lock manager and channels; each tab gets its own view and can crash. */
+export class FakeBrowser {
+  readonly #held = new Map<string, LockRequest>();
+  readonly #queue: LockRequest[] = [];
+  readonly #channels = new Set<{ tab: number; name: string; channel: BroadcastChannelLike; closed: boolean }>();
+
+  locks(tab: number): LockManagerLike {
+    return {
+      request: <T>(name: string, options: { signal?: AbortSignal }, granted: () => Promise<T>) =>
+        new Promise<T>((resolve, reject) => {
+          const request: LockRequest = {
+            name,
+            tab,
+            granted,
+            settle: (outcome) => ("value" in outcome ? resolve(outcome.value as T) : reject(outcome.error)),
+          };
+          this.#queue.push(request);
+          options.signal?.addEventListener("abort", () => {
+            const at = this.#queue.indexOf(request);
+            if (at < 0) return;
+            this.#queue.splice(at, 1);
+            reject(new Error("AbortError"));
+          });
+          this.#pump(name);
+        }),
+      query: () => Promise.resolve({ pending: this.#queue.map(({ name }) => ({ name })) }),
+    };
+  }
+
+  channel(tab: number): new (name: string) => BroadcastChannelLike {
+    const channels = this.#channels;
+    return class {
+      onmessage: ((event: { data: unknown }) => void) | null = null;
+      readonly #entry;
+      constructor(name: string) {
+        this.#entry = { tab, name, channel: this as BroadcastChannelLike, closed: false };
+        channels.add(this.#entry);
+      }
+      postMessage(message: unknown): void {
+        if (this.#entry.closed) return;
+        const data = structuredClone(message);
+        for (const other of channels) {
+          if (other === this.#entry || other.name !== this.#entry.name || other.closed) continue;
+          queueMicrotask(() => other.closed || other.channel.onmessage?.({ data }));
+        }
+      }
+    };
+  }
+
+  /** The tab is gone: its locks are released, its requests and channels dropped. */
+  crash(tab: number): void {
+    for (const entry of this.#channels) if (entry.tab === tab) entry.closed = true;
+    for (let i = this.#queue.length - 1; i >= 0; i--) if (this.#queue[i]!.tab === tab) this.#queue.splice(i, 1);
+    for (const [name, request] of this.#held) {
+      if (request.tab !== tab) continue;
+      this.#held.delete(name);
+      this.#pump(name);
+    }
+  }
+
+  #pump(name: string): void {
+    if (this.#held.has(name)) return;
+    const next = this.#queue.find((request) => request.name === name);
+    if (!next) return;
+    this.#queue.splice(this.#queue.indexOf(next), 1);
+    this.#held.set(name, next);
+    const done = (outcome: { value: unknown } | { error: unknown }): void => {
+      if (this.#held.get(name) !== next) return; // crashed meanwhile
+      this.#held.delete(name);
+      next.settle(outcome);
+      this.#pump(name);
+    };
+    void Promise.resolve()
+      .then(next.granted)
+      .then(
+        (value) => done({ value }),
+        (error: unknown) => done({ error }),
+      );
+  }
+}
 
 // ---------------------------------------------------------------------------------------
 // EventSource

@@ -23,7 +23,8 @@ describe("docs/fixtures", () => {
     FakeEventSource.instances[0]!.emitRaw(JSON.stringify(fixture));
     await flush();
 
-    expect(events).toEqual([{ type: "snapshot", job: fixture }]);
+    // One snapshot is no rate: no estimate until the end (0).
+    expect(events).toEqual([isTerminalStatus(fixture.status) ? { type: "snapshot", job: fixture, etaMs: 0 } : { type: "snapshot", job: fixture }]);
     // A terminal job ends its stream; the others keep it open.
     expect(client.stats().subscribed).toEqual(isTerminalStatus(fixture.status) ? [] : [fixture.code]);
   });

@@ -44,7 +44,7 @@ describe("multiplex: one EventSource for the whole client", () => {
 
     source.emit(completed(3));
 
-    expect(a.events.at(-1)).toEqual({ type: "snapshot", job: completed(3) });
+    expect(a.events.at(-1)).toEqual({ type: "snapshot", job: completed(3), etaMs: 0 });
     expect(client.stats().subscribed).toEqual([OTHER_CODE]);
     expect(source.closed).toBe(false);
   });
@@ -113,7 +113,7 @@ describe("multiplex: snapshots of jobs nobody subscribed to yet", () => {
     client.subscribe(CODE, a.listener);
     await flush();
 
-    expect(a.events).toEqual([{ type: "snapshot", job: completed(9) }]);
+    expect(a.events).toEqual([{ type: "snapshot", job: completed(9), etaMs: 0 }]);
     expect(FakeEventSource.instances).toHaveLength(0);
     expect(client.stats().subscribed).toEqual([]);
   });

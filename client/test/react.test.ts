@@ -6,10 +6,11 @@
 import { act, cleanup, render, screen } from "@testing-library/react";
 import { StrictMode, createElement } from "react";
 import type { ReactNode } from "react";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { createExportClient } from "../src/index.js";
 import type { ExportClient } from "../src/index.js";
 import { ExportClientProvider, useExport, useExports } from "../src/react.js";
-import { CODE, FakeEventSource, OTHER_CODE, completed, fakeClient, flush, job, routedFetch } from "./fakes.js";
+import { CODE, FakeBrowser, FakeEventSource, OTHER_CODE, completed, fakeClient, flush, job, routedFetch } from "./fakes.js";
 
 const h = createElement;
 
@@ -32,6 +33,30 @@ afterEach(() => {
 });
 
 describe("useExport", () => {
+  it("shows the transport: polling after the fallback, SSE again when a retry delivers", async () => {
+    const { fetch } = routedFetch({ [`GET http://bff.test/api/exports/${CODE}`]: [200, job({ seq: 4, progress: 40 })] });
+    const client = createExportClient({
+      baseUrl: "http://bff.test",
+      EventSource: FakeEventSource,
+      fetch,
+      // A bound long enough that the retry is still open when the test emits on it.
+      fallback: { firstMessageMs: 400, retrySseMs: 50 },
+    });
+    function Transport(): ReactNode {
+      const { progress, transport } = useExport(CODE);
+      return h("p", { "data-testid": "transport" }, `${progress}% ${transport ?? "-"}`);
+    }
+    mount(client, h(Transport));
+    const shown = (): string | null => screen.getByTestId("transport").textContent;
+    await act(flush);
+    expect(shown()).toBe("0% sse");
+
+    await act(() => vi.waitFor(() => expect(shown()).toBe("40% polling"), { timeout: 2_000 }));
+    await act(() => vi.waitFor(() => expect(FakeEventSource.open()).toHaveLength(1), { timeout: 2_000 }));
+    act(() => FakeEventSource.open()[0]!.emit(job({ seq: 5, progress: 50 })));
+    expect(shown()).toBe("50% sse");
+  });
+
   it("renders the export live: status, progress, connection, up to COMPLETED", async () => {
     const client = fakeClient();
     mount(client, h(Row, { code: CODE, label: "row" }));
@@ -83,6 +108,36 @@ describe("useExport", () => {
     await act(flush);
     expect(screen.getByTestId("row").textContent).toBe("COMPLETED 100% -");
     expect(FakeEventSource.instances).toHaveLength(0);
+  });
+
+  it("downloads a completed export once with downloadWhenCompleted: StrictMode's double effect, two components, a reload", async () => {
+    // One browser: Web Locks (a double) and jsdom's localStorage, kept across the "reload".
+    vi.stubGlobal("navigator", { ...navigator, locks: new FakeBrowser().locks(1) });
+    const clicks = vi.spyOn(HTMLAnchorElement.prototype, "click").mockImplementation(() => {});
+    try {
+      function Downloading({ label }: { label: string }): ReactNode {
+        const { status } = useExport(CODE, { downloadWhenCompleted: true });
+        return h("p", { "data-testid": label }, status ?? "unknown");
+      }
+      const { fetch } = routedFetch({ [`GET http://bff.test/api/exports/${CODE}`]: [200, completed(3)] });
+      const page = async (): Promise<void> => {
+        const client = fakeClient({ fetch });
+        await client.get(CODE);
+        mount(client, [h(Downloading, { key: "a", label: "a" }), h(Downloading, { key: "b", label: "b" })], true);
+        await act(flush);
+        await vi.waitFor(() => expect(screen.getByTestId("a").textContent).toBe("COMPLETED"));
+      };
+      await page();
+      await vi.waitFor(() => expect(clicks).toHaveBeenCalledTimes(1));
+      cleanup();
+      await page(); // a reload: a new client, the same browser
+      await act(flush);
+      expect(clicks).toHaveBeenCalledTimes(1);
+    } finally {
+      clicks.mockRestore();
+      vi.unstubAllGlobals();
+      localStorage.clear();
+    }
   });
 
   it("explains that it needs a provider", () => {

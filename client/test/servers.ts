@@ -136,7 +136,8 @@ export async function startServers(options: { env?: Record<string, string>; stat
     };
   }
   const stack = new Stack();
-  const env = { ...process.env, ...options.env, DATA_DIR: join(stack.workDir, "data") };
+  // Scenarios on: the suites script exports (failAt, …).
+  const env = { ...process.env, SCENARIOS: "on", ...options.env, DATA_DIR: join(stack.workDir, "data") };
   try {
     const backendUrls: string[] = [];
     const backendArgs: string[] = [];

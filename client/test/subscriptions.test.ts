@@ -93,8 +93,8 @@ describe("subscribe: how a subscription ends", () => {
           : job({ seq: 2, status, error: { code: "GENERATION_FAILED", message: "boom" } });
       source.emit(terminal);
 
-      expect(a.events.at(-1)).toEqual({ type: "snapshot", job: terminal });
-      expect(b.events.at(-1)).toEqual({ type: "snapshot", job: terminal });
+      expect(a.events.at(-1)).toEqual({ type: "snapshot", job: terminal, etaMs: 0 });
+      expect(b.events.at(-1)).toEqual({ type: "snapshot", job: terminal, etaMs: 0 });
       expect(source.closed).toBe(true);
       expect(client.stats().subscribed).toEqual([]);
     },

@@ -23,21 +23,26 @@ import type {
 import { createNodeSession } from "../src/node.js";
 import * as reactApi from "../src/react.js";
 import { ExportClientProvider, useExport, useExportClient, useExports } from "../src/react.js";
-import type { ExportState, ExportsState } from "../src/react.js";
+import type { ExportState, ExportsState, UseExportOptions } from "../src/react.js";
 import type { SubscribeOptions } from "../src/subscription.js";
+import type { BroadcastChannelLike, LockManagerLike } from "../src/crosstab.js";
+import type { StorageLike } from "../src/download.js";
 import type { ExportFile, StreamEvent } from "../src/types.js";
 
 describe("public API types", () => {
-  it("is narrow: the design's seven calls, stats() and renewSession(); three values and the hooks at the entry points", () => {
+  it("is narrow: the design's seven calls, events(), stats() and renewSession(); four values (notifyWhenHidden) and the hooks at the entry points", () => {
     expectTypeOf<keyof ExportClient>().toEqualTypeOf<
-      "start" | "get" | "list" | "cancel" | "subscribe" | "waitFor" | "download" | "stats" | "renewSession"
+      "start" | "get" | "list" | "cancel" | "subscribe" | "waitFor" | "events" | "download" | "downloadOnce" | "stats" | "renewSession"
     >();
     expectTypeOf<ReturnType<ExportClient["stats"]>>().toEqualTypeOf<{
       readonly mode: StreamMode;
       readonly subscribed: string[];
       readonly connections: number;
+      readonly tabs: number;
+      readonly leader: boolean;
+      readonly transport: "sse" | "polling" | undefined;
     }>();
-    expectTypeOf<keyof typeof api>().toEqualTypeOf<"createExportClient" | "ExportError" | "isTerminalStatus">();
+    expectTypeOf<keyof typeof api>().toEqualTypeOf<"createExportClient" | "ExportError" | "isTerminalStatus" | "notifyWhenHidden">();
     expectTypeOf<keyof typeof reactApi>().toEqualTypeOf<
       "ExportClientProvider" | "useExportClient" | "useExport" | "useExports"
     >();
@@ -47,6 +52,9 @@ describe("public API types", () => {
     expectTypeOf(globalThis.EventSource).toMatchTypeOf<EventSourceConstructorLike>();
     expectTypeOf(NodeEventSource).toMatchTypeOf<EventSourceConstructorLike>();
     expectTypeOf(globalThis.fetch).toMatchTypeOf<FetchLike>();
+    expectTypeOf(navigator.locks).toMatchTypeOf<LockManagerLike>();
+    expectTypeOf(globalThis.BroadcastChannel).toMatchTypeOf<new (name: string) => BroadcastChannelLike>();
+    expectTypeOf(globalThis.localStorage).toMatchTypeOf<StorageLike>();
     expectTypeOf(createExportClient).parameter(0).toEqualTypeOf<ExportClientOptions | undefined>();
     expectTypeOf(createExportClient()).toEqualTypeOf<ExportClient>();
   });
@@ -112,7 +120,7 @@ describe("public API types", () => {
   });
 
   it("types the React hooks", () => {
-    expectTypeOf(useExport).parameters.toEqualTypeOf<[string | null | undefined]>();
+    expectTypeOf(useExport).parameters.toEqualTypeOf<[string | null | undefined, UseExportOptions?]>();
     expectTypeOf(useExport).returns.toEqualTypeOf<ExportState>();
     expectTypeOf<ExportState["status"]>().toEqualTypeOf<ExportStatus | undefined>();
     expectTypeOf<ExportState["error"]>().toEqualTypeOf<ExportError | undefined>();

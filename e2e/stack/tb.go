@@ -40,7 +40,8 @@ func (p *Proc) MustRestart(tb testing.TB) *Proc {
 // BackendCmd runs the backend on a new address with args.
 func BackendCmd(tb testing.TB, args ...string) Cmd {
 	tb.Helper()
-	return Cmd{Name: "backend", Path: Bin(tb, "backend"), Args: append([]string{"-addr", "{addr}"}, args...)}
+	// Scenarios on: tests script exports (failAt, …); args may turn it off.
+	return Cmd{Name: "backend", Path: Bin(tb, "backend"), Args: append([]string{"-addr", "{addr}", "-scenarios", "on"}, args...)}
 }
 
 // Backend runs the backend for tb with args (see Run).

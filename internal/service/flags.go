@@ -70,6 +70,27 @@ func (f *Flags) Bool(p *bool, name, key string, def bool, usage string) {
 	f.set.BoolVar(p, name, env(f, key, def, strconv.ParseBool, "a boolean"), withKey(usage, key))
 }
 
+// OnOff defines -name taking "on" or "off" (the default), with $key as
+// its default: a switch named as operators write it (SCENARIOS=on).
+func (f *Flags) OnOff(p *bool, name, key, usage string) {
+	*p = env(f, key, false, parseOnOff, "on or off")
+	f.set.Func(name, withKey(usage+" (on or off; default off)", key), func(v string) error {
+		on, err := parseOnOff(v)
+		*p = on
+		return err
+	})
+}
+
+func parseOnOff(v string) (bool, error) {
+	switch v {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not on or off", v)
+}
+
 // Duration defines a duration -name with $key as its default.
 func (f *Flags) Duration(p *time.Duration, name, key string, def time.Duration, usage string) {
 	f.set.DurationVar(p, name, env(f, key, def, time.ParseDuration, "a duration like 30s"), withKey(usage, key))

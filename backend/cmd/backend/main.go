@@ -60,7 +60,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	api := httpapi.New(httpapi.Config{
 		Store: st, Pool: pool, Logger: log, Heartbeat: cfg.Heartbeat, Retry: cfg.Retry,
-		ServiceToken: cfg.ServiceToken, MaxActivePerOwner: cfg.MaxActivePerOwner,
+		ServiceToken: cfg.ServiceToken, MaxActivePerOwner: cfg.MaxActivePerOwner, Scenarios: cfg.Scenarios,
 		Mux: eventHub(st, cfg, log),
 	})
 	api.Register(generation)

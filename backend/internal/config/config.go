@@ -36,6 +36,7 @@ type Config struct {
 	ClaimIdle         time.Duration
 	DiskReserve       int
 	MaxSubscriptions  int
+	Scenarios         bool
 }
 
 // Parse reads the flags in args, over the environment; -help prints the
@@ -60,6 +61,7 @@ func Parse(args []string, w io.Writer) (Config, error) {
 	f.Duration(&c.ClaimIdle, "claim-idle", "REDIS_CLAIM_IDLE", 30*time.Second, "with Redis: a running export whose replica is silent this long is taken over by another")
 	f.Int(&c.DiskReserve, "disk-reserve", "DISK_RESERVE", 4<<20, "bytes of the data directory's disk kept in reserve: given up when the disk fills so running exports can still be marked FAILED; creates get 507 until it can be written back; 0 for none")
 	f.Int(&c.MaxSubscriptions, "max-subscriptions-per-stream", "MAX_SUBSCRIPTIONS_PER_STREAM", eventmux.DefaultMaxSubscriptions, "codes one multiplexed event stream (GET /v1/events) may have subscribed before more get 429")
+	f.OnOff(&c.Scenarios, "scenarios", "SCENARIOS", "on: a create may script its export (failAt, startDelayMs, stallAt, …: docs/api.md) for demos and tests; never in production, where a browser could then script it")
 	if err := f.Parse(args); err != nil {
 		return c, err
 	}

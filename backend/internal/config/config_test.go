@@ -41,3 +41,17 @@ func TestMalformedEnvironmentAndValuesAreErrors(t *testing.T) {
 		t.Error("a negative -disk-reserve was accepted")
 	}
 }
+
+func TestScenariosAreOffUnlessOn(t *testing.T) {
+	c, err := Parse(nil, &bytes.Buffer{})
+	if err != nil || c.Scenarios {
+		t.Fatalf("default: scenarios %v (%v), want off", c.Scenarios, err)
+	}
+	t.Setenv("SCENARIOS", "on")
+	if c, err := Parse(nil, &bytes.Buffer{}); err != nil || !c.Scenarios {
+		t.Errorf("SCENARIOS=on: scenarios %v (%v), want on", c.Scenarios, err)
+	}
+	if _, err := Parse([]string{"-scenarios", "yes"}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "not on or off") {
+		t.Errorf("-scenarios yes: %v, want an error naming on or off", err)
+	}
+}

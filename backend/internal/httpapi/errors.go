@@ -135,3 +135,8 @@ func (s *Server) endResponse(c *gin.Context, err error) {
 	}
 	s.log.Warn("response ended early", "method", c.Request.Method, "path", c.Request.URL.Path, "code", c.Param("code"), "err", err)
 }
+
+// errScenariosDisabled answers a scripted create on a backend that does
+// not allow scripts (production).
+var errScenariosDisabled = &apiError{http.StatusBadRequest, "SCENARIOS_DISABLED",
+	"failAt, errorCode, startDelayMs, stallAt, stallMs, expireAfterMs and rowsPerSecond script an export for demos and tests; this backend runs with SCENARIOS=off"}

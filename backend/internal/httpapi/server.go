@@ -49,6 +49,9 @@ type Config struct {
 	// Mux keeps the multiplexed event streams (GET /v1/events); nil: an
 	// embedded one on Store with the default bound.
 	Mux *eventmux.Hub
+	// Scenarios lets a create script its export (failAt, startDelayMs, …);
+	// off, such a create gets 400 SCENARIOS_DISABLED.
+	Scenarios bool
 }
 
 // Server serves the export API.
@@ -207,6 +210,9 @@ func (s *Server) create(c *gin.Context) error {
 	req, err := decodeRequest(c.Writer, c.Request)
 	if err != nil {
 		return err
+	}
+	if req.Scripted() && !s.Scenarios {
+		return errScenariosDisabled
 	}
 	key, hasKey := c.Request.Header["Idempotency-Key"]
 	if hasKey && (len(key) != 1 || !idempotencyKeyPattern.MatchString(key[0])) {
@@ -383,6 +389,9 @@ func (s *Server) file(c *gin.Context) error {
 	}
 	if j.Status != job.StatusCompleted || j.File == nil {
 		return fmt.Errorf("export is %s: %w", j.Status, job.ErrNotReady)
+	}
+	if time.Now().After(j.File.ExpiresAt) {
+		return job.ErrGone // expired, not swept yet
 	}
 	f, err := os.Open(s.Pool.FilePath(j.Code))
 	if err != nil {

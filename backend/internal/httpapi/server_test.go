@@ -47,7 +47,7 @@ func newBackend(t *testing.T, opts ...backendOption) *testBackend {
 	log := slog.New(slog.DiscardHandler)
 	st := store.NewMemory()
 	wcfg := worker.Config{Workers: 4, QueueSize: 16, FilesDir: t.TempDir(), ProgressInterval: 20 * time.Millisecond, Retention: time.Hour}
-	hcfg := httpapi.Config{Store: st, Logger: log, Heartbeat: 15 * time.Second, Retry: 2 * time.Second}
+	hcfg := httpapi.Config{Store: st, Logger: log, Heartbeat: 15 * time.Second, Retry: 2 * time.Second, Scenarios: true}
 	generation := httpapi.GenerationHistogram() // wired as cmd/backend does
 	wcfg.OnFinish = httpapi.ObserveGeneration(generation)
 	for _, o := range opts {
@@ -414,6 +414,19 @@ func TestBadRequestsGetAClearJSONError(t *testing.T) {
 		{"a malformed Content-Type", "POST", "/v1/exports", "application/json; charset", `{"rows":5,"durationMs":1}`, 415, "UNSUPPORTED_MEDIA_TYPE"},
 		{"invalid UTF-8 in JSON", "POST", "/v1/exports", "application/json", "{\"rows\":5,\"durationMs\":1,\"filename\":\"\xff\"", 400, "INVALID_JSON"},
 		{"a wrong method", "PUT", "/v1/exports", "", "", 405, "METHOD_NOT_ALLOWED"},
+		{"errorCode without failAt", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":1,"errorCode":"QUOTA"}`, 422, "VALIDATION_FAILED"},
+		{"errorCode in lower case", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":1,"failAt":5,"errorCode":"quota"}`, 422, "VALIDATION_FAILED"},
+		{"errorCode over 64 characters", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":1,"failAt":5,"errorCode":"` + strings.Repeat("A", 65) + `"}`, 422, "VALIDATION_FAILED"},
+		{"stallAt without stallMs", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":1,"stallAt":50}`, 422, "VALIDATION_FAILED"},
+		{"stallMs without stallAt", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":1,"stallMs":50}`, 422, "VALIDATION_FAILED"},
+		{"stallAt 100", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":1,"stallAt":100,"stallMs":5}`, 422, "VALIDATION_FAILED"},
+		{"a negative startDelayMs", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":1,"startDelayMs":-1}`, 422, "VALIDATION_FAILED"},
+		{"a startDelayMs over an hour", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":1,"startDelayMs":3600001}`, 422, "VALIDATION_FAILED"},
+		{"a stallMs over an hour", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":1,"stallAt":5,"stallMs":3600001}`, 422, "VALIDATION_FAILED"},
+		{"a negative expireAfterMs", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":1,"expireAfterMs":-5}`, 422, "VALIDATION_FAILED"},
+		{"rowsPerSecond beside durationMs", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":1,"rowsPerSecond":5}`, 422, "VALIDATION_FAILED"},
+		{"rowsPerSecond over an hour of rows", "POST", "/v1/exports", "application/json", `{"rows":3601,"rowsPerSecond":1}`, 422, "VALIDATION_FAILED"},
+		{"a negative rowsPerSecond", "POST", "/v1/exports", "application/json", `{"rows":5,"rowsPerSecond":-1}`, 422, "VALIDATION_FAILED"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

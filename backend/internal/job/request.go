@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"regexp"
 	"strings"
+	"time"
 	"unicode"
 )
 
@@ -13,6 +15,10 @@ const (
 	MaxRows        = 10_000_000
 	MaxDurationMs  = 3_600_000
 	MaxFilenameLen = 200
+	// MaxScenarioMs bounds every scripted wait (startDelayMs, stallMs,
+	// expireAfterMs): a script may slow its own export, not hold a worker
+	// for longer than the longest export.
+	MaxScenarioMs = MaxDurationMs
 )
 
 // Request is the body of POST /v1/exports.
@@ -22,6 +28,37 @@ type Request struct {
 	Filename   string `json:"filename,omitempty"`
 	// FailAt, when set, makes the generator fail once progress reaches it.
 	FailAt *int `json:"failAt,omitempty"`
+
+	// The scenario fields below (with FailAt) script the export for demos
+	// and tests; the API refuses them unless scenarios are enabled.
+
+	// ErrorCode is the FAILED job's error code when FailAt fires.
+	ErrorCode string `json:"errorCode,omitempty"`
+	// StartDelayMs keeps the job PENDING this long once a worker has it.
+	StartDelayMs int `json:"startDelayMs,omitempty"`
+	// StallAt and StallMs stop progress at StallAt percent for StallMs.
+	StallAt int `json:"stallAt,omitempty"`
+	StallMs int `json:"stallMs,omitempty"`
+	// ExpireAfterMs sets the file's expiry this long after completion
+	// (instead of the retention period): the download then answers 410.
+	ExpireAfterMs int `json:"expireAfterMs,omitempty"`
+	// RowsPerSecond paces the generation instead of DurationMs.
+	RowsPerSecond int `json:"rowsPerSecond,omitempty"`
+}
+
+// Scripted reports whether r uses any scenario field.
+func (r Request) Scripted() bool {
+	return r.FailAt != nil || r.ErrorCode != "" || r.StartDelayMs != 0 || r.StallAt != 0 ||
+		r.StallMs != 0 || r.ExpireAfterMs != 0 || r.RowsPerSecond != 0
+}
+
+// Duration is how long the generation is paced over: DurationMs, or the
+// rows at RowsPerSecond.
+func (r Request) Duration() time.Duration {
+	if r.RowsPerSecond > 0 {
+		return time.Duration(r.Rows) * time.Second / time.Duration(r.RowsPerSecond)
+	}
+	return time.Duration(r.DurationMs) * time.Millisecond
 }
 
 // Validate checks every field's range and returns the first problem found.
@@ -31,10 +68,50 @@ func (r Request) Validate() error {
 		return &ValidationError{Field: "rows", Reason: "must be between 1 and 10000000"}
 	case r.DurationMs < 0 || r.DurationMs > MaxDurationMs:
 		return &ValidationError{Field: "durationMs", Reason: "must be between 0 and 3600000"}
-	case r.FailAt != nil && (*r.FailAt < 1 || *r.FailAt > 99):
-		return &ValidationError{Field: "failAt", Reason: "must be between 1 and 99"}
 	case len(r.Filename) > MaxFilenameLen:
 		return &ValidationError{Field: "filename", Reason: "must be at most 200 bytes"}
+	}
+	return r.validateScenario()
+}
+
+var errorCodePattern = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,63}$`)
+
+func (r Request) validateScenario() error {
+	percent := func(field string, v int) error {
+		if v < 0 || v > 99 {
+			return &ValidationError{Field: field, Reason: "must be between 1 and 99"}
+		}
+		return nil
+	}
+	millis := func(field string, v int) error {
+		if v < 0 || v > MaxScenarioMs {
+			return &ValidationError{Field: field, Reason: "must be between 1 and 3600000"}
+		}
+		return nil
+	}
+	switch {
+	case r.FailAt != nil && (*r.FailAt < 1 || *r.FailAt > 99):
+		return &ValidationError{Field: "failAt", Reason: "must be between 1 and 99"}
+	case r.ErrorCode != "" && r.FailAt == nil:
+		return &ValidationError{Field: "errorCode", Reason: "needs failAt"}
+	case r.ErrorCode != "" && !errorCodePattern.MatchString(r.ErrorCode):
+		return &ValidationError{Field: "errorCode", Reason: "must be 1 to 64 of A-Z, 0-9 and _, starting with a letter"}
+	case (r.StallAt == 0) != (r.StallMs == 0):
+		return &ValidationError{Field: "stallAt", Reason: "stallAt and stallMs go together"}
+	case r.RowsPerSecond < 0 || r.RowsPerSecond > MaxRows:
+		return &ValidationError{Field: "rowsPerSecond", Reason: "must be between 1 and 10000000"}
+	case r.RowsPerSecond > 0 && r.DurationMs > 0:
+		return &ValidationError{Field: "rowsPerSecond", Reason: "give either durationMs or rowsPerSecond"}
+	case r.Duration() > MaxDurationMs*time.Millisecond:
+		return &ValidationError{Field: "rowsPerSecond", Reason: "rows / rowsPerSecond must be at most 3600 seconds"}
+	}
+	for _, err := range []error{
+		percent("stallAt", r.StallAt),
+		millis("startDelayMs", r.StartDelayMs), millis("stallMs", r.StallMs), millis("expireAfterMs", r.ExpireAfterMs),
+	} {
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -13,6 +13,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -260,6 +261,30 @@ func (p *Pool) run(t *Task) error {
 	return p.generate(ctx, code, time.Now())
 }
 
+// delayStart keeps a PENDING job with the startDelayMs scenario PENDING
+// that long; a job already started (resumed after a restart) goes on. It
+// reports false when the job is cancelled or the pool stops first. A store
+// that fails here fails the start's own update too, which says so.
+func (p *Pool) delayStart(ctx context.Context, code string) bool {
+	j, err := p.store.Get(ctx, code)
+	if err != nil || j.Status != job.StatusPending || j.Request.StartDelayMs == 0 {
+		return true
+	}
+	return sleep(ctx, time.Duration(j.Request.StartDelayMs)*time.Millisecond) == nil
+}
+
+// sleep waits d or until ctx is done, whichever comes first.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 // unlessEnded wraps a change so it never touches a job that has ended
 // (cancelled while it ran, say).
 func unlessEnded(change func(*job.Job)) func(*job.Job) error {
@@ -296,6 +321,9 @@ func (p *Pool) end(ctx context.Context, code string, start time.Time, change fun
 // generate runs one job from the queue to a terminal state, or leaves it
 // at its checkpoint when the pool shuts down.
 func (p *Pool) generate(ctx context.Context, code string, start time.Time) error {
+	if !p.delayStart(ctx, code) {
+		return nil // cancelled, or shutting down while PENDING: as if never taken
+	}
 	j, err := p.store.Update(ctx, code, unlessEnded(func(j *job.Job) { j.Status = job.StatusInProgress }))
 	switch {
 	case errors.Is(err, job.ErrTerminal) || errors.Is(err, job.ErrNotFound):
@@ -326,7 +354,7 @@ func (p *Pool) generate(ctx context.Context, code string, start time.Time) error
 	switch {
 	case errors.As(err, &failure):
 		return ignoreEnded(p.end(ctx, code, start, func(j *job.Job) {
-			failed(failure.Error())(j)
+			j.Status, j.Error = job.StatusFailed, &job.Failure{Code: failure.code, Message: failure.Error()}
 			j.Progress, j.RowsDone = failure.progress, failure.rowsDone
 		}))
 	case errors.Is(err, job.ErrTerminal), errors.Is(err, job.ErrNotFound), errors.Is(err, errOvertaken):
@@ -355,7 +383,7 @@ func (p *Pool) generate(ctx context.Context, code string, start time.Time) error
 			Size:        size,
 			SHA256:      sum,
 			ContentType: "text/csv; charset=utf-8",
-			ExpiresAt:   time.Now().UTC().Add(p.cfg.Retention),
+			ExpiresAt:   time.Now().UTC().Add(expiry(j.Request, p.cfg.Retention)),
 		}
 	})
 	if errors.Is(err, job.ErrTerminal) || errors.Is(err, job.ErrNotFound) {
@@ -403,8 +431,20 @@ func ignoreEnded(err error) error {
 	return err
 }
 
-// simulatedFailure is the failAt knob firing.
-type simulatedFailure struct{ failAt, progress, rowsDone int }
+// expiry is how long a completed file stays downloadable: the retention
+// period, or less with the expireAfterMs scenario.
+func expiry(r job.Request, retention time.Duration) time.Duration {
+	if r.ExpireAfterMs > 0 {
+		return min(retention, time.Duration(r.ExpireAfterMs)*time.Millisecond)
+	}
+	return retention
+}
+
+// simulatedFailure is the failAt scenario firing, with its errorCode.
+type simulatedFailure struct {
+	failAt, progress, rowsDone int
+	code                       string
+}
 
 func (f *simulatedFailure) Error() string { return fmt.Sprintf("simulated failure at %d%%", f.failAt) }
 
@@ -424,8 +464,8 @@ func (p *Pool) writeFile(ctx context.Context, j job.Job, path string) (string, i
 	if _, err := io.WriteString(w, exportfile.Header); err != nil {
 		return "", 0, err
 	}
-	total := time.Duration(r.DurationMs) * time.Millisecond
-	chunks := min(max(r.DurationMs/50, r.Rows/50_000, 1), r.Rows)
+	total := r.Duration()
+	chunks := min(max(int(total.Milliseconds()/50), r.Rows/50_000, 1), r.Rows)
 	// Pace against a start shifted back by the checkpoint's share of the
 	// duration, so a resumed job takes only the time that was left.
 	start := time.Now().Add(-total * time.Duration(j.RowsDone) / time.Duration(r.Rows))
@@ -436,14 +476,23 @@ func (p *Pool) writeFile(ctx context.Context, j job.Job, path string) (string, i
 	// still holds when the schedule is behind (a resumed job catching up,
 	// a loaded machine), so catching up never bursts.
 	var lastDeadline, lastReport time.Time
-	reported := j.Progress
+	reported, stalled := j.Progress, r.StallAt == 0
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
 	for k := range chunks {
 		from, to := k*r.Rows/chunks, (k+1)*r.Rows/chunks
 		if r.FailAt != nil && from*100/r.Rows >= *r.FailAt {
-			return "", 0, &simulatedFailure{failAt: *r.FailAt, progress: from * 100 / r.Rows, rowsDone: from}
+			return "", 0, &simulatedFailure{failAt: *r.FailAt, progress: from * 100 / r.Rows, rowsDone: from, code: cmp.Or(r.ErrorCode, "GENERATION_FAILED")}
+		}
+		if !stalled && from*100/r.Rows >= r.StallAt {
+			stalled = true
+			// Progress stops here for stallMs (heartbeats go on): the rest
+			// of the schedule moves that much later, unless the checkpoint
+			// is past it (stalled before a restart).
+			if from >= j.RowsDone {
+				start = start.Add(time.Duration(r.StallMs) * time.Millisecond)
+			}
 		}
 		if err := exportfile.WriteRows(w, j.Code, from, to); err != nil {
 			return "", 0, err

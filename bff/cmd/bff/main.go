@@ -87,6 +87,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		AddressCreateRate: cfg.AddressCreateRate, AddressCreateBurst: cfg.AddressCreateBurst,
 		MaxStreamsPerAddress: cfg.MaxStreamsPerAddress,
 		MultiplexResync:      cfg.MultiplexResync,
+		Scenarios:            cfg.Scenarios, GiveUp: cfg.GiveUp,
 	})
 	if err != nil {
 		return err

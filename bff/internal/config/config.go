@@ -47,6 +47,7 @@ type Config struct {
 	ShutdownTimeout      time.Duration
 	ReadHeaderTimeout    time.Duration
 	MultiplexResync      time.Duration
+	Scenarios            bool
 	LogLevel             slog.Level
 	Healthcheck          bool
 	InitSecrets          string
@@ -89,6 +90,7 @@ func Parse(args []string, w io.Writer) (Config, error) {
 	f.Duration(&c.ResponseWriteTimeout, "response-write-timeout", "RESPONSE_WRITE_TIMEOUT", 30*time.Second, "a browser whose write of a response other than an event stream (a download, a list) blocks this long is cut off, and the backend request behind it cancelled; each write gets it anew, so a slow download that keeps moving is not cut; 0 turns it off")
 	f.Duration(&c.ShutdownTimeout, "shutdown-timeout", "SHUTDOWN_TIMEOUT", 10*time.Second, "time given to requests to finish on shutdown")
 	f.Duration(&c.MultiplexResync, "multiplex-resync", "MULTIPLEX_RESYNC", 10*time.Second, "how often an open /api/events stream re-lists its session's jobs, to join those created through another BFF instance; 0 turns it off")
+	f.OnOff(&c.Scenarios, "scenarios", "SCENARIOS", "on: an event stream may script a relay failure (?fault=relay-gives-up: docs/api.md) for demos and tests; never in production")
 	f.Duration(&c.ReadHeaderTimeout, "read-header-timeout", "READ_HEADER_TIMEOUT", 10*time.Second, "a client must send a request's headers within this, or it is cut off (slowloris)")
 	if err := f.Parse(args); err != nil {
 		return c, err

@@ -58,6 +58,8 @@ type errorRow struct {
 // whose text stays in the log.
 var errorTable = []errorRow{
 	{target: errInvalidCode, status: http.StatusBadRequest, code: "INVALID_CODE"},
+	{target: errScenariosDisabled, status: http.StatusBadRequest, code: "SCENARIOS_DISABLED"},
+	{target: errInvalidFault, status: http.StatusBadRequest, code: "INVALID_FAULT"},
 	{target: errNotFound, status: http.StatusNotFound, code: "NOT_FOUND"},
 	{target: errSessionExpired, status: http.StatusUnauthorized, code: "SESSION_EXPIRED"},
 	{target: errOrigin, status: http.StatusForbidden, code: "FORBIDDEN_ORIGIN"},

@@ -44,6 +44,8 @@ func TestEveryErrorIsAnsweredWithTheStatusAndCodeOfItsRow(t *testing.T) {
 	}{
 		{"a handler's own answer", &apiError{http.StatusNotFound, "NO_ROUTE", "no such endpoint: /x"}, reply{404, errorBody("NO_ROUTE", "no such endpoint: /x"), "", ""}},
 		{"a malformed code", fmt.Errorf("get: %w", errInvalidCode), reply{400, errorBody("INVALID_CODE", "export code must be a UUID"), "", ""}},
+		{"a fault on a BFF without scenarios", fmt.Errorf("events: %w", errScenariosDisabled), reply{400, errorBody("SCENARIOS_DISABLED", "fault scripts a relay failure for demos and tests; this BFF runs with SCENARIOS=off"), "", ""}},
+		{"a malformed fault", fmt.Errorf("events: %w", errInvalidFault), reply{400, errorBody("INVALID_FAULT", "fault must be relay-gives-up, with faultAfterMs 0-3600000 and giveUpMs 0 up to the BFF's UPSTREAM_GIVEUP"), "", ""}},
 		{"an export of no session", fmt.Errorf("get: %w", errNotFound), reply{404, errorBody("NOT_FOUND", "export not found"), "", ""}},
 		{"an expired session", fmt.Errorf("get: %w", errSessionExpired), reply{401, errorBody("SESSION_EXPIRED", "your session has expired; start a new one with POST /api/session (the exports of the old one are no longer reachable)"), "", ""}},
 		{"a foreign origin", fmt.Errorf("create: %w", errOrigin), reply{403, errorBody("FORBIDDEN_ORIGIN", "this origin may not change exports"), "", ""}},

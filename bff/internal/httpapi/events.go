@@ -25,6 +25,10 @@ func (s *Server) events(c *gin.Context, code string) error {
 	if err != nil {
 		return err
 	}
+	fault, err := s.parseFault(c)
+	if err != nil {
+		return err
+	}
 	after, err := strconv.ParseInt(c.GetHeader("Last-Event-ID"), 10, 64)
 	if err != nil || after < 0 {
 		after = 0 // malformed is treated as absent
@@ -64,7 +68,7 @@ func (s *Server) events(c *gin.Context, code string) error {
 		}
 		first = src.append(first, evs)
 	}
-	if err := s.openStream(c, append(s.streamHead(c), first...), src); err != nil {
+	if err := s.openStream(c, append(s.streamHead(c), first...), src.withFault(fault, code)); err != nil {
 		return err
 	}
 	opened = true

@@ -13,6 +13,7 @@ type Metrics struct {
 	upstreamConnects  prometheus.Counter
 	upstreamsOpen     prometheus.Gauge
 	subscribersActive prometheus.Gauge
+	sessionStreams    prometheus.Counter
 	eventsRelayed     prometheus.Counter
 	snapshotsDropped  prometheus.Counter
 	slowDisconnects   prometheus.Counter
@@ -55,7 +56,10 @@ func NewMetrics() *Metrics {
 	m.streamsMax = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "exportstream_bff_streams_max", Help: "Browser event streams this process admits before 503: MAX_STREAMS, or what its open-file limit allows.",
 	})
-	m.Registry.MustRegister(m.streamStalls, m.streamsMax, m.jobsRelayed, m.jobsActive, m.upstreamConnects, m.upstreamsOpen, m.subscribersActive, m.eventsRelayed, m.snapshotsDropped, m.slowDisconnects,
+	m.sessionStreams = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "exportstream_bff_session_streams_opened_total", Help: "Session event streams (GET /api/events) accepted: one per browser, not per tab, when the client shares it across tabs.",
+	})
+	m.Registry.MustRegister(m.sessionStreams, m.streamStalls, m.streamsMax, m.jobsRelayed, m.jobsActive, m.upstreamConnects, m.upstreamsOpen, m.subscribersActive, m.eventsRelayed, m.snapshotsDropped, m.slowDisconnects,
 		// go_goroutines, process_open_fds, process_resident_memory_bytes…:
 		// what the soak and hostile-client tests watch for leaks.
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -37,6 +37,10 @@ func (s *Server) sessionEvents(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	fault, err := s.parseFault(c)
+	if err != nil {
+		return err
+	}
 	addr := s.clientAddress(c)
 	if err := s.streams.acquire(sid, addr); err != nil {
 		return err
@@ -44,6 +48,7 @@ func (s *Server) sessionEvents(c *gin.Context) error {
 	m := &sessionStream{s: s, sid: sid, addr: addr, subs: make(map[string]*relay.Subscription), sent: make(map[string]int64)}
 	m.feed = s.feeds.open(sid, m.join) // before listing, so no job falls between the two
 	s.Metrics.subscribersActive.Inc()
+	s.Metrics.sessionStreams.Inc()
 	opened := false
 	defer func() {
 		if !opened {
@@ -56,7 +61,7 @@ func (s *Server) sessionEvents(c *gin.Context) error {
 	}
 	m.listed = jobs
 	// The ping opens the stream even when the session has no jobs yet.
-	if err := s.openStream(c, stream.AppendPing(s.streamHead(c)), m); err != nil {
+	if err := s.openStream(c, stream.AppendPing(s.streamHead(c)), m.withFault(fault)); err != nil {
 		return err
 	}
 	opened = true

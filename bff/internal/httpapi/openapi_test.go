@@ -845,6 +845,17 @@ func testOpenAPILimitsAndRetention(t *testing.T) {
 			{name: "backend", method: "POST", url: be.url + "/v1/exports", header: http.Header{"X-Export-Owner": {owner}}, body: `{"rows":1,"durationMs":0}`, status: 429, code: "TOO_MANY_ACTIVE", validRequest: true},
 		})
 	})
+	t.Run("scenarios off", func(t *testing.T) {
+		be := startBackend(t, "-scenarios", "off")
+		bff := startBFF(t, be.url, 5*time.Second)
+		c := loadContract(t, bff, be.url)
+		scripted := `{"rows":100,"durationMs":0,"failAt":50,"errorCode":"QUOTA_EXCEEDED"}`
+		c.run(t, []apiCase{
+			{name: "BFF", method: "POST", url: bff + "/api/exports", body: scripted, status: 400, code: "SCENARIOS_DISABLED", validRequest: true},
+			{name: "BFF tab stream fault", method: "GET", url: bff + "/api/events?fault=relay-gives-up", status: 400, code: "SCENARIOS_DISABLED", validRequest: true},
+			{name: "backend", method: "POST", url: be.url + "/v1/exports", header: http.Header{"X-Export-Owner": {owner}}, body: `{"rows":100,"startDelayMs":10,"stallAt":5,"stallMs":5,"expireAfterMs":5,"rowsPerSecond":100}`, status: 400, code: "SCENARIOS_DISABLED", validRequest: true},
+		})
+	})
 	t.Run("queue full", func(t *testing.T) {
 		be := startBackend(t, "-workers", "1", "-queue-size", "1", "-max-active-per-owner", "0")
 		bff := startBFF(t, be.url, 5*time.Second)

@@ -80,6 +80,11 @@ type Config struct {
 	// /api/events stream, to join jobs created through another BFF
 	// instance; 0: only jobs created through this one are joined live.
 	MultiplexResync time.Duration
+	// Scenarios allows ?fault= on event streams (relayfault.go); off, it
+	// gets 400 SCENARIOS_DISABLED.
+	Scenarios bool
+	// GiveUp is the relay's UPSTREAM_GIVEUP, the longest a fault may wait.
+	GiveUp time.Duration
 }
 
 // Server serves the BFF.

@@ -64,7 +64,7 @@ type backendProc struct {
 // returns once it is listening (it logs its address when it is).
 func startBackend(t *testing.T, args ...string) *backendProc {
 	t.Helper()
-	cmd := exec.Command(backendBin, append([]string{"-addr", "127.0.0.1:0", "-data-dir", t.TempDir()}, args...)...)
+	cmd := exec.Command(backendBin, append([]string{"-addr", "127.0.0.1:0", "-data-dir", t.TempDir(), "-scenarios", "on"}, args...)...)
 	cmd.Env = append(os.Environ(), "LOG_LEVEL=info")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -160,11 +160,12 @@ func sessionOf(t *testing.T, bff string) string {
 }
 
 type job struct {
-	Code     string `json:"code"`
-	Status   string `json:"status"`
-	Progress int    `json:"progress"`
-	Seq      int64  `json:"seq"`
-	File     *struct {
+	Code      string    `json:"code"`
+	Status    string    `json:"status"`
+	Progress  int       `json:"progress"`
+	Seq       int64     `json:"seq"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	File      *struct {
 		Name, SHA256, URL string
 	} `json:"file"`
 	Error *struct{ Code, Message string } `json:"error"`

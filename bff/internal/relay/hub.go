@@ -301,10 +301,12 @@ func (h *Hub) expired(t *topic) {
 		return
 	}
 	h.log.Warn("the backend did not take a subscription in time, giving up", "code", t.key.code, "after", h.cfg.GiveUp)
-	h.end(t, new(unavailable(t.key.code)))
+	h.end(t, new(Unavailable(t.key.code)))
 }
 
-func unavailable(code string) Event {
+// Unavailable is the ERROR event of code at the give-up: the backend could
+// not be reached for GiveUp.
+func Unavailable(code string) Event {
 	return errorEvent(code, "UPSTREAM_UNAVAILABLE", "the export service cannot be reached; try again later")
 }
 
@@ -622,7 +624,7 @@ func (h *Hub) call(t *topic) {
 	h.mu.Unlock()
 	if refused {
 		h.log.Error("the backend refused a subscription", "code", t.key.code, "status", status)
-		h.end(t, new(unavailable(t.key.code)))
+		h.end(t, new(Unavailable(t.key.code)))
 	}
 }
 

@@ -1,0 +1,124 @@
+package httpapi_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/exportstream/exportstream/bff/internal/httpapi"
+	"github.com/exportstream/exportstream/bff/internal/relay"
+)
+
+func scenariosOn(giveUp time.Duration) func(*relay.Config, *httpapi.Config) {
+	return func(r *relay.Config, h *httpapi.Config) { r.GiveUp, h.GiveUp, h.Scenarios = giveUp, giveUp, true }
+}
+
+// ?fault=relay-gives-up relays as usual for faultAfterMs, then nothing for
+// giveUpMs, then the ERROR the relay sends when the backend is really gone
+// (compared here with a stream whose backend is killed), and the stream ends.
+func TestARelayFaultEndsTheStreamWithTheGiveUpsERROR(t *testing.T) {
+	be := startBackend(t)
+	bff := startBFFWith(t, be.url, "", scenariosOn(2*time.Second))
+	// Progress every 1 % of 20 s: an event each 200 ms.
+	faultedJob := create(t, bff, `{"rows":1000,"durationMs":20000}`)
+	opened := time.Now()
+	faulted := openStream(t, bff+"/api/exports/"+faultedJob.Code+"/events?fault=relay-gives-up&faultAfterMs=300&giveUpMs=1000", nil)
+	evs := faulted.rest(t)
+	took := time.Since(opened)
+	if len(evs) < 2 || evs[0].job.Status == "ERROR" {
+		t.Fatalf("events %v: want the job's snapshots, then ERROR", evs)
+	}
+	for _, ev := range evs[:len(evs)-1] {
+		// Nothing made after the fault (300 ms, and a progress interval
+		// of slack for a loaded machine) is relayed.
+		if ev.job.UpdatedAt.After(opened.Add(700 * time.Millisecond)) {
+			t.Errorf("relayed %s (made %v after the stream opened) after the fault", ev.data, ev.job.UpdatedAt.Sub(opened))
+		}
+	}
+	last := evs[len(evs)-1]
+	if last.job.Status != "ERROR" || last.job.Code != faultedJob.Code || last.job.Error == nil || last.job.Error.Code != "UPSTREAM_UNAVAILABLE" {
+		t.Errorf("last event %s, want ERROR UPSTREAM_UNAVAILABLE", last.data)
+	}
+	if took < 1300*time.Millisecond {
+		t.Errorf("ERROR after %v, want after faultAfterMs + giveUpMs = 1.3s", took)
+	}
+
+	// The same ERROR as when the backend dies under a stream.
+	backendLost := create(t, bff, `{"rows":1000,"durationMs":60000}`)
+	s := openStream(t, bff+"/api/exports/"+backendLost.Code+"/events", nil)
+	s.next(t)
+	if err := be.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	realEvs := s.rest(t)
+	want := strings.ReplaceAll(realEvs[len(realEvs)-1].data, backendLost.Code, faultedJob.Code)
+	if last.data != want {
+		t.Errorf("the fault's ERROR\n  %s\nthe backend's death's\n  %s", last.data, want)
+	}
+}
+
+func TestARelayFaultOnATabsStreamGivesEveryRunningJobItsERROR(t *testing.T) {
+	be := startBackend(t)
+	bff := startBFFWith(t, be.url, "", scenariosOn(2*time.Second))
+	done := create(t, bff, `{"rows":10,"durationMs":0}`)
+	openStream(t, bff+"/api/exports/"+done.Code+"/events", nil).rest(t) // to its COMPLETED
+	running := map[string]bool{}
+	for range 2 {
+		running[create(t, bff, `{"rows":1000,"durationMs":60000}`).Code] = true
+	}
+	evs := openStream(t, bff+"/api/events?fault=relay-gives-up&giveUpMs=200", nil).rest(t)
+	errored := map[string]bool{}
+	for _, ev := range evs {
+		if ev.job.Status == "ERROR" {
+			errored[ev.job.Code] = ev.job.Error != nil && ev.job.Error.Code == "UPSTREAM_UNAVAILABLE"
+		}
+	}
+	if len(errored) != len(running) {
+		t.Errorf("ERROR for %v, want exactly the running jobs %v", errored, running)
+	}
+	for code := range running {
+		if !errored[code] {
+			t.Errorf("running job %s: no ERROR UPSTREAM_UNAVAILABLE", code)
+		}
+	}
+}
+
+func TestRelayFaultsAreRefusedWhenScenariosAreOffOrMalformed(t *testing.T) {
+	be := startBackend(t)
+	off := startBFF(t, be.url, 2*time.Second)
+	on := startBFFWith(t, be.url, "", scenariosOn(2*time.Second))
+	j := create(t, on, `{"rows":1000,"durationMs":60000}`)
+	tests := []struct{ name, url, code string }{
+		{"off, per export", off + "/api/exports/" + j.Code + "/events?fault=relay-gives-up", "SCENARIOS_DISABLED"},
+		{"off, per tab", off + "/api/events?fault=relay-gives-up", "SCENARIOS_DISABLED"},
+		{"an unknown fault", on + "/api/exports/" + j.Code + "/events?fault=backend-on-fire", "INVALID_FAULT"},
+		{"a give-up past UPSTREAM_GIVEUP", on + "/api/events?fault=relay-gives-up&giveUpMs=2001", "INVALID_FAULT"},
+		{"a negative faultAfterMs", on + "/api/events?fault=relay-gives-up&faultAfterMs=-1", "INVALID_FAULT"},
+		{"faultAfterMs not a number", on + "/api/events?fault=relay-gives-up&faultAfterMs=soon", "INVALID_FAULT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := http.Get(tt.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertErrorBody(t, resp, http.StatusBadRequest, tt.code)
+		})
+	}
+}
+
+func assertErrorBody(t *testing.T, resp *http.Response, status int, code string) {
+	t.Helper()
+	defer func() { _ = resp.Body.Close() }()
+	var body struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("error body is not JSON: %v", err)
+	}
+	if resp.StatusCode != status || body.Error.Code != code || body.Error.Message == "" {
+		t.Errorf("got %d %+v, want %d %s", resp.StatusCode, body.Error, status, code)
+	}
+}
