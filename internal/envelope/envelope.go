@@ -55,6 +55,11 @@ type Envelope struct {
 	Data *string `json:"data,omitempty"`
 	// End is EndDone or EndNotFound on the code's last envelope, else empty.
 	End string `json:"end,omitempty"`
+	// Cut asks the subscriber to cut its own streams of the code after
+	// this event, as the backend cuts its per-job streams (the
+	// dropStreamAt scenario of demos and tests): its readers then resume
+	// by Last-Event-ID.
+	Cut bool `json:"cut,omitempty"`
 }
 
 // Snapshot is the envelope of a job snapshot as the backend sends it: the

@@ -24,6 +24,8 @@ func TestTheBackendsEnvelopesAreTheDocumentedBytes(t *testing.T) {
 		{"a terminal snapshot", envelope.Snapshot("o1", code, "9", `{"seq":9}`, true),
 			`{"owner":"o1","code":"` + code + `","id":"9","data":"{\"seq\":9}","end":"done"}`},
 		{"the end alone", envelope.Ended("o1", code, envelope.EndDone), `{"owner":"o1","code":"` + code + `","end":"done"}`},
+		{"a snapshot that cuts", envelope.Envelope{Owner: "o1", Code: code, ID: str("4"), Data: str(`{"seq":4}`), Cut: true},
+			`{"owner":"o1","code":"` + code + `","id":"4","data":"{\"seq\":4}","cut":true}`},
 		{"not found", envelope.Ended("o1", "nope", envelope.EndNotFound), `{"owner":"o1","code":"nope","end":"not_found"}`},
 		{"another service's named event with an id reset and empty data", envelope.Envelope{Owner: "o", Code: "c", ID: str(""), Event: "note", Data: str("")},
 			`{"owner":"o","code":"c","id":"","event":"note","data":""}`},

@@ -155,7 +155,7 @@ func (s *Stream) subscribe(code, owner string, after int64) error {
 		old.unwatch()
 	}
 	s.dropLocked(k)
-	sub := &subscription{s: s, code: code, stored: storedCode(code), owner: owner, after: after, running: true}
+	sub := &subscription{s: s, code: code, stored: storedCode(code), owner: owner, after: after, progress: -1, running: true}
 	s.subs[k] = sub
 	s.hub.subscribed.Add(1)
 	s.wg.Add(1)
@@ -251,6 +251,7 @@ type subscription struct {
 	code, owner string // as subscribed
 	stored      string // code as the store has it; "" if it is no job code
 	after       int64  // the last seq left for the writer; only run uses it
+	progress    int    // the progress of that snapshot, -1 before the first; only run uses it
 
 	mu      sync.Mutex
 	running bool // run is reading
@@ -347,7 +348,8 @@ func (sub *subscription) read() (done bool) {
 			return true
 		}
 		env = envelope.Snapshot(sub.owner, sub.code, strconv.FormatInt(snap.Seq, 10), string(data), snap.Status.Terminal())
-		sub.after = snap.Seq
+		env.Cut = job.CutsStream(snap, sub.progress)
+		sub.after, sub.progress = snap.Seq, snap.Progress
 	case ends:
 		// The job ended at or before after: the caller has its last snapshot.
 		env = envelope.Ended(sub.owner, sub.code, envelope.EndDone)

@@ -69,6 +69,7 @@ func (s *Server) events(c *gin.Context) error {
 			}
 		}
 	}
+	progress := -1 // of the last snapshot sent, for the dropStreamAt scenario
 	err = store.Follow(ctx, s.Store, j.Code, j.Owner, lastID, wait, func(snap job.Job) error {
 		data, err := snapshotData(snap, prefix)
 		if err != nil {
@@ -81,13 +82,24 @@ func (s *Server) events(c *gin.Context) error {
 		}
 		s.metrics.eventsSent.Inc()
 		heartbeat.Reset(s.Heartbeat)
+		if job.CutsStream(snap, progress) {
+			return errCut
+		}
+		progress = snap.Progress
 		return nil
 	})
+	if errors.Is(err, errCut) {
+		return nil // the response ends here; the reader resumes by Last-Event-ID
+	}
 	if err != nil {
 		return fmt.Errorf("follow export %s: %w", j.Code, err) // job.ErrNotFound: it vanished
 	}
 	return nil
 }
+
+// errCut ends a stream after the snapshot that crosses the export's
+// dropStreamAt (a scenario).
+var errCut = errors.New("stream cut by the dropStreamAt scenario")
 
 // errDraining ends a stream when the server drains (CloseStreams).
 var errDraining = errors.New("server is draining")

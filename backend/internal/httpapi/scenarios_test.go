@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ func TestScriptedCreatesGet400WhenScenariosAreOff(t *testing.T) {
 		`{"rows":5,"durationMs":1,"stallAt":10,"stallMs":10}`,
 		`{"rows":5,"durationMs":1,"expireAfterMs":10}`,
 		`{"rows":5,"rowsPerSecond":10}`,
+		`{"rows":5,"durationMs":1,"dropStreamAt":50}`,
 	} {
 		resp, err := http.Post(base+"/v1/exports", "application/json", strings.NewReader(body))
 		if err != nil {
@@ -156,6 +158,31 @@ func TestExpireAfterMsMakesTheFileGoneThen(t *testing.T) {
 			t.Fatal("still 200 long after expiresAt")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// dropStreamAt: the stream ends right after the first snapshot at or past
+// it; resumed by Last-Event-ID, it goes on to COMPLETED, cut no more, no
+// event twice.
+func TestDropStreamAtCutsTheStreamOnceAndItResumesByLastEventID(t *testing.T) {
+	base := startBackend(t)
+	created, _ := createExport(t, base, `{"rows":1000,"durationMs":1000,"dropStreamAt":40}`)
+	url := base + "/v1/exports/" + created.Code + "/events"
+	_, _, first := readEvents(t, url, nil)
+	cut := first[len(first)-1]
+	if cut.job.Status != job.StatusInProgress || cut.job.Progress < 40 || len(first) < 2 || first[len(first)-2].job.Progress >= 40 {
+		t.Fatalf("first stream ended at %+v after %d events, want right after the first snapshot at or past 40 %%", cut.job, len(first))
+	}
+	_, _, rest := readEvents(t, url, http.Header{"Last-Event-ID": {strconv.FormatInt(cut.id, 10)}})
+	if len(rest) == 0 || rest[len(rest)-1].job.Status != job.StatusCompleted {
+		t.Fatalf("the resumed stream: %d events, want it to go on to COMPLETED", len(rest))
+	}
+	prev := cut.id
+	for _, ev := range rest {
+		if ev.id <= prev {
+			t.Errorf("resumed: id %d after %d", ev.id, prev)
+		}
+		prev = ev.id
 	}
 }
 

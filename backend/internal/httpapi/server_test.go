@@ -426,6 +426,7 @@ func TestBadRequestsGetAClearJSONError(t *testing.T) {
 		{"a negative expireAfterMs", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":1,"expireAfterMs":-5}`, 422, "VALIDATION_FAILED"},
 		{"rowsPerSecond beside durationMs", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":1,"rowsPerSecond":5}`, 422, "VALIDATION_FAILED"},
 		{"rowsPerSecond over an hour of rows", "POST", "/v1/exports", "application/json", `{"rows":3601,"rowsPerSecond":1}`, 422, "VALIDATION_FAILED"},
+		{"dropStreamAt 100", "POST", "/v1/exports", "application/json", `{"rows":5,"durationMs":1,"dropStreamAt":100}`, 422, "VALIDATION_FAILED"},
 		{"a negative rowsPerSecond", "POST", "/v1/exports", "application/json", `{"rows":5,"rowsPerSecond":-1}`, 422, "VALIDATION_FAILED"},
 	}
 	for _, tt := range tests {

@@ -39,6 +39,10 @@ type Request struct {
 	// StallAt and StallMs stop progress at StallAt percent for StallMs.
 	StallAt int `json:"stallAt,omitempty"`
 	StallMs int `json:"stallMs,omitempty"`
+	// DropStreamAt cuts the job's event streams once, right after the
+	// first snapshot at or past this percent that they carry, so clients
+	// must resume by Last-Event-ID (see CutsStream).
+	DropStreamAt int `json:"dropStreamAt,omitempty"`
 	// ExpireAfterMs sets the file's expiry this long after completion
 	// (instead of the retention period): the download then answers 410.
 	ExpireAfterMs int `json:"expireAfterMs,omitempty"`
@@ -49,7 +53,16 @@ type Request struct {
 // Scripted reports whether r uses any scenario field.
 func (r Request) Scripted() bool {
 	return r.FailAt != nil || r.ErrorCode != "" || r.StartDelayMs != 0 || r.StallAt != 0 ||
-		r.StallMs != 0 || r.ExpireAfterMs != 0 || r.RowsPerSecond != 0
+		r.StallMs != 0 || r.DropStreamAt != 0 || r.ExpireAfterMs != 0 || r.RowsPerSecond != 0
+}
+
+// CutsStream reports whether a stream that carried a snapshot at progress
+// before (-1: none yet) is cut after carrying j: the dropStreamAt scenario
+// cuts a stream that sees the job cross it, once; the stream that resumes
+// starts past it.
+func CutsStream(j Job, before int) bool {
+	at := j.Request.DropStreamAt
+	return at > 0 && j.Status == StatusInProgress && before >= 0 && before < at && j.Progress >= at
 }
 
 // Duration is how long the generation is paced over: DurationMs, or the
@@ -106,7 +119,7 @@ func (r Request) validateScenario() error {
 		return &ValidationError{Field: "rowsPerSecond", Reason: "rows / rowsPerSecond must be at most 3600 seconds"}
 	}
 	for _, err := range []error{
-		percent("stallAt", r.StallAt),
+		percent("stallAt", r.StallAt), percent("dropStreamAt", r.DropStreamAt),
 		millis("startDelayMs", r.StartDelayMs), millis("stallMs", r.StallMs), millis("expireAfterMs", r.ExpireAfterMs),
 	} {
 		if err != nil {

@@ -90,13 +90,15 @@ type jobStream struct {
 	addr   string // the client address the stream is counted on
 	sub    *relay.Subscription
 	lastID string // only the stream pool's one writer at a time touches it
+	cut    bool   // an event asked to cut the stream (dropStreamAt); same
 }
 
 func (j *jobStream) Start(wake func()) { j.sub.Notify(wake) }
 
 func (j *jobStream) Fill(buf []byte) ([]byte, bool) {
 	evs, ended := j.sub.Drain()
-	return j.append(buf, evs), ended
+	buf = j.append(buf, evs)
+	return buf, ended || j.cut
 }
 
 func (j *jobStream) append(buf []byte, evs []relay.Event) []byte {
@@ -105,6 +107,10 @@ func (j *jobStream) append(buf []byte, evs []relay.Event) []byte {
 			j.lastID = ev.ID
 		}
 		buf = stream.AppendFrame(buf, stream.Frame{Type: ev.Type, ID: j.lastID, HasID: ev.HasID || ev.HasData, Data: ev.Data, HasData: ev.HasData})
+		if ev.Cut {
+			j.cut = true
+			break // what follows comes on the browser's resumed stream
+		}
 	}
 	j.s.Metrics.eventsRelayed.Add(float64(len(evs)))
 	return buf

@@ -117,6 +117,7 @@ func (m *sessionStream) Fill(buf []byte) ([]byte, bool) {
 		m.follow(code, m.sent[code])
 	}
 	m.joined = m.joined[:0]
+	cut := false
 	for code, sub := range m.subs {
 		evs, ended := sub.Drain()
 		for _, ev := range evs {
@@ -130,6 +131,9 @@ func (m *sessionStream) Fill(buf []byte) ([]byte, bool) {
 			buf = stream.AppendEvent(buf, id, ev.Data)
 			m.sent[code] = max(m.sent[code], ev.Seq)
 			n++
+			// dropStreamAt: the tab's stream ends after this event; the
+			// browser reconnects and gets every job's snapshot again.
+			cut = cut || ev.Cut
 		}
 		if ended {
 			sub.Close()
@@ -137,7 +141,7 @@ func (m *sessionStream) Fill(buf []byte) ([]byte, bool) {
 		}
 	}
 	m.s.Metrics.eventsRelayed.Add(float64(n))
-	return buf, false // the stream does not end when a job does
+	return buf, cut // the stream does not end when a job does
 }
 
 func (m *sessionStream) follow(code string, after int64) {

@@ -122,3 +122,35 @@ func assertErrorBody(t *testing.T, resp *http.Response, status int, code string)
 		t.Errorf("got %d %+v, want %d %s", resp.StatusCode, body.Error, status, code)
 	}
 }
+
+// The backend's dropStreamAt scenario reaches browsers through the one
+// multiplexed upstream: the browser's stream ends right after the first
+// snapshot at or past it, and resumed by Last-Event-ID goes on to
+// COMPLETED, cut no more, no event twice. A tab's stream is cut the same.
+func TestDropStreamAtCutsTheBrowsersStreamsOnceThroughTheBFF(t *testing.T) {
+	be := startBackend(t)
+	bff := startBFF(t, be.url, 5*time.Second)
+	j := create(t, bff, `{"rows":1000,"durationMs":1500,"dropStreamAt":40}`)
+	tab := openStream(t, bff+"/api/events", nil)
+	url := bff + "/api/exports/" + j.Code + "/events"
+	first := openStream(t, url, nil).rest(t)
+	cut := first[len(first)-1]
+	if cut.job.Status != "IN_PROGRESS" || cut.job.Progress < 40 || len(first) < 2 || first[len(first)-2].job.Progress >= 40 {
+		t.Fatalf("first stream ended at %s after %d events, want right after the first snapshot at or past 40 %%", cut.data, len(first))
+	}
+	rest := openStream(t, url, http.Header{"Last-Event-ID": {cut.id}}).rest(t)
+	if len(rest) == 0 || rest[len(rest)-1].job.Status != "COMPLETED" {
+		t.Fatalf("the resumed stream: %d events, want it to go on to COMPLETED", len(rest))
+	}
+	prev := cut.job.Seq
+	for _, ev := range rest {
+		if ev.job.Seq <= prev {
+			t.Errorf("resumed: seq %d after %d", ev.job.Seq, prev)
+		}
+		prev = ev.job.Seq
+	}
+	tabEvents := tab.rest(t) // ends at the cut: a tab's stream does not end otherwise
+	if last := tabEvents[len(tabEvents)-1].job; last.Code != j.Code || last.Progress < 40 || last.Status != "IN_PROGRESS" {
+		t.Errorf("the tab's stream ended after %+v, want right after the job crossed 40 %%", last)
+	}
+}

@@ -23,6 +23,10 @@ type Event struct {
 	HasData bool  // the event had a data field
 	Seq     int64 // ID as a number, 0 if it is not one
 	End     bool  // the job's stream is over after this event
+	// Cut: the browser streams that relay this event end after it (the
+	// backend's envelope asked, for the dropStreamAt scenario); browsers
+	// resume by Last-Event-ID. Only a live event cuts, never a replay.
+	Cut bool
 	// ErrCode is set on the relay's own ERROR events only.
 	ErrCode string
 }
@@ -189,7 +193,7 @@ func eventOf(e envelope.Envelope) (Event, bool) {
 	if e.ID == nil && e.Data == nil && e.Event == "" {
 		return Event{}, false
 	}
-	ev := Event{Type: e.Event, End: e.End == envelope.EndDone}
+	ev := Event{Type: e.Event, End: e.End == envelope.EndDone, Cut: e.Cut}
 	if e.ID != nil {
 		ev.ID, ev.HasID = *e.ID, true
 		ev.Seq, _ = strconv.ParseInt(ev.ID, 10, 64)

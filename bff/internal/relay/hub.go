@@ -389,7 +389,9 @@ func (t *topic) publish(ev Event) {
 		t.seq = ev.Seq
 	}
 	if ev.HasData {
-		t.latest = &ev
+		latest := ev
+		latest.Cut = false // a joiner's replay of it cuts nothing
+		t.latest = &latest
 	}
 	for _, s := range t.subs {
 		s.push(ev)
