@@ -26,7 +26,7 @@ export default defineConfig({
         },
         test: {
           name: "integration",
-          include: ["test/integration.test.ts", "test/package.test.ts", "test/node-example.test.ts", "test/vite-app.test.ts", "test/transparency.test.ts", "test/bff-restart.test.ts", "test/recipes.test.ts", "test/vite-proxy.test.ts"],
+          include: ["test/integration.test.ts", "test/package.test.ts", "test/node-example.test.ts", "test/vite-app.test.ts", "test/transparency.test.ts", "test/bff-restart.test.ts", "test/recipes.test.ts", "test/vite-proxy.test.ts", "test/drop-stream.test.ts"],
           testTimeout: 30_000,
           hookTimeout: 30_000,
         },
