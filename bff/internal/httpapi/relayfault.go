@@ -90,8 +90,10 @@ func (f *faulted) Fill(buf []byte) ([]byte, bool) {
 	case 0:
 		return f.inner.Fill(buf)
 	case 1:
-		_, done := f.inner.Fill(nil) // what the lost upstream would have sent never comes
-		return buf, done
+		// What the lost upstream would have sent never comes, not even
+		// the job's end: the give-up's ERROR is what ends the stream.
+		_, _ = f.inner.Fill(nil)
+		return buf, false
 	}
 	return f.gaveUp(buf)
 }

@@ -59,6 +59,23 @@ func TestARelayFaultEndsTheStreamWithTheGiveUpsERROR(t *testing.T) {
 	}
 }
 
+// A job that ends while the relay is "lost" is still reported as the
+// give-up reports it: the browser never hears of the end.
+func TestARelayFaultHidesAnEndThatComesWhileTheUpstreamIsLost(t *testing.T) {
+	be := startBackend(t)
+	bff := startBFFWith(t, be.url, "", scenariosOn(2*time.Second))
+	j := create(t, bff, `{"rows":100,"durationMs":500}`)
+	evs := openStream(t, bff+"/api/exports/"+j.Code+"/events?fault=relay-gives-up&faultAfterMs=100&giveUpMs=1500", nil).rest(t)
+	for _, ev := range evs[:len(evs)-1] {
+		if ev.job.Status == "COMPLETED" {
+			t.Errorf("relayed %s while the upstream was lost", ev.data)
+		}
+	}
+	if last := evs[len(evs)-1].job; last.Status != "ERROR" {
+		t.Errorf("ended with %s, want the give-up's ERROR", evs[len(evs)-1].data)
+	}
+}
+
 func TestARelayFaultOnATabsStreamGivesEveryRunningJobItsERROR(t *testing.T) {
 	be := startBackend(t)
 	bff := startBFFWith(t, be.url, "", scenariosOn(2*time.Second))
