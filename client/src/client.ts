@@ -201,7 +201,7 @@ class Client implements ExportClient {
     });
     const sharedSse = sharedTransport({
       ...transport,
-      url: `${baseUrl}/api/events`,
+      url: `${baseUrl}/api/events${fault}`,
       probe: () => this.#api.sessionExpired(),
     });
     // fallback(sse): a stream that does not deliver is replaced by snapshot GETs (per job:
