@@ -38,8 +38,9 @@ export const SCENARIOS = {
   },
   "relay-gives-up": {
     label: "relay gives up",
-    note: "The BFF relays for 1 s, then acts as if the backend were lost and gives up 3 s later: ERROR UPSTREAM_UNAVAILABLE. SSE modes only.",
-    fields: {},
+    note: "Runs 8 s; the BFF relays for 1 s, then acts as if the backend were lost and gives up 3 s later: ERROR UPSTREAM_UNAVAILABLE. SSE modes only.",
+    // Longer than the fault: the export is still running when the relay gives up.
+    fields: { durationMs: 8_000 },
     fault: { kind: "relay-gives-up", faultAfterMs: 1_000, giveUpMs: 3_000 },
   },
   "file-expires": {
