@@ -137,6 +137,9 @@ describe.skipIf(missing !== undefined)("the demo's scenarios in Chromium", () =>
     expect(await item.getAttribute("data-sha256")).toBe(download.sha256);
     expect(download.filename).toBe(job.file?.name);
     expect(statuses(await timeline(page)).filter((status) => status !== "PENDING")).toEqual(["IN_PROGRESS", "COMPLETED"]);
+    // The helper checks the bytes against the SHA-256 it is given.
+    const link = item.getByTestId("download-link");
+    await expect(expectDownload(page, () => link.click(), { sha256: "0".repeat(64) })).rejects.toThrow(`SHA-256 ${download.sha256}, expected`);
   });
 
   it("slow start: PENDING held at least startDelayMs after Start, then IN_PROGRESS and COMPLETED", async () => {
@@ -230,6 +233,8 @@ describe.skipIf(missing !== undefined)("the demo's scenarios in Chromium", () =>
     const completedAt = Date.parse(job.updatedAt);
     expect(expiresAt - completedAt).toBeLessThanOrEqual(SCENARIOS["file-expires"].fields.expireAfterMs + 1_000);
     const link = item.getByTestId("download-link");
+    // Before the expiry the Download link downloads the file (the demo asks for its first byte first).
+    await expectDownload(page, () => link.click(), { sha256: job.file?.sha256 ?? "" });
     // The documented expiry, by the server's clock (same machine): wait for it, bounded.
     await expect.poll(() => Date.now() > expiresAt + 100, { timeout: 15_000, interval: 100 }).toBe(true);
     const downloads: string[] = [];
