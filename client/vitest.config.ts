@@ -46,7 +46,7 @@ export default defineConfig({
       {
         test: {
           name: "browser",
-          include: ["test/browser.test.ts", "test/transparency-browser.test.ts", "test/notify-browser.test.ts", "test/fallback-browser.test.ts", "test/crosstab-browser.test.ts"],
+          include: ["test/browser.test.ts", "test/transparency-browser.test.ts", "test/notify-browser.test.ts", "test/fallback-browser.test.ts", "test/crosstab-browser.test.ts", "test/scenarios-browser.test.ts"],
           testTimeout: 60_000,
           hookTimeout: 60_000,
         },

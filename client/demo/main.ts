@@ -6,6 +6,7 @@
  */
 import { createExportClient, ExportError, notifyWhenHidden } from "../src/index.js";
 import type { ConnectionState, ExportClient, ExportRequest, FetchLike, Job, StreamMode, TransportKind } from "../src/index.js";
+import { isScenarioName, RELAY_FAULT, SCENARIOS } from "./scenarios.js";
 
 type PageMode = StreamMode | "polling";
 const MODES: readonly PageMode[] = ["per-job", "multiplex", "polling"];
@@ -85,8 +86,18 @@ const clients: Record<StreamMode, ExportClient> = {
   multiplex: createExportClient({ mode: "multiplex", fetch: countingFetch, EventSource: CountingEventSource }),
 };
 
+// The "relay gives up" scenario's exports are followed by clients that ask the BFF for
+// the fault on their streams (demos and tests only).
+const faultClients: Record<StreamMode, ExportClient> = {
+  "per-job": createExportClient({ mode: "per-job", fetch: countingFetch, EventSource: CountingEventSource, fault: RELAY_FAULT }),
+  multiplex: createExportClient({ mode: "multiplex", fetch: countingFetch, EventSource: CountingEventSource, fault: RELAY_FAULT }),
+};
+const faulted = new Set<string>();
+
 let mode: PageMode = readMode();
 const api = (): ExportClient => clients[mode === "polling" ? "per-job" : mode];
+/** The client that follows `code`: the fault's for the "relay gives up" exports. */
+const clientFor = (code: string): ExportClient => (faulted.has(code) ? faultClients : clients)[mode === "polling" ? "per-job" : mode];
 
 interface WatchCallbacks {
   /** `etaMs`: the client's estimate of the time left (SSE modes only). */
@@ -100,7 +111,7 @@ interface WatchCallbacks {
 /** Follows one export the current mode's way; returns the function that stops. */
 function watch(code: string, callbacks: WatchCallbacks): () => void {
   if (mode !== "polling") {
-    return api().subscribe(
+    return clientFor(code).subscribe(
       code,
       (event) => (event.type === "snapshot" ? callbacks.job(event.job, event.etaMs) : callbacks.error(event.error)),
       { onConnection: callbacks.connection, onTransport: callbacks.transport },
@@ -162,6 +173,14 @@ const [startButton, burstButton] = ["start-button", "burst-button"].map((id) => 
   HTMLButtonElement,
 ];
 const formError = byTestId<HTMLParagraphElement>("form-error");
+const scenarioSelect = element<HTMLSelectElement>("#scenario");
+const scenarioNote = byTestId("scenario-note");
+for (const [name, scenario] of Object.entries(SCENARIOS)) scenarioSelect.add(new Option(scenario.label, name));
+const showScenarioNote = (): void => {
+  scenarioNote.textContent = isScenarioName(scenarioSelect.value) ? SCENARIOS[scenarioSelect.value].note : "";
+};
+scenarioSelect.addEventListener("change", showScenarioNote);
+showScenarioNote();
 // The clients notify once permitted (notifyWhenHidden); asking is the app's part, on a click.
 for (const each of Object.values(clients)) notifyWhenHidden(each);
 const notifyButton = byTestId<HTMLButtonElement>("notify-button");
@@ -219,6 +238,7 @@ async function startExports(count: number): Promise<void> {
     // All POSTs first, then the watches: on HTTP/1.1 per-job streams would otherwise
     // take the six connections and leave the next POST waiting.
     const results = await Promise.allSettled(Array.from({ length: count }, () => api().start(request)));
+    if (scenarioSelect.value === "relay-gives-up") for (const result of results) if (result.status === "fulfilled") faulted.add(result.value.code);
     const failed = results.find((result) => result.status === "rejected");
     if (failed) showFormError(describe(failed.reason));
     for (const result of results) if (result.status === "fulfilled") add(result.value, { live: true });
@@ -421,6 +441,10 @@ class ExportView {
       link.download = job.file.name;
       link.textContent = "Download";
       link.dataset["testid"] = "download-link";
+      link.addEventListener("click", (event) => {
+        event.preventDefault();
+        downloadChecked(job, this.#detail).catch((error: unknown) => showFormError(describe(error)));
+      });
       this.#detail.replaceChildren(name, span("meta", ` · ${formatBytes(job.file.size)} · `), link);
     } else if (job.status === "FAILED" || job.status === "CANCELLED") {
       const message = job.error ? `${job.error.message} (${job.error.code})` : job.status.toLowerCase();
@@ -497,7 +521,7 @@ const spotlight = new (class Spotlight {
       this.#stop = () => clearInterval(timer);
       return;
     }
-    this.#stop = api().subscribe(code, (event) => {
+    this.#stop = clientFor(code).subscribe(code, (event) => {
       if (event.type === "snapshot") this.#paint(event.job);
       else this.#status.textContent = "ERROR";
     });
@@ -529,10 +553,34 @@ function readRequest(): ExportRequest | string {
   if (!Number.isInteger(durationMs) || durationMs < 0 || durationMs > 3_600_000) {
     return "Duration must be a whole number of milliseconds, at most 3,600,000.";
   }
-  if (failAtInput.value.trim() === "") return { rows, durationMs };
+  const scenario = isScenarioName(scenarioSelect.value) ? SCENARIOS[scenarioSelect.value].fields : {};
+  // rowsPerSecond paces the export instead of durationMs: the backend takes one of them.
+  const pace = "rowsPerSecond" in scenario ? {} : { durationMs };
+  if (failAtInput.value.trim() === "") return { rows, ...pace, ...scenario };
   const failAt = failAtInput.valueAsNumber;
   if (!Number.isInteger(failAt) || failAt < 1 || failAt > 99) return "Fail at must be a percent between 1 and 99.";
-  return { rows, durationMs, failAt };
+  return { rows, ...pace, failAt, ...scenario };
+}
+
+/**
+ * The Download link: asks for the file's first byte before the browser downloads it, so
+ * a file gone (410 GONE once it expired) is said on the page instead of a failed download
+ * in the browser's list.
+ */
+async function downloadChecked(job: Job, shown: HTMLElement): Promise<void> {
+  const url = job.file?.url ?? "";
+  const response = await fetch(url, { headers: { Range: "bytes=0-0" }, credentials: "same-origin" });
+  if (response.ok) {
+    api().download(job);
+    return;
+  }
+  const body = (await response.json().catch(() => undefined)) as { error?: { code?: string; message?: string } } | undefined;
+  const code = body?.error?.code ?? String(response.status);
+  const message = response.status === 410 ? "The file has expired" : (body?.error?.message ?? response.statusText);
+  const error = span("error", ` · ${message} (${response.status} ${code})`);
+  error.dataset["testid"] = "download-error";
+  shown.querySelector('[data-testid="download-error"]')?.remove();
+  shown.append(error);
 }
 
 function showFormError(message: string | undefined): void {

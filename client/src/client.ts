@@ -51,6 +51,23 @@ export interface ExportClientOptions {
    * On by default; `false` turns it off.
    */
   readonly fallback?: FallbackOptions | false;
+  /**
+   * For demos and tests only: asks the BFF to script a relay failure on every event
+   * stream this client opens (the BFF must run with `SCENARIOS=on`; docs/api.md "Relay
+   * faults"). Never set it in production code.
+   */
+  readonly fault?: RelayFault;
+}
+
+/**
+ * `relay-gives-up`: the stream relays for `faultAfterMs` (default 0), then goes silent as
+ * if the backend were lost, and after `giveUpMs` (default: the BFF's UPSTREAM_GIVEUP)
+ * ends with the `ERROR` event `UPSTREAM_UNAVAILABLE`.
+ */
+export interface RelayFault {
+  readonly kind: "relay-gives-up";
+  readonly faultAfterMs?: number;
+  readonly giveUpMs?: number;
 }
 
 /** What {@link ExportClient.stats} reports: the client's streams right now. */
@@ -175,15 +192,16 @@ class Client implements ExportClient {
       EventSource: () => options.EventSource ?? globalEventSource(),
       withCredentials: credentials === "include",
     };
+    const fault = faultQuery(options.fault);
     const fallback = options.fallback === false ? undefined : fallbackSettings(options.fallback ?? {});
     const perJobSse = perJobTransport({
       ...transport,
-      eventsUrl: (code) => `${this.#api.exportUrl(code)}/events`,
+      eventsUrl: (code) => `${this.#api.exportUrl(code)}/events${fault}`,
       probe: (code) => () => this.#api.sessionExpired(code),
     });
     const sharedSse = sharedTransport({
       ...transport,
-      url: `${baseUrl}/api/events`,
+      url: `${baseUrl}/api/events${fault}`,
       probe: () => this.#api.sessionExpired(),
     });
     // fallback(sse): a stream that does not deliver is replaced by snapshot GETs (per job:
@@ -203,7 +221,7 @@ class Client implements ExportClient {
         : {
             mode,
             // crossTab(fallback(sse)): the tab holding the stream does the fallback too.
-            transport: (this.#crossTab = crossTabTransport(shared, { key: baseUrl, enabled: options.crossTab !== false })),
+            transport: (this.#crossTab = crossTabTransport(shared, { key: baseUrl + fault, enabled: options.crossTab !== false })),
             seed: (code) => this.#sessionOwns(code),
             verify: (code) => (this.#sessionConfirmed ? undefined : this.#sessionOwns(code)),
           },
@@ -290,6 +308,15 @@ class Client implements ExportClient {
     this.#registry.remember(job);
     return job;
   }
+}
+
+/** The query a {@link RelayFault} adds to stream URLs (with its `?`), or "". */
+function faultQuery(fault: RelayFault | undefined): string {
+  if (fault === undefined) return "";
+  const query = new URLSearchParams({ fault: fault.kind });
+  if (fault.faultAfterMs !== undefined) query.set("faultAfterMs", String(fault.faultAfterMs));
+  if (fault.giveUpMs !== undefined) query.set("giveUpMs", String(fault.giveUpMs));
+  return `?${query.toString()}`;
 }
 
 const globalFetch: FetchLike = (url, init) => {

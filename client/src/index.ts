@@ -1,5 +1,5 @@
 export { createExportClient } from "./client.js";
-export type { ExportClient, ExportClientOptions, StreamMode } from "./client.js";
+export type { ExportClient, ExportClientOptions, RelayFault, StreamMode } from "./client.js";
 export { ExportError } from "./errors.js";
 export type { ClientErrorCode, ExportErrorCode, ServerErrorCode } from "./errors.js";
 export type { FetchLike, RequestOptions } from "./http.js";

@@ -75,6 +75,19 @@ export interface ExportRequest {
   readonly filename?: string;
   /** Percent at which the generation fails on purpose (demos and tests). */
   readonly failAt?: number;
+  // The scenario fields below (failAt too) are for demos and tests: the backend refuses
+  // them with 400 SCENARIOS_DISABLED unless it runs with SCENARIOS=on (docs/api.md).
+  /** With `failAt`: the FAILED job's `error.code` (default `GENERATION_FAILED`). */
+  readonly errorCode?: string;
+  /** Stays PENDING this long once a worker has it. */
+  readonly startDelayMs?: number;
+  /** With `stallMs`: once progress reaches this percent, no progress event for `stallMs`. */
+  readonly stallAt?: number;
+  readonly stallMs?: number;
+  /** The file expires (410 GONE) this long after completion. */
+  readonly expireAfterMs?: number;
+  /** Paces the generation instead of `durationMs` (not both). */
+  readonly rowsPerSecond?: number;
 }
 
 /** Returns true for COMPLETED, FAILED and CANCELLED. */

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { registryOf } from "../src/client.js";
 import { createExportClient, ExportError } from "../src/index.js";
 import type { FetchLike } from "../src/index.js";
-import { CODE, completed, fakeClient, fakeFetch, flush, job, onlySource, OTHER_CODE, recorder, routedFetch, subscribed } from "./fakes.js";
+import { CODE, completed, fakeClient, FakeEventSource, fakeFetch, flush, job, onlySource, OTHER_CODE, recorder, routedFetch, subscribed } from "./fakes.js";
 
 describe("start and get", () => {
   it("POSTs the request as JSON to {baseUrl}/api/exports and returns the job", async () => {
@@ -322,5 +322,35 @@ describe("ExportError's statuses", () => {
     expect(new ExportError("BAD_RESPONSE", "x", { status: 502 })).toMatchObject({ httpStatus: 502, jobStatus: undefined });
     expect(new ExportError("STREAM_CLOSED", "x", { status: "ERROR" })).toMatchObject({ httpStatus: undefined, jobStatus: "ERROR" });
     expect(new ExportError("ABORTED", "x", { status: 0 })).toMatchObject({ httpStatus: undefined, jobStatus: undefined });
+  });
+});
+
+describe("the fault option (demos and tests)", () => {
+  it.each([
+    ["per-job", `http://bff.test/api/exports/${CODE}/events?fault=relay-gives-up&faultAfterMs=500&giveUpMs=2000`],
+    ["multiplex", "http://bff.test/api/events?fault=relay-gives-up&faultAfterMs=500&giveUpMs=2000"],
+  ] as const)("asks the BFF for the relay fault on the %s stream it opens", async (mode, url) => {
+    const { fetch } = routedFetch({ [`GET http://bff.test/api/exports/${CODE}`]: [200, job({ seq: 1 })] });
+    const client = createExportClient({
+      baseUrl: "http://bff.test",
+      EventSource: FakeEventSource,
+      mode,
+      fetch,
+      fault: { kind: "relay-gives-up", faultAfterMs: 500, giveUpMs: 2000 },
+    });
+    client.subscribe(CODE, recorder().listener);
+    await flush();
+
+    expect(onlySource().url).toBe(url);
+  });
+
+  it("leaves the stream URLs alone without it, and leaves out the timings not given", async () => {
+    fakeClient().subscribe(CODE, recorder().listener);
+    expect(onlySource().url).toBe(`http://bff.test/api/exports/${CODE}/events`);
+    onlySource().close();
+
+    const client = createExportClient({ baseUrl: "http://bff.test", EventSource: FakeEventSource, fetch: fakeFetch(200, job({ seq: 1 })).fetch, fault: { kind: "relay-gives-up" } });
+    client.subscribe(OTHER_CODE, recorder().listener);
+    expect(onlySource().url).toBe(`http://bff.test/api/exports/${OTHER_CODE}/events?fault=relay-gives-up`);
   });
 });

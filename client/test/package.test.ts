@@ -14,8 +14,8 @@ import { packToConsumer, readmeBlocks, runNode, tscBin } from "./packed.js";
 import type { Packed } from "./packed.js";
 import { clientDir, inCI, reportMissing } from "./servers.js";
 
-const ENTRIES = ["index", "react", "node"] as const;
-const SPECIFIERS = ["@exportstream/client", "@exportstream/client/react", "@exportstream/client/node"];
+const ENTRIES = ["index", "react", "node", "testing/playwright"] as const;
+const SPECIFIERS = ["@exportstream/client", "@exportstream/client/react", "@exportstream/client/node", "@exportstream/client/testing/playwright"];
 /** Gzipped bytes, minified by esbuild as a user's bundler would; see README "Budgets". */
 const BUDGET_CORE = 6_000;
 const BUDGET_CORE_AND_REACT = 7_000;
@@ -45,7 +45,7 @@ describe.skipIf(missing !== undefined)("the npm package", () => {
     const output = execFileSync("tar", ["-tzf", packed.tarball], { encoding: "utf8" });
     const files = output.trim().split("\n").map((path) => path.replace(/^package\//, "")).sort();
     for (const file of files) {
-      expect(file).toMatch(/^(dist\/(cjs\/)?[a-z]+\.(js|d\.ts)|dist\/cjs\/package\.json|LICENSE|README\.md|package\.json)$/);
+      expect(file).toMatch(/^(dist\/(cjs\/)?([a-z]+\/)?[a-z]+\.(js|d\.ts)|dist\/cjs\/package\.json|LICENSE|README\.md|package\.json)$/);
     }
     const built = ENTRIES.flatMap((entry) => [`dist/${entry}.js`, `dist/${entry}.d.ts`, `dist/cjs/${entry}.js`, `dist/cjs/${entry}.d.ts`]);
     expect(files).toEqual(expect.arrayContaining([...built, "dist/cjs/package.json", "LICENSE", "README.md"]));
@@ -73,7 +73,7 @@ describe.skipIf(missing !== undefined)("the npm package", () => {
 
   it("require()s every entry point from CommonJS, and imports them from ESM", () => {
     const probe = (load: string): string => `
-      const names = { "@exportstream/client": "createExportClient", "@exportstream/client/react": "useExport", "@exportstream/client/node": "createNodeSession" };
+      const names = { "@exportstream/client": "createExportClient", "@exportstream/client/react": "useExport", "@exportstream/client/node": "createNodeSession", "@exportstream/client/testing/playwright": "startExport" };
       for (const [specifier, name] of Object.entries(names)) {
         const mod = ${load};
         if (typeof mod[name] !== "function") throw new Error(specifier + " has no " + name);
