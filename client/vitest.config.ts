@@ -8,7 +8,7 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["test/subscriptions.test.ts", "test/crosstab.test.ts", "test/multiplex.test.ts", "test/client.test.ts", "test/react.test.ts", "test/fixtures.test.ts", "test/shape.test.ts", "test/events.test.ts", "test/eta.test.ts", "test/ssr.test.ts", "test/notify.test.ts", "test/readme-recipes.test.ts", "test/fallback.test.ts", "test/node.test.ts"],
+          include: ["test/subscriptions.test.ts", "test/crosstab.test.ts", "test/multiplex.test.ts", "test/client.test.ts", "test/react.test.ts", "test/fixtures.test.ts", "test/shape.test.ts", "test/events.test.ts", "test/eta.test.ts", "test/ssr.test.ts", "test/notify.test.ts", "test/readme-recipes.test.ts", "test/fallback.test.ts", "test/node.test.ts", "test/scenarios-fake.test.ts"],
           typecheck: {
             enabled: true,
             include: ["test/**/*.test-d.ts"],
@@ -26,7 +26,7 @@ export default defineConfig({
         },
         test: {
           name: "integration",
-          include: ["test/integration.test.ts", "test/package.test.ts", "test/node-example.test.ts", "test/vite-app.test.ts", "test/transparency.test.ts", "test/bff-restart.test.ts", "test/recipes.test.ts", "test/vite-proxy.test.ts"],
+          include: ["test/integration.test.ts", "test/package.test.ts", "test/node-example.test.ts", "test/vite-app.test.ts", "test/transparency.test.ts", "test/bff-restart.test.ts", "test/recipes.test.ts", "test/vite-proxy.test.ts", "test/scenarios-real.test.ts"],
           testTimeout: 30_000,
           hookTimeout: 30_000,
         },
