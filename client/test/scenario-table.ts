@@ -174,6 +174,7 @@ export async function record(driver: Driver, row: ScenarioRow): Promise<Trace> {
   if (row.checkExpiry) {
     const before = await driver.fileStatus(last);
     const expiresAt = ms(last.file?.expiresAt ?? "");
+    if (!(expiresAt - Date.now() < 10_000)) throw new Error(`${row.name}: expiresAt ${last.file?.expiresAt} is not within 10 s`);
     await driver.until(() => Date.now() > expiresAt + 50, `${row.name}: past expiresAt`, 30_000);
     fileStatus = { before, after: await driver.fileStatus(last) };
   }

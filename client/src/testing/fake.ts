@@ -29,6 +29,8 @@ export interface FakeExportServerOptions {
   readonly progressIntervalMs?: number;
   /** The backend's `RETENTION`: a file's `expiresAt` after completion, without `expireAfterMs`. Default 1 h. */
   readonly retentionMs?: number;
+  /** Every stream fails as when the relay loses the backend (also `relayGivesUp()`). */
+  readonly relayGivesUp?: RelayFault;
   /** Options of `server.client` (the fake supplies `fetch`, `EventSource` and `baseUrl`). */
   readonly client?: Pick<ExportClientOptions, "mode" | "fallback">;
 }
@@ -161,6 +163,7 @@ class FakeState {
   constructor(options: FakeExportServerOptions) {
     this.#options = options;
     this.scenario = options.scenario;
+    this.fault = options.relayGivesUp;
   }
 
   snapshot(code: string): Job | undefined {
@@ -221,17 +224,23 @@ class FakeState {
     return reply(202, job);
   }
 
-  /** Plays the next step of `entry` when its time comes; one timer per job at a time. */
+  /**
+   * Plays the steps of `entry` as their times come: one timer per job at a time, and
+   * every step due when it fires (so one tick of fake time shows them all).
+   */
   #schedule(entry: FakeJob): void {
-    const step = entry.steps.shift();
-    if (!step) return;
+    const next = entry.steps[0];
+    if (!next) return;
     entry.timer = setTimeout(
       () => {
         entry.timer = undefined;
-        this.#apply(entry, step);
+        for (let step = entry.steps[0]; step && entry.createdAt + step.at <= Date.now(); step = entry.steps[0]) {
+          entry.steps.shift();
+          this.#apply(entry, step);
+        }
         this.#schedule(entry);
       },
-      Math.max(0, entry.createdAt + step.at - Date.now()),
+      Math.max(0, entry.createdAt + next.at - Date.now()),
     );
   }
 
