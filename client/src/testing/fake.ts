@@ -267,7 +267,7 @@ class FakeState {
     return {
       name: fileName(request.filename, code),
       // Stand-ins: the fake writes no file. About the real size, not its bytes' hash.
-      size: 46 + request.rows * (57 + String(request.rows).length),
+      size: 34 + request.rows * (57 + String(request.rows).length),
       sha256: fakeHash(code),
       contentType: "text/csv; charset=utf-8",
       url: `/api/exports/${code}/file`,
