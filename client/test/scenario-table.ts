@@ -134,8 +134,14 @@ export const SCENARIOS: readonly ScenarioRow[] = [
       expect(sinceCreate(last)).toBeLessThan(3000);
     },
   },
-  // TODO(dropStreamAt): once the backend has it: "dropStreamAt 50: one reconnect with
-  // Last-Event-ID, no snapshot twice" — a row here and the fake's stream cut.
+];
+
+/**
+ * Documented rows neither side runs yet. dropStreamAt: the backend's is being added; the
+ * fake cuts no stream (no reconnect with Last-Event-ID) yet either.
+ */
+export const TODO_SCENARIOS: readonly string[] = [
+  "dropStreamAt 50: the stream is cut once after the first event at or past 50 %; the client reconnects once with Last-Event-ID and sees no snapshot twice",
 ];
 
 function inProgress(trace: Trace): Job[] {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createExportClient } from "../src/index.js";
 import type { FetchLike } from "../src/index.js";
 import { cookieFetch, countingEventSource } from "./fakes.js";
-import { checkScenario, record, SCENARIOS } from "./scenario-table.js";
+import { checkScenario, record, SCENARIOS, TODO_SCENARIOS } from "./scenario-table.js";
 import type { Driver } from "./scenario-table.js";
 import { inCI, missingPrerequisites, reportMissing, startServers } from "./servers.js";
 import type { Servers } from "./servers.js";
@@ -60,4 +60,6 @@ describe.skipIf(missing !== undefined)("the scenario table against the real BFF 
   it.each(SCENARIOS.map((row) => [row.name, row] as const))("%s", async (_name, row) => {
     checkScenario(row, await record(driver(), row));
   });
+
+  for (const name of TODO_SCENARIOS) it.todo(name);
 });
