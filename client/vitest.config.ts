@@ -1,14 +1,21 @@
 import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 
+// The recipes import the package by its name, as an app does (tsconfig's paths too).
+const packageAliases = ["index", "react", "testing"].map((entry) => ({
+  find: new RegExp(`^@exportstream/client${entry === "index" ? "" : `/${entry}`}$`),
+  replacement: fileURLToPath(new URL(`src/${entry}.ts`, import.meta.url)),
+}));
+
 // Four projects, so each npm script runs one kind: `vitest run --project unit`, …
 export default defineConfig({
   test: {
     projects: [
       {
+        resolve: { alias: packageAliases },
         test: {
           name: "unit",
-          include: ["test/subscriptions.test.ts", "test/crosstab.test.ts", "test/multiplex.test.ts", "test/client.test.ts", "test/react.test.ts", "test/fixtures.test.ts", "test/shape.test.ts", "test/events.test.ts", "test/eta.test.ts", "test/ssr.test.ts", "test/notify.test.ts", "test/readme-recipes.test.ts", "test/fallback.test.ts", "test/node.test.ts"],
+          include: ["test/subscriptions.test.ts", "test/crosstab.test.ts", "test/multiplex.test.ts", "test/client.test.ts", "test/react.test.ts", "test/fixtures.test.ts", "test/shape.test.ts", "test/events.test.ts", "test/eta.test.ts", "test/ssr.test.ts", "test/notify.test.ts", "test/readme-recipes.test.ts", "test/fallback.test.ts", "test/node.test.ts", "test/scenarios-fake.test.ts", "test/testing.test.ts", "recipes/export-button.test.tsx"],
           typecheck: {
             enabled: true,
             include: ["test/**/*.test-d.ts"],
@@ -18,15 +25,10 @@ export default defineConfig({
       },
       {
         // The recipes import the package by its name, as an app does (tsconfig's paths too).
-        resolve: {
-          alias: [
-            { find: /^@exportstream\/client$/, replacement: fileURLToPath(new URL("src/index.ts", import.meta.url)) },
-            { find: /^@exportstream\/client\/react$/, replacement: fileURLToPath(new URL("src/react.ts", import.meta.url)) },
-          ],
-        },
+        resolve: { alias: packageAliases },
         test: {
           name: "integration",
-          include: ["test/integration.test.ts", "test/package.test.ts", "test/node-example.test.ts", "test/vite-app.test.ts", "test/transparency.test.ts", "test/bff-restart.test.ts", "test/recipes.test.ts", "test/vite-proxy.test.ts", "test/drop-stream.test.ts"],
+          include: ["test/integration.test.ts", "test/package.test.ts", "test/node-example.test.ts", "test/vite-app.test.ts", "test/transparency.test.ts", "test/bff-restart.test.ts", "test/recipes.test.ts", "test/vite-proxy.test.ts", "test/drop-stream.test.ts", "test/scenarios-real.test.ts"],
           testTimeout: 30_000,
           hookTimeout: 30_000,
         },

@@ -73,21 +73,27 @@ export interface ExportRequest {
   readonly durationMs?: number;
   /** File name for the download; the server picks one when absent. */
   readonly filename?: string;
-  /** Percent at which the generation fails on purpose (demos and tests). */
+  /**
+   * Scenario fields (demos and tests; the server refuses them with `SCENARIOS_DISABLED`
+   * unless it runs with `SCENARIOS=on`). `failAt` 1–99: FAILED at that percent.
+   */
   readonly failAt?: number;
-  // The scenario fields below (failAt too) are for demos and tests: the backend refuses
-  // them with 400 SCENARIOS_DISABLED unless it runs with SCENARIOS=on (docs/api.md).
   /** With `failAt`: the FAILED job's `error.code` (default `GENERATION_FAILED`). */
   readonly errorCode?: string;
   /** Stays PENDING this long once a worker has it. */
   readonly startDelayMs?: number;
-  /** With `stallMs`: once progress reaches this percent, no progress event for `stallMs`. */
+  /** With `stallMs`: progress stops at this percent for `stallMs` (heartbeats go on). */
   readonly stallAt?: number;
   readonly stallMs?: number;
-  /** The file expires (410 GONE) this long after completion. */
+  /** The file's `expiresAt` is this long after completion; its download is then 410 GONE. */
   readonly expireAfterMs?: number;
   /** Paces the generation instead of `durationMs` (not both). */
   readonly rowsPerSecond?: number;
+  /**
+   * The job's event streams are cut once, right after the first snapshot at or past this
+   * percent: the client resumes with Last-Event-ID (one reconnect, no snapshot twice).
+   */
+  readonly dropStreamAt?: number;
 }
 
 /** Returns true for COMPLETED, FAILED and CANCELLED. */

@@ -54,7 +54,7 @@ describe.skipIf(missing !== undefined || externalBffUrl !== undefined)("dropStre
       const jar = cookieFetch();
       const streams = countingEventSource(recordingFetch(jar, requests));
       const client = createExportClient({ baseUrl: servers.bffUrl, fetch: jar as FetchLike, EventSource: streams.EventSource, mode });
-      const job = await client.start({ rows: 1000, durationMs: 2000, dropStreamAt: 40 } as Parameters<typeof client.start>[0]);
+      const job = await client.start({ rows: 1000, durationMs: 2000, dropStreamAt: 40 });
       const seen: Job[] = [];
       const states: ConnectionState[] = [];
       const done = new Promise<Job>((resolve, reject) => {

@@ -30,11 +30,12 @@ function longFunctions(file: string, source: string): string[] {
 describe("shape", () => {
   it(`has no function over ${MAX_FUNCTION_LINES} lines in src/ and demo/`, () => {
     const files = ["src", "demo"].flatMap((dir) =>
-      readdirSync(join(root, dir))
+      readdirSync(join(root, dir), { recursive: true, encoding: "utf8" })
         .filter((name) => name.endsWith(".ts"))
         .map((name) => join(dir, name)),
     );
     expect(files).toContain("src/client.ts");
+    expect(files).toContain("src/testing/fake.ts");
     expect(files.flatMap((file) => longFunctions(file, readFileSync(join(root, file), "utf8")))).toEqual([]);
   });
 });
@@ -45,7 +46,7 @@ describe("error codes", () => {
     const errors = readFileSync(join(root, "src/errors.ts"), "utf8");
     const union = /export type ClientErrorCode =([^;]+);/.exec(errors)?.[1] ?? "";
     const declared = new Set([...union.matchAll(/"([A-Z_]+)"/g)].map((match) => match[1]));
-    const thrown = readdirSync(join(root, "src"))
+    const thrown = readdirSync(join(root, "src"), { recursive: true, encoding: "utf8" })
       .filter((name) => name.endsWith(".ts"))
       .flatMap((name) => [...readFileSync(join(root, "src", name), "utf8").matchAll(/new ExportError\(\s*"([A-Z_]+)"/g)])
       .map((match) => match[1]);

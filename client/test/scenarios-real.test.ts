@@ -1,0 +1,65 @@
+/**
+ * The scenario table (scenario-table.ts) against the real BFF and backend binaries
+ * (SCENARIOS=on, test/servers.ts), through the client library with the `eventsource`
+ * package: the same rows and assertions as scenarios-fake.test.ts.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createExportClient } from "../src/index.js";
+import type { FetchLike } from "../src/index.js";
+import { cookieFetch, countingEventSource } from "./fakes.js";
+import { checkScenario, record, SCENARIOS, TODO_SCENARIOS } from "./scenario-table.js";
+import type { Driver } from "./scenario-table.js";
+import { inCI, missingPrerequisites, reportMissing, startServers } from "./servers.js";
+import type { Servers } from "./servers.js";
+
+const missing = reportMissing("scenario table against the real stack (backend + BFF)", missingPrerequisites());
+
+if (missing !== undefined) {
+  describe("scenario table prerequisites", () => {
+    if (inCI) it("are present (CI=true makes a missing one a failure)", () => expect.fail(missing));
+    else it.skip(`are missing, so the suite is skipped: ${missing}`, () => {});
+  });
+}
+
+describe.skipIf(missing !== undefined)("the scenario table against the real BFF and backend", () => {
+  let servers: Servers;
+
+  beforeAll(async () => {
+    servers = await startServers();
+  });
+
+  afterAll(async () => {
+    await servers?.stop();
+  });
+
+  /** A fresh session per row. */
+  function driver(): Driver {
+    const fetchImpl = cookieFetch();
+    const client = createExportClient({
+      baseUrl: servers.bffUrl,
+      fetch: fetchImpl as FetchLike,
+      EventSource: countingEventSource(fetchImpl).EventSource,
+    });
+    return {
+      client,
+      async until(done, what, timeoutMs) {
+        const deadline = Date.now() + timeoutMs;
+        while (!done()) {
+          if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+      },
+      async fileStatus(job) {
+        const response = await fetchImpl(`${servers.bffUrl}${job.file?.url ?? ""}`);
+        await response.arrayBuffer();
+        return response.status;
+      },
+    };
+  }
+
+  it.each(SCENARIOS.map((row) => [row.name, row] as const))("%s", async (_name, row) => {
+    checkScenario(row, await record(driver(), row));
+  });
+
+  for (const name of TODO_SCENARIOS) it.todo(name);
+});
