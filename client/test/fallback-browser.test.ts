@@ -13,8 +13,7 @@ import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { Agent, createServer, request as httpRequest } from "node:http";
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
+import { Agent, createServer } from "node:http";
 import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
@@ -23,7 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createExportClient } from "../src/index.js";
 import type { FetchLike, Job, TransportKind } from "../src/index.js";
 import { cookieFetch, countingEventSource, listen } from "./fakes.js";
-import { inCI, launchChromium, missingForBrowser, reportMissing, startServers } from "./servers.js";
+import { forwardRequest, inCI, launchChromium, missingForBrowser, reportMissing, startServers } from "./servers.js";
 import type { Servers } from "./servers.js";
 
 const nginxBin = findExecutable("nginx", ["/usr/sbin/nginx"]);
@@ -238,15 +237,6 @@ http {
   };
 }
 
-/** Headers that belong to one connection (RFC 9110 7.6.1), not passed on. */
-const hopByHop = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"]);
-
-function endToEnd(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  for (const [key, value] of Object.entries(headers)) if (value !== undefined && !hopByHop.has(key)) out[key] = value;
-  return out;
-}
-
 /**
  * A proxy that passes every request and response, except that it never sends the head
  * (nor anything after it) of a `text/event-stream` response while holding: the browser
@@ -260,30 +250,12 @@ async function startHoldingProxy(upstream: string): Promise<{ url: string; close
   let held = 0;
   let polls = 0;
   const server = createServer((req, res) => {
-    const path = req.url ?? "/";
-    if (req.method === "GET" && /^\/api\/exports(\/[^/]+)?$/.test(path.split("?")[0]!)) polls += 1;
-    const forward = httpRequest(
-      { agent, host: target.hostname, port: target.port, method: req.method, path, headers: endToEnd(req.headers) },
-      (answer) => {
-        if (holding && String(answer.headers["content-type"] ?? "").startsWith("text/event-stream")) {
-          held += 1;
-          answer.resume(); // read and drop: the client sees nothing at all
-          return;
-        }
-        res.writeHead(answer.statusCode ?? 502, answer.statusMessage, endToEnd(answer.headers));
-        res.flushHeaders();
-        answer.pipe(res);
-        answer.on("error", () => res.destroy());
-      },
-    );
-    forward.on("error", () => {
-      if (!res.headersSent) res.writeHead(502).end();
-      else res.destroy();
+    if (req.method === "GET" && /^\/api\/exports(\/[^/]+)?$/.test((req.url ?? "/").split("?")[0]!)) polls += 1;
+    forwardRequest(req, res, target, agent, (answer) => {
+      if (!holding || !String(answer.headers["content-type"] ?? "").startsWith("text/event-stream")) return false;
+      held += 1; // read and dropped: the client sees nothing at all
+      return true;
     });
-    res.on("close", () => {
-      if (!res.writableFinished) forward.destroy();
-    });
-    req.pipe(forward);
   });
   const listening = await listen(server);
   return {

@@ -16,7 +16,7 @@ import type { ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { Agent, createServer as createHttpServer, request as httpRequest } from "node:http";
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
@@ -279,6 +279,41 @@ function endToEnd(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
 }
 
 /**
+ * Forwards req to target (on agent) and its answer back, as a proxy does: end-to-end
+ * headers only, the answer's head flushed at once (an event stream is not held), either
+ * side's failure ends the other. `hold` may take an answer instead (read, never sent).
+ */
+export function forwardRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  target: URL,
+  agent: Agent,
+  hold: (answer: IncomingMessage) => boolean = () => false,
+): void {
+  const upstream = httpRequest(
+    { agent, host: target.hostname, port: target.port, method: req.method, path: req.url, headers: endToEnd(req.headers) },
+    (answer) => {
+      if (hold(answer)) {
+        answer.resume();
+        return;
+      }
+      res.writeHead(answer.statusCode ?? 502, answer.statusMessage, endToEnd(answer.headers));
+      res.flushHeaders();
+      answer.pipe(res);
+      answer.on("error", () => res.destroy());
+    },
+  );
+  upstream.on("error", () => {
+    if (!res.headersSent) res.writeHead(502).end();
+    else res.destroy();
+  });
+  res.on("close", () => {
+    if (!res.writableFinished) upstream.destroy();
+  });
+  req.pipe(upstream);
+}
+
+/**
  * A tiny HTTP load balancer: each request goes to the next target, round robin per
  * session (the Cookie header; requests without one share a counter), so one client's
  * consecutive requests and streams alternate between the targets. Responses stream
@@ -305,23 +340,7 @@ async function startBalancer(
     const bff = turn % targets.length;
     const target = new URL(targets[bff]!);
     observe({ method: req.method ?? "GET", path: (req.url ?? "/").split("?")[0]!, bff });
-    const upstream = httpRequest(
-      { agent, host: target.hostname, port: target.port, method: req.method, path: req.url, headers: endToEnd(req.headers) },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.statusMessage, endToEnd(answer.headers));
-        res.flushHeaders();
-        answer.pipe(res);
-        answer.on("error", () => res.destroy());
-      },
-    );
-    upstream.on("error", () => {
-      if (!res.headersSent) res.writeHead(502).end();
-      else res.destroy();
-    });
-    res.on("close", () => {
-      if (!res.writableFinished) upstream.destroy();
-    });
-    req.pipe(upstream);
+    forwardRequest(req, res, target, agent);
   });
   const { url, close } = await listen(server);
   return {
