@@ -58,6 +58,8 @@ func (s *Server) parseFault(c *gin.Context) (*relayFault, error) {
 type faulted struct {
 	inner stream.Source
 	fault relayFault
+	// lost, if set, is called as the upstream is "lost".
+	lost func()
 	// gaveUp appends the ERROR events of the jobs the stream follows; it
 	// reports whether the stream then ends.
 	gaveUp func(buf []byte) ([]byte, bool)
@@ -73,6 +75,9 @@ func (f *faulted) Start(wake func()) {
 	defer f.mu.Unlock()
 	set := func(state int) func() {
 		return func() {
+			if state == 1 && f.lost != nil {
+				f.lost()
+			}
 			f.mu.Lock()
 			f.state = max(f.state, state)
 			f.mu.Unlock()
@@ -117,18 +122,32 @@ func (j *jobStream) withFault(fault *relayFault, code string) stream.Source {
 	}}
 }
 
-// withFault wraps a tab's stream: at the give-up, every job it follows
-// gets its ERROR, and the stream ends.
+// withFault wraps a tab's stream: at the give-up, every job it followed
+// when the upstream was "lost" (a job that ended since, unheard of, too)
+// or follows now gets its ERROR, and the stream ends.
 func (m *sessionStream) withFault(fault *relayFault) stream.Source {
 	if fault == nil {
 		return m
 	}
-	return &faulted{inner: m, fault: *fault, gaveUp: func(buf []byte) ([]byte, bool) {
-		m.mu.Lock()
-		defer m.mu.Unlock()
+	followed := map[string]bool{}
+	follows := func() {
 		for code := range m.subs {
-			buf = stream.AppendEvent(buf, "", relay.Unavailable(code).Data)
+			followed[code] = true
 		}
-		return buf, true
-	}}
+	}
+	return &faulted{inner: m, fault: *fault,
+		lost: func() {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			follows()
+		},
+		gaveUp: func(buf []byte) ([]byte, bool) {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			follows()
+			for code := range followed {
+				buf = stream.AppendEvent(buf, "", relay.Unavailable(code).Data)
+			}
+			return buf, true
+		}}
 }

@@ -77,7 +77,7 @@ func TestARelayFaultHidesAnEndThatComesWhileTheUpstreamIsLost(t *testing.T) {
 }
 
 func TestARelayFaultOnATabsStreamGivesEveryRunningJobItsERROR(t *testing.T) {
-	be := startBackend(t)
+	be := startBackend(t, "-workers", "4") // the short job runs beside the two long ones
 	bff := startBFFWith(t, be.url, "", scenariosOn(2*time.Second))
 	done := create(t, bff, `{"rows":10,"durationMs":0}`)
 	openStream(t, bff+"/api/exports/"+done.Code+"/events", nil).rest(t) // to its COMPLETED
@@ -85,9 +85,15 @@ func TestARelayFaultOnATabsStreamGivesEveryRunningJobItsERROR(t *testing.T) {
 	for range 2 {
 		running[create(t, bff, `{"rows":1000,"durationMs":60000}`).Code] = true
 	}
-	evs := openStream(t, bff+"/api/events?fault=relay-gives-up&giveUpMs=200", nil).rest(t)
+	// It ends while the upstream is "lost": the tab never hears of it but its ERROR.
+	endsUnheard := create(t, bff, `{"rows":100,"durationMs":600}`).Code
+	running[endsUnheard] = true
+	evs := openStream(t, bff+"/api/events?fault=relay-gives-up&faultAfterMs=100&giveUpMs=1500", nil).rest(t)
 	errored := map[string]bool{}
 	for _, ev := range evs {
+		if ev.job.Code == endsUnheard && ev.job.Status == "COMPLETED" {
+			t.Errorf("relayed %s while the upstream was lost", ev.data)
+		}
 		if ev.job.Status == "ERROR" {
 			errored[ev.job.Code] = ev.job.Error != nil && ev.job.Error.Code == "UPSTREAM_UNAVAILABLE"
 		}
