@@ -11,8 +11,9 @@ import (
 	"github.com/exportstream/exportstream/bff/internal/relay"
 )
 
-func scenariosOn(giveUp time.Duration) func(*relay.Config, *httpapi.Config) {
-	return func(r *relay.Config, h *httpapi.Config) { r.GiveUp, h.GiveUp, h.Scenarios = giveUp, giveUp, true }
+// scenariosOn runs the BFF with SCENARIOS=on and a 2 s UPSTREAM_GIVEUP.
+func scenariosOn(r *relay.Config, h *httpapi.Config) {
+	r.GiveUp, h.GiveUp, h.Scenarios = 2*time.Second, 2*time.Second, true
 }
 
 // ?fault=relay-gives-up relays as usual for faultAfterMs, then nothing for
@@ -20,7 +21,7 @@ func scenariosOn(giveUp time.Duration) func(*relay.Config, *httpapi.Config) {
 // (compared here with a stream whose backend is killed), and the stream ends.
 func TestARelayFaultEndsTheStreamWithTheGiveUpsERROR(t *testing.T) {
 	be := startBackend(t)
-	bff := startBFFWith(t, be.url, "", scenariosOn(2*time.Second))
+	bff := startBFFWith(t, be.url, "", scenariosOn)
 	// Progress every 1 % of 20 s: an event each 200 ms.
 	faultedJob := create(t, bff, `{"rows":1000,"durationMs":20000}`)
 	opened := time.Now()
@@ -63,7 +64,7 @@ func TestARelayFaultEndsTheStreamWithTheGiveUpsERROR(t *testing.T) {
 // give-up reports it: the browser never hears of the end.
 func TestARelayFaultHidesAnEndThatComesWhileTheUpstreamIsLost(t *testing.T) {
 	be := startBackend(t)
-	bff := startBFFWith(t, be.url, "", scenariosOn(2*time.Second))
+	bff := startBFFWith(t, be.url, "", scenariosOn)
 	j := create(t, bff, `{"rows":100,"durationMs":500}`)
 	evs := openStream(t, bff+"/api/exports/"+j.Code+"/events?fault=relay-gives-up&faultAfterMs=100&giveUpMs=1500", nil).rest(t)
 	for _, ev := range evs[:len(evs)-1] {
@@ -78,7 +79,7 @@ func TestARelayFaultHidesAnEndThatComesWhileTheUpstreamIsLost(t *testing.T) {
 
 func TestARelayFaultOnATabsStreamGivesEveryRunningJobItsERROR(t *testing.T) {
 	be := startBackend(t, "-workers", "4") // the short job runs beside the two long ones
-	bff := startBFFWith(t, be.url, "", scenariosOn(2*time.Second))
+	bff := startBFFWith(t, be.url, "", scenariosOn)
 	done := create(t, bff, `{"rows":10,"durationMs":0}`)
 	openStream(t, bff+"/api/exports/"+done.Code+"/events", nil).rest(t) // to its COMPLETED
 	running := map[string]bool{}
@@ -111,7 +112,7 @@ func TestARelayFaultOnATabsStreamGivesEveryRunningJobItsERROR(t *testing.T) {
 func TestRelayFaultsAreRefusedWhenScenariosAreOffOrMalformed(t *testing.T) {
 	be := startBackend(t)
 	off := startBFF(t, be.url, 2*time.Second)
-	on := startBFFWith(t, be.url, "", scenariosOn(2*time.Second))
+	on := startBFFWith(t, be.url, "", scenariosOn)
 	j := create(t, on, `{"rows":1000,"durationMs":60000}`)
 	tests := []struct{ name, url, code string }{
 		{"off, per export", off + "/api/exports/" + j.Code + "/events?fault=relay-gives-up", "SCENARIOS_DISABLED"},
