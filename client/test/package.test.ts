@@ -17,8 +17,8 @@ import { clientDir, inCI, reportMissing } from "./servers.js";
 const ENTRIES = ["index", "react", "node", "testing", "testing/playwright"] as const;
 const SPECIFIERS = ["@exportstream/client", "@exportstream/client/react", "@exportstream/client/node", "@exportstream/client/testing", "@exportstream/client/testing/playwright"];
 /** Gzipped bytes, minified by esbuild as a user's bundler would; see README "Budgets". */
-const BUDGET_CORE = 7_800;
-const BUDGET_CORE_AND_REACT = 8_800;
+const BUDGET_CORE = 7_900;
+const BUDGET_CORE_AND_REACT = 8_900;
 /** The testing kit is for tests, not app bundles; the budget keeps it from growing unseen. */
 const BUDGET_CORE_AND_TESTING = 12_000;
 

@@ -163,13 +163,19 @@ describe.skipIf(missing !== undefined)("the demo's scenarios in Chromium", () =>
     const seen = await timeline(page);
     const { stallAt, stallMs } = SCENARIOS.stall.fields;
     const progress = seen.filter((each) => each.kind === "progress" && each.value !== "");
-    // The backend holds the step that reaches stallAt: the gap ends with it.
-    const at = progress.findIndex((each) => Number(each.value) >= stallAt);
+    // The longest gap between two progress steps is the stall, where progress reaches
+    // stallAt: the step the backend reports there may fall on either side of the gap (it
+    // reports at most one step per progress interval), so the gap is from below or at
+    // stallAt (within one reported step) to at or past it.
+    const gaps = progress.map((each, i, all) => (i === 0 ? 0 : each.t - (all[i - 1]?.t ?? each.t)));
+    const at = gaps.indexOf(Math.max(...gaps));
     const reached = progress[at - 1];
     const next = progress[at];
     expect(reached, JSON.stringify(progress)).toBeDefined();
     expect(next, JSON.stringify(progress)).toBeDefined();
     expect(Number(reached?.value)).toBeGreaterThan(0);
+    expect(Number(reached?.value)).toBeLessThanOrEqual(stallAt + 5);
+    expect(Number(next?.value)).toBeGreaterThanOrEqual(stallAt);
     // The page's times of two events the backend sent stallMs apart: a little jitter each.
     expect((next?.t ?? 0) - (reached?.t ?? 0)).toBeGreaterThanOrEqual(stallMs - 250);
     // No other progress step took that long: the gap is the stall's, at stallAt.
