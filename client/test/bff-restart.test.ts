@@ -12,16 +12,10 @@ import { createExportClient } from "../src/index.js";
 import type { FetchLike, Job } from "../src/index.js";
 import { cookieFetch, countingEventSource } from "./fakes.js";
 import type { NodeFetch } from "./fakes.js";
-import { externalBffUrl, fetchFile, inCI, missingPrerequisites, reportMissing, startServers } from "./servers.js";
+import { externalBffUrl, fetchFile, missingPrerequisites, prerequisites, startServers } from "./servers.js";
 import type { Servers } from "./servers.js";
 
-const missing = externalBffUrl ? undefined : reportMissing("BFF restart tests (real backend + BFF)", missingPrerequisites());
-if (missing !== undefined) {
-  describe("BFF restart prerequisites", () => {
-    if (inCI) it("are present (CI=true makes a missing one a failure)", () => expect.fail(missing));
-    else it.skip(`are missing, so the suite is skipped: ${missing}`, () => {});
-  });
-}
+const missing = externalBffUrl ? undefined : prerequisites("BFF restart tests (real backend + BFF)", missingPrerequisites());
 
 /** Every BFF of the test signs sessions with it, so the new one knows the old one's cookies. */
 const SESSION_SECRET = "bff-restart-test-secret-0123456789abcdef";

@@ -10,7 +10,7 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Browser, BrowserContext, Locator, Page, Request } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { clientDir, inCI, launchChromium, missingForBrowser, reportMissing, startServers } from "./servers.js";
+import { clientDir, launchChromium, missingForBrowser, prerequisites, startServers } from "./servers.js";
 import type { Servers } from "./servers.js";
 
 // The README's picture is refreshed with UPDATE_SCREENSHOT=1 (make screenshot); other
@@ -19,17 +19,10 @@ const screenshotPath =
   process.env["UPDATE_SCREENSHOT"] === "1"
     ? join(clientDir, "..", "docs", "demo.png")
     : join(clientDir, "test-results", "demo.png");
-const missing = reportMissing(
+const missing = prerequisites(
   "browser tests (Chromium + real backend + BFF)",
   missingForBrowser(),
 );
-
-if (missing !== undefined) {
-  describe("browser prerequisites", () => {
-    if (inCI) it("are present (CI=true makes a missing one a failure)", () => expect.fail(missing));
-    else it.skip(`are missing, so the suite is skipped: ${missing}`, () => {});
-  });
-}
 
 type Mode = "per-job" | "multiplex" | "polling";
 

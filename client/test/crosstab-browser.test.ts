@@ -14,17 +14,10 @@ import { join } from "node:path";
 import { build } from "esbuild";
 import type { Browser, BrowserContext, Download, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { clientDir, inCI, launchChromium, missingForBrowser, reportMissing, startServers } from "./servers.js";
+import { clientDir, launchChromium, missingForBrowser, prerequisites, startServers } from "./servers.js";
 import type { Servers } from "./servers.js";
 
-const missing = reportMissing("cross-tab browser tests (Chromium + real backend + BFF)", missingForBrowser());
-
-if (missing !== undefined) {
-  describe("cross-tab browser prerequisites", () => {
-    if (inCI) it("are present (CI=true makes a missing one a failure)", () => expect.fail(missing));
-    else it.skip(`are missing, so the suite is skipped: ${missing}`, () => {});
-  });
-}
+const missing = prerequisites("cross-tab browser tests (Chromium + real backend + BFF)", missingForBrowser());
 
 /** What the test page records: every listener call, in order, and downloadOnce's answers. */
 interface Seen {

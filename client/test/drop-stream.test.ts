@@ -9,17 +9,10 @@ import { createExportClient } from "../src/index.js";
 import type { ConnectionState, FetchLike, Job } from "../src/index.js";
 import { cookieFetch, countingEventSource } from "./fakes.js";
 import type { NodeFetch } from "./fakes.js";
-import { externalBffUrl, inCI, missingPrerequisites, reportMissing, startServers } from "./servers.js";
+import { externalBffUrl, missingPrerequisites, prerequisites, startServers } from "./servers.js";
 import type { Servers } from "./servers.js";
 
-const missing = reportMissing("dropStreamAt through the real BFF", missingPrerequisites());
-
-if (missing !== undefined) {
-  describe("dropStreamAt prerequisites", () => {
-    if (inCI) it("are present (CI=true makes a missing one a failure)", () => expect.fail(missing));
-    else it.skip(`are missing, so the suite is skipped: ${missing}`, () => {});
-  });
-}
+const missing = prerequisites("dropStreamAt through the real BFF", missingPrerequisites());
 
 /** Each stream request the EventSources made: its path and the Last-Event-ID it sent. */
 interface StreamRequest {

@@ -7,17 +7,10 @@ import { createExportClient, ExportError } from "../src/index.js";
 import type { ExportClient, ExportEvent, FetchLike, Job } from "../src/index.js";
 import { cookieFetch, countingEventSource } from "./fakes.js";
 import type { CountingEventSource, NodeFetch } from "./fakes.js";
-import { externalBffUrl, fetchFile, inCI, missingPrerequisites, replicas, reportMissing, scaledOut, startServers } from "./servers.js";
+import { externalBffUrl, fetchFile, missingPrerequisites, prerequisites, replicas, scaledOut, startServers } from "./servers.js";
 import type { Servers } from "./servers.js";
 
-const missing = reportMissing("integration tests (real backend + BFF)", missingPrerequisites());
-
-if (missing !== undefined) {
-  describe("integration prerequisites", () => {
-    if (inCI) it("are present (CI=true makes a missing one a failure)", () => expect.fail(missing));
-    else it.skip(`are missing, so the suite is skipped: ${missing}`, () => {});
-  });
-}
+const missing = prerequisites("integration tests (real backend + BFF)", missingPrerequisites());
 
 describe.skipIf(missing !== undefined)("client against the real BFF", () => {
   let servers: Servers;

@@ -11,20 +11,13 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { packToConsumer, readmeBlocks, spawnNode } from "./packed.js";
 import type { Packed } from "./packed.js";
-import { clientDir, inCI, missingPrerequisites, reportMissing, startServers } from "./servers.js";
+import { clientDir, missingPrerequisites, prerequisites, startServers } from "./servers.js";
 import type { Servers } from "./servers.js";
 
-const missing = reportMissing(
+const missing = prerequisites(
   "the README's Node example (real backend + BFF, the built library)",
   missingPrerequisites([join(clientDir, "dist", "node.js"), join(clientDir, "dist", "cjs", "node.js")]),
 );
-
-if (missing !== undefined) {
-  describe("Node example prerequisites", () => {
-    if (inCI) it("are present (CI=true makes a missing one a failure)", () => expect.fail(missing));
-    else it.skip(`are missing, so the suite is skipped: ${missing}`, () => {});
-  });
-}
 
 const [example] = readmeBlocks(join(clientDir, "README.md"), "node-example");
 const SESSION_LINE = `const client = createExportClient({ mode: "multiplex", ...session });`;

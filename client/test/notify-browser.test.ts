@@ -6,17 +6,10 @@
  */
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { inCI, launchChromium, missingForBrowser, reportMissing, startServers } from "./servers.js";
+import { launchChromium, missingForBrowser, prerequisites, startServers } from "./servers.js";
 import type { Servers } from "./servers.js";
 
-const missing = reportMissing("notification browser test (Chromium + real backend + BFF)", missingForBrowser());
-
-if (missing !== undefined) {
-  describe("notification browser test prerequisites", () => {
-    if (inCI) it("are present (CI=true makes a missing one a failure)", () => expect.fail(missing));
-    else it.skip(`are missing, so the suite is skipped: ${missing}`, () => {});
-  });
-}
+const missing = prerequisites("notification browser test (Chromium + real backend + BFF)", missingForBrowser());
 
 interface Shown {
   readonly title: string;

@@ -12,7 +12,7 @@ import { build } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { packToConsumer, readmeBlocks, runNode, tscBin } from "./packed.js";
 import type { Packed } from "./packed.js";
-import { clientDir, inCI, reportMissing } from "./servers.js";
+import { clientDir, prerequisites } from "./servers.js";
 
 const ENTRIES = ["index", "react", "node", "testing", "testing/playwright"] as const;
 const SPECIFIERS = ["@exportstream/client", "@exportstream/client/react", "@exportstream/client/node", "@exportstream/client/testing", "@exportstream/client/testing/playwright"];
@@ -22,19 +22,12 @@ const BUDGET_CORE_AND_REACT = 8_900;
 /** The testing kit is for tests, not app bundles; the budget keeps it from growing unseen. */
 const BUDGET_CORE_AND_TESTING = 12_000;
 
-const missing = reportMissing(
+const missing = prerequisites(
   "npm package tests (the built library)",
   ENTRIES.flatMap((entry) => [join(clientDir, "dist", `${entry}.js`), join(clientDir, "dist", "cjs", `${entry}.js`)])
     .filter((path) => !existsSync(path))
     .map((path) => `${path} (npm run build:lib)`),
 );
-
-if (missing !== undefined) {
-  describe("npm package prerequisites", () => {
-    if (inCI) it("are present (CI=true makes a missing one a failure)", () => expect.fail(missing));
-    else it.skip(`are missing, so the suite is skipped: ${missing}`, () => {});
-  });
-}
 
 describe.skipIf(missing !== undefined)("the npm package", () => {
   let packed: Packed;

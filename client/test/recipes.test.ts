@@ -15,18 +15,11 @@ import { ExportClientProvider } from "@exportstream/client/react";
 import { ExportStatusSWR } from "../recipes/swr.js";
 import { ExportStatusQuery } from "../recipes/tanstack-query.js";
 import { cookieFetch, countingEventSource } from "./fakes.js";
-import { inCI, missingPrerequisites, reportMissing, startServers } from "./servers.js";
+import { missingPrerequisites, prerequisites, startServers } from "./servers.js";
 import type { Servers } from "./servers.js";
 
 const h = createElement;
-const missing = reportMissing("recipe tests (real backend + BFF)", missingPrerequisites());
-
-if (missing !== undefined) {
-  describe("recipe prerequisites", () => {
-    if (inCI) it("are present (CI=true makes a missing one a failure)", () => expect.fail(missing));
-    else it.skip(`are missing, so the suite is skipped: ${missing}`, () => {});
-  });
-}
+const missing = prerequisites("recipe tests (real backend + BFF)", missingPrerequisites());
 
 describe.skipIf(missing !== undefined)("recipes against the real BFF", () => {
   let servers: Servers;

@@ -9,17 +9,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { SCENARIOS } from "../demo/scenarios.js";
 import type { ScenarioName } from "../demo/scenarios.js";
 import { expectDownload, startExport, waitForJob, waitForStatus } from "../src/testing/playwright.js";
-import { inCI, launchChromium, missingForBrowser, reportMissing, startServers } from "./servers.js";
+import { launchChromium, missingForBrowser, prerequisites, startServers } from "./servers.js";
 import type { Servers } from "./servers.js";
 
-const missing = reportMissing("scenario browser tests (Chromium + real backend + BFF)", missingForBrowser());
-
-if (missing !== undefined) {
-  describe("scenario browser prerequisites", () => {
-    if (inCI) it("are present (CI=true makes a missing one a failure)", () => expect.fail(missing));
-    else it.skip(`are missing, so the suite is skipped: ${missing}`, () => {});
-  });
-}
+const missing = prerequisites("scenario browser tests (Chromium + real backend + BFF)", missingForBrowser());
 
 /** One change the page showed: a status, a progress value or a connection state, at page time `t`. */
 interface Seen {

@@ -3,23 +3,16 @@
  * (SCENARIOS=on, test/servers.ts), through the client library with the `eventsource`
  * package: the same rows and assertions as scenarios-fake.test.ts.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { createExportClient } from "../src/index.js";
 import type { FetchLike } from "../src/index.js";
 import { cookieFetch, countingEventSource } from "./fakes.js";
 import { checkScenario, record, SCENARIOS, TODO_SCENARIOS } from "./scenario-table.js";
 import type { Driver } from "./scenario-table.js";
-import { inCI, missingPrerequisites, reportMissing, startServers } from "./servers.js";
+import { missingPrerequisites, prerequisites, startServers } from "./servers.js";
 import type { Servers } from "./servers.js";
 
-const missing = reportMissing("scenario table against the real stack (backend + BFF)", missingPrerequisites());
-
-if (missing !== undefined) {
-  describe("scenario table prerequisites", () => {
-    if (inCI) it("are present (CI=true makes a missing one a failure)", () => expect.fail(missing));
-    else it.skip(`are missing, so the suite is skipped: ${missing}`, () => {});
-  });
-}
+const missing = prerequisites("scenario table against the real stack (backend + BFF)", missingPrerequisites());
 
 describe.skipIf(missing !== undefined)("the scenario table against the real BFF and backend", () => {
   let servers: Servers;

@@ -22,6 +22,7 @@ import { tmpdir } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { describe, expect, it } from "vitest";
 import { listen } from "./fakes.js";
 import type { Browser } from "playwright-core";
 
@@ -84,6 +85,22 @@ export function reportMissing(suite: string, missing: readonly string[]): string
     console.warn(`\n${bar}\nMISSING COMPONENT — skipping: ${message}\n${bar}\n`);
   }
   return message;
+}
+
+/**
+ * A suite's prerequisites: undefined when none is missing. Otherwise it says why (loudly,
+ * see reportMissing) and adds a test that fails under CI=true or is skipped locally, and
+ * the suite skips itself (`describe.skipIf(missing !== undefined)`).
+ */
+export function prerequisites(suite: string, missing: readonly string[]): string | undefined {
+  const why = reportMissing(suite, missing);
+  if (why !== undefined) {
+    describe(`${suite}: prerequisites`, () => {
+      if (inCI) it("are present (CI=true makes a missing one a failure)", () => expect.fail(why));
+      else it.skip(`are missing, so the suite is skipped: ${why}`, () => {});
+    });
+  }
+  return why;
 }
 
 export interface Servers {

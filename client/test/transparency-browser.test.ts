@@ -9,21 +9,15 @@
  */
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { externalBffUrl, inCI, launchChromium, missingForBrowser, reportMissing } from "./servers.js";
+import { externalBffUrl, launchChromium, missingForBrowser, prerequisites } from "./servers.js";
 import { codeOf } from "./fakes.js";
 import { cases, eventTypes, startScriptedBff } from "./transparency-cases.js";
 import type { ScriptedBff } from "./transparency-cases.js";
 
-const missing = reportMissing(
+const missing = prerequisites(
   "transparency tests in Chromium (real BFF binary)",
   externalBffUrl ? [] : missingForBrowser(),
 );
-if (missing !== undefined) {
-  describe("transparency in Chromium: prerequisites", () => {
-    if (inCI) it("are present (CI=true makes a missing one a failure)", () => expect.fail(missing));
-    else it.skip(`are missing, so the suite is skipped: ${missing}`, () => {});
-  });
-}
 
 /** What the page's EventSource did: every event it dispatched, and how its reading ended. */
 interface Read {

@@ -11,18 +11,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { codeOf, cookieFetch } from "./fakes.js";
 import type { NodeFetch } from "./fakes.js";
 import { EventSource } from "eventsource";
-import { externalBffUrl, inCI, missingPrerequisites, reportMissing } from "./servers.js";
+import { externalBffUrl, missingPrerequisites, prerequisites } from "./servers.js";
 import { cases, eventTypes, startScriptedBff } from "./transparency-cases.js";
 import type { ScriptedBff } from "./transparency-cases.js";
 
 const missing = externalBffUrl ? [] : missingPrerequisites();
-const skipped = reportMissing("transparency tests (real BFF binary)", missing);
-if (skipped !== undefined) {
-  describe("transparency prerequisites", () => {
-    if (inCI) it("are present (CI=true makes a missing one a failure)", () => expect.fail(skipped));
-    else it.skip(`are missing, so the suite is skipped: ${skipped}`, () => {});
-  });
-}
+const skipped = prerequisites("transparency tests (real BFF binary)", missing);
 
 describe.skipIf(skipped !== undefined || externalBffUrl !== undefined)("the BFF relays the wire transparently", () => {
   let scripted: ScriptedBff;

@@ -16,7 +16,7 @@ import { join } from "node:path";
 import type { Browser, BrowserContext, Download, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readmeBlocks } from "./packed.js";
-import { clientDir, externalBffUrl, inCI, launchChromium, missingForBrowser, reportMissing, startServers } from "./servers.js";
+import { clientDir, externalBffUrl, inCI, launchChromium, missingForBrowser, prerequisites, reportMissing, startServers } from "./servers.js";
 import type { Servers } from "./servers.js";
 
 /** What `npm create vite` gives a React + TypeScript app today, by major version. */
@@ -38,17 +38,10 @@ function registryMissing(): string[] {
 // app: the suite does not apply there, and asks the registry nothing.
 const missing = externalBffUrl
   ? undefined
-  : reportMissing("the fresh Vite + React app (npm registry, built library)", [
+  : prerequisites("the fresh Vite + React app (npm registry, built library)", [
       ...(existsSync(join(clientDir, "dist", "react.js")) ? [] : [`${join(clientDir, "dist", "react.js")} (npm run build:lib)`]),
       ...registryMissing(),
     ]);
-
-if (missing !== undefined) {
-  describe("Vite app prerequisites", () => {
-    if (inCI) it("are present (CI=true makes a missing one a failure)", () => expect.fail(missing));
-    else it.skip(`are missing, so the suite is skipped: ${missing}`, () => {});
-  });
-}
 
 const MAIN_TSX = `import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
