@@ -53,7 +53,13 @@ export const SCENARIOS = {
     note: "Paced at 1,000 rows a second instead of the duration.",
     fields: { rowsPerSecond: 1_000 },
   },
-  // TODO(issue 19): "stream drops" (dropStreamAt) once the backend has it.
+  "stream-drops": {
+    label: "stream drops",
+    note: "Runs 6 s; at 40 % the server ends the event stream (SSE modes): the page waits for a connection, then resumes by Last-Event-ID and goes on, nothing shown twice.",
+    // Longer than the BFF's 2–3 s reconnect delay after the cut at 40 %: the page is
+    // seen to resume a running export.
+    fields: { durationMs: 6_000, dropStreamAt: 40 },
+  },
 } as const satisfies Record<string, Scenario>;
 
 export type ScenarioName = keyof typeof SCENARIOS;

@@ -4,4 +4,4 @@
  * scripted timelines, driven by (fake) timers. Not for production bundles.
  */
 export { createFakeExportServer } from "./testing/fake.js";
-export type { FakeDownload, FakeExportServer, FakeExportServerOptions, RelayFault, Scenario } from "./testing/fake.js";
+export type { FakeDownload, FakeExportServer, FakeExportServerOptions, FakeStreamRequest, RelayFault, Scenario } from "./testing/fake.js";

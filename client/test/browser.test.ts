@@ -457,11 +457,33 @@ describe.skipIf(missing !== undefined)("demo page in Chromium", () => {
     }
   });
 
-  it("fits a phone's width without sideways scrolling", async () => {
-    const { context, page } = await openDemo("multiplex", { width: 375, height: 740 });
-    await startExport(page, 1000, 500);
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    expect(overflow).toBeLessThanOrEqual(0);
+  it("fits a phone's width without sideways scrolling, also in a row's widest states (waiting for a connection, polling)", async () => {
+    // Every event stream is held unanswered, so the row shows "waiting for a connection…"
+    // with SSE however fast the machine, then, once the client falls back to polling
+    // (after firstMessageMs), "polling": both with the status badge beside them.
+    const { context, page } = await openDemo("multiplex", { width: 375, height: 740 }, {
+      beforeLoad: async (holding) => void (await holding.route(/\/events(\?|$)/, () => {})),
+    });
+    await startExport(page, 1000, 30_000);
+    const row = () =>
+      page.evaluate(() => {
+        const item = document.querySelector<HTMLElement>('[data-testid="export-item"]');
+        const { connection = "", transport = "" } = item?.dataset ?? {};
+        return { connection, transport, overflow: document.documentElement.scrollWidth - window.innerWidth };
+      });
+    /** The page's sideways overflow, measured while the row shows `connection` over `transport`. */
+    const overflowWhile = async (connection: string, transport: string): Promise<number> => {
+      let shown = await row();
+      await expect
+        .poll(async () => {
+          shown = await row();
+          return [shown.connection, shown.transport];
+        }, { timeout: 15_000 })
+        .toEqual([connection, transport]);
+      return shown.overflow;
+    };
+    expect(await overflowWhile("connecting", "sse")).toBeLessThanOrEqual(0);
+    expect(await overflowWhile("open", "polling")).toBeLessThanOrEqual(0);
     await context.close();
   });
 });

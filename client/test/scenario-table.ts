@@ -6,7 +6,7 @@
  * client library: the fake behaves like the stack wherever the table looks.
  */
 import { expect } from "vitest";
-import type { ExportClient, ExportRequest, Job, JobStatus } from "../src/index.js";
+import type { ConnectionState, ExportClient, ExportRequest, Job, JobStatus } from "../src/index.js";
 
 /** What one run of a scenario saw through `client.subscribe`. */
 export interface Trace {
@@ -17,6 +17,16 @@ export interface Trace {
   readonly cancelled: Job | undefined;
   /** The file's HTTP status right after completion and once `expiresAt` has passed. */
   readonly fileStatus: { readonly before: number; readonly after: number } | undefined;
+  /** The connection states `onConnection` reported, in order. */
+  readonly connection: readonly ConnectionState[];
+  /** The event stream requests the client's EventSource made (reconnects too), in order. */
+  readonly streams: readonly StreamRequest[];
+}
+
+/** One event stream request: its URL and the Last-Event-ID it came with (none: undefined). */
+export interface StreamRequest {
+  readonly url: string;
+  readonly lastEventId: string | undefined;
 }
 
 /** How a test reaches the server and time: the fake with fake timers, or the real stack. */
@@ -26,6 +36,8 @@ export interface Driver {
   until(done: () => boolean, what: string, timeoutMs: number): Promise<void>;
   /** The HTTP status of a GET of the job's file. */
   fileStatus(job: Job): Promise<number>;
+  /** The event stream requests the driver's client made so far. */
+  streams(): readonly StreamRequest[];
 }
 
 export interface ScenarioRow {
@@ -134,14 +146,23 @@ export const SCENARIOS: readonly ScenarioRow[] = [
       expect(sinceCreate(last)).toBeLessThan(3000);
     },
   },
-];
-
-/**
- * Documented rows neither side runs yet. dropStreamAt: the backend's is being added; the
- * fake cuts no stream (no reconnect with Last-Event-ID) yet either.
- */
-export const TODO_SCENARIOS: readonly string[] = [
-  "dropStreamAt 50: the stream is cut once after the first event at or past 50 %; the client reconnects once with Last-Event-ID and sees no snapshot twice",
+  {
+    // Cut at about 1 s; the reconnect, after the BFF's 2–3 s retry, finds the export still
+    // running: the resumed stream carries it on past 20 % and is not cut again.
+    name: "dropStreamAt 20: the stream is cut once right after the first snapshot at or past 20 %; one reconnect with Last-Event-ID, no snapshot twice",
+    request: { rows: 1000, durationMs: 5000, dropStreamAt: 20 },
+    statuses: ["PENDING", "IN_PROGRESS", "COMPLETED"],
+    check: (trace) => {
+      const cut = trace.snapshots.find((job) => job.progress >= 20);
+      expect(cut?.status).toBe("IN_PROGRESS");
+      // One reconnect, resuming after the cut snapshot (per-job ids are seqs).
+      expect(trace.streams.map((each) => each.lastEventId)).toEqual([undefined, String(cut?.seq)]);
+      // Whether the first `connecting` is seen depends on how fast the stream opens.
+      expect(trace.connection.slice(trace.connection.indexOf("open"))).toEqual(["open", "connecting", "open"]);
+      const seqs = trace.snapshots.map((job) => job.seq);
+      expect(new Set(seqs).size, `seqs ${seqs.join(" ")}`).toBe(seqs.length);
+    },
+  },
 ];
 
 function inProgress(trace: Trace): Job[] {
@@ -153,6 +174,7 @@ export async function record(driver: Driver, row: ScenarioRow): Promise<Trace> {
   const { client } = driver;
   const started = await client.start(row.request);
   const snapshots: Job[] = [];
+  const connection: ConnectionState[] = [];
   let ended: Job | undefined;
   let failed: Error | undefined;
   let cancel: Promise<Job | undefined> | undefined;
@@ -166,7 +188,7 @@ export async function record(driver: Driver, row: ScenarioRow): Promise<Trace> {
     if (row.cancelAtProgress !== undefined && !cancel && event.job.progress >= row.cancelAtProgress) {
       cancel = client.cancel(started.code);
     }
-  });
+  }, { onConnection: (state) => connection.push(state) });
   try {
     await driver.until(() => ended !== undefined || failed !== undefined, `${row.name}: the end`, 30_000);
   } finally {
@@ -184,7 +206,7 @@ export async function record(driver: Driver, row: ScenarioRow): Promise<Trace> {
     await driver.until(() => Date.now() > expiresAt + 50, `${row.name}: past expiresAt`, 30_000);
     fileStatus = { before, after: await driver.fileStatus(last) };
   }
-  return { request: row.request, snapshots, cancelled: await cancel, fileStatus };
+  return { request: row.request, snapshots, cancelled: await cancel, fileStatus, connection, streams: [...driver.streams()] };
 }
 
 /** Everything the row documents, on a recorded trace. */

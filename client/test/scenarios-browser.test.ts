@@ -220,6 +220,31 @@ describe.skipIf(missing !== undefined)("the demo's scenarios in Chromium", () =>
     },
   );
 
+  it.each(["per-job", "multiplex"] as const)(
+    "stream drops (%s): the page shows the reconnect (waiting for a connection, then live) after 40 % and COMPLETED; progress never goes back, no state twice",
+    async (mode) => {
+      const page = await openDemo(mode);
+      await (await prepare(page, "stream-drops", 3000, 1000))();
+      const { item, code } = await started(page);
+      await shownStatus(item, "COMPLETED");
+
+      const seen = await timeline(page);
+      const shownStatuses = statuses(seen);
+      expect(shownStatuses.filter((status) => status !== "PENDING")).toEqual(["IN_PROGRESS", "COMPLETED"]);
+      expect(new Set(shownStatuses).size, shownStatuses.join(" ")).toBe(shownStatuses.length);
+      const progress = seen.filter((each) => each.kind === "progress" && each.value !== "");
+      for (const [i, each] of progress.entries()) expect(Number(each.value), JSON.stringify(progress)).toBeGreaterThanOrEqual(Number(progress[i - 1]?.value ?? 0));
+      // The connection as shown, each run of equal states once, from the first "live".
+      const states = seen.filter((each) => each.kind === "connection" && each.value !== "").filter((each, i, all) => each.value !== all[i - 1]?.value);
+      const live = states.slice(states.findIndex((each) => each.value === "open"));
+      expect(live.map((each) => each.value), JSON.stringify(seen)).toEqual(["open", "connecting", "open"]);
+      const { dropStreamAt } = SCENARIOS["stream-drops"].fields;
+      const reached = progress.find((each) => Number(each.value) >= dropStreamAt);
+      expect(live[1]?.t).toBeGreaterThanOrEqual(reached?.t ?? Infinity);
+      expect((await waitForStatus(page, code, "COMPLETED")).rowsDone).toBe(3000);
+    },
+  );
+
   it("file expires: downloaded (200) at completion, then the Download link shows 410 GONE once expiresAt has passed", async () => {
     const page = await openDemo();
     const start = await prepare(page, "file-expires", 2000, 500, true);

@@ -7,8 +7,9 @@ import { afterAll, beforeAll, describe, it } from "vitest";
 import { createExportClient } from "../src/index.js";
 import type { FetchLike } from "../src/index.js";
 import { cookieFetch, countingEventSource } from "./fakes.js";
-import { checkScenario, record, SCENARIOS, TODO_SCENARIOS } from "./scenario-table.js";
-import type { Driver } from "./scenario-table.js";
+import type { NodeFetch } from "./fakes.js";
+import { checkScenario, record, SCENARIOS } from "./scenario-table.js";
+import type { Driver, StreamRequest } from "./scenario-table.js";
 import { missingPrerequisites, prerequisites, startServers } from "./servers.js";
 import type { Servers } from "./servers.js";
 
@@ -28,10 +29,11 @@ describe.skipIf(missing !== undefined)("the scenario table against the real BFF 
   /** A fresh session per row. */
   function driver(): Driver {
     const fetchImpl = cookieFetch();
+    const streams: StreamRequest[] = [];
     const client = createExportClient({
       baseUrl: servers.bffUrl,
       fetch: fetchImpl as FetchLike,
-      EventSource: countingEventSource(fetchImpl).EventSource,
+      EventSource: countingEventSource(recordingStreams(fetchImpl, streams)).EventSource,
     });
     return {
       client,
@@ -47,6 +49,7 @@ describe.skipIf(missing !== undefined)("the scenario table against the real BFF 
         await response.arrayBuffer();
         return response.status;
       },
+      streams: () => streams,
     };
   }
 
@@ -54,5 +57,15 @@ describe.skipIf(missing !== undefined)("the scenario table against the real BFF 
     checkScenario(row, await record(driver(), row));
   });
 
-  for (const name of TODO_SCENARIOS) it.todo(name);
 });
+
+/** `inner`, recording each event stream request the EventSource makes with its Last-Event-ID. */
+function recordingStreams(inner: NodeFetch, streams: StreamRequest[]): NodeFetch {
+  return (input, init) => {
+    const url = input instanceof Request ? input.url : String(input);
+    if (new URL(url).pathname.endsWith("/events")) {
+      streams.push({ url, lastEventId: new Headers(init?.headers).get("Last-Event-ID") ?? undefined });
+    }
+    return inner(input, init);
+  };
+}

@@ -5,7 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { ExportError } from "../src/index.js";
-import type { ExportEvent, ExportRequest, Job } from "../src/index.js";
+import type { ConnectionState, ExportEvent, ExportRequest, Job } from "../src/index.js";
 import { createFakeExportServer } from "../src/testing.js";
 import type { FakeExportServer, FakeExportServerOptions } from "../src/testing.js";
 
@@ -69,11 +69,13 @@ describe("the fake server's answers", () => {
     const refused = (request: object) => server.client.start(request as ExportRequest).catch((error: ExportError) => [error.httpStatus, error.code]);
     expect(await refused({ rows: 0 })).toEqual([422, "VALIDATION_FAILED"]);
     expect(await refused({ rows: 10, durationMs: 10, rowsPerSecond: 5 })).toEqual([400, "SCENARIOS_DISABLED"]);
+    expect(await refused({ rows: 10, dropStreamAt: 40 })).toEqual([400, "SCENARIOS_DISABLED"]);
     expect(await refused({ rows: 10, colour: "red" })).toEqual([400, "INVALID_JSON"]);
     server = createFakeExportServer();
     expect(await refused({ rows: 10, failAt: 100 })).toEqual([422, "VALIDATION_FAILED"]);
     expect(await refused({ rows: 10, errorCode: "X" })).toEqual([422, "VALIDATION_FAILED"]);
     expect(await refused({ rows: 10, stallAt: 5 })).toEqual([422, "VALIDATION_FAILED"]);
+    expect(await refused({ rows: 10, dropStreamAt: 100 })).toEqual([422, "VALIDATION_FAILED"]);
     expect(await refused({ rows: 10, durationMs: 10, rowsPerSecond: 5 })).toEqual([422, "VALIDATION_FAILED"]);
     await expect(server.client.get("00000000-0000-4000-8000-00000000ffff")).rejects.toMatchObject({ code: "NOT_FOUND", httpStatus: 404 });
   });
@@ -128,6 +130,36 @@ describe("the fake server's streams", () => {
     expect(Math.max(...progress)).toBeLessThanOrEqual(20);
     expect(events.at(-1)).toMatchObject({ type: "error", error: { code: "UPSTREAM_UNAVAILABLE" } });
     expect(server.client.stats().connections).toBe(0);
+  });
+
+  it.each(["per-job", "multiplex"] as const)(
+    "dropStreamAt (%s): the stream is cut once after the crossing snapshot; the EventSource reconnects after retryMs, resuming by Last-Event-ID",
+    async (mode) => {
+      server = createFakeExportServer({ client: { mode }, retryMs: 500 });
+      const { code } = await server.client.start({ rows: 1000, durationMs: 3000, dropStreamAt: 40 });
+      const seen: Job[] = [];
+      const states: [ConnectionState, number][] = [];
+      server.client.subscribe(code, (event) => event.type === "snapshot" && seen.push(event.job), { onConnection: (state) => states.push([state, Date.now()]) });
+      await vi.advanceTimersByTimeAsync(4000);
+      const cut = seen.find((job) => job.progress >= 40);
+      expect(cut?.status).toBe("IN_PROGRESS");
+      expect(server.streams.map((each) => each.lastEventId)).toEqual([undefined, mode === "per-job" ? String(cut?.seq) : `${code}:${cut?.seq}`]);
+      const shown = states.slice(states.findIndex(([state]) => state === "open"));
+      expect(shown.map(([state]) => state)).toEqual(["open", "connecting", "open"]);
+      expect((shown[2]?.[1] ?? 0) - (shown[1]?.[1] ?? 0)).toBe(500);
+      expect(seen.map((job) => job.seq)).toEqual([...new Set(seen.map((job) => job.seq))].sort((a, b) => a - b));
+      expect(seen.at(-1)?.status).toBe("COMPLETED");
+    },
+  );
+
+  it("close() also stops an EventSource waiting to reconnect after a cut", async () => {
+    server = createFakeExportServer();
+    const { code } = await server.client.start({ rows: 1000, durationMs: 1000, dropStreamAt: 50 });
+    server.client.subscribe(code, () => {});
+    await vi.advanceTimersByTimeAsync(600);
+    expect(server.streams).toHaveLength(1);
+    server.close();
+    expect(vi.getTimerCount()).toBe(0);
   });
 
   it("refuses the stream of an export it does not have (NOT_FOUND)", async () => {

@@ -11,7 +11,7 @@ import { ExportError } from "../errors.js";
 import type { FetchInitLike, FetchLike } from "../http.js";
 import type { EventSourceConstructorLike, EventSourceInitLike, EventSourceLike, StreamErrorLike, StreamMessageLike } from "../stream.js";
 import type { ExportRequest, Job, StreamEvent } from "../types.js";
-import { fileName, isScripted, timeline, validationProblem } from "./timeline.js";
+import { cutsStream, fileName, isScripted, timeline, validationProblem } from "./timeline.js";
 import type { TimelineStep } from "./timeline.js";
 
 /** The scenario fields of a create request: what a test scripts. */
@@ -29,6 +29,11 @@ export interface FakeExportServerOptions {
   readonly progressIntervalMs?: number;
   /** The backend's `RETENTION`: a file's `expiresAt` after completion, without `expireAfterMs`. Default 1 h. */
   readonly retentionMs?: number;
+  /**
+   * The BFF's `SSE_RETRY`: how long an EventSource whose stream was cut (`dropStreamAt`)
+   * waits before it reconnects. Default 2000.
+   */
+  readonly retryMs?: number;
   /** Every stream fails as when the relay loses the backend (also `relayGivesUp()`). */
   readonly relayGivesUp?: RelayFault;
   /** Options of `server.client` (the fake supplies `fetch`, `EventSource` and `baseUrl`). */
@@ -43,6 +48,14 @@ export interface FakeDownload {
   readonly url: string;
   /** True when made by `downloadOnce`. */
   readonly once: boolean;
+}
+
+/** An event stream request the server took: a first connect, or a reconnect. */
+export interface FakeStreamRequest {
+  /** `/api/exports/{code}/events` or `/api/events`, with the query the client gave it. */
+  readonly url: string;
+  /** The `Last-Event-ID` the EventSource resumed with; undefined on a first connect. */
+  readonly lastEventId: string | undefined;
 }
 
 /** The relay-gives-up fault (the BFF's `?fault=relay-gives-up&faultAfterMs=&giveUpMs=`). */
@@ -63,6 +76,8 @@ export interface FakeExportServer {
   readonly requests: readonly ExportRequest[];
   /** The downloads the clients of this server made, oldest first. */
   readonly downloads: readonly FakeDownload[];
+  /** Every event stream request, reconnects too, oldest first. */
+  readonly streams: readonly FakeStreamRequest[];
   /** The session's exports, newest first (what `GET /api/exports` answers). */
   jobs(): Job[];
   /** Scripts the exports created from now on (replaces the `scenario` option; undefined: none). */
@@ -105,6 +120,7 @@ export function createFakeExportServer(options: FakeExportServerOptions = {}): F
     EventSource,
     requests: state.requests,
     downloads: state.downloads,
+    streams: state.streams,
     jobs: () => state.list(),
     script: (scenario) => {
       state.scenario = scenario;
@@ -132,7 +148,7 @@ function failure(status: number, code: string, message: string): FakeResponse {
   return reply(status, { error: { code, message } });
 }
 
-const REQUEST_FIELDS = new Set(["rows", "durationMs", "filename", "failAt", "errorCode", "startDelayMs", "stallAt", "stallMs", "expireAfterMs", "rowsPerSecond"]);
+const REQUEST_FIELDS = new Set(["rows", "durationMs", "filename", "failAt", "errorCode", "startDelayMs", "stallAt", "stallMs", "dropStreamAt", "expireAfterMs", "rowsPerSecond"]);
 
 /** One export: its latest snapshot and what is left of its timeline. */
 interface FakeJob {
@@ -153,6 +169,9 @@ interface Follower {
 class FakeState {
   readonly requests: ExportRequest[] = [];
   readonly downloads: FakeDownload[] = [];
+  readonly streams: FakeStreamRequest[] = [];
+  /** EventSources waiting to reconnect after a cut: close() stops them too. */
+  readonly reconnects = new Set<ReturnType<typeof setTimeout>>();
   readonly followers = new Set<Follower>();
   scenario: Scenario | undefined;
   fault: RelayFault | undefined;
@@ -170,12 +189,22 @@ class FakeState {
     return this.#jobs.get(code)?.job;
   }
 
+  dropStreamAt(code: string): number | undefined {
+    return this.#jobs.get(code)?.request.dropStreamAt;
+  }
+
+  get retryMs(): number {
+    return this.#options.retryMs ?? 2000;
+  }
+
   list(): Job[] {
     return [...this.#jobs.values()].reverse().map((each) => each.job);
   }
 
   close(): void {
     for (const each of this.#jobs.values()) clearTimeout(each.timer);
+    for (const timer of this.reconnects) clearTimeout(timer);
+    this.reconnects.clear();
   }
 
   handle(url: string, init: FetchInitLike): FakeResponse {
@@ -349,20 +378,41 @@ function fakeEventSourceClass(state: FakeState): EventSourceConstructorLike {
     onmessage: ((event: StreamMessageLike) => unknown) | null = null;
     onerror: ((event: StreamErrorLike) => unknown) | null = null;
     readonly url: string;
-    readonly #stop: () => void;
+    #stop: () => void = () => {};
+    #lastEventId: string | undefined;
+    #retry: ReturnType<typeof setTimeout> | undefined;
 
     constructor(url: string, _init?: EventSourceInitLike) {
       this.url = url;
-      this.#stop = openStream(state, url, {
+      this.#connect();
+    }
+
+    #connect(): void {
+      this.#stop = openStream(state, this.url, this.#lastEventId, {
         open: () => {
           this.readyState = 1;
           this.onopen?.({ type: "open" });
         },
-        message: (data) => this.onmessage?.({ data }),
+        message: (data, id) => {
+          if (id !== undefined) this.#lastEventId = id;
+          this.onmessage?.({ data });
+        },
         // As the `eventsource` package reports a refused connect: with its HTTP status.
         refused: (status) => {
           this.readyState = 2;
           this.onerror?.({ type: "error", code: status } as StreamErrorLike);
+        },
+        // As a real EventSource whose response ended: CONNECTING, an error event, and
+        // after the retry delay a new request with Last-Event-ID.
+        cut: () => {
+          this.readyState = 0;
+          this.onerror?.({ type: "error" });
+          const retry = setTimeout(() => {
+            state.reconnects.delete(retry);
+            if (this.readyState === 0) this.#connect();
+          }, state.retryMs);
+          state.reconnects.add(retry);
+          this.#retry = retry;
         },
       });
     }
@@ -370,30 +420,54 @@ function fakeEventSourceClass(state: FakeState): EventSourceConstructorLike {
     close(): void {
       this.readyState = 2;
       this.#stop();
+      if (this.#retry !== undefined) state.reconnects.delete(this.#retry);
+      clearTimeout(this.#retry);
     }
   };
 }
 
 interface StreamCallbacks {
   open(): void;
-  message(data: string): void;
+  /** An event, with its id (per job the seq, on a tab's stream `code:seq`; none on ERROR). */
+  message(data: string, id: string | undefined): void;
   refused(status: number): void;
+  /** The server ended the stream (dropStreamAt): the EventSource reconnects. */
+  cut(): void;
 }
 
 /**
  * One event stream of the fake BFF, answered a microtask later (never a timer, so it
  * opens with fake timers too): the current snapshot(s), then every change; under a
- * relay fault, silence after `afterMs` and the ERRORs `giveUpMs` later. Returns its stop.
+ * relay fault, silence after `afterMs` and the ERRORs `giveUpMs` later. A per-job stream
+ * resumed with `lastEventId` starts with a newer snapshot only (a tab's sends them all, as
+ * the BFF's). Each stream that carries a job across its `dropStreamAt` ends right after
+ * that snapshot. Returns its stop.
  */
-function openStream(state: FakeState, url: string, on: StreamCallbacks): () => void {
+function openStream(state: FakeState, url: string, lastEventId: string | undefined, on: StreamCallbacks): () => void {
+  state.streams.push({ url, lastEventId });
   const path = new URL(url, "http://fake.invalid").pathname;
   const perJob = /^\/api\/exports\/([^/]+)\/events$/.exec(path);
   const code = perJob?.[1] === undefined ? undefined : decodeURIComponent(perJob[1]);
+  const after = code === undefined ? 0 : Number.parseInt(lastEventId ?? "", 10) || 0;
   const fault = state.fault;
   let stopped = false;
   let silent = false;
   const timers: ReturnType<typeof setTimeout>[] = [];
-  const follower: Follower = { code, send: (event) => silent || on.message(JSON.stringify(event)) };
+  const carried = new Map<string, number>(); // the progress of the last snapshot sent, per code
+  const follower: Follower = {
+    code,
+    send: (event) => {
+      if (silent || stopped) return;
+      if (event.status === "ERROR") return on.message(JSON.stringify(event), undefined);
+      on.message(JSON.stringify(event), code === undefined ? `${event.code}:${event.seq}` : String(event.seq));
+      const before = carried.get(event.code) ?? -1;
+      carried.set(event.code, event.progress);
+      if (cutsStream(event, before, state.dropStreamAt(event.code))) {
+        stop();
+        on.cut();
+      }
+    },
+  };
   const stop = (): void => {
     stopped = true;
     state.followers.delete(follower);
@@ -402,6 +476,7 @@ function openStream(state: FakeState, url: string, on: StreamCallbacks): () => v
   void Promise.resolve().then(() => {
     if (stopped) return;
     const known = code === undefined ? state.list().reverse() : [state.snapshot(code)].filter((job) => job !== undefined);
+    // A resume with nothing newer: the BFF sends nothing until the next change.
     if ((code !== undefined && known.length === 0) || (code === undefined && path !== "/api/events")) return on.refused(404);
     on.open();
     if (fault) {
@@ -409,11 +484,11 @@ function openStream(state: FakeState, url: string, on: StreamCallbacks): () => v
       timers.push(setTimeout(() => (silent = true), fault.afterMs ?? 0));
       timers.push(setTimeout(() => {
         const followed = code === undefined ? state.list().map((job) => job.code) : [code];
-        for (const each of followed) on.message(JSON.stringify({ code: each, status: "ERROR", error: UNAVAILABLE }));
+        for (const each of followed) on.message(JSON.stringify({ code: each, status: "ERROR", error: UNAVAILABLE }), undefined);
         stop();
       }, (fault.afterMs ?? 0) + (fault.giveUpMs ?? 0)));
     }
-    for (const job of known) follower.send(job);
+    for (const job of known) if (job.seq > after) follower.send(job);
     state.followers.add(follower);
   });
   return stop;

@@ -4,7 +4,7 @@
  * pacing, the same progress throttle, the same scenario rules. Pure: times are
  * milliseconds after the create, so the fake server can play them with timers.
  */
-import type { ErrorBody, ExportRequest, JobStatus } from "../types.js";
+import type { ErrorBody, ExportRequest, Job, JobStatus } from "../types.js";
 
 /** One change of a job, `at` ms after its create. */
 export interface TimelineStep {
@@ -38,6 +38,7 @@ export function validationProblem(request: ExportRequest): string | undefined {
     [!(r.rowsPerSecond && r.durationMs), "rowsPerSecond: give either durationMs or rowsPerSecond"],
     [durationMs(r) <= MAX_MS, "rowsPerSecond: rows / rowsPerSecond must be at most 3600 seconds"],
     [int(r.stallAt, 0, 99), "stallAt: must be between 1 and 99"],
+    [int(r.dropStreamAt, 0, 99), "dropStreamAt: must be between 1 and 99"],
     [int(r.startDelayMs, 0, MAX_MS), "startDelayMs: must be between 1 and 3600000"],
     [int(r.stallMs, 0, MAX_MS), "stallMs: must be between 1 and 3600000"],
     [int(r.expireAfterMs, 0, MAX_MS), "expireAfterMs: must be between 1 and 3600000"],
@@ -47,7 +48,7 @@ export function validationProblem(request: ExportRequest): string | undefined {
 
 /** True when `request` uses a scenario field (refused unless scenarios are on). */
 export function isScripted(r: ExportRequest): boolean {
-  return [r.failAt, r.errorCode, r.startDelayMs, r.stallAt, r.stallMs, r.expireAfterMs, r.rowsPerSecond].some((v) => v !== undefined && v !== 0 && v !== "");
+  return [r.failAt, r.errorCode, r.startDelayMs, r.stallAt, r.stallMs, r.dropStreamAt, r.expireAfterMs, r.rowsPerSecond].some((v) => v !== undefined && v !== 0 && v !== "");
 }
 
 /** How long the generation is paced over: `durationMs`, or the rows at `rowsPerSecond`. */
@@ -95,6 +96,15 @@ export function timeline(r: ExportRequest, progressIntervalMs: number): Timeline
   }
   steps.push({ at: now, status: "COMPLETED", progress: 100, rowsDone: rows });
   return steps;
+}
+
+/**
+ * Whether a stream that carried a snapshot of the job at progress `before` (-1: none yet)
+ * is cut after carrying `job`: the dropStreamAt scenario cuts each stream that sees the
+ * job cross it, once (backend job.CutsStream); a resumed stream starts past it.
+ */
+export function cutsStream(job: Job, before: number, dropStreamAt: number | undefined): boolean {
+  return !!dropStreamAt && job.status === "IN_PROGRESS" && before >= 0 && before < dropStreamAt && job.progress >= dropStreamAt;
 }
 
 /** The name the download is offered under, made safe as the backend does (job.FileName). */
