@@ -96,23 +96,28 @@ type jobStream struct {
 func (j *jobStream) Start(wake func()) { j.sub.Notify(wake) }
 
 func (j *jobStream) Fill(buf []byte) ([]byte, bool) {
+	if j.cut {
+		return buf, true // cut in the handler's first events: nothing more on this stream
+	}
 	evs, ended := j.sub.Drain()
 	buf = j.append(buf, evs)
 	return buf, ended || j.cut
 }
 
 func (j *jobStream) append(buf []byte, evs []relay.Event) []byte {
+	n := 0
 	for _, ev := range evs {
 		if ev.HasID && !strings.ContainsRune(ev.ID, 0) { // an id with NUL is ignored
 			j.lastID = ev.ID
 		}
 		buf = stream.AppendFrame(buf, stream.Frame{Type: ev.Type, ID: j.lastID, HasID: ev.HasID || ev.HasData, Data: ev.Data, HasData: ev.HasData})
+		n++
 		if ev.Cut {
 			j.cut = true
 			break // what follows comes on the browser's resumed stream
 		}
 	}
-	j.s.Metrics.eventsRelayed.Add(float64(len(evs)))
+	j.s.Metrics.eventsRelayed.Add(float64(n))
 	return buf
 }
 
