@@ -14,7 +14,6 @@ import type { ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { Agent, createServer } from "node:http";
-import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import type { Browser, Page } from "playwright-core";
@@ -22,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createExportClient } from "../src/index.js";
 import type { FetchLike, Job, TransportKind } from "../src/index.js";
 import { cookieFetch, countingEventSource, listen } from "./fakes.js";
-import { forwardRequest, launchChromium, missingForBrowser, prerequisites, startServers } from "./servers.js";
+import { forwardRequest, freePort, launchChromium, missingForBrowser, prerequisites, startServers } from "./servers.js";
 import type { Servers } from "./servers.js";
 
 const nginxBin = findExecutable("nginx", ["/usr/sbin/nginx"]);
@@ -263,18 +262,6 @@ async function startHoldingProxy(upstream: string): Promise<{ url: string; close
       holding = false;
     },
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const probe = createNetServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const address = probe.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      probe.close(() => resolvePort(port));
-    });
-  });
 }
 
 /** Waits until `url` answers (any status); bounded, and fails fast if the process exits. */

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -106,17 +105,10 @@ func (b *backendProc) upstream(t *testing.T) upstream {
 // counter reads one of the backend's own counters.
 func (b *backendProc) counter(t *testing.T, name string) int {
 	t.Helper()
-	resp, err := http.Get(b.url + "/metrics")
+	n, err := strconv.Atoi(metric(t, b.url, name))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("backend metric %s: %v", name, err)
 	}
-	defer func() { _ = resp.Body.Close() }()
-	body, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^` + name + ` (\d+)$`).FindSubmatch(body)
-	if m == nil {
-		t.Fatalf("no %s in backend metrics:\n%s", name, body)
-	}
-	n, _ := strconv.Atoi(string(m[1]))
 	return n
 }
 
