@@ -15,7 +15,8 @@ export default defineConfig({
         resolve: { alias: packageAliases },
         test: {
           name: "unit",
-          include: ["test/subscriptions.test.ts", "test/crosstab.test.ts", "test/multiplex.test.ts", "test/client.test.ts", "test/react.test.ts", "test/fixtures.test.ts", "test/shape.test.ts", "test/events.test.ts", "test/eta.test.ts", "test/ssr.test.ts", "test/notify.test.ts", "test/readme-recipes.test.ts", "test/fallback.test.ts", "test/node.test.ts", "test/scenarios-fake.test.ts", "test/testing.test.ts", "recipes/export-button.test.tsx"],
+          include: ["test/subscriptions.test.ts", "test/crosstab.test.ts", "test/multiplex.test.ts", "test/client.test.ts", "test/react.test.ts", "test/fixtures.test.ts", "test/shape.test.ts", "test/events.test.ts", "test/eta.test.ts", "test/ssr.test.ts", "test/notify.test.ts", "test/readme-recipes.test.ts", "test/fallback.test.ts",
+          "test/lazy.test.ts", "test/node.test.ts", "test/scenarios-fake.test.ts", "test/testing.test.ts", "recipes/export-button.test.tsx"],
           typecheck: {
             enabled: true,
             include: ["test/**/*.test-d.ts"],

@@ -1,7 +1,8 @@
-import { crossTabTransport } from "./crosstab.js";
+import { crossTabTransport, webLocks } from "./crosstab.js";
 import type { CrossTabTransport } from "./crosstab.js";
-import { clickDownload, DownloadLog } from "./download.js";
-import { jobEvents } from "./events.js";
+import { clickDownload } from "./download.js";
+import type { DownloadLog } from "./download-once.js";
+import { jobEvents, waitForCompletion } from "./events.js";
 import { fallbackSettings, perJobFallback, sharedFallback } from "./fallback.js";
 import type { FallbackOptions } from "./fallback.js";
 import { ExportsApi, SessionGate } from "./http.js";
@@ -12,7 +13,6 @@ import type { EventSourceConstructorLike, TransportKind } from "./stream.js";
 import type { ExportListener, SubscribeOptions, Unsubscribe } from "./subscription.js";
 import { SubscriptionRegistry } from "./subscriptions.js";
 import type { ExportRequest, Job } from "./types.js";
-import { waitForCompletion } from "./wait.js";
 
 /**
  * How the client listens.
@@ -176,7 +176,8 @@ class Client implements ExportClient {
   /** A GET found a job in the session: this client's fetch carries the session cookie. */
   #sessionConfirmed = false;
   readonly #crossTab: CrossTabTransport | undefined;
-  readonly #downloads: DownloadLog;
+  readonly #baseUrl: string;
+  #downloads: Promise<DownloadLog> | undefined;
 
   constructor(options: ExportClientOptions) {
     const mode = options.mode ?? "per-job";
@@ -187,7 +188,7 @@ class Client implements ExportClient {
     const credentials = options.credentials ?? "same-origin";
     this.#mode = mode;
     this.#api = new ExportsApi({ baseUrl, credentials, fetch: options.fetch ?? globalFetch });
-    this.#downloads = new DownloadLog(baseUrl);
+    this.#baseUrl = baseUrl;
     const transport = {
       EventSource: () => options.EventSource ?? globalEventSource(),
       withCredentials: credentials === "include",
@@ -273,8 +274,16 @@ class Client implements ExportClient {
     clickDownload(this.#api.fileUrl(job), job.file?.name ?? "");
   }
 
-  downloadOnce(job: Job): Promise<boolean> {
-    return this.#downloads.once(job.code, () => this.download(job));
+  async downloadOnce(job: Job): Promise<boolean> {
+    // Calls in one tick (StrictMode) resume in order on the one promise: the first claims the code.
+    const log = await (this.#downloads ??= import("./download-once.js").then(
+      (module) => new module.DownloadLog(this.#baseUrl, { locks: webLocks() }),
+      (error: unknown) => {
+        this.#downloads = undefined; // a chunk that could not load is tried again next time
+        throw error;
+      },
+    ));
+    return log.once(job.code, () => this.download(job));
   }
 
   stats(): ExportClientStats {

@@ -1,7 +1,7 @@
+import { ExportError } from "./errors.js";
 import type { ExportEvent, ExportListener, Unsubscribe } from "./subscription.js";
 import { isTerminalStatus } from "./types.js";
 import type { Job } from "./types.js";
-import { aborted } from "./wait.js";
 
 type Subscribe = (code: string, listener: ExportListener) => Unsubscribe;
 
@@ -40,4 +40,22 @@ export async function* jobEvents(subscribe: Subscribe, code: string, signal: Abo
     signal?.removeEventListener("abort", onAbort);
     unsubscribe();
   }
+}
+
+/**
+ * Resolves with the COMPLETED job of `code`; rejects with an {@link ExportError} when it
+ * ends FAILED or CANCELLED, its stream fails, or `signal` aborts: {@link jobEvents} to
+ * its end.
+ */
+export async function waitForCompletion(subscribe: Subscribe, code: string, signal: AbortSignal | undefined): Promise<Job> {
+  let last: Job | undefined;
+  for await (const job of jobEvents(subscribe, code, signal)) last = job;
+  // The events end only after a terminal snapshot (or throw).
+  if (last?.status !== "COMPLETED") throw ExportError.fromJob(last as Job);
+  return last;
+}
+
+/** The error of a wait (waitFor, events) that `signal` aborted. */
+function aborted(code: string, reason: unknown): ExportError {
+  return new ExportError("ABORTED", `waiting for export ${code} aborted`, { cause: reason });
 }

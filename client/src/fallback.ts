@@ -17,6 +17,7 @@
  * counted instead: several in a row without a message switch to polling too.
  */
 import { ExportError } from "./errors.js";
+import { startLoaded } from "./lazy.js";
 import type { PerJobTransport, SharedTransport, StreamSink } from "./stream.js";
 import type { Job } from "./types.js";
 
@@ -36,7 +37,7 @@ export interface FallbackOptions {
   readonly maxRetrySseMs?: number;
 }
 
-type Settings = Required<FallbackOptions>;
+export type Settings = Required<FallbackOptions>;
 
 export function fallbackSettings(options: FallbackOptions): Settings {
   return {
@@ -50,7 +51,7 @@ export function fallbackSettings(options: FallbackOptions): Settings {
 }
 
 /** One snapshot GET: the jobs it returned (throws an {@link ExportError} on failure). */
-type Poll = (signal: AbortSignal) => Promise<readonly Job[]>;
+export type Poll = (signal: AbortSignal) => Promise<readonly Job[]>;
 
 /** Per-job streams with fallback: each code falls back (and comes back) on its own. */
 export function perJobFallback(sse: PerJobTransport, poll: (code: string) => Poll, settings: Settings): PerJobTransport {
@@ -87,7 +88,8 @@ class Fallback {
   #retry: Attempt | undefined;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #retryDelay: number;
-  #poller: Poller | undefined;
+  /** Stops the polling under way. */
+  #stopPolling: (() => void) | undefined;
 
   constructor(open: (sink: StreamSink) => () => void, poll: Poll, settings: Settings, sink: StreamSink) {
     this.#open = open;
@@ -105,8 +107,8 @@ class Fallback {
     this.#closeAttempt(this.#retry);
     this.#active = this.#retry = undefined;
     clearTimeout(this.#retryTimer);
-    this.#poller?.stop();
-    this.#poller = undefined;
+    this.#stopPolling?.();
+    this.#stopPolling = undefined;
   };
 
   /**
@@ -159,7 +161,7 @@ class Fallback {
       this.#active = undefined;
       this.#sink.transport?.("polling");
       this.#sink.state("connecting");
-      this.#poller = new Poller(this.#poll, this.#settings, {
+      const sink: PollerSink = {
         // The registry dedupes by seq, and a terminal snapshot ends the subscription,
         // which calls stop: polling ends with it.
         jobs: (jobs) => {
@@ -167,7 +169,13 @@ class Fallback {
         },
         state: (state) => this.#sink.state(state),
         fatal: (error) => this.#sink.fatal(error),
-      });
+      };
+      // The poller is a chunk of its own: most pages never need it.
+      this.#stopPolling = startLoaded(
+        () => import("./polling.js"),
+        (module) => module.poll(this.#poll, this.#settings, sink),
+        (error) => sink.fatal(new ExportError("STREAM_CLOSED", "the event stream delivered nothing, and the polling code could not load", { cause: error })),
+      );
       this.#scheduleRetry();
     } else if (this.#retry === attempt) {
       this.#retry = undefined;
@@ -188,8 +196,8 @@ class Fallback {
     this.#retry = undefined;
     this.#active = attempt;
     this.#retryDelay = this.#settings.retrySseMs;
-    this.#poller?.stop();
-    this.#poller = undefined;
+    this.#stopPolling?.();
+    this.#stopPolling = undefined;
     this.#sink.transport?.("sse");
     this.#sink.state("open");
   }
@@ -202,75 +210,11 @@ class Fallback {
   }
 }
 
-interface PollerSink {
+/** What the poller reports to the stream's life. */
+export interface PollerSink {
   jobs(jobs: readonly Job[]): void;
   state(state: "connecting" | "open"): void;
   fatal(error: ExportError): void;
-}
-
-/**
- * Snapshot GETs: one at once, then every `pollMs`, ×1.5 up to `maxPollMs` while nothing
- * changes, back to `pollMs` on a change. A definite answer ends it: 401 (the session
- * expired: the GET's answer is what a stream's probe would find), 403, 404, 410.
- */
-class Poller {
-  readonly #poll: Poll;
-  readonly #settings: Settings;
-  readonly #sink: PollerSink;
-  readonly #abort = new AbortController();
-  readonly #seen = new Map<string, number>();
-  #delay: number;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-
-  constructor(poll: Poll, settings: Settings, sink: PollerSink) {
-    this.#poll = poll;
-    this.#settings = settings;
-    this.#sink = sink;
-    this.#delay = settings.pollMs;
-    void this.#tick();
-  }
-
-  stop(): void {
-    this.#abort.abort();
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-  }
-
-  async #tick(): Promise<void> {
-    const { signal } = this.#abort;
-    let jobs: readonly Job[];
-    try {
-      jobs = await this.#poll(signal);
-    } catch (error) {
-      if (signal.aborted) return;
-      if (error instanceof ExportError && isDefinite(error)) {
-        this.stop();
-        this.#sink.fatal(error);
-        return;
-      }
-      this.#sink.state("connecting");
-      this.#next(false);
-      return;
-    }
-    if (signal.aborted) return;
-    const changed = jobs.some((job) => job.seq > (this.#seen.get(job.code) ?? -1));
-    for (const job of jobs) this.#seen.set(job.code, Math.max(job.seq, this.#seen.get(job.code) ?? -1));
-    this.#sink.state("open");
-    this.#sink.jobs(jobs);
-    if (!signal.aborted) this.#next(changed);
-  }
-
-  #next(changed: boolean): void {
-    this.#delay = changed ? this.#settings.pollMs : Math.min(this.#delay * 1.5, this.#settings.maxPollMs);
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      void this.#tick();
-    }, this.#delay);
-  }
-}
-
-function isDefinite(error: ExportError): boolean {
-  return error.httpStatus === 401 || error.httpStatus === 403 || error.httpStatus === 404 || error.httpStatus === 410;
 }
 
 function noop(): void {}

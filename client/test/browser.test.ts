@@ -150,6 +150,8 @@ describe.skipIf(missing !== undefined)("demo page in Chromium", () => {
     expect(count(requests, eventsOf(code))).toBe(1);
     expect(count(requests, eventsOf(failing.code))).toBe(1);
     expect(count(requests, /^GET \/api\/events$/)).toBe(0);
+    // Streams that deliver never fetch the poller's chunk (client/src/polling.ts).
+    expect(count(requests, /^GET \/chunks\/polling-[^/]+\.js$/)).toBe(0);
     expect(Number(await item.getAttribute("data-delay-ms"))).toBeLessThan(1_000);
     expect(await page.getByTestId("stat-delay").textContent()).toMatch(/^\d+(\.\d)? m?s$/);
     expect(pageErrors).toEqual([]);
@@ -179,6 +181,8 @@ describe.skipIf(missing !== undefined)("demo page in Chromium", () => {
 
     expect(count(requests, /^GET \/api\/events$/)).toBe(1);
     expect(count(requests, /\/api\/exports\/[^/]+\/events$/)).toBe(0);
+    // Cross-tab sharing is a chunk of its own (client/src/crosstab-leader.ts), fetched once.
+    expect(count(requests, /^GET \/chunks\/crosstab-leader-[^/]+\.js$/)).toBe(1);
     expect(Number(await page.getByTestId("stat-connections").textContent())).toBeGreaterThanOrEqual(1);
 
     // Reload: the session's exports come back (newest first) and the running one goes on.

@@ -8,8 +8,8 @@
 import { describe, expect, it, vi } from "vitest";
 import { crossTabTransport } from "../src/crosstab.js";
 import type { CrossTabTransport } from "../src/crosstab.js";
-import { DownloadLog } from "../src/download.js";
-import type { StorageLike } from "../src/download.js";
+import { DownloadLog } from "../src/download-once.js";
+import type { StorageLike } from "../src/download-once.js";
 import { ExportError } from "../src/errors.js";
 import type { SharedTransport, StreamSink } from "../src/stream.js";
 import { SubscriptionRegistry } from "../src/subscriptions.js";

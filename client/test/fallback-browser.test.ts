@@ -53,7 +53,11 @@ describe.skipIf(missing !== undefined)("fallback to polling through hostile prox
    * the 5 s bound, and follows its item until it ends; returns every transport the
    * item showed, its requests, and the download's SHA-256 against the job's.
    */
-  async function exportThrough(origin: string, mode: Mode, durationMs: number): Promise<{ transports: Set<string>; polls: number; page: Page }> {
+  async function exportThrough(
+    origin: string,
+    mode: Mode,
+    durationMs: number,
+  ): Promise<{ transports: Set<string>; polls: number; pollerLoads: number; page: Page }> {
     const context = await browser.newContext({ acceptDownloads: true });
     const page = await context.newPage();
     const requests: string[] = [];
@@ -97,8 +101,10 @@ describe.skipIf(missing !== undefined)("fallback to polling through hostile prox
 
     const pollPath = mode === "per-job" ? `GET /api/exports/${code}` : "GET /api/exports";
     const polls = requests.filter((request) => request === pollPath).length - (mode === "multiplex" ? 1 : 0); // the list on load
+    // The poller is a chunk of its own (client/src/polling.ts): fetched when a stream gives way, not before.
+    const pollerLoads = requests.filter((request) => /^GET \/chunks\/polling-[^/]+\.js$/.test(request)).length;
     cleanups.push(() => context.close());
-    return { transports, polls, page };
+    return { transports, polls, pollerLoads, page };
   }
 
   it.each<Mode>(["multiplex", "per-job"])(
@@ -106,9 +112,10 @@ describe.skipIf(missing !== undefined)("fallback to polling through hostile prox
     async (mode) => {
       const nginx = await startNginx(servers.bffUrl, true);
       cleanups.push(nginx.stop);
-      const { transports, polls, page } = await exportThrough(nginx.url, mode, 10_000);
+      const { transports, polls, pollerLoads, page } = await exportThrough(nginx.url, mode, 10_000);
       expect(transports).toEqual(new Set(["sse", "polling"]));
       expect(polls).toBeGreaterThanOrEqual(2);
+      expect(pollerLoads).toBe(1);
       expect(await page.getByTestId("export-item").first().getByTestId("transport").textContent()).toBe("polling");
       await page.context().close();
     },
@@ -117,9 +124,10 @@ describe.skipIf(missing !== undefined)("fallback to polling through hostile prox
   it("multiplex: behind nginx with proxy_buffering off the page stays on SSE and never polls", async () => {
     const nginx = await startNginx(servers.bffUrl, false);
     cleanups.push(nginx.stop);
-    const { transports, polls, page } = await exportThrough(nginx.url, "multiplex", 8_000);
+    const { transports, polls, pollerLoads, page } = await exportThrough(nginx.url, "multiplex", 8_000);
     expect(transports).toEqual(new Set(["sse"]));
     expect(polls).toBe(0);
+    expect(pollerLoads).toBe(0);
     expect(await page.getByTestId("export-item").first().getByTestId("transport").textContent()).toBe("SSE");
     await page.context().close();
   });

@@ -49,6 +49,16 @@ function polls(urls: readonly string[], url = JOB_URL): number {
   return urls.filter((each) => each === url).length;
 }
 
+/**
+ * Advances the fake clock, then lets a chunk the client loaded meanwhile arrive (the
+ * poller: its first GET goes out once its code is there) and what it started run.
+ */
+async function advance(ms: number): Promise<void> {
+  await vi.advanceTimersByTimeAsync(ms);
+  await vi.dynamicImportSettled();
+  await vi.advanceTimersByTimeAsync(0);
+}
+
 beforeEach(() => {
   vi.useFakeTimers();
 });
@@ -62,9 +72,9 @@ describe("fallback to polling (per-job)", () => {
     const { fetch, urls } = scriptedFetch();
     const c = client(fetch);
     const watched = follow(c);
-    await vi.advanceTimersByTimeAsync(4_900);
+    await advance(4_900);
     FakeEventSource.instances[0]!.emit(job({ seq: 1 }));
-    await vi.advanceTimersByTimeAsync(60_000);
+    await advance(60_000);
 
     expect(watched.transports).toEqual(["sse"]);
     expect(urls).toEqual([]);
@@ -80,11 +90,11 @@ describe("fallback to polling (per-job)", () => {
     const watched = follow(c);
     FakeEventSource.instances[0]!.open(); // headers came (a buffering proxy), no message
 
-    await vi.advanceTimersByTimeAsync(4_999);
+    await advance(4_999);
     expect(watched.transports).toEqual(["sse"]);
     expect(urls).toEqual([]);
 
-    await vi.advanceTimersByTimeAsync(1);
+    await advance(1);
     expect(watched.transports).toEqual(["sse", "polling"]);
     expect(c.stats().transport).toBe("polling");
     expect(FakeEventSource.open()).toEqual([]); // the silent stream is closed
@@ -92,7 +102,7 @@ describe("fallback to polling (per-job)", () => {
     expect(watched.seqs()).toEqual([4]);
 
     answer(JOB_URL, 200, job({ seq: 5, progress: 50 }));
-    await vi.advanceTimersByTimeAsync(2_000);
+    await advance(2_000);
     expect(polls(urls)).toBe(2);
     expect(watched.seqs()).toEqual([4, 5]);
     watched.stop();
@@ -102,7 +112,7 @@ describe("fallback to polling (per-job)", () => {
     const { fetch, urls, answer } = scriptedFetch();
     answer(JOB_URL, 200, job({ seq: 1 }));
     const watched = follow(client(fetch, { fallback: { firstMessageMs: 1_000 } }));
-    await vi.advanceTimersByTimeAsync(1_000);
+    await advance(1_000);
     expect(watched.transports).toEqual(["sse", "polling"]);
     expect(polls(urls)).toBe(1);
     watched.stop();
@@ -119,14 +129,14 @@ describe("fallback to polling (per-job)", () => {
       source.drop();
       source.emit(job({ seq }));
     }
-    await vi.advanceTimersByTimeAsync(0);
+    await advance(0);
     expect(watched.transports).toEqual(["sse"]);
 
     source.drop();
     source.drop();
     expect(watched.transports).toEqual(["sse"]);
     source.drop();
-    await vi.advanceTimersByTimeAsync(0);
+    await advance(0);
     expect(watched.transports).toEqual(["sse", "polling"]);
     expect(watched.seqs()).toEqual([1, 2, 3, 4, 5, 9]);
     watched.stop();
@@ -136,13 +146,13 @@ describe("fallback to polling (per-job)", () => {
     const { fetch, urls, answer } = scriptedFetch();
     answer(JOB_URL, 200, job({ seq: 1 }));
     const watched = follow(client(fetch));
-    await vi.advanceTimersByTimeAsync(5_000);
+    await advance(5_000);
     const times: number[] = [];
     const start = Date.now();
     let seen = polls(urls);
     // Every 100 ms for 60 s: when each GET went out, relative to the first.
     for (let step = 0; step < 600; step++) {
-      await vi.advanceTimersByTimeAsync(100);
+      await advance(100);
       if (polls(urls) > seen) {
         seen = polls(urls);
         times.push(Date.now() - start);
@@ -153,9 +163,9 @@ describe("fallback to polling (per-job)", () => {
     expect(gaps.slice(0, 7)).toEqual([2_000, 3_000, 4_500, 6_800, 10_100, 15_000, 15_000].map((ms) => expect.closeTo(ms, -2.5)));
 
     answer(JOB_URL, 200, job({ seq: 2 }));
-    await vi.advanceTimersByTimeAsync(15_000); // the GET that sees the change
+    await advance(15_000); // the GET that sees the change
     const before = polls(urls);
-    await vi.advanceTimersByTimeAsync(2_000);
+    await advance(2_000);
     expect(polls(urls)).toBe(before + 1);
     watched.stop();
   });
@@ -165,12 +175,12 @@ describe("fallback to polling (per-job)", () => {
     answer(JOB_URL, 200, job({ seq: 3 }));
     const c = client(fetch);
     const watched = follow(c);
-    await vi.advanceTimersByTimeAsync(5_000);
+    await advance(5_000);
     expect(watched.transports).toEqual(["sse", "polling"]);
 
-    await vi.advanceTimersByTimeAsync(29_999);
+    await advance(29_999);
     expect(FakeEventSource.instances).toHaveLength(1);
-    await vi.advanceTimersByTimeAsync(1);
+    await advance(1);
     expect(FakeEventSource.instances).toHaveLength(2);
     const retry = FakeEventSource.instances[1]!;
     expect(retry.url).toBe(`${JOB_URL}/events`);
@@ -180,7 +190,7 @@ describe("fallback to polling (per-job)", () => {
     expect(watched.transports).toEqual(["sse", "polling", "sse"]);
     expect(c.stats().transport).toBe("sse");
     const polled = polls(urls);
-    await vi.advanceTimersByTimeAsync(120_000);
+    await advance(120_000);
     expect(polls(urls)).toBe(polled); // polling stopped
     retry.emit(job({ seq: 7 }));
     expect(watched.seqs()).toEqual([3, 6, 7]);
@@ -192,14 +202,14 @@ describe("fallback to polling (per-job)", () => {
     const { fetch, answer } = scriptedFetch();
     answer(JOB_URL, 200, job({ seq: 3 }));
     const watched = follow(client(fetch));
-    await vi.advanceTimersByTimeAsync(5_000 + 30_000);
+    await advance(5_000 + 30_000);
     expect(FakeEventSource.instances).toHaveLength(2);
-    await vi.advanceTimersByTimeAsync(5_000);
+    await advance(5_000);
     expect(FakeEventSource.open()).toEqual([]);
 
-    await vi.advanceTimersByTimeAsync(59_999);
+    await advance(59_999);
     expect(FakeEventSource.instances).toHaveLength(2);
-    await vi.advanceTimersByTimeAsync(1);
+    await advance(1);
     expect(FakeEventSource.instances).toHaveLength(3);
     expect(watched.transports).toEqual(["sse", "polling"]);
     watched.stop();
@@ -210,20 +220,20 @@ describe("fallback to polling (per-job)", () => {
     answer(JOB_URL, 200, job({ seq: 3 }));
     const c = client(fetch);
     const watched = follow(c);
-    await vi.advanceTimersByTimeAsync(5_000 + 30_000);
+    await advance(5_000 + 30_000);
     FakeEventSource.instances[1]!.drop(); // reconnecting: not good enough for a retry
     expect(FakeEventSource.open()).toEqual([]);
 
-    await vi.advanceTimersByTimeAsync(60_000);
+    await advance(60_000);
     expect(FakeEventSource.instances).toHaveLength(3);
     FakeEventSource.instances[2]!.fail(503); // refused for good
     expect(FakeEventSource.open()).toEqual([]);
 
     const polled = polls(urls);
-    await vi.advanceTimersByTimeAsync(119_999);
+    await advance(119_999);
     expect(FakeEventSource.instances).toHaveLength(3);
     expect(polls(urls)).toBeGreaterThan(polled);
-    await vi.advanceTimersByTimeAsync(1);
+    await advance(1);
     expect(FakeEventSource.instances).toHaveLength(4);
     expect(watched.errors).toEqual([]);
     expect(c.stats()).toMatchObject({ subscribed: [CODE], transport: "polling" });
@@ -235,15 +245,15 @@ describe("fallback to polling (per-job)", () => {
     answer(JOB_URL, 200, job({ seq: 3 }));
     const c = client(fetch);
     const watched = follow(c);
-    await vi.advanceTimersByTimeAsync(5_000);
+    await advance(5_000);
     answer(JOB_URL, 200, completed(8));
-    await vi.advanceTimersByTimeAsync(2_000);
+    await advance(2_000);
 
     expect(watched.seqs()).toEqual([3, 8]);
     expect(c.stats()).toEqual({ mode: "per-job", subscribed: [], connections: 0, tabs: 1, leader: false, transport: undefined });
     expect(vi.getTimerCount()).toBe(0);
     const polled = urls.length;
-    await vi.advanceTimersByTimeAsync(600_000);
+    await advance(600_000);
     expect(urls.length).toBe(polled);
     expect(FakeEventSource.instances).toHaveLength(1);
   });
@@ -256,15 +266,15 @@ describe("fallback to polling (per-job)", () => {
     const { fetch, urls, answer } = scriptedFetch();
     answer(JOB_URL, 200, job({ seq: 3 }));
     const watched = follow(client(fetch));
-    await vi.advanceTimersByTimeAsync(after);
+    await advance(after);
     expect(vi.getTimerCount()).toBeGreaterThan(0);
 
     watched.stop();
-    await vi.advanceTimersByTimeAsync(0);
+    await advance(0);
     expect(vi.getTimerCount()).toBe(0);
     expect(FakeEventSource.open()).toEqual([]);
     const polled = urls.length;
-    await vi.advanceTimersByTimeAsync(600_000);
+    await advance(600_000);
     expect(urls.length).toBe(polled);
   });
 
@@ -280,14 +290,14 @@ describe("fallback to polling (per-job)", () => {
       });
     const events = recorder();
     const stop = client(fetch).subscribe(CODE, events.listener);
-    await vi.advanceTimersByTimeAsync(5_000);
+    await advance(5_000);
     expect(pending).toHaveLength(1);
 
     stop();
-    await vi.advanceTimersByTimeAsync(0);
+    await advance(0);
     expect(pending[0]!.signal?.aborted).toBe(true);
     pending[0]!.answer(job({ seq: 3 }));
-    await vi.advanceTimersByTimeAsync(60_000);
+    await advance(60_000);
     expect(events.events).toEqual([]);
     expect(pending).toHaveLength(1);
     expect(vi.getTimerCount()).toBe(0);
@@ -298,15 +308,15 @@ describe("fallback to polling (per-job)", () => {
     answer(JOB_URL, 200, job({ seq: 3 }));
     const c = client(fetch);
     const watched = follow(c);
-    await vi.advanceTimersByTimeAsync(5_000);
+    await advance(5_000);
     answer(JOB_URL, 401, { error: { code: "SESSION_EXPIRED", message: "the session expired" } });
-    await vi.advanceTimersByTimeAsync(2_000);
+    await advance(2_000);
 
     expect(watched.errors).toEqual(["SESSION_EXPIRED"]);
     expect(c.stats().subscribed).toEqual([]);
     expect(vi.getTimerCount()).toBe(0);
     const polled = urls.length;
-    await vi.advanceTimersByTimeAsync(600_000);
+    await advance(600_000);
     expect(urls.length).toBe(polled);
   });
 
@@ -315,13 +325,13 @@ describe("fallback to polling (per-job)", () => {
     const c = client(fetch);
     const states: string[] = [];
     const stop = c.subscribe(CODE, () => {}, { onConnection: (state) => states.push(state) });
-    await vi.advanceTimersByTimeAsync(5_000 + 3_000 + 4_500 - 1);
+    await advance(5_000 + 3_000 + 4_500 - 1);
     expect(polls(urls)).toBe(2); // no answer scripted: 503, at 5 s and 8 s
-    await vi.advanceTimersByTimeAsync(1);
+    await advance(1);
     expect(polls(urls)).toBe(3);
     expect(states).toEqual(["connecting"]);
     answer(JOB_URL, 200, job({ seq: 3 }));
-    await vi.advanceTimersByTimeAsync(6_750);
+    await advance(6_750);
     expect(polls(urls)).toBe(4);
     expect(states).toEqual(["connecting", "open"]);
     stop();
@@ -330,7 +340,7 @@ describe("fallback to polling (per-job)", () => {
   it("fallback: false never polls", async () => {
     const { fetch, urls } = scriptedFetch();
     const watched = follow(client(fetch, { fallback: false }));
-    await vi.advanceTimersByTimeAsync(120_000);
+    await advance(120_000);
     expect(urls).toEqual([]);
     expect(watched.transports).toEqual(["sse"]);
     watched.stop();
@@ -348,12 +358,12 @@ describe("fallback to polling (multiplex)", () => {
     const c = client(fetch, { mode: "multiplex" });
     const first = follow(c);
     const second = follow(c, OTHER_CODE);
-    await vi.advanceTimersByTimeAsync(4_999);
+    await advance(4_999);
     // The list is newest first; the client learns it oldest first, as list() does, so
     // the bound of known jobs drops the oldest.
     const learnt: string[] = [];
     const unobserve = registryOf(c).known.observe((seen) => learnt.push(seen.type === "snapshot" ? seen.job.code : "-"));
-    await vi.advanceTimersByTimeAsync(1);
+    await advance(1);
     unobserve();
     expect(learnt).toEqual([OTHER_CODE, CODE]);
 
@@ -366,21 +376,21 @@ describe("fallback to polling (multiplex)", () => {
 
     // A subscriber that joins while polling is told so at once.
     const third = follow(c);
-    await vi.advanceTimersByTimeAsync(0);
+    await advance(0);
     expect(third.transports).toEqual(["polling"]);
 
-    await vi.advanceTimersByTimeAsync(30_000);
+    await advance(30_000);
     const retry = FakeEventSource.instances.at(-1)!;
     expect(retry.url).toBe(`${BASE}/api/events`);
     retry.emit(job({ code: OTHER_CODE, seq: 6 }));
     expect(second.transports).toEqual(["sse", "polling", "sse"]);
     expect(c.stats().transport).toBe("sse");
     const polled = polls(urls, LIST_URL);
-    await vi.advanceTimersByTimeAsync(60_000);
+    await advance(60_000);
     expect(polls(urls, LIST_URL)).toBe(polled);
 
     for (const each of [first, second, third]) each.stop();
-    await vi.advanceTimersByTimeAsync(0);
+    await advance(0);
     expect(vi.getTimerCount()).toBe(0);
     expect(FakeEventSource.open()).toEqual([]);
   });
@@ -391,13 +401,13 @@ describe("fallback to polling (multiplex)", () => {
     answer(LIST_URL, 200, list(job({ seq: 2 })));
     const c = client(fetch, { mode: "multiplex" });
     const watched = follow(c);
-    await vi.advanceTimersByTimeAsync(7_000);
+    await advance(7_000);
     expect(polls(urls, LIST_URL)).toBe(2);
 
     watched.stop();
-    await vi.advanceTimersByTimeAsync(0);
+    await advance(0);
     expect(vi.getTimerCount()).toBe(0);
-    await vi.advanceTimersByTimeAsync(600_000);
+    await advance(600_000);
     expect(polls(urls, LIST_URL)).toBe(2);
   });
 });

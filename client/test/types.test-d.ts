@@ -26,7 +26,7 @@ import { ExportClientProvider, useExport, useExportClient, useExports } from "..
 import type { ExportState, ExportsState, UseExportOptions } from "../src/react.js";
 import type { SubscribeOptions } from "../src/subscription.js";
 import type { BroadcastChannelLike, LockManagerLike } from "../src/crosstab.js";
-import type { StorageLike } from "../src/download.js";
+import type { StorageLike } from "../src/download-once.js";
 import type { ExportFile, StreamEvent } from "../src/types.js";
 
 describe("public API types", () => {
