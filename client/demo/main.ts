@@ -474,6 +474,8 @@ class ExportView {
 
   #setTransport(kind: TransportKind): void {
     this.root.dataset["transport"] = kind;
+    // "live" is for a stream; polled snapshots are as fresh as the last GET.
+    if (this.root.dataset["connection"] === "open") this.#connection.textContent = openText(kind);
     const shown = part(this.root, "transport");
     shown.textContent = kind === "sse" ? "SSE" : "polling";
     shown.title =
@@ -484,8 +486,19 @@ class ExportView {
     if (state === undefined) delete this.root.dataset["connection"];
     else this.root.dataset["connection"] = state;
     this.#connection.textContent =
-      state === "connecting" ? "waiting for a connection…" : state === "open" ? "live" : state === "polling" ? "polling" : "";
+      state === "connecting"
+        ? "waiting for a connection…"
+        : state === "open"
+          ? openText(this.root.dataset["transport"] === "polling" ? "polling" : "sse")
+          : state === "polling"
+            ? "polling"
+            : "";
   }
+}
+
+/** An open connection as shown: live over SSE, up to date as of the last GET when polling. */
+function openText(kind: TransportKind): string {
+  return kind === "sse" ? "live" : "checked every few s";
 }
 
 /**

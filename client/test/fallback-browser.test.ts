@@ -57,7 +57,7 @@ describe.skipIf(missing !== undefined)("fallback to polling through hostile prox
     origin: string,
     mode: Mode,
     durationMs: number,
-  ): Promise<{ transports: Set<string>; polls: number; pollerLoads: number; page: Page }> {
+  ): Promise<{ transports: Set<string>; connections: Set<string>; polls: number; pollerLoads: number; page: Page }> {
     const context = await browser.newContext({ acceptDownloads: true });
     const page = await context.newPage();
     const requests: string[] = [];
@@ -77,11 +77,18 @@ describe.skipIf(missing !== undefined)("fallback to polling through hostile prox
 
     // Every transport the item shows until the export ends (sampled; a switch lasts seconds).
     const transports = new Set<string>();
+    /** "transport connection-text" as shown together, while the export runs. */
+    const connections = new Set<string>();
     const deadline = Date.now() + durationMs + 30_000;
     let status: string | null = null;
     while (Date.now() < deadline && status !== "COMPLETED") {
-      const [shown, now] = await Promise.all([item.getAttribute("data-transport"), item.getAttribute("data-status")]);
+      const [shown, now, connection] = await Promise.all([
+        item.getAttribute("data-transport"),
+        item.getAttribute("data-status"),
+        item.getByTestId("connection").textContent(),
+      ]);
       if (shown !== null) transports.add(shown);
+      if (shown !== null && now === "IN_PROGRESS") connections.add(`${shown} ${connection ?? ""}`);
       status = now;
       if (status === "FAILED" || status === "CANCELLED" || status === "ERROR") break;
       await page.waitForTimeout(100);
@@ -104,7 +111,7 @@ describe.skipIf(missing !== undefined)("fallback to polling through hostile prox
     // The poller is a chunk of its own (client/src/polling.ts): fetched when a stream gives way, not before.
     const pollerLoads = requests.filter((request) => /^GET \/chunks\/polling-[^/]+\.js$/.test(request)).length;
     cleanups.push(() => context.close());
-    return { transports, polls, pollerLoads, page };
+    return { transports, connections, polls, pollerLoads, page };
   }
 
   it.each<Mode>(["multiplex", "per-job"])(
@@ -112,11 +119,14 @@ describe.skipIf(missing !== undefined)("fallback to polling through hostile prox
     async (mode) => {
       const nginx = await startNginx(servers.bffUrl, true);
       cleanups.push(nginx.stop);
-      const { transports, polls, pollerLoads, page } = await exportThrough(nginx.url, mode, 10_000);
+      const { transports, connections, polls, pollerLoads, page } = await exportThrough(nginx.url, mode, 10_000);
       expect(transports).toEqual(new Set(["sse", "polling"]));
       expect(polls).toBeGreaterThanOrEqual(2);
       expect(pollerLoads).toBe(1);
       expect(await page.getByTestId("export-item").first().getByTestId("transport").textContent()).toBe("polling");
+      // While polling the row never says "live": that is for a stream (and it may wait for the first GET).
+      expect(connections).toContain("polling checked every few s");
+      expect(connections).not.toContain("polling live");
       await page.context().close();
     },
   );
