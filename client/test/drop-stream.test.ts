@@ -7,28 +7,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createExportClient } from "../src/index.js";
 import type { ConnectionState, FetchLike, Job } from "../src/index.js";
-import { cookieFetch, countingEventSource } from "./fakes.js";
-import type { NodeFetch } from "./fakes.js";
+import { cookieFetch, countingEventSource, recordingStreams } from "./fakes.js";
+import type { StreamRequest } from "./scenario-table.js";
 import { externalBffUrl, missingPrerequisites, prerequisites, startServers } from "./servers.js";
 import type { Servers } from "./servers.js";
 
 const missing = prerequisites("dropStreamAt through the real BFF", missingPrerequisites());
-
-/** Each stream request the EventSources made: its path and the Last-Event-ID it sent. */
-interface StreamRequest {
-  readonly path: string;
-  readonly lastEventId: string | null;
-}
-
-function recordingFetch(inner: NodeFetch, requests: StreamRequest[]): NodeFetch {
-  return (input, init) => {
-    const url = new URL(input instanceof Request ? input.url : String(input));
-    if (url.pathname.endsWith("/events")) {
-      requests.push({ path: url.pathname, lastEventId: new Headers(init?.headers).get("Last-Event-ID") });
-    }
-    return inner(input, init);
-  };
-}
 
 // Against an external stack (the compose profile) the backend's SCENARIOS setting is the
 // stack's own; the suite runs where it starts its servers.
@@ -45,7 +29,7 @@ describe.skipIf(missing !== undefined || externalBffUrl !== undefined)("dropStre
     it(`${mode}: one cut right after 40 %, one reconnect with Last-Event-ID, every seq once, COMPLETED`, async () => {
       const requests: StreamRequest[] = [];
       const jar = cookieFetch();
-      const streams = countingEventSource(recordingFetch(jar, requests));
+      const streams = countingEventSource(recordingStreams(jar, requests));
       const client = createExportClient({ baseUrl: servers.bffUrl, fetch: jar as FetchLike, EventSource: streams.EventSource, mode });
       const job = await client.start({ rows: 1000, durationMs: 2000, dropStreamAt: 40 });
       const seen: Job[] = [];

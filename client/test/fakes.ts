@@ -431,6 +431,20 @@ export interface CountingEventSource {
   readonly constructed: string[];
 }
 
+/**
+ * `inner`, recording each event stream request an EventSource makes through it: its URL
+ * and the Last-Event-ID it resumed with (none: undefined).
+ */
+export function recordingStreams(inner: NodeFetch, streams: { url: string; lastEventId: string | undefined }[]): NodeFetch {
+  return (input, init) => {
+    const url = input instanceof Request ? input.url : String(input);
+    if (new URL(url).pathname.endsWith("/events")) {
+      streams.push({ url, lastEventId: new Headers(init?.headers).get("Last-Event-ID") ?? undefined });
+    }
+    return inner(input, init);
+  };
+}
+
 /** The `eventsource` package's EventSource, counting constructions, sending `fetchImpl`'s cookies. */
 export function countingEventSource(fetchImpl: NodeFetch): CountingEventSource {
   const constructed: string[] = [];

@@ -6,8 +6,7 @@
 import { afterAll, beforeAll, describe, it } from "vitest";
 import { createExportClient } from "../src/index.js";
 import type { FetchLike } from "../src/index.js";
-import { cookieFetch, countingEventSource } from "./fakes.js";
-import type { NodeFetch } from "./fakes.js";
+import { cookieFetch, countingEventSource, recordingStreams } from "./fakes.js";
 import { checkScenario, record, SCENARIOS } from "./scenario-table.js";
 import type { Driver, StreamRequest } from "./scenario-table.js";
 import { missingPrerequisites, prerequisites, startServers } from "./servers.js";
@@ -56,16 +55,4 @@ describe.skipIf(missing !== undefined)("the scenario table against the real BFF 
   it.each(SCENARIOS.map((row) => [row.name, row] as const))("%s", async (_name, row) => {
     checkScenario(row, await record(driver(), row));
   });
-
 });
-
-/** `inner`, recording each event stream request the EventSource makes with its Last-Event-ID. */
-function recordingStreams(inner: NodeFetch, streams: StreamRequest[]): NodeFetch {
-  return (input, init) => {
-    const url = input instanceof Request ? input.url : String(input);
-    if (new URL(url).pathname.endsWith("/events")) {
-      streams.push({ url, lastEventId: new Headers(init?.headers).get("Last-Event-ID") ?? undefined });
-    }
-    return inner(input, init);
-  };
-}

@@ -4,7 +4,6 @@
  * BFF's Origin check lets POST/DELETE through. Requests carry the Origin header a
  * browser on the dev server's page sends (Node's fetch sends none by itself).
  */
-import { createServer as listenOn } from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,7 +14,7 @@ import { createExportClient, ExportError } from "../src/index.js";
 import type { FetchLike } from "../src/index.js";
 import { cookieFetch, countingEventSource } from "./fakes.js";
 import type { NodeFetch } from "./fakes.js";
-import { externalBffUrl, inCI, missingPrerequisites, reportMissing, startServers } from "./servers.js";
+import { externalBffUrl, freePort, inCI, missingPrerequisites, reportMissing, startServers } from "./servers.js";
 import type { Servers } from "./servers.js";
 
 const missing = reportMissing(
@@ -30,16 +29,6 @@ if (missing !== undefined) {
   });
 }
 
-/** A free loopback port, for a dev server whose origin the BFF must know before it starts. */
-async function freePort(): Promise<number> {
-  const server = listenOn();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (typeof address !== "object" || !address) throw new Error("no port");
-  return address.port;
-}
-
 describe.skipIf(missing !== undefined)("Vite dev server proxying /api to the BFF", () => {
   let servers: Servers;
   const devServers: ViteDevServer[] = [];
@@ -48,7 +37,7 @@ describe.skipIf(missing !== undefined)("Vite dev server proxying /api to the BFF
   let allowedPort: number;
 
   beforeAll(async () => {
-    allowedPort = await freePort();
+    allowedPort = await freePort(); // the BFF must know the dev server's origin before it starts
     servers = await startServers({ env: { ALLOWED_ORIGINS: `http://127.0.0.1:${allowedPort}` } });
   });
 

@@ -476,7 +476,7 @@ function openStream(state: FakeState, url: string, lastEventId: string | undefin
   void Promise.resolve().then(() => {
     if (stopped) return;
     const known = code === undefined ? state.list().reverse() : [state.snapshot(code)].filter((job) => job !== undefined);
-    // A resume with nothing newer: the BFF sends nothing until the next change.
+    // No such export in the session, or no such stream: the BFF answers 404.
     if ((code !== undefined && known.length === 0) || (code === undefined && path !== "/api/events")) return on.refused(404);
     on.open();
     if (fault) {
@@ -488,6 +488,7 @@ function openStream(state: FakeState, url: string, lastEventId: string | undefin
         stop();
       }, (fault.afterMs ?? 0) + (fault.giveUpMs ?? 0)));
     }
+    // A resume with nothing newer: the BFF sends nothing until the next change.
     for (const job of known) if (job.seq > after) follower.send(job);
     state.followers.add(follower);
   });
